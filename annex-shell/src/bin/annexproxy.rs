@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("annexproxy: not yet implemented");
+    std::process::exit(1);
+}

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("git-annex-shell: not yet implemented");
+    std::process::exit(1);
+}

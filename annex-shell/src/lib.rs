@@ -1,0 +1,1 @@
+//! git-annex-shell: argv forms, restrictions, and the commands it serves.
