@@ -1,1 +1,13 @@
 //! git-annex-shell: argv forms, restrictions, and the commands it serves.
+//!
+//! [`args`] and [`restrict`] decide what may run; [`run`] makes git-annex's
+//! checks and picks the command; [`serve`] and [`cmd`] are the P2P server
+//! over [`annex::p2p`].
+
+pub mod args;
+pub mod builtins;
+pub mod cmd;
+pub mod p2pstdio;
+pub mod restrict;
+pub mod run;
+pub mod serve;

@@ -1,0 +1,159 @@
+//! The line-oriented builtins: everything but p2pstdio.
+
+use std::io::{BufRead, Write};
+
+use annex::key::Key;
+use annex::repo::Repo;
+use annex::store::RemoveOutcome;
+
+use crate::args::BuiltinCall;
+use crate::restrict::{Policy, Refused, READONLY};
+use crate::run::ShellError;
+
+/// `configlist`: the two config lines git-annex prints. A repository with
+/// no UUID is initialised first when a git-annex branch exists (someone
+/// pushed one) or the client asked with `autoinit=1`.
+pub fn configlist(repo: &Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
+    let mut uuid = repo.uuid();
+    if uuid.is_none() && (call.fields.autoinit || repo.has_annex_branch()) {
+        if policy.readonly {
+            return Err(Refused::Blocked(READONLY).into());
+        }
+        uuid = Some(
+            repo.init(None)
+                .map_err(|e| ShellError::Other(format!("initialisation failed: {e}")))?,
+        );
+    }
+    let gcrypt = repo.config_get("core.gcrypt-id").unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "annex.uuid={}", uuid.unwrap_or_default()).map_err(io)?;
+    writeln!(out, "core.gcrypt-id={gcrypt}").map_err(io)?;
+    Ok(0)
+}
+
+fn keys(call: &BuiltinCall) -> Result<Vec<Key>, ShellError> {
+    call.params
+        .iter()
+        .map(|p| Key::parse(p).map_err(|e| ShellError::Other(e.to_string())))
+        .collect()
+}
+
+/// `inannex KEY…`: exit 0 when every key is present, 1 when one is not.
+pub fn inannex(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
+    let store = repo.store();
+    let all = keys(call)?.iter().all(|k| store.has(k));
+    Ok(if all { 0 } else { 1 })
+}
+
+/// `dropkey KEY…`: remove content without numcopies checks (the client has
+/// made them) and record it.
+pub fn dropkey(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
+    let store = repo.store();
+    let uuid = repo.uuid().unwrap_or_default();
+    let branch = repo.branch();
+    let mut ok = true;
+    let mut logged = false;
+    for key in keys(call)? {
+        match store.remove(&key, || true).map_err(other)? {
+            RemoveOutcome::Removed => {
+                annex::branch::location::record(&branch, &key, &uuid, false).map_err(other)?;
+                logged = true;
+            }
+            RemoveOutcome::NotPresent => {}
+            RemoveOutcome::Locked | RemoveOutcome::TooLate => {
+                eprintln!("git-annex-shell: {key} is locked; not dropped");
+                ok = false;
+            }
+        }
+    }
+    if logged {
+        branch.commit("update").map_err(other)?;
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// `lockcontent KEY`: hold a shared lock, print `OK`, and keep it until
+/// stdin closes (the protocol older ssh remotes used for drop proofs).
+pub fn lockcontent(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
+    let [key] = keys(call)?.try_into().map_err(|_| {
+        ShellError::Other("lockcontent takes one key".into())
+    })?;
+    let store = repo.store();
+    match store.lock_content(&key).map_err(other)? {
+        Some(lock) => {
+            println!("OK");
+            std::io::stdout().flush().map_err(io)?;
+            let mut sink = String::new();
+            let stdin = std::io::stdin();
+            while stdin.lock().read_line(&mut sink).map_err(io)? > 0 {
+                sink.clear();
+            }
+            drop(lock);
+            Ok(0)
+        }
+        None => Ok(1),
+    }
+}
+
+/// `commit`: commit the journal to the git-annex branch.
+pub fn commit(repo: &Repo) -> Result<i32, ShellError> {
+    repo.branch().commit("update").map_err(other)?;
+    Ok(0)
+}
+
+/// `notifychanges`: print `CHANGED sha…` whenever refs change, until stdin
+/// closes.
+pub fn notifychanges(repo: &Repo) -> Result<i32, ShellError> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let stdin = std::io::stdin();
+        while matches!(stdin.lock().read_line(&mut line), Ok(n) if n > 0) {
+            line.clear();
+        }
+        let _ = tx.send(());
+    });
+    let mut before = repo.ref_values().map_err(other)?;
+    let mut out = std::io::stdout();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let now = repo.ref_values().map_err(other)?;
+        let mut changed: Vec<&String> = now
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(_, v)| v)
+            .collect();
+        changed.sort();
+        changed.dedup();
+        if !changed.is_empty() {
+            let line: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
+            if writeln!(out, "CHANGED {}", line.join(" ")).and_then(|_| out.flush()).is_err() {
+                return Ok(0);
+            }
+        }
+        before = now;
+    }
+}
+
+/// `transferinfo KEY`: the client reports upload progress on stdin; the
+/// server only needs it for its transfer log, which p2pstdio keeps itself.
+pub fn transferinfo(_repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
+    keys(call)?;
+    let mut line = String::new();
+    let stdin = std::io::stdin();
+    while stdin.lock().read_line(&mut line).map_err(io)? > 0 {
+        line.clear();
+    }
+    Ok(0)
+}
+
+fn io(e: std::io::Error) -> ShellError {
+    ShellError::Other(e.to_string())
+}
+
+fn other(e: impl std::fmt::Display) -> ShellError {
+    ShellError::Other(e.to_string())
+}

@@ -1,0 +1,52 @@
+//! REMOVE and REMOVE-BEFORE.
+
+use annex::key::Key;
+use annex::p2p::Message;
+use annex::store::RemoveOutcome;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::restrict::ServerMode;
+use crate::serve::{success, Flow, ServeError, Session};
+
+pub const READONLY_ERROR: &str = "this repository is read-only; write access denied";
+pub const APPENDONLY_ERROR: &str = "this repository is append-only; removal denied";
+
+pub async fn handle<R, W>(
+    s: &mut Session<R, W>,
+    key: Key,
+    before: Option<u64>,
+) -> Result<Flow, ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    match s.mode {
+        ServerMode::ReadOnly => {
+            s.send(Message::Error(READONLY_ERROR.into())).await?;
+            return Ok(Flow::Continue);
+        }
+        ServerMode::AppendOnly => {
+            s.send(Message::Error(APPENDONLY_ERROR.into())).await?;
+            return Ok(Flow::Continue);
+        }
+        ServerMode::ReadWrite => {}
+    }
+    // The deadline is checked while the removal lock is held, so a lock
+    // that a client took just before the deadline cannot be raced.
+    let still_allowed = || match before {
+        Some(ts) => annex::clock::monotonic_seconds() < ts,
+        None => true,
+    };
+    let ok = match s.store.remove(&key, still_allowed)? {
+        RemoveOutcome::NotPresent => true,
+        RemoveOutcome::Removed => {
+            s.log_presence(&key, false)?;
+            true
+        }
+        // git-annex dies here with "content is locked"; a FAILURE tells the
+        // client the same thing and keeps the session.
+        RemoveOutcome::Locked | RemoveOutcome::TooLate => false,
+    };
+    s.send(success(ok)).await?;
+    Ok(Flow::Continue)
+}

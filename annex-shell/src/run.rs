@@ -1,0 +1,135 @@
+//! From a parsed invocation to a served command: the checks git-annex-shell
+//! makes before it runs anything, in git-annex's order, then the command.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use annex::repo::Repo;
+
+use crate::args::{self, Builtin, BuiltinCall, Invocation};
+use crate::restrict::{Policy, Refused};
+use crate::{builtins, p2pstdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error(transparent)]
+    Args(#[from] args::ArgsError),
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("failed to read git config of git repository in {host} on {dir}; perhaps this repository is not set up correctly or has moved")]
+    NoRepo { host: String, dir: String },
+    #[error("Not a git-annex or gcrypt repository.")]
+    NotAnnex,
+    #[error("expected repository UUID {expected} but found {found}")]
+    WrongUuid { expected: String, found: String },
+    #[error("Cannot proxy {0} command.")]
+    CannotProxy(&'static str),
+    #[error("{0}")]
+    Other(String),
+    #[error("git-shell: {0}")]
+    GitShell(std::io::Error),
+}
+
+/// Run git-annex-shell with argv (without argv[0]); returns the exit code.
+pub fn run(argv: &[String]) -> Result<i32, ShellError> {
+    let invocation = args::parse(argv)?;
+    let policy = Policy::from_env();
+    let home = home_dir();
+    match invocation {
+        Invocation::GitShell { command, dir } => {
+            policy.check_directory(dir.as_deref(), &home)?;
+            policy.check_git_shell()?;
+            // exec, so git's service owns our stdio and exit status.
+            let err = std::process::Command::new("git-shell")
+                .arg("-c")
+                .args(&command)
+                .exec();
+            Err(ShellError::GitShell(err))
+        }
+        Invocation::Builtin(call) => run_builtin(call, &policy, &home),
+    }
+}
+
+fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, ShellError> {
+    policy.check_builtin(call.cmd)?;
+    policy.check_directory(Some(&call.dir), home)?;
+    let path: PathBuf = args::resolve_dir(&call.dir, home);
+    let repo = Repo::open(&path).map_err(|_| ShellError::NoRepo {
+        host: hostname(),
+        dir: call.dir.clone(),
+    })?;
+    let repo = repo.with_config_overrides(&call.config_overrides);
+
+    if let Some(expected) = &call.expected_uuid {
+        check_uuid(&repo, expected, call.cmd)?;
+    }
+    if !matches!(call.cmd, Builtin::ConfigList | Builtin::GcryptSetup)
+        && !repo.is_annex_initialized()
+        && repo.config_get("core.gcrypt-id").is_none()
+    {
+        return Err(ShellError::NotAnnex);
+    }
+
+    match call.cmd {
+        Builtin::ConfigList => builtins::configlist(&repo, &call, policy),
+        Builtin::P2pStdio => p2pstdio::run(repo, &call, policy),
+        Builtin::InAnnex => builtins::inannex(&repo, &call),
+        Builtin::DropKey => builtins::dropkey(&repo, &call),
+        Builtin::LockContent => builtins::lockcontent(&repo, &call),
+        Builtin::Commit => builtins::commit(&repo),
+        Builtin::NotifyChanges => builtins::notifychanges(&repo),
+        Builtin::TransferInfo => builtins::transferinfo(&repo, &call),
+        Builtin::SendKey | Builtin::RecvKey => Err(ShellError::Other(format!(
+            "{} (rsync transfers) is not supported by this server; git-annex clients since 6.20180312 use p2pstdio",
+            call.cmd.name()
+        ))),
+        Builtin::GcryptSetup => Err(ShellError::Other(
+            "gcryptsetup is not supported by this server: encrypted gcrypt repositories need the real git-annex-shell".into(),
+        )),
+    }
+}
+
+/// The `--uuid` check: the repository must be the one the client expects.
+/// Proxying for another UUID comes with the proxy; until then a mismatch is
+/// refused with git-annex's message.
+fn check_uuid(repo: &Repo, expected: &str, cmd: Builtin) -> Result<(), ShellError> {
+    match repo.uuid() {
+        Some(u) if u == expected => Ok(()),
+        Some(u) => {
+            if !cmd.proxyable() {
+                return Err(ShellError::WrongUuid {
+                    expected: expected.into(),
+                    found: format!("UUID {u}"),
+                });
+            }
+            Err(ShellError::WrongUuid {
+                expected: expected.into(),
+                found: format!("UUID {u}"),
+            })
+        }
+        None => Err(ShellError::WrongUuid {
+            expected: expected.into(),
+            found: "uninitialized repository".into(),
+        }),
+    }
+}
+
+pub fn home_dir() -> String {
+    if let Ok(h) = std::env::var("HOME") {
+        if !h.is_empty() {
+            return h;
+        }
+    }
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into())
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
