@@ -1,1 +1,3 @@
-//! placeholder
+//! Annexed content on disk.
+
+pub mod verify;
