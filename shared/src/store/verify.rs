@@ -201,6 +201,13 @@ impl Verifier {
         }
     }
 
+    /// The size check alone, for content whose length is known.
+    pub fn check_size_only(key: &Key, size: u64) -> Result<Checked, Mismatch> {
+        let mut v = Verifier::size_only(key);
+        v.seen = size;
+        v.check()
+    }
+
     pub fn finish(self) -> bool {
         self.check().is_ok()
     }
