@@ -152,9 +152,14 @@ impl VectorClock {
     /// The clock to write when earlier entries carry `previous` clocks: the
     /// candidate, unless one of them is at or past it, in which case one
     /// second after the latest (`Annex/VectorClock.hs: advanceVectorClock`).
-    pub fn advance(candidate: VectorClock, previous: impl IntoIterator<Item = VectorClock>) -> VectorClock {
+    pub fn advance(
+        candidate: VectorClock,
+        previous: impl IntoIterator<Item = VectorClock>,
+    ) -> VectorClock {
         match previous.into_iter().max() {
-            Some(VectorClock::At(p)) if VectorClock::At(p) >= candidate => VectorClock::At(p.add_secs(1)),
+            Some(VectorClock::At(p)) if VectorClock::At(p) >= candidate => {
+                VectorClock::At(p.add_secs(1))
+            }
             _ => candidate,
         }
     }
@@ -193,7 +198,10 @@ mod tests {
         assert_eq!(t.to_string(), "1795616530.409793404s");
         assert_eq!(PosixTime::from_secs(1795615816).to_string(), "1795615816s");
         assert_eq!(PosixTime::from_picos(1_500_000_000_000).to_string(), "1.5s");
-        assert_eq!(PosixTime::from_picos(-1_500_000_000_000).to_string(), "-1.5s");
+        assert_eq!(
+            PosixTime::from_picos(-1_500_000_000_000).to_string(),
+            "-1.5s"
+        );
         assert_eq!(PosixTime::from_picos(1).to_string(), "0.000000000001s");
     }
 
@@ -209,7 +217,9 @@ mod tests {
         assert_eq!(p("-0.5"), Some(500_000_000_000));
         // Beyond picoseconds is truncated.
         assert_eq!(p("1.0000000000019"), Some(PICOS_PER_SEC + 1));
-        for bad in ["", "s", "1.", ".5", "1.5ss", "1s5", "x", "1.5x", "--1", "1e5"] {
+        for bad in [
+            "", "s", "1.", ".5", "1.5ss", "1s5", "x", "1.5x", "--1", "1e5",
+        ] {
             assert_eq!(PosixTime::parse(bad), None, "{bad:?}");
         }
     }
@@ -221,7 +231,10 @@ mod tests {
         assert!(VectorClock::Unknown < a && a < b);
         assert_eq!(VectorClock::Unknown.to_string(), "0");
         assert_eq!(VectorClock::advance(b, [a]), b);
-        assert_eq!(VectorClock::advance(a, [b, VectorClock::Unknown]), VectorClock::from_secs(201));
+        assert_eq!(
+            VectorClock::advance(a, [b, VectorClock::Unknown]),
+            VectorClock::from_secs(201)
+        );
         assert_eq!(VectorClock::advance(a, [a]), VectorClock::from_secs(101));
         assert_eq!(VectorClock::advance(a, []), a);
         assert_eq!(VectorClock::advance(a, [VectorClock::Unknown]), a);
@@ -229,10 +242,15 @@ mod tests {
 
     #[test]
     fn vector_clock_env_override() {
-        assert_eq!(vector_clock_from(Some("1234s")), VectorClock::from_secs(1234));
+        assert_eq!(
+            vector_clock_from(Some("1234s")),
+            VectorClock::from_secs(1234)
+        );
         assert_eq!(vector_clock_from(Some("1234.5")).to_string(), "1234.5s");
         let now = vector_clock_from(Some("garbage"));
-        let VectorClock::At(t) = now else { panic!("known clock") };
+        let VectorClock::At(t) = now else {
+            panic!("known clock")
+        };
         assert_eq!(t.picos() % PICOS_PER_SEC, 0, "whole seconds");
         assert!((t.secs() - PosixTime::now().secs()).abs() <= 1);
     }
@@ -248,7 +266,11 @@ mod tests {
         };
         let repo = crate::store::testutil::RealRepo::init();
         let mut child = Command::new(shell)
-            .args(["p2pstdio", repo.path_str(), "11111111-2222-3333-4444-555555555555"])
+            .args([
+                "p2pstdio",
+                repo.path_str(),
+                "11111111-2222-3333-4444-555555555555",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -258,7 +280,9 @@ mod tests {
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         out.read_line(&mut line).expect("AUTH-SUCCESS");
-        stdin.write_all(b"VERSION 4\nGETTIMESTAMP\n").expect("write");
+        stdin
+            .write_all(b"VERSION 4\nGETTIMESTAMP\n")
+            .expect("write");
         stdin.flush().expect("flush");
         line.clear();
         out.read_line(&mut line).expect("VERSION");
@@ -273,6 +297,9 @@ mod tests {
             .strip_prefix("TIMESTAMP ")
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("bad reply {line:?}"));
-        assert!(before.saturating_sub(1) <= theirs && theirs <= after + 1, "{before} {theirs} {after}");
+        assert!(
+            before.saturating_sub(1) <= theirs && theirs <= after + 1,
+            "{before} {theirs} {after}"
+        );
     }
 }

@@ -327,14 +327,20 @@ impl HashKind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// Name is the hex digest of the content (plus an extension when `ext`).
-    Hash { kind: HashKind, ext: bool },
+    Hash {
+        kind: HashKind,
+        ext: bool,
+    },
     Worm,
     Url,
     Vurl,
     GitBundle,
     GitManifest,
     /// `X<name>[E]`: an external backend program.
-    External { name: String, ext: bool },
+    External {
+        name: String,
+        ext: bool,
+    },
     /// A variety this git-annex does not know; still storable.
     Other(String),
 }
@@ -410,7 +416,10 @@ mod tests {
         assert_eq!(key.hash_part(), "abc");
         assert_eq!(key.extension(), ".tar.gz");
         assert!(key.is_chunk());
-        assert_eq!(key.non_chunk().to_string(), "SHA256E-s12-m1700000000--abc.tar.gz");
+        assert_eq!(
+            key.non_chunk().to_string(),
+            "SHA256E-s12-m1700000000--abc.tar.gz"
+        );
     }
 
     #[test]
@@ -473,7 +482,10 @@ mod tests {
         assert_eq!(k("URL--http://x/a%b").key_file(), "URL--http&c%%x%a&sb");
         assert_eq!(k("URL--a/b").key_file(), "URL--a%b");
         // As in `git annex examinekey --format='${objectpath}'`.
-        assert_eq!(k("URL--http://x/a%b&c").key_file(), "URL--http&c%%x%a&sb&ac");
+        assert_eq!(
+            k("URL--http://x/a%b&c").key_file(),
+            "URL--http&c%%x%a&sb&ac"
+        );
         // No special char: the name keeps its `&`-free text untouched.
         assert_eq!(k("SHA1--a b").key_file(), "SHA1--a b");
     }
@@ -494,10 +506,12 @@ mod tests {
     /// Object directories observed in real repositories (spec 4.1).
     #[test]
     fn hash_dirs_match_real_repositories() {
-        let a = k("SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.txt");
+        let a =
+            k("SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.txt");
         assert_eq!(a.hash_dir_mixed(), "mK/4w");
         assert_eq!(a.hash_dir_lower(), "d91/b11");
-        let b = k("SHA256E-s6--e258d248fda94c63753607f7c4494ee0fcbe92f1a76bfdac795c9d84101eb317.txt");
+        let b =
+            k("SHA256E-s6--e258d248fda94c63753607f7c4494ee0fcbe92f1a76bfdac795c9d84101eb317.txt");
         assert_eq!(b.hash_dir_mixed(), "Z9/4f");
         assert_eq!(b.hash_dir_lower(), "694/d93");
         // Pinned with `git annex examinekey --format='${hashdirmixed} ${hashdirlower}'`.
@@ -522,20 +536,41 @@ mod tests {
     fn backends_are_classified() {
         assert_eq!(
             k("SHA256E--x").backend(),
-            Backend::Hash { kind: HashKind::Sha256, ext: true }
+            Backend::Hash {
+                kind: HashKind::Sha256,
+                ext: true
+            }
         );
         assert_eq!(
             k("BLAKE2SP224--x").backend(),
-            Backend::Hash { kind: HashKind::Blake2sp224, ext: false }
+            Backend::Hash {
+                kind: HashKind::Blake2sp224,
+                ext: false
+            }
         );
-        assert_eq!(k("XXH3E--x").backend(), Backend::Hash { kind: HashKind::Xxh3, ext: true });
+        assert_eq!(
+            k("XXH3E--x").backend(),
+            Backend::Hash {
+                kind: HashKind::Xxh3,
+                ext: true
+            }
+        );
         assert_eq!(k("WORM--x").backend(), Backend::Worm);
         assert_eq!(k("VURL--x").backend(), Backend::Vurl);
         assert_eq!(
             k("XfooE--x").backend(),
-            Backend::External { name: "foo".into(), ext: true }
+            Backend::External {
+                name: "foo".into(),
+                ext: true
+            }
         );
-        assert_eq!(k("X--x").backend(), Backend::External { name: "".into(), ext: false });
+        assert_eq!(
+            k("X--x").backend(),
+            Backend::External {
+                name: "".into(),
+                ext: false
+            }
+        );
         assert_eq!(k("SHA257--x").backend(), Backend::Other("SHA257".into()));
     }
 

@@ -128,7 +128,9 @@ impl ObjectStore {
             return Ok(None);
         };
         let files = LockFiles::beside(&object);
-        let handle = match in_thawed_dir(&files.lck, || lockfile::try_lock(&files.lck, LockKind::Shared, FILE_MODE)) {
+        let handle = match in_thawed_dir(&files.lck, || {
+            lockfile::try_lock(&files.lck, LockKind::Shared, FILE_MODE)
+        }) {
             Ok(Some(h)) if fsutil::lock_is_sane(&files.lck, &h) => h,
             Ok(_) => return Err(StoreError::ContentLocked),
             Err(_) if !object.exists() => return Ok(None),
@@ -156,7 +158,11 @@ impl ObjectStore {
     /// `REMOVE`: drops the content unless it is locked or retained.
     /// `still_allowed` runs while the removal lock is held, right before
     /// the object is deleted.
-    pub fn remove(&self, key: &Key, still_allowed: impl FnOnce() -> bool) -> Result<RemoveOutcome, StoreError> {
+    pub fn remove(
+        &self,
+        key: &Key,
+        still_allowed: impl FnOnce() -> bool,
+    ) -> Result<RemoveOutcome, StoreError> {
         let Some(object) = self.content_path(key) else {
             return Ok(RemoveOutcome::NotPresent);
         };
@@ -165,7 +171,9 @@ impl ObjectStore {
         if retained() == Some(true) {
             return Ok(RemoveOutcome::Locked);
         }
-        let handle = match in_thawed_dir(&files.lck, || fsutil::try_sane_lock(&files.lck, LockKind::Exclusive)) {
+        let handle = match in_thawed_dir(&files.lck, || {
+            fsutil::try_sane_lock(&files.lck, LockKind::Exclusive)
+        }) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(RemoveOutcome::Locked),
             Err(_) if !object.exists() => return Ok(RemoveOutcome::NotPresent),
@@ -195,7 +203,8 @@ impl ObjectStore {
             release(handle);
             return Ok(RemoveOutcome::TooLate);
         }
-        in_thawed_dir(&object, || fsutil::remove_if_exists(&object)).map_err(StoreError::io("remove", &object))?;
+        in_thawed_dir(&object, || fsutil::remove_if_exists(&object))
+            .map_err(StoreError::io("remove", &object))?;
         let _ = in_thawed_dir(&files.lck, || fsutil::remove_if_exists(&files.lck));
         // Key directory and both hash directories, when empty.
         fsutil::remove_empty_dirs(&object, 3);

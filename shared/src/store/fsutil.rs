@@ -43,7 +43,10 @@ pub(crate) fn thaw_dir(dir: &Path) -> io::Result<()> {
 /// again afterwards whatever the outcome (`modifyContentDirWhenExists`).
 /// Another process may freeze the directory under us; a permission error
 /// is then retried a few times after thawing again.
-pub(crate) fn in_thawed_dir<T>(file: &Path, mut action: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+pub(crate) fn in_thawed_dir<T>(
+    file: &Path,
+    mut action: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut attempts = 0;
     loop {

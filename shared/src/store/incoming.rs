@@ -70,7 +70,8 @@ impl ObjectStore {
         assoc_file: Option<&str>,
     ) -> Result<Incoming, StoreError> {
         let tmp = self.tmp_path(key)?;
-        let mut record = TransferRecord::start(self, Direction::Download, key, remote_uuid, assoc_file)?;
+        let mut record =
+            TransferRecord::start(self, Direction::Download, key, remote_uuid, assoc_file)?;
         let tmpdir = tmp.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(tmpdir).map_err(StoreError::io("create", tmpdir))?;
         let already = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
@@ -115,7 +116,14 @@ impl ObjectStore {
 }
 
 fn open_tmp(tmp: &Path) -> io::Result<File> {
-    let open = || OpenOptions::new().read(true).write(true).create(true).mode(FILE_MODE).open(tmp);
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(tmp)
+    };
     match open() {
         // A partial file left frozen by some other tool; git-annex thaws it.
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied && tmp.exists() => {
@@ -160,7 +168,10 @@ impl Incoming {
                 let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
                 let n = self.file.read(&mut buf[..want])?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "partial file shrank"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "partial file shrank",
+                    ));
                 }
                 v.update(&buf[..n]);
                 left -= n as u64;
@@ -176,7 +187,10 @@ impl Incoming {
         self.verifier()?;
         self.file.write_all(data)?;
         self.received += data.len() as u64;
-        self.verifier.as_mut().expect("created by verifier()").update(data);
+        self.verifier
+            .as_mut()
+            .expect("created by verifier()")
+            .update(data);
         Ok(())
     }
 
@@ -237,7 +251,9 @@ impl Incoming {
     /// Returns the object path and whether our copy is the one there.
     fn move_into_place(&mut self) -> Result<(PathBuf, bool), StoreError> {
         let tmp = self.tmp.clone();
-        self.file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+        self.file
+            .sync_all()
+            .map_err(StoreError::io("fsync", &tmp))?;
         if let Some(existing) = self.store.content_path(&self.key) {
             // Keep the copy already there, as git-annex's moveAnnex does.
             fs::remove_file(&tmp).map_err(StoreError::io("remove", &tmp))?;

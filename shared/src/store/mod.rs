@@ -25,11 +25,11 @@ mod transfer;
 pub mod verify;
 
 #[cfg(test)]
-pub(crate) mod testutil;
+mod interop_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod interop_tests;
+pub(crate) mod testutil;
 
 use std::fs::File;
 use std::io;
@@ -102,7 +102,11 @@ impl ObjectStore {
     }
 
     fn object_path_in(&self, hashdir: &str, kf: &str) -> PathBuf {
-        self.gitdir.join("annex/objects").join(hashdir).join(kf).join(kf)
+        self.gitdir
+            .join("annex/objects")
+            .join(hashdir)
+            .join(kf)
+            .join(kf)
     }
 
     /// Where content may be, in the order git-annex looks
@@ -112,7 +116,11 @@ impl ObjectStore {
         let kf = Self::key_file(key)?;
         let mixed = self.object_path_in(&key.hash_dir_mixed(), &kf);
         let lower = self.object_path_in(&key.hash_dir_lower(), &kf);
-        Ok(if self.bare { [lower, mixed] } else { [mixed, lower] })
+        Ok(if self.bare {
+            [lower, mixed]
+        } else {
+            [mixed, lower]
+        })
     }
 
     /// The object file holding the key's content, if there is one.

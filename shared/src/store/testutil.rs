@@ -86,7 +86,11 @@ impl RealRepo {
         let mut c = command("git", &path);
         c.args(["annex", "init", "scratch"]);
         run(c);
-        RealRepo { _dir: dir, path, bare }
+        RealRepo {
+            _dir: dir,
+            path,
+            bare,
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -133,3 +137,72 @@ macro_rules! require_git_annex {
     };
 }
 pub(crate) use require_git_annex;
+
+/// A real `git-annex-shell p2pstdio` session, protocol version 4.
+pub(crate) struct P2pSession {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+pub(crate) const CLIENT_UUID: &str = "11111111-2222-3333-4444-555555555555";
+
+impl P2pSession {
+    pub(crate) fn start(repo: &RealRepo) -> P2pSession {
+        use std::process::Stdio;
+        let shell = real_git_annex_shell().expect("checked by require_git_annex");
+        let mut child = command(shell.to_str().expect("utf-8 path"), repo.path())
+            .args(["p2pstdio", repo.path_str(), CLIENT_UUID])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn git-annex-shell");
+        let stdin = child.stdin.take();
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut s = P2pSession {
+            child,
+            stdin,
+            stdout,
+        };
+        assert!(s.read_line().starts_with("AUTH-SUCCESS "));
+        s.send(b"VERSION 4\n");
+        assert_eq!(s.read_line(), "VERSION 4");
+        s
+    }
+
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("open");
+        stdin.write_all(bytes).expect("write to git-annex-shell");
+        stdin.flush().expect("flush");
+    }
+
+    /// One reply line without its newline; empty at end of stream.
+    pub(crate) fn read_line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        line.trim_end_matches('\n').to_owned()
+    }
+
+    /// Closes stdin and waits for the server to exit.
+    pub(crate) fn close(mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+
+    /// Ends the server abruptly, as a dropped ssh connection would.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for P2pSession {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -69,7 +69,11 @@ impl TransferRecord {
         let info = format!("{}\n{}\n", PosixTime::now(), assoc_file.unwrap_or("")).into_bytes();
         let mut record = TransferRecord {
             info_path: uuid_dir.join(&kf),
-            failed_path: tdir.join("failed").join(direction.name()).join(&u).join(&kf),
+            failed_path: tdir
+                .join("failed")
+                .join(direction.name())
+                .join(&u)
+                .join(&kf),
             info,
             locks: Vec::new(),
             ended: false,

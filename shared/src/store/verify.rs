@@ -12,8 +12,8 @@
 //! for BLAKE2SP224) are those of the reference code git-annex links; the
 //! tests pin digests made by the real git-annex.
 
-pub use crate::key::{Backend, HashKind};
 use crate::key::Key;
+pub use crate::key::{Backend, HashKind};
 
 use digest::DynDigest;
 
@@ -28,11 +28,15 @@ enum Hasher {
 }
 
 fn blake2b(len: usize) -> Hasher {
-    Hasher::Blake2b(Box::new(blake2b_simd::Params::new().hash_length(len).to_state()))
+    Hasher::Blake2b(Box::new(
+        blake2b_simd::Params::new().hash_length(len).to_state(),
+    ))
 }
 
 fn blake2s(len: usize) -> Hasher {
-    Hasher::Blake2s(Box::new(blake2s_simd::Params::new().hash_length(len).to_state()))
+    Hasher::Blake2s(Box::new(
+        blake2s_simd::Params::new().hash_length(len).to_state(),
+    ))
 }
 
 impl Hasher {
@@ -40,34 +44,40 @@ impl Hasher {
         use skein::consts::{U32, U64};
         let d = |h: Box<dyn DynDigest + Send>| Hasher::Dyn(h);
         match kind {
-            HashKind::Sha256 => d(Box::new(sha2::Sha256::default())),
-            HashKind::Sha512 => d(Box::new(sha2::Sha512::default())),
-            HashKind::Sha224 => d(Box::new(sha2::Sha224::default())),
-            HashKind::Sha384 => d(Box::new(sha2::Sha384::default())),
-            HashKind::Sha3_256 => d(Box::new(sha3::Sha3_256::default())),
-            HashKind::Sha3_512 => d(Box::new(sha3::Sha3_512::default())),
-            HashKind::Sha3_224 => d(Box::new(sha3::Sha3_224::default())),
-            HashKind::Sha3_384 => d(Box::new(sha3::Sha3_384::default())),
-            HashKind::Skein256 => d(Box::new(skein::Skein256::<U32>::default())),
-            HashKind::Skein512 => d(Box::new(skein::Skein512::<U64>::default())),
-            HashKind::Sha1 => d(Box::new(sha1::Sha1::default())),
-            HashKind::Md5 => d(Box::new(md5::Md5::default())),
+            HashKind::Sha256 => d(Box::<sha2::Sha256>::default()),
+            HashKind::Sha512 => d(Box::<sha2::Sha512>::default()),
+            HashKind::Sha224 => d(Box::<sha2::Sha224>::default()),
+            HashKind::Sha384 => d(Box::<sha2::Sha384>::default()),
+            HashKind::Sha3_256 => d(Box::<sha3::Sha3_256>::default()),
+            HashKind::Sha3_512 => d(Box::<sha3::Sha3_512>::default()),
+            HashKind::Sha3_224 => d(Box::<sha3::Sha3_224>::default()),
+            HashKind::Sha3_384 => d(Box::<sha3::Sha3_384>::default()),
+            HashKind::Skein256 => d(Box::<skein::Skein256<U32>>::default()),
+            HashKind::Skein512 => d(Box::<skein::Skein512<U64>>::default()),
+            HashKind::Sha1 => d(Box::<sha1::Sha1>::default()),
+            HashKind::Md5 => d(Box::<md5::Md5>::default()),
             HashKind::Blake2b160 => blake2b(20),
             HashKind::Blake2b224 => blake2b(28),
             HashKind::Blake2b256 => blake2b(32),
             HashKind::Blake2b384 => blake2b(48),
             HashKind::Blake2b512 => blake2b(64),
             HashKind::Blake2bp512 => Hasher::Blake2bp(Box::new(
-                blake2b_simd::blake2bp::Params::new().hash_length(64).to_state(),
+                blake2b_simd::blake2bp::Params::new()
+                    .hash_length(64)
+                    .to_state(),
             )),
             HashKind::Blake2s160 => blake2s(20),
             HashKind::Blake2s224 => blake2s(28),
             HashKind::Blake2s256 => blake2s(32),
             HashKind::Blake2sp224 => Hasher::Blake2sp(Box::new(
-                blake2s_simd::blake2sp::Params::new().hash_length(28).to_state(),
+                blake2s_simd::blake2sp::Params::new()
+                    .hash_length(28)
+                    .to_state(),
             )),
             HashKind::Blake2sp256 => Hasher::Blake2sp(Box::new(
-                blake2s_simd::blake2sp::Params::new().hash_length(32).to_state(),
+                blake2s_simd::blake2sp::Params::new()
+                    .hash_length(32)
+                    .to_state(),
             )),
             HashKind::Blake3_256 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
             HashKind::Xxh3 => Hasher::Xxh3(Box::new(xxhash_rust::xxh3::Xxh3::new())),
@@ -313,7 +323,11 @@ mod tests {
 
     #[test]
     fn real_git_annex_keys_verify() {
-        for (keys, data) in [(HELLO, b"hello world\n".to_vec()), (BIG, big()), (EMPTY, vec![])] {
+        for (keys, data) in [
+            (HELLO, b"hello world\n".to_vec()),
+            (BIG, big()),
+            (EMPTY, vec![]),
+        ] {
             for key in keys {
                 assert_eq!(verify(key, &data), Ok(Checked::Hash), "{key}");
             }
@@ -323,7 +337,9 @@ mod tests {
     #[test]
     fn every_hash_kind_is_pinned() {
         for kind in HashKind::ALL {
-            let covered = BIG.iter().any(|k| Key::parse(k).map(|k| k.backend().hash()) == Ok(Some(kind)));
+            let covered = BIG
+                .iter()
+                .any(|k| Key::parse(k).map(|k| k.backend().hash()) == Ok(Some(kind)));
             assert!(covered, "{kind:?} has no real-git-annex vector");
         }
     }
@@ -333,7 +349,10 @@ mod tests {
         let mut data = big();
         data[50_000] ^= 1;
         for key in BIG {
-            assert!(matches!(verify(key, &data), Err(Mismatch::Hash { .. })), "{key}");
+            assert!(
+                matches!(verify(key, &data), Err(Mismatch::Hash { .. })),
+                "{key}"
+            );
         }
     }
 
@@ -341,7 +360,10 @@ mod tests {
     fn size_is_checked_before_hash() {
         assert_eq!(
             verify(HELLO[0], b"hello world"),
-            Err(Mismatch::Size { expected: 12, actual: 11 })
+            Err(Mismatch::Size {
+                expected: 12,
+                actual: 11
+            })
         );
     }
 
@@ -362,9 +384,15 @@ mod tests {
 
     #[test]
     fn unverifiable_keys_get_a_size_check() {
-        assert_eq!(verify("WORM-s12-m1795615888--f.dat", b"anything 12 "), Ok(Checked::SizeOnly));
+        assert_eq!(
+            verify("WORM-s12-m1795615888--f.dat", b"anything 12 "),
+            Ok(Checked::SizeOnly)
+        );
         assert!(verify("WORM-s12-m1795615888--f.dat", b"short").is_err());
-        assert_eq!(verify("URL--http://x/y", b"any length"), Ok(Checked::SizeOnly));
+        assert_eq!(
+            verify("URL--http://x/y", b"any length"),
+            Ok(Checked::SizeOnly)
+        );
     }
 
     #[test]
@@ -378,7 +406,13 @@ mod tests {
 
     #[test]
     fn hex_digest_matches_key_names() {
-        assert_eq!(hex_digest(HashKind::Md5, b""), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(hex_digest(HashKind::Xxh3, b"hello world\n"), "d42f7ed4b73c6bde");
+        assert_eq!(
+            hex_digest(HashKind::Md5, b""),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
+        assert_eq!(
+            hex_digest(HashKind::Xxh3, b"hello world\n"),
+            "d42f7ed4b73c6bde"
+        );
     }
 }
