@@ -387,6 +387,13 @@ impl Backend {
         }
     }
 
+    /// What `annex.securehashesonly` accepts: hash varieties with a
+    /// cryptographic hash. (git-annex asks an external backend program;
+    /// without that answer it is treated as insecure here.)
+    pub fn is_secure(&self) -> bool {
+        self.hash().is_some_and(HashKind::is_secure)
+    }
+
     pub fn hash(&self) -> Option<HashKind> {
         match self {
             Backend::Hash { kind, .. } => Some(*kind),
@@ -572,6 +579,11 @@ mod tests {
             }
         );
         assert_eq!(k("SHA257--x").backend(), Backend::Other("SHA257".into()));
+        // As `annex.securehashesonly` sorts them in git-annex 10.20261026.
+        assert!(k("BLAKE3_256--x").backend().is_secure());
+        assert!(!k("XXH3--x").backend().is_secure());
+        assert!(!k("MD5E--x").backend().is_secure());
+        assert!(!k("WORM--x").backend().is_secure());
     }
 
     fn arb_key() -> impl Strategy<Value = Key> {
