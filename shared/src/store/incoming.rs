@@ -1,0 +1,282 @@
+//! Receiving content (P2P `PUT`), as `Annex/Content.hs: getViaTmp` and
+//! `P2P/Annex.hs: storefile` do it.
+//!
+//! Bytes go to `annex/tmp/<keyfile>` after whatever an earlier attempt left
+//! there (the resume offset), and are hashed as they stream; the partial
+//! bytes are hashed first, so a resumed file is verified whole. Only verified
+//! content is renamed into the object directory, so the object path never
+//! holds a partial or wrong file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::key::Key;
+
+use super::fsutil::{self, FILE_MODE};
+use super::transfer::{Direction, TransferRecord};
+use super::verify::{Checked, Verifier};
+use super::{ObjectStore, StoreError};
+
+/// What the sender said about the data, and so how much checking is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// `VALID`: the sender vouches for it; still verified by hash.
+    Valid,
+    /// `INVALID`: the sender's file changed while sending. With no bytes
+    /// sent it means the sender had no content: the transfer fails.
+    Invalid,
+    /// Protocol version 0 sends neither: must verify.
+    Unknown,
+    /// `annex.verify=false`: only the size is checked, except that content
+    /// resumed from an earlier attempt is always verified.
+    SizeOnly,
+}
+
+/// Content that is now in the object store.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub path: PathBuf,
+    /// `None` when the content was already present and the received copy
+    /// was discarded.
+    pub checked: Option<Checked>,
+}
+
+/// An incoming transfer of one key; see [`ObjectStore::begin_receive`].
+/// Dropped without [`Incoming::finish`], it keeps the partial file for a
+/// later resume and records a failed download.
+pub struct Incoming {
+    store: ObjectStore,
+    key: Key,
+    tmp: PathBuf,
+    file: File,
+    offset: u64,
+    received: u64,
+    /// Set once the bytes before `offset` have been fed to it.
+    verifier: Option<Verifier>,
+    record: TransferRecord,
+}
+
+impl ObjectStore {
+    /// Starts receiving `key` from `remote_uuid`. Fails with
+    /// `TransferInProgress` while another process (ours or git-annex)
+    /// receives the same key, and with `NotEnoughSpace` when the rest of the
+    /// content would eat into `annex.diskreserve`.
+    pub fn begin_receive(
+        &self,
+        key: &Key,
+        remote_uuid: &str,
+        assoc_file: Option<&str>,
+    ) -> Result<Incoming, StoreError> {
+        let tmp = self.tmp_path(key)?;
+        let mut record =
+            TransferRecord::start(self, Direction::Download, key, remote_uuid, assoc_file)?;
+        let tmpdir = tmp.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(tmpdir).map_err(StoreError::io("create", tmpdir))?;
+        let already = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = self.check_space(key, already) {
+            record.end(false);
+            return Err(e);
+        }
+        let file = match open_tmp(&tmp) {
+            Ok(f) => f,
+            Err(e) => {
+                record.end(false);
+                return Err(StoreError::io("open", &tmp)(e));
+            }
+        };
+        let offset = file.metadata().map_err(StoreError::io("stat", &tmp))?.len();
+        Ok(Incoming {
+            store: self.clone(),
+            key: key.clone(),
+            tmp,
+            file,
+            offset,
+            received: 0,
+            verifier: None,
+            record,
+        })
+    }
+
+    /// `Annex/Content/LowLevel.hs: checkDiskSpace`: the key's size (1 when
+    /// unknown) plus the reserve must fit in the free space plus what the
+    /// partial file already holds.
+    fn check_space(&self, key: &Key, already: u64) -> Result<(), StoreError> {
+        let annex = self.annex_dir();
+        let free = fsutil::free_space(&annex).map_err(StoreError::io("statvfs", &annex))?;
+        let want = u128::from(key.size().unwrap_or(1)) + u128::from(self.diskreserve);
+        let have = u128::from(free) + u128::from(already);
+        if want > have {
+            let need = u64::try_from(want - have).unwrap_or(u64::MAX);
+            return Err(StoreError::NotEnoughSpace { need });
+        }
+        Ok(())
+    }
+}
+
+fn open_tmp(tmp: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(tmp)
+    };
+    match open() {
+        // A partial file left frozen by some other tool; git-annex thaws it.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && tmp.exists() => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(tmp)?.permissions().mode();
+            fs::set_permissions(tmp, fs::Permissions::from_mode(mode | 0o200))?;
+            open()
+        }
+        other => other,
+    }
+}
+
+impl Incoming {
+    /// Bytes already on disk from an earlier attempt: the `PUT-FROM` offset.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes received in this attempt.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    #[cfg(test)]
+    pub(crate) fn record_info_path(&self) -> &Path {
+        self.record.info_path()
+    }
+
+    /// Feeds the partial bytes before the offset to a new verifier, and
+    /// leaves the file positioned at the offset.
+    fn verifier(&mut self) -> io::Result<&mut Verifier> {
+        if self.verifier.is_none() {
+            let mut v = Verifier::new(&self.key);
+            self.file.seek(SeekFrom::Start(0))?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut left = self.offset;
+            while left > 0 {
+                let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                let n = self.file.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "partial file shrank",
+                    ));
+                }
+                v.update(&buf[..n]);
+                left -= n as u64;
+            }
+            self.file.seek(SeekFrom::Start(self.offset))?;
+            self.verifier = Some(v);
+        }
+        Ok(self.verifier.as_mut().expect("set just above"))
+    }
+
+    /// Appends the next piece of the sender's data.
+    pub fn write_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.verifier()?;
+        self.file.write_all(data)?;
+        self.received += data.len() as u64;
+        self.verifier
+            .as_mut()
+            .expect("created by verifier()")
+            .update(data);
+        Ok(())
+    }
+
+    /// Ends the transfer: verifies as `mode` asks and moves the content into
+    /// the object store. Content that fails verification is deleted (a
+    /// resume would only repeat the failure); a sender without content
+    /// leaves the partial file for a later resume.
+    pub fn finish(mut self, mode: VerifyMode) -> Result<Stored, StoreError> {
+        if mode == VerifyMode::Invalid && self.received == 0 {
+            self.record.end(false);
+            return Err(StoreError::NoContentSent);
+        }
+        let tmp = self.tmp.clone();
+        let checked = match self.verify(mode) {
+            Ok(c) => c,
+            Err(e) => {
+                if matches!(e, StoreError::Verification(_)) {
+                    let _ = fs::remove_file(&tmp);
+                }
+                self.record.end(false);
+                return Err(e);
+            }
+        };
+        match self.move_into_place() {
+            Ok(stored) => {
+                self.record.end(true);
+                Ok(Stored {
+                    path: stored.0,
+                    checked: stored.1.then_some(checked),
+                })
+            }
+            Err(e) => {
+                self.record.end(false);
+                Err(e)
+            }
+        }
+    }
+
+    fn verify(&mut self, mode: VerifyMode) -> Result<Checked, StoreError> {
+        let tmp = self.tmp.clone();
+        let io = |op| StoreError::io(op, &tmp);
+        let size = self.file.metadata().map_err(io("stat"))?.len();
+        if mode == VerifyMode::SizeOnly && self.offset == 0 {
+            return Ok(Verifier::check_size_only(&self.key, size)?);
+        }
+        self.verifier().map_err(io("read"))?;
+        let v = self.verifier.take().expect("created by verifier()");
+        if v.bytes() != size {
+            // Something else wrote to our file: do not trust it.
+            return Err(StoreError::Verification(super::Mismatch::Size {
+                expected: v.bytes(),
+                actual: size,
+            }));
+        }
+        Ok(v.check()?)
+    }
+
+    /// Returns the object path and whether our copy is the one there.
+    fn move_into_place(&mut self) -> Result<(PathBuf, bool), StoreError> {
+        let tmp = self.tmp.clone();
+        self.file
+            .sync_all()
+            .map_err(StoreError::io("fsync", &tmp))?;
+        if let Some(existing) = self.store.content_path(&self.key) {
+            // Keep the copy already there, as git-annex's moveAnnex does.
+            fs::remove_file(&tmp).map_err(StoreError::io("remove", &tmp))?;
+            return Ok((existing, false));
+        }
+        let dest = self.store.new_object_path(&self.key)?;
+        let keydir = dest.parent().unwrap_or(Path::new(".")).to_owned();
+        fs::create_dir_all(&keydir).map_err(StoreError::io("create", &keydir))?;
+        fsutil::in_thawed_dir(&dest, || {
+            fs::rename(&tmp, &dest)?;
+            fsutil::freeze_file(&dest)?;
+            fsutil::sync_dir(&keydir)
+        })
+        .map_err(StoreError::io("store", &dest))?;
+        Ok((dest, true))
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        // Make what we have durable for the resume; the record notes failure
+        // unless finish() already ended it.
+        let _ = self.file.sync_data();
+        self.record.end(false);
+    }
+}

@@ -1,0 +1,182 @@
+//! Transfer records under `annex/transfer/` (`Logs/Transfer.hs`,
+//! `Annex/Transfer.hs`), so `git annex info` and concurrent git-annex
+//! processes see our transfers, and two receivers of one key exclude each
+//! other.
+//!
+//! * info file `<dir>/<uuid>/<keyfile>`: `<start time>s\n<assoc file>\n`,
+//!   present while the transfer runs;
+//! * lock `<dir>/<uuid>/lck.<keyfile>`, and for downloads also
+//!   `download/lck/lck.<keyfile>` (taken first; the per-UUID one is what
+//!   git-annex before 10.20240227 used);
+//! * on failure `failed/<dir>/<uuid>/<keyfile>` with the info, removed again
+//!   by a later success.
+
+use std::path::{Path, PathBuf};
+
+use crate::clock::PosixTime;
+use crate::key::Key;
+use crate::lockfile::{LockHandle, LockKind};
+
+use super::fsutil::{self, uuid_dir};
+use super::{ObjectStore, StoreError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Upload,
+    Download,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+        }
+    }
+}
+
+/// A running transfer's files and locks; ends as success or failure.
+#[derive(Debug)]
+pub(crate) struct TransferRecord {
+    info_path: PathBuf,
+    failed_path: PathBuf,
+    info: Vec<u8>,
+    /// Lock files with their locks, in the order taken.
+    locks: Vec<(PathBuf, LockHandle)>,
+    ended: bool,
+}
+
+impl TransferRecord {
+    /// Starts the record. Downloads must get their locks (else
+    /// `TransferInProgress`); uploads run regardless, like git-annex's
+    /// `alwaysUpload`, but then leave no info file.
+    pub(crate) fn start(
+        store: &ObjectStore,
+        direction: Direction,
+        key: &Key,
+        uuid: &str,
+        assoc_file: Option<&str>,
+    ) -> Result<TransferRecord, StoreError> {
+        let kf = ObjectStore::key_file(key)?;
+        let u = uuid_dir(uuid)?;
+        let tdir = store.annex_dir().join("transfer");
+        let uuid_dir = tdir.join(direction.name()).join(&u);
+        let lck = format!("lck.{kf}");
+        let lock_paths = match direction {
+            Direction::Upload => vec![uuid_dir.join(&lck)],
+            Direction::Download => vec![tdir.join("download/lck").join(&lck), uuid_dir.join(&lck)],
+        };
+        let info = format!("{}\n{}\n", PosixTime::now(), assoc_file.unwrap_or("")).into_bytes();
+        let mut record = TransferRecord {
+            info_path: uuid_dir.join(&kf),
+            failed_path: tdir
+                .join("failed")
+                .join(direction.name())
+                .join(&u)
+                .join(&kf),
+            info,
+            locks: Vec::new(),
+            ended: false,
+        };
+        for path in lock_paths {
+            match take_lock(&path) {
+                Ok(Some(h)) => record.locks.push((path, h)),
+                Ok(None) if direction == Direction::Download => {
+                    record.release_locks();
+                    return Err(StoreError::TransferInProgress);
+                }
+                Err(e) if direction == Direction::Download => {
+                    record.release_locks();
+                    return Err(StoreError::io("lock", &path)(e));
+                }
+                // An upload without its lock (held elsewhere, or a read-only
+                // repository) still runs, unrecorded.
+                _ => {
+                    record.release_locks();
+                    return Ok(record);
+                }
+            }
+        }
+        if let Err(e) = fsutil::write_with_dirs(&record.info_path, &record.info) {
+            if direction == Direction::Download {
+                let path = record.info_path.clone();
+                record.release_locks();
+                return Err(StoreError::io("write", &path)(e));
+            }
+        }
+        Ok(record)
+    }
+
+    /// Removes the info and lock files (only if we hold the locks, as
+    /// otherwise they are someone else's), then releases the locks.
+    fn release_locks(&mut self) {
+        if !self.locks.is_empty() {
+            let _ = fsutil::remove_if_exists(&self.info_path);
+            for (path, _) in &self.locks {
+                let _ = fsutil::remove_if_exists(path);
+            }
+        }
+        while let Some((_, h)) = self.locks.pop() {
+            drop(h);
+        }
+    }
+
+    pub(crate) fn end(&mut self, ok: bool) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.release_locks();
+        if ok {
+            let _ = fsutil::remove_if_exists(&self.failed_path);
+        } else {
+            let _ = fsutil::write_with_dirs(&self.failed_path, &self.info);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn info_path(&self) -> &Path {
+        &self.info_path
+    }
+}
+
+impl Drop for TransferRecord {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
+fn take_lock(path: &Path) -> std::io::Result<Option<LockHandle>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    fsutil::try_sane_lock(path, LockKind::Exclusive)
+}
+
+/// Held while content is sent to `uuid`; records a failed upload unless
+/// [`UploadTransfer::finish`] says it went well.
+#[derive(Debug)]
+pub struct UploadTransfer {
+    record: TransferRecord,
+}
+
+impl UploadTransfer {
+    pub fn finish(mut self, ok: bool) {
+        self.record.end(ok);
+    }
+}
+
+impl ObjectStore {
+    /// Starts the upload record for sending `key` to `remote_uuid`. Fails
+    /// only for names that cannot be paths; bookkeeping problems (read-only
+    /// repository, lock held elsewhere) leave the upload unrecorded.
+    pub fn begin_upload(
+        &self,
+        key: &Key,
+        remote_uuid: &str,
+        assoc_file: Option<&str>,
+    ) -> Result<UploadTransfer, StoreError> {
+        let record = TransferRecord::start(self, Direction::Upload, key, remote_uuid, assoc_file)?;
+        Ok(UploadTransfer { record })
+    }
+}
