@@ -260,10 +260,8 @@ mod tests {
     fn monotonic_matches_real_git_annex_shell() {
         use std::io::{BufRead, BufReader, Write};
         use std::process::{Command, Stdio};
-        let Some(shell) = crate::store::testutil::real_git_annex_shell() else {
-            eprintln!("real git-annex-shell not found; skipping");
-            return;
-        };
+        let shell = crate::store::testutil::real_git_annex_shell()
+            .expect("real git-annex-shell not found: run scripts/install-git-annex.sh");
         let repo = crate::store::testutil::RealRepo::init();
         let mut child = Command::new(shell)
             .args([

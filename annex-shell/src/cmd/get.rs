@@ -21,9 +21,7 @@ where
 {
     let valid = match s.store.open_content(&key)? {
         Some((content, size)) => {
-            let _record = s
-                .store
-                .upload_record(&key, &s.client_uuid, file.as_deref())?;
+            let record = s.store.begin_upload(&key, &s.client_uuid, file.as_deref())?;
             let before = content.metadata()?;
             let len = size.saturating_sub(offset);
             let mut content = tokio::fs::File::from_std(content);
@@ -36,7 +34,9 @@ where
             // replace it; the client then re-fetches instead of storing a
             // mix of two versions.
             let after = content.metadata().await?;
-            same_file(&before, &after)
+            let valid = same_file(&before, &after);
+            record.finish(valid);
+            valid
         }
         None => {
             s.conn.send_data(0, &mut tokio::io::empty()).await?;

@@ -1,9 +1,16 @@
 //! PUT: receive content (resuming a partial upload), verify it while it
 //! streams, and only then move it into place and log it.
+//!
+//! Whatever goes wrong on our side (no space, another transfer of the same
+//! key, a write error) the DATA is still read to its end, so the protocol
+//! stays in step and the client gets a FAILURE for this key alone; the
+//! reason goes to stderr, which ssh carries to the client's terminal.
+
+use std::io;
 
 use annex::key::Key;
-use annex::p2p::Message;
-use annex::store::{StoreError, Validity};
+use annex::p2p::{DataSink, Message};
+use annex::store::{Incoming, StoreError, VerifyMode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cmd::remove::READONLY_ERROR;
@@ -27,17 +34,17 @@ where
         s.send(Message::AlreadyHave).await?;
         return Ok(Flow::Continue);
     }
-    let mut incoming = match s.store.begin_receive(&key, &s.client_uuid, file.as_deref()) {
-        Ok(i) => i,
-        Err(e @ StoreError::TransferInProgress { .. }) => {
-            // git-annex ends the session here; an ERROR lets the client
-            // fail just this transfer.
-            s.send(Message::Error(e.to_string())).await?;
-            return Ok(Flow::Continue);
+    let mut sink = match s.store.begin_receive(&key, &s.client_uuid, file.as_deref()) {
+        Ok(incoming) => Receiver::Store {
+            incoming,
+            failed: None,
+        },
+        Err(e @ (StoreError::TransferInProgress | StoreError::NotEnoughSpace { .. })) => {
+            Receiver::Refused(e)
         }
         Err(e) => return Err(e.into()),
     };
-    s.send(Message::PutFrom(incoming.offset())).await?;
+    s.send(Message::PutFrom(sink.offset())).await?;
     let msg = match s.conn.read_message().await {
         Ok(Some(m)) => Some(m),
         Ok(None) => return Ok(Flow::Stop),
@@ -46,24 +53,24 @@ where
     };
     let stored = match msg {
         Some(Message::Data(len)) => {
-            // A short body kills the connection; `incoming` is dropped with
-            // the partial bytes kept for a resumed PUT.
-            s.conn.recv_data(len, &mut incoming).await?;
-            let validity = if s.version >= 1 {
+            // A short body ends the connection; the partial bytes stay in
+            // annex/tmp for a resumed PUT.
+            s.conn.recv_data(len, &mut sink).await?;
+            let mode = if s.version >= 1 {
                 read_validity(s).await?
             } else {
-                Validity::Unknown
+                VerifyMode::Unknown
             };
-            match incoming.finish(len, validity) {
+            match sink.finish(mode) {
                 Ok(()) => true,
                 Err(e) => {
-                    eprintln!("git-annex-shell: {e}");
+                    eprintln!("git-annex-shell: {key}: {e}");
                     false
                 }
             }
         }
         Some(Message::DataPresent) if s.version >= 4 => {
-            drop(incoming);
+            drop(sink);
             s.store.has(&key)
         }
         // The sender could not send after all; it expects no reply.
@@ -80,25 +87,73 @@ where
     Ok(Flow::Continue)
 }
 
-async fn read_validity<R, W>(s: &mut Session<R, W>) -> Result<Validity, ServeError>
+/// Where DATA goes: the object store, or nowhere when we could not accept
+/// it, remembering the first write error instead of stopping mid-DATA.
+enum Receiver {
+    Store {
+        incoming: Incoming,
+        failed: Option<io::Error>,
+    },
+    Refused(StoreError),
+}
+
+impl Receiver {
+    fn offset(&self) -> u64 {
+        match self {
+            Receiver::Store { incoming, .. } => incoming.offset(),
+            Receiver::Refused(_) => 0,
+        }
+    }
+
+    fn finish(self, mode: VerifyMode) -> Result<(), StoreError> {
+        match self {
+            Receiver::Store {
+                incoming,
+                failed: None,
+            } => incoming.finish(mode).map(drop),
+            Receiver::Store {
+                failed: Some(e), ..
+            } => Err(StoreError::Io {
+                op: "write",
+                path: "annex/tmp".into(),
+                source: e,
+            }),
+            Receiver::Refused(e) => Err(e),
+        }
+    }
+}
+
+impl DataSink for Receiver {
+    fn write_chunk(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if let Receiver::Store { incoming, failed } = self {
+            if failed.is_none() {
+                if let Err(e) = incoming.write_chunk(chunk) {
+                    *failed = Some(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn read_validity<R, W>(s: &mut Session<R, W>) -> Result<VerifyMode, ServeError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    match s.conn.read_message().await {
-        Ok(Some(Message::Valid)) => Ok(Validity::Valid),
-        Ok(Some(Message::Invalid)) => Ok(Validity::Invalid),
-        Ok(None) => Err(ServeError::Fatal("client hung up before VALID".into())),
-        Ok(Some(_)) => {
+    let msg = match s.conn.read_message().await {
+        Ok(Some(m)) => Some(m),
+        Ok(None) => return Err(ServeError::Fatal("client hung up before VALID".into())),
+        Err(e) if e.is_recoverable() => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match msg {
+        Some(Message::Valid) => VerifyMode::Valid,
+        Some(Message::Invalid) => VerifyMode::Invalid,
+        _ => {
             s.send(Message::Error("expected VALID or INVALID".into()))
                 .await?;
-            Ok(Validity::Unknown)
+            VerifyMode::Unknown
         }
-        Err(e) if e.is_recoverable() => {
-            s.send(Message::Error("expected VALID or INVALID".into()))
-                .await?;
-            Ok(Validity::Unknown)
-        }
-        Err(e) => Err(e.into()),
-    }
+    })
 }

@@ -2,7 +2,9 @@
 //!
 //! The binary is looked for in `$ANNEX_TEST_GIT_ANNEX_DIR`, then the
 //! workspace's `.venv/bin` (where `scripts/install-git-annex.sh` puts it),
-//! then `PATH`. Tests that need it are skipped, loudly, when it is missing.
+//! then `PATH`. Tests that need it fail when it is missing: a compatibility
+//! test that silently passes without its oracle proves nothing
+//! (`scripts/install-git-annex.sh` installs it).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -127,13 +129,13 @@ impl RealRepo {
     }
 }
 
-/// Skips the calling test when the real git-annex is not installed.
+/// Fails the calling test when the real git-annex is not installed.
 macro_rules! require_git_annex {
     () => {
-        if $crate::store::testutil::git_annex_dir().is_none() {
-            eprintln!("real git-annex not found; skipping");
-            return;
-        }
+        assert!(
+            $crate::store::testutil::git_annex_dir().is_some(),
+            "real git-annex not found: run scripts/install-git-annex.sh"
+        );
     };
 }
 pub(crate) use require_git_annex;
