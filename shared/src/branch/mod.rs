@@ -13,6 +13,8 @@ mod commit;
 pub mod journal;
 pub mod location;
 pub mod maplog;
+#[cfg(test)]
+mod tests;
 mod tree;
 pub mod uuidlog;
 

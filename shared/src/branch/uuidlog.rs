@@ -52,7 +52,7 @@ fn split_line(line: &[u8]) -> Option<(&str, &str, VectorClock)> {
     }
     // The timestamp is recognised only as the last space-separated word.
     if let Some(i) = rest.rfind(" timestamp=") {
-        if let Some(c) = VectorClock::parse(rest[i + " timestamp=".len()..].as_bytes()) {
+        if let Some(c) = VectorClock::parse(&rest.as_bytes()[i + " timestamp=".len()..]) {
             let value = if i == 0 { "" } else { &rest[1..i] };
             return Some((uuid, value, c));
         }
