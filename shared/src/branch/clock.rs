@@ -102,9 +102,14 @@ impl VectorClock {
     /// The clock to write given a candidate and the clocks of the lines it
     /// supersedes: a clock that would not be newer than the newest previous
     /// one is moved to one second after it.
-    pub fn advance(candidate: VectorClock, previous: impl IntoIterator<Item = VectorClock>) -> VectorClock {
+    pub fn advance(
+        candidate: VectorClock,
+        previous: impl IntoIterator<Item = VectorClock>,
+    ) -> VectorClock {
         match previous.into_iter().max() {
-            Some(VectorClock::At(p)) if VectorClock::At(p) >= candidate => VectorClock::At(p + PICO),
+            Some(VectorClock::At(p)) if VectorClock::At(p) >= candidate => {
+                VectorClock::At(p + PICO)
+            }
             _ => candidate,
         }
     }
@@ -160,9 +165,18 @@ mod tests {
             let c = VectorClock::parse(s.as_bytes()).expect(s);
             assert_eq!(c.to_string(), s);
         }
-        assert_eq!(VectorClock::parse(b"1795615816"), VectorClock::parse(b"1795615816s"));
-        assert_eq!(VectorClock::parse(b"12.50s").map(|c| c.to_string()), Some("12.5s".into()));
-        assert_eq!(VectorClock::parse(b"-0.5s").map(|c| c.to_string()), Some("0.5s".into()));
+        assert_eq!(
+            VectorClock::parse(b"1795615816"),
+            VectorClock::parse(b"1795615816s")
+        );
+        assert_eq!(
+            VectorClock::parse(b"12.50s").map(|c| c.to_string()),
+            Some("12.5s".into())
+        );
+        assert_eq!(
+            VectorClock::parse(b"-0.5s").map(|c| c.to_string()),
+            Some("0.5s".into())
+        );
         assert_eq!(VectorClock::parse(b"12x"), None);
         assert_eq!(VectorClock::parse(b"s"), None);
         assert_eq!(VectorClock::parse(b"1."), None);
@@ -179,7 +193,10 @@ mod tests {
         assert_eq!(VectorClock::advance(a, [VectorClock::from_secs(99)]), a);
         // Observed with git-annex: a second write in the same second gets +1.
         assert_eq!(VectorClock::advance(a, [a]), VectorClock::from_secs(101));
-        assert_eq!(VectorClock::advance(a, [b, VectorClock::Unknown]).to_string(), "101.5s");
+        assert_eq!(
+            VectorClock::advance(a, [b, VectorClock::Unknown]).to_string(),
+            "101.5s"
+        );
         assert_eq!(VectorClock::advance(a, [VectorClock::Unknown]), a);
     }
 

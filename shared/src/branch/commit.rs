@@ -32,8 +32,13 @@ use super::{io_err, Branch, BranchError, CommitOutcome, BRANCH_REF};
 /// Attempts before giving up when the ref keeps moving under us.
 const MAX_ATTEMPTS: usize = 20;
 
-pub(crate) fn read_ref(repo: &gix::Repository, name: &str) -> Result<Option<ObjectId>, BranchError> {
-    let Some(r) = repo.try_find_reference(name)? else { return Ok(None) };
+pub(crate) fn read_ref(
+    repo: &gix::Repository,
+    name: &str,
+) -> Result<Option<ObjectId>, BranchError> {
+    let Some(r) = repo.try_find_reference(name)? else {
+        return Ok(None);
+    };
     Ok(r.target().try_id().map(ToOwned::to_owned))
 }
 
@@ -41,7 +46,11 @@ fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Bra
     Ok(repo.find_commit(commit)?.tree_id()?.detach())
 }
 
-fn is_ancestor(repo: &gix::Repository, ancestor: ObjectId, of: ObjectId) -> Result<bool, BranchError> {
+fn is_ancestor(
+    repo: &gix::Repository,
+    ancestor: ObjectId,
+    of: ObjectId,
+) -> Result<bool, BranchError> {
     if ancestor == of {
         return Ok(true);
     }
@@ -85,17 +94,28 @@ pub(crate) fn create(branch: &Branch) -> Result<ObjectId, BranchError> {
 }
 
 /// Move `BRANCH_REF` from `expected` (None: must not exist) to `new`.
-fn set_ref(repo: &gix::Repository, expected: Option<ObjectId>, new: ObjectId, why: &str) -> Result<(), BranchError> {
+fn set_ref(
+    repo: &gix::Repository,
+    expected: Option<ObjectId>,
+    new: ObjectId,
+    why: &str,
+) -> Result<(), BranchError> {
     let edit = RefEdit {
         change: Change::Update {
-            log: LogChange { mode: RefLog::AndReference, force_create_reflog: false, message: why.into() },
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: false,
+                message: why.into(),
+            },
             expected: match expected {
                 Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
                 None => PreviousValue::MustNotExist,
             },
             new: Target::Object(new),
         },
-        name: BRANCH_REF.try_into().expect("the branch name is a valid ref name"),
+        name: BRANCH_REF
+            .try_into()
+            .expect("the branch name is a valid ref name"),
         deref: false,
     };
     let sig = signature(repo);
@@ -123,8 +143,13 @@ fn unmerged_siblings(
         if name == BRANCH_REF || !name.ends_with("/git-annex") {
             continue;
         }
-        let Some(id) = r.target().try_id().map(ToOwned::to_owned) else { continue };
-        if id == tip || ignored.contains(&id.to_string().as_str()) || out.iter().any(|(o, _)| *o == id) {
+        let Some(id) = r.target().try_id().map(ToOwned::to_owned) else {
+            continue;
+        };
+        if id == tip
+            || ignored.contains(&id.to_string().as_str())
+            || out.iter().any(|(o, _)| *o == id)
+        {
             continue;
         }
         if repo.find_commit(id).is_err() || is_ancestor(repo, id, tip)? {
@@ -143,7 +168,10 @@ fn describe(refname: &str) -> &str {
 }
 
 pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
-    let lock = branch.journal.lock().map_err(io_err("locking the journal"))?;
+    let lock = branch
+        .journal
+        .lock()
+        .map_err(io_err("locking the journal"))?;
     for _ in 0..MAX_ATTEMPTS {
         let repo = branch.thread_repo();
         let Some(tip) = read_ref(&repo, BRANCH_REF)? else {
@@ -152,7 +180,10 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
         };
         let tip_tree = commit_tree(&repo, tip)?;
         let siblings = unmerged_siblings(branch, &repo, tip)?;
-        let staged = branch.journal.list().map_err(io_err("listing the journal"))?;
+        let staged = branch
+            .journal
+            .list()
+            .map_err(io_err("listing the journal"))?;
         if staged.is_empty() && siblings.is_empty() {
             return Ok(CommitOutcome::Unchanged);
         }
@@ -167,7 +198,10 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
 
         let mut changes: BTreeMap<String, ObjectId> = BTreeMap::new();
         for (name, path) in &staged {
-            let content = branch.journal.read_named(&lock, name).map_err(io_err("reading the journal"))?;
+            let content = branch
+                .journal
+                .read_named(&lock, name)
+                .map_err(io_err("reading the journal"))?;
             changes.insert(path.clone(), repo.write_blob(&content)?.detach());
         }
         for (sib, _) in &siblings {
@@ -259,7 +293,10 @@ fn remove_staged(
     staged: &[(String, String)],
 ) -> Result<(), BranchError> {
     for (name, _) in staged {
-        branch.journal.remove_named(lock, name).map_err(io_err("removing a committed journal file"))?;
+        branch
+            .journal
+            .remove_named(lock, name)
+            .map_err(io_err("removing a committed journal file"))?;
     }
     Ok(())
 }
@@ -274,7 +311,9 @@ fn update_annex_index(
     let index_path = branch.git_dir.join("annex/index");
     let status_path = branch.git_dir.join("annex/index.lck");
     let recorded = fs::read_to_string(&status_path).unwrap_or_default();
-    if recorded.lines().next().map(str::trim) != Some(old.to_string().as_str()) || !index_path.exists() {
+    if recorded.lines().next().map(str::trim) != Some(old.to_string().as_str())
+        || !index_path.exists()
+    {
         return Ok(());
     }
     let mut index = gix::index::File::at(&index_path, old.kind(), false, Default::default())?;
@@ -305,7 +344,8 @@ fn update_annex_index(
     index.remove_tree();
     index.remove_resolve_undo();
     index.write(Default::default())?;
-    write_atomically(&status_path, format!("{new}\n").as_bytes()).map_err(io_err("writing annex/index.lck"))
+    write_atomically(&status_path, format!("{new}\n").as_bytes())
+        .map_err(io_err("writing annex/index.lck"))
 }
 
 fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
@@ -331,7 +371,11 @@ fn signature(repo: &gix::Repository) -> gix::actor::Signature {
             (user.clone().into(), format!("{user}@{host}").into())
         }
     };
-    gix::actor::Signature { name, email, time: gix::date::Time::now_local_or_utc() }
+    gix::actor::Signature {
+        name,
+        email,
+        time: gix::date::Time::now_local_or_utc(),
+    }
 }
 
 fn hook_path(branch: &Branch, name: &str) -> Option<std::path::PathBuf> {
@@ -342,7 +386,9 @@ fn hook_path(branch: &Branch, name: &str) -> Option<std::path::PathBuf> {
 }
 
 fn hook_dir(branch: &Branch, repo: &gix::Repository) -> std::path::PathBuf {
-    repo.workdir().map(Path::to_owned).unwrap_or_else(|| branch.git_dir.clone())
+    repo.workdir()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| branch.git_dir.clone())
 }
 
 /// The commit message: output of the `commitmessage-annex` hook or of
@@ -358,11 +404,21 @@ fn commit_message(branch: &Branch, repo: &gix::Repository, default: &str) -> Str
         }),
     };
     let from_cmd = cmd.and_then(|mut c| {
-        let out = c.current_dir(hook_dir(branch, repo)).stdin(Stdio::null()).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = c
+            .current_dir(hook_dir(branch, repo))
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     });
     let msg = from_cmd
-        .or_else(|| config.string("annex.commitmessage").map(|s| s.to_str_lossy().into_owned()))
+        .or_else(|| {
+            config
+                .string("annex.commitmessage")
+                .map(|s| s.to_str_lossy().into_owned())
+        })
         .unwrap_or_else(|| default.to_owned());
     format!("{}\n", msg.trim_end_matches('\n'))
 }

@@ -156,7 +156,9 @@ impl Journal {
 
     /// Whether anything waits to be committed.
     pub fn is_dirty(&self) -> bool {
-        fs::read_dir(&self.dir).map(|mut rd| rd.next().is_some()).unwrap_or(false)
+        fs::read_dir(&self.dir)
+            .map(|mut rd| rd.next().is_some())
+            .unwrap_or(false)
     }
 
     /// Read a journal file by its journal name (for staging).
@@ -180,7 +182,10 @@ mod tests {
     #[test]
     fn names_match_git_annex() {
         // Observed: 8e3/999/SHA256E-s18--c758…a5f.bin.log in annex/journal.
-        assert_eq!(journal_file_name("8e3/999/SHA256E-s18--c758.bin.log"), "8e3_999_SHA256E-s18--c758.bin.log");
+        assert_eq!(
+            journal_file_name("8e3/999/SHA256E-s18--c758.bin.log"),
+            "8e3_999_SHA256E-s18--c758.bin.log"
+        );
         assert_eq!(journal_file_name("a_b/c__d"), "a__b_c____d");
         for p in ["uuid.log", "a_b/c__d", "992/280/K_1.log"] {
             assert_eq!(branch_path_of(&journal_file_name(p)), p);
@@ -205,10 +210,19 @@ mod tests {
         assert!(!j.is_dirty());
         let lock = j.lock().expect("lock");
         j.write(&lock, "abc/def/K.log", b"1s 1 u\n").expect("write");
-        assert_eq!(j.read("abc/def/K.log").expect("read"), Some(b"1s 1 u\n".to_vec()));
-        assert_eq!(j.list().expect("list"), vec![("abc_def_K.log".into(), "abc/def/K.log".into())]);
+        assert_eq!(
+            j.read("abc/def/K.log").expect("read"),
+            Some(b"1s 1 u\n".to_vec())
+        );
+        assert_eq!(
+            j.list().expect("list"),
+            vec![("abc_def_K.log".into(), "abc/def/K.log".into())]
+        );
         assert!(j.is_dirty());
-        assert!(fs::read_dir(dir.path().join("annex/othertmp")).expect("tmp").next().is_none());
+        assert!(fs::read_dir(dir.path().join("annex/othertmp"))
+            .expect("tmp")
+            .next()
+            .is_none());
         j.remove_named(&lock, "abc_def_K.log").expect("remove");
         assert_eq!(j.read("abc/def/K.log").expect("read"), None);
     }

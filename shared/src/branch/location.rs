@@ -68,7 +68,11 @@ impl LocationLine {
         let info = rest.strip_prefix(b" ")?;
         // Non-UTF-8 info cannot be a UUID; such lines are ignored.
         let uuid = std::str::from_utf8(info).ok()?.to_owned();
-        Some(LocationLine { clock, status, uuid })
+        Some(LocationLine {
+            clock,
+            status,
+            uuid,
+        })
     }
 }
 
@@ -104,7 +108,11 @@ impl LocationLog {
     }
 
     fn with_status(&self, f: impl Fn(LogStatus) -> bool) -> Vec<&str> {
-        self.lines.values().filter(|l| f(l.status)).map(|l| l.uuid.as_str()).collect()
+        self.lines
+            .values()
+            .filter(|l| f(l.status))
+            .map(|l| l.uuid.as_str())
+            .collect()
     }
 
     pub fn get(&self, uuid: &str) -> Option<&LocationLine> {
@@ -145,7 +153,11 @@ pub fn change_location_log(
     let clock = VectorClock::advance(candidate, previous);
     log.lines.insert(
         uuid.to_owned(),
-        LocationLine { clock, status, uuid: uuid.to_owned() },
+        LocationLine {
+            clock,
+            status,
+            uuid: uuid.to_owned(),
+        },
     );
     Some(log.format())
 }
@@ -194,24 +206,50 @@ mod tests {
 
     #[test]
     fn bad_lines_ignored_crlf_split() {
-        let log = LocationLog::parse(format!("junk\n5s 2 {U2}\r\n5s 1 {U1}\r\n\n5 X {U2}").as_bytes());
+        let log =
+            LocationLog::parse(format!("junk\n5s 2 {U2}\r\n5s 1 {U1}\r\n\n5 X {U2}").as_bytes());
         assert_eq!(log.present(), vec![U1]);
         assert_eq!(log.get(U2).map(|l| l.status), Some(LogStatus::Dead));
     }
 
     #[test]
     fn writer_noop_when_same_status() {
-        assert_eq!(change_location_log(REAL.as_bytes(), U1, LogStatus::Present, VectorClock::from_secs(1)), None);
-        assert_eq!(change_location_log(REAL.as_bytes(), U2, LogStatus::Missing, VectorClock::from_secs(1)), None);
+        assert_eq!(
+            change_location_log(
+                REAL.as_bytes(),
+                U1,
+                LogStatus::Present,
+                VectorClock::from_secs(1)
+            ),
+            None
+        );
+        assert_eq!(
+            change_location_log(
+                REAL.as_bytes(),
+                U2,
+                LogStatus::Missing,
+                VectorClock::from_secs(1)
+            ),
+            None
+        );
     }
 
     #[test]
     fn writer_compacts_sorted_and_advances_clock() {
         let old = format!("9s 1 {U2}\n3s 1 {U1}\n2s 0 {U1}\n");
-        let new = change_location_log(old.as_bytes(), U2, LogStatus::Missing, VectorClock::from_secs(9))
+        let new = change_location_log(
+            old.as_bytes(),
+            U2,
+            LogStatus::Missing,
+            VectorClock::from_secs(9),
+        )
+        .expect("changed");
+        assert_eq!(
+            String::from_utf8(new).expect("utf8"),
+            format!("3s 1 {U1}\n10s 0 {U2}\n")
+        );
+        let new = change_location_log(b"", U1, LogStatus::Present, VectorClock::from_secs(4))
             .expect("changed");
-        assert_eq!(String::from_utf8(new).expect("utf8"), format!("3s 1 {U1}\n10s 0 {U2}\n"));
-        let new = change_location_log(b"", U1, LogStatus::Present, VectorClock::from_secs(4)).expect("changed");
         assert_eq!(new, format!("4s 1 {U1}\n").into_bytes());
     }
 }

@@ -18,7 +18,9 @@ pub struct MapLog<V> {
 
 impl<V> Default for MapLog<V> {
     fn default() -> Self {
-        MapLog { entries: BTreeMap::new() }
+        MapLog {
+            entries: BTreeMap::new(),
+        }
     }
 }
 
@@ -33,8 +35,12 @@ impl<V> MapLog<V> {
     pub fn parse_with(content: &[u8], parse_value: impl Fn(&str) -> Option<V>) -> MapLog<V> {
         let mut entries = BTreeMap::new();
         for line in log_lines(content) {
-            let Some((clock, field, raw)) = split_line(line) else { continue };
-            let Some(value) = parse_value(raw) else { continue };
+            let Some((clock, field, raw)) = split_line(line) else {
+                continue;
+            };
+            let Some(value) = parse_value(raw) else {
+                continue;
+            };
             insert_best(&mut entries, field.to_owned(), LogEntry { clock, value });
         }
         MapLog { entries }
@@ -48,7 +54,8 @@ impl<V> MapLog<V> {
     pub fn set(&mut self, field: &str, value: V, candidate: VectorClock) {
         let prev = self.entries.get(field).map(|e| e.clock);
         let clock = VectorClock::advance(candidate, prev);
-        self.entries.insert(field.to_owned(), LogEntry { clock, value });
+        self.entries
+            .insert(field.to_owned(), LogEntry { clock, value });
     }
 
     pub fn format_with(&self, fmt_value: impl Fn(&V) -> String) -> Vec<u8> {
@@ -94,20 +101,30 @@ pub fn parse_proxy_list(value: &str) -> Option<BTreeSet<Proxy>> {
         if uuid.is_empty() || name.is_empty() {
             return None;
         }
-        out.insert(Proxy { uuid: uuid.to_owned(), name: name.to_owned() });
+        out.insert(Proxy {
+            uuid: uuid.to_owned(),
+            name: name.to_owned(),
+        });
         rest = after[end..].strip_prefix(' ').unwrap_or(&after[end..]);
     }
     Some(out)
 }
 
 pub fn format_proxy_list(proxies: &BTreeSet<Proxy>) -> String {
-    let words: Vec<String> = proxies.iter().map(|p| format!("{}:{}", p.uuid, p.name)).collect();
+    let words: Vec<String> = proxies
+        .iter()
+        .map(|p| format!("{}:{}", p.uuid, p.name))
+        .collect();
     words.join(" ")
 }
 
 /// Drop proxies whose name is not a legal git remote name.
 pub fn valid_proxies(proxies: &BTreeSet<Proxy>) -> BTreeSet<Proxy> {
-    proxies.iter().filter(|p| is_legal_remote_name(&p.name)).cloned().collect()
+    proxies
+        .iter()
+        .filter(|p| is_legal_remote_name(&p.name))
+        .cloned()
+        .collect()
 }
 
 /// git-annex's rule for remote names it will use: non-empty, only
@@ -115,7 +132,9 @@ pub fn valid_proxies(proxies: &BTreeSet<Proxy>) -> BTreeSet<Proxy> {
 pub fn is_legal_remote_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(['.', '-'])
-        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Parse `proxy.log`: proxy UUID → the remotes it proxies.
@@ -143,7 +162,11 @@ pub fn parse_node_list(value: &str) -> Option<BTreeSet<String>> {
 }
 
 pub fn format_node_list(nodes: &BTreeSet<String>) -> String {
-    nodes.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
+    nodes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parse `cluster.log`: cluster UUID → node UUIDs. Entries whose field is
@@ -184,9 +207,14 @@ mod tests {
     #[test]
     fn proxy_log_roundtrip() {
         let log = parse_proxy_log(PROXY.as_bytes());
-        let p = log.get("8539dd90-0000-4000-8000-000000000491").expect("entry");
+        let p = log
+            .get("8539dd90-0000-4000-8000-000000000491")
+            .expect("entry");
         assert_eq!(p.len(), 4);
-        assert!(p.contains(&Proxy { uuid: "2c380728-0000-4000-8000-000000003292".into(), name: "n3".into() }));
+        assert!(p.contains(&Proxy {
+            uuid: "2c380728-0000-4000-8000-000000003292".into(),
+            name: "n3".into()
+        }));
         assert_eq!(format_proxy_log(&log), PROXY.as_bytes());
     }
 
@@ -209,11 +237,21 @@ mod tests {
     #[test]
     fn cluster_log_roundtrip_and_filter() {
         let log = parse_cluster_log(CLUSTER.as_bytes());
-        let nodes = log.get("ac15440a-d31a-8d6e-a592-60d4fcf6a0f2").expect("entry");
+        let nodes = log
+            .get("ac15440a-d31a-8d6e-a592-60d4fcf6a0f2")
+            .expect("entry");
         assert_eq!(nodes.len(), 2);
         assert_eq!(format_cluster_log(&log), CLUSTER.as_bytes());
-        assert!(parse_cluster_log(b"1s 11111111-1111-1111-1111-111111111111 a\n").entries.is_empty());
-        assert!(parse_cluster_log(b"1s ac15440a-d31a-8d6e-a592-60d4fcf6a0f2 a  b\n").entries.is_empty());
+        assert!(
+            parse_cluster_log(b"1s 11111111-1111-1111-1111-111111111111 a\n")
+                .entries
+                .is_empty()
+        );
+        assert!(
+            parse_cluster_log(b"1s ac15440a-d31a-8d6e-a592-60d4fcf6a0f2 a  b\n")
+                .entries
+                .is_empty()
+        );
         assert!(is_cluster_uuid("ac15440a-d31a-8d6e-a592-60d4fcf6a0f2"));
         assert!(!is_cluster_uuid("ac15440a-d31a-4d6e-a592-60d4fcf6a0f2"));
     }
@@ -223,15 +261,27 @@ mod tests {
         let log = MapLog::parse(b"5s f a\n5s f b\n4s f c\n5 g x y\n");
         assert_eq!(log.get("f").map(String::as_str), Some("b"));
         assert_eq!(log.get("g").map(String::as_str), Some("x y"));
-        let m = parse_maxsize_log(format!("{MAXSIZE}9s 114cf930-fc7a-4a16-8b43-d99eb4802793 nope\n").as_bytes());
-        assert_eq!(m.get("114cf930-fc7a-4a16-8b43-d99eb4802793"), Some(&10_000_000_000));
+        let m = parse_maxsize_log(
+            format!("{MAXSIZE}9s 114cf930-fc7a-4a16-8b43-d99eb4802793 nope\n").as_bytes(),
+        );
+        assert_eq!(
+            m.get("114cf930-fc7a-4a16-8b43-d99eb4802793"),
+            Some(&10_000_000_000)
+        );
         assert!(MapLog::parse(b"5s fieldonly\n").entries.is_empty());
     }
 
     #[test]
     fn set_advances_clock() {
         let mut log = MapLog::parse(MAXSIZE.as_bytes());
-        log.set("114cf930-fc7a-4a16-8b43-d99eb4802793", "5".into(), VectorClock::from_secs(1795623794));
-        assert_eq!(log.format(), b"1795623795s 114cf930-fc7a-4a16-8b43-d99eb4802793 5\n");
+        log.set(
+            "114cf930-fc7a-4a16-8b43-d99eb4802793",
+            "5".into(),
+            VectorClock::from_secs(1795623794),
+        );
+        assert_eq!(
+            log.format(),
+            b"1795623795s 114cf930-fc7a-4a16-8b43-d99eb4802793 5\n"
+        );
     }
 }

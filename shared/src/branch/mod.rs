@@ -14,7 +14,7 @@ pub mod journal;
 pub mod location;
 pub mod maplog;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod tree;
 pub mod uuidlog;
 
@@ -26,7 +26,8 @@ use gix::ObjectId;
 pub use clock::VectorClock;
 pub use journal::Journal;
 pub use location::{
-    change_location_log, location_log_path, location_log_path_for, LocationLine, LocationLog, LogStatus,
+    change_location_log, location_log_path, location_log_path_for, LocationLine, LocationLog,
+    LogStatus,
 };
 pub use maplog::{is_cluster_uuid, MapLog, Proxy};
 pub use tree::{union_merge, Union};
@@ -38,7 +39,9 @@ pub const BRANCH_REF: &str = "refs/heads/git-annex";
 /// Lines of a log file as git-annex splits them: on `\n` or `\r`,
 /// empty lines skipped.
 pub(crate) fn log_lines(content: &[u8]) -> impl Iterator<Item = &[u8]> {
-    content.split(|&b| b == b'\n' || b == b'\r').filter(|l| !l.is_empty())
+    content
+        .split(|&b| b == b'\n' || b == b'\r')
+        .filter(|l| !l.is_empty())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +84,9 @@ pub struct Branch {
 
 impl std::fmt::Debug for Branch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Branch").field("git_dir", &self.git_dir).finish()
+        f.debug_struct("Branch")
+            .field("git_dir", &self.git_dir)
+            .finish()
     }
 }
 
@@ -89,7 +94,11 @@ impl Branch {
     pub fn new(repo: gix::ThreadSafeRepository) -> Branch {
         let git_dir = repo.git_dir().to_owned();
         let journal = Journal::new(&git_dir);
-        Branch { repo, git_dir, journal }
+        Branch {
+            repo,
+            git_dir,
+            journal,
+        }
     }
 
     /// Open the repository at `dir` (a git dir or a worktree) for its branch.
@@ -117,7 +126,11 @@ impl Branch {
     /// Current content of a branch file: the journal's if it has one, else
     /// the committed blob. `None` when the file exists in neither.
     pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, BranchError> {
-        if let Some(c) = self.journal.read(path).map_err(io_err("reading the journal"))? {
+        if let Some(c) = self
+            .journal
+            .read(path)
+            .map_err(io_err("reading the journal"))?
+        {
             return Ok(Some(c));
         }
         self.read_committed(path)
@@ -126,7 +139,9 @@ impl Branch {
     /// A branch file as committed at the branch tip, ignoring the journal.
     pub fn read_committed(&self, path: &str) -> Result<Option<Vec<u8>>, BranchError> {
         let repo = self.repo.to_thread_local();
-        let Some(tip) = commit::read_ref(&repo, BRANCH_REF)? else { return Ok(None) };
+        let Some(tip) = commit::read_ref(&repo, BRANCH_REF)? else {
+            return Ok(None);
+        };
         let tree = repo.find_commit(tip)?.tree_id()?.detach();
         match tree::blob_at(&repo, tree, path)? {
             Some(blob) => Ok(Some(repo.find_blob(blob)?.detach().data)),
@@ -136,7 +151,11 @@ impl Branch {
 
     /// Replace a branch file's content with `f(current)`, in the journal,
     /// under the journal lock.
-    pub fn change_file(&self, path: &str, f: impl FnOnce(Option<&[u8]>) -> Vec<u8>) -> Result<(), BranchError> {
+    pub fn change_file(
+        &self,
+        path: &str,
+        f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<(), BranchError> {
         self.maybe_change_file(path, |old| Some(f(old))).map(|_| ())
     }
 
@@ -151,7 +170,9 @@ impl Branch {
         let current = self.read_file(path)?;
         match f(current.as_deref()) {
             Some(new) => {
-                self.journal.write(&lock, path, &new).map_err(io_err("writing the journal"))?;
+                self.journal
+                    .write(&lock, path, &new)
+                    .map_err(io_err("writing the journal"))?;
                 Ok(true)
             }
             None => Ok(false),
@@ -177,18 +198,27 @@ impl Branch {
 
     /// The parsed location log at `path` (journal first).
     pub fn location_log(&self, path: &str) -> Result<LocationLog, BranchError> {
-        Ok(LocationLog::parse(&self.read_file(path)?.unwrap_or_default()))
+        Ok(LocationLog::parse(
+            &self.read_file(path)?.unwrap_or_default(),
+        ))
     }
 
     /// Record `status` for `uuid` in the location log at `path`. Cluster
     /// UUIDs are never recorded, as in git-annex. Returns whether the log
     /// changed.
-    pub fn log_location(&self, path: &str, uuid: &str, status: LogStatus) -> Result<bool, BranchError> {
+    pub fn log_location(
+        &self,
+        path: &str,
+        uuid: &str,
+        status: LogStatus,
+    ) -> Result<bool, BranchError> {
         if is_cluster_uuid(uuid) {
             return Ok(false);
         }
         let candidate = VectorClock::candidate_now();
-        self.maybe_change_file(path, |old| change_location_log(old.unwrap_or_default(), uuid, status, candidate))
+        self.maybe_change_file(path, |old| {
+            change_location_log(old.unwrap_or_default(), uuid, status, candidate)
+        })
     }
 
     /// [`Branch::log_location`] for a key.

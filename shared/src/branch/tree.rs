@@ -8,7 +8,11 @@ use gix::ObjectId;
 
 /// The blob at `path` in `tree`, if there is one (a tree there counts as
 /// absent, as `git cat-file` of it would not give file content).
-pub(crate) fn blob_at(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Option<ObjectId>, gix::Error> {
+pub(crate) fn blob_at(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    path: &str,
+) -> Result<Option<ObjectId>, gix::Error> {
     let tree = repo.find_tree(tree)?;
     match tree.lookup_entry_by_path(path)? {
         Some(e) if e.mode().is_blob_or_symlink() => Ok(Some(e.object_id())),
@@ -38,7 +42,11 @@ pub(crate) fn changed_blobs(
             tracing::warn!(prefix, "skipping non-UTF-8 name in git-annex branch merge");
             continue;
         };
-        let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let in_base = base_entries.get(name_bytes(&path, prefix)).copied();
         if is_tree {
             let sub_base = in_base.filter(|(t, _)| *t).map(|(_, o)| o);
@@ -51,13 +59,20 @@ pub(crate) fn changed_blobs(
 }
 
 fn name_bytes<'a>(path: &'a str, prefix: &str) -> &'a [u8] {
-    let skip = if prefix.is_empty() { 0 } else { prefix.len() + 1 };
+    let skip = if prefix.is_empty() {
+        0
+    } else {
+        prefix.len() + 1
+    };
     &path.as_bytes()[skip..]
 }
 
 /// name → (is a tree, id); blobs and symlinks count as files, submodule
 /// entries are ignored (they never occur in a git-annex branch).
-fn tree_entries(repo: &gix::Repository, id: ObjectId) -> Result<BTreeMap<Vec<u8>, (bool, ObjectId)>, gix::Error> {
+fn tree_entries(
+    repo: &gix::Repository,
+    id: ObjectId,
+) -> Result<BTreeMap<Vec<u8>, (bool, ObjectId)>, gix::Error> {
     let tree = repo.find_tree(id)?;
     let decoded = tree.decode()?;
     let mut out = BTreeMap::new();
@@ -110,10 +125,16 @@ mod tests {
 
     #[test]
     fn union_sorted_dedup() {
-        assert_eq!(union_merge(&[b"b\na\n", b"c\na\n"]), Union::New(b"a\nb\nc\n".to_vec()));
+        assert_eq!(
+            union_merge(&[b"b\na\n", b"c\na\n"]),
+            Union::New(b"a\nb\nc\n".to_vec())
+        );
         assert_eq!(union_merge(&[b"b\na\n", b"a\n"]), Union::Reuse(0));
         assert_eq!(union_merge(&[b"x\n", b"x\ny"]), Union::Reuse(1));
         assert_eq!(union_merge(&[b"", b""]), Union::Reuse(0));
-        assert_eq!(union_merge(&[b"a\n\nb\n", b"c\n"]), Union::New(b"\na\nb\nc\n".to_vec()));
+        assert_eq!(
+            union_merge(&[b"a\n\nb\n", b"c\n"]),
+            Union::New(b"\na\nb\nc\n".to_vec())
+        );
     }
 }

@@ -36,7 +36,9 @@ pub struct UuidLog<V> {
 
 impl<V> Default for UuidLog<V> {
     fn default() -> Self {
-        UuidLog { entries: BTreeMap::new() }
+        UuidLog {
+            entries: BTreeMap::new(),
+        }
     }
 }
 
@@ -57,7 +59,11 @@ fn split_line(line: &[u8]) -> Option<(&str, &str, VectorClock)> {
             return Some((uuid, value, c));
         }
     }
-    Some((uuid, rest.strip_prefix(' ').unwrap_or(rest), VectorClock::Unknown))
+    Some((
+        uuid,
+        rest.strip_prefix(' ').unwrap_or(rest),
+        VectorClock::Unknown,
+    ))
 }
 
 impl<V> UuidLog<V> {
@@ -65,8 +71,12 @@ impl<V> UuidLog<V> {
     pub fn parse_with(content: &[u8], parse_value: impl Fn(&str) -> Option<V>) -> UuidLog<V> {
         let mut entries = BTreeMap::new();
         for line in log_lines(content) {
-            let Some((uuid, raw, clock)) = split_line(line) else { continue };
-            let Some(value) = parse_value(raw) else { continue };
+            let Some((uuid, raw, clock)) = split_line(line) else {
+                continue;
+            };
+            let Some(value) = parse_value(raw) else {
+                continue;
+            };
             insert_best(&mut entries, uuid.to_owned(), LogEntry { clock, value });
         }
         UuidLog { entries }
@@ -80,7 +90,8 @@ impl<V> UuidLog<V> {
     pub fn set(&mut self, uuid: &str, value: V, candidate: VectorClock) {
         let prev = self.entries.get(uuid).map(|e| e.clock);
         let clock = VectorClock::advance(candidate, prev);
-        self.entries.insert(uuid.to_owned(), LogEntry { clock, value });
+        self.entries
+            .insert(uuid.to_owned(), LogEntry { clock, value });
     }
 
     pub fn format_with(&self, fmt_value: impl Fn(&V) -> String) -> Vec<u8> {
@@ -139,10 +150,17 @@ mod tests {
     #[test]
     fn real_logs_roundtrip() {
         let log = UuidLog::parse(REAL_UUID.as_bytes());
-        assert_eq!(log.get("114cf930-fc7a-4a16-8b43-d99eb4802793").map(String::as_str), Some("my fancy desc"));
+        assert_eq!(
+            log.get("114cf930-fc7a-4a16-8b43-d99eb4802793")
+                .map(String::as_str),
+            Some("my fancy desc")
+        );
         assert_eq!(log.format(), REAL_UUID.as_bytes());
         let r = UuidLog::parse(REAL_REMOTE.as_bytes());
-        let cfg = parse_remote_config(r.get("01940277-6fbb-4325-a189-664eb56a5f96").expect("entry"));
+        let cfg = parse_remote_config(
+            r.get("01940277-6fbb-4325-a189-664eb56a5f96")
+                .expect("entry"),
+        );
         assert_eq!(cfg.get("type").map(String::as_str), Some("directory"));
         assert_eq!(cfg.get("name").map(String::as_str), Some("d"));
         assert_eq!(r.format(), REAL_REMOTE.as_bytes());
