@@ -125,7 +125,8 @@ fn set_ref(
 }
 
 /// Other git-annex branches with changes the branch lacks, as `git
-/// show-ref git-annex` would list them, minus `annex/ignoredrefs`.
+/// show-ref git-annex` would list them, minus those git-annex merged or
+/// ignores.
 fn unmerged_siblings(
     branch: &Branch,
     repo: &gix::Repository,
@@ -134,8 +135,18 @@ fn unmerged_siblings(
     if repo.config_snapshot().boolean("annex.merge-annex-branches") == Some(false) {
         return Ok(Vec::new());
     }
-    let ignored = fs::read_to_string(branch.git_dir.join("annex/ignoredrefs")).unwrap_or_default();
-    let ignored: Vec<&str> = ignored.lines().map(str::trim).collect();
+    // Shas git-annex already merged (annex/mergedrefs: `<sha>\t<ref>`) or
+    // was told to ignore (annex/ignoredrefs) need no merge from us either.
+    let mut skip: Vec<String> = Vec::new();
+    for f in ["annex/mergedrefs", "annex/ignoredrefs"] {
+        let content = fs::read_to_string(branch.git_dir.join(f)).unwrap_or_default();
+        skip.extend(
+            content
+                .lines()
+                .filter_map(|l| l.split('\t').next())
+                .map(|s| s.trim().to_owned()),
+        );
+    }
     let mut out: Vec<(ObjectId, String)> = Vec::new();
     for r in repo.references()?.all()? {
         let r = r?;
@@ -146,10 +157,7 @@ fn unmerged_siblings(
         let Some(id) = r.target().try_id().map(ToOwned::to_owned) else {
             continue;
         };
-        if id == tip
-            || ignored.contains(&id.to_string().as_str())
-            || out.iter().any(|(o, _)| *o == id)
-        {
+        if id == tip || skip.contains(&id.to_string()) || out.iter().any(|(o, _)| *o == id) {
             continue;
         }
         if repo.find_commit(id).is_err() || is_ancestor(repo, id, tip)? {

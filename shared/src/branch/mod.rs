@@ -190,8 +190,10 @@ impl Branch {
     }
 
     /// Commit the journal and merge other git-annex branches (synced/,
-    /// remotes') that are not yet ancestors of the branch. See
-    /// [`commit`](self::commit) for the details.
+    /// remotes') that are not yet ancestors of the branch: one commit, or a
+    /// fast-forward when only another branch is ahead and the journal is
+    /// empty. Then deletes the committed journal files, keeps git-annex's
+    /// `annex/index` in step and runs the `post-update-annex` hook.
     pub fn commit(&self) -> Result<CommitOutcome, BranchError> {
         commit::commit(self)
     }
