@@ -1,1 +1,245 @@
-//! placeholder
+//! The git-annex branch (`refs/heads/git-annex`): its log formats (pure,
+//! in submodules), the journal of uncommitted changes, and commits to the
+//! branch through gix.
+//!
+//! Everything here coexists with a real git-annex working on the same
+//! repository: journal writes and commits happen under the exclusive lock
+//! on `annex/journal.lck`, the branch ref only ever moves to a descendant
+//! of its current value (compare-and-swap), and git-annex's own staging
+//! index (`annex/index`) is kept in step when it was in step before.
+
+pub mod clock;
+mod commit;
+pub mod journal;
+pub mod location;
+pub mod maplog;
+#[cfg(test)]
+pub(crate) mod tests;
+mod tree;
+pub mod uuidlog;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+
+pub use clock::VectorClock;
+pub use journal::Journal;
+pub use location::{
+    change_location_log, location_log_path, location_log_path_for, LocationLine, LocationLog,
+    LogStatus,
+};
+pub use maplog::{is_cluster_uuid, MapLog, Proxy};
+pub use tree::{union_merge, Union};
+pub use uuidlog::{LogEntry, UuidLog};
+
+/// The branch's full ref name.
+pub const BRANCH_REF: &str = "refs/heads/git-annex";
+
+/// Lines of a log file as git-annex splits them: on `\n` or `\r`,
+/// empty lines skipped.
+pub(crate) fn log_lines(content: &[u8]) -> impl Iterator<Item = &[u8]> {
+    content
+        .split(|&b| b == b'\n' || b == b'\r')
+        .filter(|l| !l.is_empty())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BranchError {
+    #[error("git-annex branch: {0}")]
+    Git(#[from] gix::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("refs/heads/git-annex kept changing while committing ({0} attempts)")]
+    Contended(usize),
+}
+
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> BranchError {
+    let context = context.into();
+    move |source| BranchError::Io { context, source }
+}
+
+/// What [`Branch::commit`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Nothing was waiting in the journal and no other branch needed merging.
+    Unchanged,
+    /// A new commit is now the branch tip.
+    Committed(ObjectId),
+    /// The branch was moved forward to another git-annex branch.
+    FastForwarded(ObjectId),
+}
+
+/// The git-annex branch of one repository.
+#[derive(Clone)]
+pub struct Branch {
+    repo: gix::ThreadSafeRepository,
+    git_dir: PathBuf,
+    journal: Journal,
+}
+
+impl std::fmt::Debug for Branch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Branch")
+            .field("git_dir", &self.git_dir)
+            .finish()
+    }
+}
+
+impl Branch {
+    pub fn new(repo: gix::ThreadSafeRepository) -> Branch {
+        let git_dir = repo.git_dir().to_owned();
+        let journal = Journal::new(&git_dir);
+        Branch {
+            repo,
+            git_dir,
+            journal,
+        }
+    }
+
+    /// Open the repository at `dir` (a git dir or a worktree) for its branch.
+    pub fn open(dir: &Path) -> Result<Branch, BranchError> {
+        Ok(Branch::new(gix::open(dir)?.into_sync()))
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The commit the branch points at, if the branch exists.
+    pub fn tip(&self) -> Result<Option<ObjectId>, BranchError> {
+        commit::read_ref(&self.repo.to_thread_local(), BRANCH_REF)
+    }
+
+    pub fn exists(&self) -> Result<bool, BranchError> {
+        Ok(self.tip()?.is_some())
+    }
+
+    /// Current content of a branch file: the journal's if it has one, else
+    /// the committed blob. `None` when the file exists in neither.
+    pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, BranchError> {
+        if let Some(c) = self
+            .journal
+            .read(path)
+            .map_err(io_err("reading the journal"))?
+        {
+            return Ok(Some(c));
+        }
+        self.read_committed(path)
+    }
+
+    /// A branch file as committed at the branch tip, ignoring the journal.
+    pub fn read_committed(&self, path: &str) -> Result<Option<Vec<u8>>, BranchError> {
+        let repo = self.repo.to_thread_local();
+        let Some(tip) = commit::read_ref(&repo, BRANCH_REF)? else {
+            return Ok(None);
+        };
+        let tree = repo.find_commit(tip)?.tree_id()?.detach();
+        match tree::blob_at(&repo, tree, path)? {
+            Some(blob) => Ok(Some(repo.find_blob(blob)?.detach().data)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replace a branch file's content with `f(current)`, in the journal,
+    /// under the journal lock.
+    pub fn change_file(
+        &self,
+        path: &str,
+        f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<(), BranchError> {
+        self.maybe_change_file(path, |old| Some(f(old))).map(|_| ())
+    }
+
+    /// Like [`Branch::change_file`], but `f` may return `None` to leave the
+    /// file alone. Returns whether it was changed.
+    pub fn maybe_change_file(
+        &self,
+        path: &str,
+        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<bool, BranchError> {
+        let lock = self.journal.lock().map_err(io_err("locking the journal"))?;
+        let current = self.read_file(path)?;
+        match f(current.as_deref()) {
+            Some(new) => {
+                self.journal
+                    .write(&lock, path, &new)
+                    .map_err(io_err("writing the journal"))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Whether uncommitted changes wait in the journal.
+    pub fn journal_dirty(&self) -> bool {
+        self.journal.is_dirty()
+    }
+
+    /// Create the branch if it is missing; returns its tip either way.
+    pub fn create(&self) -> Result<ObjectId, BranchError> {
+        commit::create(self)
+    }
+
+    /// Commit the journal and merge other git-annex branches (synced/,
+    /// remotes') that are not yet ancestors of the branch: one commit, or a
+    /// fast-forward when only another branch is ahead and the journal is
+    /// empty. Then deletes the committed journal files, keeps git-annex's
+    /// `annex/index` in step and runs the `post-update-annex` hook.
+    pub fn commit(&self) -> Result<CommitOutcome, BranchError> {
+        commit::commit(self)
+    }
+
+    /// The parsed location log at `path` (journal first).
+    pub fn location_log(&self, path: &str) -> Result<LocationLog, BranchError> {
+        Ok(LocationLog::parse(
+            &self.read_file(path)?.unwrap_or_default(),
+        ))
+    }
+
+    /// Record `status` for `uuid` in the location log at `path`. Cluster
+    /// UUIDs are never recorded, as in git-annex. Returns whether the log
+    /// changed.
+    pub fn log_location(
+        &self,
+        path: &str,
+        uuid: &str,
+        status: LogStatus,
+    ) -> Result<bool, BranchError> {
+        if is_cluster_uuid(uuid) {
+            return Ok(false);
+        }
+        let candidate = VectorClock::candidate_now();
+        self.maybe_change_file(path, |old| {
+            change_location_log(old.unwrap_or_default(), uuid, status, candidate)
+        })
+    }
+
+    /// [`Branch::log_location`] for a key.
+    pub fn log_key_location(
+        &self,
+        key: &crate::key::Key,
+        uuid: &str,
+        status: LogStatus,
+    ) -> Result<bool, BranchError> {
+        self.log_location(&location_log_path_for(key), uuid, status)
+    }
+
+    /// UUIDs the location log says have the key.
+    pub fn key_locations(&self, key: &crate::key::Key) -> Result<Vec<String>, BranchError> {
+        let log = self.location_log(&location_log_path_for(key))?;
+        Ok(log.present().into_iter().map(str::to_owned).collect())
+    }
+
+    pub(crate) fn thread_repo(&self) -> gix::Repository {
+        self.repo.to_thread_local()
+    }
+}

@@ -1,0 +1,377 @@
+//! Branch tests against real git repositories, and against the real
+//! git-annex when it can be found (`GIT_ANNEX` env, PATH, or the
+//! workspace's `.venv/bin`); those parts are skipped without it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::*;
+
+pub(crate) fn git_annex_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("GIT_ANNEX") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/git-annex");
+    if venv.exists() {
+        return Some(venv);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("git-annex"))
+        .find(|p| p.exists())
+}
+
+pub(crate) fn run(dir: &Path, prog: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(prog);
+    cmd.args(args).current_dir(dir);
+    // git-annex (also run by git's hooks) finds its helpers through PATH.
+    if let Some(bin) = git_annex_bin().and_then(|p| p.parent().map(Path::to_owned)) {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![bin];
+        dirs.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(dirs).expect("valid PATH"));
+    }
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{prog:?} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
+    run(dir, Path::new("git"), args)
+}
+
+fn new_git_repo(bare: bool) -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("r");
+    let mut args = vec!["init", "-q"];
+    if bare {
+        args.push("--bare");
+    }
+    args.push("r");
+    git(t.path(), &args);
+    git(&dir, &["config", "user.name", "Tester"]);
+    git(&dir, &["config", "user.email", "tester@example.org"]);
+    (t, dir)
+}
+
+const U1: &str = "11111111-1111-4111-8111-111111111111";
+const U2: &str = "22222222-2222-4222-8222-222222222222";
+
+#[test]
+fn create_makes_empty_tree_commit() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    assert!(!b.exists().expect("exists"));
+    let tip = b.create().expect("create");
+    assert_eq!(b.create().expect("again"), tip);
+    assert_eq!(
+        git(&dir, &["log", "--format=%s|%an", "git-annex"]),
+        "branch created|Tester\n"
+    );
+    assert_eq!(git(&dir, &["ls-tree", "-r", "git-annex"]), "");
+}
+
+#[test]
+fn journal_commit_and_read_back() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    let path = location_log_path("abc/def", "SHA256E-s1--aa");
+    assert!(b.log_location(&path, U2, LogStatus::Present).expect("log"));
+    assert!(b.log_location(&path, U1, LogStatus::Present).expect("log"));
+    assert!(!b
+        .log_location(&path, U1, LogStatus::Present)
+        .expect("same status is a no-op"));
+    b.change_file("uuid.log", |_| {
+        format!("{U1} srv timestamp=5s\n").into_bytes()
+    })
+    .expect("change");
+    assert!(b.journal_dirty());
+    assert_eq!(b.location_log(&path).expect("read").present(), vec![U1, U2]);
+
+    let CommitOutcome::Committed(c) = b.commit().expect("commit") else {
+        panic!("expected a commit")
+    };
+    assert!(!b.journal_dirty());
+    assert_eq!(b.tip().expect("tip"), Some(c));
+    assert_eq!(
+        git(&dir, &["log", "--format=%s", "git-annex"]),
+        "update\nbranch created\n"
+    );
+    let shown = git(&dir, &["show", &format!("git-annex:{path}")]);
+    assert!(
+        shown.contains(&format!(" 1 {U1}\n")) && shown.contains(&format!(" 1 {U2}\n")),
+        "{shown}"
+    );
+    assert_eq!(
+        b.read_committed("uuid.log").expect("read"),
+        Some(format!("{U1} srv timestamp=5s\n").into_bytes())
+    );
+    assert_eq!(b.commit().expect("commit"), CommitOutcome::Unchanged);
+
+    // Journalling what is already committed makes no commit.
+    b.change_file("uuid.log", |old| old.expect("exists").to_vec())
+        .expect("change");
+    assert_eq!(b.commit().expect("commit"), CommitOutcome::Unchanged);
+    assert!(!b.journal_dirty());
+}
+
+#[test]
+fn union_merges_synced_branch_and_fast_forwards() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    b.change_file("a.log", |_| b"1s 1 u1\n".to_vec())
+        .expect("change");
+    b.commit().expect("commit");
+    let base = git(&dir, &["rev-parse", "git-annex"]).trim().to_owned();
+
+    // Another repository's history: same file changed differently, a new file.
+    let tree = git_tree(&dir, &[("a.log", "2s 1 u2\n"), ("n/new.log", "x\n")]);
+    let other = git(&dir, &["commit-tree", &tree, "-p", &base, "-m", "theirs"])
+        .trim()
+        .to_owned();
+    git(&dir, &["update-ref", "refs/heads/synced/git-annex", &other]);
+    b.change_file("a.log", |old| {
+        [old.unwrap_or_default(), b"3s 0 u1\n"].concat()
+    })
+    .expect("change");
+
+    let CommitOutcome::Committed(_) = b.commit().expect("commit") else {
+        panic!("expected a merge commit")
+    };
+    assert_eq!(
+        git(&dir, &["show", "git-annex:a.log"]),
+        "1s 1 u1\n2s 1 u2\n3s 0 u1\n"
+    );
+    assert_eq!(git(&dir, &["show", "git-annex:n/new.log"]), "x\n");
+    assert_eq!(
+        git(&dir, &["log", "-1", "--format=%s", "git-annex"]),
+        "merging synced/git-annex into git-annex\n"
+    );
+    assert_eq!(
+        b.commit().expect("commit"),
+        CommitOutcome::Unchanged,
+        "now an ancestor"
+    );
+
+    // A branch strictly ahead is fast-forwarded to when the journal is clean.
+    let tip = git(&dir, &["rev-parse", "git-annex"]).trim().to_owned();
+    let tree = git_tree(&dir, &[("a.log", "9s 1 u9\n")]);
+    let ahead = git(&dir, &["commit-tree", &tree, "-p", &tip, "-m", "ahead"])
+        .trim()
+        .to_owned();
+    git(
+        &dir,
+        &["update-ref", "refs/remotes/origin/git-annex", &ahead],
+    );
+    let ff: ObjectId = ahead.parse().expect("sha");
+    assert_eq!(
+        b.commit().expect("commit"),
+        CommitOutcome::FastForwarded(ff)
+    );
+}
+
+/// A tree holding `files` (paths may contain one directory level).
+fn git_tree(dir: &Path, files: &[(&str, &str)]) -> String {
+    let repo = gix::open(dir).expect("open");
+    let mut ed = repo
+        .edit_tree(ObjectId::empty_tree(gix::hash::Kind::Sha1))
+        .expect("editor");
+    for (p, c) in files {
+        let blob = repo.write_blob(c.as_bytes()).expect("blob");
+        ed.upsert(*p, gix::object::tree::EntryKind::Blob, blob)
+            .expect("upsert");
+    }
+    ed.write().expect("write").to_string()
+}
+
+#[test]
+fn hooks_and_commit_message_config() {
+    let (_t, dir) = new_git_repo(true);
+    git(&dir, &["config", "annex.commitmessage", "custom msg"]);
+    let hook = dir.join("hooks/post-update-annex");
+    std::fs::write(&hook, "#!/bin/sh\necho ran >> \"$PWD/hook-ran\"\n").expect("hook");
+    Command::new("chmod")
+        .arg("755")
+        .arg(&hook)
+        .status()
+        .expect("chmod");
+    let b = Branch::open(&dir).expect("open");
+    b.change_file("x.log", |_| b"1\n".to_vec()).expect("change");
+    b.commit().expect("commit");
+    assert_eq!(
+        git(&dir, &["log", "--format=%s", "git-annex"]),
+        "custom msg\ncustom msg\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("hook-ran")).expect("hook ran"),
+        "ran\nran\n"
+    );
+}
+
+#[test]
+fn interoperates_with_real_git_annex() {
+    let Some(ga) = git_annex_bin() else {
+        eprintln!("git-annex not found; skipping");
+        return;
+    };
+    let (_t, dir) = new_git_repo(false);
+    run(&dir, &ga, &["init", "-q", "test repo"]);
+    std::fs::write(dir.join("f"), "hello\n").expect("write");
+    run(&dir, &ga, &["add", "-q", "f"]);
+    git(&dir, &["commit", "-qm", "f"]);
+    let key = run(&dir, &ga, &["lookupkey", "f"]).trim().to_owned();
+    let path = run(
+        &dir,
+        &ga,
+        &["examinekey", "--format=${hashdirlower}${key}.log", &key],
+    );
+    let here = git(&dir, &["config", "annex.uuid"]).trim().to_owned();
+
+    let b = Branch::open(&dir).expect("open");
+    assert!(b.log_location(&path, U1, LogStatus::Present).expect("log"));
+    assert!(b
+        .log_location(&path, &here, LogStatus::Missing)
+        .expect("log"));
+    b.commit().expect("commit");
+    // git-annex's index followed our commit.
+    let idx = dir.join(".git/annex/index");
+    let diff = Command::new("git")
+        .args(["diff-index", "--cached", "--name-only", "git-annex"])
+        .env("GIT_INDEX_FILE", &idx)
+        .current_dir(&dir)
+        .output()
+        .expect("diff-index");
+    assert_eq!(
+        String::from_utf8_lossy(&diff.stdout),
+        "",
+        "annex/index differs from the branch"
+    );
+
+    let whereis = run(&dir, &ga, &["whereis", "--key", &key]);
+    assert!(
+        whereis.contains(U1) && !whereis.contains("test repo"),
+        "{whereis}"
+    );
+    // git-annex's own change after ours keeps ours, and we see its change.
+    run(&dir, &ga, &["setpresentkey", &key, U2, "1"]);
+    run(&dir, &ga, &["setpresentkey", &key, &here, "1"]);
+    let log = b.location_log(&path).expect("read");
+    assert_eq!(log.present().len(), 3, "{log:?}");
+    run(&dir, &ga, &["fsck", "-q", "f"]);
+    b.commit().expect("commit");
+    let log = LocationLog::parse(&b.read_committed(&path).expect("read").expect("exists"));
+    assert_eq!(log.present().len(), 3, "{log:?}");
+    run(&dir, &ga, &["info", "-q"]);
+
+    // A push moves the branch behind git-annex's back (its index is now
+    // stale); we commit on top, then git-annex must keep all of it.
+    let tip = git(&dir, &["rev-parse", "git-annex"]).trim().to_owned();
+    let pushed_tree = {
+        let repo = gix::open(&dir).expect("open");
+        let tree = repo
+            .find_commit(tip.parse::<ObjectId>().expect("sha"))
+            .expect("commit")
+            .tree_id()
+            .expect("tree");
+        let mut ed = repo.edit_tree(tree).expect("editor");
+        let blob = repo.write_blob(b"1s 1 pushed\n").expect("blob");
+        ed.upsert("pushed.log", gix::object::tree::EntryKind::Blob, blob)
+            .expect("upsert");
+        ed.write().expect("write").to_string()
+    };
+    let pushed = git(
+        &dir,
+        &["commit-tree", &pushed_tree, "-p", &tip, "-m", "pushed"],
+    )
+    .trim()
+    .to_owned();
+    git(&dir, &["update-ref", "refs/heads/git-annex", &pushed, &tip]);
+    b.change_file("ours.log", |_| b"1s 1 ours\n".to_vec())
+        .expect("change");
+    b.commit().expect("commit");
+    run(&dir, &ga, &["setpresentkey", &key, U1, "0"]);
+    // setpresentkey only journals; our commit takes its change along.
+    b.commit().expect("commit");
+    for f in ["pushed.log", "ours.log"] {
+        git(&dir, &["cat-file", "-e", &format!("git-annex:{f}")]);
+    }
+    let log = LocationLog::parse(&b.read_committed(&path).expect("read").expect("exists"));
+    assert_eq!(log.present().len(), 2, "{log:?}");
+}
+
+#[test]
+fn concurrent_with_real_git_annex() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some(ga) = git_annex_bin() else {
+        eprintln!("git-annex not found; skipping");
+        return;
+    };
+    let (_t, dir) = new_git_repo(false);
+    run(&dir, &ga, &["init", "-q"]);
+    let b = Branch::open(&dir).expect("open");
+    const THEIRS: usize = 15;
+    let key = |i: usize| format!("SHA256E-s{i}--{i:064x}");
+    let ours_path = move |i: usize| location_log_path(&format!("{:03x}/ours", i % 7), &key(i));
+    let done = Arc::new(AtomicBool::new(false));
+    let ours = std::thread::spawn({
+        let (b, done) = (b.clone(), done.clone());
+        move || {
+            let mut i = 0;
+            // Keep writing until git-annex has finished, so the two overlap.
+            while !done.load(Ordering::SeqCst) || i < 5 {
+                b.log_location(&ours_path(i), U1, LogStatus::Present)
+                    .expect("log");
+                if i % 2 == 0 {
+                    b.commit().expect("commit");
+                }
+                i += 1;
+            }
+            i
+        }
+    });
+    for i in 0..THEIRS {
+        // setpresentkey only journals; merge makes git-annex commit too.
+        run(&dir, &ga, &["setpresentkey", &key(i + 1000), U2, "1"]);
+        if i % 2 == 1 {
+            run(&dir, &ga, &["merge", "-q"]);
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let n_ours = ours.join().expect("our thread");
+    // git-annex reads the branch tip before taking the journal lock, so it
+    // may log "recovery from race" commits here (as between two git-annex
+    // processes); the checks below are that nothing was lost either way.
+    b.commit().expect("final commit");
+    for i in 0..n_ours {
+        let log = LocationLog::parse(
+            &b.read_committed(&ours_path(i))
+                .expect("read")
+                .unwrap_or_default(),
+        );
+        assert_eq!(log.present(), vec![U1], "our change {i} of {n_ours} lost");
+    }
+    let tree = git(&dir, &["ls-tree", "-r", "--name-only", "git-annex"]);
+    let theirs = tree
+        .lines()
+        .filter(|l| l.contains("SHA256E") && !l.contains("/ours/"))
+        .count();
+    assert_eq!(theirs, THEIRS, "git-annex's changes lost");
+    for i in [0, THEIRS - 1] {
+        let whereis = run(&dir, &ga, &["whereis", "--key", &key(i + 1000)]);
+        assert!(whereis.contains(U2), "{whereis}");
+    }
+    run(&dir, &ga, &["setpresentkey", &key(5000), U2, "1"]);
+    run(&dir, &ga, &["merge", "-q"]);
+    let tree = git(&dir, &["ls-tree", "-r", "--name-only", "git-annex"]);
+    assert_eq!(
+        tree.lines().filter(|l| l.contains("/ours/")).count(),
+        n_ours,
+        "git-annex dropped ours"
+    );
+}
