@@ -13,9 +13,9 @@ use crate::run::ShellError;
 /// `configlist`: the two config lines git-annex prints. A repository with
 /// no UUID is initialised first when a git-annex branch exists (someone
 /// pushed one) or the client asked with `autoinit=1`.
-pub fn configlist(repo: &Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
+pub fn configlist(repo: &mut Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
     let mut uuid = repo.uuid();
-    if uuid.is_none() && (call.fields.autoinit || repo.has_annex_branch()) {
+    if uuid.is_none() && (call.fields.autoinit || repo.has_annex_branch().unwrap_or(false)) {
         if policy.readonly {
             return Err(Refused::Blocked(READONLY).into());
         }
@@ -56,8 +56,9 @@ pub fn dropkey(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
     for key in keys(call)? {
         match store.remove(&key, || true).map_err(other)? {
             RemoveOutcome::Removed => {
-                annex::branch::location::record(&branch, &key, &uuid, false).map_err(other)?;
-                logged = true;
+                logged |= branch
+                    .log_key_location(&key, &uuid, annex::branch::LogStatus::Missing)
+                    .map_err(other)?;
             }
             RemoveOutcome::NotPresent => {}
             RemoveOutcome::Locked | RemoveOutcome::TooLate => {
@@ -67,7 +68,7 @@ pub fn dropkey(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
         }
     }
     if logged {
-        branch.commit("update").map_err(other)?;
+        branch.commit().map_err(other)?;
     }
     Ok(if ok { 0 } else { 1 })
 }
@@ -97,7 +98,7 @@ pub fn lockcontent(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
 
 /// `commit`: commit the journal to the git-annex branch.
 pub fn commit(repo: &Repo) -> Result<i32, ShellError> {
-    repo.branch().commit("update").map_err(other)?;
+    repo.branch().commit().map_err(other)?;
     Ok(0)
 }
 

@@ -6,6 +6,7 @@
 //! out of place gets `ERROR unexpected command`, and both keep the session;
 //! a broken connection or a broken repository ends it.
 
+use annex::branch::{Branch, LogStatus};
 use annex::p2p::{ConnError, Connection, Message};
 use annex::repo::Repo;
 use annex::store::ObjectStore;
@@ -45,6 +46,7 @@ pub struct Session<R, W> {
     pub conn: Connection<R, W>,
     pub repo: Repo,
     pub store: ObjectStore,
+    pub branch: Branch,
     pub my_uuid: String,
     pub client_uuid: String,
     pub mode: ServerMode,
@@ -69,6 +71,7 @@ where
     ) -> Self {
         Session {
             conn,
+            branch: repo.branch(),
             repo,
             store,
             my_uuid,
@@ -150,14 +153,20 @@ where
     /// Record in the location log that this repository now has, or no
     /// longer has, a key.
     pub fn log_presence(&mut self, key: &annex::key::Key, present: bool) -> Result<(), ServeError> {
-        annex::branch::location::record(&self.repo.branch(), key, &self.my_uuid, present)?;
-        self.journalled = true;
+        let status = if present {
+            LogStatus::Present
+        } else {
+            LogStatus::Missing
+        };
+        if self.branch.log_key_location(key, &self.my_uuid, status)? {
+            self.journalled = true;
+        }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), ServeError> {
         if self.journalled {
-            self.repo.branch().commit("update")?;
+            self.branch.commit()?;
         }
         Ok(())
     }
