@@ -99,6 +99,11 @@ fn init_sync_ours() {
     init_sync(ServerKind::Ours);
 }
 
+#[test]
+fn compare_init_sync() {
+    init_sync(ServerKind::Real).assert_same_as(&init_sync(ServerKind::Ours));
+}
+
 /// Same flow with a non-bare server repo that already has a commit.
 fn init_sync_nonbare(kind: ServerKind) -> Transcript {
     let mut t = Transcript::default();
@@ -127,6 +132,38 @@ fn init_sync_nonbare_real() {
 #[test]
 fn init_sync_nonbare_ours() {
     init_sync_nonbare(ServerKind::Ours);
+}
+
+/// A server repo that real git-annex initialised on the server itself
+/// (`git annex init "described server"`), before any client came along.
+fn preinitialised_server(kind: ServerKind) -> Transcript {
+    let mut t = Transcript::default();
+    let env = TestEnv::new(kind);
+    let server = env.server_bare("server.git");
+    env.server_annex_init(&server, "described server");
+    let uuid = env.server_uuid(&server);
+    let client = env.clone_client(&server, "client");
+    let cached = env.git(&client, &["config", "--get", "remote.origin.annex-uuid"]).ok();
+    assert_eq!(cached.stdout.trim(), uuid, "git annex init in the client learns the server's UUID");
+    env.add_file(&client, "p.txt", b"pre\n");
+    env.annex(&client, &["copy", "--to", "origin", "p.txt"]).ok();
+    env.annex(&client, &["sync"]).ok();
+    let seen = whereis(&env, &client);
+    assert_eq!(seen, w(&[("p.txt", &["client [here]", "described server [origin]"])]));
+    t.note("whereis", &seen);
+    assert_eq!(env.server_uuid(&server), uuid, "the server keeps its UUID");
+    env.assert_server_fsck_clean(&server);
+    t
+}
+
+#[test]
+fn preinitialised_server_real() {
+    preinitialised_server(ServerKind::Real);
+}
+
+#[test]
+fn preinitialised_server_ours() {
+    preinitialised_server(ServerKind::Ours);
 }
 
 // ----- copy / get / drop ----------------------------------------------------
@@ -243,6 +280,11 @@ fn move_to_from_ours() {
     move_to_from(ServerKind::Ours);
 }
 
+#[test]
+fn compare_move_to_from() {
+    move_to_from(ServerKind::Real).assert_same_as(&move_to_from(ServerKind::Ours));
+}
+
 // ----- fsck --from ----------------------------------------------------------
 
 fn fsck_remote(kind: ServerKind) -> Transcript {
@@ -299,6 +341,11 @@ fn fsck_remote_real() {
 #[test]
 fn fsck_remote_ours() {
     fsck_remote(ServerKind::Ours);
+}
+
+#[test]
+fn compare_fsck_remote() {
+    fsck_remote(ServerKind::Real).assert_same_as(&fsck_remote(ServerKind::Ours));
 }
 
 // ----- whereis through the git-annex branch ---------------------------------
