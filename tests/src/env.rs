@@ -86,7 +86,16 @@ impl TestEnv {
         let client_bin = r.join("client-bin");
         let oracle_bin = r.join("oracle-bin");
         let server_bin = r.join("server-bin");
-        for d in [&home, &server_home, &srv, &state, &standin_dir, &client_bin, &oracle_bin, &server_bin] {
+        for d in [
+            &home,
+            &server_home,
+            &srv,
+            &state,
+            &standin_dir,
+            &client_bin,
+            &oracle_bin,
+            &server_bin,
+        ] {
             mkdir(d);
         }
         link(real, &client_bin.join("git-annex"));
@@ -99,14 +108,21 @@ impl TestEnv {
                 link(real, &server_bin.join("git-annex"));
             }
             ServerKind::Ours => {
-                link(&tools::ours_bin_dir().join("git-annex-shell"), &server_bin.join("git-annex-shell"));
+                link(
+                    &tools::ours_bin_dir().join("git-annex-shell"),
+                    &server_bin.join("git-annex-shell"),
+                );
             }
         }
         let server_path = format!("{}:{SYSTEM_PATH}", server_bin.display());
         if kind == ServerKind::Ours {
             for dir in server_path.split(':') {
                 let p = Path::new(dir).join("git-annex");
-                assert!(!p.exists(), "{} is on the server PATH; our server must run without git-annex", p.display());
+                assert!(
+                    !p.exists(),
+                    "{} is on the server PATH; our server must run without git-annex",
+                    p.display()
+                );
             }
         }
         write(
@@ -130,8 +146,20 @@ impl TestEnv {
         });
         let ssh = standin_dir.join("ssh");
         write(&ssh, &script);
-        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).expect("chmod of the stand-in we just wrote");
-        TestEnv { kind, root, home, server_home, srv, state, standin_dir, client_bin, oracle_bin, server_path }
+        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755))
+            .expect("chmod of the stand-in we just wrote");
+        TestEnv {
+            kind,
+            root,
+            home,
+            server_home,
+            srv,
+            state,
+            standin_dir,
+            client_bin,
+            oracle_bin,
+            server_path,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -152,7 +180,11 @@ impl TestEnv {
             Ok(rel) => format!("~/{}", rel.display()),
             Err(_) => server.display().to_string(),
         };
-        self.unroot(&format!("{}@{}:{path}", tools::user_name(), tools::hostname()))
+        self.unroot(&format!(
+            "{}@{}:{path}",
+            tools::user_name(),
+            tools::hostname()
+        ))
     }
 
     // ----- commands -------------------------------------------------------
@@ -165,7 +197,11 @@ impl TestEnv {
             .env("HOME", &self.home)
             .env(
                 "PATH",
-                format!("{}:{}:{SYSTEM_PATH}", self.standin_dir.display(), self.client_bin.display()),
+                format!(
+                    "{}:{}:{SYSTEM_PATH}",
+                    self.standin_dir.display(),
+                    self.client_bin.display()
+                ),
             )
             .env("USER", tools::user_name())
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -204,7 +240,10 @@ impl TestEnv {
         let mut cmd = Command::new("git");
         cmd.env_clear()
             .env("HOME", &self.server_home)
-            .env("PATH", format!("{}:{SYSTEM_PATH}", self.oracle_bin.display()))
+            .env(
+                "PATH",
+                format!("{}:{SYSTEM_PATH}", self.oracle_bin.display()),
+            )
             .env("USER", tools::user_name())
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .args(args);
@@ -280,7 +319,10 @@ impl TestEnv {
                 return;
             }
             if start.elapsed() > SERVER_IDLE_TIMEOUT {
-                panic!("server sessions still running after {SERVER_IDLE_TIMEOUT:?}:\n{}", self.ssh_log_text());
+                panic!(
+                    "server sessions still running after {SERVER_IDLE_TIMEOUT:?}:\n{}",
+                    self.ssh_log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -292,7 +334,8 @@ impl TestEnv {
     /// in, as a user creates one before the first `git annex sync`.
     pub fn server_bare(&self, name: &str) -> PathBuf {
         let p = self.srv.join(name);
-        self.oracle(&self.srv, &["init", "-q", "--bare", &p.to_string_lossy()]).ok();
+        self.oracle(&self.srv, &["init", "-q", "--bare", &p.to_string_lossy()])
+            .ok();
         p
     }
 
@@ -300,7 +343,8 @@ impl TestEnv {
     /// clients have a branch to track.
     pub fn server_nonbare(&self, name: &str) -> PathBuf {
         let p = self.srv.join(name);
-        self.oracle(&self.srv, &["init", "-q", &p.to_string_lossy()]).ok();
+        self.oracle(&self.srv, &["init", "-q", &p.to_string_lossy()])
+            .ok();
         write(&p.join("README"), "server worktree\n");
         self.oracle(&p, &["add", "README"]).ok();
         self.oracle(&p, &["commit", "-q", "-m", "initial"]).ok();
@@ -350,13 +394,18 @@ impl TestEnv {
             panic!("writing {}: {e}", p.display());
         }
         self.annex(client, &["add", file]).ok();
-        self.git(client, &["commit", "-q", "-m", &format!("add {file}")]).ok();
+        self.git(client, &["commit", "-q", "-m", &format!("add {file}")])
+            .ok();
     }
 
     /// The key of an annexed file.
     #[track_caller]
     pub fn key_of(&self, client: &Path, file: &str) -> String {
-        self.annex(client, &["lookupkey", file]).ok().stdout.trim().to_string()
+        self.annex(client, &["lookupkey", file])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
     }
 
     /// Real git-annex in a server repo mid-scenario, told not to merge the
@@ -370,21 +419,23 @@ impl TestEnv {
 
     /// Whether the real git-annex finds `key`'s content in the server repo.
     pub fn server_has_content(&self, server: &Path, key: &str) -> bool {
-        self.oracle_peek(server, &["contentlocation", key]).success()
+        self.oracle_peek(server, &["contentlocation", key])
+            .success()
     }
 
     /// Whether the server repo's own location log says it has `key`.
     pub fn server_log_says_present(&self, server: &Path, key: &str) -> bool {
         let uuid = self.server_uuid(server);
         let out = self.oracle_peek(server, &["whereis", "--json", "--key", key]);
-        crate::observe::whereis_uuids(&out.stdout).iter().any(|u| *u == uuid)
+        crate::observe::whereis_uuids(&out.stdout).contains(&uuid)
     }
 }
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
         if std::env::var_os("ANNEXPROXY_KEEP_TMP").is_some() {
-            let kept = std::mem::replace(&mut self.root, tempfile::TempDir::new().expect("temp dir"));
+            let kept =
+                std::mem::replace(&mut self.root, tempfile::TempDir::new().expect("temp dir"));
             let path = kept.keep();
             eprintln!("kept test dir {}", path.display());
         }

@@ -65,7 +65,11 @@ pub fn parse_fsck(stdout: &str) -> FsckResults {
     json_lines(stdout)
         .into_iter()
         .map(|v| {
-            let file = v["file"].as_str().or(v["key"].as_str()).unwrap_or_default().to_string();
+            let file = v["file"]
+                .as_str()
+                .or(v["key"].as_str())
+                .unwrap_or_default()
+                .to_string();
             let ok = v["success"].as_bool().unwrap_or(false);
             let errs = v["error-messages"]
                 .as_array()
@@ -130,7 +134,8 @@ pub struct Transcript(pub Vec<(String, String)>);
 
 impl Transcript {
     pub fn note(&mut self, step: &str, what: impl std::fmt::Debug) {
-        self.0.push((step.to_string(), normalise_uuids(&format!("{what:#?}"))));
+        self.0
+            .push((step.to_string(), normalise_uuids(&format!("{what:#?}"))));
     }
 
     /// Panics with the first differing step when `self` (real) and `other`
@@ -146,7 +151,11 @@ impl Transcript {
                 );
             }
         }
-        assert_eq!(self.0.len(), other.0.len(), "transcripts have different lengths");
+        assert_eq!(
+            self.0.len(),
+            other.0.len(),
+            "transcripts have different lengths"
+        );
     }
 }
 

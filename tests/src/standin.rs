@@ -116,13 +116,22 @@ pub fn parse_log(text: &str) -> Vec<SshCall> {
             let pid = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
             let host = parts.next().unwrap_or_default().to_string();
             let command = parts.next().unwrap_or_default().to_string();
-            calls.push(SshCall { pid, host, command, exit: None });
+            calls.push(SshCall {
+                pid,
+                host,
+                command,
+                exit: None,
+            });
         } else if let Some(rest) = line.strip_prefix("exit ") {
             let mut parts = rest.splitn(2, ' ');
             let pid: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
             let code = parts.next().and_then(|c| c.trim().parse().ok());
             // pids can be reused; the open session is the latest one with it
-            if let Some(c) = calls.iter_mut().rev().find(|c| c.pid == pid && c.exit.is_none()) {
+            if let Some(c) = calls
+                .iter_mut()
+                .rev()
+                .find(|c| c.pid == pid && c.exit.is_none())
+            {
                 c.exit = code;
             }
         }
@@ -133,6 +142,127 @@ pub fn parse_log(text: &str) -> Vec<SshCall> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    struct Rig {
+        dir: tempfile::TempDir,
+        ssh: std::path::PathBuf,
+    }
+
+    fn rig() -> Rig {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = dir.path().join("state");
+        let home = dir.path().join("home");
+        let bin = dir.path().join("bin");
+        for d in [&state, &home, &bin] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        // a fake git-annex-shell that shows how it was called
+        let fake = bin.join("git-annex-shell");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nprintf '[%s]' \"$@\"; echo; echo \"ro=$GIT_ANNEX_SHELL_READONLY\"\n",
+        )
+        .expect("write fake");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = format!("{}:/usr/bin:/bin", bin.display());
+        let text = script(&StandinConfig {
+            state_dir: &state,
+            server_home: &home,
+            server_path: &path,
+            user: "u",
+        });
+        let ssh = dir.path().join("ssh");
+        std::fs::write(&ssh, text).expect("write stand-in");
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Rig { dir, ssh }
+    }
+
+    fn ssh(rig: &Rig, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(&rig.ssh)
+            .args(args)
+            .env("CLIENT_ONLY", "leaked")
+            .output()
+            .expect("run stand-in");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn options_before_and_after_the_host_are_dropped() {
+        let r = rig();
+        let argv = [
+            "-o",
+            "BatchMode=true",
+            "localhost",
+            "-S",
+            "/sock",
+            "-o",
+            "ControlMaster=auto",
+            "-p",
+            "22",
+            "-n",
+            "-T",
+            "git-annex-shell 'configlist' '/a b'",
+        ];
+        let (code, out, err) = ssh(&r, &argv);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, "[configlist][/a b]\nro=\n");
+        let log =
+            parse_log(&std::fs::read_to_string(r.dir.path().join("state/ssh.log")).expect("log"));
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].host, "localhost");
+        assert_eq!(log[0].command, "git-annex-shell 'configlist' '/a b'");
+        assert_eq!(log[0].exit, Some(0));
+    }
+
+    #[test]
+    fn remaining_words_are_joined_and_run_in_a_clean_env_at_home() {
+        let r = rig();
+        let (code, out, _) = ssh(
+            &r,
+            &[
+                "-T",
+                "--",
+                "h",
+                "echo",
+                "\"$CLIENT_ONLY\"",
+                "$USER",
+                "`pwd`",
+            ],
+        );
+        assert_eq!(code, 0);
+        let home = r.dir.path().join("home");
+        assert_eq!(out, format!(" u {}\n", home.display()));
+    }
+
+    #[test]
+    fn server_env_file_and_forced_command() {
+        let r = rig();
+        let state = r.dir.path().join("state");
+        std::fs::write(state.join("server.env"), "GIT_ANNEX_SHELL_READONLY=1\n").expect("env file");
+        std::fs::write(state.join("forced"), "").expect("forced switch");
+        let (code, out, _) = ssh(&r, &["localhost", "git-upload-pack '/r'"]);
+        assert_eq!(code, 0);
+        assert_eq!(out, "[-c][git-upload-pack '/r']\nro=1\n");
+    }
+
+    #[test]
+    fn exit_status_is_passed_back_and_logged() {
+        let r = rig();
+        let (code, _, _) = ssh(&r, &["localhost", "exit 7"]);
+        assert_eq!(code, 7);
+        let (code, _, err) = ssh(&r, &["-T"]);
+        assert_eq!(code, 255, "{err}");
+        let log =
+            parse_log(&std::fs::read_to_string(r.dir.path().join("state/ssh.log")).expect("log"));
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].exit, Some(7));
+    }
 
     #[test]
     fn quote_survives_single_quotes() {

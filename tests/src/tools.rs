@@ -53,7 +53,8 @@ fn find_real_annex() -> Result<PathBuf, String> {
         venv.display()
     );
     let lib = venv.join("lib");
-    let entries = std::fs::read_dir(&lib).map_err(|e| format!("{hint}\n({}: {e})", lib.display()))?;
+    let entries =
+        std::fs::read_dir(&lib).map_err(|e| format!("{hint}\n({}: {e})", lib.display()))?;
     let mut candidates: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path().join("site-packages/git_annex/git-annex"))
@@ -119,7 +120,14 @@ fn find_or_build_ours() -> Result<PathBuf, String> {
     if std::env::var_os("ANNEXPROXY_NO_BUILD").is_none() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(&cargo)
-            .args(["build", "--quiet", "-p", "annex-shell", "--bins", "--manifest-path"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "annex-shell",
+                "--bins",
+                "--manifest-path",
+            ])
             .arg(workspace_root().join("Cargo.toml"))
             .output()
             .map_err(|e| format!("could not run cargo to build annex-shell: {e}"))?;

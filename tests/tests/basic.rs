@@ -16,10 +16,14 @@ use annexproxy_tests::{ServerKind, TestEnv, Transcript, Whereis};
 fn w(entries: &[(&str, &[&str])]) -> Whereis {
     entries
         .iter()
-        .map(|(f, locs)| (f.to_string(), locs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()))
+        .map(|(f, locs)| {
+            (
+                f.to_string(),
+                locs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+            )
+        })
         .collect()
 }
-
 
 fn read(client: &Path, file: &str) -> Vec<u8> {
     std::fs::read(client.join(file)).unwrap_or_default()
@@ -27,7 +31,10 @@ fn read(client: &Path, file: &str) -> Vec<u8> {
 
 /// A bare server (plain git) and a client that cloned it, added `files`
 /// and synced.
-fn setup(kind: ServerKind, files: &[(&str, &[u8])]) -> (TestEnv, std::path::PathBuf, std::path::PathBuf) {
+fn setup(
+    kind: ServerKind,
+    files: &[(&str, &[u8])],
+) -> (TestEnv, std::path::PathBuf, std::path::PathBuf) {
     let env = TestEnv::new(kind);
     let server = env.server_bare("server.git");
     let client = env.clone_client(&server, "client");
@@ -45,7 +52,11 @@ fn init_sync(kind: ServerKind) -> Transcript {
     let env = TestEnv::new(kind);
     let server = env.server_bare("server.git");
     let client = env.clone_client(&server, "client");
-    assert_eq!(env.server_uuid(&server), "", "git annex init in the client must not initialise the server");
+    assert_eq!(
+        env.server_uuid(&server),
+        "",
+        "git annex init in the client must not initialise the server"
+    );
     env.add_file(&client, "a.txt", b"hello\n");
     let mark = env.ssh_mark();
     let sync = env.annex(&client, &["sync"]).ok();
@@ -56,29 +67,69 @@ fn init_sync(kind: ServerKind) -> Transcript {
         "sync should have autoinitialised the server (annex.uuid unset)\n{sync}\n--- ssh log ---\n{}",
         env.ssh_log_text()
     );
-    let version = env.oracle(&server, &["config", "--get", "annex.version"]).stdout.trim().to_string();
+    let version = env
+        .oracle(&server, &["config", "--get", "annex.version"])
+        .stdout
+        .trim()
+        .to_string();
     assert_eq!(version, "10", "annex.version of the autoinitialised server");
-    env.oracle(&server, &["rev-parse", "--verify", "-q", "refs/heads/git-annex"]).ok();
-    let cached = env.git(&client, &["config", "--get", "remote.origin.annex-uuid"]).ok();
-    assert_eq!(cached.stdout.trim(), uuid, "client caches the server's UUID");
+    env.oracle(
+        &server,
+        &["rev-parse", "--verify", "-q", "refs/heads/git-annex"],
+    )
+    .ok();
+    let cached = env
+        .git(&client, &["config", "--get", "remote.origin.annex-uuid"])
+        .ok();
+    assert_eq!(
+        cached.stdout.trim(),
+        uuid,
+        "client caches the server's UUID"
+    );
     let ignore = env.git(&client, &["config", "--get", "remote.origin.annex-ignore"]);
-    assert_ne!(ignore.stdout.trim(), "true", "client gave up on the server:\n{ignore}");
+    assert_ne!(
+        ignore.stdout.trim(),
+        "true",
+        "client gave up on the server:\n{ignore}"
+    );
 
     let calls = env.ssh_calls_since(mark);
-    let autoinit = format!("git-annex-shell 'configlist' '{}' '--' 'autoinit=1' '--'", server.display());
+    let autoinit = format!(
+        "git-annex-shell 'configlist' '{}' '--' 'autoinit=1' '--'",
+        server.display()
+    );
     assert!(
         calls.iter().any(|c| c.command == autoinit),
         "sync should ask for autoinit with {autoinit:?}; sessions were:\n{}",
         env.ssh_log_text()
     );
     for c in &calls {
-        assert_eq!(c.exit, Some(0), "server session failed: {c:?}\n{}", env.ssh_log_text());
+        assert_eq!(
+            c.exit,
+            Some(0),
+            "server session failed: {c:?}\n{}",
+            env.ssh_log_text()
+        );
         assert_eq!(c.host, "localhost");
     }
-    t.note("sync sessions", calls.iter().map(|c| (env.unroot(&c.command), c.exit)).collect::<Vec<_>>());
+    t.note(
+        "sync sessions",
+        calls
+            .iter()
+            .map(|c| (env.unroot(&c.command), c.exit))
+            .collect::<Vec<_>>(),
+    );
 
-    let heads = env.oracle(&server, &["for-each-ref", "--format=%(refname)", "refs/heads"]).ok();
-    t.note("server refs after sync", heads.stdout.lines().collect::<Vec<_>>());
+    let heads = env
+        .oracle(
+            &server,
+            &["for-each-ref", "--format=%(refname)", "refs/heads"],
+        )
+        .ok();
+    t.note(
+        "server refs after sync",
+        heads.stdout.lines().collect::<Vec<_>>(),
+    );
     t.note("whereis after sync", whereis(&env, &client));
     assert_eq!(whereis(&env, &client), w(&[("a.txt", &["client [here]"])]));
 
@@ -112,11 +163,21 @@ fn init_sync_nonbare(kind: ServerKind) -> Transcript {
     let client = env.clone_client(&server, "client");
     env.add_file(&client, "a.txt", b"non-bare\n");
     env.annex(&client, &["sync"]).ok();
-    assert!(!env.server_uuid(&server).is_empty(), "sync should have autoinitialised the server");
-    env.annex(&client, &["copy", "--to", "origin", "a.txt"]).ok();
+    assert!(
+        !env.server_uuid(&server).is_empty(),
+        "sync should have autoinitialised the server"
+    );
+    env.annex(&client, &["copy", "--to", "origin", "a.txt"])
+        .ok();
     let key = env.key_of(&client, "a.txt");
-    assert!(env.server_has_content(&server, &key), "non-bare server should hold {key}");
-    assert!(env.server_log_says_present(&server, &key), "server should log its own copy of {key}");
+    assert!(
+        env.server_has_content(&server, &key),
+        "non-bare server should hold {key}"
+    );
+    assert!(
+        env.server_log_says_present(&server, &key),
+        "server should log its own copy of {key}"
+    );
     let seen = whereis(&env, &client);
     assert_eq!(seen, w(&[("a.txt", &["client [here]", "origin"])]));
     t.note("whereis", seen);
@@ -143,13 +204,23 @@ fn preinitialised_server(kind: ServerKind) -> Transcript {
     env.server_annex_init(&server, "described server");
     let uuid = env.server_uuid(&server);
     let client = env.clone_client(&server, "client");
-    let cached = env.git(&client, &["config", "--get", "remote.origin.annex-uuid"]).ok();
-    assert_eq!(cached.stdout.trim(), uuid, "git annex init in the client learns the server's UUID");
+    let cached = env
+        .git(&client, &["config", "--get", "remote.origin.annex-uuid"])
+        .ok();
+    assert_eq!(
+        cached.stdout.trim(),
+        uuid,
+        "git annex init in the client learns the server's UUID"
+    );
     env.add_file(&client, "p.txt", b"pre\n");
-    env.annex(&client, &["copy", "--to", "origin", "p.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin", "p.txt"])
+        .ok();
     env.annex(&client, &["sync"]).ok();
     let seen = whereis(&env, &client);
-    assert_eq!(seen, w(&[("p.txt", &["client [here]", "described server [origin]"])]));
+    assert_eq!(
+        seen,
+        w(&[("p.txt", &["client [here]", "described server [origin]"])])
+    );
     t.note("whereis", &seen);
     assert_eq!(env.server_uuid(&server), uuid, "the server keeps its UUID");
     env.assert_server_fsck_clean(&server);
@@ -175,52 +246,101 @@ fn copy_get_drop(kind: ServerKind) -> Transcript {
     let kb = env.key_of(&client, "sub/b.txt");
 
     let out = env.annex(&client, &["copy", "--to", "origin"]).ok();
-    t.note("copy --to output", out.stdout.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>());
+    t.note(
+        "copy --to output",
+        out.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>(),
+    );
     for k in [&ka, &kb] {
-        assert!(env.server_has_content(&server, k), "server should hold {k} after copy --to");
-        assert!(env.server_log_says_present(&server, k), "server's own location log should list itself for {k}");
+        assert!(
+            env.server_has_content(&server, k),
+            "server should hold {k} after copy --to"
+        );
+        assert!(
+            env.server_log_says_present(&server, k),
+            "server's own location log should list itself for {k}"
+        );
     }
-    let both = w(&[("a.txt", &["client [here]", "origin"]), ("sub/b.txt", &["client [here]", "origin"])]);
+    let both = w(&[
+        ("a.txt", &["client [here]", "origin"]),
+        ("sub/b.txt", &["client [here]", "origin"]),
+    ]);
     assert_eq!(whereis(&env, &client), both);
     t.note("whereis after copy", whereis(&env, &client));
 
     // copying again finds the content already there
-    env.annex(&client, &["copy", "--to", "origin", "a.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin", "a.txt"])
+        .ok();
 
     // Dropping the only local copy relies on the server: the client proves
     // the copy by locking it there (LOCKCONTENT) while it drops.
-    let out = env.annex(&client, &["drop", "a.txt", "--debug", "--debugfilter=P2P.IO"]).ok();
+    let out = env
+        .annex(
+            &client,
+            &["drop", "a.txt", "--debug", "--debugfilter=P2P.IO"],
+        )
+        .ok();
     assert!(
         out.stderr.contains(&format!("P2P > LOCKCONTENT {ka}")),
         "local drop should lock the server's copy:\n{out}"
     );
-    assert!(read(&client, "a.txt").is_empty(), "a.txt content should be gone locally");
+    assert!(
+        read(&client, "a.txt").is_empty(),
+        "a.txt content should be gone locally"
+    );
     t.note("whereis after local drop", whereis(&env, &client));
     assert_eq!(
         whereis(&env, &client),
-        w(&[("a.txt", &["origin"]), ("sub/b.txt", &["client [here]", "origin"])])
+        w(&[
+            ("a.txt", &["origin"]),
+            ("sub/b.txt", &["client [here]", "origin"])
+        ])
     );
 
-    env.annex(&client, &["get", "--from", "origin", "a.txt"]).ok();
+    env.annex(&client, &["get", "--from", "origin", "a.txt"])
+        .ok();
     assert_eq!(read(&client, "a.txt"), b"alpha\n");
     assert_eq!(whereis(&env, &client), both);
 
     // numcopies 1 (the default): the local copy is enough to drop the server's
-    env.annex(&client, &["drop", "--from", "origin", "a.txt"]).ok();
-    assert!(!env.server_has_content(&server, &ka), "server should no longer hold {ka}");
-    assert!(!env.server_log_says_present(&server, &ka), "server's log should record the removal of {ka}");
+    env.annex(&client, &["drop", "--from", "origin", "a.txt"])
+        .ok();
+    assert!(
+        !env.server_has_content(&server, &ka),
+        "server should no longer hold {ka}"
+    );
+    assert!(
+        !env.server_log_says_present(&server, &ka),
+        "server's log should record the removal of {ka}"
+    );
     t.note("whereis after drop --from", whereis(&env, &client));
     assert_eq!(
         whereis(&env, &client),
-        w(&[("a.txt", &["client [here]"]), ("sub/b.txt", &["client [here]", "origin"])])
+        w(&[
+            ("a.txt", &["client [here]"]),
+            ("sub/b.txt", &["client [here]", "origin"])
+        ])
     );
 
     // numcopies 2: neither the server's copy nor the local one may go
     env.annex(&client, &["numcopies", "2"]).ok();
-    let out = env.annex(&client, &["drop", "--from", "origin", "sub/b.txt"]).fails();
+    let out = env
+        .annex(&client, &["drop", "--from", "origin", "sub/b.txt"])
+        .fails();
     let out = out.says("Could only verify the existence of 1 out of 2 necessary copies");
-    t.note("drop --from refused", out.stderr.lines().filter(|l| !l.contains("sshcaching") && !l.contains("concurrency")).collect::<Vec<_>>());
-    assert!(env.server_has_content(&server, &kb), "a refused drop must leave {kb} on the server");
+    t.note(
+        "drop --from refused",
+        out.stderr
+            .lines()
+            .filter(|l| !l.contains("sshcaching") && !l.contains("concurrency"))
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        env.server_has_content(&server, &kb),
+        "a refused drop must leave {kb} on the server"
+    );
     env.annex(&client, &["drop", "sub/b.txt"]).fails();
     assert_eq!(read(&client, "sub/b.txt"), b"bravo\n");
     env.annex(&client, &["numcopies", "1"]).ok();
@@ -252,15 +372,23 @@ fn move_to_from(kind: ServerKind) -> Transcript {
     let (env, server, client) = setup(kind, &[("m.bin", b"moving content\n")]);
     let k = env.key_of(&client, "m.bin");
 
-    env.annex(&client, &["move", "--to", "origin", "m.bin"]).ok();
-    assert!(read(&client, "m.bin").is_empty(), "move --to should drop the local copy");
+    env.annex(&client, &["move", "--to", "origin", "m.bin"])
+        .ok();
+    assert!(
+        read(&client, "m.bin").is_empty(),
+        "move --to should drop the local copy"
+    );
     assert!(env.server_has_content(&server, &k));
     assert_eq!(whereis(&env, &client), w(&[("m.bin", &["origin"])]));
     t.note("after move --to", whereis(&env, &client));
 
-    env.annex(&client, &["move", "--from", "origin", "m.bin"]).ok();
+    env.annex(&client, &["move", "--from", "origin", "m.bin"])
+        .ok();
     assert_eq!(read(&client, "m.bin"), b"moving content\n");
-    assert!(!env.server_has_content(&server, &k), "move --from should remove the server's copy");
+    assert!(
+        !env.server_has_content(&server, &k),
+        "move --from should remove the server's copy"
+    );
     assert!(!env.server_log_says_present(&server, &k));
     assert_eq!(whereis(&env, &client), w(&[("m.bin", &["client [here]"])]));
     t.note("after move --from", whereis(&env, &client));
@@ -289,7 +417,10 @@ fn compare_move_to_from() {
 
 fn fsck_remote(kind: ServerKind) -> Transcript {
     let mut t = Transcript::default();
-    let (env, server, client) = setup(kind, &[("good.txt", b"good\n"), ("bad.txt", b"will be corrupted\n")]);
+    let (env, server, client) = setup(
+        kind,
+        &[("good.txt", b"good\n"), ("bad.txt", b"will be corrupted\n")],
+    );
     env.annex(&client, &["copy", "--to", "origin"]).ok();
 
     let (ok, results) = fsck_from(&env, &client, "origin");
@@ -303,29 +434,53 @@ fn fsck_remote(kind: ServerKind) -> Transcript {
     let loc = env.oracle_peek(&server, &["contentlocation", &kbad]).ok();
     let obj = server.join(loc.stdout.trim());
     let dir = obj.parent().expect("object file has a key dir");
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("thaw key dir");
-    std::fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("thaw object");
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("thaw key dir");
+    std::fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("thaw object");
     std::fs::write(&obj, b"WILL BE CORRUPTED\n").expect("corrupt object");
 
     let (ok, results) = fsck_from(&env, &client, "origin");
-    assert!(!ok, "fsck --from origin should fail on corrupted content: {results:?}");
-    assert_eq!(results.get("good.txt").map(|r| r.0), Some(true), "{results:?}");
-    assert_eq!(results.get("bad.txt").map(|r| r.0), Some(false), "{results:?}");
+    assert!(
+        !ok,
+        "fsck --from origin should fail on corrupted content: {results:?}"
+    );
+    assert_eq!(
+        results.get("good.txt").map(|r| r.0),
+        Some(true),
+        "{results:?}"
+    );
+    assert_eq!(
+        results.get("bad.txt").map(|r| r.0),
+        Some(false),
+        "{results:?}"
+    );
     t.note("fsck --from with corruption", &results);
     // The real client only reports the failed download: the location log
     // still lists origin and the corrupted object stays on the server.
     let after = whereis(&env, &client);
     t.note("whereis after fsck found corruption", &after);
-    assert_eq!(after, w(&[("bad.txt", &["client [here]", "origin"]), ("good.txt", &["client [here]", "origin"])]));
+    assert_eq!(
+        after,
+        w(&[
+            ("bad.txt", &["client [here]", "origin"]),
+            ("good.txt", &["client [here]", "origin"])
+        ])
+    );
     assert!(env.server_has_content(&server, &kbad));
     let oracle = env.oracle_annex(&server, &["fsck", "--quiet"]);
-    assert!(!oracle.success(), "the oracle fsck should catch the corruption:\n{oracle}");
+    assert!(
+        !oracle.success(),
+        "the oracle fsck should catch the corruption:\n{oracle}"
+    );
 
     // Repair: drop the bad copy from the server (removal does not verify)
     // and send a good one.
-    env.annex(&client, &["drop", "--from", "origin", "bad.txt"]).ok();
+    env.annex(&client, &["drop", "--from", "origin", "bad.txt"])
+        .ok();
     assert!(!env.server_has_content(&server, &kbad));
-    env.annex(&client, &["copy", "--to", "origin", "bad.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin", "bad.txt"])
+        .ok();
     let (ok, results) = fsck_from(&env, &client, "origin");
     assert!(ok, "fsck --from origin after repair: {results:?}");
     env.annex(&client, &["sync"]).ok();
@@ -353,7 +508,8 @@ fn compare_fsck_remote() {
 fn whereis_after_sync(kind: ServerKind) -> Transcript {
     let mut t = Transcript::default();
     let (env, server, first) = setup(kind, &[("w1.txt", b"one\n"), ("w2.txt", b"two\n")]);
-    env.annex(&first, &["copy", "--to", "origin", "w1.txt"]).ok();
+    env.annex(&first, &["copy", "--to", "origin", "w1.txt"])
+        .ok();
     env.annex(&first, &["sync"]).ok();
 
     let second = env.clone_client(&server, "second");
@@ -362,15 +518,25 @@ fn whereis_after_sync(kind: ServerKind) -> Transcript {
     // that learns of it through the git-annex branch shows that description.
     let origin = format!("{} [origin]", env.default_description(&server));
     let seen = whereis(&env, &second);
-    assert_eq!(seen, w(&[("w1.txt", &["client", &origin]), ("w2.txt", &["client"])]));
+    assert_eq!(
+        seen,
+        w(&[("w1.txt", &["client", &origin]), ("w2.txt", &["client"])])
+    );
     t.note("second client's whereis", &seen);
 
-    env.annex(&second, &["get", "--from", "origin", "w1.txt"]).ok();
+    env.annex(&second, &["get", "--from", "origin", "w1.txt"])
+        .ok();
     assert_eq!(read(&second, "w1.txt"), b"one\n");
     env.annex(&second, &["sync"]).ok();
     env.annex(&first, &["sync"]).ok();
     let seen = whereis(&env, &first);
-    assert_eq!(seen, w(&[("w1.txt", &["client [here]", &origin, "second"]), ("w2.txt", &["client [here]"])]));
+    assert_eq!(
+        seen,
+        w(&[
+            ("w1.txt", &["client [here]", &origin, "second"]),
+            ("w2.txt", &["client [here]"])
+        ])
+    );
     t.note("first client's whereis after both synced", &seen);
     env.assert_server_fsck_clean(&server);
     t

@@ -25,7 +25,8 @@ fn setup(kind: ServerKind) -> (TestEnv, PathBuf, PathBuf) {
     env.add_file(&client, "a.txt", b"on the server\n");
     env.add_file(&client, "b.txt", b"only on the client\n");
     env.annex(&client, &["sync"]).ok();
-    env.annex(&client, &["copy", "--to", "origin", "a.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin", "a.txt"])
+        .ok();
     (env, server, client)
 }
 
@@ -34,7 +35,9 @@ fn gist(out: &Out) -> Vec<String> {
     out.stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains("sshcaching") && !l.contains("enabled concurrency"))
+        .filter(|l| {
+            !l.is_empty() && !l.contains("sshcaching") && !l.contains("enabled concurrency")
+        })
         .map(str::to_string)
         .collect()
 }
@@ -51,17 +54,23 @@ fn readonly(kind: ServerKind) -> Transcript {
     let kb = env.key_of(&client, "b.txt");
     env.set_server_env(&[("GIT_ANNEX_SHELL_READONLY", "1")]);
 
-    let out = env.annex(&client, &["copy", "--to", "origin", "b.txt"]).fails().says("Transfer failed");
+    let out = env
+        .annex(&client, &["copy", "--to", "origin", "b.txt"])
+        .fails()
+        .says("Transfer failed");
     t.note("copy --to refused", gist(&out));
     assert!(!env.server_has_content(&server, &kb));
 
-    let out = env.annex(&client, &["drop", "--from", "origin", "a.txt"]).fails();
+    let out = env
+        .annex(&client, &["drop", "--from", "origin", "a.txt"])
+        .fails();
     let out = out.says("this repository is read-only; write access denied");
     t.note("drop --from refused", gist(&out));
 
     // reading works: lock the server's copy to drop ours, then get it back
     env.annex(&client, &["drop", "a.txt"]).ok();
-    env.annex(&client, &["get", "--from", "origin", "a.txt"]).ok();
+    env.annex(&client, &["get", "--from", "origin", "a.txt"])
+        .ok();
     let (ok, _) = annexproxy_tests::observe::fsck_from(&env, &client, "origin");
     assert!(ok, "fsck --from works read-only");
 
@@ -78,9 +87,15 @@ fn readonly(kind: ServerKind) -> Transcript {
     let mark = env.ssh_mark();
     let out = env.annex(&other, &["sync"]);
     t.note("autoinit refused: sync status", out.code());
-    assert!(env.server_uuid(&fresh).is_empty(), "READONLY must block autoinit");
+    assert!(
+        env.server_uuid(&fresh).is_empty(),
+        "READONLY must block autoinit"
+    );
     let calls = env.ssh_calls_since(mark);
-    let autoinit = calls.iter().find(|c| c.command.contains("autoinit=1")).expect("sync asked for autoinit");
+    let autoinit = calls
+        .iter()
+        .find(|c| c.command.contains("autoinit=1"))
+        .expect("sync asked for autoinit");
     assert_eq!(autoinit.exit, Some(1), "{autoinit:?}");
     // The client never shows the server's reason: it reports a config it
     // could not parse, gives up on the remote's annex and the sync succeeds.
@@ -116,20 +131,27 @@ fn appendonly(kind: ServerKind) -> Transcript {
     let kb = env.key_of(&client, "b.txt");
     env.set_server_env(&[("GIT_ANNEX_SHELL_APPENDONLY", "1")]);
 
-    env.annex(&client, &["copy", "--to", "origin", "b.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin", "b.txt"])
+        .ok();
     assert!(env.server_has_content(&server, &kb));
 
-    let out = env.annex(&client, &["drop", "--from", "origin", "a.txt"]).fails();
+    let out = env
+        .annex(&client, &["drop", "--from", "origin", "a.txt"])
+        .fails();
     let out = out.says("this repository is append-only; removal denied");
     t.note("drop --from refused", gist(&out));
     assert!(env.server_has_content(&server, &ka));
-    let out = env.annex(&client, &["move", "--from", "origin", "a.txt"]).fails();
+    let out = env
+        .annex(&client, &["move", "--from", "origin", "a.txt"])
+        .fails();
     t.note("move --from refused", gist(&out));
     assert!(env.server_has_content(&server, &ka));
 
     // move --to only removes the local copy
-    env.annex(&client, &["move", "--to", "origin", "b.txt"]).ok();
-    env.annex(&client, &["get", "--from", "origin", "b.txt"]).ok();
+    env.annex(&client, &["move", "--to", "origin", "b.txt"])
+        .ok();
+    env.annex(&client, &["get", "--from", "origin", "b.txt"])
+        .ok();
 
     commit_something(&env, &client, "ao-push.txt");
     env.git(&client, &["push", "-q", "origin", "main"]).ok();
@@ -138,7 +160,10 @@ fn appendonly(kind: ServerKind) -> Transcript {
     let fresh = env.server_bare("fresh.git");
     let other = env.clone_client(&fresh, "other");
     env.annex(&other, &["sync"]).ok();
-    assert!(!env.server_uuid(&fresh).is_empty(), "APPENDONLY allows autoinit");
+    assert!(
+        !env.server_uuid(&fresh).is_empty(),
+        "APPENDONLY allows autoinit"
+    );
 
     env.annex(&client, &["sync"]).ok();
     t.note("whereis", whereis(&env, &client));
@@ -168,19 +193,33 @@ fn limited(kind: ServerKind) -> Transcript {
     let (env, server, client) = setup(kind);
     env.set_server_env(&[("GIT_ANNEX_SHELL_LIMITED", "1")]);
 
-    let out = env.git(&client, &["fetch", "origin"]).fails().says("Action blocked by GIT_ANNEX_SHELL_LIMITED");
+    let out = env
+        .git(&client, &["fetch", "origin"])
+        .fails()
+        .says("Action blocked by GIT_ANNEX_SHELL_LIMITED");
     t.note("fetch refused", gist(&out));
     commit_something(&env, &client, "limited.txt");
-    let out = env.git(&client, &["push", "origin", "main"]).fails().says("Action blocked by GIT_ANNEX_SHELL_LIMITED");
+    let out = env
+        .git(&client, &["push", "origin", "main"])
+        .fails()
+        .says("Action blocked by GIT_ANNEX_SHELL_LIMITED");
     t.note("push refused", gist(&out));
-    let out = env.git(env.root(), &["clone", "-q", &env.url(&server), "refused-clone"]).fails();
+    let out = env
+        .git(
+            env.root(),
+            &["clone", "-q", &env.url(&server), "refused-clone"],
+        )
+        .fails();
     let out = out.says("Action blocked by GIT_ANNEX_SHELL_LIMITED");
     t.note("clone refused", gist(&out));
 
     // git-annex's own commands are untouched
-    env.annex(&client, &["copy", "--to", "origin", "b.txt"]).ok();
-    env.annex(&client, &["drop", "--from", "origin", "a.txt"]).ok();
-    env.annex(&client, &["get", "--from", "origin", "b.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin", "b.txt"])
+        .ok();
+    env.annex(&client, &["drop", "--from", "origin", "a.txt"])
+        .ok();
+    env.annex(&client, &["get", "--from", "origin", "b.txt"])
+        .ok();
     let out = env.annex(&client, &["sync"]);
     t.note("sync status under LIMITED", out.code());
     t.note("whereis", whereis(&env, &client));
@@ -212,38 +251,67 @@ fn directory(kind: ServerKind) -> Transcript {
     let elsewhere = env.srv.join("other.git");
     let elsewhere_s = elsewhere.display().to_string();
     env.set_server_env(&[("GIT_ANNEX_SHELL_DIRECTORY", &elsewhere_s)]);
-    let refusal = format!("Only allowed to access {} not {}", elsewhere.display(), server.display());
+    let refusal = format!(
+        "Only allowed to access {} not {}",
+        elsewhere.display(),
+        server.display()
+    );
 
-    let out = env.git(&client, &["fetch", "origin"]).fails().says(&refusal);
+    let out = env
+        .git(&client, &["fetch", "origin"])
+        .fails()
+        .says(&refusal);
     t.note("fetch refused", env.unroot(&gist(&out).join("\n")));
-    let out = env.annex(&client, &["copy", "--to", "origin", "b.txt"]).fails();
+    let out = env
+        .annex(&client, &["copy", "--to", "origin", "b.txt"])
+        .fails();
     t.note("copy refused", env.unroot(&gist(&out).join("\n")));
-    let out = env.annex(&client, &["drop", "--from", "origin", "a.txt"]).fails();
+    let out = env
+        .annex(&client, &["drop", "--from", "origin", "a.txt"])
+        .fails();
     t.note("drop refused", env.unroot(&gist(&out).join("\n")));
 
     // the matching directory is served
     env.set_server_env(&[("GIT_ANNEX_SHELL_DIRECTORY", &server.display().to_string())]);
     env.git(&client, &["fetch", "origin"]).ok();
-    env.annex(&client, &["copy", "--to", "origin", "b.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin", "b.txt"])
+        .ok();
 
     // Home-relative URLs: git asks for `home.git`, git-annex for
     // `/~/home.git`; both match the absolute DIRECTORY, and `~/home.git`.
     let home_repo = env.server_home.join("home.git");
-    env.oracle(&env.server_home, &["init", "-q", "--bare", "home.git"]).ok();
+    env.oracle(&env.server_home, &["init", "-q", "--bare", "home.git"])
+        .ok();
     let mark = env.ssh_mark();
     for allowed in [home_repo.display().to_string(), "~/home.git".to_string()] {
         env.set_server_env(&[("GIT_ANNEX_SHELL_DIRECTORY", &allowed)]);
-        let name = if allowed.starts_with('~') { "tilde" } else { "abs" };
+        let name = if allowed.starts_with('~') {
+            "tilde"
+        } else {
+            "abs"
+        };
         let c = env.clone_url("localhost:home.git", name);
         env.add_file(&c, &format!("{name}.txt"), name.as_bytes());
         env.annex(&c, &["sync"]).ok();
         env.annex(&c, &["copy", "--to", "origin"]).ok();
-        t.note(&format!("home-relative whereis ({name})"), whereis(&env, &c));
+        t.note(
+            &format!("home-relative whereis ({name})"),
+            whereis(&env, &c),
+        );
     }
     let calls = env.ssh_calls_since(mark);
-    assert!(calls.iter().any(|c| c.command.contains("'/~/home.git'")), "{calls:?}");
-    assert!(calls.iter().any(|c| c.command.contains("'home.git'")), "{calls:?}");
-    t.note("home-relative argv", calls.iter().map(|c| c.command.clone()).collect::<Vec<_>>());
+    assert!(
+        calls.iter().any(|c| c.command.contains("'/~/home.git'")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.command.contains("'home.git'")),
+        "{calls:?}"
+    );
+    t.note(
+        "home-relative argv",
+        calls.iter().map(|c| c.command.clone()).collect::<Vec<_>>(),
+    );
     assert!(calls.iter().all(|c| c.exit == Some(0)), "{calls:?}");
 
     env.set_server_env(&[]);

@@ -18,7 +18,8 @@ fn write_big_file(path: &std::path::Path) {
     let mut seed = 1;
     while written < SIZE {
         let n = CHUNK.min(SIZE - written);
-        f.write_all(&pseudo_random_bytes(seed, n)).expect("write big file");
+        f.write_all(&pseudo_random_bytes(seed, n))
+            .expect("write big file");
         written += n;
         seed += 1;
     }
@@ -58,7 +59,9 @@ fn interrupted_upload_resumes(kind: ServerKind) {
     let mut child = cmd.spawn().expect("start git-annex copy");
     let start = Instant::now();
     loop {
-        let grown = std::fs::metadata(&partial_path).map(|m| m.len()).unwrap_or(0);
+        let grown = std::fs::metadata(&partial_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
         if grown > 0 {
             child.kill().expect("kill the uploading client");
             break;
@@ -70,19 +73,27 @@ fn interrupted_upload_resumes(kind: ServerKind) {
                 env.ssh_log_text()
             );
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "no upload progress within 120s");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no upload progress within 120s"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     child.wait().expect("reap killed client");
     env.wait_server_idle();
 
-    let partial = std::fs::metadata(&partial_path).map(|m| m.len()).unwrap_or(0);
+    let partial = std::fs::metadata(&partial_path)
+        .map(|m| m.len())
+        .unwrap_or(0);
     assert!(
         partial > 0 && partial < SIZE as u64,
         "after the interruption the server should keep a partial object, has {partial} bytes at {}",
         partial_path.display()
     );
-    assert!(!env.server_has_content(&server, &key), "interrupted upload must not count as stored");
+    assert!(
+        !env.server_has_content(&server, &key),
+        "interrupted upload must not count as stored"
+    );
     let calls = env.ssh_calls();
     let last = calls.last().expect("the copy opened a session");
     assert!(last.command.contains("'p2pstdio'"), "{last:?}");
@@ -94,11 +105,30 @@ fn interrupted_upload_resumes(kind: ServerKind) {
         std::fs::read_to_string(env.root().join("killed-copy.stderr")).unwrap_or_default()
     );
 
-    let out = env.annex(&client, &["copy", "--to", "origin", "big.bin", "--debug", "--debugfilter=P2P.IO"]).ok();
+    let out = env
+        .annex(
+            &client,
+            &[
+                "copy",
+                "--to",
+                "origin",
+                "big.bin",
+                "--debug",
+                "--debugfilter=P2P.IO",
+            ],
+        )
+        .ok();
     let offsets = put_from_offsets(&out.stderr);
-    assert_eq!(offsets, vec![partial], "the rerun should resume from the partial object:\n{out}");
+    assert_eq!(
+        offsets,
+        vec![partial],
+        "the rerun should resume from the partial object:\n{out}"
+    );
     assert!(env.server_has_content(&server, &key));
-    assert!(!partial_path.exists(), "partial object should be gone once stored");
+    assert!(
+        !partial_path.exists(),
+        "partial object should be gone once stored"
+    );
     let seen = whereis(&env, &client);
     assert_eq!(seen["big.bin"].len(), 2, "{seen:?}");
     env.annex(&client, &["sync"]).ok();
