@@ -57,6 +57,26 @@ pub fn whereis(env: &TestEnv, client: &Path) -> Whereis {
     parse_whereis(&env.unroot(&out.stdout))
 }
 
+/// One `(file, success, error messages)` per item of a `--json` run of an
+/// action command (copy, get, drop, move...), in output order; free of the
+/// progress and timing text that makes plain output differ between runs.
+pub fn action_results(stdout: &str) -> Vec<(String, bool, Vec<String>)> {
+    json_lines(stdout)
+        .into_iter()
+        .map(|v| {
+            let file = v["file"].as_str().or(v["key"].as_str()).unwrap_or_default().to_string();
+            let errs = v["error-messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str())
+                .map(normalise_uuids)
+                .collect();
+            (file, v["success"].as_bool().unwrap_or(false), errs)
+        })
+        .collect()
+}
+
 /// file → (success, error messages with UUIDs normalised).
 pub type FsckResults = BTreeMap<String, (bool, Vec<String>)>;
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use annexproxy_tests::observe::{fsck_from, whereis};
+use annexproxy_tests::observe::{action_results, fsck_from, whereis};
 use annexproxy_tests::{ServerKind, TestEnv, Transcript, Whereis};
 
 fn w(entries: &[(&str, &[&str])]) -> Whereis {
@@ -245,14 +245,8 @@ fn copy_get_drop(kind: ServerKind) -> Transcript {
     let ka = env.key_of(&client, "a.txt");
     let kb = env.key_of(&client, "sub/b.txt");
 
-    let out = env.annex(&client, &["copy", "--to", "origin"]).ok();
-    t.note(
-        "copy --to output",
-        out.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect::<Vec<_>>(),
-    );
+    let out = env.annex(&client, &["copy", "--to", "origin", "--json"]).ok();
+    t.note("copy --to results", action_results(&out.stdout));
     for k in [&ka, &kb] {
         assert!(
             env.server_has_content(&server, k),
