@@ -25,7 +25,7 @@ pub enum ServerKind {
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// How long a server session may outlive the client command that opened it.
-const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A scenario's world. Dropping it removes the temp dir (set
 /// `ANNEXPROXY_KEEP_TMP=1` to keep it for a post-mortem).

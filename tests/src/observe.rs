@@ -64,7 +64,11 @@ pub fn action_results(stdout: &str) -> Vec<(String, bool, Vec<String>)> {
     json_lines(stdout)
         .into_iter()
         .map(|v| {
-            let file = v["file"].as_str().or(v["key"].as_str()).unwrap_or_default().to_string();
+            let file = v["file"]
+                .as_str()
+                .or(v["key"].as_str())
+                .unwrap_or_default()
+                .to_string();
             let errs = v["error-messages"]
                 .as_array()
                 .into_iter()

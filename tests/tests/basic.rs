@@ -245,7 +245,9 @@ fn copy_get_drop(kind: ServerKind) -> Transcript {
     let ka = env.key_of(&client, "a.txt");
     let kb = env.key_of(&client, "sub/b.txt");
 
-    let out = env.annex(&client, &["copy", "--to", "origin", "--json"]).ok();
+    let out = env
+        .annex(&client, &["copy", "--to", "origin", "--json"])
+        .ok();
     t.note("copy --to results", action_results(&out.stdout));
     for k in [&ka, &kb] {
         assert!(
