@@ -1,1 +1,37 @@
-//! Harness for end-to-end tests.
+//! Harness for the end-to-end tests: the real git-annex client talks over a
+//! loopback ssh stand-in to a server repository served either by the real
+//! git-annex-shell or by ours, and scenarios compare what the client sees.
+//!
+//! - [`tools`]: finding the real git-annex (`<workspace>/.venv` or
+//!   `$ANNEX_VENV`) and our binary (`$ANNEXPROXY_BIN_DIR`, else built once).
+//! - [`standin`]: the generated `ssh` stand-in and its session log.
+//! - [`env`]: [`TestEnv`], one scenario's temp world, commands and fixtures.
+//! - [`run`]: [`Out`], a finished command with good failure messages.
+//! - [`observe`]: whereis/fsck results normalised for Real-vs-Ours checks.
+
+pub mod env;
+pub mod observe;
+pub mod run;
+pub mod standin;
+pub mod tools;
+
+pub use env::{ServerKind, TestEnv};
+pub use observe::{Transcript, Whereis};
+pub use run::Out;
+
+/// Deterministic pseudo-random bytes (splitmix64), so big test files are
+/// cheap to make and incompressible.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

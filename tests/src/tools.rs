@@ -1,0 +1,186 @@
+//! Where the programs under test come from: the real git-annex in the
+//! workspace venv, and our `git-annex-shell` from the cargo target dir.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The git-annex version every expectation in this suite was taken from.
+pub const EXPECTED_ANNEX_VERSION: &str = "10.20261026";
+
+/// Workspace root (the parent of this crate's manifest dir).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The venv holding git-annex: `$ANNEX_VENV`, else `<workspace>/.venv`.
+pub fn venv_dir() -> PathBuf {
+    match std::env::var_os("ANNEX_VENV") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => workspace_root().join(".venv"),
+    }
+}
+
+/// The real git-annex ELF binary shipped inside the venv's python package.
+/// Symlinks to it named `git-annex-shell` act as git-annex-shell; going
+/// through the venv's python wrappers would add interpreter start-up to
+/// every ssh hop.
+pub fn real_annex_binary() -> &'static Path {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let found = BIN.get_or_init(find_real_annex);
+    match found {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The venv's magic database; git-annex's python wrapper points libmagic at
+/// it, so the client does too.
+pub fn real_magic_db() -> Option<PathBuf> {
+    let p = real_annex_binary().with_file_name("magic.mgc");
+    p.exists().then_some(p)
+}
+
+fn find_real_annex() -> Result<PathBuf, String> {
+    let venv = venv_dir();
+    let hint = format!(
+        "git-annex {EXPECTED_ANNEX_VERSION} is required for the end-to-end tests and was not found \
+         in the venv {}.\nInstall it with `scripts/install-git-annex.sh` (from the workspace root), \
+         or point ANNEX_VENV at a venv that has it.",
+        venv.display()
+    );
+    let lib = venv.join("lib");
+    let entries =
+        std::fs::read_dir(&lib).map_err(|e| format!("{hint}\n({}: {e})", lib.display()))?;
+    let mut candidates: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/git_annex/git-annex"))
+        .filter(|p| p.is_file())
+        .collect();
+    candidates.sort();
+    let bin = candidates.pop().ok_or_else(|| hint.clone())?;
+    let out = Command::new(&bin)
+        .arg("version")
+        .arg("--raw")
+        .output()
+        .map_err(|e| format!("{hint}\n(running {} failed: {e})", bin.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !version.starts_with(EXPECTED_ANNEX_VERSION) {
+        return Err(format!(
+            "{hint}\n({} reports version {version:?})",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+/// Directory holding our `git-annex-shell`.
+///
+/// `$ANNEXPROXY_BIN_DIR` wins and is used as is. Otherwise the binary is
+/// built once per test process with `cargo build -p annex-shell --bins`
+/// (skipped when `ANNEXPROXY_NO_BUILD` is set), because cargo does not build
+/// another package's binaries for an integration test.
+pub fn ours_bin_dir() -> &'static Path {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match DIR.get_or_init(find_or_build_ours) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                workspace_root().join(d)
+            }
+        }
+        _ => workspace_root().join("target"),
+    }
+}
+
+fn find_or_build_ours() -> Result<PathBuf, String> {
+    if let Some(d) = std::env::var_os("ANNEXPROXY_BIN_DIR").filter(|d| !d.is_empty()) {
+        let d = PathBuf::from(d);
+        return if d.join("git-annex-shell").is_file() {
+            Ok(d)
+        } else {
+            Err(format!(
+                "ANNEXPROXY_BIN_DIR={} has no git-annex-shell",
+                d.display()
+            ))
+        };
+    }
+    if std::env::var_os("ANNEXPROXY_NO_BUILD").is_none() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(&cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "annex-shell",
+                "--bins",
+                "--manifest-path",
+            ])
+            .arg(workspace_root().join("Cargo.toml"))
+            .output()
+            .map_err(|e| format!("could not run cargo to build annex-shell: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`cargo build -p annex-shell --bins` failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let dir = target_dir().join("debug");
+    if dir.join("git-annex-shell").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "our git-annex-shell is not at {}; build it with `cargo build -p annex-shell --bins` \
+             or set ANNEXPROXY_BIN_DIR",
+            dir.display()
+        ))
+    }
+}
+
+/// Login name to put in the server's environment, as sshd would.
+pub fn user_name() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "root".to_string())
+}
+
+/// This machine's host name, as git-annex puts it into descriptions.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            Command::new("uname")
+                .arg("-n")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        })
+        .unwrap_or_default()
+}
