@@ -20,7 +20,7 @@ pub fn configlist(repo: &mut Repo, call: &BuiltinCall, policy: &Policy) -> Resul
             return Err(Refused::Blocked(READONLY).into());
         }
         uuid = Some(
-            repo.init(None)
+            repo.init_journalled(None)
                 .map_err(|e| ShellError::Other(format!("initialisation failed: {e}")))?,
         );
     }

@@ -6,7 +6,7 @@ use annex::repo::Repo;
 use crate::args::BuiltinCall;
 use crate::restrict::Policy;
 use crate::run::ShellError;
-use crate::serve::{ServeError, Session};
+use crate::serve::Session;
 
 pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
     let [client_uuid] = call.params.as_slice() else {
@@ -32,7 +32,7 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
     runtime.shutdown_background();
     match result {
         Ok(()) => Ok(0),
-        Err(ServeError::Connection(e)) if e.is_eof() => Ok(0),
+        Err(e) if e.is_hangup() => Ok(0),
         Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
     }
 }

@@ -27,6 +27,8 @@ pub enum ServeError {
     #[error("{0}")]
     Branch(#[from] annex::branch::BranchError),
     #[error("{0}")]
+    Repo(#[from] annex::repo::RepoError),
+    #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("client error: {0}")]
     ClientError(String),
@@ -165,10 +167,31 @@ where
     }
 
     fn finish(&mut self) -> Result<(), ServeError> {
-        if self.journalled {
+        // Like git-annex, commit whatever the journal holds, also lines an
+        // earlier `configlist` autoinit left there.
+        if self.journalled || self.branch.journal_dirty() {
             self.branch.commit()?;
         }
         Ok(())
+    }
+}
+
+impl ServeError {
+    /// The client went away: not an error worth reporting, as in
+    /// git-annex, which exits quietly when its peer hangs up (also in the
+    /// middle of a DATA; the partial upload is kept for a resume).
+    pub fn is_hangup(&self) -> bool {
+        match self {
+            ServeError::Connection(ConnError::ShortData { .. })
+            | ServeError::Connection(ConnError::UnexpectedEof) => true,
+            ServeError::Connection(ConnError::Io(e)) => matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
     }
 }
 

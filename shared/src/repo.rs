@@ -231,6 +231,16 @@ impl Repo {
     /// description in `uuid.log` (the given one, else `user@host:path`,
     /// unless one is already recorded), and commit. Returns the UUID.
     pub fn init(&mut self, description: Option<&str>) -> Result<String, RepoError> {
+        let uuid = self.init_journalled(description)?;
+        self.branch().commit()?;
+        Ok(uuid)
+    }
+
+    /// [`Repo::init`] leaving the description in the journal, as
+    /// git-annex-shell's autoinit in `configlist` does (it never commits):
+    /// the next session that commits carries it into the branch, so clients
+    /// learn the description when git-annex's clients would.
+    pub fn init_journalled(&mut self, description: Option<&str>) -> Result<String, RepoError> {
         self.branch().create()?;
         let uuid = match self.uuid() {
             Some(u) => u,
@@ -258,7 +268,6 @@ impl Repo {
                 uuidlog::change_uuid_log(old.unwrap_or_default(), &uuid, &desc, now)
             })?;
         }
-        branch.commit()?;
         Ok(uuid)
     }
 

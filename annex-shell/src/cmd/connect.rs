@@ -34,7 +34,7 @@ where
     };
     let mut child = Command::new("git")
         .arg(sub)
-        .arg(s.repo.path())
+        .arg(s.repo.work_dir().unwrap_or(s.repo.git_dir()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

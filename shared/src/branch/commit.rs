@@ -8,6 +8,14 @@
 //! tip; if it moved, start again from the new tip. The journal files are
 //! deleted only once their content is in the branch.
 //!
+//! Journal files hold a whole new file as its writer saw the branch. When
+//! the branch moved after that (a client pushed `git-annex` to us), the
+//! tip's newer lines would be lost by putting the journal file in place,
+//! so such files are union-merged with the tip's version instead, as
+//! git-annex's own index merge does. The tip the journal was written
+//! against is kept in `annex/journal.base`; for journals written by
+//! git-annex, `annex/index.lck` tells the same.
+//!
 //! git-annex stages into its own index (`annex/index`) and records in
 //! `annex/index.lck` which branch commit that index reflects. When that
 //! record matches the tip we started from, we apply the same changes to
@@ -192,6 +200,10 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
             .journal
             .list()
             .map_err(io_err("listing the journal"))?;
+        if staged.is_empty() {
+            // Someone else committed the journal; its base is history.
+            let _ = fs::remove_file(branch.git_dir.join(JOURNAL_BASE));
+        }
         if staged.is_empty() && siblings.is_empty() {
             return Ok(CommitOutcome::Unchanged);
         }
@@ -204,13 +216,38 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
             return Ok(CommitOutcome::FastForwarded(new));
         }
 
+        let base_tree = match journal_base(branch) {
+            Some(base) if base != tip => Some(
+                repo.find_commit(base)
+                    .ok()
+                    .and_then(|c| c.tree_id().ok())
+                    .map(|t| t.detach()),
+            ),
+            _ => None,
+        };
         let mut changes: BTreeMap<String, ObjectId> = BTreeMap::new();
         for (name, path) in &staged {
             let content = branch
                 .journal
                 .read_named(&lock, name)
                 .map_err(io_err("reading the journal"))?;
-            changes.insert(path.clone(), repo.write_blob(&content)?.detach());
+            let mut blob = repo.write_blob(&content)?.detach();
+            if let Some(base_tree) = base_tree {
+                let at_tip = tree::blob_at(&repo, tip_tree, path)?;
+                let at_base = match base_tree {
+                    Some(t) => tree::blob_at(&repo, t, path)?,
+                    None => None,
+                };
+                if let Some(theirs) = at_tip.filter(|t| Some(*t) != at_base && *t != blob) {
+                    let tip_content = repo.find_blob(theirs)?.detach().data;
+                    blob = match tree::union_merge(&[&content, &tip_content]) {
+                        Union::Reuse(0) => blob,
+                        Union::Reuse(_) => theirs,
+                        Union::New(merged) => repo.write_blob(&merged)?.detach(),
+                    };
+                }
+            }
+            changes.insert(path.clone(), blob);
         }
         for (sib, _) in &siblings {
             merge_sibling(&repo, tip_tree, commit_tree(&repo, *sib)?, &mut changes)?;
@@ -253,6 +290,7 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
             continue;
         }
         remove_staged(branch, &lock, &staged)?;
+        let _ = fs::remove_file(branch.git_dir.join(JOURNAL_BASE));
         if let Err(e) = update_annex_index(branch, tip, new, &changes) {
             tracing::warn!(error = %e, "could not update annex/index; git-annex will rebuild it");
         }
@@ -260,6 +298,34 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
         return Ok(CommitOutcome::Committed(new));
     }
     Err(BranchError::Contended(MAX_ATTEMPTS))
+}
+
+const JOURNAL_BASE: &str = "annex/journal.base";
+
+/// Remember which tip the journal is written against, unless an earlier
+/// write since the last commit already did (the oldest base is the one
+/// that matters). Called under the journal lock.
+pub(crate) fn note_journal_base(
+    branch: &Branch,
+    _lock: &super::journal::JournalLock,
+) -> Result<(), BranchError> {
+    let path = branch.git_dir.join(JOURNAL_BASE);
+    if path.exists() {
+        return Ok(());
+    }
+    let tip = read_ref(&branch.thread_repo(), BRANCH_REF)?;
+    let text = tip.map(|t| t.to_string()).unwrap_or_default();
+    fs::write(&path, text).map_err(io_err("recording the journal's base"))?;
+    Ok(())
+}
+
+/// The tip the journal was written against: ours, else the one git-annex
+/// recorded for its index. `None` when unknown (then the journal wins).
+fn journal_base(branch: &Branch) -> Option<ObjectId> {
+    let ours = fs::read_to_string(branch.git_dir.join(JOURNAL_BASE)).ok();
+    let theirs = || fs::read_to_string(branch.git_dir.join("annex/index.lck")).ok();
+    let text = ours.or_else(theirs)?;
+    ObjectId::from_hex(text.lines().next()?.trim().as_bytes()).ok()
 }
 
 /// Union-merge into `changes` each file in which `sib_tree` differs from

@@ -170,6 +170,7 @@ impl Branch {
         let current = self.read_file(path)?;
         match f(current.as_deref()) {
             Some(new) => {
+                commit::note_journal_base(self, &lock)?;
                 self.journal
                     .write(&lock, path, &new)
                     .map_err(io_err("writing the journal"))?;

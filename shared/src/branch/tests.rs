@@ -120,6 +120,56 @@ fn journal_commit_and_read_back() {
     assert!(!b.journal_dirty());
 }
 
+/// A client pushed `git-annex` straight to us between our journal write and
+/// our commit (autoinit in `configlist`, then `git annex sync`): the
+/// pushed lines must survive next to ours.
+#[test]
+fn journal_written_before_a_push_keeps_the_pushed_lines() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    b.create().expect("create");
+    b.change_file("uuid.log", |_| format!("{U1} server timestamp=5s\n").into_bytes())
+        .expect("journal");
+    // What a push does: a new commit on the branch, made elsewhere.
+    let blob = git_stdin(&dir, &["hash-object", "-w", "--stdin"], &format!("{U2} client timestamp=6s\n"));
+    let tree = git_stdin(&dir, &["mktree"], &format!("100644 blob {}\tuuid.log\n", blob.trim()));
+    let pushed = git(&dir, &["commit-tree", tree.trim(), "-p", "git-annex", "-m", "client"]);
+    git(&dir, &["update-ref", "refs/heads/git-annex", pushed.trim()]);
+
+    b.commit().expect("commit");
+    let log = git(&dir, &["show", "git-annex:uuid.log"]);
+    assert!(log.contains(&format!("{U1} server")), "{log}");
+    assert!(log.contains(&format!("{U2} client")), "{log}");
+    // With no push in between, the journal replaces the file as written.
+    b.change_file("uuid.log", |_| format!("{U1} only timestamp=7s\n").into_bytes())
+        .expect("journal");
+    b.commit().expect("commit");
+    assert_eq!(
+        git(&dir, &["show", "git-annex:uuid.log"]),
+        format!("{U1} only timestamp=7s\n")
+    );
+}
+
+fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn git");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("git");
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
 #[test]
 fn union_merges_synced_branch_and_fast_forwards() {
     let (_t, dir) = new_git_repo(true);

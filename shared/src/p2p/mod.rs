@@ -1,1 +1,11 @@
-//! placeholder
+//! The git-annex P2P protocol, in layers: [`message`] (what can be said),
+//! [`codec`] (bytes ⇄ messages, sans-IO) and [`connection`] (buffered
+//! async reading and writing, including the raw bytes of `DATA`).
+
+pub mod codec;
+pub mod connection;
+pub mod message;
+
+pub use codec::{decode, encode, DecodeError, Decoded};
+pub use connection::{ConnError, Connection, DataBody, DataSink};
+pub use message::{Message, Service, MAX_PROTOCOL_VERSION};

@@ -1,0 +1,455 @@
+//! A P2P connection over any pair of async pipes: messages in and out, and
+//! the raw bytes that follow `DATA n`, streamed in bounded chunks.
+//!
+//! One read buffer serves both lines and bodies, so bytes that arrived
+//! together with a line (the start of a body, or the next message right after
+//! a body) are never lost. A body is never held whole: it passes through in
+//! chunks of at most [`CHUNK`] bytes.
+//!
+//! Once the two ends can no longer agree on where the next message starts
+//! (EOF inside a line or body, a body cut short, a fatal line), the connection
+//! is *broken* and every later call fails with [`ConnError::Broken`].
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::codec::{self, DecodeError, Decoded};
+use super::message::Message;
+
+/// Largest piece of a body handed out or written at once.
+pub const CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("i/o error on the P2P connection")]
+    Io(#[from] std::io::Error),
+    /// Fatal, as in git-annex.
+    #[error("protocol line longer than {} characters", codec::MAX_LINE_CHARS)]
+    LineTooLong,
+    /// The line was consumed; reply `ERROR unknown command` and go on.
+    #[error("unparseable protocol line {line:?}")]
+    Unparseable { line: String },
+    #[error("connection closed in the middle of a protocol line")]
+    UnexpectedEof,
+    /// The peer's body ended early; every byte that did arrive was handed on.
+    #[error("DATA ended after {received} of {expected} bytes")]
+    ShortData { expected: u64, received: u64 },
+    /// Our own body source ended early; the peer still waits for bytes.
+    #[error("DATA source ended after {sent} of {expected} bytes")]
+    ShortBody { expected: u64, sent: u64 },
+    #[error("reading the DATA source failed")]
+    Body(#[source] std::io::Error),
+    #[error("{offered} bytes offered with only {remaining} left to send in this DATA")]
+    TooMuchData { remaining: u64, offered: usize },
+    /// The sink failed; the rest of the body was read and dropped, so this
+    /// connection is still in step.
+    #[error("storing received DATA failed")]
+    Sink(#[source] std::io::Error),
+    /// Passing a body on failed; the body was still read to its end, so this
+    /// connection is still in step (the other side may not be).
+    #[error("relaying DATA failed")]
+    Relay(#[source] Box<ConnError>),
+    #[error("connection unusable after an earlier error")]
+    Broken,
+}
+
+impl ConnError {
+    /// Whether the session can go on after this error.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, ConnError::Unparseable { .. } | ConnError::Sink(_) | ConnError::Relay(_))
+    }
+}
+
+/// Where a received body goes. Synchronous because the object store is; it
+/// is called from async code with chunks of at most [`CHUNK`] bytes.
+pub trait DataSink {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+}
+
+/// For small bodies and tests; a store should write through instead.
+impl DataSink for Vec<u8> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+impl<S: DataSink + ?Sized> DataSink for &mut S {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        (**self).write_chunk(chunk)
+    }
+}
+
+pub struct Connection<R, W> {
+    reader: R,
+    writer: W,
+    /// Read buffer; `buf[start..end]` is received but not yet used.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Scratch for outgoing lines and body chunks.
+    out: Vec<u8>,
+    broken: bool,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
+    pub fn new(reader: R, writer: W) -> Self {
+        Connection {
+            reader,
+            writer,
+            buf: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            broken: false,
+        }
+    }
+
+    /// The pipes back; bytes read but not yet used are dropped.
+    pub fn into_inner(self) -> (R, W) {
+        (self.reader, self.writer)
+    }
+
+    /// Bytes already read from the peer and not yet used.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn check(&self) -> Result<(), ConnError> {
+        if self.broken {
+            Err(ConnError::Broken)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fail<T>(&mut self, err: ConnError) -> Result<T, ConnError> {
+        self.broken = true;
+        Err(err)
+    }
+
+    /// Read the next message. `Ok(None)` is a clean EOF between messages.
+    /// After `Message::Data(n)` the caller must take the body (with
+    /// [`Self::recv_data`], [`Self::relay_data`] or [`Self::data_body`])
+    /// before reading the next message.
+    pub async fn read_message(&mut self) -> Result<Option<Message>, ConnError> {
+        self.check()?;
+        loop {
+            match codec::decode(&self.buf[self.start..self.end]) {
+                Ok(Decoded::Complete { message, consumed }) => {
+                    self.consume(consumed);
+                    return Ok(Some(message));
+                }
+                Err(DecodeError::Unparseable { line, consumed }) => {
+                    self.consume(consumed);
+                    return Err(ConnError::Unparseable { line });
+                }
+                Err(DecodeError::LineTooLong) => return self.fail(ConnError::LineTooLong),
+                Ok(Decoded::Incomplete) => {}
+            }
+            if self.fill().await? == 0 {
+                if self.start == self.end {
+                    return Ok(None);
+                }
+                return self.fail(ConnError::UnexpectedEof);
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Read more bytes after the unused ones; returns how many (0 at EOF).
+    async fn fill(&mut self) -> Result<usize, ConnError> {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                // Only a long line gets here, and the codec bounds lines.
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
+        match self.reader.read(&mut self.buf[self.end..]).await {
+            Ok(n) => {
+                self.end += n;
+                Ok(n)
+            }
+            Err(e) => self.fail(ConnError::Io(e)),
+        }
+    }
+
+    /// Send one message and flush.
+    pub async fn write_message(&mut self, msg: &Message) -> Result<(), ConnError> {
+        self.check()?;
+        self.out.clear();
+        codec::encode(msg, &mut self.out);
+        let res = async {
+            self.writer.write_all(&self.out).await?;
+            self.writer.flush().await
+        }
+        .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(ConnError::Io(e)),
+        }
+    }
+
+    /// Send `DATA len` and then exactly `len` bytes from `body`, then flush.
+    /// If `body` ends or fails early the peer can never be satisfied, so the
+    /// connection is broken.
+    pub async fn send_data<B: AsyncRead + Unpin>(
+        &mut self,
+        len: u64,
+        body: &mut B,
+    ) -> Result<(), ConnError> {
+        self.check()?;
+        self.out.clear();
+        codec::encode(&Message::Data(len), &mut self.out);
+        // The header rides along with the first chunk: one write, not two.
+        let mut filled = self.out.len();
+        self.out.resize(filled + CHUNK, 0);
+        let mut remaining = len;
+        loop {
+            while remaining > 0 && filled < self.out.len() {
+                let room = (self.out.len() - filled).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                match body.read(&mut self.out[filled..filled + room]).await {
+                    Ok(0) => {
+                        let sent = len - remaining;
+                        return self.fail(ConnError::ShortBody { expected: len, sent });
+                    }
+                    Ok(n) => {
+                        filled += n;
+                        remaining -= n as u64;
+                    }
+                    Err(e) => return self.fail(ConnError::Body(e)),
+                }
+            }
+            if let Err(e) = self.writer.write_all(&self.out[..filled]).await {
+                return self.fail(ConnError::Io(e));
+            }
+            filled = 0;
+            if remaining == 0 {
+                break;
+            }
+        }
+        if let Err(e) = self.writer.flush().await {
+            return self.fail(ConnError::Io(e));
+        }
+        Ok(())
+    }
+
+    /// Start sending a body chunk by chunk (for fan-out, where one received
+    /// chunk goes to several peers). Writes the `DATA len` header now.
+    pub async fn start_data(&mut self, len: u64) -> Result<DataWriter<'_, R, W>, ConnError> {
+        self.check()?;
+        self.out.clear();
+        codec::encode(&Message::Data(len), &mut self.out);
+        if let Err(e) = self.writer.write_all(&self.out).await {
+            return self.fail(ConnError::Io(e));
+        }
+        Ok(DataWriter { conn: self, expected: len, remaining: len })
+    }
+
+    /// The body of a `DATA len` just read, to be taken chunk by chunk.
+    pub fn data_body(&mut self, len: u64) -> DataBody<'_, R, W> {
+        DataBody { conn: self, expected: len, remaining: len }
+    }
+
+    /// Receive a body of `len` bytes into `sink`; returns `len`.
+    ///
+    /// If the peer stops early, the bytes that did arrive are already in the
+    /// sink (a partial upload can be resumed) and the result is
+    /// [`ConnError::ShortData`]. If the sink fails, the rest of the body is
+    /// still read (and dropped) so that the connection stays in step.
+    pub async fn recv_data<S: DataSink + ?Sized>(
+        &mut self,
+        len: u64,
+        sink: &mut S,
+    ) -> Result<u64, ConnError> {
+        let mut body = self.data_body(len);
+        let mut sink_err = None;
+        while let Some(chunk) = body.next_chunk().await? {
+            if sink_err.is_none() {
+                sink_err = sink.write_chunk(chunk).err();
+            }
+        }
+        match sink_err {
+            Some(e) => Err(ConnError::Sink(e)),
+            None => Ok(len),
+        }
+    }
+
+    /// Copy a body of `len` bytes to a raw pipe (no header), e.g. git's
+    /// stdin during `CONNECT`. A failing `out` does not stop the body from
+    /// being read to its end.
+    pub async fn relay_data<O: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        len: u64,
+        out: &mut O,
+    ) -> Result<(), ConnError> {
+        let mut body = self.data_body(len);
+        let mut out_err = None;
+        while let Some(chunk) = body.next_chunk().await? {
+            if out_err.is_none() {
+                out_err = out.write_all(chunk).await.err();
+            }
+        }
+        if out_err.is_none() {
+            out_err = out.flush().await.err();
+        }
+        match out_err {
+            Some(e) => Err(ConnError::Relay(Box::new(ConnError::Io(e)))),
+            None => Ok(()),
+        }
+    }
+
+    /// Pass a body of `len` bytes on to another connection as `DATA len` +
+    /// bytes (the proxy case). If `to` fails it ends up broken, while this
+    /// connection reads the body to its end and stays in step.
+    pub async fn relay_data_to<R2, W2>(
+        &mut self,
+        len: u64,
+        to: &mut Connection<R2, W2>,
+    ) -> Result<(), ConnError>
+    where
+        R2: AsyncRead + Unpin,
+        W2: AsyncWrite + Unpin,
+    {
+        let (mut writer, mut failed) = match to.start_data(len).await {
+            Ok(w) => (Some(w), None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut body = self.data_body(len);
+        while let Some(chunk) = body.next_chunk().await? {
+            if let Some(w) = writer.as_mut() {
+                if let Err(e) = w.write_chunk(chunk).await {
+                    failed = Some(e);
+                    writer = None;
+                }
+            }
+        }
+        if let Some(w) = writer {
+            failed = w.finish().await.err();
+        }
+        match failed {
+            Some(e) => Err(ConnError::Relay(Box::new(e))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A body being received. Dropping it before the end breaks the connection,
+/// since the rest of the body would otherwise be read as messages.
+pub struct DataBody<'c, R, W> {
+    conn: &'c mut Connection<R, W>,
+    expected: u64,
+    remaining: u64,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DataBody<'_, R, W> {
+    pub fn expected(&self) -> u64 {
+        self.expected
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// The next piece of the body (at most [`CHUNK`] bytes), or `None` once
+    /// all `len` bytes were handed out. EOF before that is
+    /// [`ConnError::ShortData`].
+    pub async fn next_chunk(&mut self) -> Result<Option<&[u8]>, ConnError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        self.conn.check()?;
+        if self.conn.start == self.conn.end {
+            // Filling the whole buffer may pull in the next message too;
+            // it stays buffered for read_message.
+            if self.conn.fill().await? == 0 {
+                let received = self.expected - self.remaining;
+                let expected = self.expected;
+                return self.conn.fail(ConnError::ShortData { expected, received });
+            }
+        }
+        let available = self.conn.end - self.conn.start;
+        let take = available.min(CHUNK).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let at = self.conn.start;
+        self.conn.consume(take);
+        self.remaining -= take as u64;
+        Ok(Some(&self.conn.buf[at..at + take]))
+    }
+}
+
+impl<R, W> Drop for DataBody<'_, R, W> {
+    fn drop(&mut self) {
+        if self.remaining > 0 {
+            self.conn.broken = true;
+        }
+    }
+}
+
+/// A body being sent piecemeal after [`Connection::start_data`]. Dropping it
+/// (or finishing) before all bytes were written breaks the connection.
+pub struct DataWriter<'c, R, W> {
+    conn: &'c mut Connection<R, W>,
+    expected: u64,
+    remaining: u64,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DataWriter<'_, R, W> {
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Write the next piece; more than what is left is refused (nothing is
+    /// written then).
+    pub async fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), ConnError> {
+        self.conn.check()?;
+        if chunk.len() as u64 > self.remaining {
+            return Err(ConnError::TooMuchData { remaining: self.remaining, offered: chunk.len() });
+        }
+        if let Err(e) = self.conn.writer.write_all(chunk).await {
+            return self.conn.fail(ConnError::Io(e));
+        }
+        self.remaining -= chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Flush; fails (and breaks the connection) unless every byte was written.
+    pub async fn finish(mut self) -> Result<(), ConnError> {
+        self.conn.check()?;
+        if self.remaining > 0 {
+            let sent = self.expected - self.remaining;
+            let expected = self.expected;
+            return self.conn.fail(ConnError::ShortBody { expected, sent });
+        }
+        if let Err(e) = self.conn.writer.flush().await {
+            return self.conn.fail(ConnError::Io(e));
+        }
+        self.remaining = 0;
+        Ok(())
+    }
+}
+
+impl<R, W> Drop for DataWriter<'_, R, W> {
+    fn drop(&mut self) {
+        if self.remaining > 0 {
+            self.conn.broken = true;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
