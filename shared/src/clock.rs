@@ -5,7 +5,6 @@
 //! * [`PosixTime`]: POSIX seconds with up to picosecond fractions, written as
 //!   Haskell shows them (`1795616530.409793404s`); used for vector clocks in
 //!   the git-annex branch, transfer info files and retention timestamps.
-//! * [`VectorClock`]: a branch log timestamp (spec 4.5).
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -131,63 +130,6 @@ impl fmt::Display for PosixTime {
     }
 }
 
-/// A git-annex branch timestamp. `Unknown` (logs too old to have one) sorts
-/// before every known time and is written as `0`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum VectorClock {
-    Unknown,
-    At(PosixTime),
-}
-
-impl VectorClock {
-    pub fn from_secs(secs: i64) -> VectorClock {
-        VectorClock::At(PosixTime::from_secs(secs))
-    }
-
-    /// Accepts fractions and an optional `s`, signed; never gives `Unknown`.
-    pub fn parse(s: &str) -> Option<VectorClock> {
-        PosixTime::parse(s).map(VectorClock::At)
-    }
-
-    /// The clock to write when earlier entries carry `previous` clocks: the
-    /// candidate, unless one of them is at or past it, in which case one
-    /// second after the latest (`Annex/VectorClock.hs: advanceVectorClock`).
-    pub fn advance(
-        candidate: VectorClock,
-        previous: impl IntoIterator<Item = VectorClock>,
-    ) -> VectorClock {
-        match previous.into_iter().max() {
-            Some(VectorClock::At(p)) if VectorClock::At(p) >= candidate => {
-                VectorClock::At(p.add_secs(1))
-            }
-            _ => candidate,
-        }
-    }
-}
-
-impl fmt::Display for VectorClock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VectorClock::Unknown => f.write_str("0"),
-            VectorClock::At(t) => t.fmt(f),
-        }
-    }
-}
-
-/// The clock for a new branch log entry: `GIT_ANNEX_VECTOR_CLOCK` when set
-/// and parseable (tests use it for reproducible branches), else the current
-/// time in whole seconds.
-pub fn vector_clock_now() -> VectorClock {
-    vector_clock_from(std::env::var("GIT_ANNEX_VECTOR_CLOCK").ok().as_deref())
-}
-
-fn vector_clock_from(env: Option<&str>) -> VectorClock {
-    match env.and_then(PosixTime::parse) {
-        Some(t) => VectorClock::At(t),
-        None => VectorClock::At(PosixTime::now().truncate_to_secs()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,38 +166,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn vector_clocks_order_and_advance() {
-        let a = VectorClock::from_secs(100);
-        let b = VectorClock::from_secs(200);
-        assert!(VectorClock::Unknown < a && a < b);
-        assert_eq!(VectorClock::Unknown.to_string(), "0");
-        assert_eq!(VectorClock::advance(b, [a]), b);
-        assert_eq!(
-            VectorClock::advance(a, [b, VectorClock::Unknown]),
-            VectorClock::from_secs(201)
-        );
-        assert_eq!(VectorClock::advance(a, [a]), VectorClock::from_secs(101));
-        assert_eq!(VectorClock::advance(a, []), a);
-        assert_eq!(VectorClock::advance(a, [VectorClock::Unknown]), a);
-    }
-
-    #[test]
-    fn vector_clock_env_override() {
-        assert_eq!(
-            vector_clock_from(Some("1234s")),
-            VectorClock::from_secs(1234)
-        );
-        assert_eq!(vector_clock_from(Some("1234.5")).to_string(), "1234.5s");
-        let now = vector_clock_from(Some("garbage"));
-        let VectorClock::At(t) = now else {
-            panic!("known clock")
-        };
-        assert_eq!(t.picos() % PICOS_PER_SEC, 0, "whole seconds");
-        assert!((t.secs() - PosixTime::now().secs()).abs() <= 1);
-    }
-
-    /// The real git-annex-shell answers GETTIMESTAMP from the same clock.
     #[test]
     fn monotonic_matches_real_git_annex_shell() {
         use std::io::{BufRead, BufReader, Write};
