@@ -74,6 +74,8 @@ fn create_makes_empty_tree_commit() {
         "branch created|Tester\n"
     );
     assert_eq!(git(&dir, &["ls-tree", "-r", "git-annex"]), "");
+    // The empty tree must really be there: git fsck and fetches need it.
+    git(&dir, &["fsck", "--strict"]);
 }
 
 #[test]
