@@ -1,6 +1,83 @@
-//! Until the remote helper lands, refuse clearly rather than confuse git.
+//! git-remote-annexproxy: git's smart protocol to a repository served by
+//! annexproxy's git-annex-shell, tunnelled in a P2P `CONNECT`.
+//!
+//! git runs us as `git-remote-annexproxy <remote> <url>` for
+//! `annexproxy::<url>`; see `helper` for the command loop, `url` for the
+//! address forms and `tunnel` for the session.
 
-fn main() {
-    eprintln!("git-remote-annexproxy: annexproxy:: URLs are not yet supported by this build");
-    std::process::exit(128);
+mod helper;
+mod tunnel;
+mod url;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::helper::Outcome;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("git-remote-annexproxy: {e:#}");
+            // what git itself exits with on a fatal error
+            ExitCode::from(128)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<u8> {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // The remote name is not needed yet: everything is in the URL.
+    let [_remote, url] = args.as_slice() else {
+        bail!("usage: git-remote-annexproxy <remote> <url> (run by git for annexproxy::<url>)");
+    };
+    let target = url::parse(url).with_context(|| format!("bad URL {url:?}"))?;
+    let git_dir = std::env::var_os("GIT_DIR").map(PathBuf::from);
+    let client_uuid = tunnel::client_uuid(git_dir.as_deref());
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // The command loop and the tunnel share std's stdin buffer (tokio's
+    // stdin reads through it), so nothing git sends after `connect` is lost.
+    let outcome = {
+        let mut input = std::io::stdin().lock();
+        let mut output = std::io::stdout();
+        helper::run(&mut input, &mut output, |_service, options| {
+            runtime.block_on(tunnel::open(&target, options.family, &client_uuid))
+        })
+    };
+    let result = match outcome {
+        Ok(Outcome::Done) => Ok(0),
+        Ok(Outcome::Connected { service, options, tunnel }) => {
+            if options.verbosity >= 2 {
+                eprintln!(
+                    "git-remote-annexproxy: {} on {url} (repository {})",
+                    service.as_str(),
+                    tunnel.server_uuid()
+                );
+            }
+            runtime
+                .block_on(tunnel.relay(service, tokio::io::stdin(), tokio::io::stdout()))
+                .map(exit_byte)
+                .map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e.into()),
+    };
+    // A read of git's stdin may still be blocked in a runtime thread; it
+    // must not keep us from exiting.
+    runtime.shutdown_background();
+    result
+}
+
+/// The service's exit status as ours; statuses that are not one byte
+/// (a signal, reported as -1) become a plain failure.
+fn exit_byte(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(1)
 }

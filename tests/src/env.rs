@@ -212,6 +212,43 @@ impl TestEnv {
         cmd
     }
 
+    /// A client with plain git only: the ssh stand-in, our
+    /// `git-remote-annexproxy` and our `git-annex-shell` (for `annexproxy::`
+    /// URLs that name a local path) on PATH, and no git-annex anywhere on
+    /// it. Only meaningful with [`ServerKind::Ours`]: real git-annex-shell
+    /// does not serve `CONNECT` over p2pstdio.
+    pub fn plain_client_command(&self, program: impl AsRef<OsStr>) -> Command {
+        assert_eq!(self.kind, ServerKind::Ours, "annexproxy:: URLs need our server");
+        let bin = self.root().join("plain-client-bin");
+        if !bin.exists() {
+            mkdir(&bin);
+            link(tools::remote_helper_bin(), &bin.join("git-remote-annexproxy"));
+            link(
+                &tools::ours_bin_dir().join("git-annex-shell"),
+                &bin.join("git-annex-shell"),
+            );
+        }
+        let path = format!("{}:{}:{SYSTEM_PATH}", self.standin_dir.display(), bin.display());
+        for dir in path.split(':') {
+            let p = Path::new(dir).join("git-annex");
+            assert!(!p.exists(), "{} is on the plain client's PATH", p.display());
+        }
+        let mut cmd = self.client_command(program);
+        cmd.env("PATH", path);
+        cmd
+    }
+
+    /// `git args...` as a plain-git client (see
+    /// [`TestEnv::plain_client_command`]), then waits for the server side.
+    #[track_caller]
+    pub fn plain_git(&self, dir: &Path, args: &[&str]) -> Out {
+        let mut cmd = self.plain_client_command("git");
+        cmd.args(args);
+        let out = run(cmd, dir);
+        self.wait_server_idle();
+        out
+    }
+
     /// Runs `git args...` as the client in `dir`, then waits until every
     /// server session it opened has ended (git-annex does not wait for its
     /// ssh children, and the server commits its journal on the way out).

@@ -184,3 +184,50 @@ pub fn hostname() -> String {
         })
         .unwrap_or_default()
 }
+
+/// Our `git-remote-annexproxy`: in `$ANNEXPROXY_BIN_DIR` when that is set,
+/// else built once per test process with `cargo build -p
+/// git-remote-annexproxy` (skipped with `ANNEXPROXY_NO_BUILD`), as
+/// [`ours_bin_dir`] does for git-annex-shell.
+pub fn remote_helper_bin() -> &'static Path {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(find_or_build_helper) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const HELPER: &str = "git-remote-annexproxy";
+
+fn find_or_build_helper() -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("ANNEXPROXY_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            if std::env::var_os("ANNEXPROXY_NO_BUILD").is_none() {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let out = Command::new(&cargo)
+                    .args(["build", "--quiet", "-p", HELPER, "--manifest-path"])
+                    .arg(workspace_root().join("Cargo.toml"))
+                    .output()
+                    .map_err(|e| format!("could not run cargo to build {HELPER}: {e}"))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "`cargo build -p {HELPER}` failed ({}):\n{}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                }
+            }
+            target_dir().join("debug")
+        }
+    };
+    let bin = dir.join(HELPER);
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{HELPER} is not at {}; build it with `cargo build -p {HELPER}` or set ANNEXPROXY_BIN_DIR",
+            bin.display()
+        ))
+    }
+}
