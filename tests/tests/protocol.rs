@@ -5,19 +5,24 @@
 //!
 //! The scripts use `expect` for the facts observed from git-annex
 //! 10.20261026 (so both sides are pinned to them) and `recv` where only
-//! equality matters. Deliberate differences are in `protocol/differences.rs`,
-//! hostile input (ours only) in `protocol/bad_input.rs`.
+//! equality matters. PUT is in `protocol/put.rs`, deliberate differences
+//! in `protocol/differences.rs`, hostile input (ours only) in
+//! `protocol/bad_input.rs`. The harness side is
+//! `annexproxy_tests::p2p_driver`.
 
 #[path = "protocol/bad_input.rs"]
 mod bad_input;
 #[path = "protocol/differences.rs"]
 mod differences;
+#[path = "protocol/put.rs"]
+mod put;
 
 use annexproxy_tests::p2p_driver::{
-    assert_same, big_content, big_key, sha256e_key, Fixture, Outcome, Shell, ABSENT_KEY, HELLO,
-    HELLO_KEY, NEW, NEW_KEY,
+    assert_same, big_content, big_key, Fixture, Outcome, Shell, ABSENT_KEY, HELLO, HELLO_KEY, NEW,
+    NEW_KEY,
 };
-use annexproxy_tests::{pseudo_random_bytes, ServerKind};
+use annexproxy_tests::ServerKind;
+use put::send_put;
 
 /// Runs `scenario` on a fresh fixture per server; the sessions it returns
 /// must match pairwise. Returns the fixtures `[real, ours]` for checks on
@@ -45,7 +50,7 @@ fn compare_session(script: impl Fn(&mut Shell)) -> [Fixture; 2] {
 
 /// After a session that changed content: both repositories agree on what
 /// they hold and log for `keys`, and the real fsck is clean in ours.
-fn assert_same_state(fixtures: &[Fixture; 2], keys: &[&str]) {
+fn assert_same_content(fixtures: &[Fixture; 2], keys: &[&str]) {
     let [real, ours] = fixtures;
     for key in keys {
         assert_eq!(
@@ -57,15 +62,69 @@ fn assert_same_state(fixtures: &[Fixture; 2], keys: &[&str]) {
     ours.assert_fsck_clean();
 }
 
-/// `PUT` then `DATA` with `body`, then `VALID` (v1+).
-fn put(sh: &mut Shell, file: &str, key: &str, from: u64, body: &[u8], validity: Option<&str>) {
-    sh.send(&format!("PUT {file} {key}"));
-    sh.expect(&format!("PUT-FROM {from}"));
-    sh.send(&format!("DATA {}", body.len()));
-    sh.send_raw(body);
-    if let Some(v) = validity {
-        sh.send(v);
+/// [`assert_same_content`], and the same partial uploads and transfer
+/// records are left behind.
+fn assert_same_state(fixtures: &[Fixture; 2], keys: &[&str]) {
+    assert_same_content(fixtures, keys);
+    let [real, ours] = fixtures;
+    assert_eq!(
+        leftovers(real),
+        leftovers(ours),
+        "files under annex/tmp and annex/transfer: real vs ours"
+    );
+}
+
+/// Files a session leaves under `annex/tmp` and `annex/transfer`, relative
+/// to the repository.
+fn leftovers(fx: &Fixture) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![fx.repo.join("annex/tmp"), fx.repo.join("annex/transfer")];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(rel) = p.strip_prefix(&fx.repo) {
+                out.push(rel.display().to_string());
+            }
+        }
     }
+    out.sort();
+    out
+}
+
+type Script = Box<dyn Fn(&mut Shell)>;
+
+/// Runs each script (after the VERSION exchange) in a fresh pair of
+/// repositories and compares the files left under `annex/tmp` and
+/// `annex/transfer`.
+fn assert_same_leftovers<const N: usize>(cases: [(&str, Script); N]) {
+    let mut table = Vec::new();
+    for (what, script) in cases {
+        let fxs = [
+            Fixture::new(ServerKind::Real),
+            Fixture::new(ServerKind::Ours),
+        ];
+        for fx in &fxs {
+            let mut sh = fx.shell();
+            sh.hello(Some(4));
+            script(&mut sh);
+            sh.finish();
+        }
+        let [real, ours] = &fxs;
+        let (r, o) = (leftovers(real), leftovers(ours));
+        if r != o {
+            table.push(format!("{what}:\n  real: {r:?}\n  ours: {o:?}"));
+        }
+    }
+    assert!(
+        table.is_empty(),
+        "files left under annex/tmp and annex/transfer differ:\n{}",
+        table.join("\n")
+    );
 }
 
 // ----- version negotiation ------------------------------------------------
@@ -224,283 +283,45 @@ fn absolute_associated_file_is_unparseable() {
     });
 }
 
-// ----- PUT ------------------------------------------------------------------
-
+/// GETs record uploads (and failed ones) the same way.
 #[test]
-fn put_fresh() {
-    let fixtures = compare_session(|sh| {
-        sh.hello(Some(4));
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.expect("FAILURE");
-        put(sh, "c%d.txt", NEW_KEY, 0, NEW, Some("VALID"));
-        sh.expect("SUCCESS");
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.expect("SUCCESS");
-        sh.send(&format!("GET 0 c.txt {NEW_KEY}"));
-        sh.expect(&format!("DATA {}", NEW.len()));
-        assert_eq!(sh.body(NEW.len()), NEW);
-        sh.expect("VALID");
-        sh.send("SUCCESS");
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-    assert_eq!(fixtures[1].key_state(NEW_KEY), (true, true));
-}
-
-#[test]
-fn put_version_0_and_1() {
-    let fixtures = compare(|fx| {
-        // v0: DATA and nothing after it
-        let mut sh = fx.shell();
-        sh.hello(None);
-        put(&mut sh, "c.txt", NEW_KEY, 0, NEW, None);
-        sh.expect("SUCCESS");
-        let first = sh.finish();
-        // v1 with INVALID and the right bytes: verified in full, stored
-        let mut sh = fx.shell();
-        sh.hello(Some(1));
-        sh.send(&format!("REMOVE {NEW_KEY}"));
-        sh.expect("SUCCESS");
-        put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("INVALID"));
-        sh.expect("SUCCESS");
-        vec![first, sh.finish()]
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-}
-
-#[test]
-fn put_resumes_a_partial_upload() {
-    let fixtures = compare(|fx| {
-        let tmp = fx.tmp_path(NEW_KEY);
-        std::fs::create_dir_all(tmp.parent().expect("tmp dir")).expect("annex/tmp");
-        std::fs::write(&tmp, &NEW[..10]).expect("partial upload");
-        let mut sh = fx.shell();
-        sh.hello(Some(4));
-        put(&mut sh, "c.txt", NEW_KEY, 10, &NEW[10..], Some("VALID"));
-        sh.expect("SUCCESS");
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.expect("SUCCESS");
-        let out = sh.finish();
-        assert!(
-            !tmp.exists(),
-            "{:?}: partial file moved into place",
-            fx.kind()
-        );
-        vec![out]
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-}
-
-#[test]
-fn put_big_content_in_many_chunks() {
-    let content = pseudo_random_bytes(7, 150_000);
-    let key = sha256e_key(&content, ".bin");
-    let fixtures = compare_session(|sh| {
-        sh.hello(Some(4));
-        put(sh, "big2.bin", &key, 0, &content, Some("VALID"));
-        sh.expect("SUCCESS");
-        sh.send(&format!("GET 149999 big2.bin {key}"));
-        sh.expect("DATA 1");
-        assert_eq!(sh.body(1), &content[149_999..]);
-        sh.expect("VALID");
-        sh.send("SUCCESS");
-    });
-    assert_same_state(&fixtures, &[&key]);
-}
-
-#[test]
-fn put_resume_onto_a_corrupt_partial() {
-    let fixtures = compare(|fx| {
-        let tmp = fx.tmp_path(NEW_KEY);
-        std::fs::create_dir_all(tmp.parent().expect("tmp dir")).expect("annex/tmp");
-        std::fs::write(&tmp, b"CLIENT FIL").expect("bad partial upload");
-        let mut sh = fx.shell();
-        sh.hello(Some(4));
-        put(&mut sh, "c.txt", NEW_KEY, 10, &NEW[10..], Some("VALID"));
-        sh.expect("FAILURE");
-        // the bad partial is gone, so the next PUT starts over
-        put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
-        sh.expect("SUCCESS");
-        vec![sh.finish()]
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-}
-
-#[test]
-fn put_onto_a_partial_longer_than_the_key() {
-    let fixtures = compare(|fx| {
-        let tmp = fx.tmp_path(NEW_KEY);
-        std::fs::create_dir_all(tmp.parent().expect("tmp dir")).expect("annex/tmp");
-        let mut long = NEW.to_vec();
-        long.extend_from_slice(b"and then some");
-        std::fs::write(&tmp, &long).expect("oversized partial upload");
-        let mut sh = fx.shell();
-        sh.hello(Some(4));
-        sh.send(&format!("PUT c.txt {NEW_KEY}"));
+fn gets_leave_the_same_files() {
+    fn get(sh: &mut Shell, key: &str, verdict: Option<&str>) {
+        sh.send(&format!("GET 0 a.txt {key}"));
+        let header = sh.recv().unwrap_or_default();
+        let len = header
+            .strip_prefix("DATA ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        sh.body(len);
         sh.recv();
-        sh.send("DATA 0");
-        sh.send("VALID");
-        sh.recv();
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.recv();
-        vec![sh.finish()]
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-}
-
-#[test]
-fn put_of_present_key_already_have() {
-    compare_session(|sh| {
-        sh.hello(Some(4));
-        sh.send(&format!("PUT a.txt {HELLO_KEY}"));
-        sh.expect("ALREADY-HAVE");
-        sh.send(&format!("CHECKPRESENT {HELLO_KEY}"));
-        sh.expect("SUCCESS");
-    });
-}
-
-#[test]
-fn put_corrupt_data_with_valid_fails() {
-    let fixtures = compare(|fx| {
-        let mut sh = fx.shell();
-        sh.hello(Some(4));
-        let mut bad = NEW.to_vec();
-        bad[3] ^= 1;
-        put(&mut sh, "c.txt", NEW_KEY, 0, &bad, Some("VALID"));
-        sh.expect("FAILURE");
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.expect("FAILURE");
-        // nothing of the bad upload is kept for a resume
-        put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
-        sh.expect("SUCCESS");
-        let out = sh.finish();
-        assert!(!out.stderr.is_empty(), "{:?} says why", fx.kind());
-        vec![out]
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-}
-
-#[test]
-fn put_wrong_size_fails() {
-    let fixtures = compare_session(|sh| {
-        sh.hello(Some(4));
-        put(sh, "c.txt", NEW_KEY, 0, &NEW[..20], Some("VALID"));
-        sh.expect("FAILURE");
-        put(
-            sh,
-            "c.txt",
-            NEW_KEY,
-            0,
-            b"client file with spaces\n!",
-            Some("INVALID"),
-        );
-        sh.expect("FAILURE");
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.expect("FAILURE");
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-}
-
-#[test]
-fn put_invalid_with_data_0_fails() {
-    compare_session(|sh| {
-        sh.hello(Some(4));
-        put(sh, "c.txt", NEW_KEY, 0, b"", Some("INVALID"));
-        sh.expect("FAILURE");
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.expect("FAILURE");
-    });
-}
-
-#[test]
-fn put_data_present() {
-    let fixtures = compare(|fx| {
-        let mut sh = fx.shell();
-        sh.hello(Some(4));
-        // nothing arrived out of band
-        sh.send(&format!("PUT c.txt {NEW_KEY}"));
-        sh.expect("PUT-FROM 0");
-        sh.send("DATA-PRESENT");
-        sh.expect("FAILURE");
-        // now the client puts it there itself before saying DATA-PRESENT
-        sh.send(&format!("PUT c.txt {NEW_KEY}"));
-        sh.expect("PUT-FROM 0");
-        let f = fx.env.root().join("out-of-band");
-        std::fs::write(&f, NEW).expect("content file");
-        fx.env
-            .oracle_annex(&fx.repo, &["setkey", NEW_KEY, &f.to_string_lossy()])
-            .ok();
-        sh.send("DATA-PRESENT");
-        sh.expect("SUCCESS");
-        // DATA-PRESENT is v4: in v3 it is not DATA
-        sh.send("VERSION 3");
-        sh.expect("VERSION 3");
-        sh.send(&format!("PUT c.txt {ABSENT_KEY}"));
-        sh.expect("PUT-FROM 0");
-        sh.send("DATA-PRESENT");
-        sh.expect("ERROR expected DATA");
-        vec![sh.finish()]
-    });
-    assert_same_state(&fixtures, &[NEW_KEY, ABSENT_KEY]);
-}
-
-#[test]
-fn put_error_instead_of_data() {
-    compare_session(|sh| {
-        sh.hello(Some(4));
-        sh.send(&format!("PUT c.txt {NEW_KEY}"));
-        sh.expect("PUT-FROM 0");
-        sh.send("ERROR cannot read the file after all");
-        // no reply: the next answer is the probe's
-        sh.send(&format!("CHECKPRESENT {HELLO_KEY}"));
-        sh.expect("SUCCESS");
-    });
-}
-
-#[test]
-fn put_wrong_message_after_put_from() {
-    compare_session(|sh| {
-        sh.hello(Some(4));
-        for wrong in [
-            "SUCCESS".to_string(),
-            "FOO".to_string(),
-            format!("CHECKPRESENT {HELLO_KEY}"),
-            format!("PUT c.txt {NEW_KEY}"),
-            "VALID".to_string(),
-        ] {
-            sh.send(&format!("PUT c.txt {NEW_KEY}"));
-            sh.expect("PUT-FROM 0");
-            // consumed, not executed
-            sh.send(&wrong);
-            sh.expect("ERROR expected DATA");
+        match verdict {
+            Some(v) => sh.send(v),
+            None => sh.close(),
         }
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.expect("FAILURE");
-    });
-}
-
-#[test]
-fn put_wrong_message_instead_of_valid() {
-    let fixtures = compare_session(|sh| {
-        sh.hello(Some(4));
-        put(sh, "c.txt", NEW_KEY, 0, NEW, Some("SUCCESS"));
-        sh.recv();
-        sh.recv();
-        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
-        sh.recv();
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
-}
-
-#[test]
-fn eof_after_data_before_valid() {
-    let fixtures = compare(|fx| {
-        let mut sh = fx.shell();
-        sh.hello(Some(4));
-        put(&mut sh, "c.txt", NEW_KEY, 0, NEW, None);
-        let out = sh.finish();
-        vec![out]
-    });
-    assert_same_state(&fixtures, &[NEW_KEY]);
+    }
+    assert_same_leftovers([
+        (
+            "GET + SUCCESS",
+            Box::new(|sh: &mut Shell| get(sh, HELLO_KEY, Some("SUCCESS"))) as Script,
+        ),
+        (
+            "GET + FAILURE",
+            Box::new(|sh: &mut Shell| get(sh, HELLO_KEY, Some("FAILURE"))),
+        ),
+        (
+            "GET + ERROR",
+            Box::new(|sh: &mut Shell| get(sh, HELLO_KEY, Some("ERROR x"))),
+        ),
+        (
+            "GET absent + FAILURE",
+            Box::new(|sh: &mut Shell| get(sh, ABSENT_KEY, Some("FAILURE"))),
+        ),
+        (
+            "GET + EOF",
+            Box::new(|sh: &mut Shell| get(sh, HELLO_KEY, None)),
+        ),
+    ]);
 }
 
 // ----- LOCKCONTENT, REMOVE, timestamps --------------------------------------
@@ -818,7 +639,7 @@ fn append_only_mode() {
             sh.expect("ERROR this repository is append-only; removal denied");
         }
         // adding works
-        put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
+        send_put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
         sh.expect("SUCCESS");
         sh.send(&format!("CHECKPRESENT {HELLO_KEY}"));
         sh.expect("SUCCESS");
