@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::env::{ServerKind, TestEnv};
 use crate::tools;
@@ -66,9 +66,8 @@ struct Template {
     uuid: String,
 }
 
-/// The template outlives the statics of the test process (nothing drops
-/// them), so it is kept in the temp dir and old ones are swept at the next
-/// run.
+/// Statics are never dropped, so the template (named after the test
+/// process's pid) stays in the temp dir until a later run sweeps it.
 const TEMPLATE_PREFIX: &str = "annexproxy-p2p-template-";
 
 fn template() -> &'static Template {
@@ -104,20 +103,21 @@ pub fn sha256e_key(content: &[u8], ext: &str) -> String {
 
 fn make_template() -> Template {
     let base = std::env::temp_dir();
-    let stale = SystemTime::now() - Duration::from_secs(3600);
+    // Sweep the templates of test processes that are gone.
     if let Ok(entries) = std::fs::read_dir(&base) {
         for e in entries.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < stale);
-            if old && e.file_name().to_string_lossy().starts_with(TEMPLATE_PREFIX) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(TEMPLATE_PREFIX) else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or_default();
+            if !Path::new("/proc").join(pid).exists() {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
     let dir = tempfile::Builder::new()
-        .prefix(TEMPLATE_PREFIX)
+        .prefix(&format!("{TEMPLATE_PREFIX}{}-", std::process::id()))
         .tempdir_in(&base)
         .expect("template dir")
         .keep();

@@ -252,6 +252,35 @@ fn get_at_offsets() {
     assert!(ours.key_state(HELLO_KEY) == (true, true));
 }
 
+/// Which verdicts after a GET each version accepts silently.
+#[test]
+fn get_verdicts_by_version() {
+    compare_session(|sh| {
+        sh.hello(None);
+        let get = |sh: &mut Shell, verdict: &str| {
+            sh.send(&format!("GET 0 a.txt {HELLO_KEY}"));
+            sh.expect("DATA 6");
+            sh.body(6);
+            sh.expect("VALID");
+            sh.send(verdict);
+        };
+        sh.send("VERSION 1");
+        sh.expect("VERSION 1");
+        get(sh, "ERROR nope");
+        get(sh, "SUCCESS-PLUS x");
+        sh.expect("ERROR expected SUCCESS or FAILURE");
+        get(sh, "FAILURE-PLUS");
+        sh.expect("ERROR expected SUCCESS or FAILURE");
+        sh.send("VERSION 2");
+        sh.expect("VERSION 2");
+        get(sh, "FAILURE-PLUS x y");
+        get(sh, "SUCCESS-PLUS");
+        get(sh, "ERROR nope");
+        sh.send(&format!("CHECKPRESENT {HELLO_KEY}"));
+        sh.expect("SUCCESS");
+    });
+}
+
 #[test]
 fn get_with_percent_in_associated_file() {
     compare_session(|sh| {

@@ -387,3 +387,50 @@ fn eof_after_data_before_valid() {
     });
     assert_same_state(&fixtures, &[NEW_KEY]);
 }
+
+/// Keys with names that need escaping on disk (`/`, `%`, `&`, `:`, `..`)
+/// and no hash to check: both servers store them at the same paths, log
+/// them the same way, and can give them back.
+#[test]
+fn put_keys_with_odd_names() {
+    let keys = [
+        "WORM-s1--../../../../x",
+        "WORM-s1--..",
+        "WORM-s1--&s..&c..%:",
+        "..-s1--x",
+        "WORM-s1-m1700000000--a:b%c/d&e",
+        "URL-s1--http&c%%example.com%a%b",
+    ];
+    let fixtures = compare_session(|sh| {
+        sh.hello(Some(4));
+        for key in keys {
+            send_put(sh, "odd", key, 0, b"z", Some("VALID"));
+            sh.expect("SUCCESS");
+            sh.send(&format!("GET 0 odd {key}"));
+            sh.expect("DATA 1");
+            sh.body(1);
+            sh.expect("VALID");
+            sh.send("SUCCESS");
+        }
+    });
+    assert_same_state(&fixtures, &keys);
+    let objects = |fx: &Fixture| {
+        let out = std::process::Command::new("find")
+            .arg("annex/objects")
+            .args(["-type", "f"])
+            .current_dir(&fx.repo)
+            .output()
+            .expect("find runs");
+        let mut files: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        files.sort();
+        files
+    };
+    assert_eq!(
+        objects(&fixtures[0]),
+        objects(&fixtures[1]),
+        "object paths: real vs ours"
+    );
+}
