@@ -185,14 +185,35 @@ fn notifychange() {
                 assert_real_died(&sh.finish(), "change notification not available");
             }
             ServerKind::Ours => {
-                // give the server time to take its "before" picture
-                std::thread::sleep(Duration::from_millis(300));
-                let sha = fx.env.oracle(&fx.repo, &["rev-parse", "git-annex"]).ok();
-                let sha = sha.stdout.trim();
-                fx.env
-                    .oracle(&fx.repo, &["update-ref", "refs/heads/topic", sha])
-                    .ok();
-                sh.expect(&format!("CHANGED {sha}"));
+                // The server takes its "before" picture when it reads
+                // NOTIFYCHANGE, at a moment we cannot see; so a new ref
+                // keeps moving between two commits until it answers.
+                let rev = |r: &str| {
+                    let out = fx.env.oracle(&fx.repo, &["rev-parse", r]).ok();
+                    out.stdout.trim().to_string()
+                };
+                let shas = [rev("git-annex"), rev("git-annex~1")];
+                let answered = std::sync::atomic::AtomicBool::new(false);
+                let line = std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        for sha in shas.iter().cycle().take(100) {
+                            if answered.load(std::sync::atomic::Ordering::SeqCst) {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(200));
+                            fx.env
+                                .oracle(&fx.repo, &["update-ref", "refs/heads/topic", sha])
+                                .ok();
+                        }
+                    });
+                    let line = sh.recv();
+                    answered.store(true, std::sync::atomic::Ordering::SeqCst);
+                    line
+                });
+                let ok = shas
+                    .iter()
+                    .any(|sha| line.as_deref() == Some(&format!("CHANGED {sha}")));
+                assert!(ok, "CHANGED with the new ref value expected, got {line:?}");
                 sh.send(&format!("CHECKPRESENT {HELLO_KEY}"));
                 sh.expect("SUCCESS");
                 sh.finish().assert_exit(0);
