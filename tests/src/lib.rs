@@ -8,9 +8,12 @@
 //! - [`env`]: [`TestEnv`], one scenario's temp world, commands and fixtures.
 //! - [`run`]: [`Out`], a finished command with good failure messages.
 //! - [`observe`]: whereis/fsck results normalised for Real-vs-Ours checks.
+//! - [`p2p_driver`]: `git-annex-shell p2pstdio` driven with raw protocol
+//!   lines, no ssh and no client, for byte-level Real-vs-Ours checks.
 
 pub mod env;
 pub mod observe;
+pub mod p2p_driver;
 pub mod run;
 pub mod standin;
 pub mod tools;
