@@ -177,9 +177,11 @@ where
 }
 
 impl ServeError {
-    /// The client went away: not an error worth reporting, as in
-    /// git-annex, which exits quietly when its peer hangs up (also in the
-    /// middle of a DATA; the partial upload is kept for a resume).
+    /// The client went away: not an error worth reporting. git-annex exits
+    /// quietly when its peer hangs up between messages, and with status 1
+    /// and an internal error in the middle of a DATA; nobody is left to read
+    /// either, so we exit quietly in both cases (the partial upload is kept
+    /// for a resume either way).
     pub fn is_hangup(&self) -> bool {
         match self {
             ServeError::Connection(ConnError::ShortData { .. })

@@ -19,9 +19,11 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    let mut record = None;
     let valid = match s.store.open_content(&key)? {
         Some((content, size)) => {
-            let record = s.store.begin_upload(&key, &s.client_uuid, file.as_deref())?;
+            let upload = s.store.begin_upload(&key, &s.client_uuid, file.as_deref())?;
+            record = Some(upload);
             let before = content.metadata()?;
             let len = size.saturating_sub(offset);
             let mut content = tokio::fs::File::from_std(content);
@@ -34,9 +36,7 @@ where
             // replace it; the client then re-fetches instead of storing a
             // mix of two versions.
             let after = content.metadata().await?;
-            let valid = same_file(&before, &after);
-            record.finish(valid);
-            valid
+            same_file(&before, &after)
         }
         None => {
             s.conn.send_data(0, &mut tokio::io::empty()).await?;
@@ -47,8 +47,13 @@ where
         s.send(if valid { Message::Valid } else { Message::Invalid })
             .await?;
     }
-    // GET never changes the location log: the client may not keep it.
-    match read_verdict(s).await? {
+    // GET never changes the location log: the client may not keep it. The
+    // upload counts as failed unless the client says it got it.
+    let verdict = read_verdict(s).await?;
+    if let Some(upload) = record {
+        upload.finish(verdict == Some(true));
+    }
+    match verdict {
         None => Ok(Flow::Stop),
         Some(_) => Ok(Flow::Continue),
     }

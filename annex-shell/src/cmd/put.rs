@@ -56,26 +56,42 @@ where
             // A short body ends the connection; the partial bytes stay in
             // annex/tmp for a resumed PUT.
             s.conn.recv_data(len, &mut sink).await?;
-            let mode = if s.version >= 1 {
+            let (mode, hung_up) = if s.version >= 1 {
                 read_validity(s).await?
             } else {
-                VerifyMode::Unknown
+                (VerifyMode::Unknown, false)
             };
-            match sink.finish(mode) {
+            let stored = match sink.finish(mode) {
                 Ok(()) => true,
+                // The client's offset probe (DATA 0, INVALID) is no error.
+                Err(StoreError::NoContentSent) => false,
                 Err(e) => {
                     eprintln!("git-annex-shell: {key}: {e}");
                     false
                 }
+            };
+            if hung_up {
+                // As git-annex: content that arrived whole and verifies is
+                // kept and logged even though nobody hears the verdict.
+                if stored {
+                    s.log_presence(&key, true)?;
+                }
+                let _ = s.send(success(stored)).await;
+                return Ok(Flow::Stop);
             }
+            stored
         }
         Some(Message::DataPresent) if s.version >= 4 => {
-            drop(sink);
+            sink.abandon();
             s.store.has(&key)
         }
         // The sender could not send after all; it expects no reply.
-        Some(Message::Error(_)) => return Ok(Flow::Continue),
+        Some(Message::Error(_)) => {
+            sink.abandon();
+            return Ok(Flow::Continue);
+        }
         _ => {
+            sink.abandon();
             s.send(Message::Error("expected DATA".into())).await?;
             return Ok(Flow::Continue);
         }
@@ -102,6 +118,12 @@ impl Receiver {
         match self {
             Receiver::Store { incoming, .. } => incoming.offset(),
             Receiver::Refused(_) => 0,
+        }
+    }
+
+    fn abandon(self) {
+        if let Receiver::Store { incoming, .. } = self {
+            incoming.abandon();
         }
     }
 
@@ -136,24 +158,26 @@ impl DataSink for Receiver {
     }
 }
 
-async fn read_validity<R, W>(s: &mut Session<R, W>) -> Result<VerifyMode, ServeError>
+/// The sender's word on the DATA it sent, and whether it hung up instead
+/// of saying it (then the content is verified in full, as with protocol 0).
+async fn read_validity<R, W>(s: &mut Session<R, W>) -> Result<(VerifyMode, bool), ServeError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
     let msg = match s.conn.read_message().await {
         Ok(Some(m)) => Some(m),
-        Ok(None) => return Err(ServeError::Fatal("client hung up before VALID".into())),
+        Ok(None) => return Ok((VerifyMode::Unknown, true)),
         Err(e) if e.is_recoverable() => None,
         Err(e) => return Err(e.into()),
     };
     Ok(match msg {
-        Some(Message::Valid) => VerifyMode::Valid,
-        Some(Message::Invalid) => VerifyMode::Invalid,
+        Some(Message::Valid) => (VerifyMode::Valid, false),
+        Some(Message::Invalid) => (VerifyMode::Invalid, false),
         _ => {
             s.send(Message::Error("expected VALID or INVALID".into()))
                 .await?;
-            VerifyMode::Unknown
+            (VerifyMode::Unknown, false)
         }
     })
 }

@@ -272,6 +272,19 @@ impl Incoming {
     }
 }
 
+impl Incoming {
+    /// Give up before any DATA arrived (the sender sent ERROR, something
+    /// else, or the content turned up by other means): leave no trace, as
+    /// git-annex, which only creates the partial file once DATA comes. A
+    /// partial file from an earlier attempt stays for its resume.
+    pub fn abandon(mut self) {
+        if self.offset == 0 && self.received == 0 {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        self.record.cancel();
+    }
+}
+
 impl Drop for Incoming {
     fn drop(&mut self) {
         // Make what we have durable for the resume; the record notes failure

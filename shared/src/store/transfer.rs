@@ -134,6 +134,15 @@ impl TransferRecord {
         }
     }
 
+    /// End a transfer that never started moving bytes: no failure is
+    /// recorded, as git-annex records none when no DATA came.
+    pub(crate) fn cancel(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.release_locks();
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn info_path(&self) -> &Path {
         &self.info_path
