@@ -130,7 +130,10 @@ fn parse_line(line: &[u8]) -> Option<Message> {
     let msg = match verb {
         b"AUTH" => {
             let (uuid, token) = split_word(rest);
-            Message::Auth { uuid: utf8(uuid)?.to_owned(), token: auth_token(token)? }
+            Message::Auth {
+                uuid: utf8(uuid)?.to_owned(),
+                token: auth_token(token)?,
+            }
         }
         b"AUTH-SUCCESS" => Message::AuthSuccess(utf8(rest)?.to_owned()),
         b"AUTH-FAILURE" if none => Message::AuthFailure,
@@ -145,18 +148,28 @@ fn parse_line(line: &[u8]) -> Option<Message> {
         b"REMOVE" => Message::Remove(key(rest)?),
         b"REMOVE-BEFORE" => {
             let (ts, k) = split_word(rest);
-            Message::RemoveBefore { timestamp: readish_u64(ts)?, key: key(k)? }
+            Message::RemoveBefore {
+                timestamp: readish_u64(ts)?,
+                key: key(k)?,
+            }
         }
         b"GETTIMESTAMP" if none => Message::GetTimestamp,
         b"TIMESTAMP" => Message::Timestamp(readish_u64(rest)?),
         b"GET" => {
             let (offset, rest) = split_word(rest);
             let (file, k) = split_word(rest);
-            Message::Get { offset: readish_u64(offset)?, file: decode_file(file)?, key: key(k)? }
+            Message::Get {
+                offset: readish_u64(offset)?,
+                file: decode_file(file)?,
+                key: key(k)?,
+            }
         }
         b"PUT" => {
             let (file, k) = split_word(rest);
-            Message::Put { file: decode_file(file)?, key: key(k)? }
+            Message::Put {
+                file: decode_file(file)?,
+                key: key(k)?,
+            }
         }
         b"PUT-FROM" => Message::PutFrom(readish_u64(rest)?),
         b"ALREADY-HAVE" if none => Message::AlreadyHave,
@@ -202,7 +215,10 @@ fn read_natural(s: &[u8]) -> Option<(Number, usize)> {
         [b'0', b'o' | b'O', b'0'..=b'7', ..] => (8, 2),
         _ => (10, 0),
     };
-    let digits = t[skip..].iter().take_while(|&&b| (b as char).is_digit(radix)).count();
+    let digits = t[skip..]
+        .iter()
+        .take_while(|&&b| (b as char).is_digit(radix))
+        .count();
     if digits == 0 {
         return None;
     }
@@ -303,7 +319,11 @@ fn encode_file(file: &Option<String>, out: &mut Vec<u8>) {
 /// so any `\n`/`\r` becomes a space.
 fn push_field(out: &mut Vec<u8>, field: &str) {
     out.push(b' ');
-    out.extend(field.bytes().map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+    out.extend(
+        field
+            .bytes()
+            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
 }
 
 fn push_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {

@@ -55,7 +55,10 @@ pub enum ConnError {
 impl ConnError {
     /// Whether the session can go on after this error.
     pub fn is_recoverable(&self) -> bool {
-        matches!(self, ConnError::Unparseable { .. } | ConnError::Sink(_) | ConnError::Relay(_))
+        matches!(
+            self,
+            ConnError::Unparseable { .. } | ConnError::Sink(_) | ConnError::Relay(_)
+        )
     }
 }
 
@@ -221,11 +224,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         let mut remaining = len;
         loop {
             while remaining > 0 && filled < self.out.len() {
-                let room = (self.out.len() - filled).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                let room =
+                    (self.out.len() - filled).min(usize::try_from(remaining).unwrap_or(usize::MAX));
                 match body.read(&mut self.out[filled..filled + room]).await {
                     Ok(0) => {
                         let sent = len - remaining;
-                        return self.fail(ConnError::ShortBody { expected: len, sent });
+                        return self.fail(ConnError::ShortBody {
+                            expected: len,
+                            sent,
+                        });
                     }
                     Ok(n) => {
                         filled += n;
@@ -257,12 +264,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         if let Err(e) = self.writer.write_all(&self.out).await {
             return self.fail(ConnError::Io(e));
         }
-        Ok(DataWriter { conn: self, expected: len, remaining: len })
+        Ok(DataWriter {
+            conn: self,
+            expected: len,
+            remaining: len,
+        })
     }
 
     /// The body of a `DATA len` just read, to be taken chunk by chunk.
     pub fn data_body(&mut self, len: u64) -> DataBody<'_, R, W> {
-        DataBody { conn: self, expected: len, remaining: len }
+        DataBody {
+            conn: self,
+            expected: len,
+            remaining: len,
+        }
     }
 
     /// Receive a body of `len` bytes into `sink`; returns `len`.
@@ -383,7 +398,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DataBody<'_, R, W> {
             }
         }
         let available = self.conn.end - self.conn.start;
-        let take = available.min(CHUNK).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let take = available
+            .min(CHUNK)
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let at = self.conn.start;
         self.conn.consume(take);
         self.remaining -= take as u64;
@@ -417,7 +434,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DataWriter<'_, R, W> {
     pub async fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), ConnError> {
         self.conn.check()?;
         if chunk.len() as u64 > self.remaining {
-            return Err(ConnError::TooMuchData { remaining: self.remaining, offered: chunk.len() });
+            return Err(ConnError::TooMuchData {
+                remaining: self.remaining,
+                offered: chunk.len(),
+            });
         }
         if let Err(e) = self.conn.writer.write_all(chunk).await {
             return self.conn.fail(ConnError::Io(e));

@@ -7,7 +7,8 @@ use super::*;
 use crate::key::Key;
 
 const K6: &str = "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.txt";
-const K64: &str = "SHA256E-s64--a8ae0000000000000000000000000000000000000000000000000000000007c8e.bin";
+const K64: &str =
+    "SHA256E-s64--a8ae0000000000000000000000000000000000000000000000000000000007c8e.bin";
 
 fn key(s: &str) -> Key {
     Key::parse(s).expect("test key")
@@ -26,7 +27,11 @@ struct Trickle<'a> {
 }
 
 impl AsyncRead for Trickle<'_> {
-    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let n = this.step.min(this.data.len()).min(buf.remaining());
         buf.put_slice(&this.data[..n]);
@@ -62,10 +67,22 @@ impl DataSink for FailingSink {
 async fn server_side_of_a_get_is_byte_exact() {
     let input = format!("VERSION 4\nGET 0 a.txt {K6}\nSUCCESS\n");
     let mut conn = scripted(input.as_bytes());
-    conn.write_message(&Message::AuthSuccess("8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096".into())).await.unwrap();
-    assert_eq!(conn.read_message().await.unwrap(), Some(Message::Version(4)));
+    conn.write_message(&Message::AuthSuccess(
+        "8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096".into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        conn.read_message().await.unwrap(),
+        Some(Message::Version(4))
+    );
     conn.write_message(&Message::Version(4)).await.unwrap();
-    let Some(Message::Get { offset: 0, file, key: k }) = conn.read_message().await.unwrap() else {
+    let Some(Message::Get {
+        offset: 0,
+        file,
+        key: k,
+    }) = conn.read_message().await.unwrap()
+    else {
         panic!("expected GET")
     };
     assert_eq!((file.as_deref(), k), (Some("a.txt"), key(K6)));
@@ -83,13 +100,24 @@ async fn server_side_of_a_get_is_byte_exact() {
 #[tokio::test]
 async fn client_side_of_a_put_is_byte_exact() {
     let mut conn = scripted(b"PUT-FROM 0\nSUCCESS\n");
-    conn.write_message(&Message::Put { file: Some("c d.txt".into()), key: key(K6) }).await.unwrap();
-    assert_eq!(conn.read_message().await.unwrap(), Some(Message::PutFrom(0)));
+    conn.write_message(&Message::Put {
+        file: Some("c d.txt".into()),
+        key: key(K6),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        conn.read_message().await.unwrap(),
+        Some(Message::PutFrom(0))
+    );
     conn.send_data(6, &mut &b"hello\nEXTRA"[..]).await.unwrap();
     conn.write_message(&Message::Valid).await.unwrap();
     assert_eq!(conn.read_message().await.unwrap(), Some(Message::Success));
     let (_, written) = conn.into_inner();
-    assert_eq!(written, format!("PUT c%d.txt {K6}\nDATA 6\nhello\nVALID\n").into_bytes());
+    assert_eq!(
+        written,
+        format!("PUT c%d.txt {K6}\nDATA 6\nhello\nVALID\n").into_bytes()
+    );
 }
 
 #[tokio::test]
@@ -115,13 +143,19 @@ async fn short_data_hands_over_what_arrived() {
     assert_eq!(conn.read_message().await.unwrap(), Some(Message::Data(10)));
     let mut sink = Vec::new();
     match conn.recv_data(10, &mut sink).await {
-        Err(ConnError::ShortData { expected: 10, received: 4 }) => {}
+        Err(ConnError::ShortData {
+            expected: 10,
+            received: 4,
+        }) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(sink, b"abcd");
     assert!(conn.is_broken());
     assert!(matches!(conn.read_message().await, Err(ConnError::Broken)));
-    assert!(matches!(conn.write_message(&Message::Success).await, Err(ConnError::Broken)));
+    assert!(matches!(
+        conn.write_message(&Message::Success).await,
+        Err(ConnError::Broken)
+    ));
 }
 
 #[tokio::test]
@@ -131,26 +165,49 @@ async fn clean_eof_versus_eof_mid_line() {
     let mut conn = scripted(b"SUCCESS\nFAIL");
     assert_eq!(conn.read_message().await.unwrap(), Some(Message::Success));
     let err = conn.read_message().await.unwrap_err();
-    assert!(matches!(err, ConnError::UnexpectedEof) && !err.is_recoverable(), "{err:?}");
+    assert!(
+        matches!(err, ConnError::UnexpectedEof) && !err.is_recoverable(),
+        "{err:?}"
+    );
     assert!(conn.is_broken());
 }
 
 #[tokio::test]
 async fn unparseable_line_is_skipped_and_session_goes_on() {
-    let mut conn = Connection::new(Trickle { data: b"FOO bar\r\nGETTIMESTAMP\n", step: 2 }, Vec::new());
+    let mut conn = Connection::new(
+        Trickle {
+            data: b"FOO bar\r\nGETTIMESTAMP\n",
+            step: 2,
+        },
+        Vec::new(),
+    );
     let err = conn.read_message().await.unwrap_err();
     assert!(err.is_recoverable());
     assert!(matches!(&err, ConnError::Unparseable { line } if line == "FOO bar"));
-    conn.write_message(&Message::Error("unknown command".into())).await.unwrap();
-    assert_eq!(conn.read_message().await.unwrap(), Some(Message::GetTimestamp));
+    conn.write_message(&Message::Error("unknown command".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.read_message().await.unwrap(),
+        Some(Message::GetTimestamp)
+    );
     assert_eq!(conn.into_inner().1, b"ERROR unknown command\n");
 }
 
 #[tokio::test]
 async fn line_too_long_is_fatal() {
     let input = vec![b'x'; 200_000];
-    let mut conn = Connection::new(Trickle { data: &input, step: 5000 }, Vec::new());
-    assert!(matches!(conn.read_message().await, Err(ConnError::LineTooLong)));
+    let mut conn = Connection::new(
+        Trickle {
+            data: &input,
+            step: 5000,
+        },
+        Vec::new(),
+    );
+    assert!(matches!(
+        conn.read_message().await,
+        Err(ConnError::LineTooLong)
+    ));
     assert!(conn.is_broken());
     // A long but legal line (multi-byte characters) still gets through the
     // growing buffer.
@@ -159,8 +216,16 @@ async fn line_too_long_is_fatal() {
         line.extend_from_slice("é".as_bytes());
     }
     line.push(b'\n');
-    let mut conn = Connection::new(Trickle { data: &line, step: 4096 }, Vec::new());
-    assert!(matches!(conn.read_message().await.unwrap(), Some(Message::Error(t)) if t.chars().count() == 20000));
+    let mut conn = Connection::new(
+        Trickle {
+            data: &line,
+            step: 4096,
+        },
+        Vec::new(),
+    );
+    assert!(
+        matches!(conn.read_message().await.unwrap(), Some(Message::Error(t)) if t.chars().count() == 20000)
+    );
 }
 
 #[tokio::test]
@@ -171,11 +236,17 @@ async fn put_resume_appends_after_the_partial_file() {
     input.extend_from_slice(&content[20..]);
     input.extend_from_slice(b"VALID\n");
     let mut conn = scripted(&input);
-    let Some(Message::Put { file, .. }) = conn.read_message().await.unwrap() else { panic!("PUT") };
+    let Some(Message::Put { file, .. }) = conn.read_message().await.unwrap() else {
+        panic!("PUT")
+    };
     assert_eq!(file.as_deref(), Some("my_20file.bin"));
     let mut partial = content[..20].to_vec();
-    conn.write_message(&Message::PutFrom(partial.len() as u64)).await.unwrap();
-    let Some(Message::Data(n)) = conn.read_message().await.unwrap() else { panic!("DATA") };
+    conn.write_message(&Message::PutFrom(partial.len() as u64))
+        .await
+        .unwrap();
+    let Some(Message::Data(n)) = conn.read_message().await.unwrap() else {
+        panic!("DATA")
+    };
     conn.recv_data(n, &mut partial).await.unwrap();
     assert_eq!(conn.read_message().await.unwrap(), Some(Message::Valid));
     conn.write_message(&Message::Success).await.unwrap();
@@ -187,11 +258,17 @@ async fn put_resume_appends_after_the_partial_file() {
 async fn short_body_source_breaks_the_connection() {
     let mut conn = scripted(b"");
     match conn.send_data(10, &mut &b"abc"[..]).await {
-        Err(ConnError::ShortBody { expected: 10, sent: 3 }) => {}
+        Err(ConnError::ShortBody {
+            expected: 10,
+            sent: 3,
+        }) => {}
         other => panic!("{other:?}"),
     }
     assert!(conn.is_broken());
-    assert!(matches!(conn.write_message(&Message::Valid).await, Err(ConnError::Broken)));
+    assert!(matches!(
+        conn.write_message(&Message::Valid).await,
+        Err(ConnError::Broken)
+    ));
 }
 
 #[tokio::test]
@@ -234,7 +311,10 @@ async fn large_body_streams_in_bounded_chunks_through_a_pipe() {
         sender.send_data(LEN as u64, &mut &body[..]).await.unwrap();
         sender.write_message(&Message::Valid).await.unwrap();
     });
-    assert_eq!(receiver.read_message().await.unwrap(), Some(Message::Data(LEN as u64)));
+    assert_eq!(
+        receiver.read_message().await.unwrap(),
+        Some(Message::Data(LEN as u64))
+    );
     let mut rec = Recorder::default();
     receiver.recv_data(LEN as u64, &mut rec).await.unwrap();
     assert_eq!(receiver.read_message().await.unwrap(), Some(Message::Valid));
@@ -259,15 +339,22 @@ async fn relay_to_another_connection_is_byte_exact() {
 async fn relay_to_raw_pipe_and_failing_target() {
     let mut conn = scripted(b"DATA 4\nabcdDATA 3\nxyzCONNECTDONE 0\n");
     let mut git_stdin = Vec::new();
-    let Some(Message::Data(n)) = conn.read_message().await.unwrap() else { panic!() };
+    let Some(Message::Data(n)) = conn.read_message().await.unwrap() else {
+        panic!()
+    };
     conn.relay_data(n, &mut git_stdin).await.unwrap();
     // A dead target: the body is still consumed, this side stays usable.
     let (mut dead, far) = duplex(16);
     drop(far);
-    let Some(Message::Data(n)) = conn.read_message().await.unwrap() else { panic!() };
+    let Some(Message::Data(n)) = conn.read_message().await.unwrap() else {
+        panic!()
+    };
     let err = conn.relay_data(n, &mut dead).await.unwrap_err();
     assert!(matches!(err, ConnError::Relay(_)) && err.is_recoverable());
-    assert_eq!(conn.read_message().await.unwrap(), Some(Message::ConnectDone(0)));
+    assert_eq!(
+        conn.read_message().await.unwrap(),
+        Some(Message::ConnectDone(0))
+    );
     assert_eq!(git_stdin, b"abcd");
 }
 
@@ -276,28 +363,49 @@ async fn fan_out_writer_checks_lengths() {
     let mut node = scripted(b"");
     let mut w = node.start_data(5).await.unwrap();
     w.write_chunk(b"hel").await.unwrap();
-    assert!(matches!(w.write_chunk(b"lo!").await, Err(ConnError::TooMuchData { remaining: 2, offered: 3 })));
+    assert!(matches!(
+        w.write_chunk(b"lo!").await,
+        Err(ConnError::TooMuchData {
+            remaining: 2,
+            offered: 3
+        })
+    ));
     w.write_chunk(b"lo").await.unwrap();
     w.finish().await.unwrap();
     assert!(!node.is_broken());
     let mut w = node.start_data(5).await.unwrap();
     w.write_chunk(b"ab").await.unwrap();
-    assert!(matches!(w.finish().await, Err(ConnError::ShortBody { expected: 5, sent: 2 })));
+    assert!(matches!(
+        w.finish().await,
+        Err(ConnError::ShortBody {
+            expected: 5,
+            sent: 2
+        })
+    ));
     assert!(node.is_broken());
     assert_eq!(node.into_inner().1, b"DATA 5\nhelloDATA 5\nab");
 }
 
 #[tokio::test]
 async fn duplex_round_trip_of_a_session() {
-    let (a, b) = duplex(64);
+    let (a, b) = duplex(4096);
     let (ar, aw) = tokio::io::split(a);
     let (br, mut bw) = tokio::io::split(b);
     let mut server = Connection::new(ar, aw);
-    bw.write_all(format!("VERSION 4\nCHECKPRESENT {K6}\n").as_bytes()).await.unwrap();
-    drop(bw);
-    assert_eq!(server.read_message().await.unwrap(), Some(Message::Version(4)));
+    bw.write_all(format!("VERSION 4\nCHECKPRESENT {K6}\n").as_bytes())
+        .await
+        .unwrap();
+    // Half-close: the server must see EOF while its replies are still read.
+    bw.shutdown().await.unwrap();
+    assert_eq!(
+        server.read_message().await.unwrap(),
+        Some(Message::Version(4))
+    );
     server.write_message(&Message::Version(4)).await.unwrap();
-    assert_eq!(server.read_message().await.unwrap(), Some(Message::CheckPresent(key(K6))));
+    assert_eq!(
+        server.read_message().await.unwrap(),
+        Some(Message::CheckPresent(key(K6)))
+    );
     server.write_message(&Message::Failure).await.unwrap();
     assert_eq!(server.read_message().await.unwrap(), None);
     drop(server);

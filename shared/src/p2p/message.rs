@@ -37,7 +37,10 @@ impl Service {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// Client authenticates; `token` is lower case `[a-z0-9]*`.
-    Auth { uuid: String, token: String },
+    Auth {
+        uuid: String,
+        token: String,
+    },
     AuthSuccess(String),
     AuthFailure,
     Version(u32),
@@ -46,12 +49,22 @@ pub enum Message {
     LockContent(Key),
     UnlockContent,
     Remove(Key),
-    RemoveBefore { timestamp: u64, key: Key },
+    RemoveBefore {
+        timestamp: u64,
+        key: Key,
+    },
     GetTimestamp,
     Timestamp(u64),
     /// `file` is the associated file, already de-escaped; display-only.
-    Get { offset: u64, file: Option<String>, key: Key },
-    Put { file: Option<String>, key: Key },
+    Get {
+        offset: u64,
+        file: Option<String>,
+        key: Key,
+    },
+    Put {
+        file: Option<String>,
+        key: Key,
+    },
     PutFrom(u64),
     AlreadyHave,
     AlreadyHavePlus(Vec<String>),
@@ -141,7 +154,14 @@ mod tests {
         assert_eq!(Message::SuccessPlus(vec![]).min_version(), 2);
         assert_eq!(Message::FailurePlus(vec![]).min_version(), 2);
         assert_eq!(Message::AlreadyHavePlus(vec![]).min_version(), 2);
-        assert_eq!(Message::RemoveBefore { timestamp: 1, key: key.clone() }.min_version(), 3);
+        assert_eq!(
+            Message::RemoveBefore {
+                timestamp: 1,
+                key: key.clone()
+            }
+            .min_version(),
+            3
+        );
         assert_eq!(Message::GetTimestamp.min_version(), 3);
         assert_eq!(Message::Timestamp(1).min_version(), 3);
         assert_eq!(Message::DataPresent.min_version(), 4);
