@@ -326,6 +326,17 @@ impl TestEnv {
         }
     }
 
+    /// Replaces the ssh stand-in at the front of the client's PATH with
+    /// `script` (e.g. the real OpenSSH client with a test config; see
+    /// [`crate::sshd`]). The stand-in's log stays empty from then on, so
+    /// [`TestEnv::wait_server_idle`] no longer waits for anything.
+    pub fn replace_ssh(&self, script: &str) {
+        let ssh = self.standin_dir.join("ssh");
+        write(&ssh, script);
+        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755))
+            .expect("chmod of the ssh we just wrote");
+    }
+
     // ----- ssh log --------------------------------------------------------
 
     pub fn ssh_log_text(&self) -> String {

@@ -5,6 +5,8 @@
 //! - [`tools`]: finding the real git-annex (`<workspace>/.venv` or
 //!   `$ANNEX_VENV`) and our binary (`$ANNEXPROXY_BIN_DIR`, else built once).
 //! - [`standin`]: the generated `ssh` stand-in and its session log.
+//! - [`sshd`]: a real OpenSSH server on a loopback port, for the scenario
+//!   that checks the forced command behind the real thing.
 //! - [`env`]: [`TestEnv`], one scenario's temp world, commands and fixtures.
 //! - [`run`]: [`Out`], a finished command with good failure messages.
 //! - [`observe`]: whereis/fsck results normalised for Real-vs-Ours checks.
@@ -15,6 +17,7 @@ pub mod env;
 pub mod observe;
 pub mod p2p_driver;
 pub mod run;
+pub mod sshd;
 pub mod standin;
 pub mod tools;
 
