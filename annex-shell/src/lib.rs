@@ -7,6 +7,7 @@
 pub mod args;
 pub mod builtins;
 pub mod cmd;
+pub mod operator;
 pub mod p2pstdio;
 pub mod restrict;
 pub mod run;
