@@ -9,6 +9,7 @@ pub mod builtins;
 pub mod cmd;
 pub mod operator;
 pub mod p2pstdio;
+pub mod proxy;
 pub mod restrict;
 pub mod run;
 pub mod serve;

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
@@ -200,7 +200,7 @@ impl NodeConnection {
     pub async fn close_with_stderr(self) -> (Option<i32>, String) {
         let NodeConnection {
             conn,
-            mut child,
+            child,
             stderr,
             ..
         } = self;
@@ -208,16 +208,61 @@ impl NodeConnection {
         let _ = stdin.shutdown().await;
         drop(stdin);
         drop(stdout);
-        let status = match tokio::time::timeout(CLOSE_GRACE, child.wait()).await {
-            Ok(Ok(status)) => status.code(),
-            _ => {
-                let _ = child.kill().await;
-                None
-            }
-        };
-        let text = stderr.finish().await;
-        (status, text)
+        reap(child, stderr).await
     }
+
+    /// After a `CONNECT` was sent: the rest of the session belongs to the
+    /// node's git service, so the bytes are copied raw both ways (each way
+    /// on its own, so neither side's full pipe can stall the other) until
+    /// the node closes its output after `CONNECTDONE`. Bytes already read
+    /// into either connection's buffer go first.
+    pub async fn tunnel<R, W>(self, client: Connection<R, W>) -> Option<i32>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let client_early = client.buffered().to_vec();
+        let (mut client_in, mut client_out) = client.into_inner();
+        let NodeConnection {
+            conn,
+            child,
+            stderr,
+            ..
+        } = self;
+        let node_early = conn.buffered().to_vec();
+        let (mut node_out, mut node_in) = conn.into_inner();
+        let to_client = async {
+            let mut src = (&node_early[..]).chain(&mut node_out);
+            let _ = tokio::io::copy(&mut src, &mut client_out).await;
+            let _ = client_out.flush().await;
+        };
+        let to_node = async {
+            let mut src = (&client_early[..]).chain(&mut client_in);
+            let _ = tokio::io::copy(&mut src, &mut node_in).await;
+            let _ = node_in.shutdown().await;
+            // The client is done talking; the node may not be.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = to_client => {}
+            () = to_node => {}
+        }
+        drop(node_in);
+        reap(child, stderr).await.0
+    }
+}
+
+/// Wait for a child whose stdin is closed; kill it if it lingers.
+async fn reap(mut child: Child, stderr: StderrTail) -> (Option<i32>, String) {
+    let status = match tokio::time::timeout(CLOSE_GRACE, child.wait()).await {
+        Ok(Ok(status)) => status.code(),
+        _ => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let text = stderr.finish().await;
+    (status, text)
 }
 
 /// Open a P2P session with `node`: spawn the transport's command, check
