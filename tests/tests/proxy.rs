@@ -462,3 +462,24 @@ fn refusals_match_git_annex() {
     assert_eq!(real[0], "git-annex-shell: Cannot proxy configlist command.");
     assert_eq!(ours, real);
 }
+
+/// A file bigger than any buffer on the way streams through the proxy in
+/// both directions, intact.
+#[test]
+fn large_file_streams_through() {
+    let wd = world(ServerKind::Ours, Setup::Ours, |_, _| {});
+    let (env, client) = (&wd.env, &wd.client);
+    let content = annexproxy_tests::pseudo_random_bytes(7, 48 << 20);
+    env.add_file(client, "big.bin", &content);
+    env.annex(client, &["copy", "--to", "origin-node1", "big.bin"])
+        .ok();
+    env.annex(client, &["drop", "big.bin"]).ok();
+    env.annex(client, &["get", "--from", "origin-node1", "big.bin"])
+        .ok();
+    assert!(
+        read(client, "big.bin") == content,
+        "big.bin changed on its way"
+    );
+    let (ok, results) = fsck_from(env, client, "origin-node1");
+    assert!(ok, "{results:?}");
+}

@@ -342,6 +342,71 @@ async fn a_node_that_dies_mid_session_is_named_and_the_session_goes_on() {
     assert_eq!(proxy_log(&w).lines().count(), 0);
 }
 
+/// Replace the node's shell with a script (after the greeting and VERSION).
+fn scripted_node(w: &mut World, after_version: &str) {
+    let script = w.proxy.join("scripted-shell");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho 'AUTH-SUCCESS {}'\nread v\necho 'VERSION 4'\n{after_version}",
+            w.node.uuid
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    w.node.annex_shell = Some(script.display().to_string());
+}
+
+#[tokio::test]
+async fn connect_tunnels_raw_bytes_both_ways_until_the_node_ends() {
+    let mut w = world();
+    let got = w.proxy.join("node-got");
+    // The node reads CONNECT, then the client's DATA header and 4 bytes,
+    // answers with its own DATA and CONNECTDONE, and exits.
+    scripted_node(
+        &mut w,
+        &format!(
+            "read c\necho \"$c\" > '{got}'\nread d\nhead -c 4 >> '{got}'\nprintf 'DATA 3\\nabcCONNECTDONE 0\\n'\n",
+            got = got.display()
+        ),
+    );
+    let (mut c, task) = start(&w, ServerMode::ReadWrite);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, Message::Connect(annex::p2p::Service::UploadPack)).await;
+    c.send_data(4, &mut &b"want"[..]).await.expect("data");
+    assert_eq!(hear(&mut c).await, Message::Data(3));
+    let mut body = Vec::new();
+    c.recv_data(3, &mut body).await.expect("body");
+    assert_eq!(body, b"abc");
+    assert_eq!(hear(&mut c).await, Message::ConnectDone(0));
+    // The node ended the session: so does the relay.
+    assert_eq!(c.read_message().await.expect("read"), None);
+    task.await.expect("task").expect("clean end");
+    assert_eq!(
+        std::fs::read_to_string(&got).expect("node input"),
+        "CONNECT git-upload-pack\nwant"
+    );
+}
+
+#[tokio::test]
+async fn notifychange_waits_for_the_node() {
+    let mut w = world();
+    scripted_node(&mut w, "read n\nsleep 0.2\necho \"CHANGED $n\"\nread x\n");
+    let (mut c, task) = start(&w, ServerMode::ReadWrite);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, Message::NotifyChange).await;
+    assert_eq!(
+        hear(&mut c).await,
+        Message::Changed(vec!["NOTIFYCHANGE".into()])
+    );
+    hang_up(c, task).await;
+}
+
 #[tokio::test]
 async fn restricted_modes_refuse_before_the_node_is_asked() {
     let w = world();
