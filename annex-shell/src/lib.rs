@@ -7,7 +7,9 @@
 pub mod args;
 pub mod builtins;
 pub mod cmd;
+pub mod operator;
 pub mod p2pstdio;
+pub mod proxy;
 pub mod restrict;
 pub mod run;
 pub mod serve;

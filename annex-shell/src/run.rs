@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use annex::repo::Repo;
 
 use crate::args::{self, Builtin, BuiltinCall, Invocation};
+use crate::proxy::{self, Selection};
 use crate::restrict::{Policy, Refused};
 use crate::{builtins, p2pstdio};
 
@@ -24,6 +25,8 @@ pub enum ShellError {
     WrongUuid { expected: String, found: String },
     #[error("Cannot proxy {0} command.")]
     CannotProxy(&'static str),
+    #[error("not configured to proxy for repository {0}")]
+    NotConfiguredProxy(String),
     #[error("{0}")]
     Other(String),
     #[error("git-shell: {0}")]
@@ -59,9 +62,10 @@ fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, Sh
         dir: call.dir.clone(),
     })?;
 
-    if let Some(expected) = &call.expected_uuid {
-        check_uuid(&repo, expected, call.cmd)?;
-    }
+    let proxy_to = match &call.expected_uuid {
+        Some(expected) => check_uuid(&repo, expected, call.cmd)?,
+        None => None,
+    };
     if !matches!(call.cmd, Builtin::ConfigList | Builtin::GcryptSetup)
         && !repo.is_annex_initialized()
         && repo.config_get("core.gcrypt-id").is_none()
@@ -71,7 +75,10 @@ fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, Sh
 
     match call.cmd {
         Builtin::ConfigList => builtins::configlist(&mut repo, &call, policy),
-        Builtin::P2pStdio => p2pstdio::run(repo, &call, policy),
+        Builtin::P2pStdio => match proxy_to {
+            Some(node) => proxy::run(repo, node, &call, policy),
+            None => p2pstdio::run(repo, &call, policy),
+        },
         Builtin::InAnnex => builtins::inannex(&repo, &call),
         Builtin::DropKey => builtins::dropkey(&repo, &call),
         Builtin::LockContent => builtins::lockcontent(&repo, &call),
@@ -88,24 +95,47 @@ fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, Sh
     }
 }
 
-/// The `--uuid` check: the repository must be the one the client expects.
-/// Proxying for another UUID comes with the proxy; until then a mismatch is
-/// refused with git-annex's message.
-fn check_uuid(repo: &Repo, expected: &str, cmd: Builtin) -> Result<(), ShellError> {
-    match repo.uuid() {
-        Some(u) if u == expected => Ok(()),
-        Some(u) => {
-            let _ = cmd;
-            Err(ShellError::WrongUuid {
+/// The `--uuid` check: the repository must be the one the client expects,
+/// or one we proxy for (then the node to relay to is returned, and only
+/// commands that can be relayed may go on).
+fn check_uuid(
+    repo: &Repo,
+    expected: &str,
+    cmd: Builtin,
+) -> Result<Option<annex::transport::NodeRemote>, ShellError> {
+    let mine = match repo.uuid() {
+        Some(u) if u == expected => return Ok(None),
+        Some(u) => u,
+        None => {
+            return Err(ShellError::WrongUuid {
                 expected: expected.into(),
-                found: format!("UUID {u}"),
+                found: "uninitialized repository".into(),
             })
         }
-        None => Err(ShellError::WrongUuid {
-            expected: expected.into(),
-            found: "uninitialized repository".into(),
-        }),
+    };
+    let selection =
+        proxy::select(repo, &mine, expected).map_err(|e| ShellError::Other(e.to_string()))?;
+    let node = match selection {
+        Selection::Node(node) => node,
+        Selection::NotListed => {
+            return Err(ShellError::WrongUuid {
+                expected: expected.into(),
+                found: format!("UUID {mine}"),
+            })
+        }
+        Selection::NotConfigured(desc) => return Err(ShellError::NotConfiguredProxy(desc)),
+        Selection::Cluster => {
+            return Err(ShellError::Other(format!(
+                "{expected} is a cluster; serving clusters is not supported yet"
+            )))
+        }
+        Selection::Unreachable(e) => return Err(ShellError::Other(e.to_string())),
+    };
+    if !cmd.proxyable() {
+        return Err(ShellError::CannotProxy(cmd.name()));
     }
+    // notifychanges watches our own refs, as git-annex does when proxying.
+    Ok((cmd == Builtin::P2pStdio).then_some(node))
 }
 
 pub fn home_dir() -> String {

@@ -12,3 +12,4 @@ pub mod lockfile;
 pub mod p2p;
 pub mod repo;
 pub mod store;
+pub mod transport;

@@ -296,6 +296,12 @@ impl Repo {
         }
     }
 
+    /// Set one value in the repository's own config file, as `git config
+    /// KEY VALUE` does (e.g. caching `remote.NAME.annex-uuid`).
+    pub fn set_config(&mut self, key: &str, value: &str) -> Result<(), RepoError> {
+        self.set_local_config(&[(key, value.to_owned())])
+    }
+
     /// Set values in the repository's own config file, keeping the rest of
     /// it as written, then reload the configuration.
     fn set_local_config(&mut self, settings: &[(&str, String)]) -> Result<(), RepoError> {
@@ -551,6 +557,19 @@ mod tests {
         assert_eq!(remotes[0].annex_uuid(), Some("u-1"));
         assert_eq!(remotes[0].get("Annex-Proxy"), Some("true"));
         assert_eq!(remotes[1].url(), Some("ssh://h/x"));
+        let mut r = r;
+        r.set_config("remote.with.dot.annex-uuid", "u-2")
+            .expect("set");
+        r.set_config("remote.n1.annex-uuid", "u-3").expect("set");
+        assert_eq!(
+            git(&dir, &["config", "remote.with.dot.annex-uuid"]),
+            "u-2\n"
+        );
+        assert_eq!(r.remotes()[0].annex_uuid(), Some("u-3"), "config reloaded");
+        assert_eq!(
+            git(&dir, &["config", "--get-all", "remote.n1.annex-uuid"]),
+            "u-3\n"
+        );
         assert!(
             r.has_annex_branch().expect("refs"),
             "refs/remotes/n1/git-annex counts"

@@ -404,6 +404,33 @@ impl TestEnv {
         self.oracle_annex(server, &["init", description]).ok();
     }
 
+    /// Runs OUR operator CLI, `annexproxy args...`, in a server repo as the
+    /// server user, with the server's PATH (no git-annex on it).
+    #[track_caller]
+    pub fn annexproxy(&self, dir: &Path, args: &[&str]) -> Out {
+        let mut cmd = Command::new(tools::ours_bin_dir().join("annexproxy"));
+        cmd.env_clear()
+            .env("HOME", &self.server_home)
+            .env("PATH", &self.server_path)
+            .env("USER", tools::user_name())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(args);
+        run(cmd, dir)
+    }
+
+    /// Puts the ssh stand-in on the server's PATH as well, so that a
+    /// server-side program (a proxy reaching a node over ssh) can use it.
+    pub fn server_can_ssh(&self) {
+        let bin = self.root().join("server-bin");
+        link(&self.standin_dir.join("ssh"), &bin.join("ssh"));
+    }
+
+    /// The real git-annex-shell (a symlink outside the server's PATH), for
+    /// a remote's `annex-shell` setting.
+    pub fn real_annex_shell(&self) -> PathBuf {
+        self.oracle_bin.join("git-annex-shell")
+    }
+
     /// The server repo's `annex.uuid` (empty when uninitialised).
     pub fn server_uuid(&self, server: &Path) -> String {
         let out = self.oracle(server, &["config", "--get", "annex.uuid"]);

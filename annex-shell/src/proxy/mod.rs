@@ -1,0 +1,63 @@
+//! Serving a proxied remote: when a client asks (with `--uuid`) for a
+//! repository this one proxies for, `p2pstdio` relays the session to that
+//! node instead of serving the local repository.
+//!
+//! [`select`] decides whether we may proxy (git-annex's rules: `proxy.log`
+//! under our own UUID lists the UUID, and a remote of that name and UUID
+//! is configured `annex-proxy=true`); [`relay`] runs the session.
+
+pub mod relay;
+pub mod select;
+
+use annex::p2p::Connection;
+use annex::repo::Repo;
+use annex::transport::{ConnectOptions, NodeRemote};
+
+use crate::args::BuiltinCall;
+use crate::restrict::Policy;
+use crate::run::ShellError;
+
+pub use select::{select, Selection};
+
+/// `p2pstdio` for a proxied node: relay the client on stdin/stdout to it.
+pub fn run(
+    repo: Repo,
+    node: NodeRemote,
+    call: &BuiltinCall,
+    policy: &Policy,
+) -> Result<i32, ShellError> {
+    // The client's UUID is not needed: the node is told ours.
+    if call.params.len() != 1 {
+        return Err(ShellError::Other("missing UUID parameter".into()));
+    }
+    let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ShellError::Other(e.to_string()))?;
+    let mut opts = ConnectOptions::new(our_shell());
+    // The node's complaints reach the client's terminal, as git-annex
+    // lets its children's stderr through.
+    opts.forward_stderr = true;
+    let relay = relay::Relay::new(
+        Connection::new(tokio::io::stdin(), tokio::io::stdout()),
+        repo.branch(),
+        my_uuid,
+        node,
+        policy.server_mode(),
+    );
+    let result = runtime.block_on(relay.run(&opts));
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) if e.is_hangup() => Ok(0),
+        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
+    }
+}
+
+/// This very program, which serves local nodes unless a remote names
+/// another `annex-shell`.
+fn our_shell() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| "git-annex-shell".into())
+}

@@ -1,0 +1,636 @@
+//! One client's session relayed to one node (spec §6.3).
+//!
+//! The client is greeted with the node's UUID; its VERSION is passed on
+//! and the node's answer returned, so both sides speak the same version
+//! and nothing is forwarded that either side's version does not allow.
+//! Each request is forwarded and its answer relayed; DATA bodies stream
+//! through in bounded chunks. Changes the node reports to its location
+//! log (a stored PUT, a REMOVE) are journalled in *our* git-annex branch
+//! too, committed when the session ends, so clients that sync with us
+//! learn where content went.
+//!
+//! A node that cannot be reached, or dies, costs only the requests made
+//! of it: the client gets an ERROR naming the node for each, and nothing
+//! is recorded that the node did not confirm. Only a node dying while its
+//! DATA is half relayed ends the session, since the client then waits for
+//! bytes that will never come.
+
+use annex::branch::{Branch, LogStatus};
+use annex::key::Key;
+use annex::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
+use annex::transport::{connect, ConnectOptions, NodeConnection, NodeRemote};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::cmd::remove::{APPENDONLY_ERROR, READONLY_ERROR};
+use crate::restrict::ServerMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Client(#[from] ConnError),
+    /// The node failed in a way the client cannot be told about in
+    /// protocol (in the middle of a DATA it was receiving).
+    #[error("{0}")]
+    Node(String),
+}
+
+impl RelayError {
+    /// The client went away; as for a local session, not worth a word.
+    pub fn is_hangup(&self) -> bool {
+        match self {
+            RelayError::Client(ConnError::ShortData { .. } | ConnError::UnexpectedEof) => true,
+            RelayError::Client(ConnError::Io(e)) => matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+    /// CONNECT was forwarded: the rest is the node's git service.
+    Tunnel,
+}
+
+/// Either the node's connection, or why there is none.
+enum Node {
+    Up(Box<NodeConnection>),
+    Down(String),
+}
+
+pub struct Relay<R, W> {
+    client: Connection<R, W>,
+    node: Node,
+    remote: NodeRemote,
+    branch: Branch,
+    my_uuid: String,
+    mode: ServerMode,
+    /// The version both sides speak.
+    version: u32,
+    journalled: bool,
+}
+
+impl<R, W> Relay<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    pub fn new(
+        client: Connection<R, W>,
+        branch: Branch,
+        my_uuid: String,
+        remote: NodeRemote,
+        mode: ServerMode,
+    ) -> Self {
+        Relay {
+            client,
+            node: Node::Down(format!("{}: not connected", remote.name)),
+            remote,
+            branch,
+            my_uuid,
+            mode,
+            version: 0,
+            journalled: false,
+        }
+    }
+
+    pub async fn run(mut self, opts: &ConnectOptions) -> Result<(), RelayError> {
+        let served = self.serve(opts).await;
+        let tunnel = matches!(served, Ok(Flow::Tunnel));
+        let node = std::mem::replace(&mut self.node, Node::Down(String::new()));
+        match node {
+            Node::Up(nc) if tunnel => {
+                let client = self.client;
+                (*nc).tunnel(client).await;
+                finish(&self.branch, self.journalled);
+                return Ok(());
+            }
+            Node::Up(nc) => {
+                nc.close().await;
+            }
+            Node::Down(_) => {}
+        }
+        finish(&self.branch, self.journalled);
+        served.map(|_| ())
+    }
+
+    async fn serve(&mut self, opts: &ConnectOptions) -> Result<Flow, RelayError> {
+        self.send(Message::AuthSuccess(self.remote.uuid.clone()))
+            .await?;
+        // A version 0 client sends no VERSION: its first request waits
+        // until the node is up.
+        let (client_version, mut pending) = match self.client.read_message().await {
+            Ok(None) => return Ok(Flow::Stop),
+            Ok(Some(Message::Version(v))) => (v.min(MAX_PROTOCOL_VERSION), None),
+            Ok(Some(other)) => (0, Some(Ok(other))),
+            Err(e) if e.is_recoverable() => (0, Some(Err(e))),
+            Err(e) => return Err(e.into()),
+        };
+        self.version = client_version;
+        match connect(&self.remote, &self.my_uuid, client_version, opts).await {
+            Ok(nc) => {
+                self.version = nc.version;
+                self.node = Node::Up(Box::new(nc));
+            }
+            Err(e) => {
+                eprintln!("git-annex-shell: {e}");
+                self.node = Node::Down(e.to_string());
+            }
+        }
+        if pending.is_none() {
+            self.send(Message::Version(self.version)).await?;
+        }
+        loop {
+            let msg = match pending.take() {
+                Some(m) => m,
+                None => match self.client.read_message().await {
+                    Ok(None) => return Ok(Flow::Stop),
+                    Ok(Some(m)) => Ok(m),
+                    Err(e) => Err(e),
+                },
+            };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) if e.is_recoverable() => {
+                    self.send(Message::Error("unknown command".into())).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match self.dispatch(msg).await? {
+                Flow::Continue => {}
+                done => return Ok(done),
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, msg: Message) -> Result<Flow, RelayError> {
+        match msg {
+            Message::CheckPresent(_) | Message::GetTimestamp => {
+                self.request(msg).await?;
+            }
+            Message::LockContent(_) => return self.lock_content(msg).await,
+            Message::Remove(ref key) | Message::RemoveBefore { ref key, .. } => {
+                if let Some(refusal) = self.refuse_removal() {
+                    self.send(Message::Error(refusal.into())).await?;
+                } else {
+                    let key = key.clone();
+                    self.remove(key, msg).await?;
+                }
+            }
+            Message::Get { .. } => self.get(msg).await?,
+            Message::Put { ref key, .. } => {
+                if self.mode == ServerMode::ReadOnly {
+                    self.send(Message::Error(READONLY_ERROR.into())).await?;
+                } else {
+                    let key = key.clone();
+                    self.put(key, msg).await?;
+                }
+            }
+            // Only meaningful to a cluster gateway choosing among nodes.
+            Message::Bypass(_) => {}
+            Message::Connect(service) => {
+                if service == annex::p2p::Service::ReceivePack && self.mode != ServerMode::ReadWrite
+                {
+                    self.send(Message::Error(READONLY_ERROR.into())).await?;
+                    return Ok(Flow::Stop);
+                }
+                return self.connect_service(msg).await;
+            }
+            Message::NotifyChange => return self.notify_change().await,
+            // The client gives up on an ERROR; so do we.
+            Message::Error(_) => return Ok(Flow::Stop),
+            _ => {
+                self.send(Message::Error("unexpected command".into()))
+                    .await?
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn refuse_removal(&self) -> Option<&'static str> {
+        match self.mode {
+            ServerMode::ReadOnly => Some(READONLY_ERROR),
+            ServerMode::AppendOnly => Some(APPENDONLY_ERROR),
+            ServerMode::ReadWrite => None,
+        }
+    }
+
+    async fn send(&mut self, msg: Message) -> Result<(), RelayError> {
+        self.client.write_message(&fit(msg, self.version)).await?;
+        Ok(())
+    }
+
+    /// The node's connection, or the ERROR the client gets instead.
+    async fn node(&mut self) -> Result<Option<&mut NodeConnection>, RelayError> {
+        if !self.tell_if_down().await? {
+            return Ok(None);
+        }
+        Ok(up(&mut self.node))
+    }
+
+    /// When the node is down, send the client why; returns whether it is up.
+    async fn tell_if_down(&mut self) -> Result<bool, RelayError> {
+        match &self.node {
+            Node::Up(_) => Ok(true),
+            Node::Down(why) => {
+                let why = why.clone();
+                self.send(Message::Error(why)).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The node failed: close it (for its last words), tell the client,
+    /// and answer every later request with the same.
+    async fn node_failed(&mut self, e: ConnError) -> Result<(), RelayError> {
+        let why = self.take_node_down(e).await;
+        self.send(Message::Error(why)).await
+    }
+
+    async fn take_node_down(&mut self, e: ConnError) -> String {
+        let name = self.remote.name.clone();
+        let down = Node::Down(String::new());
+        let why = match std::mem::replace(&mut self.node, down) {
+            Node::Up(nc) => {
+                let (_, stderr) = nc.close_with_stderr().await;
+                let stderr = stderr.trim().to_owned();
+                if stderr.is_empty() {
+                    format!("{name}: connection lost ({e})")
+                } else {
+                    format!("{name}: connection lost ({e}): {stderr}")
+                }
+            }
+            Node::Down(why) => why,
+        };
+        eprintln!("git-annex-shell: {why}");
+        self.node = Node::Down(why.clone());
+        why
+    }
+
+    /// Forward one message and relay the one answer. `None` when the client
+    /// already got an ERROR instead.
+    async fn request(&mut self, msg: Message) -> Result<Option<Message>, RelayError> {
+        let Some(nc) = self.node().await? else {
+            return Ok(None);
+        };
+        let answer = match exchange(nc, &msg).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.node_failed(e).await?;
+                return Ok(None);
+            }
+        };
+        self.send(answer.clone()).await?;
+        Ok(Some(answer))
+    }
+
+    async fn lock_content(&mut self, msg: Message) -> Result<Flow, RelayError> {
+        if self.request(msg).await? != Some(Message::Success) {
+            return Ok(Flow::Continue);
+        }
+        // The node holds the lock until it hears from the client again.
+        let next = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(Flow::Stop),
+            Err(e) if e.is_recoverable() => Message::Error("expected UNLOCKCONTENT".into()),
+            Err(e) => return Err(e.into()),
+        };
+        let unlock = next == Message::UnlockContent;
+        let Some(nc) = up(&mut self.node) else {
+            return Ok(Flow::Continue);
+        };
+        let sent = nc.conn.write_message(&next).await;
+        let answered = match sent {
+            // Anything but UNLOCKCONTENT is consumed with an ERROR reply.
+            Ok(()) if !unlock => match nc.conn.read_message().await {
+                Ok(Some(reply)) => Ok(Some(reply)),
+                Ok(None) => Err(ConnError::UnexpectedEof),
+                Err(e) => Err(e),
+            },
+            Ok(()) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match answered {
+            Ok(Some(reply)) => self.send(reply).await?,
+            Ok(None) => {}
+            Err(e) if unlock => {
+                // The client expects no answer; the lock is gone with the node.
+                self.take_node_down(e).await;
+            }
+            Err(e) => self.node_failed(e).await?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn remove(&mut self, key: Key, msg: Message) -> Result<(), RelayError> {
+        let msg = match msg {
+            // A node too old for REMOVE-BEFORE gets a plain REMOVE, as
+            // git-annex sends it.
+            Message::RemoveBefore { key, .. } if self.node_version() < 3 => Message::Remove(key),
+            m => m,
+        };
+        let node_uuid = self.remote.uuid.clone();
+        match self.request(msg).await? {
+            Some(Message::Success) => self.record(&key, [node_uuid.as_str()], LogStatus::Missing),
+            Some(Message::SuccessPlus(us)) => {
+                self.record(&key, [node_uuid.as_str()], LogStatus::Missing);
+                self.record(&key, us.iter().map(String::as_str), LogStatus::Missing);
+            }
+            Some(Message::FailurePlus(us)) => {
+                self.record(&key, us.iter().map(String::as_str), LogStatus::Missing)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn node_version(&self) -> u32 {
+        match &self.node {
+            Node::Up(nc) => nc.version,
+            Node::Down(_) => self.version,
+        }
+    }
+
+    /// GET: the node's DATA streams through to the client, then its
+    /// validity, then the client's verdict goes back to the node.
+    async fn get(&mut self, msg: Message) -> Result<(), RelayError> {
+        let version = self.version;
+        if !self.tell_if_down().await? {
+            return Ok(());
+        }
+        let Some(nc) = up(&mut self.node) else {
+            return Ok(());
+        };
+        let len = match exchange(nc, &msg).await {
+            Ok(Message::Data(len)) => len,
+            Ok(other) => {
+                // ERROR (or nonsense): the client treats it as a failed GET.
+                let other = match other {
+                    e @ Message::Error(_) => e,
+                    m => Message::Error(format!("{}: unexpected {}", self.remote.name, m.verb())),
+                };
+                return self.send(other).await;
+            }
+            Err(e) => return self.node_failed(e).await,
+        };
+        if let Err(e) = nc.conn.relay_data_to(len, &mut self.client).await {
+            return Err(match e {
+                ConnError::Relay(inner) => RelayError::Client(*inner),
+                e => {
+                    let why = self.take_node_down(e).await;
+                    RelayError::Node(why)
+                }
+            });
+        }
+        if version >= 1 {
+            let reply = match up(&mut self.node) {
+                Some(nc) => read_reply(nc).await,
+                None => Err(ConnError::Broken),
+            };
+            let validity = match reply {
+                Ok(v @ (Message::Valid | Message::Invalid)) => v,
+                Ok(_) => Message::Invalid,
+                // The body is complete; INVALID makes the client discard it.
+                Err(e) => {
+                    self.take_node_down(e).await;
+                    Message::Invalid
+                }
+            };
+            self.send(validity).await?;
+        }
+        let verdict = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_recoverable() => Message::Failure,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(nc) = up(&mut self.node) {
+            if let Err(e) = nc.conn.write_message(&verdict).await {
+                self.take_node_down(e).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put(&mut self, key: Key, msg: Message) -> Result<(), RelayError> {
+        // The client sends its DATA from the node's offset; we need not know it.
+        if !matches!(self.request(msg).await?, Some(Message::PutFrom(_))) {
+            return Ok(());
+        }
+        let next = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(nc) = up(&mut self.node) else {
+            return Ok(());
+        };
+        let result = match next {
+            Message::Data(len) => {
+                let relayed = self.client.relay_data_to(len, &mut nc.conn).await;
+                let node_broke = match relayed {
+                    Ok(()) => None,
+                    // The client's body was still read to its end.
+                    Err(ConnError::Relay(inner)) => Some(*inner),
+                    Err(e) => return Err(e.into()),
+                };
+                let validity = if self.version >= 1 {
+                    Some(read_validity(&mut self.client).await?)
+                } else {
+                    None
+                };
+                if let Some(e) = node_broke {
+                    return self.node_failed(e).await;
+                }
+                let sent = match validity {
+                    Some(v) => nc.conn.write_message(&v).await,
+                    None => Ok(()),
+                };
+                match sent {
+                    Ok(()) => read_reply(nc).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Message::DataPresent => exchange(nc, &Message::DataPresent).await,
+            // The client could not send after all; neither side answers.
+            e @ Message::Error(_) => {
+                if let Err(e) = nc.conn.write_message(&e).await {
+                    self.take_node_down(e).await;
+                }
+                return Ok(());
+            }
+            _ => {
+                // Keep the node in step the same way, then tell the client.
+                if let Err(e) = nc
+                    .conn
+                    .write_message(&Message::Error("expected DATA".into()))
+                    .await
+                {
+                    self.take_node_down(e).await;
+                }
+                return self.send(Message::Error("expected DATA".into())).await;
+            }
+        };
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => return self.node_failed(e).await,
+        };
+        let node_uuid = self.remote.uuid.clone();
+        match &reply {
+            Message::Success => self.record(&key, [node_uuid.as_str()], LogStatus::Present),
+            Message::SuccessPlus(us) => {
+                self.record(&key, [node_uuid.as_str()], LogStatus::Present);
+                self.record(&key, us.iter().map(String::as_str), LogStatus::Present);
+            }
+            _ => {}
+        }
+        self.send(reply).await
+    }
+
+    async fn connect_service(&mut self, msg: Message) -> Result<Flow, RelayError> {
+        let Some(nc) = self.node().await? else {
+            return Ok(Flow::Stop);
+        };
+        match nc.conn.write_message(&msg).await {
+            Ok(()) => Ok(Flow::Tunnel),
+            Err(e) => {
+                self.node_failed(e).await?;
+                Ok(Flow::Stop)
+            }
+        }
+    }
+
+    /// NOTIFYCHANGE: the node answers when a ref changes; whatever the
+    /// client says meanwhile is passed on and ends the wait.
+    async fn notify_change(&mut self) -> Result<Flow, RelayError> {
+        if !self.tell_if_down().await? {
+            return Ok(Flow::Continue);
+        }
+        let Some(nc) = up(&mut self.node) else {
+            return Ok(Flow::Continue);
+        };
+        if let Err(e) = nc.conn.write_message(&Message::NotifyChange).await {
+            self.node_failed(e).await?;
+            return Ok(Flow::Continue);
+        }
+        let from_node = tokio::select! {
+            m = nc.conn.read_message() => m,
+            m = self.client.read_message() => {
+                let m = match m {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return Ok(Flow::Stop),
+                    Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
+                    Err(e) => return Err(e.into()),
+                };
+                let _ = nc.conn.write_message(&m).await;
+                if matches!(m, Message::Error(_)) {
+                    return Ok(Flow::Stop);
+                }
+                nc.conn.read_message().await
+            }
+        };
+        match from_node {
+            Ok(Some(reply)) => {
+                let stop = matches!(reply, Message::Error(_));
+                self.send(reply).await?;
+                Ok(if stop { Flow::Stop } else { Flow::Continue })
+            }
+            Ok(None) => {
+                self.node_failed(ConnError::UnexpectedEof).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                self.node_failed(e).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Journal, in our own branch, what the node told us happened.
+    fn record<'a>(
+        &mut self,
+        key: &Key,
+        uuids: impl IntoIterator<Item = &'a str>,
+        status: LogStatus,
+    ) {
+        for u in uuids {
+            match self.branch.log_key_location(key, u, status) {
+                Ok(changed) => self.journalled |= changed,
+                Err(e) => eprintln!("git-annex-shell: recording {key} for {u}: {e}"),
+            }
+        }
+    }
+}
+
+fn up(node: &mut Node) -> Option<&mut NodeConnection> {
+    match node {
+        Node::Up(nc) => Some(nc),
+        Node::Down(_) => None,
+    }
+}
+
+/// Commit what the session journalled (and anything an earlier autoinit
+/// left), whatever way the session ended.
+fn finish(branch: &Branch, journalled: bool) {
+    if journalled || branch.journal_dirty() {
+        if let Err(e) = branch.commit() {
+            eprintln!("git-annex-shell: committing the git-annex branch: {e}");
+        }
+    }
+}
+
+async fn exchange(nc: &mut NodeConnection, msg: &Message) -> Result<Message, ConnError> {
+    nc.conn.write_message(msg).await?;
+    read_reply(nc).await
+}
+
+async fn read_reply(nc: &mut NodeConnection) -> Result<Message, ConnError> {
+    match nc.conn.read_message().await {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(ConnError::UnexpectedEof),
+        Err(ConnError::Unparseable { line }) => {
+            Ok(Message::Error(format!("unparseable reply {line:?}")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn read_validity<R, W>(client: &mut Connection<R, W>) -> Result<Message, RelayError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    match client.read_message().await {
+        Ok(Some(v @ (Message::Valid | Message::Invalid))) => Ok(v),
+        Ok(Some(_)) => Ok(Message::Invalid),
+        Ok(None) => Err(RelayError::Client(ConnError::UnexpectedEof)),
+        Err(e) if e.is_recoverable() => Ok(Message::Invalid),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A message as a peer speaking `version` may receive it: `-PLUS` forms
+/// lose their lists below version 2. (Both sides normally speak the same
+/// version; this is the guard for when they do not.)
+pub fn fit(msg: Message, version: u32) -> Message {
+    if msg.min_version() <= version {
+        return msg;
+    }
+    match msg {
+        Message::SuccessPlus(_) => Message::Success,
+        Message::FailurePlus(_) => Message::Failure,
+        Message::AlreadyHavePlus(_) => Message::AlreadyHave,
+        m => Message::Error(format!("{} is not in protocol version {version}", m.verb())),
+    }
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

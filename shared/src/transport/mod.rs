@@ -1,0 +1,458 @@
+//! Ways to reach another repository's git-annex-shell and speak the P2P
+//! protocol with it: a local path ([`local`]) or an ssh URL ([`ssh`]).
+//!
+//! Both spawn a child whose stdin/stdout carry the protocol; its stderr is
+//! drained concurrently (a child blocked on a full stderr pipe would stall
+//! the protocol) into a bounded tail that errors carry, so "why did the
+//! node go away" reaches whoever sees the error.
+
+pub mod local;
+pub mod location;
+pub mod ssh;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
+use crate::repo::RemoteConfig;
+
+pub use location::{Location, SshLocation};
+
+/// How much of a child's stderr is kept for error messages.
+const STDERR_TAIL: usize = 4096;
+
+/// How long a node may take to finish (commit its journal) after we close
+/// its stdin, before it is killed.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
+/// ssh's exit status when it could not reach the host.
+const SSH_UNREACHABLE: i32 = 255;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("{name}: remote has no url")]
+    NoUrl { name: String },
+    #[error("{name}: cannot reach {url}: only local paths and ssh URLs are supported")]
+    Unsupported { name: String, url: String },
+    #[error("{name}: refusing ssh host or user {value:?}: it would be read as an ssh option")]
+    UnsafeHost { name: String, value: String },
+    #[error("{name}: refusing to pass {value:?} to git-annex-shell: not a UUID")]
+    BadUuid { name: String, value: String },
+    #[error("{name}: no repository at {}", path.display())]
+    NoRepository { name: String, path: PathBuf },
+    #[error("{name}: cannot start {program}: {source}")]
+    Spawn {
+        name: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name}: unable to connect{}", tail(stderr))]
+    Unreachable { name: String, stderr: String },
+    #[error(
+        "{name}: connection closed before the P2P session started{}",
+        tail(stderr)
+    )]
+    Closed { name: String, stderr: String },
+    #[error("{name}: expected repository UUID {expected} but the remote is {found}")]
+    WrongUuid {
+        name: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{name}: unexpected {got} while starting the P2P session")]
+    Handshake { name: String, got: String },
+    #[error("{name}: P2P connection failed{}", tail(stderr))]
+    Connection {
+        name: String,
+        stderr: String,
+        #[source]
+        source: ConnError,
+    },
+    #[error("{name}: {program} failed{}", tail(stderr))]
+    CommandFailed {
+        name: String,
+        program: String,
+        stderr: String,
+    },
+}
+
+fn tail(stderr: &str) -> String {
+    let t = stderr.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(": {t}")
+    }
+}
+
+/// A git remote that we can reach: its name and UUID, where it is, and how
+/// git-annex would be told to reach it (`annex-shell`, `annex-ssh-options`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRemote {
+    pub name: String,
+    pub uuid: String,
+    pub location: Location,
+    /// `remote.NAME.annex-shell`: the program to run instead of
+    /// git-annex-shell.
+    pub annex_shell: Option<String>,
+    /// `remote.NAME.annex-ssh-options`, split on whitespace as git-annex
+    /// splits it.
+    pub ssh_options: Vec<String>,
+}
+
+impl NodeRemote {
+    /// From a remote's git config; relative local paths are taken relative
+    /// to `base` (the repository holding the config).
+    pub fn from_config(
+        remote: &RemoteConfig,
+        base: &std::path::Path,
+    ) -> Result<NodeRemote, TransportError> {
+        let url = remote.url().ok_or_else(|| TransportError::NoUrl {
+            name: remote.name.clone(),
+        })?;
+        let location = Location::parse(url, base).ok_or_else(|| TransportError::Unsupported {
+            name: remote.name.clone(),
+            url: url.to_owned(),
+        })?;
+        Ok(NodeRemote {
+            name: remote.name.clone(),
+            uuid: remote.annex_uuid().unwrap_or_default().to_owned(),
+            location,
+            annex_shell: remote
+                .get("annex-shell")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            ssh_options: remote
+                .get("annex-ssh-options")
+                .map(|o| o.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// What the caller decides about how children are run.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// git-annex-shell for local paths when the remote names no
+    /// `annex-shell`: normally our own binary.
+    pub local_shell: PathBuf,
+    /// Copy the child's stderr to ours as it comes (as git-annex lets its
+    /// children's stderr through), besides keeping its tail for errors.
+    pub forward_stderr: bool,
+    /// The ssh program (`ssh` from PATH unless told otherwise).
+    pub ssh: PathBuf,
+}
+
+impl ConnectOptions {
+    pub fn new(local_shell: PathBuf) -> ConnectOptions {
+        ConnectOptions {
+            local_shell,
+            forward_stderr: false,
+            ssh: PathBuf::from(ssh::SSH),
+        }
+    }
+}
+
+/// An open P2P session with a node, past AUTH-SUCCESS and VERSION.
+pub struct NodeConnection {
+    pub conn: Connection<ChildStdout, ChildStdin>,
+    /// The version the node agreed to.
+    pub version: u32,
+    name: String,
+    child: Child,
+    stderr: StderrTail,
+}
+
+impl NodeConnection {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the child wrote to stderr lately.
+    pub fn stderr_tail(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// A connection failure on this node, with the node's own last words.
+    pub fn error(&self, source: ConnError) -> TransportError {
+        TransportError::Connection {
+            name: self.name.clone(),
+            stderr: self.stderr_tail(),
+            source,
+        }
+    }
+
+    /// End the session the way a client does, by closing the node's stdin,
+    /// and wait for it to finish (it commits what it journalled on the way
+    /// out). A node that does not finish in time is killed.
+    pub async fn close(self) -> Option<i32> {
+        self.close_with_stderr().await.0
+    }
+
+    /// [`Self::close`], also returning all the stderr tail, which is only
+    /// complete once the child has exited.
+    pub async fn close_with_stderr(self) -> (Option<i32>, String) {
+        let NodeConnection {
+            conn,
+            child,
+            stderr,
+            ..
+        } = self;
+        let (stdout, mut stdin) = conn.into_inner();
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+        drop(stdout);
+        reap(child, stderr).await
+    }
+
+    /// After a `CONNECT` was sent: the rest of the session belongs to the
+    /// node's git service, so the bytes are copied raw both ways (each way
+    /// on its own, so neither side's full pipe can stall the other) until
+    /// the node closes its output after `CONNECTDONE`. Bytes already read
+    /// into either connection's buffer go first.
+    pub async fn tunnel<R, W>(self, client: Connection<R, W>) -> Option<i32>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let client_early = client.buffered().to_vec();
+        let (mut client_in, mut client_out) = client.into_inner();
+        let NodeConnection {
+            conn,
+            child,
+            stderr,
+            ..
+        } = self;
+        let node_early = conn.buffered().to_vec();
+        let (mut node_out, mut node_in) = conn.into_inner();
+        let to_client = async {
+            let mut src = (&node_early[..]).chain(&mut node_out);
+            let _ = tokio::io::copy(&mut src, &mut client_out).await;
+            let _ = client_out.flush().await;
+        };
+        let to_node = async {
+            let mut src = (&client_early[..]).chain(&mut client_in);
+            let _ = tokio::io::copy(&mut src, &mut node_in).await;
+            let _ = node_in.shutdown().await;
+            // The client is done talking; the node may not be.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = to_client => {}
+            () = to_node => {}
+        }
+        drop(node_in);
+        reap(child, stderr).await.0
+    }
+}
+
+/// Wait for a child whose stdin is closed; kill it if it lingers.
+async fn reap(mut child: Child, stderr: StderrTail) -> (Option<i32>, String) {
+    let status = match tokio::time::timeout(CLOSE_GRACE, child.wait()).await {
+        Ok(Ok(status)) => status.code(),
+        _ => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let text = stderr.finish().await;
+    (status, text)
+}
+
+/// Open a P2P session with `node`: spawn the transport's command, check
+/// that the node is the repository we expect (AUTH-SUCCESS with its UUID)
+/// and agree on a version no higher than `max_version`.
+pub async fn connect(
+    node: &NodeRemote,
+    my_uuid: &str,
+    max_version: u32,
+    opts: &ConnectOptions,
+) -> Result<NodeConnection, TransportError> {
+    check_uuid_word(&node.name, my_uuid)?;
+    if !node.uuid.is_empty() {
+        check_uuid_word(&node.name, &node.uuid)?;
+    }
+    let cmd = match &node.location {
+        Location::Local(path) => local::p2pstdio_command(node, path, my_uuid, opts)?,
+        Location::Ssh(at) => ssh::p2pstdio_command(node, at, my_uuid, &opts.ssh)?,
+    };
+    let mut child = spawn(&node.name, cmd)?;
+    let stderr = StderrTail::start(&mut child, opts.forward_stderr);
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let stdin = child.stdin.take().expect("stdin was piped");
+    let mut nc = NodeConnection {
+        conn: Connection::new(stdout, stdin),
+        version: 0,
+        name: node.name.clone(),
+        child,
+        stderr,
+    };
+    match handshake(&mut nc, &node.uuid, max_version).await {
+        Ok(v) => {
+            nc.version = v;
+            Ok(nc)
+        }
+        Err(e) => {
+            let name = nc.name.clone();
+            let is_ssh = matches!(node.location, Location::Ssh(_));
+            let (code, stderr) = nc.close_with_stderr().await;
+            Err(match e {
+                Handshake::Eof if is_ssh && code == Some(SSH_UNREACHABLE) => {
+                    TransportError::Unreachable { name, stderr }
+                }
+                Handshake::Eof => TransportError::Closed { name, stderr },
+                Handshake::Failed(err) => err,
+            })
+        }
+    }
+}
+
+enum Handshake {
+    Eof,
+    Failed(TransportError),
+}
+
+async fn handshake(
+    nc: &mut NodeConnection,
+    expected: &str,
+    max_version: u32,
+) -> Result<u32, Handshake> {
+    let first = nc.conn.read_message().await;
+    match first {
+        Ok(Some(Message::AuthSuccess(u))) if expected.is_empty() || u == expected => {}
+        Ok(Some(Message::AuthSuccess(u))) => {
+            return Err(Handshake::Failed(TransportError::WrongUuid {
+                name: nc.name.clone(),
+                expected: expected.to_owned(),
+                found: u,
+            }))
+        }
+        Ok(None) | Err(ConnError::UnexpectedEof) => return Err(Handshake::Eof),
+        Ok(Some(other)) => return Err(unexpected(nc, other.verb())),
+        Err(e) => return Err(Handshake::Failed(nc.error(e))),
+    }
+    let want = max_version.min(MAX_PROTOCOL_VERSION);
+    if let Err(e) = nc.conn.write_message(&Message::Version(want)).await {
+        return Err(Handshake::Failed(nc.error(e)));
+    }
+    match nc.conn.read_message().await {
+        Ok(Some(Message::Version(v))) => Ok(v.min(want)),
+        // A server too old for VERSION answers ERROR and speaks version 0.
+        Ok(Some(Message::Error(_))) => Ok(0),
+        Ok(None) | Err(ConnError::UnexpectedEof) => Err(Handshake::Eof),
+        Ok(Some(other)) => Err(unexpected(nc, other.verb())),
+        Err(e) => Err(Handshake::Failed(nc.error(e))),
+    }
+}
+
+fn unexpected(nc: &NodeConnection, verb: &str) -> Handshake {
+    Handshake::Failed(TransportError::Handshake {
+        name: nc.name.clone(),
+        got: verb.to_owned(),
+    })
+}
+
+/// UUIDs go onto command lines (ssh runs them through a shell), so only
+/// what a UUID can contain is let through.
+fn check_uuid_word(name: &str, uuid: &str) -> Result<(), TransportError> {
+    let ok = !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(TransportError::BadUuid {
+            name: name.to_owned(),
+            value: uuid.to_owned(),
+        })
+    }
+}
+
+fn spawn(name: &str, mut cmd: Command) -> Result<Child, TransportError> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().map_err(|source| TransportError::Spawn {
+        name: name.to_owned(),
+        program,
+        source,
+    })
+}
+
+/// The UUID of the repository a remote points at, found the way git-annex
+/// finds it for a remote it has not cached one for: a local repository's
+/// config, or `git-annex-shell configlist` over ssh. `None` when the
+/// repository is not (yet) a git-annex repository.
+pub fn discover_uuid(
+    node: &NodeRemote,
+    opts: &ConnectOptions,
+) -> Result<Option<String>, TransportError> {
+    match &node.location {
+        Location::Local(path) => local::read_uuid(node, path),
+        Location::Ssh(at) => ssh::configlist_uuid(node, at, &opts.ssh),
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes a child wrote to stderr, collected by a
+/// task of its own.
+struct StderrTail {
+    buf: Arc<Mutex<Vec<u8>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl StderrTail {
+    fn start(child: &mut Child, forward: bool) -> StderrTail {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let task = child.stderr.take().map(|mut err| {
+            let buf = Arc::clone(&buf);
+            tokio::spawn(async move {
+                let mut chunk = vec![0u8; 4096];
+                let mut out = tokio::io::stderr();
+                loop {
+                    let n = match err.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if forward {
+                        let _ = out.write_all(&chunk[..n]).await;
+                    }
+                    keep_tail(&buf, &chunk[..n]);
+                }
+            })
+        });
+        StderrTail { buf, task }
+    }
+
+    fn text(&self) -> String {
+        let b = self.buf.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    async fn finish(mut self) -> String {
+        if let Some(t) = self.task.take() {
+            // The child has exited; its stderr ends as soon as any
+            // grandchildren holding it do. Don't wait on those forever.
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        self.text()
+    }
+}
+
+fn keep_tail(buf: &Mutex<Vec<u8>>, more: &[u8]) {
+    if let Ok(mut b) = buf.lock() {
+        b.extend_from_slice(more);
+        if b.len() > STDERR_TAIL {
+            let cut = b.len() - STDERR_TAIL;
+            b.drain(..cut);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
