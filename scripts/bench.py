@@ -1,0 +1,688 @@
+#!/usr/bin/env python3
+"""Real git-annex-shell vs ours, side by side, with this machine's limits.
+
+Driven by scripts/bench.sh (which builds and installs what this needs); run
+it directly only with --ours-bin and --venv. Standard library only.
+
+Every scenario runs against two servers prepared the same way, one served
+by the real git-annex-shell and one by ours, in every round, the order of
+the two alternating between rounds so neither always runs on a warm or a
+cold cache. The client is the same real git-annex for both; it reaches the
+servers through the loopback ssh stand-in, which runs each server session
+under /usr/bin/time to learn its peak RSS.
+
+Adding a scenario: write a function `(bench, server) -> Sample` and append a
+Scenario to SCENARIOS (before any scenario that depends on the state it
+leaves). Proxy and cluster setups will be further Server kinds whose
+`remote` the client scenarios can drive unchanged.
+"""
+
+import argparse
+import datetime
+import glob
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MB = 1_000_000
+CLIENT_UUID = "b0000000-0000-4000-8000-00000000b0b0"
+CHUNK = 1 << 20
+
+
+@dataclass
+class Sizes:
+    rounds: int
+    small_n: int
+    small_size: int
+    big: int
+    startup_n: int
+    p2p: int
+
+
+DEFAULT = Sizes(rounds=5, small_n=200, small_size=1000, big=300 * MB, startup_n=200, p2p=1000 * MB)
+QUICK = Sizes(rounds=3, small_n=40, small_size=1000, big=30 * MB, startup_n=40, p2p=100 * MB)
+
+
+@dataclass
+class Sample:
+    seconds: float
+    rss_kb: int | None = None
+    # Seconds the server sessions went on after the client returned (not
+    # part of `seconds`).
+    tail: float = 0.0
+
+
+@dataclass
+class Server:
+    kind: str  # "real" or "ours"
+    bindir: Path  # first on the server's PATH, holds git-annex-shell
+    repo: Path
+    remote: str  # the client's name for it (also the ssh host name)
+
+    @property
+    def path(self) -> str:
+        # No /usr/local/bin: our server must never find a git-annex there.
+        return f"{self.bindir}:/usr/bin:/bin"
+
+    @property
+    def shell(self) -> Path:
+        return self.bindir / "git-annex-shell"
+
+
+@dataclass
+class Scenario:
+    name: str
+    run: object  # (Bench, Server) -> Sample
+    nbytes: int = 0  # payload moved, for a MB/s column; 0 when meaningless
+
+
+class Failed(Exception):
+    pass
+
+
+def human(n: int) -> str:
+    if n >= MB and n % MB == 0:
+        return f"{n // MB} MB"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000} KB"
+    return f"{n} B"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def write_random(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            chunk = os.urandom(min(CHUNK, left))
+            f.write(chunk)
+            left -= len(chunk)
+
+
+class LineReader:
+    """Lines and counted bodies from a raw pipe fd, with the body moved by
+    splice(2) to /dev/null when the kernel allows, so the driver costs as
+    little as possible next to the server it measures."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = b""
+        self.null = os.open(os.devnull, os.O_WRONLY)
+
+    def line(self) -> str:
+        while b"\n" not in self.buf:
+            more = os.read(self.fd, 65536)
+            if not more:
+                raise Failed(f"server closed the connection (pending {self.buf[:200]!r})")
+            self.buf += more
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def discard(self, n: int) -> None:
+        take = min(n, len(self.buf))
+        self.buf = self.buf[take:]
+        n -= take
+        splice = getattr(os, "splice", None)
+        while n > 0:
+            got = 0
+            if splice is not None:
+                try:
+                    got = splice(self.fd, self.null, min(n, 1 << 24))
+                except OSError:
+                    splice = None
+                    continue
+            else:
+                got = len(os.read(self.fd, min(n, CHUNK)))
+            if got == 0:
+                raise Failed(f"server closed the connection with {n} body bytes to go")
+            n -= got
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, sizes: Sizes):
+        self.sizes = sizes
+        self.top = Path(args.top).resolve()
+        self.root = Path(tempfile.mkdtemp(prefix="annexproxy-bench-", dir=args.tmpdir))
+        self.keep = args.keep
+        real = find_real_git_annex(Path(args.venv))
+        self.real_binary = real
+        self.ours_binary = Path(args.ours_bin).resolve() / "git-annex-shell"
+        if not self.ours_binary.is_file():
+            raise Failed(f"no {self.ours_binary}: build it first")
+        self.time_bin = shutil.which("time", path="/usr/bin") or ""
+        if not self.time_bin:
+            raise Failed("/usr/bin/time is missing (scripts/bench.sh installs it)")
+        self.results: dict[str, dict[str, list[Sample]]] = {}
+        self.limits: dict[str, list[float]] = {}
+
+    # ---------------------------------------------------------------- setup
+
+    def setup(self) -> None:
+        r = self.root
+        for d in ["client-bin", "real-bin", "ours-bin", "home", "server-home", "srv", "state", "data"]:
+            (r / d).mkdir()
+        # The client: the real git-annex binary itself (the venv's python
+        # wrapper would add its start-up to every client command).
+        (r / "client-bin/git-annex").symlink_to(self.real_binary)
+        (r / "real-bin/git-annex-shell").symlink_to(self.real_binary)
+        (r / "real-bin/git-annex").symlink_to(self.real_binary)
+        (r / "ours-bin/git-annex-shell").symlink_to(self.ours_binary)
+        self.servers = [
+            Server("real", r / "real-bin", r / "srv/real.git", "real-server"),
+            Server("ours", r / "ours-bin", r / "srv/ours.git", "ours-server"),
+        ]
+        self.write_ssh()
+        self.env = {
+            "HOME": str(r / "home"),
+            "PATH": f"{r / 'client-bin'}:{os.environ['PATH']}",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "LANG": "C.UTF-8",
+            "USER": os.environ.get("USER", "bench"),
+        }
+        for k, v in [
+            ("user.name", "Bench"),
+            ("user.email", "bench@example.org"),
+            ("init.defaultBranch", "main"),
+            ("annex.sshcaching", "false"),
+        ]:
+            self.git(["config", "--global", k, v])
+        # The server account's git identity: without one, git refuses the
+        # real server's git-annex branch commits on a host with no domain
+        # name (and the real server would skip work ours does).
+        server_gitconfig = r / "server-home/.gitconfig"
+        server_gitconfig.write_text("[user]\n\tname = Bench Server\n\temail = server@example.org\n")
+        for s in self.servers:
+            # Both servers made alike, by plain git and the real git-annex;
+            # only their UUIDs differ (one client talks to both).
+            self.git(["init", "-q", "--bare", str(s.repo)])
+            self.annex(["init", "-q", f"{s.kind} server"], cwd=s.repo)
+        client = r / "client"
+        self.client = client
+        self.git(["init", "-q", str(client)])
+        self.annex(["init", "-q", "bench client"], cwd=client)
+        for s in self.servers:
+            self.git(["remote", "add", s.remote, f"{s.remote}:{s.repo}"], cwd=client)
+        log(f"generating {self.sizes.small_n} x {human(self.sizes.small_size)} and {human(self.sizes.big)} files")
+        (client / "small").mkdir()
+        for i in range(self.sizes.small_n):
+            write_random(client / f"small/{i:04}", self.sizes.small_size)
+        write_random(client / "big.bin", self.sizes.big)
+        self.annex(["add", "-q", "small", "big.bin"], cwd=client)
+        self.git(["commit", "-q", "-m", "bench files"], cwd=client)
+        # First contact: the client learns each server's UUID and the
+        # servers get the branches; not measured.
+        for s in self.servers:
+            self.annex(["sync", "-q", "--no-content", s.remote], cwd=client)
+            self.wait_sessions()
+        log(f"generating the {human(self.sizes.p2p)} P2P file")
+        self.p2p_file = r / "data/p2p.bin"
+        write_random(self.p2p_file, self.sizes.p2p)
+        out = subprocess.run(["sha256sum", str(self.p2p_file)], capture_output=True, text=True, check=True)
+        self.p2p_key = f"SHA256E-s{self.sizes.p2p}--{out.stdout.split()[0]}"
+
+    def write_ssh(self) -> None:
+        r = self.root
+        cases = "\n".join(
+            f"    {s.remote}) ANNEXPROXY_SERVER_PATH='{s.path}'; break ;;" for s in self.servers
+        )
+        script = f"""#!/bin/sh
+# Bench ssh: the host picks the server (real or ours); every session is
+# counted in $BENCH_STATE/sessions and, when BENCH_RSS_FILE is set, run
+# under /usr/bin/time for its peak RSS.
+for a in "$@"; do
+  case $a in
+{cases}
+  esac
+done
+export ANNEXPROXY_SERVER_PATH ANNEXPROXY_SERVER_HOME='{r / "server-home"}'
+echo s >> '{r / "state/sessions"}'
+if [ -n "${{BENCH_RSS_FILE:-}}" ]; then
+  exec {self.time_bin} -f 'rss %M' -a -o "$BENCH_RSS_FILE" '{self.top / "scripts/ssh-standin"}' "$@"
+fi
+'{self.top / "scripts/ssh-standin"}' "$@"
+rc=$?
+echo e >> '{r / "state/ends"}'
+exit $rc
+"""
+        ssh = r / "client-bin/ssh"
+        ssh.write_text(script)
+        ssh.chmod(0o755)
+
+    # -------------------------------------------------------------- helpers
+
+    def git(self, argv: list[str], cwd: Path | None = None) -> None:
+        self.run(["git", *argv], cwd=cwd)
+
+    def annex(self, argv: list[str], cwd: Path | None = None, extra: dict | None = None) -> None:
+        self.run(["git-annex", *argv], cwd=cwd, extra=extra)
+
+    def run(self, argv: list[str], cwd: Path | None = None, extra: dict | None = None) -> None:
+        env = dict(self.env, **(extra or {}))
+        p = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise Failed(f"{' '.join(argv)} (in {cwd}) exited {p.returncode}:\n{p.stdout}{p.stderr}")
+
+    def count(self, name: str) -> int:
+        try:
+            return len((self.root / "state" / name).read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+
+    def wait_sessions(self, rss_file: Path | None = None) -> None:
+        """Waits until every server session the client started has ended:
+        git-annex may return before its ssh child is reaped, and the next
+        step must not overlap with a server still committing."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ended = self.count("ends") + (len(read_rss(rss_file)) if rss_file else 0)
+            if ended >= self.count("sessions"):
+                return
+            time.sleep(0.01)
+        raise Failed("a server session did not end within 60 s")
+
+    def client_step(self, server: Server, argv: list[str]) -> Sample:
+        rss_file = self.root / "state" / f"rss.{time.monotonic_ns()}"
+        rss_file.touch()
+        # Sessions counted so far belong to steps that already ended.
+        (self.root / "state/sessions").write_text("")
+        (self.root / "state/ends").write_text("")
+        t0 = time.perf_counter()
+        self.annex(argv, cwd=self.client, extra={"BENCH_RSS_FILE": str(rss_file)})
+        elapsed = time.perf_counter() - t0
+        self.wait_sessions(rss_file)
+        tail = time.perf_counter() - t0 - elapsed
+        rss = read_rss(rss_file)
+        return Sample(elapsed, max(rss) if rss else None, tail)
+
+    def server_env(self, server: Server) -> dict:
+        return {
+            "HOME": str(self.root / "server-home"),
+            "PATH": server.path,
+            "USER": self.env["USER"],
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
+
+    # -------------------------------------------------------------- running
+
+    def measure(self, rounds: int, scenarios: list[Scenario]) -> None:
+        for rnd in range(rounds):
+            order = self.servers if rnd % 2 == 0 else list(reversed(self.servers))
+            log(f"== round {rnd + 1}/{rounds} ({' then '.join(s.kind for s in order)})")
+            for sc in scenarios:
+                for s in order:
+                    sample = sc.run(self, s)
+                    self.results.setdefault(sc.name, {}).setdefault(s.kind, []).append(sample)
+                    rss = f", rss {sample.rss_kb / 1024:.1f} MiB" if sample.rss_kb else ""
+                    log(f"  {sc.name:<34} {s.kind:<4} {sample.seconds:8.3f} s{rss}")
+            for name, rate in measure_limits(self).items():
+                self.limits.setdefault(name, []).append(rate)
+                log(f"  limit {name:<52} {rate:8.1f}")
+
+    def cleanup(self) -> None:
+        if self.keep:
+            log(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def read_rss(path: Path | None) -> list[int]:
+    if path is None:
+        return []
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [int(l.split()[1]) for l in text.splitlines() if l.startswith("rss ") and l.split()[1].isdigit()]
+
+
+def find_real_git_annex(venv: Path) -> Path:
+    hits = glob.glob(str(venv / "lib/python3*/site-packages/git_annex/git-annex"))
+    if not hits:
+        raise Failed(f"no real git-annex binary under {venv} (scripts/install-git-annex.sh)")
+    return Path(hits[0]).resolve()
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+def small_copy(b: Bench, s: Server) -> Sample:
+    return b.client_step(s, ["copy", "--quiet", "--to", s.remote, "small"])
+
+
+def small_drop(b: Bench, s: Server) -> Sample:
+    return b.client_step(s, ["drop", "--quiet", "--from", s.remote, "small"])
+
+
+def big_copy(b: Bench, s: Server) -> Sample:
+    return b.client_step(s, ["copy", "--quiet", "--to", s.remote, "big.bin"])
+
+
+def big_get(b: Bench, s: Server) -> Sample:
+    # Local drop without asking any remote: only the get is measured.
+    b.annex(["drop", "--quiet", "--force", "big.bin"], cwd=b.client)
+    return b.client_step(s, ["get", "--quiet", "--from", s.remote, "big.bin"])
+
+
+def big_drop(b: Bench, s: Server) -> Sample:
+    return b.client_step(s, ["drop", "--quiet", "--from", s.remote, "big.bin"])
+
+
+def startup(b: Bench, s: Server) -> Sample:
+    """`configlist DIR` run directly (no ssh) n times: the price of starting
+    the server, which every ssh session pays."""
+    env = b.server_env(s)
+    argv = [str(s.shell), "configlist", str(s.repo)]
+    quiet = dict(env=env, cwd=env["HOME"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.perf_counter()
+    for _ in range(b.sizes.startup_n):
+        rc = subprocess.call(argv, **quiet)
+        if rc != 0:
+            raise Failed(f"{s.kind} configlist exited {rc}")
+    elapsed = time.perf_counter() - t0
+    # The peak RSS from one more run under time, outside the timing: a
+    # child forked from this python would report python's RSS as its own.
+    rss_file = b.root / "state/rss.configlist"
+    subprocess.run([b.time_bin, "-f", "rss %M", "-o", str(rss_file), *argv], check=True, **quiet)
+    rss = read_rss(rss_file)
+    return Sample(elapsed, max(rss) if rss else None)
+
+
+class P2P:
+    """One raw `git-annex-shell p2pstdio` session, protocol version 4."""
+
+    def __init__(self, b: Bench, s: Server):
+        self.kind = s.kind
+        self.err = open(b.root / "state" / f"p2p-{s.kind}.stderr", "ab")
+        # Under time, for the peak RSS (see startup).
+        self.rss_file = b.root / "state" / f"rss.p2p.{time.monotonic_ns()}"
+        self.proc = subprocess.Popen(
+            [b.time_bin, "-f", "rss %M", "-o", str(self.rss_file), str(s.shell), "p2pstdio", str(s.repo), CLIENT_UUID],
+            env=b.server_env(s),
+            cwd=b.root / "server-home",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            bufsize=0,
+        )
+        self.out = self.proc.stdin.fileno()
+        self.reader = LineReader(self.proc.stdout.fileno())
+        hello = self.reader.line()
+        if not hello.startswith("AUTH-SUCCESS "):
+            raise Failed(f"{s.kind}: expected AUTH-SUCCESS, got {hello!r}")
+        self.send("VERSION 4")
+        self.expect("VERSION 4")
+
+    def send(self, line: str) -> None:
+        data = (line + "\n").encode()
+        while data:
+            data = data[os.write(self.out, data) :]
+
+    def expect(self, want: str) -> str:
+        got = self.reader.line()
+        if got != want:
+            raise Failed(f"{self.kind}: expected {want!r}, got {got!r}")
+        return got
+
+    def put(self, path: Path, key: str) -> None:
+        size = path.stat().st_size
+        self.send(f"PUT bench.bin {key}")
+        self.expect("PUT-FROM 0")
+        self.send(f"DATA {size}")
+        with open(path, "rb") as f:
+            sent = 0
+            while sent < size:
+                try:
+                    n = os.sendfile(self.out, f.fileno(), sent, size - sent)
+                except OSError:
+                    f.seek(sent)
+                    n = os.write(self.out, f.read(CHUNK))
+                if n == 0:
+                    raise Failed(f"{self.kind}: server stopped reading the DATA")
+                sent += n
+        self.send("VALID")
+        self.expect("SUCCESS")
+
+    def get(self, key: str, size: int) -> None:
+        self.send(f"GET 0 bench.bin {key}")
+        self.expect(f"DATA {size}")
+        self.reader.discard(size)
+        self.expect("VALID")
+        self.send("SUCCESS")
+
+    def close(self) -> int | None:
+        """Hangs up; the server's peak RSS in KiB."""
+        self.proc.stdin.close()
+        rc = self.proc.wait()
+        self.proc.stdout.close()
+        self.err.close()
+        if rc != 0:
+            raise Failed(f"{self.kind} p2pstdio exited {rc} (see {self.err.name})")
+        rss = read_rss(self.rss_file)
+        return max(rss) if rss else None
+
+
+def p2p_put(b: Bench, s: Server) -> Sample:
+    sess = P2P(b, s)
+    t0 = time.perf_counter()
+    sess.put(b.p2p_file, b.p2p_key)
+    elapsed = time.perf_counter() - t0
+    return Sample(elapsed, sess.close())
+
+
+def p2p_get(b: Bench, s: Server) -> Sample:
+    sess = P2P(b, s)
+    t0 = time.perf_counter()
+    sess.get(b.p2p_key, b.sizes.p2p)
+    elapsed = time.perf_counter() - t0
+    # Leave the server as the round found it, for the next PUT.
+    sess.send(f"REMOVE {b.p2p_key}")
+    sess.expect("SUCCESS")
+    return Sample(elapsed, sess.close())
+
+
+def scenarios(z: Sizes) -> list[Scenario]:
+    small = f"{z.small_n} x {human(z.small_size)}"
+    big = human(z.big)
+    return [
+        Scenario(f"{small} copy --to", small_copy),
+        Scenario(f"{small} drop --from", small_drop),
+        Scenario(f"{big} copy --to", big_copy, z.big),
+        Scenario(f"{big} get --from", big_get, z.big),
+        Scenario(f"{big} drop --from", big_drop),
+        Scenario(f"{z.startup_n} x configlist (no ssh)", startup),
+        Scenario(f"p2pstdio PUT {human(z.p2p)} (no client)", p2p_put, z.p2p),
+        Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p),
+    ]
+
+
+# --------------------------------------------------------------------- limits
+
+
+def timed(argv: list[str], **kw) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, **kw)
+    return time.perf_counter() - t0
+
+
+HASHLIB_SNIPPET = """
+import hashlib, sys
+h = hashlib.sha256()
+with open(sys.argv[1], "rb") as f:
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+"""
+
+
+def measure_limits(b: Bench) -> dict[str, float]:
+    """What this machine allows for the data paths, on the P2P file (in the
+    page cache by now, as it is for the servers)."""
+    f = b.p2p_file
+    size = f.stat().st_size
+    out = {}
+    # Pipe: cat writes the cached file into a pipe, the driver's own
+    # reader takes it out, as it does a GET body.
+    t0 = time.perf_counter()
+    cat = subprocess.Popen(["cat", str(f)], stdout=subprocess.PIPE, bufsize=0)
+    LineReader(cat.stdout.fileno()).discard(size)
+    cat.wait()
+    out["pipe: cat FILE into the bench reader (MB/s)"] = size / (time.perf_counter() - t0) / MB
+    copy = b.root / "data/copy.bin"
+    out["disk copy: cp FILE, sync (MB/s)"] = size / timed(["sh", "-c", f"cp '{f}' '{copy}' && sync '{copy}'"]) / MB
+    copy.unlink()
+    # What starting any process costs the bench, to read the configlist
+    # row against.
+    n = b.sizes.startup_n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        subprocess.call(["/bin/true"])
+    out[f"process start: {n} x /bin/true from the bench (ms each)"] = (time.perf_counter() - t0) / n * 1000
+    out["sha256: sha256sum FILE (MB/s)"] = size / timed(["sha256sum", str(f)], stdout=subprocess.DEVNULL) / MB
+    # coreutils' sha256sum may not use the CPU's SHA instructions; OpenSSL
+    # (python's hashlib) does, as a Rust server can.
+    out["sha256: python hashlib, OpenSSL (MB/s)"] = size / timed([sys.executable, "-c", HASHLIB_SNIPPET, str(f)]) / MB
+    return out
+
+
+# --------------------------------------------------------------------- report
+
+
+def med(samples: list[Sample]) -> float:
+    return statistics.median(x.seconds for x in samples)
+
+
+def peak(samples: list[Sample]) -> str:
+    vals = [x.rss_kb for x in samples if x.rss_kb]
+    return f"{max(vals) / 1024:.1f}" if vals else "–"
+
+
+def rate(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / seconds / MB:.0f}" if nbytes and seconds > 0 else "–"
+
+
+def load_note() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+        return f"load average at the end {one:.2f} / {five:.2f} / {fifteen:.2f}"
+    except OSError:
+        return "load average unknown"
+
+
+def machine() -> dict:
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "cpu": model,
+        "kernel": platform.release(),
+    }
+
+
+def report(b: Bench, scs: list[Scenario], started: datetime.datetime, wall: float, quick: bool) -> tuple[str, dict]:
+    m = machine()
+    rounds = b.sizes.rounds
+    lines = [
+        f"`bash scripts/bench.sh{' --quick' if quick else ''}`, {started:%Y-%m-%d %H:%M} UTC, "
+        f"{rounds} rounds (medians), {wall / 60:.1f} min in all; "
+        f"{m['nproc']} cores ({m['cpu'] or 'cpu unknown'}), {m['memory_gib']} GiB memory, "
+        f"Linux {m['kernel']}; {load_note()}.",
+        "",
+        "| scenario | real (s) | ours (s) | real/ours | real MB/s | ours MB/s | real peak RSS (MiB) | ours peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    data = {"started": started.isoformat(), "wall_seconds": wall, "quick": quick, "sizes": vars(b.sizes), "machine": m, "scenarios": [], "limits": {}}
+    for sc in scs:
+        res = b.results.get(sc.name, {})
+        real, ours = res.get("real", []), res.get("ours", [])
+        if not real or not ours:
+            continue
+        mr, mo = med(real), med(ours)
+        lines.append(
+            f"| {sc.name} | {mr:.3f} | {mo:.3f} | {mr / mo:.2f} | {rate(sc.nbytes, mr)} | {rate(sc.nbytes, mo)} | {peak(real)} | {peak(ours)} |"
+        )
+        data["scenarios"].append(
+            {
+                "name": sc.name,
+                "bytes": sc.nbytes,
+                "real_seconds": [x.seconds for x in real],
+                "ours_seconds": [x.seconds for x in ours],
+                "real_rss_kb": [x.rss_kb for x in real],
+                "ours_rss_kb": [x.rss_kb for x in ours],
+                "real_server_tail_seconds": [x.tail for x in real],
+                "ours_server_tail_seconds": [x.tail for x in ours],
+            }
+        )
+    lines += ["", "| this machine, same run | median |", "|---|---:|"]
+    for name, rates in b.limits.items():
+        lines.append(f"| {name} | {statistics.median(rates):.1f} |")
+        data["limits"][name] = rates
+    return "\n".join(lines) + "\n", data
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ours-bin", required=True, help="directory with our release git-annex-shell")
+    ap.add_argument("--venv", required=True, help="venv holding the real git-annex")
+    ap.add_argument("--top", default=str(Path(__file__).resolve().parent.parent), help="workspace root")
+    ap.add_argument("--quick", action="store_true", help="small sizes and 3 rounds (about a minute)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 5, 3 with --quick)")
+    ap.add_argument("--only", help="comma-separated substrings: run only the scenarios whose name holds one")
+    ap.add_argument("--out", help="results file (default <top>/target/bench-results.md, .json beside it)")
+    ap.add_argument("--tmpdir", help="where the servers and the client go (default $TMPDIR)")
+    ap.add_argument("--keep", action="store_true", help="keep the servers and the client afterwards")
+    args = ap.parse_args()
+    base = QUICK if args.quick else DEFAULT
+    sizes = Sizes(**dict(vars(base), rounds=args.rounds or base.rounds))
+    scs = scenarios(sizes)
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        scs = [s for s in scs if any(w in s.name for w in wanted)]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.perf_counter()
+    b = Bench(args, sizes)
+    try:
+        b.setup()
+        b.measure(sizes.rounds, scs)
+    except Failed as e:
+        log(f"bench failed: {e}")
+        b.keep = True
+        b.cleanup()
+        return 1
+    wall = time.perf_counter() - t0
+    text, data = report(b, scs, started, wall, args.quick)
+    out = Path(args.out) if args.out else b.top / "target/bench-results.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    print(text)
+    log(f"written to {out} and {out.with_suffix('.json')}")
+    b.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
