@@ -378,11 +378,27 @@ fn spawn(name: &str, mut cmd: Command) -> Result<Child, TransportError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    cmd.spawn().map_err(|source| TransportError::Spawn {
+    retry_busy(|| cmd.spawn()).map_err(|source| TransportError::Spawn {
         name: name.to_owned(),
         program,
         source,
     })
+}
+
+/// Start a program, retrying on ETXTBSY: a program just written (a shell
+/// being upgraded, a test's script) can still be open for writing in a
+/// process forked meanwhile, until that one execs; it passes in moments.
+pub(crate) fn retry_busy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut attempts = 0;
+    loop {
+        match start() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The UUID of the repository a remote points at, found the way git-annex

@@ -93,11 +93,9 @@ pub fn configlist_uuid(
         ..node.clone()
     };
     let remote = shell_command(&unknown, "configlist", &at.dir, &[]);
-    let out = std::process::Command::new(ssh)
-        .args(ssh_args(node, at, true, remote)?)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| TransportError::Spawn {
+    let mut cmd = std::process::Command::new(ssh);
+    cmd.args(ssh_args(node, at, true, remote)?).stdin(Stdio::null());
+    let out = super::retry_busy(|| cmd.output()).map_err(|source| TransportError::Spawn {
             name: node.name.clone(),
             program: ssh.display().to_string(),
             source,
