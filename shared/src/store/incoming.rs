@@ -287,9 +287,11 @@ impl Incoming {
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        // Make what we have durable for the resume; the record notes failure
-        // unless finish() already ended it.
-        let _ = self.file.sync_data();
+        // An interrupted transfer: make what we have durable for the resume
+        // (finish() and abandon() end the record and have no use for it).
+        if !self.record.is_ended() {
+            let _ = self.file.sync_data();
+        }
         self.record.end(false);
     }
 }

@@ -134,6 +134,10 @@ impl TransferRecord {
         }
     }
 
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended
+    }
+
     /// End a transfer that never started moving bytes: no failure is
     /// recorded, as git-annex records none when no DATA came.
     pub(crate) fn cancel(&mut self) {
