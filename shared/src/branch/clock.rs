@@ -138,19 +138,10 @@ impl fmt::Display for VectorClock {
     /// Formats as git-annex does: `0` for unknown, else seconds with the
     /// fraction (trailing zeros removed) and an `s` suffix.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = match *self {
-            VectorClock::Unknown => return f.write_str("0"),
-            VectorClock::At(p) => p,
-        };
-        let sign = if p < 0 { "-" } else { "" };
-        let a = p.unsigned_abs();
-        let whole = a / PICO.unsigned_abs();
-        let frac = a % PICO.unsigned_abs();
-        if frac == 0 {
-            write!(f, "{sign}{whole}s")
-        } else {
-            let digits = format!("{frac:012}");
-            write!(f, "{sign}{whole}.{}s", digits.trim_end_matches('0'))
+        match *self {
+            VectorClock::Unknown => f.write_str("0"),
+            // Written as Haskell shows a POSIX time, like every other clock.
+            VectorClock::At(p) => crate::clock::PosixTime::from_picos(p).fmt(f),
         }
     }
 }
