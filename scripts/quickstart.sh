@@ -23,8 +23,19 @@ git config --global annex.sshcaching false
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-echo "== server: a plain bare git repository, served by $bin/git-annex-shell"
+echo "== server: a bare git repository, served by $bin/git-annex-shell,"
+echo "   proxying for two repositories behind it (set up with annexproxy, no git-annex)"
+for n in node1 node2; do
+  say git init -q --bare "$demo/$n.git"
+  say "$bin/annexproxy" -C "$demo/$n.git" init "$n behind the proxy"
+done
 say git init -q --bare "$demo/server.git"
+say "$bin/annexproxy" -C "$demo/server.git" init "demo proxy"
+for n in node1 node2; do
+  say git -C "$demo/server.git" remote add "$n" "$demo/$n.git"
+  say git -C "$demo/server.git" config "remote.$n.annex-proxy" true
+done
+say "$bin/annexproxy" -C "$demo/server.git" updateproxy
 
 echo "== client: real $(git annex version --raw) talking to it over ssh"
 say git clone -q "localhost:$demo/server.git" "$demo/client"
@@ -39,6 +50,16 @@ say git annex copy --to origin
 say git annex drop hello.txt data.bin
 say git annex get --from origin
 say git annex fsck --from origin --fast
+say git annex sync -q
+say git annex whereis
+
+echo "== the client reaches node1 and node2 only through the proxy"
+say git annex copy --to origin-node1 hello.txt
+say git annex copy --to origin-node2 data.bin
+say git annex drop --from origin hello.txt data.bin
+say git annex drop hello.txt data.bin
+say git annex get --from origin-node1 hello.txt
+say git annex get --from origin-node2 data.bin
 say git annex sync -q
 say git annex whereis
 echo
