@@ -2,6 +2,7 @@
 
 use annex::p2p::Connection;
 use annex::repo::Repo;
+use annex::threadio::{ThreadReader, ThreadWriter};
 
 use crate::args::BuiltinCall;
 use crate::restrict::Policy;
@@ -19,8 +20,9 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
         .build()
         .map_err(|e| ShellError::Other(e.to_string()))?;
     let store = repo.store();
+    let (input, output) = stdio().map_err(|e| ShellError::Other(format!("p2pstdio: {e}")))?;
     let session = Session::new(
-        Connection::new(tokio::io::stdin(), tokio::io::stdout()),
+        Connection::new(input, output),
         repo,
         store,
         my_uuid,
@@ -35,4 +37,15 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
         Err(e) if e.is_hangup() => Ok(0),
         Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
     }
+}
+
+/// stdin and stdout, each served by its own thread (see `annex::threadio`
+/// for why not tokio's, nor non-blocking fds). Duplicates of fd 0 and 1,
+/// so std's buffered handles are bypassed and nothing of the parent's
+/// shared file descriptions is changed.
+fn stdio() -> std::io::Result<(ThreadReader, ThreadWriter)> {
+    use std::os::fd::AsFd;
+    let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    Ok((ThreadReader::new(input)?, ThreadWriter::new(output)?))
 }

@@ -12,4 +12,5 @@ pub mod lockfile;
 pub mod p2p;
 pub mod repo;
 pub mod store;
+pub mod threadio;
 pub mod transport;

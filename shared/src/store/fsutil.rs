@@ -2,7 +2,7 @@
 //! and thaws them (`Annex/Perms.hs`, unshared repositories), atomic writes,
 //! lock sanity, cleanup of empty object directories.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -160,7 +160,3 @@ pub(crate) fn free_space(dir: &Path) -> io::Result<u64> {
     Ok(avail)
 }
 
-/// fsync of a directory, so a rename into it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}

@@ -251,6 +251,10 @@ impl Incoming {
     /// Returns the object path and whether our copy is the one there.
     fn move_into_place(&mut self) -> Result<(PathBuf, bool), StoreError> {
         let tmp = self.tmp.clone();
+        // The one fsync we keep per stored key: without it a crash shortly
+        // after the rename can leave a truncated or empty file at the object
+        // path, which later reads would serve as the content. (git-annex
+        // itself does not sync here; this costs one fsync per key.)
         self.file
             .sync_all()
             .map_err(StoreError::io("fsync", &tmp))?;
@@ -262,10 +266,14 @@ impl Incoming {
         let dest = self.store.new_object_path(&self.key)?;
         let keydir = dest.parent().unwrap_or(Path::new(".")).to_owned();
         fs::create_dir_all(&keydir).map_err(StoreError::io("create", &keydir))?;
+        // No fsync of the key directory: a crash can at worst lose the
+        // rename, leaving the complete file at its temp path (a resumable
+        // partial) and no object, which the client's location log and
+        // `git annex fsck` already cope with. git-annex does not sync it
+        // either, and it doubled the cost of storing a small key.
         fsutil::in_thawed_dir(&dest, || {
             fs::rename(&tmp, &dest)?;
-            fsutil::freeze_file(&dest)?;
-            fsutil::sync_dir(&keydir)
+            fsutil::freeze_file(&dest)
         })
         .map_err(StoreError::io("store", &dest))?;
         Ok((dest, true))

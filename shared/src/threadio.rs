@@ -1,0 +1,277 @@
+//! Async pipes backed by one dedicated OS thread each, moving large buffers.
+//!
+//! `tokio::io::stdin()`/`stdout()` and `tokio::fs::File` hand every single
+//! read or write to tokio's blocking pool, and stdout also goes through
+//! std's line-buffered `Stdout`, which splits binary data at newlines. With
+//! 64 KiB protocol chunks that cost more than half of a raw GET's time.
+//! Here one thread per pipe does plain blocking reads or writes on its own
+//! `Read`/`Write` and exchanges whole buffers with the async side, so the
+//! async side pays one wake-up per buffer rather than one thread hop per
+//! chunk.
+//!
+//! Why threads and not non-blocking fds registered with the reactor: stdin
+//! and stdout are usually shared with our parent (sshd, a test harness, a
+//! terminal, often the same description as stderr), and `O_NONBLOCK` is a
+//! property of that shared description; a crash would leave it set for
+//! them. Regular files cannot be polled at all. Blocking I/O on a thread
+//! works for every kind of fd and changes nothing outside this process.
+//!
+//! Memory is bounded: each pipe owns two buffers of its size, one with the
+//! thread and one with the async side.
+
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+
+/// Default buffer size: large enough that the per-buffer wake-up is noise,
+/// small enough that two of them per pipe do not matter.
+pub const BUF: usize = 1024 * 1024;
+
+/// The error the I/O thread hit, kept so every later call can report it
+/// (`io::Error` is not `Clone`).
+fn replay(kind: io::ErrorKind, msg: &str) -> io::Error {
+    io::Error::new(kind, msg.to_owned())
+}
+
+fn thread_gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "I/O thread ended")
+}
+
+/// A buffer filled by the thread: its first `len` bytes are data, `len` 0
+/// is EOF.
+type Filled = io::Result<(Vec<u8>, usize)>;
+
+/// Reads `R` on its own thread, up to one buffer ahead of the async side.
+pub struct ThreadReader {
+    filled: mpsc::Receiver<Filled>,
+    free: mpsc::Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    len: usize,
+    ended: Option<Result<(), (io::ErrorKind, String)>>,
+}
+
+impl ThreadReader {
+    pub fn new<R: Read + Send + 'static>(inner: R) -> io::Result<Self> {
+        Self::with_capacity(inner, BUF)
+    }
+
+    pub fn with_capacity<R: Read + Send + 'static>(mut inner: R, size: usize) -> io::Result<Self> {
+        let size = size.max(1);
+        let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(2);
+        let (filled_tx, filled_rx) = mpsc::channel::<Filled>(2);
+        std::thread::Builder::new()
+            .name("threadio-read".into())
+            .spawn(move || {
+                // Buffers stay at full length (zeroed once), so no read pays
+                // for clearing a megabyte it may fill only a little of.
+                while let Some(mut buf) = free_rx.blocking_recv() {
+                    let res = loop {
+                        match inner.read(&mut buf) {
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            r => break r,
+                        }
+                    };
+                    let stop = !matches!(res, Ok(n) if n > 0);
+                    if filled_tx.blocking_send(res.map(|n| (buf, n))).is_err() || stop {
+                        return;
+                    }
+                }
+            })?;
+        // Only one buffer starts with the thread: the second is `cur`, and
+        // goes back once the async side has used it.
+        free_tx
+            .try_send(vec![0; size])
+            .expect("fresh channel has room");
+        Ok(ThreadReader {
+            filled: filled_rx,
+            free: free_tx,
+            cur: vec![0; size],
+            pos: 0,
+            len: 0,
+            ended: None,
+        })
+    }
+}
+
+impl AsyncRead for ThreadReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos == this.len {
+            match &this.ended {
+                Some(Ok(())) => return Poll::Ready(Ok(())),
+                Some(Err((kind, msg))) => return Poll::Ready(Err(replay(*kind, msg))),
+                None => {}
+            }
+            match ready!(this.filled.poll_recv(cx)) {
+                Some(Ok((buf, n))) => {
+                    // Hand the used buffer back so the thread can read ahead
+                    // while we drain this one.
+                    let used = std::mem::replace(&mut this.cur, buf);
+                    if this.free.try_send(used).is_err() && n > 0 {
+                        // The thread always returns before taking another, so
+                        // the channel has room unless the thread is gone.
+                        this.ended = Some(Err((io::ErrorKind::BrokenPipe, "I/O thread ended".into())));
+                    }
+                    this.pos = 0;
+                    this.len = n;
+                    if n == 0 {
+                        this.ended = Some(Ok(()));
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Some(Err(e)) => {
+                    this.ended = Some(Err((e.kind(), e.to_string())));
+                    return Poll::Ready(Err(e));
+                }
+                None => return Poll::Ready(Err(thread_gone())),
+            }
+        }
+        let n = (this.len - this.pos).min(out.remaining());
+        out.put_slice(&this.cur[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Writes to `W` on its own thread. Bytes are gathered into a buffer that
+/// goes to the thread when full or on flush; one buffer can be with the
+/// thread while the next fills. `poll_flush` returns once every byte was
+/// written to `W` (and `W` flushed), so a flushed message has left us.
+pub struct ThreadWriter {
+    jobs: Option<mpsc::Sender<Vec<u8>>>,
+    done: mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    size: usize,
+    /// A buffer is with the thread.
+    in_flight: bool,
+    /// The buffer the thread gave back, for the next fill.
+    spare: Option<Vec<u8>>,
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl ThreadWriter {
+    pub fn new<W: Write + Send + 'static>(inner: W) -> io::Result<Self> {
+        Self::with_capacity(inner, BUF)
+    }
+
+    pub fn with_capacity<W: Write + Send + 'static>(mut inner: W, size: usize) -> io::Result<Self> {
+        let size = size.max(1);
+        let (jobs_tx, mut jobs_rx) = mpsc::channel::<Vec<u8>>(1);
+        let (done_tx, done_rx) = mpsc::channel::<io::Result<Vec<u8>>>(1);
+        std::thread::Builder::new()
+            .name("threadio-write".into())
+            .spawn(move || {
+                while let Some(mut buf) = jobs_rx.blocking_recv() {
+                    let res = inner.write_all(&buf).and_then(|()| inner.flush());
+                    let failed = res.is_err();
+                    buf.clear();
+                    if done_tx.blocking_send(res.map(|()| buf)).is_err() || failed {
+                        return;
+                    }
+                }
+            })?;
+        Ok(ThreadWriter {
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            cur: Vec::with_capacity(size),
+            size,
+            in_flight: false,
+            spare: None,
+            failed: None,
+        })
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            Some((kind, msg)) => Err(replay(*kind, msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait until the thread holds no buffer; its buffer becomes the spare.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.in_flight {
+            return Poll::Ready(Ok(()));
+        }
+        let res = ready!(self.done.poll_recv(cx));
+        self.in_flight = false;
+        match res {
+            Some(Ok(buf)) => {
+                self.spare = Some(buf);
+                Poll::Ready(Ok(()))
+            }
+            Some(Err(e)) => {
+                self.failed = Some((e.kind(), e.to_string()));
+                Poll::Ready(Err(e))
+            }
+            None => {
+                self.failed = Some((io::ErrorKind::BrokenPipe, "I/O thread ended".into()));
+                Poll::Ready(Err(thread_gone()))
+            }
+        }
+    }
+
+    /// Hand `cur` to the thread (after the previous buffer came back).
+    fn poll_submit(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_idle(cx))?;
+        if self.cur.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let size = self.size;
+        let next = self.spare.take().unwrap_or_else(|| Vec::with_capacity(size));
+        let full = std::mem::replace(&mut self.cur, next);
+        let sent = match &self.jobs {
+            Some(jobs) => jobs.try_send(full).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.failed = Some((io::ErrorKind::BrokenPipe, "I/O thread ended".into()));
+            return Poll::Ready(Err(thread_gone()));
+        }
+        self.in_flight = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for ThreadWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.check()?;
+        if this.cur.len() >= this.size {
+            ready!(this.poll_submit(cx))?;
+        }
+        let n = (this.size - this.cur.len()).min(data.len());
+        this.cur.extend_from_slice(&data[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.check()?;
+        ready!(this.poll_submit(cx))?;
+        this.poll_idle(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        // The thread ends once its job channel is closed.
+        self.jobs = None;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+#[path = "threadio_tests.rs"]
+mod tests;

@@ -1,0 +1,143 @@
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Shared {
+    fn bytes(&self) -> Vec<u8> {
+        self.0.lock().expect("test lock").clone()
+    }
+}
+
+impl Write for Shared {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().expect("test lock").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Fails after `ok` bytes.
+struct FailAfter {
+    ok: usize,
+}
+
+impl Read for FailAfter {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        if self.ok == 0 {
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "boom"));
+        }
+        let n = self.ok.min(b.len());
+        b[..n].fill(b'x');
+        self.ok -= n;
+        Ok(n)
+    }
+}
+
+impl Write for FailAfter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.ok == 0 {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+        }
+        let n = self.ok.min(b.len());
+        self.ok -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn reader_passes_every_byte_across_many_buffers_then_eof() {
+    let data = pattern(7 * 13 + 5);
+    let mut r = ThreadReader::with_capacity(io::Cursor::new(data.clone()), 7).expect("spawn");
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).await.expect("read");
+    assert_eq!(got, data);
+    let mut more = [0u8; 4];
+    assert_eq!(r.read(&mut more).await.expect("eof again"), 0);
+}
+
+#[tokio::test]
+async fn reader_reports_the_inner_error_after_the_good_bytes() {
+    let mut r = ThreadReader::with_capacity(FailAfter { ok: 10 }, 4).expect("spawn");
+    let mut got = Vec::new();
+    let err = r.read_to_end(&mut got).await.expect_err("inner fails");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(got, vec![b'x'; 10]);
+    let mut b = [0u8; 1];
+    let again = r.read(&mut b).await.expect_err("the error stays");
+    assert_eq!(again.kind(), io::ErrorKind::ConnectionReset);
+}
+
+#[tokio::test]
+async fn writer_holds_bytes_until_flush_and_flush_means_written() {
+    let sink = Shared::default();
+    let mut w = ThreadWriter::with_capacity(sink.clone(), 16).expect("spawn");
+    w.write_all(b"abc").await.expect("write");
+    // Less than a buffer: nothing went to the thread yet.
+    assert!(sink.bytes().is_empty());
+    w.flush().await.expect("flush");
+    assert_eq!(sink.bytes(), b"abc");
+}
+
+#[tokio::test]
+async fn writer_keeps_order_across_many_buffers() {
+    let sink = Shared::default();
+    let data = pattern(16 * 40 + 3);
+    let mut w = ThreadWriter::with_capacity(sink.clone(), 16).expect("spawn");
+    for piece in data.chunks(5) {
+        w.write_all(piece).await.expect("write");
+    }
+    w.flush().await.expect("flush");
+    assert_eq!(sink.bytes(), data);
+}
+
+#[tokio::test]
+async fn writer_error_is_reported_and_sticks() {
+    let mut w = ThreadWriter::with_capacity(FailAfter { ok: 5 }, 4).expect("spawn");
+    let res = async {
+        w.write_all(b"0123456789abcdef").await?;
+        w.flush().await
+    }
+    .await;
+    assert_eq!(res.expect_err("inner fails").kind(), io::ErrorKind::BrokenPipe);
+    let again = w.write_all(b"x").await.expect_err("the error stays");
+    assert_eq!(again.kind(), io::ErrorKind::BrokenPipe);
+}
+
+#[tokio::test]
+async fn a_socket_pair_carries_megabytes_both_ways_without_deadlock() {
+    let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let data = pattern(5 * 1024 * 1024 + 17);
+    let mut w = ThreadWriter::new(a).expect("spawn");
+    let mut r = ThreadReader::new(b).expect("spawn");
+    let send = {
+        let data = data.clone();
+        async move {
+            w.write_all(&data).await.expect("write");
+            w.shutdown().await.expect("shutdown");
+            drop(w);
+        }
+    };
+    let recv = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.expect("read");
+        got
+    };
+    let ((), got) = tokio::join!(send, recv);
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+}
