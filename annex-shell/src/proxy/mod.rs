@@ -52,6 +52,8 @@ pub fn run(
     match result {
         Ok(()) => Ok(0),
         Err(e) if e.is_hangup() => Ok(0),
+        // Said on stderr when the node was taken down; once is enough.
+        Err(relay::RelayError::Node(_)) => Ok(1),
         Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
     }
 }
