@@ -14,15 +14,10 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
         return Err(ShellError::Other("missing UUID parameter".into()));
     };
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| ShellError::Other(e.to_string()))?;
+    let (runtime, conn) = runtime_and_stdio()?;
     let store = repo.store();
-    let (input, output) = stdio().map_err(|e| ShellError::Other(format!("p2pstdio: {e}")))?;
     let session = Session::new(
-        Connection::new(input, output),
+        conn,
         repo,
         store,
         my_uuid,
@@ -37,6 +32,19 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
         Err(e) if e.is_hangup() => Ok(0),
         Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
     }
+}
+
+/// What every P2P session on stdin/stdout runs on, served locally or
+/// relayed: a small runtime, and the protocol connection over stdio.
+pub(crate) fn runtime_and_stdio(
+) -> Result<(tokio::runtime::Runtime, Connection<ThreadReader, ThreadWriter>), ShellError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ShellError::Other(e.to_string()))?;
+    let (input, output) = stdio().map_err(|e| ShellError::Other(format!("p2pstdio: {e}")))?;
+    Ok((runtime, Connection::new(input, output)))
 }
 
 /// stdin and stdout, each served by its own thread (see `annex::threadio`

@@ -36,7 +36,7 @@ where
     }
     let mut sink = match s.store.begin_receive(&key, &s.client_uuid, file.as_deref()) {
         Ok(incoming) => Receiver::Store {
-            incoming,
+            incoming: Box::new(incoming),
             failed: None,
         },
         Err(e @ (StoreError::TransferInProgress | StoreError::NotEnoughSpace { .. })) => {
@@ -107,7 +107,7 @@ where
 /// it, remembering the first write error instead of stopping mid-DATA.
 enum Receiver {
     Store {
-        incoming: Incoming,
+        incoming: Box<Incoming>,
         failed: Option<io::Error>,
     },
     Refused(StoreError),

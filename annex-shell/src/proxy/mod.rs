@@ -9,7 +9,6 @@
 pub mod relay;
 pub mod select;
 
-use annex::p2p::Connection;
 use annex::repo::Repo;
 use annex::transport::{ConnectOptions, NodeRemote};
 
@@ -31,17 +30,13 @@ pub fn run(
         return Err(ShellError::Other("missing UUID parameter".into()));
     }
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| ShellError::Other(e.to_string()))?;
+    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
     let mut opts = ConnectOptions::new(our_shell());
     // The node's complaints reach the client's terminal, as git-annex
     // lets its children's stderr through.
     opts.forward_stderr = true;
     let relay = relay::Relay::new(
-        Connection::new(tokio::io::stdin(), tokio::io::stdout()),
+        conn,
         repo.branch(),
         my_uuid,
         node,
