@@ -25,6 +25,46 @@ pub use env::{ServerKind, TestEnv};
 pub use observe::{Transcript, Whereis};
 pub use run::Out;
 
+/// The tests of one scenario function `fn SCENARIO(kind: ServerKind)`: on
+/// the real server (`SCENARIO::real`), on ours (`SCENARIO::ours`) and, with
+/// `compare`, on both with equal observations (`SCENARIO::compare`, for
+/// scenarios returning a [`Transcript`]).
+#[macro_export]
+macro_rules! on_both_servers {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn real() {
+                let _ = super::$scenario($crate::ServerKind::Real);
+            }
+
+            #[test]
+            fn ours() {
+                let _ = super::$scenario($crate::ServerKind::Ours);
+            }
+        }
+    };
+    ($scenario:ident, compare) => {
+        mod $scenario {
+            #[test]
+            fn real() {
+                let _ = super::$scenario($crate::ServerKind::Real);
+            }
+
+            #[test]
+            fn ours() {
+                let _ = super::$scenario($crate::ServerKind::Ours);
+            }
+
+            #[test]
+            fn compare() {
+                super::$scenario($crate::ServerKind::Real)
+                    .assert_same_as(&super::$scenario($crate::ServerKind::Ours));
+            }
+        }
+    };
+}
+
 /// Deterministic pseudo-random bytes (splitmix64), so big test files are
 /// cheap to make and incompressible.
 pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {

@@ -22,6 +22,25 @@ pub fn json_lines(stdout: &str) -> Vec<Value> {
 /// compares across runs.
 pub type Whereis = BTreeMap<String, BTreeSet<String>>;
 
+/// An expected [`Whereis`]: each file with the locations it should list.
+pub fn expected_whereis(entries: &[(&str, &[&str])]) -> Whereis {
+    entries
+        .iter()
+        .map(|(f, locs)| {
+            (
+                f.to_string(),
+                locs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+            )
+        })
+        .collect()
+}
+
+/// A file's bytes in a client's worktree; empty when it has no content
+/// (an annexed file whose content is not present reads as nothing).
+pub fn worktree_bytes(client: &Path, file: &str) -> Vec<u8> {
+    std::fs::read(client.join(file)).unwrap_or_default()
+}
+
 /// Parses `git annex whereis --json` output into a [`Whereis`].
 pub fn parse_whereis(stdout: &str) -> Whereis {
     let mut map = Whereis::new();

@@ -7,27 +7,12 @@
 //! `_ours` variants hold our server to the same, and `compare_*` tests
 //! require identical normalised observations.
 
-use std::collections::BTreeSet;
-use std::path::Path;
 
+use annexproxy_tests::on_both_servers;
 use annexproxy_tests::observe::{action_results, fsck_from, whereis};
-use annexproxy_tests::{ServerKind, TestEnv, Transcript, Whereis};
+use annexproxy_tests::{ServerKind, TestEnv, Transcript};
 
-fn w(entries: &[(&str, &[&str])]) -> Whereis {
-    entries
-        .iter()
-        .map(|(f, locs)| {
-            (
-                f.to_string(),
-                locs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
-            )
-        })
-        .collect()
-}
-
-fn read(client: &Path, file: &str) -> Vec<u8> {
-    std::fs::read(client.join(file)).unwrap_or_default()
-}
+use annexproxy_tests::observe::{expected_whereis as w, worktree_bytes as read};
 
 /// A bare server (plain git) and a client that cloned it, added `files`
 /// and synced.
@@ -140,20 +125,7 @@ fn init_sync(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn init_sync_real() {
-    init_sync(ServerKind::Real);
-}
-
-#[test]
-fn init_sync_ours() {
-    init_sync(ServerKind::Ours);
-}
-
-#[test]
-fn compare_init_sync() {
-    init_sync(ServerKind::Real).assert_same_as(&init_sync(ServerKind::Ours));
-}
+on_both_servers!(init_sync, compare);
 
 /// Same flow with a non-bare server repo that already has a commit.
 fn init_sync_nonbare(kind: ServerKind) -> Transcript {
@@ -185,15 +157,7 @@ fn init_sync_nonbare(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn init_sync_nonbare_real() {
-    init_sync_nonbare(ServerKind::Real);
-}
-
-#[test]
-fn init_sync_nonbare_ours() {
-    init_sync_nonbare(ServerKind::Ours);
-}
+on_both_servers!(init_sync_nonbare);
 
 /// A server repo that real git-annex initialised on the server itself
 /// (`git annex init "described server"`), before any client came along.
@@ -227,15 +191,7 @@ fn preinitialised_server(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn preinitialised_server_real() {
-    preinitialised_server(ServerKind::Real);
-}
-
-#[test]
-fn preinitialised_server_ours() {
-    preinitialised_server(ServerKind::Ours);
-}
+on_both_servers!(preinitialised_server);
 
 // ----- copy / get / drop ----------------------------------------------------
 
@@ -346,20 +302,7 @@ fn copy_get_drop(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn copy_get_drop_real() {
-    copy_get_drop(ServerKind::Real);
-}
-
-#[test]
-fn copy_get_drop_ours() {
-    copy_get_drop(ServerKind::Ours);
-}
-
-#[test]
-fn compare_copy_get_drop() {
-    copy_get_drop(ServerKind::Real).assert_same_as(&copy_get_drop(ServerKind::Ours));
-}
+on_both_servers!(copy_get_drop, compare);
 
 // ----- move -----------------------------------------------------------------
 
@@ -394,20 +337,7 @@ fn move_to_from(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn move_to_from_real() {
-    move_to_from(ServerKind::Real);
-}
-
-#[test]
-fn move_to_from_ours() {
-    move_to_from(ServerKind::Ours);
-}
-
-#[test]
-fn compare_move_to_from() {
-    move_to_from(ServerKind::Real).assert_same_as(&move_to_from(ServerKind::Ours));
-}
+on_both_servers!(move_to_from, compare);
 
 // ----- fsck --from ----------------------------------------------------------
 
@@ -484,20 +414,7 @@ fn fsck_remote(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn fsck_remote_real() {
-    fsck_remote(ServerKind::Real);
-}
-
-#[test]
-fn fsck_remote_ours() {
-    fsck_remote(ServerKind::Ours);
-}
-
-#[test]
-fn compare_fsck_remote() {
-    fsck_remote(ServerKind::Real).assert_same_as(&fsck_remote(ServerKind::Ours));
-}
+on_both_servers!(fsck_remote, compare);
 
 // ----- whereis through the git-annex branch ---------------------------------
 
@@ -538,17 +455,4 @@ fn whereis_after_sync(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn whereis_after_sync_real() {
-    whereis_after_sync(ServerKind::Real);
-}
-
-#[test]
-fn whereis_after_sync_ours() {
-    whereis_after_sync(ServerKind::Ours);
-}
-
-#[test]
-fn compare_whereis_after_sync() {
-    whereis_after_sync(ServerKind::Real).assert_same_as(&whereis_after_sync(ServerKind::Ours));
-}
+on_both_servers!(whereis_after_sync, compare);

@@ -7,7 +7,6 @@
 //! git-annex; `flow_real` is the reference, `compare_flow` requires our
 //! server to give the client the same observations.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use annexproxy_tests::observe::{action_results, fsck_from, whereis, whereis_uuids};
@@ -29,21 +28,7 @@ struct World {
     client: PathBuf,
 }
 
-fn w(entries: &[(&str, &[&str])]) -> Whereis {
-    entries
-        .iter()
-        .map(|(f, locs)| {
-            (
-                f.to_string(),
-                locs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
-            )
-        })
-        .collect()
-}
-
-fn read(client: &Path, file: &str) -> Vec<u8> {
-    std::fs::read(client.join(file)).unwrap_or_default()
-}
+use annexproxy_tests::observe::{expected_whereis as w, worktree_bytes as read};
 
 fn init(env: &TestEnv, setup: Setup, dir: &Path, desc: &str) {
     match setup {

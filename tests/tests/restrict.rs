@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use annexproxy_tests::on_both_servers;
 use annexproxy_tests::observe::whereis;
 use annexproxy_tests::{Out, ServerKind, TestEnv, Transcript};
 
@@ -109,20 +110,7 @@ fn readonly(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn readonly_real() {
-    readonly(ServerKind::Real);
-}
-
-#[test]
-fn readonly_ours() {
-    readonly(ServerKind::Ours);
-}
-
-#[test]
-fn compare_readonly() {
-    readonly(ServerKind::Real).assert_same_as(&readonly(ServerKind::Ours));
-}
+on_both_servers!(readonly, compare);
 
 fn appendonly(kind: ServerKind) -> Transcript {
     let mut t = Transcript::default();
@@ -173,20 +161,7 @@ fn appendonly(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn appendonly_real() {
-    appendonly(ServerKind::Real);
-}
-
-#[test]
-fn appendonly_ours() {
-    appendonly(ServerKind::Ours);
-}
-
-#[test]
-fn compare_appendonly() {
-    appendonly(ServerKind::Real).assert_same_as(&appendonly(ServerKind::Ours));
-}
+on_both_servers!(appendonly, compare);
 
 fn limited(kind: ServerKind) -> Transcript {
     let mut t = Transcript::default();
@@ -230,20 +205,7 @@ fn limited(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn limited_real() {
-    limited(ServerKind::Real);
-}
-
-#[test]
-fn limited_ours() {
-    limited(ServerKind::Ours);
-}
-
-#[test]
-fn compare_limited() {
-    limited(ServerKind::Real).assert_same_as(&limited(ServerKind::Ours));
-}
+on_both_servers!(limited, compare);
 
 fn directory(kind: ServerKind) -> Transcript {
     let mut t = Transcript::default();
@@ -320,17 +282,4 @@ fn directory(kind: ServerKind) -> Transcript {
     t
 }
 
-#[test]
-fn directory_real() {
-    directory(ServerKind::Real);
-}
-
-#[test]
-fn directory_ours() {
-    directory(ServerKind::Ours);
-}
-
-#[test]
-fn compare_directory() {
-    directory(ServerKind::Real).assert_same_as(&directory(ServerKind::Ours));
-}
+on_both_servers!(directory, compare);

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use annexproxy_tests::on_both_servers;
 use annexproxy_tests::observe::whereis;
 use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
@@ -135,12 +136,4 @@ fn interrupted_upload_resumes(kind: ServerKind) {
     env.assert_server_fsck_clean(&server);
 }
 
-#[test]
-fn interrupted_upload_resumes_real() {
-    interrupted_upload_resumes(ServerKind::Real);
-}
-
-#[test]
-fn interrupted_upload_resumes_ours() {
-    interrupted_upload_resumes(ServerKind::Ours);
-}
+on_both_servers!(interrupted_upload_resumes);
