@@ -33,34 +33,29 @@ pub use run::Out;
 macro_rules! on_both_servers {
     ($scenario:ident) => {
         mod $scenario {
-            #[test]
-            fn real() {
-                let _ = super::$scenario($crate::ServerKind::Real);
-            }
-
-            #[test]
-            fn ours() {
-                let _ = super::$scenario($crate::ServerKind::Ours);
-            }
+            $crate::on_both_servers!(@each $scenario);
         }
     };
     ($scenario:ident, compare) => {
         mod $scenario {
-            #[test]
-            fn real() {
-                let _ = super::$scenario($crate::ServerKind::Real);
-            }
-
-            #[test]
-            fn ours() {
-                let _ = super::$scenario($crate::ServerKind::Ours);
-            }
+            $crate::on_both_servers!(@each $scenario);
 
             #[test]
             fn compare() {
                 super::$scenario($crate::ServerKind::Real)
                     .assert_same_as(&super::$scenario($crate::ServerKind::Ours));
             }
+        }
+    };
+    (@each $scenario:ident) => {
+        #[test]
+        fn real() {
+            let _ = super::$scenario($crate::ServerKind::Real);
+        }
+
+        #[test]
+        fn ours() {
+            let _ = super::$scenario($crate::ServerKind::Ours);
         }
     };
 }
