@@ -279,7 +279,7 @@ where
         let Some(nc) = self.node().await? else {
             return Ok(None);
         };
-        let answer = match exchange(nc, &msg).await {
+        let answer = match nc.exchange(&msg).await {
             Ok(a) => a,
             Err(e) => {
                 self.node_failed(e).await?;
@@ -367,7 +367,7 @@ where
         let Some(nc) = up(&mut self.node) else {
             return Ok(());
         };
-        let len = match exchange(nc, &msg).await {
+        let len = match nc.exchange(&msg).await {
             Ok(Message::Data(len)) => len,
             Ok(other) => {
                 // ERROR (or nonsense): the client treats it as a failed GET.
@@ -390,7 +390,7 @@ where
         }
         if version >= 1 {
             let reply = match up(&mut self.node) {
-                Some(nc) => read_reply(nc).await,
+                Some(nc) => nc.reply().await,
                 None => Err(ConnError::Broken),
             };
             let validity = match reply {
@@ -454,11 +454,11 @@ where
                     None => Ok(()),
                 };
                 match sent {
-                    Ok(()) => read_reply(nc).await,
+                    Ok(()) => nc.reply().await,
                     Err(e) => Err(e),
                 }
             }
-            Message::DataPresent => exchange(nc, &Message::DataPresent).await,
+            Message::DataPresent => nc.exchange(&Message::DataPresent).await,
             // The client could not send after all; neither side answers.
             e @ Message::Error(_) => {
                 if let Err(e) = nc.conn.write_message(&e).await {
@@ -586,23 +586,7 @@ fn finish(branch: &Branch, journalled: bool) {
     }
 }
 
-async fn exchange(nc: &mut NodeConnection, msg: &Message) -> Result<Message, ConnError> {
-    nc.conn.write_message(msg).await?;
-    read_reply(nc).await
-}
-
-async fn read_reply(nc: &mut NodeConnection) -> Result<Message, ConnError> {
-    match nc.conn.read_message().await {
-        Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(ConnError::UnexpectedEof),
-        Err(ConnError::Unparseable { line }) => {
-            Ok(Message::Error(format!("unparseable reply {line:?}")))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-async fn read_validity<R, W>(client: &mut Connection<R, W>) -> Result<Message, RelayError>
+pub(crate) async fn read_validity<R, W>(client: &mut Connection<R, W>) -> Result<Message, RelayError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,

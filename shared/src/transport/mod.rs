@@ -188,6 +188,26 @@ impl NodeConnection {
         }
     }
 
+    /// Send `msg` and read the node's one answer.
+    pub async fn exchange(&mut self, msg: &Message) -> Result<Message, ConnError> {
+        self.conn.write_message(msg).await?;
+        self.reply().await
+    }
+
+    /// The node's next message. Its end is an error; an unparseable line
+    /// becomes an ERROR the caller can pass on, since the node is still
+    /// in step.
+    pub async fn reply(&mut self) -> Result<Message, ConnError> {
+        match self.conn.read_message().await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(ConnError::UnexpectedEof),
+            Err(ConnError::Unparseable { line }) => {
+                Ok(Message::Error(format!("unparseable reply {line:?}")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// End the session the way a client does, by closing the node's stdin,
     /// and wait for it to finish (it commits what it journalled on the way
     /// out). A node that does not finish in time is killed.

@@ -1,0 +1,137 @@
+//! GET from the cluster: from the gateway's own copy if it has one, else
+//! from a node that has the key, the next one if that node cannot send
+//! it. Once a node's DATA has started flowing to the client there is no
+//! going back: a node failing then ends the transfer (the client resumes
+//! it with a new GET, which may well go to another node).
+
+use annex::key::Key;
+use annex::p2p::{ConnError, Message};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::gateway::Gateway;
+use super::policy;
+use super::put::{describe, join_reasons};
+use crate::proxy::relay::RelayError;
+
+impl<R, W> Gateway<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    pub(super) async fn get(
+        &mut self,
+        offset: u64,
+        file: Option<String>,
+        key: Key,
+    ) -> Result<(), RelayError> {
+        let msg = Message::Get {
+            offset,
+            file,
+            key: key.clone(),
+        };
+        let mut reasons = Vec::new();
+        for i in self.get_order(&key) {
+            self.pool.ensure(&[i], 1).await;
+            let slot = &mut self.pool.slots[i];
+            let Some(nc) = slot.conn() else {
+                reasons.push(slot.down_reason().unwrap_or("not connected").to_owned());
+                continue;
+            };
+            let len = match nc.exchange(&msg).await {
+                Ok(Message::Data(len)) => len,
+                Ok(other) => {
+                    reasons.push(format!("{}: {}", slot.name(), describe(&other)));
+                    continue;
+                }
+                Err(e) => {
+                    reasons.push(slot.fail(e).await);
+                    continue;
+                }
+            };
+            return self.relay_get(i, len).await;
+        }
+        let why = join_reasons(&reasons, "no node of the cluster has it");
+        self.send(Message::Error(format!("cannot get {key}: {why}")))
+            .await
+    }
+
+    /// The gateway's own copy first; then the nodes the location log
+    /// names; then, since that log may miss a copy made behind the
+    /// gateway's back, every other node (one that lacks the key just
+    /// says so).
+    fn get_order(&self, key: &Key) -> Vec<usize> {
+        let holders = self.holders(key);
+        let mut order = Vec::new();
+        if let Some(own) = self.own {
+            if self.store.has(key) {
+                order.push(own);
+            }
+        }
+        let nodes: Vec<usize> = (0..self.pool.len()).filter(|&i| Some(i) != self.own).collect();
+        let (listed, unlisted): (Vec<usize>, Vec<usize>) = nodes
+            .into_iter()
+            .partition(|&i| holders.contains(self.pool.slots[i].uuid()));
+        let connected = |i: usize| self.pool.slots[i].conn_ref().is_some();
+        let spin = spin();
+        order.extend(policy::get_order(&listed, &connected, spin));
+        order.extend(policy::get_order(&unlisted, &connected, spin));
+        order
+    }
+
+    /// The node's DATA streams through to the client, then its validity,
+    /// then the client's verdict goes back to the node.
+    async fn relay_get(&mut self, i: usize, len: u64) -> Result<(), RelayError> {
+        let version = self.version;
+        let slot = &mut self.pool.slots[i];
+        let Some(nc) = slot.conn() else {
+            return Ok(());
+        };
+        if let Err(e) = nc.conn.relay_data_to(len, &mut self.client).await {
+            return Err(match e {
+                ConnError::Relay(inner) => RelayError::Client(*inner),
+                e => RelayError::Node(slot.fail(e).await),
+            });
+        }
+        if version >= 1 {
+            let reply = match slot.conn() {
+                Some(nc) if nc.version >= 1 => nc.reply().await,
+                // A version 0 node sends no verdict; the client checks.
+                Some(_) => Ok(Message::Valid),
+                None => Err(ConnError::Broken),
+            };
+            let validity = match reply {
+                Ok(v @ (Message::Valid | Message::Invalid)) => v,
+                Ok(_) => Message::Invalid,
+                // The body is complete; INVALID makes the client discard it.
+                Err(e) => {
+                    slot.fail(e).await;
+                    Message::Invalid
+                }
+            };
+            self.send(validity).await?;
+        }
+        let verdict = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_recoverable() => Message::Failure,
+            Err(e) => return Err(e.into()),
+        };
+        let slot = &mut self.pool.slots[i];
+        if let Some(nc) = slot.conn() {
+            if let Err(e) = nc.conn.write_message(&verdict).await {
+                slot.fail(e).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Differs between sessions, so that they start their reads at different
+/// nodes.
+fn spin() -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos as usize) ^ (std::process::id() as usize)
+}

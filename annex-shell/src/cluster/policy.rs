@@ -1,0 +1,109 @@
+//! Which nodes a request goes to. Pure decisions over UUIDs, kept apart
+//! from how the bytes are sent (`put.rs`, `get.rs`, `remove.rs`).
+
+use std::collections::BTreeSet;
+
+/// The nodes (by index into `nodes`) a PUT is sent to.
+///
+/// `wanted` are the nodes that want the key, as the placement planner
+/// decided given the current `holders`. Those not holding it yet get it.
+/// When none is left, the holders are asked (they answer ALREADY-HAVE, or
+/// take it if the log was stale) rather than copying the key to nodes
+/// that do not want it. Only when no node holds or wants it does the
+/// upload go to every node, as git-annex's gateway does: the client asked
+/// for a copy in the cluster, and refusing would lose it.
+pub fn put_targets(
+    nodes: &[&str],
+    holders: &BTreeSet<String>,
+    wanted: &BTreeSet<String>,
+) -> Vec<usize> {
+    let pick = |f: &dyn Fn(&str) -> bool| -> Vec<usize> {
+        nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| f(u))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let fresh = pick(&|u| wanted.contains(u) && !holders.contains(u));
+    if !fresh.is_empty() {
+        return fresh;
+    }
+    let held = pick(&|u| holders.contains(u));
+    if !held.is_empty() {
+        return held;
+    }
+    (0..nodes.len()).collect()
+}
+
+/// The order in which nodes holding a key are tried for a GET: nodes
+/// already connected first (no start-up cost, and a node we are busy
+/// with in this session is not busy with a stranger), then the others
+/// rotated by `spin`, so that concurrent sessions spread their reads
+/// instead of all starting at the first node.
+pub fn get_order(holding: &[usize], connected: &dyn Fn(usize) -> bool, spin: usize) -> Vec<usize> {
+    let (mut up, mut idle): (Vec<usize>, Vec<usize>) =
+        holding.iter().copied().partition(|&i| connected(i));
+    if !idle.is_empty() {
+        let n = spin % idle.len();
+        idle.rotate_left(n);
+    }
+    if !up.is_empty() {
+        let n = spin % up.len();
+        up.rotate_left(n);
+    }
+    up.extend(idle);
+    up
+}
+
+/// A REMOVE-BEFORE deadline in a node's clock: the node said `node_ts`
+/// when we said `our_ts`, and the client's deadline `t` is in ours.
+pub fn translate_deadline(t: u64, our_ts: u64, node_ts: u64) -> u64 {
+    node_ts.saturating_add(t.saturating_sub(our_ts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(us: &[&str]) -> BTreeSet<String> {
+        us.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn wanted_nodes_lacking_the_key_get_it() {
+        let nodes = ["a", "b", "c"];
+        assert_eq!(put_targets(&nodes, &set(&["a"]), &set(&["a", "c"])), vec![2]);
+        assert_eq!(put_targets(&nodes, &set(&[]), &set(&["a", "b", "c"])), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn satisfied_wants_ask_the_holders_not_everyone() {
+        let nodes = ["a", "b", "c"];
+        assert_eq!(put_targets(&nodes, &set(&["b"]), &set(&["b"])), vec![1]);
+        assert_eq!(put_targets(&nodes, &set(&["b", "c"]), &set(&[])), vec![1, 2]);
+    }
+
+    #[test]
+    fn unwanted_and_unheld_goes_everywhere() {
+        let nodes = ["a", "b"];
+        assert_eq!(put_targets(&nodes, &set(&[]), &set(&[])), vec![0, 1]);
+        // Holders outside the cluster do not count.
+        assert_eq!(put_targets(&nodes, &set(&["z"]), &set(&[])), vec![0, 1]);
+    }
+
+    #[test]
+    fn connected_nodes_first_then_rotation() {
+        let up = |i: usize| i == 3;
+        assert_eq!(get_order(&[0, 1, 2, 3], &up, 0), vec![3, 0, 1, 2]);
+        assert_eq!(get_order(&[0, 1, 2, 3], &up, 1), vec![3, 1, 2, 0]);
+        assert_eq!(get_order(&[], &up, 5), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn deadlines_move_into_the_node_clock() {
+        assert_eq!(translate_deadline(3054, 3000, 100), 154);
+        // A deadline already past stays past.
+        assert_eq!(translate_deadline(10, 3000, 100), 100);
+    }
+}

@@ -1,0 +1,201 @@
+//! The gateway's connections to the cluster's nodes: opened lazily (a
+//! session that only checks presence never starts a node), several at
+//! once, each told the BYPASS set so a node that is itself a gateway of
+//! the same cluster never routes back to us.
+//!
+//! A node that cannot be reached, or fails mid-request, is marked down
+//! with the reason; it costs the requests made of it, never the session.
+
+use std::collections::BTreeSet;
+
+use annex::p2p::{ConnError, Message};
+use annex::transport::{connect, ConnectOptions, NodeConnection, NodeRemote};
+use futures_util::future::join_all;
+
+/// One node's connection, or why there is none.
+pub enum State {
+    Idle,
+    Up(Box<NodeConnection>),
+    Down(String),
+}
+
+pub struct Slot {
+    pub remote: NodeRemote,
+    pub state: State,
+    /// The node's GETTIMESTAMP answer, for translating REMOVE-BEFORE.
+    pub timestamp: Option<u64>,
+}
+
+impl Slot {
+    pub fn name(&self) -> &str {
+        &self.remote.name
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.remote.uuid
+    }
+
+    pub fn conn(&mut self) -> Option<&mut NodeConnection> {
+        match &mut self.state {
+            State::Up(nc) => Some(nc),
+            _ => None,
+        }
+    }
+
+    pub fn conn_ref(&self) -> Option<&NodeConnection> {
+        match &self.state {
+            State::Up(nc) => Some(nc),
+            _ => None,
+        }
+    }
+
+    pub fn version(&self) -> u32 {
+        match &self.state {
+            State::Up(nc) => nc.version,
+            _ => 0,
+        }
+    }
+
+    pub fn down_reason(&self) -> Option<&str> {
+        match &self.state {
+            State::Down(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// The node failed: close it (for its last words) and remember why.
+    /// Returns the reason, which names the node.
+    pub async fn fail(&mut self, e: ConnError) -> String {
+        let name = self.remote.name.clone();
+        let why = match std::mem::replace(&mut self.state, State::Idle) {
+            State::Up(nc) => {
+                let (_, stderr) = nc.close_with_stderr().await;
+                match stderr.trim() {
+                    "" => format!("{name}: connection lost ({e})"),
+                    s => format!("{name}: connection lost ({e}): {s}"),
+                }
+            }
+            State::Down(why) => why,
+            State::Idle => format!("{name}: {e}"),
+        };
+        eprintln!("git-annex-shell: {why}");
+        self.state = State::Down(why.clone());
+        why
+    }
+}
+
+pub struct Pool {
+    pub slots: Vec<Slot>,
+    my_uuid: String,
+    /// The version the client speaks; nodes are asked for no more.
+    version: u32,
+    /// Sent to every node (version 2 and up) right after VERSION.
+    bypass: BTreeSet<String>,
+    opts: ConnectOptions,
+}
+
+impl Pool {
+    pub fn new(
+        nodes: Vec<NodeRemote>,
+        my_uuid: String,
+        version: u32,
+        bypass: BTreeSet<String>,
+        opts: ConnectOptions,
+    ) -> Pool {
+        let slots = nodes
+            .into_iter()
+            .map(|remote| Slot {
+                remote,
+                state: State::Idle,
+                timestamp: None,
+            })
+            .collect();
+        Pool {
+            slots,
+            my_uuid,
+            version,
+            bypass,
+            opts,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn uuids(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(Slot::uuid)
+    }
+
+    /// Make sure the nodes at `which` are connected (those that can be),
+    /// connecting at most `jobs` at a time.
+    pub async fn ensure(&mut self, which: &[usize], jobs: usize) {
+        let wanted: BTreeSet<usize> = which.iter().copied().collect();
+        let idle: Vec<&mut Slot> = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, s)| wanted.contains(i) && matches!(s.state, State::Idle))
+            .map(|(_, s)| s)
+            .collect();
+        let (my_uuid, version, bypass, opts) = (&self.my_uuid, self.version, &self.bypass, &self.opts);
+        let mut idle = idle.into_iter();
+        loop {
+            let batch: Vec<&mut Slot> = idle.by_ref().take(jobs.max(1)).collect();
+            if batch.is_empty() {
+                break;
+            }
+            join_all(
+                batch
+                    .into_iter()
+                    .map(|slot| open(slot, my_uuid, version, bypass, opts)),
+            )
+            .await;
+        }
+    }
+
+    /// Close every connection, letting the nodes commit what they journalled.
+    pub async fn close(&mut self) {
+        join_all(self.slots.iter_mut().map(|slot| async move {
+            if let State::Up(nc) = std::mem::replace(&mut slot.state, State::Idle) {
+                nc.close().await;
+            }
+        }))
+        .await;
+    }
+}
+
+async fn open(
+    slot: &mut Slot,
+    my_uuid: &str,
+    version: u32,
+    bypass: &BTreeSet<String>,
+    opts: &ConnectOptions,
+) {
+    slot.state = match connect(&slot.remote, my_uuid, version, opts).await {
+        Ok(mut nc) => {
+            let told = if nc.version >= 2 {
+                let list = bypass.iter().cloned().collect();
+                nc.conn.write_message(&Message::Bypass(list)).await
+            } else {
+                Ok(())
+            };
+            match told {
+                Ok(()) => State::Up(Box::new(nc)),
+                Err(e) => {
+                    slot.state = State::Up(Box::new(nc));
+                    slot.fail(e).await;
+                    return;
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("git-annex-shell: {e}");
+            State::Down(e.to_string())
+        }
+    };
+}

@@ -1,0 +1,373 @@
+//! PUT to the cluster: one upload from the client, fanned out to every
+//! node that should get the key, reading the client's stream once.
+//!
+//! Each node says from which offset it wants the body (a node may hold a
+//! partial upload from an interrupted attempt); the client is asked from
+//! the smallest, and each node is fed only the bytes past its own offset,
+//! so no byte is lost or doubled whatever the mix of offsets. A node that
+//! fails mid-stream drops out; the others go on, and the answer names
+//! exactly the nodes that then hold the key.
+
+use std::collections::BTreeSet;
+
+use annex::branch::LogStatus;
+use annex::key::Key;
+use annex::p2p::{ConnError, DataWriter, Message};
+use futures_util::future::join_all;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::{ChildStdin, ChildStdout};
+
+use super::gateway::Gateway;
+use super::policy;
+use super::pool::Slot;
+use crate::proxy::relay::{read_validity, RelayError};
+
+/// How one node answered its PUT.
+enum Offer {
+    /// Wants the body from this offset.
+    From(u64),
+    /// Already has it (with the UUIDs a node that is itself a gateway
+    /// names for the nodes behind it).
+    Has(Vec<String>),
+    /// Refused or failed; the reason names the node.
+    No(String),
+}
+
+impl<R, W> Gateway<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    pub(super) async fn put(&mut self, file: Option<String>, key: Key) -> Result<(), RelayError> {
+        let targets = self.put_targets(&key, file.as_deref());
+        self.pool.ensure(&targets, self.jobs).await;
+        let msg = Message::Put {
+            file: file.clone(),
+            key: key.clone(),
+        };
+        let offers = ask(&mut self.pool.slots, &targets, &msg).await;
+
+        let mut holding: BTreeSet<String> = BTreeSet::new();
+        let mut reasons = Vec::new();
+        let mut receiving: Vec<(usize, u64)> = Vec::new();
+        for (i, offer) in offers {
+            match offer {
+                Offer::From(o) => receiving.push((i, o)),
+                Offer::Has(plus) => {
+                    holding.insert(self.pool.slots[i].uuid().to_owned());
+                    holding.extend(plus);
+                }
+                Offer::No(why) => reasons.push(why),
+            }
+        }
+        if receiving.is_empty() {
+            if holding.is_empty() {
+                let why = join_reasons(&reasons, "the cluster has no nodes");
+                return self
+                    .send(Message::Error(format!("no node can store {key}: {why}")))
+                    .await;
+            }
+            self.record(&key, &holding, LogStatus::Present);
+            return self
+                .send(Message::AlreadyHavePlus(holding.into_iter().collect()))
+                .await;
+        }
+        let start = receiving.iter().map(|&(_, o)| o).min().unwrap_or(0);
+        self.send(Message::PutFrom(start)).await?;
+
+        let next = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(RelayError::Client(ConnError::UnexpectedEof)),
+            Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
+            Err(e) => return Err(e.into()),
+        };
+        let results = match next {
+            Message::Data(len) => self.fan_out(start, len, &receiving).await?,
+            Message::DataPresent => {
+                let idx: Vec<usize> = receiving.iter().map(|&(i, _)| i).collect();
+                collect(&mut self.pool.slots, &idx, Some(&Message::DataPresent)).await
+            }
+            // The client could not send after all; neither side answers.
+            e @ Message::Error(_) => {
+                tell(&mut self.pool.slots, &receiving, &e).await;
+                return Ok(());
+            }
+            _ => {
+                let e = Message::Error("expected DATA".into());
+                tell(&mut self.pool.slots, &receiving, &e).await;
+                return self.send(e).await;
+            }
+        };
+        let mut stored = false;
+        for (i, result) in results {
+            match result {
+                Ok(Message::Success) => {
+                    stored = true;
+                    holding.insert(self.pool.slots[i].uuid().to_owned());
+                }
+                Ok(Message::SuccessPlus(plus)) => {
+                    stored = true;
+                    holding.insert(self.pool.slots[i].uuid().to_owned());
+                    holding.extend(plus);
+                }
+                Ok(other) => reasons.push(format!(
+                    "{}: {}",
+                    self.pool.slots[i].name(),
+                    describe(&other)
+                )),
+                Err(why) => reasons.push(why),
+            }
+        }
+        if !reasons.is_empty() {
+            eprintln!("git-annex-shell: {key}: {}", reasons.join("; "));
+        }
+        self.record(&key, &holding, LogStatus::Present);
+        if stored || !holding.is_empty() {
+            self.send(Message::SuccessPlus(holding.into_iter().collect()))
+                .await
+        } else {
+            self.send(Message::Failure).await
+        }
+    }
+
+    fn put_targets(&self, key: &Key, file: Option<&str>) -> Vec<usize> {
+        let holders = self.holders(key);
+        let node_idx: Vec<usize> = (0..self.pool.len()).filter(|&i| Some(i) != self.own).collect();
+        let nodes: Vec<&str> = node_idx.iter().map(|&i| self.pool.slots[i].uuid()).collect();
+        let wanted = self.placement.wanted(&nodes, key, file, &holders);
+        let mut targets: Vec<usize> = policy::put_targets(&nodes, &holders, &wanted)
+            .into_iter()
+            .map(|j| node_idx[j])
+            .collect();
+        if let Some(own) = self.own {
+            if !self.store.has(key) && self.placement.gateway_wants(key, file, &holders) {
+                targets.push(own);
+            }
+        }
+        targets
+    }
+
+    /// Stream the client's `DATA len` (starting at offset `start`) to the
+    /// receiving nodes, then pass on the client's verdict and collect each
+    /// node's answer.
+    async fn fan_out(
+        &mut self,
+        start: u64,
+        len: u64,
+        receiving: &[(usize, u64)],
+    ) -> Result<Vec<(usize, Result<Message, String>)>, RelayError> {
+        let total = start.saturating_add(len);
+        let version = self.version;
+        let wanted: BTreeSet<usize> = receiving.iter().map(|&(i, _)| i).collect();
+        let offsets: Vec<u64> = receiving.iter().map(|&(_, o)| o).collect();
+        let mut lanes: Vec<Lane> = Vec::with_capacity(receiving.len());
+        let receivers = self
+            .pool
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| wanted.contains(i));
+        // `receiving` is in slot order (ask() keeps it), as are the slots.
+        for ((index, slot), &offset) in receivers.zip(&offsets) {
+            let Some(nc) = slot.conn() else { continue };
+            let state = match nc.conn.start_data(total.saturating_sub(offset)).await {
+                Ok(w) => LaneState::Writing(w),
+                Err(e) => LaneState::Failed(e),
+            };
+            lanes.push(Lane {
+                index,
+                offset,
+                state,
+            });
+        }
+
+        let mut body = self.client.data_body(len);
+        let mut pos = start;
+        while let Some(chunk) = body.next_chunk().await? {
+            let at = pos;
+            join_all(lanes.iter_mut().map(|lane| lane.write(at, chunk))).await;
+            pos += chunk.len() as u64;
+        }
+        drop(body);
+        join_all(lanes.iter_mut().map(Lane::finish)).await;
+        let mut failures: Vec<(usize, ConnError)> = lanes
+            .into_iter()
+            .filter_map(|l| match l.state {
+                LaneState::Failed(e) => Some((l.index, e)),
+                _ => None,
+            })
+            .collect();
+        let validity = if version >= 1 {
+            Some(read_validity(&mut self.client).await?)
+        } else {
+            None
+        };
+        let mut results = Vec::new();
+        let mut ok: Vec<usize> = Vec::new();
+        for &(i, _) in receiving {
+            match failures.iter().position(|(f, _)| *f == i) {
+                Some(at) => {
+                    let (_, e) = failures.swap_remove(at);
+                    let why = self.pool.slots[i].fail(e).await;
+                    results.push((i, Err(why)));
+                }
+                None => ok.push(i),
+            }
+        }
+        // Nodes speaking version 0 know no VALID; they just answer.
+        let mut verdict_for = Vec::new();
+        for &i in &ok {
+            let v = self.pool.slots[i].version();
+            verdict_for.push((i, if v >= 1 { validity.clone() } else { None }));
+        }
+        results.extend(collect_each(&mut self.pool.slots, &verdict_for).await);
+        Ok(results)
+    }
+}
+
+/// One node's share of a fanned-out body.
+struct Lane<'a> {
+    index: usize,
+    offset: u64,
+    state: LaneState<'a>,
+}
+
+enum LaneState<'a> {
+    Writing(DataWriter<'a, ChildStdout, ChildStdin>),
+    Done,
+    /// This node dropped out; the others go on.
+    Failed(ConnError),
+}
+
+impl Lane<'_> {
+    /// Write the part of `chunk` (which starts at offset `at`) past this
+    /// node's offset.
+    async fn write(&mut self, at: u64, chunk: &[u8]) {
+        let LaneState::Writing(w) = &mut self.state else {
+            return;
+        };
+        let end = at + chunk.len() as u64;
+        if end <= self.offset {
+            return;
+        }
+        let skip = usize::try_from(self.offset.saturating_sub(at)).unwrap_or(chunk.len());
+        if let Err(e) = w.write_chunk(&chunk[skip..]).await {
+            self.state = LaneState::Failed(e);
+        }
+    }
+
+    async fn finish(&mut self) {
+        if let LaneState::Writing(w) = std::mem::replace(&mut self.state, LaneState::Done) {
+            if let Err(e) = w.finish().await {
+                self.state = LaneState::Failed(e);
+            }
+        }
+    }
+}
+
+/// Send `msg` to the slots at `targets` (connected or not) at once; each
+/// answer, in slot order.
+async fn ask(slots: &mut [Slot], targets: &[usize], msg: &Message) -> Vec<(usize, Offer)> {
+    let wanted: BTreeSet<usize> = targets.iter().copied().collect();
+    join_all(
+        slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| wanted.contains(i))
+            .map(|(i, slot)| async move {
+                let offer = match slot.conn() {
+                    None => Offer::No(
+                        slot.down_reason()
+                            .map_or_else(|| format!("{}: not connected", slot.name()), str::to_owned),
+                    ),
+                    Some(nc) => match nc.exchange(msg).await {
+                        Ok(Message::PutFrom(o)) => Offer::From(o),
+                        Ok(Message::AlreadyHave) => Offer::Has(Vec::new()),
+                        Ok(Message::AlreadyHavePlus(us)) => Offer::Has(us),
+                        Ok(other) => Offer::No(format!("{}: {}", slot.name(), describe(&other))),
+                        Err(e) => Offer::No(slot.fail(e).await),
+                    },
+                };
+                (i, offer)
+            }),
+    )
+    .await
+}
+
+/// Send `msg` (if any) to each slot and read one answer from each.
+async fn collect(
+    slots: &mut [Slot],
+    targets: &[usize],
+    msg: Option<&Message>,
+) -> Vec<(usize, Result<Message, String>)> {
+    let each: Vec<(usize, Option<Message>)> =
+        targets.iter().map(|&i| (i, msg.cloned())).collect();
+    collect_each(slots, &each).await
+}
+
+/// Per slot: send its message (if any), then read its answer.
+async fn collect_each(
+    slots: &mut [Slot],
+    each: &[(usize, Option<Message>)],
+) -> Vec<(usize, Result<Message, String>)> {
+    join_all(
+        slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                each.iter()
+                    .find(|(j, _)| *j == i)
+                    .map(|(_, m)| (i, slot, m.clone()))
+            })
+            .map(|(i, slot, msg)| async move {
+                let Some(nc) = slot.conn() else {
+                    let why = slot.down_reason().unwrap_or("not connected").to_owned();
+                    return (i, Err(why));
+                };
+                let answer = match msg {
+                    Some(m) => nc.exchange(&m).await,
+                    None => nc.reply().await,
+                };
+                match answer {
+                    Ok(m) => (i, Ok(m)),
+                    Err(e) => (i, Err(slot.fail(e).await)),
+                }
+            }),
+    )
+    .await
+}
+
+/// Tell the receiving nodes something they do not answer.
+async fn tell(slots: &mut [Slot], receiving: &[(usize, u64)], msg: &Message) {
+    let wanted: BTreeSet<usize> = receiving.iter().map(|&(i, _)| i).collect();
+    join_all(
+        slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| wanted.contains(i))
+            .map(|(_, slot)| async move {
+                if let Some(nc) = slot.conn() {
+                    if let Err(e) = nc.conn.write_message(msg).await {
+                        slot.fail(e).await;
+                    }
+                }
+            }),
+    )
+    .await;
+}
+
+pub(super) fn describe(m: &Message) -> String {
+    match m {
+        Message::Error(e) => e.clone(),
+        Message::Failure | Message::FailurePlus(_) => "failed".into(),
+        other => format!("unexpected {}", other.verb()),
+    }
+}
+
+pub(super) fn join_reasons(reasons: &[String], none: &str) -> String {
+    if reasons.is_empty() {
+        none.to_owned()
+    } else {
+        reasons.join("; ")
+    }
+}

@@ -1,0 +1,124 @@
+//! REMOVE from the cluster: from every node, whether or not the location
+//! log lists it there (a copy made behind the gateway's back must go
+//! too), and from the gateway's own store.
+//!
+//! The answer names the nodes the key was removed from, also when some
+//! failed (FAILURE-PLUS), and exactly those are logged as lacking it. A
+//! node that cannot be reached at all is one more failed node: the ones
+//! that did drop are still named. (git-annex's gateway ends the session
+//! there, and its client goes on believing the dropped copies exist.)
+
+use std::collections::BTreeSet;
+
+use annex::branch::LogStatus;
+use annex::key::Key;
+use annex::p2p::Message;
+use futures_util::future::join_all;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::gateway::Gateway;
+use super::policy;
+use super::put::describe;
+use crate::proxy::relay::RelayError;
+
+impl<R, W> Gateway<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    /// `before`: the client's REMOVE-BEFORE deadline, in our clock if we
+    /// answered its GETTIMESTAMP.
+    pub(super) async fn remove(&mut self, key: Key, before: Option<u64>) -> Result<(), RelayError> {
+        let targets: Vec<usize> = (0..self.pool.len())
+            .filter(|&i| Some(i) != self.own || self.store.has(&key))
+            .collect();
+        self.pool.ensure(&targets, self.jobs).await;
+        let our_ts = self.our_timestamp;
+        let wanted: BTreeSet<usize> = targets.iter().copied().collect();
+        let answers = join_all(
+            self.pool
+                .slots
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| wanted.contains(i))
+                .map(|(_, slot)| {
+                    let key = key.clone();
+                    async move {
+                        let uuid = slot.uuid().to_owned();
+                        let Some(nc) = slot.conn() else {
+                            let why = slot.down_reason().unwrap_or("not connected").to_owned();
+                            return (uuid, Err(why));
+                        };
+                        let msg = match (before, our_ts) {
+                            (None, _) => Message::Remove(key),
+                            // Too old for REMOVE-BEFORE: plain REMOVE, as
+                            // git-annex sends it.
+                            (Some(_), _) if nc.version < 3 => Message::Remove(key),
+                            (Some(t), None) => Message::RemoveBefore { timestamp: t, key },
+                            (Some(t), Some(ours)) => match slot.timestamp {
+                                Some(theirs) => Message::RemoveBefore {
+                                    timestamp: policy::translate_deadline(t, ours, theirs),
+                                    key,
+                                },
+                                // Without its clock the deadline cannot be
+                                // kept on this node: not removing is safe.
+                                None => {
+                                    let why = format!("{}: no timestamp", slot.name());
+                                    return (uuid, Err(why));
+                                }
+                            },
+                        };
+                        let Some(nc) = slot.conn() else {
+                            return (uuid, Err("not connected".to_owned()));
+                        };
+                        match nc.exchange(&msg).await {
+                            Ok(m) => (uuid, Ok((m, slot.name().to_owned()))),
+                            Err(e) => (uuid, Err(slot.fail(e).await)),
+                        }
+                    }
+                }),
+        )
+        .await;
+
+        let mut removed = BTreeSet::new();
+        let mut reasons = Vec::new();
+        for (uuid, answer) in answers {
+            match answer {
+                Ok((Message::Success, _)) => {
+                    removed.insert(uuid);
+                }
+                Ok((Message::SuccessPlus(plus), _)) => {
+                    removed.insert(uuid);
+                    removed.extend(plus);
+                }
+                Ok((Message::FailurePlus(plus), name)) => {
+                    removed.extend(plus);
+                    reasons.push(format!("{name}: failed"));
+                }
+                Ok((other, name)) => reasons.push(format!("{name}: {}", describe(&other))),
+                Err(why) => reasons.push(why),
+            }
+        }
+        self.record(&key, &removed, LogStatus::Missing);
+        let removed: Vec<String> = removed.into_iter().collect();
+        if reasons.is_empty() {
+            self.send(if removed.is_empty() {
+                Message::Success
+            } else {
+                Message::SuccessPlus(removed)
+            })
+            .await
+        } else {
+            eprintln!(
+                "git-annex-shell: removing {key} from the cluster: {}",
+                reasons.join("; ")
+            );
+            self.send(if removed.is_empty() {
+                Message::Failure
+            } else {
+                Message::FailurePlus(removed)
+            })
+            .await
+        }
+    }
+}
