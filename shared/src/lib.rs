@@ -6,6 +6,7 @@
 //! [`p2p`] (the P2P protocol: codec, then connection).
 
 pub mod branch;
+pub mod cluster;
 pub mod clock;
 pub mod key;
 pub mod lockfile;
