@@ -9,7 +9,7 @@ use annex::repo::Repo;
 use crate::args::{self, Builtin, BuiltinCall, Invocation};
 use crate::proxy::{self, Selection};
 use crate::restrict::{Policy, Refused};
-use crate::{builtins, p2pstdio};
+use crate::{builtins, cluster, p2pstdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
@@ -76,7 +76,8 @@ fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, Sh
     match call.cmd {
         Builtin::ConfigList => builtins::configlist(&mut repo, &call, policy),
         Builtin::P2pStdio => match proxy_to {
-            Some(node) => proxy::run(repo, node, &call, policy),
+            Some(Target::Node(node)) => proxy::run(repo, node, &call, policy),
+            Some(Target::Cluster(uuid)) => cluster::run(repo, uuid, &call, policy),
             None => p2pstdio::run(repo, &call, policy),
         },
         Builtin::InAnnex => builtins::inannex(&repo, &call),
@@ -95,14 +96,16 @@ fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, Sh
     }
 }
 
+/// Whom a proxied session is served for.
+enum Target {
+    Node(annex::transport::NodeRemote),
+    Cluster(String),
+}
+
 /// The `--uuid` check: the repository must be the one the client expects,
-/// or one we proxy for (then the node to relay to is returned, and only
-/// commands that can be relayed may go on).
-fn check_uuid(
-    repo: &Repo,
-    expected: &str,
-    cmd: Builtin,
-) -> Result<Option<annex::transport::NodeRemote>, ShellError> {
+/// or one we proxy for (then the node to relay to, or the cluster to
+/// serve, is returned, and only commands that can be relayed may go on).
+fn check_uuid(repo: &Repo, expected: &str, cmd: Builtin) -> Result<Option<Target>, ShellError> {
     let mine = match repo.uuid() {
         Some(u) if u == expected => return Ok(None),
         Some(u) => u,
@@ -115,8 +118,9 @@ fn check_uuid(
     };
     let selection =
         proxy::select(repo, &mine, expected).map_err(|e| ShellError::Other(e.to_string()))?;
-    let node = match selection {
-        Selection::Node(node) => node,
+    let target = match selection {
+        Selection::Node(node) => Target::Node(node),
+        Selection::Cluster(uuid) => Target::Cluster(uuid),
         Selection::NotListed => {
             return Err(ShellError::WrongUuid {
                 expected: expected.into(),
@@ -124,18 +128,13 @@ fn check_uuid(
             })
         }
         Selection::NotConfigured(desc) => return Err(ShellError::NotConfiguredProxy(desc)),
-        Selection::Cluster => {
-            return Err(ShellError::Other(format!(
-                "{expected} is a cluster; serving clusters is not supported yet"
-            )))
-        }
         Selection::Unreachable(e) => return Err(ShellError::Other(e.to_string())),
     };
     if !cmd.proxyable() {
         return Err(ShellError::CannotProxy(cmd.name()));
     }
     // notifychanges watches our own refs, as git-annex does when proxying.
-    Ok((cmd == Builtin::P2pStdio).then_some(node))
+    Ok((cmd == Builtin::P2pStdio).then_some(target))
 }
 
 pub fn home_dir() -> String {

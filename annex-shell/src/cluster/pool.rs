@@ -27,6 +27,23 @@ pub struct Slot {
 }
 
 impl Slot {
+    pub fn new(remote: NodeRemote) -> Slot {
+        Slot {
+            remote,
+            state: State::Idle,
+            timestamp: None,
+        }
+    }
+
+    /// A node known to be unusable before anything is asked of it.
+    pub fn down(remote: NodeRemote, why: String) -> Slot {
+        Slot {
+            remote,
+            state: State::Down(why),
+            timestamp: None,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.remote.name
     }
@@ -96,20 +113,12 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(
-        nodes: Vec<NodeRemote>,
+        slots: Vec<Slot>,
         my_uuid: String,
         version: u32,
         bypass: BTreeSet<String>,
         opts: ConnectOptions,
     ) -> Pool {
-        let slots = nodes
-            .into_iter()
-            .map(|remote| Slot {
-                remote,
-                state: State::Idle,
-                timestamp: None,
-            })
-            .collect();
         Pool {
             slots,
             my_uuid,

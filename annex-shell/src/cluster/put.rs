@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 
 use annex::branch::LogStatus;
 use annex::key::Key;
-use annex::p2p::{ConnError, DataWriter, Message};
+use annex::p2p::connection::DataWriter;
+use annex::p2p::{ConnError, Message};
 use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{ChildStdin, ChildStdout};

@@ -55,6 +55,6 @@ pub fn run(
 
 /// This very program, which serves local nodes unless a remote names
 /// another `annex-shell`.
-fn our_shell() -> std::path::PathBuf {
+pub(crate) fn our_shell() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| "git-annex-shell".into())
 }

@@ -2,20 +2,17 @@
 //!
 //! git-annex's rules (`Annex/Proxy.hs: checkCanProxy`, spec §6.1): the
 //! UUID must be listed in `proxy.log` under our own UUID, and a remote
-//! with exactly that name and UUID must be configured `annex-proxy=true`;
-//! of several, the cheapest wins. Only the git config can make us proxy,
+//! with exactly that name and UUID must be configured for proxying
+//! (`annex-proxy=true`, a node of one of our clusters, or proxied by
+//! another gateway of a cluster); of several, the cheapest wins. A
+//! cluster UUID must also be one `cluster.log` knows. Only the git config can make us proxy,
 //! so a change to the git-annex branch alone never opens a new relay.
 
-use std::path::Path;
-
 use annex::branch::maplog::{is_cluster_uuid, parse_proxy_log, valid_proxies};
-use annex::branch::{BranchError, UuidLog};
+use annex::branch::UuidLog;
+use annex::cluster::ClusterError;
 use annex::repo::{RemoteConfig, Repo};
-use annex::transport::{Location, NodeRemote, TransportError};
-
-/// git-annex's default costs: a local repository is cheap, ssh dear.
-const CHEAP_REMOTE_COST: f64 = 100.0;
-const EXPENSIVE_REMOTE_COST: f64 = 200.0;
+use annex::transport::{NodeRemote, TransportError};
 
 #[derive(Debug)]
 pub enum Selection {
@@ -25,13 +22,13 @@ pub enum Selection {
     NotListed,
     /// Listed, but no remote allows it; the UUID's description.
     NotConfigured(String),
-    /// A cluster UUID: clusters are served by a later step.
-    Cluster,
+    /// A cluster we are a gateway for.
+    Cluster(String),
     /// The remote is configured but cannot be reached by any transport.
     Unreachable(TransportError),
 }
 
-pub fn select(repo: &Repo, my_uuid: &str, wanted: &str) -> Result<Selection, BranchError> {
+pub fn select(repo: &Repo, my_uuid: &str, wanted: &str) -> Result<Selection, ClusterError> {
     let branch = repo.branch();
     let log = parse_proxy_log(&branch.read_file("proxy.log")?.unwrap_or_default());
     let Some(mine) = log.get(my_uuid).map(valid_proxies) else {
@@ -43,18 +40,24 @@ pub fn select(repo: &Repo, my_uuid: &str, wanted: &str) -> Result<Selection, Bra
         .map(|p| p.name.as_str())
         .collect();
     if !listed.is_empty() && is_cluster_uuid(wanted) {
-        return Ok(Selection::Cluster);
+        let known = annex::cluster::recorded_clusters(repo)
+            ?
+            .contains_key(wanted);
+        return if known {
+            Ok(Selection::Cluster(wanted.to_owned()))
+        } else {
+            not_configured(repo, wanted)
+        };
     }
     let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
-    let mut candidates: Vec<(f64, RemoteConfig)> = repo
-        .remotes()
-        .into_iter()
+    let my_clusters = annex::cluster::configured_clusters(repo)?;
+    let all = annex::cluster::remotes_with_proxied(repo)?;
+    let configured = |r: &RemoteConfig| proxy_is_configured(repo, r, &my_clusters, &all);
+    let mut candidates: Vec<(f64, RemoteConfig)> = all
+        .iter()
         .filter(|r| r.annex_uuid() == Some(wanted) && listed.contains(&r.name.as_str()))
-        .filter(|r| {
-            repo.config_bool(&format!("remote.{}.annex-proxy", r.name))
-                .unwrap_or(false)
-        })
-        .map(|r| (cost(&r, &base), r))
+        .filter(|r| configured(r))
+        .map(|r| (annex::cluster::remote_cost(r, &base), r.clone()))
         .collect();
     // Stable: equal costs keep the order git lists the remotes in.
     candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -67,7 +70,7 @@ pub fn select(repo: &Repo, my_uuid: &str, wanted: &str) -> Result<Selection, Bra
     }
 }
 
-fn not_configured(repo: &Repo, wanted: &str) -> Result<Selection, BranchError> {
+fn not_configured(repo: &Repo, wanted: &str) -> Result<Selection, ClusterError> {
     let uuids = UuidLog::parse(&repo.branch().read_file("uuid.log")?.unwrap_or_default());
     Ok(match uuids.get(wanted) {
         Some(desc) => Selection::NotConfigured(desc.clone()),
@@ -75,15 +78,30 @@ fn not_configured(repo: &Repo, wanted: &str) -> Result<Selection, BranchError> {
     })
 }
 
-fn cost(remote: &RemoteConfig, base: &Path) -> f64 {
-    if let Some(c) = remote
-        .get("annex-cost")
-        .and_then(|c| c.trim().parse::<f64>().ok())
+/// git-annex proxies for a remote marked `annex-proxy`, for a node of one
+/// of our clusters, and for a remote proxied by another gateway of a
+/// cluster (how multi-gateway clusters reach each other's nodes).
+fn proxy_is_configured(
+    repo: &Repo,
+    r: &RemoteConfig,
+    my_clusters: &std::collections::BTreeMap<String, String>,
+    all: &[RemoteConfig],
+) -> bool {
+    if repo
+        .config_bool(&format!("remote.{}.annex-proxy", r.name))
+        .unwrap_or(false)
+        || r.get("annex-proxy").is_some_and(|v| v == "true")
     {
-        return c;
+        return true;
     }
-    match remote.url().and_then(|u| Location::parse(u, base)) {
-        Some(Location::Local(_)) => CHEAP_REMOTE_COST,
-        _ => EXPENSIVE_REMOTE_COST,
+    let node_of = annex::cluster::cluster_node_names(r).unwrap_or_default();
+    if node_of.iter().any(|n| my_clusters.contains_key(n)) {
+        return true;
+    }
+    match r.get("annex-proxied-by") {
+        Some(by) => all.iter().any(|g| {
+            g.annex_uuid() == Some(by) && !annex::cluster::cluster_gateway_uuids(g).is_empty()
+        }),
+        None => false,
     }
 }

@@ -1,0 +1,131 @@
+//! Serving a cluster (spec §7): a client asking for a cluster UUID this
+//! repository is a gateway for gets one session that speaks for all the
+//! cluster's nodes.
+//!
+//! [`policy`] decides which nodes a request goes to; [`pool`] holds the
+//! node connections; [`gateway`] runs the session, with the fan-out PUT
+//! in [`put`], GET with fail-over in [`get`] and REMOVE from every node
+//! in [`remove`].
+
+pub mod gateway;
+mod get;
+pub mod policy;
+pub mod pool;
+mod put;
+mod remove;
+
+use std::collections::BTreeSet;
+
+use annex::key::Key;
+use annex::repo::Repo;
+use annex::transport::{ConnectOptions, Location, NodeRemote};
+
+use crate::args::BuiltinCall;
+use crate::restrict::Policy;
+use crate::run::ShellError;
+use gateway::{Gateway, Placement, Setup};
+use pool::{Pool, Slot};
+
+/// `p2pstdio` for a cluster: serve the client on stdin/stdout as the
+/// cluster `cluster_uuid`.
+pub fn run(
+    repo: Repo,
+    cluster_uuid: String,
+    call: &BuiltinCall,
+    policy: &Policy,
+) -> Result<i32, ShellError> {
+    if call.params.len() != 1 {
+        return Err(ShellError::Other("missing UUID parameter".into()));
+    }
+    let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
+    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
+    let mut opts = ConnectOptions::new(crate::proxy::our_shell());
+    opts.forward_stderr = true;
+    let setup = Setup {
+        cluster_uuid: cluster_uuid.clone(),
+        my_uuid: my_uuid.clone(),
+        store: repo.store(),
+        branch: repo.branch(),
+        placement: Box::new(EveryNode),
+        mode: policy.server_mode(),
+        jobs: repo.jobs(),
+    };
+    let make_pool = |version, bypass: BTreeSet<String>| {
+        let (nodes, own) = node_slots(&repo, &cluster_uuid, &my_uuid, &bypass);
+        (Pool::new(nodes, my_uuid.clone(), version, bypass, opts), own)
+    };
+    let result = runtime.block_on(Gateway::serve(conn, setup, make_pool));
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) if e.is_hangup() => Ok(0),
+        Err(crate::proxy::relay::RelayError::Node(_)) => Ok(1),
+        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
+    }
+}
+
+/// The cluster's nodes as the gateway reaches them, then the gateway's
+/// own repository (served by a child of ours like any local node). A node
+/// whose remote cannot be reached by any transport is kept, already
+/// down: a REMOVE must report it as not removed from.
+fn node_slots(
+    repo: &Repo,
+    cluster_uuid: &str,
+    my_uuid: &str,
+    bypass: &BTreeSet<String>,
+) -> (Vec<Slot>, Option<usize>) {
+    let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
+    let remotes = match annex::cluster::gateway_nodes(repo, cluster_uuid, bypass) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("git-annex-shell: finding the nodes of cluster {cluster_uuid}: {e}");
+            Vec::new()
+        }
+    };
+    let mut slots: Vec<Slot> = remotes
+        .iter()
+        .filter(|r| r.annex_uuid().is_some_and(|u| !bypass.contains(u)))
+        .map(|r| match NodeRemote::from_config(r, &base) {
+            Ok(node) => Slot::new(node),
+            Err(e) => Slot::down(
+                NodeRemote {
+                    name: r.name.clone(),
+                    uuid: r.annex_uuid().unwrap_or_default().to_owned(),
+                    location: Location::Local(Default::default()),
+                    annex_shell: None,
+                    ssh_options: Vec::new(),
+                },
+                e.to_string(),
+            ),
+        })
+        .collect();
+    slots.push(Slot::new(NodeRemote {
+        name: "gateway".into(),
+        uuid: my_uuid.to_owned(),
+        location: Location::Local(base),
+        annex_shell: None,
+        ssh_options: Vec::new(),
+    }));
+    let own = slots.len() - 1;
+    (slots, Some(own))
+}
+
+/// Placement with no preferred content: git-annex's default, every node
+/// wants every key, and the gateway keeps none.
+struct EveryNode;
+
+impl Placement for EveryNode {
+    fn wanted(
+        &self,
+        nodes: &[&str],
+        _key: &Key,
+        _file: Option<&str>,
+        _holders: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        nodes.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn gateway_wants(&self, _key: &Key, _file: Option<&str>, _holders: &BTreeSet<String>) -> bool {
+        false
+    }
+}
