@@ -14,3 +14,6 @@ pub mod proxy;
 pub mod restrict;
 pub mod run;
 pub mod serve;
+
+#[cfg(test)]
+mod testutil;

@@ -38,6 +38,22 @@ where
                 continue;
             };
             let len = match nc.exchange(&msg).await {
+                // git-annex-shell's way of saying it lacks the key: an
+                // empty body, then INVALID. Nothing reached the client
+                // yet, so the next node can be asked.
+                Ok(Message::Data(0)) if expects_bytes(&key, offset) => {
+                    let turned_down = async {
+                        if nc.version >= 1 {
+                            nc.reply().await?;
+                        }
+                        nc.conn.write_message(&Message::Failure).await
+                    };
+                    match turned_down.await {
+                        Ok(()) => reasons.push(format!("{}: does not have it", slot.name())),
+                        Err(e) => reasons.push(slot.fail(e).await),
+                    }
+                    continue;
+                }
                 Ok(Message::Data(len)) => len,
                 Ok(other) => {
                     reasons.push(format!("{}: {}", slot.name(), describe(&other)));
@@ -134,4 +150,10 @@ fn spin() -> usize {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     (nanos as usize) ^ (std::process::id() as usize)
+}
+
+/// Whether a GET from `offset` must carry bytes: the key's size says so
+/// (a key of unknown size may really be empty).
+fn expects_bytes(key: &Key, offset: u64) -> bool {
+    key.size().is_some_and(|s| s > offset)
 }

@@ -129,3 +129,6 @@ impl Placement for EveryNode {
         false
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,59 +1,20 @@
 //! The relay, driven as a client over an in-memory pipe, with the REAL
 //! git-annex-shell as the node (ours is the node in the end-to-end tests).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use annex::branch::LocationLog;
 use annex::repo::Repo;
 use annex::transport::Location;
-use tokio::io::{duplex, DuplexStream};
+use tokio::io::duplex;
 
 use super::*;
+use crate::testutil::{git, hear, new_repo, real_shell, say, Client};
 
 const K6: &str = "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
 
 fn key() -> Key {
     Key::parse(K6).expect("test key")
-}
-
-/// The real git-annex binary, under the name git-annex-shell.
-fn real_shell(dir: &Path) -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    let real = std::fs::read_dir(&lib)
-        .expect("venv lib: run scripts/install-git-annex.sh")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/git_annex/git-annex"))
-        .find(|p| p.is_file())
-        .expect("real git-annex in the venv: run scripts/install-git-annex.sh");
-    let link = dir.join("git-annex-shell");
-    std::os::unix::fs::symlink(real, &link).expect("symlink");
-    link
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn new_repo(root: &Path, name: &str, desc: &str) -> (PathBuf, String) {
-    git(root, &["init", "-q", "--bare", name]);
-    let dir = root.join(name);
-    git(&dir, &["config", "user.name", "T"]);
-    git(&dir, &["config", "user.email", "t@example.org"]);
-    let uuid = Repo::open(&dir)
-        .expect("open")
-        .init(Some(desc))
-        .expect("init");
-    (dir, uuid)
 }
 
 struct World {
@@ -87,8 +48,6 @@ fn world() -> World {
     }
 }
 
-type Client = Connection<DuplexStream, DuplexStream>;
-
 /// Start a relay for `w` in `mode`; the test is its client.
 fn start(w: &World, mode: ServerMode) -> (Client, tokio::task::JoinHandle<Result<(), RelayError>>) {
     let (c_read, s_write) = duplex(1 << 16);
@@ -103,17 +62,6 @@ fn start(w: &World, mode: ServerMode) -> (Client, tokio::task::JoinHandle<Result
     let opts = w.opts.clone();
     let task = tokio::spawn(async move { relay.run(&opts).await });
     (Connection::new(c_read, c_write), task)
-}
-
-async fn say(c: &mut Client, m: Message) {
-    c.write_message(&m).await.expect("client write");
-}
-
-async fn hear(c: &mut Client) -> Message {
-    c.read_message()
-        .await
-        .expect("client read")
-        .expect("not EOF")
 }
 
 async fn hang_up(c: Client, task: tokio::task::JoinHandle<Result<(), RelayError>>) {

@@ -1,0 +1,364 @@
+//! The gateway driven as a client over an in-memory pipe, with three
+//! nodes served by the REAL git-annex-shell (our shell serves the nodes
+//! in the end-to-end tests).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use annex::branch::LocationLog;
+use annex::key::{HashKind, Key};
+use annex::p2p::{Connection, Message};
+use annex::repo::Repo;
+use annex::store::ObjectStore;
+use annex::transport::{ConnectOptions, Location, NodeRemote};
+use tokio::io::duplex;
+
+use super::gateway::{Gateway, Placement, Setup};
+use super::pool::{Pool, Slot};
+use super::EveryNode;
+use crate::proxy::relay::RelayError;
+use crate::restrict::ServerMode;
+use crate::testutil::{hear, new_repo, real_shell, say, Client};
+
+const CLUSTER: &str = "ac0732ba-38cb-808b-9958-79c27a72784e";
+
+struct World {
+    _t: tempfile::TempDir,
+    gateway: PathBuf,
+    my_uuid: String,
+    nodes: Vec<NodeRemote>,
+    opts: ConnectOptions,
+    data: Vec<u8>,
+    key: Key,
+}
+
+fn world() -> World {
+    let t = tempfile::tempdir().expect("tempdir");
+    let shell = real_shell(t.path());
+    let (gateway, my_uuid) = new_repo(t.path(), "gw", "gateway");
+    let nodes = (1..=3)
+        .map(|i| {
+            let name = format!("n{i}");
+            let (dir, uuid) = new_repo(t.path(), &name, &name);
+            NodeRemote {
+                name,
+                uuid,
+                location: Location::Local(dir),
+                annex_shell: Some(shell.display().to_string()),
+                ssh_options: vec![],
+            }
+        })
+        .collect();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = annex::store::verify::hex_digest(HashKind::Sha256, &data);
+    let key = Key::parse(&format!("SHA256E-s{}--{digest}", data.len())).expect("key");
+    World {
+        _t: t,
+        gateway,
+        my_uuid,
+        nodes,
+        opts: ConnectOptions::new(shell),
+        data,
+        key,
+    }
+}
+
+impl World {
+    fn dir(&self, i: usize) -> &Path {
+        match &self.nodes[i].location {
+            Location::Local(d) => d,
+            Location::Ssh(_) => unreachable!("local nodes only"),
+        }
+    }
+
+    fn store(&self, i: usize) -> ObjectStore {
+        ObjectStore::new(self.dir(i).to_owned(), true, 0)
+    }
+
+    fn uuids(&self, which: &[usize]) -> Vec<String> {
+        let set: BTreeSet<String> = which.iter().map(|&i| self.nodes[i].uuid.clone()).collect();
+        set.into_iter().collect()
+    }
+
+    fn gateway_log(&self) -> LocationLog {
+        let b = Repo::open(&self.gateway).expect("gateway").branch();
+        let path = annex::branch::location_log_path_for(&self.key);
+        LocationLog::parse(&b.read_committed(&path).expect("read").unwrap_or_default())
+    }
+
+    fn present_in_log(&self) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .gateway_log()
+            .present()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        p.sort();
+        p
+    }
+}
+
+type Task = tokio::task::JoinHandle<Result<(), RelayError>>;
+
+fn start_with(w: &World, placement: Box<dyn Placement>) -> (Client, Task) {
+    let (c_read, s_write) = duplex(1 << 16);
+    let (s_read, c_write) = duplex(1 << 16);
+    let repo = Repo::open(&w.gateway).expect("gateway");
+    let setup = Setup {
+        cluster_uuid: CLUSTER.into(),
+        my_uuid: w.my_uuid.clone(),
+        store: repo.store(),
+        branch: repo.branch(),
+        placement,
+        mode: ServerMode::ReadWrite,
+        jobs: 3,
+    };
+    let nodes = w.nodes.clone();
+    let (my_uuid, opts) = (w.my_uuid.clone(), w.opts.clone());
+    let task = tokio::spawn(async move {
+        let conn = Connection::new(s_read, s_write);
+        Gateway::serve(conn, setup, move |v, bypass| {
+            let slots = nodes.into_iter().map(Slot::new).collect();
+            (Pool::new(slots, my_uuid, v, bypass, opts), None)
+        })
+        .await
+    });
+    (Connection::new(c_read, c_write), task)
+}
+
+/// A session at `version`, past the greeting.
+async fn session(w: &World, version: u32) -> (Client, Task) {
+    let (mut c, task) = start_with(w, Box::new(EveryNode));
+    assert_eq!(hear(&mut c).await, Message::AuthSuccess(CLUSTER.into()));
+    say(&mut c, Message::Version(version)).await;
+    assert_eq!(hear(&mut c).await, Message::Version(version));
+    if version >= 2 {
+        say(&mut c, Message::Bypass(vec![])).await;
+    }
+    (c, task)
+}
+
+async fn hang_up(c: Client, task: Task) {
+    drop(c);
+    task.await.expect("gateway task").expect("session ends cleanly");
+}
+
+fn put(w: &World) -> Message {
+    Message::Put {
+        file: Some("big file".into()),
+        key: w.key.clone(),
+    }
+}
+
+/// A partial upload of the first `n` bytes left in node `i` by an
+/// interrupted transfer.
+fn partial(w: &World, i: usize, n: usize) {
+    let tmp = w.store(i).tmp_path(&w.key).expect("tmp path");
+    std::fs::create_dir_all(tmp.parent().expect("parent")).expect("mkdir");
+    std::fs::write(tmp, &w.data[..n]).expect("partial");
+}
+
+async fn upload(w: &World) {
+    let (mut c, task) = session(w, 4).await;
+    say(&mut c, put(w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    c.send_data(w.data.len() as u64, &mut &w.data[..])
+        .await
+        .expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    hang_up(c, task).await;
+}
+
+fn content(w: &World, i: usize) -> Option<Vec<u8>> {
+    let path = w.store(i).content_path(&w.key)?;
+    std::fs::read(path).ok()
+}
+
+fn take_away(w: &World, i: usize) {
+    let path = w.store(i).content_path(&w.key).expect("has content");
+    let dir = path.parent().expect("object dir");
+    std::process::Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(dir)
+        .status()
+        .expect("chmod");
+    std::fs::remove_file(&path).expect("remove content");
+}
+
+#[tokio::test]
+async fn put_resumes_each_node_from_its_own_offset() {
+    let w = world();
+    partial(&w, 0, 100_000);
+    partial(&w, 1, 50_000);
+    partial(&w, 2, 150_000);
+    let (mut c, task) = session(&w, 4).await;
+    say(&mut c, Message::CheckPresent(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+    say(&mut c, put(&w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(50_000));
+    let rest = &w.data[50_000..];
+    c.send_data(rest.len() as u64, &mut &rest[..])
+        .await
+        .expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    say(&mut c, Message::CheckPresent(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::Success);
+    hang_up(c, task).await;
+    for i in 0..3 {
+        assert!(content(&w, i) == Some(w.data.clone()), "node {i} content");
+    }
+    assert_eq!(w.present_in_log(), w.uuids(&[0, 1, 2]));
+}
+
+#[tokio::test]
+async fn second_put_hears_which_nodes_already_have_it() {
+    let w = world();
+    upload(&w).await;
+    let (mut c, task) = session(&w, 4).await;
+    say(&mut c, put(&w)).await;
+    assert_eq!(
+        hear(&mut c).await,
+        Message::AlreadyHavePlus(w.uuids(&[0, 1, 2]))
+    );
+    hang_up(c, task).await;
+}
+
+#[tokio::test]
+async fn remove_names_the_nodes_it_removed_from_when_one_is_gone() {
+    let w = world();
+    upload(&w).await;
+    let gone = w.dir(2).with_extension("moved");
+    std::fs::rename(w.dir(2), &gone).expect("move node away");
+    let (mut c, task) = session(&w, 4).await;
+    say(&mut c, Message::Remove(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::FailurePlus(w.uuids(&[0, 1])));
+    hang_up(c, task).await;
+    assert_eq!(content(&w, 0), None);
+    assert_eq!(content(&w, 1), None);
+    // Only what happened is logged: the unreachable node still has it.
+    assert_eq!(w.present_in_log(), w.uuids(&[2]));
+    std::fs::rename(&gone, w.dir(2)).expect("move node back");
+    assert!(content(&w, 2).is_some());
+}
+
+#[tokio::test]
+async fn get_falls_over_to_a_node_that_still_has_the_key() {
+    let w = world();
+    upload(&w).await;
+    // Two of the three nodes the log names lost their copy behind the
+    // gateway's back.
+    take_away(&w, 0);
+    take_away(&w, 1);
+    let (mut c, task) = session(&w, 4).await;
+    say(
+        &mut c,
+        Message::Get {
+            offset: 0,
+            file: None,
+            key: w.key.clone(),
+        },
+    )
+    .await;
+    assert_eq!(hear(&mut c).await, Message::Data(w.data.len() as u64));
+    let mut body = Vec::new();
+    c.recv_data(w.data.len() as u64, &mut body)
+        .await
+        .expect("body");
+    assert!(body == w.data);
+    assert_eq!(hear(&mut c).await, Message::Valid);
+    say(&mut c, Message::Success).await;
+    hang_up(c, task).await;
+}
+
+#[tokio::test]
+async fn remove_before_keeps_each_node_clock() {
+    let w = world();
+    upload(&w).await;
+    let (mut c, task) = session(&w, 4).await;
+    say(&mut c, Message::GetTimestamp).await;
+    let Message::Timestamp(ts) = hear(&mut c).await else {
+        panic!("expected TIMESTAMP")
+    };
+    // A deadline already past: no node may remove.
+    say(
+        &mut c,
+        Message::RemoveBefore {
+            timestamp: ts.saturating_sub(1),
+            key: w.key.clone(),
+        },
+    )
+    .await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+    assert!(content(&w, 0).is_some());
+    say(
+        &mut c,
+        Message::RemoveBefore {
+            timestamp: ts + 600,
+            key: w.key.clone(),
+        },
+    )
+    .await;
+    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    hang_up(c, task).await;
+    assert!(w.present_in_log().is_empty());
+}
+
+#[tokio::test]
+async fn version_one_client_gets_plain_answers_and_no_lock() {
+    let w = world();
+    let (mut c, task) = session(&w, 1).await;
+    say(&mut c, put(&w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    c.send_data(w.data.len() as u64, &mut &w.data[..])
+        .await
+        .expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::Success);
+    say(&mut c, Message::LockContent(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+    say(&mut c, Message::Remove(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::Success);
+    hang_up(c, task).await;
+    assert!(w.present_in_log().is_empty());
+}
+
+/// Only node 1 wants anything.
+struct OnlySecond(String);
+
+impl Placement for OnlySecond {
+    fn wanted(
+        &self,
+        _nodes: &[&str],
+        _key: &Key,
+        _file: Option<&str>,
+        _holders: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        [self.0.clone()].into_iter().collect()
+    }
+
+    fn gateway_wants(&self, _: &Key, _: Option<&str>, _: &BTreeSet<String>) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn put_goes_only_where_it_is_wanted() {
+    let w = world();
+    let (mut c, task) = start_with(&w, Box::new(OnlySecond(w.nodes[1].uuid.clone())));
+    assert_eq!(hear(&mut c).await, Message::AuthSuccess(CLUSTER.into()));
+    say(&mut c, Message::Version(4)).await;
+    assert_eq!(hear(&mut c).await, Message::Version(4));
+    say(&mut c, put(&w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    c.send_data(w.data.len() as u64, &mut &w.data[..])
+        .await
+        .expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[1])));
+    hang_up(c, task).await;
+    assert_eq!(content(&w, 0), None);
+    assert_eq!(content(&w, 2), None);
+    assert_eq!(w.present_in_log(), w.uuids(&[1]));
+}
