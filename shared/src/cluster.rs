@@ -13,7 +13,9 @@ use std::path::Path;
 
 use gix::bstr::ByteSlice;
 
-use crate::branch::maplog::{is_legal_remote_name, parse_cluster_log, parse_proxy_log, valid_proxies};
+use crate::branch::maplog::{
+    is_legal_remote_name, parse_cluster_log, parse_proxy_log, valid_proxies,
+};
 use crate::branch::{is_cluster_uuid, BranchError, UuidLog};
 use crate::repo::{RemoteConfig, Repo};
 use crate::transport::Location;
@@ -112,16 +114,22 @@ pub fn configured_clusters(repo: &Repo) -> Result<BTreeMap<String, String>, Clus
         return Ok(out);
     };
     for section in sections {
-        if section.header().subsection_name() != Some(b"cluster".as_bstr()) {
-            continue;
-        }
+        // `annex.cluster.a.b` is written `[annex "cluster.a"] b = …`.
+        let prefix = match section.header().subsection_name().map(|s| s.to_str_lossy()) {
+            Some(sub) if sub == "cluster" => String::new(),
+            Some(sub) => match sub.strip_prefix("cluster.") {
+                Some(rest) => format!("{rest}."),
+                None => continue,
+            },
+            None => continue,
+        };
         let body = section.body();
         for key in body.value_names() {
             let Some(value) = body.values(&key).pop() else {
                 continue;
             };
             let uuid = value.to_str_lossy().into_owned();
-            let name = key.to_ascii_lowercase();
+            let name = format!("{prefix}{}", key.to_ascii_lowercase());
             // A later file (or line) overrides: drop what no longer holds.
             if is_cluster_uuid(&uuid) {
                 out.insert(name, uuid);
@@ -210,7 +218,10 @@ pub fn remotes_with_proxied(repo: &Repo) -> Result<Vec<RemoteConfig>, ClusterErr
     let mut synthesised = Vec::new();
     for r in &configured {
         // git-annex-shell is not used for a local URL, so those never proxy.
-        let via_ssh = matches!(r.url().and_then(|u| Location::parse(u, base)), Some(Location::Ssh(_)));
+        let via_ssh = matches!(
+            r.url().and_then(|u| Location::parse(u, base)),
+            Some(Location::Ssh(_))
+        );
         let Some(proxy_uuid) = r.annex_uuid().filter(|_| via_ssh) else {
             continue;
         };

@@ -76,10 +76,14 @@ fn configured_clusters_lowercases_names_and_skips_plain_uuids() {
     set(&mut repo, "annex.cluster.MyCluster", C);
     set(&mut repo, "annex.cluster.bogus", N1);
     set(&mut repo, "annex.other", C);
+    set(&mut repo, "annex.cluster.a.B", OTHER_C);
     let got = configured_clusters(&repo).expect("read");
     assert_eq!(
         got.into_iter().collect::<Vec<_>>(),
-        vec![("mycluster".to_owned(), C.to_owned())]
+        vec![
+            ("a.b".to_owned(), OTHER_C.to_owned()),
+            ("mycluster".to_owned(), C.to_owned())
+        ]
     );
 }
 
@@ -143,16 +147,28 @@ fn gateway_nodes_follow_config_cluster_log_trust_and_bypass() {
 
     // A client that came through gw2 must not be sent back there.
     let bypass: BTreeSet<String> = [G2.to_owned()].into();
-    assert_eq!(names(&gateway_nodes(&repo, C, &bypass).expect("nodes")), vec!["n1", "n2"]);
-    assert_eq!(names(&gateway_nodes(&repo, OTHER_C, &none).expect("nodes")), vec!["n1"]);
+    assert_eq!(
+        names(&gateway_nodes(&repo, C, &bypass).expect("nodes")),
+        vec!["n1", "n2"]
+    );
+    assert_eq!(
+        names(&gateway_nodes(&repo, OTHER_C, &none).expect("nodes")),
+        vec!["n1"]
+    );
 
     // Once gw2 is no longer a gateway for the cluster, its view is no node.
     set(&mut repo, "remote.gw2.annex-cluster-gateway", OTHER_C);
-    assert_eq!(names(&gateway_nodes(&repo, C, &none).expect("nodes")), vec!["n1", "n2"]);
+    assert_eq!(
+        names(&gateway_nodes(&repo, C, &none).expect("nodes")),
+        vec!["n1", "n2"]
+    );
     // A configured remote of that name hides the synthesised one.
     set(&mut repo, "remote.gw2.annex-cluster-gateway", C);
     set(&mut repo, "remote.gw2-c.annex-sync", "false");
-    assert_eq!(names(&gateway_nodes(&repo, C, &none).expect("nodes")), vec!["n1", "n2"]);
+    assert_eq!(
+        names(&gateway_nodes(&repo, C, &none).expect("nodes")),
+        vec!["n1", "n2"]
+    );
 }
 
 #[test]
@@ -164,7 +180,10 @@ fn a_cluster_node_config_excludes_the_via_gateway_rule() {
     remote(&mut repo, "viagw", "ssh://other/~/gw", C);
     set(&mut repo, "remote.viagw.annex-proxied-by", G2);
     let none = BTreeSet::new();
-    assert_eq!(names(&gateway_nodes(&repo, C, &none).expect("nodes")), vec!["viagw"]);
+    assert_eq!(
+        names(&gateway_nodes(&repo, C, &none).expect("nodes")),
+        vec!["viagw"]
+    );
     set(&mut repo, "remote.viagw.annex-cluster-node", "nosuch");
     assert!(gateway_nodes(&repo, C, &none).expect("nodes").is_empty());
 }
@@ -176,7 +195,12 @@ fn proxied_remotes_inherit_and_nodes_of_proxied_clusters_cost_more() {
     set(&mut repo, "remote.origin.annex-ssh-options", "-p 2222");
     set(&mut repo, "remote.origin.annex-cluster-node", "c");
     // Local remotes cannot proxy.
-    remote(&mut repo, "loc", &t.path().join("l").display().to_string(), N3);
+    remote(
+        &mut repo,
+        "loc",
+        &t.path().join("l").display().to_string(),
+        N3,
+    );
     write_log(&repo, CLUSTER_LOG, &format!("1s {C} {N1}\n"));
     write_log(
         &repo,
@@ -185,7 +209,10 @@ fn proxied_remotes_inherit_and_nodes_of_proxied_clusters_cost_more() {
     );
     let all = remotes_with_proxied(&repo).expect("remotes");
     // In proxy.log order (by UUID), as git-annex lists them.
-    assert_eq!(names(&all), vec!["origin-n1", "origin-n2", "origin-c", "loc", "origin"]);
+    assert_eq!(
+        names(&all),
+        vec!["origin-n1", "origin-n2", "origin-c", "loc", "origin"]
+    );
     let n1 = &all[0];
     assert_eq!(n1.get("annex-ssh-options"), Some("-p 2222"));
     assert_eq!(n1.get("annex-cluster-node"), None);
@@ -204,7 +231,11 @@ fn dead_and_recorded() {
         TRUST_LOG,
         &format!("{N1} X timestamp=1s\n{N2} X timestamp=1s\n{N2} 1 timestamp=2s\n"),
     );
-    write_log(&repo, CLUSTER_LOG, &format!("1s {C} {N1} {N2}\n1s {N3} {N1}\n"));
+    write_log(
+        &repo,
+        CLUSTER_LOG,
+        &format!("1s {C} {N1} {N2}\n1s {N3} {N1}\n"),
+    );
     assert_eq!(dead_uuids(&repo).expect("dead"), [N1.to_owned()].into());
     let rec = recorded_clusters(&repo).expect("clusters");
     assert_eq!(rec.len(), 1);

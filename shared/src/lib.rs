@@ -6,8 +6,8 @@
 //! [`p2p`] (the P2P protocol: codec, then connection).
 
 pub mod branch;
-pub mod cluster;
 pub mod clock;
+pub mod cluster;
 pub mod key;
 pub mod lockfile;
 pub mod p2p;

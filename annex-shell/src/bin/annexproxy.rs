@@ -30,6 +30,26 @@ enum Cmd {
     /// Record in proxy.log the remotes configured with annex-proxy=true,
     /// as `git annex updateproxy` does.
     Updateproxy,
+    /// Make this repository the gateway of a new cluster, as
+    /// `git annex initcluster` does.
+    Initcluster {
+        /// The cluster's name (a legal git remote name).
+        name: String,
+        /// Description recorded in uuid.log (default: "cluster NAME").
+        description: Option<String>,
+    },
+    /// Record in cluster.log the nodes configured with
+    /// remote.R.annex-cluster-node, then do what updateproxy does, as
+    /// `git annex updatecluster` does.
+    Updatecluster,
+    /// Become another gateway of the cluster that GATEWAYREMOTE is a
+    /// gateway for, as `git annex extendcluster` does.
+    Extendcluster {
+        /// The remote that is a gateway of the cluster already.
+        gateway: String,
+        /// The cluster's name as that gateway knows it.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +61,13 @@ fn main() -> ExitCode {
             annex_shell::operator::init(&cli.dir, description.as_deref(), &mut out)
         }
         Cmd::Updateproxy => annex_shell::operator::updateproxy(&cli.dir, &mut out, &mut err),
+        Cmd::Initcluster { name, description } => {
+            annex_shell::operator::initcluster(&cli.dir, name, description.as_deref(), &mut out)
+        }
+        Cmd::Updatecluster => annex_shell::operator::updatecluster(&cli.dir, &mut out, &mut err),
+        Cmd::Extendcluster { gateway, name } => {
+            annex_shell::operator::extendcluster(&cli.dir, gateway, name, &mut out, &mut err)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,14 @@
 //! The operator's commands (`annexproxy …`), run in the server repository
-//! itself, with no git-annex installed: what `git annex init` and
-//! `git annex updateproxy` would do there, with the same output lines.
+//! itself, with no git-annex installed: what `git annex init`,
+//! `updateproxy`, `initcluster`, `updatecluster` and `extendcluster` would
+//! do there, with the same output lines.
 //!
 //! Output goes to the writers given (stdout for results, stderr for
 //! warnings), so the binary stays a thin `main`.
 
+pub mod extendcluster;
+pub mod initcluster;
+pub mod updatecluster;
 pub mod updateproxy;
 
 use std::io::Write;
@@ -12,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use annex::repo::{Repo, RepoError};
 
+pub use extendcluster::extendcluster;
+pub use initcluster::initcluster;
+pub use updatecluster::updatecluster;
 pub use updateproxy::updateproxy;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +35,14 @@ pub enum OperatorError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Branch(#[from] annex::branch::BranchError),
+    #[error(transparent)]
+    Cluster(#[from] annex::cluster::ClusterError),
+    #[error("That cluster name is not a valid git remote name.")]
+    BadClusterName,
+    #[error("there is no available git remote named \"{0}\"")]
+    NoSuchRemote(String),
+    #[error("{0} is not a cluster remote.")]
+    NotAClusterRemote(String),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -37,6 +52,20 @@ pub fn open(dir: &Path) -> Result<Repo, OperatorError> {
         dir: dir.to_owned(),
         source,
     })
+}
+
+/// The repository and its UUID, which it must have been given by init,
+/// with fetched git-annex branches merged first, as git-annex merges them
+/// when it starts: another gateway's `proxy.log` and `cluster.log` are
+/// part of what the cluster commands decide from.
+pub(crate) fn open_initialized(dir: &Path) -> Result<(Repo, String), OperatorError> {
+    let repo = open(dir)?;
+    let uuid = repo
+        .uuid()
+        .filter(|_| repo.is_annex_initialized())
+        .ok_or(OperatorError::NotInitialized)?;
+    repo.branch().commit()?;
+    Ok((repo, uuid))
 }
 
 /// `init [DESCRIPTION]`: give the repository an annex UUID, a git-annex

@@ -1,6 +1,7 @@
 //! `updateproxy`: record in `proxy.log`, under this repository's UUID,
 //! every remote configured with `annex-proxy=true` (or as a cluster node)
-//! whose UUID is known, and say what changed as git-annex does:
+//! whose UUID is known, the clusters this repository is a gateway for and
+//! their nodes behind other gateways, and say what changed as git-annex does:
 //! `Started proxying for NAME`, `Stopped proxying for NAME`, or
 //! `No proxy changes to record.`
 //!
@@ -14,10 +15,11 @@ use std::path::Path;
 
 use annex::branch::maplog::{format_proxy_log, parse_proxy_log, valid_proxies};
 use annex::branch::{Proxy, VectorClock};
+use annex::cluster::{configured_clusters, dead_uuids, recorded_clusters, remotes_with_proxied};
 use annex::repo::{RemoteConfig, Repo};
 use annex::transport::{discover_uuid, ConnectOptions, NodeRemote};
 
-use super::{open, sibling_shell, OperatorError};
+use super::{open_initialized, sibling_shell, OperatorError};
 
 pub const PROXY_LOG: &str = "proxy.log";
 
@@ -26,14 +28,24 @@ pub fn updateproxy(
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
-    let mut repo = open(dir)?;
-    let my_uuid = repo
-        .uuid()
-        .filter(|_| repo.is_annex_initialized())
-        .ok_or(OperatorError::NotInitialized)?;
-    let wanted = configured_proxies(&mut repo, warn)?;
-    let branch = repo.branch();
-    let old = recorded_proxies(&repo, &my_uuid)?;
+    let (mut repo, my_uuid) = open_initialized(dir)?;
+    update_proxies(&mut repo, &my_uuid, out, warn)?;
+    repo.branch().commit()?;
+    Ok(())
+}
+
+/// Journal the new `proxy.log` entry for `my_uuid` (no commit), saying
+/// what changed.
+pub(crate) fn update_proxies(
+    repo: &mut Repo,
+    my_uuid: &str,
+    out: &mut dyn Write,
+    warn: &mut dyn Write,
+) -> Result<(), OperatorError> {
+    let remote_proxies = configured_proxies(repo, warn)?;
+    let mut wanted = cluster_proxies(repo, &remote_proxies)?;
+    wanted.extend(remote_proxies);
+    let old = recorded_proxies(repo, my_uuid)?;
     if old == wanted {
         writeln!(out, "No proxy changes to record.")?;
         return Ok(());
@@ -45,19 +57,56 @@ pub fn updateproxy(
             _ => {}
         }
     }
-    let private = private_uuids(&repo, &my_uuid);
+    let private = private_uuids(repo, my_uuid);
     let recorded: BTreeSet<Proxy> = wanted
         .into_iter()
         .filter(|p| !private.contains(&p.uuid))
         .collect();
     let now = VectorClock::candidate_now();
-    branch.change_file(PROXY_LOG, |current| {
+    repo.branch().change_file(PROXY_LOG, |current| {
         let mut log = parse_proxy_log(current.unwrap_or_default());
-        log.set(&my_uuid, recorded, now);
+        log.set(my_uuid, recorded, now);
         format_proxy_log(&log)
     })?;
-    branch.commit()?;
     Ok(())
+}
+
+/// The clusters this repository is a gateway for, under their names, and
+/// the nodes of those clusters that other gateways proxy (their `R-NAME`
+/// remotes), except UUIDs proxied directly: a node reached both ways would
+/// make a cycle.
+fn cluster_proxies(
+    repo: &Repo,
+    remote_proxies: &BTreeSet<Proxy>,
+) -> Result<BTreeSet<Proxy>, OperatorError> {
+    let mine = configured_clusters(repo)?;
+    let dead = dead_uuids(repo)?;
+    let recorded = recorded_clusters(repo)?;
+    let mut direct: BTreeSet<&str> = remote_proxies.iter().map(|p| p.uuid.as_str()).collect();
+    direct.extend(mine.values().map(String::as_str));
+    let node_of_mine = |u: &str| {
+        !dead.contains(u)
+            && mine
+                .values()
+                .any(|c| recorded.get(c).is_some_and(|nodes| nodes.contains(u)))
+    };
+    let mut out: BTreeSet<Proxy> = mine
+        .iter()
+        .map(|(name, uuid)| Proxy {
+            uuid: uuid.clone(),
+            name: name.clone(),
+        })
+        .collect();
+    for r in remotes_with_proxied(repo)? {
+        let Some(u) = r.annex_uuid() else { continue };
+        if r.get("annex-proxied-by").is_some() && node_of_mine(u) && !direct.contains(u) {
+            out.insert(Proxy {
+                uuid: u.to_owned(),
+                name: r.name.clone(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What `proxy.log` says this repository proxies (names git would not
@@ -76,49 +125,68 @@ fn configured_proxies(
     repo: &mut Repo,
     warn: &mut dyn Write,
 ) -> Result<BTreeSet<Proxy>, OperatorError> {
-    let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
-    let opts = ConnectOptions::new(sibling_shell());
     let mut out = BTreeSet::new();
-    for remote in repo.remotes() {
+    for remote in remotes_with_proxied(repo)? {
         if !wants_proxy(repo, &remote) {
             continue;
         }
-        let node = match NodeRemote::from_config(&remote, &base) {
-            Ok(n) => n,
-            Err(e) => {
-                writeln!(warn, "  {e}. Cannot proxy to this remote.")?;
-                continue;
-            }
-        };
-        let uuid = match node.uuid.as_str() {
-            "" => learn_uuid(repo, &remote, &node, &opts, warn)?,
-            u => Some(u.to_owned()),
-        };
-        match uuid {
-            Some(uuid) => {
-                out.insert(Proxy {
-                    uuid,
-                    name: remote.name.clone(),
-                });
-            }
-            None => writeln!(
-                warn,
-                "  {} is a git remote without a known annex-uuid. Cannot proxy to this remote.",
-                remote.name
-            )?,
+        if let Some(uuid) = known_uuid(repo, &remote, "Cannot proxy to this remote.", warn)? {
+            out.insert(Proxy {
+                uuid,
+                name: remote.name.clone(),
+            });
         }
     }
     Ok(out)
 }
 
+/// The remote's UUID, asked for and cached when not known yet; `None`
+/// (with git-annex's warning ending in `cannot`) when it cannot be had.
+pub(crate) fn known_uuid(
+    repo: &mut Repo,
+    remote: &RemoteConfig,
+    cannot: &str,
+    warn: &mut dyn Write,
+) -> Result<Option<String>, OperatorError> {
+    let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
+    let node = match NodeRemote::from_config(remote, &base) {
+        Ok(n) => n,
+        Err(e) => {
+            writeln!(warn, "  {e}. {cannot}")?;
+            return Ok(None);
+        }
+    };
+    let uuid = match node.uuid.as_str() {
+        "" => learn_uuid(repo, remote, &node, warn)?,
+        u => Some(u.to_owned()),
+    };
+    if uuid.is_none() {
+        writeln!(
+            warn,
+            "  {} is a git remote without a known annex-uuid. {cannot}",
+            remote.name
+        )?;
+    }
+    Ok(uuid)
+}
+
+/// A boolean remote setting; synthesised proxied remotes have theirs only
+/// in their settings.
+fn remote_bool(repo: &Repo, remote: &RemoteConfig, key: &str) -> bool {
+    repo.config_bool(&format!("remote.{}.{key}", remote.name))
+        .or_else(
+            || match remote.get(key)?.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Some(true),
+                _ => Some(false),
+            },
+        )
+        .unwrap_or(false)
+}
+
+/// `annex-proxy=true`, or any `annex-cluster-node` at all: git-annex asks
+/// only whether the setting exists, even empty.
 fn wants_proxy(repo: &Repo, remote: &RemoteConfig) -> bool {
-    let proxy = repo
-        .config_bool(&format!("remote.{}.annex-proxy", remote.name))
-        .unwrap_or(false);
-    let cluster_node = remote
-        .get("annex-cluster-node")
-        .is_some_and(|v| !v.trim().is_empty());
-    proxy || cluster_node
+    remote_bool(repo, remote, "annex-proxy") || remote.get("annex-cluster-node").is_some()
 }
 
 /// Ask the remote for its UUID and cache it, unless git-annex would not
@@ -127,16 +195,12 @@ fn learn_uuid(
     repo: &mut Repo,
     remote: &RemoteConfig,
     node: &NodeRemote,
-    opts: &ConnectOptions,
     warn: &mut dyn Write,
 ) -> Result<Option<String>, OperatorError> {
-    if repo
-        .config_bool(&format!("remote.{}.annex-ignore", remote.name))
-        .unwrap_or(false)
-    {
+    if remote_bool(repo, remote, "annex-ignore") {
         return Ok(None);
     }
-    match discover_uuid(node, opts) {
+    match discover_uuid(node, &ConnectOptions::new(sibling_shell())) {
         Ok(Some(uuid)) => {
             repo.set_config(&format!("remote.{}.annex-uuid", remote.name), &uuid)?;
             Ok(Some(uuid))
@@ -155,7 +219,7 @@ fn learn_uuid(
 
 /// UUIDs git-annex keeps out of the branch: this repository's when
 /// `annex.private` is set, and those of remotes with `annex-private`.
-fn private_uuids(repo: &Repo, my_uuid: &str) -> BTreeSet<String> {
+pub(crate) fn private_uuids(repo: &Repo, my_uuid: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     if repo.config_bool("annex.private").unwrap_or(false) {
         out.insert(my_uuid.to_owned());
