@@ -42,7 +42,7 @@ pub(crate) fn update_proxies(
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
-    let remote_proxies = configured_proxies(repo, warn)?;
+    let remote_proxies = break_cycles(configured_proxies(repo, warn)?, repo, my_uuid)?;
     let mut wanted = cluster_proxies(repo, &remote_proxies)?;
     wanted.extend(remote_proxies);
     let old = recorded_proxies(repo, my_uuid)?;
@@ -119,12 +119,59 @@ pub fn recorded_proxies(repo: &Repo, my_uuid: &str) -> Result<BTreeSet<Proxy>, O
         .unwrap_or_default())
 }
 
+/// Routes through other proxies that lead back to us, or to a repository
+/// we already reach by a shorter route, are dropped: with two proxies
+/// proxying each other, git-annex records `B-A` (itself), `B-A-B` and
+/// longer every time updateproxy runs on either side; we keep one route
+/// per repository, the direct remote or else the shortest name.
+fn break_cycles(
+    proxies: BTreeSet<Proxy>,
+    repo: &Repo,
+    my_uuid: &str,
+) -> Result<BTreeSet<Proxy>, OperatorError> {
+    let proxied_names: BTreeSet<String> = remotes_with_proxied(repo)?
+        .into_iter()
+        .filter(|r| r.get("annex-proxied-by").is_some())
+        .map(|r| r.name)
+        .collect();
+    let is_route = |p: &Proxy| proxied_names.contains(&p.name);
+    let direct: BTreeSet<&str> = proxies
+        .iter()
+        .filter(|p| !is_route(p))
+        .map(|p| p.uuid.as_str())
+        .collect();
+    let shortest = |p: &Proxy| {
+        proxies
+            .iter()
+            .filter(|q| q.uuid == p.uuid && is_route(q))
+            .min_by_key(|q| (q.name.len(), q.name.clone()))
+            .map(|q| q.name == p.name)
+            .unwrap_or(true)
+    };
+    Ok(proxies
+        .iter()
+        .filter(|p| {
+            !is_route(p)
+                || (p.uuid != my_uuid && !direct.contains(p.uuid.as_str()) && shortest(p))
+        })
+        .cloned()
+        .collect())
+}
+
 /// Every remote the git config asks us to proxy for and whose UUID we can
 /// learn; the others are warned about, as git-annex warns.
 fn configured_proxies(
     repo: &mut Repo,
     warn: &mut dyn Write,
 ) -> Result<BTreeSet<Proxy>, OperatorError> {
+    // A proxy's own proxied remotes appear only once its UUID is known:
+    // learn the UUIDs first, so a chain (`B-C` behind remote `B`) is seen
+    // in one run.
+    for remote in repo.remotes() {
+        if wants_proxy(repo, &remote) && remote.annex_uuid().is_none() {
+            known_uuid(repo, &remote, "Cannot proxy to this remote.", warn)?;
+        }
+    }
     let mut out = BTreeSet::new();
     for remote in remotes_with_proxied(repo)? {
         if !wants_proxy(repo, &remote) {

@@ -57,6 +57,13 @@ enum Flow {
     Tunnel,
 }
 
+/// After the greeting: the client's first request unless it was BYPASS
+/// (`Err` when unreadable), or the end of the session.
+enum Opening {
+    Next(Option<Result<Message, ConnError>>),
+    Stop,
+}
+
 /// Either the node's connection, or why there is none.
 enum Node {
     Up(Box<NodeConnection>),
@@ -144,6 +151,12 @@ where
         }
         if pending.is_none() {
             self.send(Message::Version(self.version)).await?;
+            if self.version >= 2 {
+                match self.bypass().await? {
+                    Opening::Next(first) => pending = first,
+                    Opening::Stop => return Ok(Flow::Stop),
+                }
+            }
         }
         loop {
             let msg = match pending.take() {
@@ -211,6 +224,37 @@ where
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Our UUID goes to the node in BYPASS, after the client's own set:
+    /// a proxy that finds itself in the set is being asked in a circle
+    /// (two proxies each listing the other's route to a repository) and
+    /// says so, instead of relaying forever.
+    async fn bypass(&mut self) -> Result<Opening, RelayError> {
+        let (mut set, first) = match self.client.read_message().await {
+            Ok(None) => return Ok(Opening::Stop),
+            Ok(Some(Message::Bypass(us))) => (us, None),
+            Ok(Some(m)) => (Vec::new(), Some(Ok(m))),
+            Err(e) if e.is_recoverable() => (Vec::new(), Some(Err(e))),
+            Err(e) => return Err(e.into()),
+        };
+        if set.contains(&self.my_uuid) {
+            let loop_error = format!("proxy loop: this request already passed {}", self.my_uuid);
+            eprintln!("git-annex-shell: {loop_error}");
+            self.send(Message::Error(loop_error)).await?;
+            return Ok(Opening::Stop);
+        }
+        set.push(self.my_uuid.clone());
+        set.sort();
+        set.dedup();
+        if let Node::Up(nc) = &mut self.node {
+            if nc.version >= 2 {
+                if let Err(e) = nc.conn.write_message(&Message::Bypass(set)).await {
+                    self.take_node_down(e).await;
+                }
+            }
+        }
+        Ok(Opening::Next(first))
     }
 
     fn refuse_removal(&self) -> Option<&'static str> {

@@ -290,13 +290,14 @@ async fn a_node_that_dies_mid_session_is_named_and_the_session_goes_on() {
     assert_eq!(proxy_log(&w).lines().count(), 0);
 }
 
-/// Replace the node's shell with a script (after the greeting and VERSION).
+/// Replace the node's shell with a script (after the greeting, VERSION
+/// and the relay's BYPASS).
 fn scripted_node(w: &mut World, after_version: &str) {
     let script = w.proxy.join("scripted-shell");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho 'AUTH-SUCCESS {}'\nread v\necho 'VERSION 4'\n{after_version}",
+            "#!/bin/sh\necho 'AUTH-SUCCESS {}'\nread v\necho 'VERSION 4'\nread bypass\n{after_version}",
             w.node.uuid
         ),
     )
@@ -402,4 +403,38 @@ fn replies_fit_the_clients_version() {
     );
     assert!(matches!(fit(Message::Timestamp(5), 2), Message::Error(_)));
     assert_eq!(fit(Message::Timestamp(5), 3), Message::Timestamp(5));
+}
+
+#[tokio::test]
+async fn a_request_that_already_passed_this_proxy_is_a_loop() {
+    let mut w = world();
+    let got = w.proxy.join("node-got");
+    scripted_node(&mut w, &format!("echo \"$bypass\" > '{}'\nread x\n", got.display()));
+    let (mut c, task) = start(&w, ServerMode::ReadWrite);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, Message::Bypass(vec![w.my_uuid.clone()])).await;
+    let Message::Error(why) = hear(&mut c).await else {
+        panic!("expected ERROR")
+    };
+    assert!(why.starts_with("proxy loop"), "{why}");
+    hang_up(c, task).await;
+
+    // Otherwise the node hears the client's set and ours.
+    let (mut c, task) = start(&w, ServerMode::ReadWrite);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, Message::Bypass(vec!["0000-client-side".into()])).await;
+    say(&mut c, Message::CheckPresent(key())).await;
+    // The script ends there, which the client hears about.
+    assert!(matches!(hear(&mut c).await, Message::Error(_)));
+    hang_up(c, task).await;
+    let mut want = vec!["0000-client-side".to_string(), w.my_uuid.clone()];
+    want.sort();
+    assert_eq!(
+        std::fs::read_to_string(&got).expect("node input").trim(),
+        format!("BYPASS {}", want.join(" "))
+    );
 }
