@@ -10,6 +10,7 @@ pub mod clock;
 pub mod key;
 pub mod lockfile;
 pub mod p2p;
+pub mod preferred;
 pub mod repo;
 pub mod store;
 pub mod threadio;

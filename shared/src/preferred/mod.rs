@@ -1,0 +1,19 @@
+//! Preferred content: git-annex's expressions saying which keys a
+//! repository wants, evaluated on the server for a key being stored, and a
+//! planner choosing the cluster nodes a PUT goes to.
+//!
+//! [`parse`] reads an expression; [`Facts`] holds what the git-annex branch
+//! says about repositories (expressions, groups, trust, numcopies, maxsize);
+//! [`wants`] answers "does repository U want key K"; [`plan_put`] picks
+//! the nodes of a cluster.
+
+mod glob;
+mod parse;
+
+pub use glob::Glob;
+pub use parse::{
+    parse, BalancedCount, BalancedKind, CopiesOf, Expr, ParseError, Term, TrustLevel,
+};
+
+#[cfg(test)]
+mod parse_tests;
