@@ -7,13 +7,21 @@
 //! [`wants`] answers "does repository U want key K"; [`plan_put`] picks
 //! the nodes of a cluster.
 
+mod balanced;
+mod eval;
+mod facts;
 mod glob;
+mod groups;
 mod parse;
+mod plan;
 
+pub use balanced::{has_space, pick, RepoSizes};
+pub use eval::{eval_expr, wants, EvalError, KeyInfo};
+pub use facts::{Facts, Matcher, FACT_FILES};
 pub use glob::Glob;
-pub use parse::{
-    parse, BalancedCount, BalancedKind, CopiesOf, Expr, ParseError, Term, TrustLevel,
-};
+pub use groups::{standard_group, StandardGroup};
+pub use parse::{parse, BalancedCount, BalancedKind, CopiesOf, Expr, ParseError, Term, TrustLevel};
+pub use plan::plan_put;
 
 #[cfg(test)]
 mod parse_tests;

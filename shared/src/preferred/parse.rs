@@ -47,7 +47,10 @@ impl TrustLevel {
 pub enum CopiesOf {
     All,
     /// `copies=trusted:N` (exactly) or `copies=trusted+:N` (at least).
-    Trust { level: TrustLevel, or_better: bool },
+    Trust {
+        level: TrustLevel,
+        or_better: bool,
+    },
     Group(String),
 }
 
@@ -94,8 +97,14 @@ pub enum Term {
     InPreferredDir,
     Present,
     SecureHash,
-    Copies { of: CopiesOf, n: i64 },
-    LackingCopies { n: i64, approx: bool },
+    Copies {
+        of: CopiesOf,
+        n: i64,
+    },
+    LackingCopies {
+        n: i64,
+        approx: bool,
+    },
     InBackend(String),
     MetaData(String),
     Url(String),
@@ -111,7 +120,10 @@ pub enum Term {
     },
     /// `standard` or `groupwanted` once the repository's own expression
     /// has been looked up (see `Facts`); never produced by [`parse`].
-    Call { name: &'static str, expr: Box<Expr> },
+    Call {
+        name: &'static str,
+        expr: Box<Expr>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -146,14 +158,8 @@ pub fn parse(s: &str) -> Result<Expr, ParseError> {
 fn is_space(c: char) -> bool {
     matches!(
         c,
-        ' ' | '\t'
-            | '\n'
-            | '\u{b}'
-            | '\u{c}'
-            | '\r'
-            | '\u{a0}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+        ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
     )
 }
 
@@ -236,7 +242,7 @@ fn parse_word(w: &str) -> Result<Token, ParseError> {
     Ok(Token::Term(term))
 }
 
-fn parse_copies(v: &str) -> Result<Term, &'static str> {
+pub(crate) fn parse_copies(v: &str) -> Result<Term, &'static str> {
     let parts: Vec<&str> = v.split(':').collect();
     let (of, n) = match parts.as_slice() {
         [n] => (CopiesOf::All, n),
@@ -298,7 +304,7 @@ pub(crate) fn read_int(s: &str) -> Option<i64> {
             .iter()
             .position(|c| !(*c as char).is_digit(radix))
             .map_or(b.len(), |p| from + p);
-        (end > from).then(|| (from, end))
+        (end > from).then_some((from, end))
     };
     let prefixed = match (b.first(), b.get(1)) {
         (Some(b'0'), Some(b'x' | b'X')) => radix_digits(16, 2).map(|r| (16, r)),
@@ -313,7 +319,10 @@ pub(crate) fn read_int(s: &str) -> Option<i64> {
             let frac = rest.first() == Some(&b'.') && rest.get(1).is_some_and(u8::is_ascii_digit);
             let exp = matches!(rest.first(), Some(b'e' | b'E')) && {
                 let r = &rest[1..];
-                let r = r.strip_prefix(b"-").or_else(|| r.strip_prefix(b"+")).unwrap_or(r);
+                let r = r
+                    .strip_prefix(b"-")
+                    .or_else(|| r.strip_prefix(b"+"))
+                    .unwrap_or(r);
                 r.first().is_some_and(u8::is_ascii_digit)
             };
             if frac || exp {
@@ -399,7 +408,10 @@ fn and(a: Expr, b: Expr) -> Expr {
 }
 
 fn generate(tokens: Vec<Token>) -> Expr {
-    simplify(process(Expr::Any, &mut implicit_and(group(tokens)).into_iter()))
+    simplify(process(
+        Expr::Any,
+        &mut implicit_and(group(tokens)).into_iter(),
+    ))
 }
 
 fn process(mut acc: Expr, it: &mut std::vec::IntoIter<Group>) -> Expr {

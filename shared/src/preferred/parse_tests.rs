@@ -24,8 +24,14 @@ fn tree(s: &str) -> String {
 
 #[test]
 fn no_precedence_left_to_right() {
-    assert_eq!(tree("include=a or include=b and include=c"), "((inc:a | inc:b) & inc:c)");
-    assert_eq!(tree("include=a and include=b or include=c"), "((inc:a & inc:b) | inc:c)");
+    assert_eq!(
+        tree("include=a or include=b and include=c"),
+        "((inc:a | inc:b) & inc:c)"
+    );
+    assert_eq!(
+        tree("include=a and include=b or include=c"),
+        "((inc:a & inc:b) | inc:c)"
+    );
 }
 
 #[test]
@@ -34,14 +40,23 @@ fn implicit_and_and_not() {
     assert_eq!(tree("include=a not include=b"), "(inc:a & !inc:b)");
     assert_eq!(tree("not not present"), "!!present");
     assert_eq!(tree("include=a or not include=b"), "(inc:a | !inc:b)");
-    assert_eq!(tree("(include=a or include=b) include=c"), "((inc:a | inc:b) & inc:c)");
-    assert_eq!(tree("include=c (include=a or include=b)"), "(inc:c & (inc:a | inc:b))");
+    assert_eq!(
+        tree("(include=a or include=b) include=c"),
+        "((inc:a | inc:b) & inc:c)"
+    );
+    assert_eq!(
+        tree("include=c (include=a or include=b)"),
+        "(inc:c & (inc:a | inc:b))"
+    );
 }
 
 #[test]
 fn parens_are_split_and_forgiven() {
     assert_eq!(tree("not(include=a)"), "!inc:a");
-    assert_eq!(tree("include=a and (include=b or include=c"), "(inc:a & (inc:b | inc:c))");
+    assert_eq!(
+        tree("include=a and (include=b or include=c"),
+        "(inc:a & (inc:b | inc:c))"
+    );
     assert_eq!(tree("include=a ) or include=b ) )"), "(inc:a | inc:b)");
     assert_eq!(tree(""), "ANY");
     assert_eq!(tree("( )"), "ANY");
@@ -68,15 +83,27 @@ fn terms_and_values() {
         Expr::Term(t) => t,
         e => panic!("not one term: {e:?}"),
     };
-    assert_eq!(one("copies=2"), Term::Copies { of: CopiesOf::All, n: 2 });
+    assert_eq!(
+        one("copies=2"),
+        Term::Copies {
+            of: CopiesOf::All,
+            n: 2
+        }
+    );
     assert_eq!(
         one("copies=archive:1"),
-        Term::Copies { of: CopiesOf::Group("archive".into()), n: 1 }
+        Term::Copies {
+            of: CopiesOf::Group("archive".into()),
+            n: 1
+        }
     );
     assert_eq!(
         one("copies=trusted+:3"),
         Term::Copies {
-            of: CopiesOf::Trust { level: TrustLevel::Trusted, or_better: true },
+            of: CopiesOf::Trust {
+                level: TrustLevel::Trusted,
+                or_better: true
+            },
             n: 3
         }
     );
@@ -94,7 +121,10 @@ fn terms_and_values() {
     );
     assert!(matches!(
         one("fullysizebalanced=g:lackingcopies"),
-        Term::Balanced { count: BalancedCount::LackingCopies, .. }
+        Term::Balanced {
+            count: BalancedCount::LackingCopies,
+            ..
+        }
     ));
     assert!(matches!(one("metadata=tag=x"), Term::MetaData(_)));
     assert!(matches!(one("metadata=year>=2000"), Term::MetaData(_)));
@@ -102,9 +132,18 @@ fn terms_and_values() {
 
 #[test]
 fn errors_name_the_word() {
-    assert_eq!(parse("present in=here"), Err(ParseError::UnknownTerm("in=here".into())));
-    assert_eq!(parse("ingroup=x"), Err(ParseError::UnknownTerm("ingroup=x".into())));
-    assert_eq!(parse("anything=1"), Err(ParseError::UnknownTerm("anything=1".into())));
+    assert_eq!(
+        parse("present in=here"),
+        Err(ParseError::UnknownTerm("in=here".into()))
+    );
+    assert_eq!(
+        parse("ingroup=x"),
+        Err(ParseError::UnknownTerm("ingroup=x".into()))
+    );
+    assert_eq!(
+        parse("anything=1"),
+        Err(ParseError::UnknownTerm("anything=1".into()))
+    );
     for bad in [
         "copies=2.5",
         "copies=1e2",
@@ -147,7 +186,18 @@ fn integers_as_haskell_reads_them() {
 
 #[test]
 fn never_panics_on_odd_input() {
-    for s in ["((((", "))))", "not not not", "=", "==", "(=)", "a\u{a0}b", "\u{2003}", "[", "include=["] {
+    for s in [
+        "((((",
+        "))))",
+        "not not not",
+        "=",
+        "==",
+        "(=)",
+        "a\u{a0}b",
+        "\u{2003}",
+        "[",
+        "include=[",
+    ] {
         let _ = parse(s);
     }
 }
