@@ -25,3 +25,5 @@ pub use plan::plan_put;
 
 #[cfg(test)]
 mod parse_tests;
+#[cfg(test)]
+mod annex_pin_tests;

@@ -58,7 +58,7 @@ pub enum CopiesOf {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BalancedCount {
     N(i64),
-    /// `GROUP:lackingcopies`: as many as numcopies still lacks.
+    /// `GROUP:lackingcopies`: numcopies of them (see eval.rs).
     LackingCopies,
 }
 
