@@ -18,7 +18,10 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
         Path::new(GIT_ANNEX).exists(),
         "the real git-annex is needed at {GIT_ANNEX} (see helper-common.md)"
     );
-    let path = format!("/work/main/.venv/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "/work/main/.venv/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
     Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -57,7 +60,9 @@ fn real_answers(dir: &Path, cases: &[(String, Vec<String>)]) -> Vec<bool> {
         for _ in 0..4 {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((expr, args)) = cases.get(i) else { break };
+                let Some((expr, args)) = cases.get(i) else {
+                    break;
+                };
                 let mut argv = vec!["matchexpression", expr.as_str()];
                 argv.extend(args.iter().map(String::as_str));
                 let out = run(dir, GIT_ANNEX, &argv);
@@ -113,12 +118,20 @@ fn file_and_size_terms_match_git_annex() {
         "copies=0",
         "not (largerthan=1000 or exclude=*.txt)",
     ];
-    let files = [("a.txt", 999), ("archive/x.mp3", 1000), ("d/archive/y.MP3", 1001), ("x/public/q", 0)];
+    let files = [
+        ("a.txt", 999),
+        ("archive/x.mp3", 1000),
+        ("d/archive/y.MP3", 1001),
+        ("x/public/q", 0),
+    ];
     let mut cases = Vec::new();
     for e in exprs {
         for (i, (f, size)) in files.iter().enumerate() {
             let k = key(*size, i as u32);
-            cases.push((e.to_owned(), vec!["--file".into(), (*f).into(), "--key".into(), k.to_string()]));
+            cases.push((
+                e.to_owned(),
+                vec!["--file".into(), (*f).into(), "--key".into(), k.to_string()],
+            ));
         }
     }
     let real = real_answers(dir.path(), &cases);
@@ -126,7 +139,11 @@ fn file_and_size_terms_match_git_annex() {
     let holders = BTreeSet::new();
     for ((expr, args), want) in cases.iter().zip(real) {
         let k = Key::parse(&args[3]).expect("key");
-        let info = KeyInfo { key: &k, file: Some(&args[1]), holders: &holders };
+        let info = KeyInfo {
+            key: &k,
+            file: Some(&args[1]),
+            holders: &holders,
+        };
         let e = parse(expr).expect("parses");
         let ours = eval_expr(&e, &facts, &RepoSizes::new(), "here", &info).expect("evaluates");
         assert_eq!(ours, want, "{expr} on {} {}", args[1], args[3]);
@@ -137,7 +154,9 @@ fn file_and_size_terms_match_git_annex() {
 fn location_terms_match_git_annex() {
     let dir = scratch();
     let d = dir.path();
-    let uuids: Vec<String> = (1..=4).map(|i| format!("aaaaaaaa-0000-4000-8000-00000000000{i}")).collect();
+    let uuids: Vec<String> = (1..=4)
+        .map(|i| format!("aaaaaaaa-0000-4000-8000-00000000000{i}"))
+        .collect();
     let [a, b, c, u] = [&uuids[0], &uuids[1], &uuids[2], &uuids[3]];
     // git-annex only names repositories it knows from uuid.log.
     let branch = Branch::open(d).expect("branch");
@@ -216,8 +235,16 @@ fn location_terms_match_git_annex() {
     }
     for ((expr, args), want) in cases.iter().zip(real) {
         let k = Key::parse(&args[1]).expect("key");
-        let holders: BTreeSet<String> = branch.key_locations(&k).expect("locations").into_iter().collect();
-        let info = KeyInfo { key: &k, file: None, holders: &holders };
+        let holders: BTreeSet<String> = branch
+            .key_locations(&k)
+            .expect("locations")
+            .into_iter()
+            .collect();
+        let info = KeyInfo {
+            key: &k,
+            file: None,
+            holders: &holders,
+        };
         let e = parse(expr).expect("parses");
         let ours = eval_expr(&e, &facts, &sizes, &here, &info).expect("evaluates");
         assert_eq!(ours, want, "{expr} for {k} held by {holders:?}");
@@ -242,10 +269,26 @@ fn parse_errors_match_git_annex() {
         ("fullysizebalanced=g:lackingcopies", false),
         ("standard=x", true),
     ] {
-        let out = run(dir.path(), GIT_ANNEX, &["matchexpression", expr, "--key", "SHA256E-s5--aa", "--file", "f"]);
+        let out = run(
+            dir.path(),
+            GIT_ANNEX,
+            &[
+                "matchexpression",
+                expr,
+                "--key",
+                "SHA256E-s5--aa",
+                "--file",
+                "f",
+            ],
+        );
         let theirs = out.status.code() == Some(42)
             && String::from_utf8_lossy(&out.stderr).contains("bad expression");
-        assert_eq!(theirs, bad, "git-annex on {expr}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            theirs,
+            bad,
+            "git-annex on {expr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(parse(expr).is_err(), bad, "ours on {expr}");
     }
 }

@@ -24,6 +24,8 @@ pub use parse::{parse, BalancedCount, BalancedKind, CopiesOf, Expr, ParseError, 
 pub use plan::plan_put;
 
 #[cfg(test)]
+mod annex_pin_tests;
+#[cfg(test)]
 mod parse_tests;
 #[cfg(test)]
-mod annex_pin_tests;
+mod plan_tests;
