@@ -245,3 +245,69 @@ fn newest_single_value(content: &[u8]) -> Option<i64> {
         .max()
         .map(|(_, v)| v)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::key::Key;
+    use crate::preferred::{wants, KeyInfo, RepoSizes};
+
+    #[test]
+    fn matcher_fallbacks_as_in_git_annex() {
+        let files: BTreeMap<&str, &[u8]> = BTreeMap::from([
+            (
+                "preferred-content.log",
+                &b"u1 groupwanted timestamp=1s\nu2 present in=x timestamp=1s\nu3 not present timestamp=1s\nu4 standard timestamp=1s\nu6 ( ) timestamp=1s\n"[..],
+            ),
+            ("required-content.log", &b"u5 include=*.iso timestamp=1s\n"[..]),
+            ("group.log", &b"u1 mine timestamp=1s\nu4 archive other timestamp=1s\n"[..]),
+            ("group-preferred-content.log", &b"1s mine largerthan=10\n"[..]),
+            ("numcopies.log", &b"1s 3\n2s 2\n"[..]),
+            ("trust.log", &b"u9 X timestamp=1s\n"[..]),
+        ]);
+        let facts = Facts::from_files(|f| files.get(f).copied());
+        assert_eq!(facts.numcopies(), 2);
+        assert_eq!(facts.trust_of("u9"), TrustLevel::Dead);
+        assert!(matches!(
+            facts.matcher("u2"),
+            Matcher::Unparseable(ParseError::UnknownTerm(_))
+        ));
+        assert_eq!(facts.matcher("u6"), Matcher::NotConfigured);
+        assert_eq!(facts.matcher("nobody"), Matcher::NotConfigured);
+
+        let big = Key::parse("SHA256E-s100--aa.iso").expect("key");
+        let none = BTreeSet::new();
+        let held: BTreeSet<String> = ["u2".to_string(), "u3".to_string()].into();
+        let sizes = RepoSizes::new();
+        let w = |u: &str, holders: &BTreeSet<String>| {
+            wants(
+                &facts,
+                &sizes,
+                u,
+                &KeyInfo {
+                    key: &big,
+                    file: Some("a.iso"),
+                    holders,
+                },
+            )
+            .expect("evaluates")
+        };
+        assert!(
+            w("u1", &none),
+            "groupwanted expands to the group's expression"
+        );
+        assert!(
+            !w("u2", &none) && w("u2", &held),
+            "unparseable means present"
+        );
+        assert!(!w("u3", &none), "negated present is never acted on");
+        assert!(w("u4", &none), "standard in one standard group (archive)");
+        assert!(w("u5", &none), "required content is preferred too");
+        assert!(
+            w("nobody", &none),
+            "no expression: wanted, as the cluster asks"
+        );
+    }
+}
