@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod key;
 pub mod lockfile;
 pub mod p2p;
+pub mod preferred;
 pub mod repo;
 pub mod store;
 pub mod threadio;
