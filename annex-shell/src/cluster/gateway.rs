@@ -29,16 +29,20 @@ pub(super) enum Flow {
 /// What the gateway knows about the placement of keys: which nodes want
 /// a key (preferred content), and whether the gateway itself does.
 pub trait Placement: Send {
-    /// Of `nodes`, those that want `key` given that `holders` have it.
+    /// Of `nodes`, those that should get `key` given that `holders` have
+    /// it (with the fallbacks when none wants it; empty when none can).
     fn wanted(
-        &self,
+        &mut self,
         nodes: &[&str],
         key: &Key,
         file: Option<&str>,
         holders: &BTreeSet<String>,
     ) -> BTreeSet<String>;
     /// Whether the gateway stores the key too.
-    fn gateway_wants(&self, key: &Key, file: Option<&str>, holders: &BTreeSet<String>) -> bool;
+    fn gateway_wants(&mut self, key: &Key, file: Option<&str>, holders: &BTreeSet<String>)
+        -> bool;
+    /// The key was stored on `uuids` (sizes change).
+    fn placed(&mut self, key: &Key, uuids: &BTreeSet<String>);
 }
 
 pub struct Gateway<R, W> {

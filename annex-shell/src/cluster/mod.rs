@@ -11,6 +11,7 @@ pub mod gateway;
 mod get;
 pub mod policy;
 pub mod pool;
+mod placement;
 mod put;
 mod remove;
 
@@ -38,6 +39,12 @@ pub fn run(
         return Err(ShellError::Other("missing UUID parameter".into()));
     }
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
+    // What clients pushed (synced/git-annex) is merged first, as git-annex
+    // does on its first read of the branch: their preferred content and
+    // groups decide where keys go.
+    if let Err(e) = repo.branch().commit() {
+        eprintln!("git-annex-shell: merging the git-annex branch: {e}");
+    }
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
     let mut opts = ConnectOptions::new(crate::proxy::our_shell());
     opts.forward_stderr = true;
@@ -46,7 +53,7 @@ pub fn run(
         my_uuid: my_uuid.clone(),
         store: repo.store(),
         branch: repo.branch(),
-        placement: Box::new(EveryNode),
+        placement: placement(&repo, &my_uuid),
         mode: policy.server_mode(),
         jobs: repo.jobs(),
     };
@@ -110,13 +117,25 @@ fn node_slots(
     (slots, Some(own))
 }
 
+/// The nodes' preferred content; if the branch cannot be read for it,
+/// git-annex's default (every node wants every key).
+fn placement(repo: &Repo, my_uuid: &str) -> Box<dyn Placement> {
+    match placement::Preferred::load(repo.branch(), my_uuid.to_owned()) {
+        Ok(p) => Box::new(p),
+        Err(e) => {
+            eprintln!("git-annex-shell: reading preferred content: {e}");
+            Box::new(EveryNode)
+        }
+    }
+}
+
 /// Placement with no preferred content: git-annex's default, every node
 /// wants every key, and the gateway keeps none.
 struct EveryNode;
 
 impl Placement for EveryNode {
     fn wanted(
-        &self,
+        &mut self,
         nodes: &[&str],
         _key: &Key,
         _file: Option<&str>,
@@ -125,9 +144,11 @@ impl Placement for EveryNode {
         nodes.iter().map(|s| s.to_string()).collect()
     }
 
-    fn gateway_wants(&self, _key: &Key, _file: Option<&str>, _holders: &BTreeSet<String>) -> bool {
+    fn gateway_wants(&mut self, _: &Key, _: Option<&str>, _: &BTreeSet<String>) -> bool {
         false
     }
+
+    fn placed(&mut self, _: &Key, _: &BTreeSet<String>) {}
 }
 
 #[cfg(test)]

@@ -5,13 +5,12 @@ use std::collections::BTreeSet;
 
 /// The nodes (by index into `nodes`) a PUT is sent to.
 ///
-/// `wanted` are the nodes that want the key, as the placement planner
-/// decided given the current `holders`. Those not holding it yet get it.
-/// When none is left, the holders are asked (they answer ALREADY-HAVE, or
-/// take it if the log was stale) rather than copying the key to nodes
-/// that do not want it. Only when no node holds or wants it does the
-/// upload go to every node, as git-annex's gateway does: the client asked
-/// for a copy in the cluster, and refusing would lose it.
+/// `wanted` are the nodes the placement planner chose given the current
+/// `holders` (it falls back, as git-annex's gateway does, to nodes that do
+/// not want the key rather than refuse a copy the client asked for). Those
+/// not holding it yet get it. When none is left, the holders are asked
+/// (they answer ALREADY-HAVE, or take it if the log was stale); when no
+/// node holds it either, nothing: no node has room.
 pub fn put_targets(
     nodes: &[&str],
     holders: &BTreeSet<String>,
@@ -29,11 +28,7 @@ pub fn put_targets(
     if !fresh.is_empty() {
         return fresh;
     }
-    let held = pick(&|u| holders.contains(u));
-    if !held.is_empty() {
-        return held;
-    }
-    (0..nodes.len()).collect()
+    pick(&|u| holders.contains(u))
 }
 
 /// The order in which nodes holding a key are tried for a GET: nodes
@@ -85,11 +80,11 @@ mod tests {
     }
 
     #[test]
-    fn unwanted_and_unheld_goes_everywhere() {
+    fn no_room_and_no_holder_means_no_target() {
         let nodes = ["a", "b"];
-        assert_eq!(put_targets(&nodes, &set(&[]), &set(&[])), vec![0, 1]);
+        assert_eq!(put_targets(&nodes, &set(&[]), &set(&[])), Vec::<usize>::new());
         // Holders outside the cluster do not count.
-        assert_eq!(put_targets(&nodes, &set(&["z"]), &set(&[])), vec![0, 1]);
+        assert_eq!(put_targets(&nodes, &set(&["z"]), &set(&[])), Vec::<usize>::new());
     }
 
     #[test]

@@ -63,7 +63,7 @@ where
         }
         if receiving.is_empty() {
             if holding.is_empty() {
-                let why = join_reasons(&reasons, "the cluster has no nodes");
+                let why = join_reasons(&reasons, "no node has room for it");
                 return self
                     .send(Message::Error(format!("no node can store {key}: {why}")))
                     .await;
@@ -123,6 +123,7 @@ where
             eprintln!("git-annex-shell: {key}: {}", reasons.join("; "));
         }
         self.record(&key, &holding, LogStatus::Present);
+        self.placement.placed(&key, &holding);
         if stored || !holding.is_empty() {
             self.send(Message::SuccessPlus(holding.into_iter().collect()))
                 .await
@@ -131,7 +132,7 @@ where
         }
     }
 
-    fn put_targets(&self, key: &Key, file: Option<&str>) -> Vec<usize> {
+    fn put_targets(&mut self, key: &Key, file: Option<&str>) -> Vec<usize> {
         let holders = self.holders(key);
         let node_idx: Vec<usize> = (0..self.pool.len()).filter(|&i| Some(i) != self.own).collect();
         let nodes: Vec<&str> = node_idx.iter().map(|&i| self.pool.slots[i].uuid()).collect();

@@ -329,7 +329,7 @@ struct OnlySecond(String);
 
 impl Placement for OnlySecond {
     fn wanted(
-        &self,
+        &mut self,
         _nodes: &[&str],
         _key: &Key,
         _file: Option<&str>,
@@ -338,9 +338,11 @@ impl Placement for OnlySecond {
         [self.0.clone()].into_iter().collect()
     }
 
-    fn gateway_wants(&self, _: &Key, _: Option<&str>, _: &BTreeSet<String>) -> bool {
+    fn gateway_wants(&mut self, _: &Key, _: Option<&str>, _: &BTreeSet<String>) -> bool {
         false
     }
+
+    fn placed(&mut self, _: &Key, _: &BTreeSet<String>) {}
 }
 
 #[tokio::test]

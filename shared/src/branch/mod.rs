@@ -18,6 +18,7 @@ pub(crate) mod tests;
 mod tree;
 pub mod uuidlog;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -134,6 +135,41 @@ impl Branch {
             return Ok(Some(c));
         }
         self.read_committed(path)
+    }
+
+    /// Every file of the branch with its current content (journal first),
+    /// for whole-branch summaries such as repository sizes.
+    pub fn all_files(&self) -> Result<BTreeMap<String, Vec<u8>>, BranchError> {
+        let repo = self.repo.to_thread_local();
+        let mut blobs = BTreeMap::new();
+        if let Some(tip) = self.tip()? {
+            let tree = repo
+                .find_commit(tip)
+                .map_err(gix::Error::from)?
+                .tree_id()
+                .map_err(gix::Error::from)?
+                .detach();
+            tree::changed_blobs(&repo, None, tree, "", &mut blobs)?;
+        }
+        let mut out = BTreeMap::new();
+        for (path, oid) in blobs {
+            let blob = repo.find_object(oid).map_err(gix::Error::from)?;
+            out.insert(path, blob.data.clone());
+        }
+        for (_, path) in self
+            .journal
+            .list()
+            .map_err(io_err("listing the journal"))?
+        {
+            if let Some(c) = self
+                .journal
+                .read(&path)
+                .map_err(io_err("reading the journal"))?
+            {
+                out.insert(path, c);
+            }
+        }
+        Ok(out)
     }
 
     /// A branch file as committed at the branch tip, ignoring the journal.

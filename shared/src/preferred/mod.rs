@@ -14,6 +14,7 @@ mod glob;
 mod groups;
 mod parse;
 mod plan;
+mod sizes;
 
 pub use balanced::{has_space, pick, RepoSizes};
 pub use eval::{eval_expr, wants, EvalError, KeyInfo};
@@ -22,6 +23,7 @@ pub use glob::Glob;
 pub use groups::{standard_group, StandardGroup};
 pub use parse::{parse, BalancedCount, BalancedKind, CopiesOf, Expr, ParseError, Term, TrustLevel};
 pub use plan::plan_put;
+pub use sizes::repo_sizes;
 
 #[cfg(test)]
 mod annex_pin_tests;
