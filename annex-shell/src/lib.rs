@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod builtins;
+pub mod listen;
 pub mod cmd;
 pub mod operator;
 pub mod p2pstdio;

@@ -5,6 +5,7 @@
 //! Output goes to the writers given (stdout for results, stderr for
 //! warnings), so the binary stays a thin `main`.
 
+pub mod p2p;
 pub mod updateproxy;
 
 use std::io::Write;
@@ -28,6 +29,8 @@ pub enum OperatorError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Branch(#[from] annex::branch::BranchError),
+    #[error(transparent)]
+    P2p(#[from] p2p::P2pError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
