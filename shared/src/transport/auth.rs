@@ -181,9 +181,8 @@ impl Creds {
     /// The token to send to `address`: `GIT_ANNEX_P2P_AUTHTOKEN` if set,
     /// else the first line of its creds file.
     pub fn peer_token(&self, address: &P2pAddress) -> Result<Option<AuthToken>, CredsError> {
-        if let Some(v) = std::env::var_os(TOKEN_ENV).filter(|v| !v.is_empty()) {
-            let v = v.to_str().ok_or(CredsError::BadEnvToken)?;
-            return AuthToken::parse(v).map(Some).ok_or(CredsError::BadEnvToken);
+        if let Some(t) = env_token()? {
+            return Ok(Some(t));
         }
         let text = self.read(&address.creds_file_name())?;
         Ok(text.and_then(|t| t.lines().next().and_then(AuthToken::parse)))
@@ -225,6 +224,17 @@ impl Creds {
         f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &dest).map_err(io_err(&dest))
+    }
+}
+
+/// The token `GIT_ANNEX_P2P_AUTHTOKEN` gives, if set.
+pub fn env_token() -> Result<Option<AuthToken>, CredsError> {
+    match std::env::var_os(TOKEN_ENV).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => {
+            let v = v.to_str().ok_or(CredsError::BadEnvToken)?;
+            AuthToken::parse(v).map(Some).ok_or(CredsError::BadEnvToken)
+        }
     }
 }
 
