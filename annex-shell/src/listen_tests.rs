@@ -128,3 +128,21 @@ fn a_live_socket_is_not_taken_over_a_dead_one_is() {
     }
     panic!("stale socket not replaced: {last:?}");
 }
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let slots = Arc::new(Slots { max: 2, used: Mutex::new(0), freed: Condvar::new() });
+    let first = slots.acquire();
+    let _second = slots.acquire();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiting = Arc::clone(&slots);
+    let third = std::thread::spawn(move || {
+        let _slot = waiting.acquire();
+        tx.send(()).expect("test still listening");
+    });
+    let short = std::time::Duration::from_millis(100);
+    assert!(rx.recv_timeout(short).is_err(), "a third connection got in while two ran");
+    drop(first);
+    assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(), "freed slot not taken");
+    third.join().expect("join");
+}
