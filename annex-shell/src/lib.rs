@@ -8,6 +8,7 @@ pub mod args;
 pub mod builtins;
 pub mod cluster;
 pub mod cmd;
+pub mod listen;
 pub mod operator;
 pub mod p2pstdio;
 pub mod proxy;

@@ -12,6 +12,7 @@ mod url;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use annex::threadio::{ThreadReader, ThreadWriter};
 use anyhow::{bail, Context};
 
 use crate::helper::Outcome;
@@ -50,7 +51,7 @@ fn run() -> anyhow::Result<u8> {
         let mut input = std::io::stdin().lock();
         let mut output = std::io::stdout();
         helper::run(&mut input, &mut output, |_service, options| {
-            runtime.block_on(tunnel::open(&target, options.family, &client_uuid))
+            runtime.block_on(tunnel::open(&target, options.family, &client_uuid, git_dir.as_deref()))
         })
     };
     let result = match outcome {
@@ -63,8 +64,9 @@ fn run() -> anyhow::Result<u8> {
                     tunnel.server_uuid()
                 );
             }
+            let (git_in, git_out) = git_pipes().context("setting up stdin/stdout")?;
             runtime
-                .block_on(tunnel.relay(service, tokio::io::stdin(), tokio::io::stdout()))
+                .block_on(tunnel.relay(service, git_in, git_out))
                 .map(exit_byte)
                 .map_err(anyhow::Error::from)
         }
@@ -74,6 +76,16 @@ fn run() -> anyhow::Result<u8> {
     // must not keep us from exiting.
     runtime.shutdown_background();
     result
+}
+
+/// git's pipes for the relay, each served by a thread of its own (see
+/// `annex::threadio`). stdin is read through std's `Stdin`, whose buffer
+/// may hold what git sent right after `connect`; stdout is a duplicate of
+/// fd 1, bypassing std's line buffering.
+fn git_pipes() -> std::io::Result<(ThreadReader, ThreadWriter)> {
+    use std::os::fd::AsFd;
+    let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    Ok((ThreadReader::new(std::io::stdin())?, ThreadWriter::new(output)?))
 }
 
 /// The service's exit status as ours; statuses that are not one byte

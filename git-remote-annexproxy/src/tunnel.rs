@@ -14,6 +14,11 @@
 //! The one connection is therefore split into a reading half and a writing
 //! half over the two pipes of the transport.
 //!
+//! A P2P address (tor, p2p-annex) is reached as git-annex's helpers reach
+//! it: through the SOCKS proxy or the network's program, and the session
+//! starts with our `AUTH` rather than the server's unprompted
+//! `AUTH-SUCCESS`.
+//!
 //! When git closes our stdin nothing is sent: git-annex's relay takes a
 //! client `CONNECTDONE` as "stop now", and git closes its end in the middle
 //! of a push (after the pack, before the status report).
@@ -23,8 +28,11 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use annex::p2p::{ConnError, Connection, Message, Service};
+use annex::transport::auth::{self, AuthToken, Creds, CredsError};
+use annex::transport::p2paddr::{self, BoxRead, BoxWrite, P2pAddress, PeerError, PeerStream};
+use annex::transport::socks::{self, SocksError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Empty, Sink};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::process::Child;
 
 use crate::helper::Family;
 use crate::url::Target;
@@ -98,6 +106,12 @@ pub enum TunnelError {
     GitInput(#[source] std::io::Error),
     #[error("writing to git failed")]
     GitOutput(#[source] ConnError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Socks(#[from] SocksError),
+    #[error(transparent)]
+    Creds(#[from] CredsError),
 }
 
 /// This repository's `annex.uuid`, or empty.
@@ -125,7 +139,8 @@ pub fn remote_command(dir: &str, client_uuid: &str) -> String {
 
 /// The process that carries the session: `ssh … git-annex-shell …`, or
 /// git-annex-shell itself for a local path. Both are looked up on PATH.
-pub fn transport_command(target: &Target, family: Family, client_uuid: &str) -> std::process::Command {
+/// `None` for a P2P address, which is no shell's.
+pub fn transport_command(target: &Target, family: Family, client_uuid: &str) -> Option<std::process::Command> {
     let mut cmd = match target {
         Target::Ssh { user, host, port, dir } => {
             let mut cmd = std::process::Command::new("ssh");
@@ -155,11 +170,12 @@ pub fn transport_command(target: &Target, family: Family, client_uuid: &str) -> 
             cmd.arg("p2pstdio").arg(path).arg(client_uuid);
             cmd
         }
+        Target::P2p { .. } => return None,
     };
     for var in LOCAL_REPO_ENV {
         cmd.env_remove(var);
     }
-    cmd
+    Some(cmd)
 }
 
 /// A P2P session that has started (the server said `AUTH-SUCCESS`), ready
@@ -171,13 +187,22 @@ pub struct Tunnel<R, W> {
     transport: Option<(String, Child)>,
 }
 
+/// A tunnel over whichever transport the URL asked for.
+pub type AnyTunnel = Tunnel<BoxRead, BoxWrite>;
+
 /// Runs the transport for `target` and waits for the session to start.
+/// `git_dir` is the client repository, where P2P credentials and settings
+/// are looked up.
 pub async fn open(
     target: &Target,
     family: Family,
     client_uuid: &str,
-) -> Result<Tunnel<ChildStdout, ChildStdin>, TunnelError> {
-    let std_cmd = transport_command(target, family, client_uuid);
+    git_dir: Option<&Path>,
+) -> Result<AnyTunnel, TunnelError> {
+    if let Target::P2p { address, token } = target {
+        return open_p2p(address, token.as_ref(), client_uuid, git_dir).await;
+    }
+    let std_cmd = transport_command(target, family, client_uuid).expect("only P2P targets have no command");
     let program = std_cmd.get_program().to_string_lossy().into_owned();
     let mut cmd = tokio::process::Command::from(std_cmd);
     // stderr is git's: the server's messages reach the user unchanged.
@@ -185,8 +210,8 @@ pub async fn open(
     let mut child = cmd
         .spawn()
         .map_err(|source| TunnelError::Spawn { program: program.clone(), source })?;
-    let stdout = child.stdout.take().expect("stdout was piped");
-    let stdin = child.stdin.take().expect("stdin was piped");
+    let stdout: BoxRead = Box::new(child.stdout.take().expect("stdout was piped"));
+    let stdin: BoxWrite = Box::new(child.stdin.take().expect("stdin was piped"));
     match Tunnel::start(stdout, stdin).await {
         Ok(mut t) => {
             t.transport = Some((program, child));
@@ -194,6 +219,76 @@ pub async fn open(
         }
         Err(e) => Err(explain_exit(e, &program, &mut child).await),
     }
+}
+
+/// Connects to a P2P peer and authenticates with the URL's token, else the
+/// one `GIT_ANNEX_P2P_AUTHTOKEN` or the client's creds hold.
+async fn open_p2p(
+    address: &P2pAddress,
+    token: Option<&AuthToken>,
+    client_uuid: &str,
+    git_dir: Option<&Path>,
+) -> Result<AnyTunnel, TunnelError> {
+    let token = match token {
+        Some(t) => t.clone(),
+        None => peer_token(address, git_dir)?,
+    };
+    let proxy = socks::tor_socks_proxy(git_config(socks::SOCKS_CONFIG).as_deref())?;
+    let PeerStream { reader, writer, child } = address.connect(proxy).await?;
+    let mut transport = child.map(|c| (program_name(address), c));
+    let mut conn = Connection::new(reader, writer);
+    let authed = p2paddr::authenticate(&mut conn, address, client_uuid, &token).await;
+    let server_uuid = match authed {
+        Ok(uuid) => uuid,
+        Err(e) => {
+            if let Some((_, child)) = transport.as_mut() {
+                finish(child).await;
+            }
+            return Err(e.into());
+        }
+    };
+    // The server says nothing more until it hears CONNECT.
+    if !conn.buffered().is_empty() {
+        return Err(TunnelError::Unexpected { verb: "data", stage: Stage::BeforeConnectDone });
+    }
+    let (reader, writer) = conn.into_inner();
+    Ok(Tunnel {
+        down: Connection::new(reader, tokio::io::sink()),
+        up: Connection::new(tokio::io::empty(), writer),
+        server_uuid,
+        transport,
+    })
+}
+
+fn program_name(address: &P2pAddress) -> String {
+    match address {
+        P2pAddress::Net { net, .. } => format!("{}{net}", p2paddr::NET_PROGRAM_PREFIX),
+        P2pAddress::Tor { .. } => "tor".to_owned(),
+    }
+}
+
+fn peer_token(address: &P2pAddress, git_dir: Option<&Path>) -> Result<AuthToken, TunnelError> {
+    let token = match git_dir {
+        Some(d) => Creds::new(&d.join("annex")).peer_token(address)?,
+        None => auth::env_token()?,
+    };
+    token.ok_or_else(|| {
+        TunnelError::Peer(PeerError::NoToken {
+            address: address.to_string(),
+            file: address.creds_file_name(),
+        })
+    })
+}
+
+/// A git config value as git sees it here (`-c` included).
+fn git_config(key: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get", key])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let v = String::from_utf8(out.stdout).ok()?;
+    out.status.success().then(|| v.trim_end_matches('\n').to_owned())
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {

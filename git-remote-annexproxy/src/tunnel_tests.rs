@@ -236,7 +236,7 @@ fn ssh_command_line() {
         port: Some(2222),
         dir: "/srv/it's.git".into(),
     };
-    let cmd = transport_command(&t, Family::Ipv6, "dd955513-8c88-41d0-92cb-f983fd146535");
+    let cmd = transport_command(&t, Family::Ipv6, "dd955513-8c88-41d0-92cb-f983fd146535").expect("ssh");
     assert_eq!(
         argv(&cmd),
         [
@@ -252,7 +252,7 @@ fn ssh_command_line() {
     let t = Target::Ssh { user: None, host: "localhost".into(), port: None, dir: "/~/r".into() };
     // no annex.uuid: an empty argument, which git-annex-shell accepts
     assert_eq!(
-        argv(&transport_command(&t, Family::Any, "")),
+        argv(&transport_command(&t, Family::Any, "").expect("local")),
         ["ssh", "-T", "localhost", "git-annex-shell 'p2pstdio' '/~/r' ''"]
     );
 }
@@ -260,7 +260,7 @@ fn ssh_command_line() {
 #[test]
 fn local_command_line_drops_the_clients_repository_env() {
     let t = Target::Local { path: "/srv/r.git".into() };
-    let cmd = transport_command(&t, Family::Ipv4, "u1");
+    let cmd = transport_command(&t, Family::Ipv4, "u1").expect("ssh");
     assert_eq!(argv(&cmd), ["git-annex-shell", "p2pstdio", "/srv/r.git", "u1"]);
     let removed: Vec<String> = cmd
         .get_envs()

@@ -4,7 +4,10 @@
 //! Accepted forms:
 //! - `ssh://[user@]host[:port]/path` (also `git+ssh://`, `ssh+git://`);
 //! - `[user@]host:path` (scp-like: a `:` before any `/`);
-//! - `/abs/path` and `file:///abs/path` (this machine, no ssh).
+//! - `/abs/path` and `file:///abs/path` (this machine, no ssh);
+//! - `tor-annex::ONION.onion:PORT` and `p2p-annex::NET:ADDRESS` (a P2P peer,
+//!   as git-remote-tor-annex and git-remote-p2p-annex reach it), optionally
+//!   followed by `:TOKEN`; see [`annex::transport::p2paddr`].
 //!
 //! The directory handed to git-annex-shell is written the way git-annex
 //! writes it (`Git/Remote.hs`), so the server resolves it the same way for
@@ -16,6 +19,9 @@
 //! and is refused, as gitoxide's `ArgumentSafety` does.
 
 use std::path::PathBuf;
+
+use annex::transport::auth::AuthToken;
+use annex::transport::p2paddr::{AddressError, P2pAddress, P2P_SCHEME, TOR_SCHEME};
 
 /// Where the repository is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +36,9 @@ pub enum Target {
     },
     /// On this machine; git-annex-shell is run directly.
     Local { path: PathBuf },
+    /// A peer at a P2P address, which wants an auth token: the one in the
+    /// URL, else the usual creds (`GIT_ANNEX_P2P_AUTHTOKEN`, `annex/creds`).
+    P2p { address: P2pAddress, token: Option<AuthToken> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +67,8 @@ pub enum UrlError {
     RemoteFileHost { url: String, host: String },
     #[error("local path {path:?} is not absolute")]
     RelativePath { path: String },
+    #[error(transparent)]
+    P2p(#[from] AddressError),
 }
 
 /// Parses the URL git passed as our second argument.
@@ -69,6 +80,10 @@ pub fn parse(url: &str) -> Result<Target, UrlError> {
     // argument at all.
     if url.chars().any(char::is_control) {
         return Err(UrlError::ControlCharacter { url: url.to_owned() });
+    }
+    if url.starts_with(TOR_SCHEME) || url.starts_with(P2P_SCHEME) {
+        let (address, token) = P2pAddress::parse_maybe_token(url)?;
+        return Ok(Target::P2p { address, token });
     }
     if let Some((scheme, rest)) = url.split_once("://") {
         return match scheme {

@@ -122,3 +122,36 @@ fn errors_read_as_one_line() {
     );
     assert!(!e.contains('\n'));
 }
+
+#[test]
+fn p2p_addresses() {
+    assert_eq!(
+        parse("tor-annex::abcdefg.onion:5555"),
+        Ok(Target::P2p {
+            address: P2pAddress::Tor { onion: "abcdefg.onion".into(), port: 5555 },
+            token: None
+        })
+    );
+    assert_eq!(
+        parse("p2p-annex::unixsock:srvaddr1"),
+        Ok(Target::P2p {
+            address: P2pAddress::Net { net: "unixsock".into(), address: "srvaddr1".into() },
+            token: None
+        })
+    );
+    let Ok(Target::P2p { token: Some(t), .. }) = parse("tor-annex::x.onion:80:SeCrEt") else {
+        panic!("token not taken");
+    };
+    assert_eq!(t.as_str(), "secret");
+}
+
+#[test]
+fn bad_p2p_addresses_say_what_is_wrong() {
+    let e = parse("tor-annex::abcdefg.onion").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "\"tor-annex::abcdefg.onion\": onion address must include a port number (tor-annex::ONION:PORT)"
+    );
+    assert!(matches!(parse("p2p-annex::net:-oX"), Err(UrlError::P2p(_))));
+    assert!(matches!(parse("p2p-annex::../x:a"), Err(UrlError::P2p(_))));
+}

@@ -1,10 +1,13 @@
 //! annexproxy: the operator's commands for a server repository, with no
 //! git-annex installed.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use annex_shell::listen::Endpoint;
+use annex_shell::operator::p2p;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,47 @@ enum Cmd {
         /// The cluster's name as that gateway knows it.
         name: String,
     },
+    /// Serve the P2P protocol to peers holding an auth token (what
+    /// git-annex's remotedaemon does for tor and P2P networks), read-write,
+    /// git clone/fetch/push included. Runs until killed.
+    ServeP2p {
+        #[command(flatten)]
+        on: ListenOn,
+        /// Accept the tokens stored for this P2P address
+        /// (p2p-annex::NET:ADDR); without it, those stored with none.
+        #[arg(long, value_name = "ADDR")]
+        address: Option<String>,
+    },
+    /// Manage the auth tokens peers use (annex/creds/p2pauth).
+    P2pToken {
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ListenOn {
+    /// Listen on this unix socket (tor's HiddenServicePort can point here).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Listen on this loopback TCP address (port 0: any free port).
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Generate and accept a token; prints ADDR:TOKEN (as
+    /// `git annex p2p --gen-addresses`), or the token alone.
+    Add {
+        #[arg(long, value_name = "ADDR")]
+        address: Option<String>,
+    },
+    /// Print the accepted tokens, with the address each is for.
+    List,
+    /// Stop accepting a token.
+    Remove { token: String },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +112,22 @@ fn main() -> ExitCode {
         Cmd::Extendcluster { gateway, name } => {
             annex_shell::operator::extendcluster(&cli.dir, gateway, name, &mut out, &mut err)
         }
+        Cmd::ServeP2p { on, address } => {
+            // clap has made sure one of them is given.
+            let endpoint = on.socket.clone().map(Endpoint::Unix).or(on.listen.map(Endpoint::Tcp));
+            match endpoint {
+                Some(endpoint) => p2p::serve(&cli.dir, endpoint, address.as_deref(), &mut out),
+                None => {
+                    eprintln!("annexproxy: serve-p2p needs --socket PATH or --listen IP:PORT");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        Cmd::P2pToken { action } => match action {
+            TokenCmd::Add { address } => p2p::token_add(&cli.dir, address.as_deref(), &mut out, &mut err),
+            TokenCmd::List => p2p::token_list(&cli.dir, &mut out),
+            TokenCmd::Remove { token } => p2p::token_remove(&cli.dir, token),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

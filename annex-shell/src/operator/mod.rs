@@ -9,6 +9,7 @@
 pub mod extendcluster;
 pub mod initcluster;
 pub mod updatecluster;
+pub mod p2p;
 pub mod updateproxy;
 
 use std::io::Write;
@@ -43,6 +44,8 @@ pub enum OperatorError {
     NoSuchRemote(String),
     #[error("{0} is not a cluster remote.")]
     NotAClusterRemote(String),
+    #[error(transparent)]
+    P2p(#[from] p2p::P2pError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -431,7 +431,7 @@ async fn a_request_that_already_passed_this_proxy_is_a_loop() {
     // The script ends there, which the client hears about.
     assert!(matches!(hear(&mut c).await, Message::Error(_)));
     hang_up(c, task).await;
-    let mut want = vec!["0000-client-side".to_string(), w.my_uuid.clone()];
+    let mut want = ["0000-client-side".to_string(), w.my_uuid.clone()];
     want.sort();
     assert_eq!(
         std::fs::read_to_string(&got).expect("node input").trim(),

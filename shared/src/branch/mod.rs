@@ -143,17 +143,12 @@ impl Branch {
         let repo = self.repo.to_thread_local();
         let mut blobs = BTreeMap::new();
         if let Some(tip) = self.tip()? {
-            let tree = repo
-                .find_commit(tip)
-                .map_err(gix::Error::from)?
-                .tree_id()
-                .map_err(gix::Error::from)?
-                .detach();
+            let tree = repo.find_commit(tip)?.tree_id()?.detach();
             tree::changed_blobs(&repo, None, tree, "", &mut blobs)?;
         }
         let mut out = BTreeMap::new();
         for (path, oid) in blobs {
-            let blob = repo.find_object(oid).map_err(gix::Error::from)?;
+            let blob = repo.find_object(oid)?;
             out.insert(path, blob.data.clone());
         }
         for (_, path) in self

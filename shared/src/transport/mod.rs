@@ -1,13 +1,18 @@
 //! Ways to reach another repository's git-annex-shell and speak the P2P
-//! protocol with it: a local path ([`local`]) or an ssh URL ([`ssh`]).
+//! protocol with it: a local path ([`local`]) or an ssh URL ([`ssh`]); and
+//! peers at P2P addresses ([`p2paddr`]: tor through [`socks`], generic P2P
+//! networks), which want an auth token ([`auth`]).
 //!
 //! Both spawn a child whose stdin/stdout carry the protocol; its stderr is
 //! drained concurrently (a child blocked on a full stderr pipe would stall
 //! the protocol) into a bounded tail that errors carry, so "why did the
 //! node go away" reaches whoever sees the error.
 
+pub mod auth;
 pub mod local;
 pub mod location;
+pub mod p2paddr;
+pub mod socks;
 pub mod ssh;
 
 use std::path::PathBuf;

@@ -1,0 +1,271 @@
+//! `annexproxy serve-p2p`: a listener for P2P peers, the part of git-annex's
+//! remotedaemon that serves tor and generic P2P networks
+//! (`RemoteDaemon/Transport/{Tor,P2PGeneric}.hs`).
+//!
+//! Each connection must first `AUTH <uuid> <token>` with a token from
+//! `annex/creds/p2pauth` (`AUTH-FAILURE` lets it try again, anything else
+//! gets `ERROR`); then it gets the same session git-annex-shell p2pstdio
+//! serves, read-write, CONNECT included.
+//!
+//! Connections run on threads of their own, each with a small runtime:
+//! the session's repository work (locks, fsync, git) blocks, and must not
+//! hold up other peers. At most [`MAX_CONNECTIONS`] run at once, as in
+//! git-annex; further peers wait to be accepted.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use annex::p2p::{Connection, Message};
+use annex::repo::Repo;
+use annex::transport::auth::{AuthToken, Creds};
+use annex::transport::p2paddr::P2pAddress;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::restrict::ServerMode;
+use crate::serve::{ServeError, Session};
+
+pub const MAX_CONNECTIONS: usize = 100;
+
+/// Where to listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    /// Loopback only: the protocol is not encrypted.
+    Tcp(SocketAddr),
+}
+
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    pub endpoint: Endpoint,
+    /// Accept the tokens stored for this address; `None`: those stored
+    /// without one (tor's).
+    pub address: Option<P2pAddress>,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("{addr} is not a loopback address: the P2P protocol is not encrypted (put tor or an ssh tunnel in front)")]
+    NotLoopback { addr: SocketAddr },
+    #[error("{} is in use by a running listener", path.display())]
+    SocketInUse { path: PathBuf },
+    #[error("cannot listen on {what}: {source}")]
+    Bind {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("accepting a connection: {0}")]
+    Accept(#[source] std::io::Error),
+}
+
+/// What a connected socket is, for either kind of endpoint.
+enum Stream {
+    Unix(std::os::unix::net::UnixStream),
+    Tcp(std::net::TcpStream),
+}
+
+enum Listener {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+impl Listener {
+    fn bind(endpoint: &Endpoint) -> Result<(Listener, String), ListenError> {
+        match endpoint {
+            Endpoint::Tcp(addr) => {
+                if !addr.ip().is_loopback() {
+                    return Err(ListenError::NotLoopback { addr: *addr });
+                }
+                let l = std::net::TcpListener::bind(addr)
+                    .map_err(|source| ListenError::Bind { what: addr.to_string(), source })?;
+                let bound = l.local_addr().map_err(ListenError::Accept)?;
+                Ok((Listener::Tcp(l), bound.to_string()))
+            }
+            Endpoint::Unix(path) => {
+                remove_stale_socket(path)?;
+                let l = std::os::unix::net::UnixListener::bind(path)
+                    .map_err(|source| ListenError::Bind { what: path.display().to_string(), source })?;
+                Ok((Listener::Unix(l), path.display().to_string()))
+            }
+        }
+    }
+
+    fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+        }
+    }
+}
+
+/// A socket file left by a listener that is gone is removed, as git-annex
+/// does; one that still answers is someone's, and kept.
+fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ListenError::SocketInUse { path: path.to_owned() });
+            }
+            std::fs::remove_file(path)
+                .map_err(|source| ListenError::Bind { what: path.display().to_string(), source })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Counts running connections; `acquire` waits while there are `max`.
+struct Slots {
+    max: usize,
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn acquire(self: &Arc<Self>) -> SlotGuard {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used >= self.max {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += 1;
+        SlotGuard(Arc::clone(self))
+    }
+}
+
+struct SlotGuard(Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut used = self.0.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Listen and serve until killed. `ready` is told where we listen (the
+/// bound port, when 0 was asked for) once peers can connect.
+pub fn serve(dir: &Path, opts: &ListenOptions, ready: impl FnOnce(&str)) -> Result<(), ListenError> {
+    let (listener, bound) = Listener::bind(&opts.endpoint)?;
+    ready(&bound);
+    let slots = Arc::new(Slots { max: opts.max_connections.max(1), used: Mutex::new(0), freed: Condvar::new() });
+    loop {
+        let slot = slots.acquire();
+        let stream = match listener.accept() {
+            Ok(s) => s,
+            // A peer that hung up before we got to it, or a momentary
+            // shortage of descriptors, must not stop the listener.
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => return Err(ListenError::Accept(e)),
+        };
+        let dir = dir.to_owned();
+        let address = opts.address.clone();
+        let spawned = std::thread::Builder::new().name("p2p-peer".into()).spawn(move || {
+            let _slot = slot;
+            if let Err(e) = serve_connection(&dir, stream, address.as_ref()) {
+                if !e.is_hangup() {
+                    eprintln!("annexproxy serve-p2p: {e}");
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("annexproxy serve-p2p: cannot start a thread for a peer: {e}");
+        }
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
+        || matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE))
+}
+
+fn serve_connection(dir: &Path, stream: Stream, address: Option<&P2pAddress>) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        match stream {
+            Stream::Unix(s) => {
+                s.set_nonblocking(true)?;
+                let (r, w) = tokio::net::UnixStream::from_std(s)?.into_split();
+                serve_peer(dir, Connection::new(r, w), address).await
+            }
+            Stream::Tcp(s) => {
+                s.set_nonblocking(true)?;
+                let (r, w) = tokio::net::TcpStream::from_std(s)?.into_split();
+                serve_peer(dir, Connection::new(r, w), address).await
+            }
+        }
+    });
+    // A git child of CONNECT that outlives the peer must not keep the
+    // thread.
+    runtime.shutdown_background();
+    result
+}
+
+/// One peer: the AUTH exchange, then the session.
+pub async fn serve_peer<R, W>(
+    dir: &Path,
+    mut conn: Connection<R, W>,
+    address: Option<&P2pAddress>,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let repo = Repo::open(dir)?;
+    let my_uuid = repo
+        .uuid()
+        .ok_or_else(|| ServeError::Fatal(format!("{} is not a git-annex repository", dir.display())))?;
+    let creds = Creds::new(&repo.annex_dir());
+    let Some(client_uuid) = await_auth(&mut conn, &creds, address).await? else {
+        return Ok(());
+    };
+    let store = repo.store();
+    // The session's first words are our AUTH-SUCCESS.
+    Session::new(conn, repo, store, my_uuid, client_uuid, ServerMode::ReadWrite).run().await
+}
+
+/// Reads messages until a valid `AUTH`; returns the peer's UUID, or `None`
+/// when it leaves first. Tokens are read again for each try, so a token
+/// added or removed counts from the next connection attempt on.
+async fn await_auth<R, W>(
+    conn: &mut Connection<R, W>,
+    creds: &Creds,
+    address: Option<&P2pAddress>,
+) -> Result<Option<String>, ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    loop {
+        let msg = match conn.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_recoverable() => {
+                conn.write_message(&Message::Error("unknown command".into())).await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match msg {
+            Message::Auth { uuid, token } => {
+                let allowed = creds
+                    .allowed(address)
+                    .map_err(|e| ServeError::Fatal(e.to_string()))?;
+                let ok = AuthToken::parse(&token).is_some_and(|t| allowed.allows(&t));
+                if ok {
+                    return Ok(Some(uuid));
+                }
+                conn.write_message(&Message::AuthFailure).await?;
+            }
+            // As everywhere in the protocol: the peer gave up.
+            Message::Error(_) => return Ok(None),
+            _ => conn.write_message(&Message::Error("unexpected command".into())).await?,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "listen_tests.rs"]
+mod tests;
