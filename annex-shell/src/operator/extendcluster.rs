@@ -14,7 +14,7 @@ use annex::branch::is_cluster_uuid;
 use annex::cluster::{configured_clusters, remotes_with_proxied};
 
 use super::updatecluster::update_clusters;
-use super::updateproxy::update_proxies;
+use super::updateproxy::{known_uuid, update_proxies};
 use super::{open_initialized, OperatorError};
 
 pub fn extendcluster(
@@ -25,6 +25,15 @@ pub fn extendcluster(
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let (mut repo, my_uuid) = open_initialized(dir)?;
+    // The gateway's cluster remote exists only once the gateway's UUID is
+    // known: ask it, as git-annex does, when the remote is new.
+    if let Some(g) = repo
+        .remotes()
+        .into_iter()
+        .find(|r| r.name == gateway && r.annex_uuid().is_none())
+    {
+        known_uuid(&mut repo, &g, "Cannot extend the cluster through it.", warn)?;
+    }
     let remotes = remotes_with_proxied(&repo)?;
     let cluster_remote = format!("{gateway}-{name}");
     let found = |n: &str| remotes.iter().find(|r| r.name == n);
