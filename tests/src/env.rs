@@ -473,6 +473,25 @@ impl TestEnv {
             .ok();
     }
 
+    /// [`TestEnv::add_file`] for many files at once: one `git annex add`
+    /// and one commit, so a scenario with dozens of files stays quick.
+    #[track_caller]
+    pub fn add_files(&self, client: &Path, files: &[(String, Vec<u8>)]) {
+        for (file, content) in files {
+            let p = client.join(file);
+            if let Some(parent) = p.parent() {
+                mkdir(parent);
+            }
+            if let Err(e) = fs::write(&p, content) {
+                panic!("writing {}: {e}", p.display());
+            }
+        }
+        let mut args = vec!["add", "--"];
+        args.extend(files.iter().map(|(f, _)| f.as_str()));
+        self.annex(client, &args).ok();
+        self.git(client, &["commit", "-q", "-m", "add files"]).ok();
+    }
+
     /// The key of an annexed file.
     #[track_caller]
     pub fn key_of(&self, client: &Path, file: &str) -> String {

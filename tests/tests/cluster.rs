@@ -1,0 +1,24 @@
+//! A cluster behind a gateway (spec §7, issue 4), driven by the real
+//! git-annex client: the client only has ssh access to the gateway and
+//! copies to, gets from and drops from `origin-mycl`.
+//!
+//! Each scenario runs against the real git-annex-shell on a cluster the
+//! real git-annex set up (`::real`), and against ours on one our
+//! `annexproxy` CLI set up (`::ours`). Where git-annex has a bug we do not
+//! share, the two arms assert different things and say so.
+//!
+//! Shared set-up: `cluster/world.rs`. Scenarios by theme: `cluster/*.rs`.
+
+#[path = "cluster/world.rs"]
+mod world;
+
+#[path = "cluster/flow.rs"]
+mod flow;
+#[path = "cluster/placement.rs"]
+mod placement;
+#[path = "cluster/faults.rs"]
+mod faults;
+#[path = "cluster/gateways.rs"]
+mod gateways;
+#[path = "cluster/concurrent.rs"]
+mod concurrent;
