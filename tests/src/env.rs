@@ -425,6 +425,13 @@ impl TestEnv {
         link(&self.standin_dir.join("ssh"), &bin.join("ssh"));
     }
 
+    /// Puts the ssh stand-in on the oracle's PATH too, so that real
+    /// git-annex run on the server (setting up a second gateway that
+    /// reaches the first over ssh) can use it.
+    pub fn oracle_can_ssh(&self) {
+        link(&self.standin_dir.join("ssh"), &self.oracle_bin.join("ssh"));
+    }
+
     /// The real git-annex-shell (a symlink outside the server's PATH), for
     /// a remote's `annex-shell` setting.
     pub fn real_annex_shell(&self) -> PathBuf {

@@ -12,13 +12,13 @@
 #[path = "cluster/world.rs"]
 mod world;
 
-#[path = "cluster/flow.rs"]
-mod flow;
-#[path = "cluster/placement.rs"]
-mod placement;
-#[path = "cluster/faults.rs"]
-mod faults;
-#[path = "cluster/gateways.rs"]
-mod gateways;
 #[path = "cluster/concurrent.rs"]
 mod concurrent;
+#[path = "cluster/faults.rs"]
+mod faults;
+#[path = "cluster/flow.rs"]
+mod flow;
+#[path = "cluster/gateways.rs"]
+mod gateways;
+#[path = "cluster/placement.rs"]
+mod placement;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use annexproxy_tests::observe::{action_results, expected_whereis};
 use annexproxy_tests::standin::sh_quote;
-use annexproxy_tests::{on_both_servers, pseudo_random_bytes, tools, ServerKind};
+use annexproxy_tests::{on_both_servers, pseudo_random_bytes, ServerKind};
 
 use crate::world::{cluster, keys_held, Cluster, Setup};
 
@@ -24,7 +24,10 @@ fn as_root() -> bool {
 }
 
 fn sh(cmd: &str) {
-    let ok = Command::new("sh").args(["-c", cmd]).status().map(|s| s.success());
+    let ok = Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .map(|s| s.success());
     assert_eq!(ok.ok(), Some(true), "`{cmd}` failed");
 }
 
@@ -44,7 +47,10 @@ impl Drop for Frozen {
         let d = sh_quote(&self.0.display().to_string());
         // best effort: a failing test must still leave a removable temp dir
         let _ = Command::new("sh")
-            .args(["-c", &format!("chattr -R -i {d} 2>/dev/null; chmod -R u+w {d}")])
+            .args([
+                "-c",
+                &format!("chattr -R -i {d} 2>/dev/null; chmod -R u+w {d}"),
+            ])
             .status();
     }
 }
@@ -57,26 +63,59 @@ fn everywhere(kind: ServerKind) -> (Cluster, Vec<String>) {
         .map(|f| (f.to_string(), format!("{f} content\n").into_bytes()))
         .collect();
     c.env.add_files(&c.client, &files);
-    c.env.annex(&c.client, &["copy", "--to", &c.remote(), "."]).ok();
+    c.env
+        .annex(&c.client, &["copy", "--to", &c.remote(), "."])
+        .ok();
     (c, files.into_iter().map(|(f, _)| f).collect())
 }
 
-/// node2's objects are unwritable: `drop --from` the cluster fails, and
-/// afterwards whereis is true: node1 and node3 dropped and are no longer
-/// listed, node2 still is.
+/// node2's objects are unwritable: `drop --from` the cluster fails with
+/// FAILURE-PLUS naming node1 and node3, and afterwards whereis is true:
+/// node1 and node3 dropped and are no longer listed, node2 still is. (Real
+/// git-annex gets this right too.)
 fn unwritable_node(kind: ServerKind) {
     let (c, files) = everywhere(kind);
     let (env, client) = (&c.env, &c.client);
     let frozen = Frozen::new(&c.nodes[1].join("annex/objects"));
     let out = env
-        .annex(client, &["drop", "--from", &c.remote(), "--json", "."])
+        .annex(
+            client,
+            &[
+                "drop",
+                "--from",
+                &c.remote(),
+                "--json",
+                "--debug",
+                "--debugfilter=P2P.IO",
+                ".",
+            ],
+        )
         .fails();
     drop(frozen);
+    // The gateway told the client which nodes did drop.
+    let (u1, u2, u3) = (c.node_uuid(0), c.node_uuid(1), c.node_uuid(2));
+    let plus: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_once("P2P < FAILURE-PLUS ").map(|(_, us)| us))
+        .collect();
+    assert_eq!(plus.len(), files.len(), "{out}");
+    for us in plus {
+        assert!(
+            us.contains(&u1) && us.contains(&u3) && !us.contains(&u2),
+            "{us}"
+        );
+    }
     let results = action_results(&out.stdout);
     assert_eq!(results.len(), files.len(), "{out}");
     assert!(results.iter().all(|r| !r.1), "{out}");
     for (i, n) in c.nodes.iter().enumerate() {
-        assert_eq!(keys_held(n).len(), if i == 1 { 3 } else { 0 }, "node{}", i + 1);
+        assert_eq!(
+            keys_held(n).len(),
+            if i == 1 { 3 } else { 0 },
+            "node{}",
+            i + 1
+        );
     }
     let want: Vec<(&str, &[&str])> = files
         .iter()
@@ -127,7 +166,12 @@ fn gone_node(kind: ServerKind) {
             // The known bug: copies gone, whereis still lists them.
             let lying: Vec<(&str, &[&str])> = files
                 .iter()
-                .map(|f| (f.as_str(), &["cluster", "node1", "node2", "node3", "here"][..]))
+                .map(|f| {
+                    (
+                        f.as_str(),
+                        &["cluster", "node1", "node2", "node3", "here"][..],
+                    )
+                })
                 .collect();
             // The gateway walks the nodes in order (node3 first here) and
             // dies at node2, so node3 dropped and node1 was never asked.
@@ -135,7 +179,11 @@ fn gone_node(kind: ServerKind) {
             assert_eq!(view, expected_whereis(&lying), "{out}");
             out.says("git-annex: Unable to connect to remote.");
             env.annex(client, &["sync"]).ok();
-            assert_eq!(c.client_view(client), expected_whereis(&lying), "still, after sync");
+            assert_eq!(
+                c.client_view(client),
+                expected_whereis(&lying),
+                "still, after sync"
+            );
         }
     }
     c.fsck_nodes();
@@ -148,7 +196,8 @@ const BIG: usize = 6 << 20;
 /// Bytes node2's shell reads before it is killed.
 const CUT: usize = 1 << 20;
 
-/// A `git-annex-shell` stand-in for one node: runs `shell`, but while
+/// A `git-annex-shell` stand-in for one node: runs `shell` (the server's
+/// own, by name, when it comes through ssh), but while
 /// `fault` exists lets only `CUT` bytes of its input through and then
 /// SIGKILLs it, as a node dying mid-PUT.
 fn killing_wrapper(shell: &Path, fault: &Path) -> String {
@@ -172,27 +221,32 @@ fn killing_wrapper(shell: &Path, fault: &Path) -> String {
     )
 }
 
-/// Our gateway only: node2 dies part-way through a fan-out PUT. The copy
-/// succeeds on the strength of node1 and node3, whereis names only them,
-/// and once node2 is back a copy to it completes.
-#[test]
-fn node_killed_mid_fanout() {
+/// node2 dies part-way through a fan-out PUT. The copy succeeds on the
+/// strength of node1 and node3, whereis names only them, and once node2 is
+/// back a copy to it completes.
+///
+/// node2 is reached over ssh, where both git-annex and ours honour
+/// `annex-shell` (for a local-path node real git-annex ignores it and runs
+/// `git-annex-shell` from PATH: Remote/Helper/Ssh.hs, git_annex_shell).
+fn node_killed_mid_fanout(kind: ServerKind) {
     let fault = std::cell::RefCell::new(PathBuf::new());
-    let c = cluster(ServerKind::Ours, Setup::Ours, 3, |env, gateway| {
+    let c = cluster(kind, Setup::matching(kind), 3, |env, gateway| {
+        env.server_can_ssh();
+        env.oracle_can_ssh();
         let f = env.root().join("node2.fault");
         let script = env.root().join("node2-shell");
-        std::fs::write(
-            &script,
-            killing_wrapper(&tools::ours_bin_dir().join("git-annex-shell"), &f),
-        )
-        .expect("write the wrapper");
+        std::fs::write(&script, killing_wrapper(Path::new("git-annex-shell"), &f))
+            .expect("write the wrapper");
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
             .expect("chmod the wrapper");
-        env.oracle(
-            gateway,
-            &["config", "remote.node2.annex-shell", &script.display().to_string()],
-        )
-        .ok();
+        let node2 = env.srv.join("node2.git");
+        for (k, v) in [
+            ("url", env.url(&node2)),
+            ("annex-shell", script.display().to_string()),
+        ] {
+            env.oracle(gateway, &["config", &format!("remote.node2.{k}"), &v])
+                .ok();
+        }
         *fault.borrow_mut() = f;
     });
     let fault = fault.into_inner();
@@ -206,7 +260,11 @@ fn node_killed_mid_fanout() {
         .annex(client, &["copy", "--to", &c.remote(), "big.bin"])
         .ok();
     assert!(!out.all().contains("panicked"), "{out}");
-    let held: Vec<bool> = c.nodes.iter().map(|n| keys_held(n).contains(&key)).collect();
+    let held: Vec<bool> = c
+        .nodes
+        .iter()
+        .map(|n| keys_held(n).contains(&key))
+        .collect();
     assert_eq!(held, [true, false, true], "{out}");
     assert_eq!(
         c.client_view(client),
@@ -225,3 +283,5 @@ fn node_killed_mid_fanout() {
     );
     c.fsck_nodes();
 }
+
+on_both_servers!(node_killed_mid_fanout);

@@ -15,15 +15,24 @@ use crate::world::{cluster, keys_held, node_name};
 fn wanted_per_node(kind: ServerKind) {
     let c = cluster(kind, crate::world::Setup::matching(kind), 3, |_, _| {});
     let (env, client) = (&c.env, &c.client);
-    env.annex(client, &["wanted", "origin-node1", "include=*.txt"]).ok();
-    env.annex(client, &["wanted", "origin-node2", "include=*.bin"]).ok();
-    env.annex(client, &["wanted", "origin-node3", "include=*.txt or include=*.bin"])
+    env.annex(client, &["wanted", "origin-node1", "include=*.txt"])
         .ok();
+    env.annex(client, &["wanted", "origin-node2", "include=*.bin"])
+        .ok();
+    env.annex(
+        client,
+        &["wanted", "origin-node3", "include=*.txt or include=*.bin"],
+    )
+    .ok();
     env.annex(client, &["sync"]).ok();
-    let files: Vec<(String, Vec<u8>)> = [("a.txt", "text\n"), ("b.bin", "binary\n"), ("c.dat", "data\n")]
-        .iter()
-        .map(|(f, s)| (f.to_string(), s.as_bytes().to_vec()))
-        .collect();
+    let files: Vec<(String, Vec<u8>)> = [
+        ("a.txt", "text\n"),
+        ("b.bin", "binary\n"),
+        ("c.dat", "data\n"),
+    ]
+    .iter()
+    .map(|(f, s)| (f.to_string(), s.as_bytes().to_vec()))
+    .collect();
     env.add_files(client, &files);
     env.annex(client, &["copy", "--to", &c.remote(), "."]).ok();
     env.annex(client, &["sync"]).ok();
@@ -42,19 +51,27 @@ fn wanted_per_node(kind: ServerKind) {
 
 on_both_servers!(wanted_per_node);
 
-/// Nodes in group `cl`, each wanting `balanced=cl`: every key lands on
-/// exactly one node, and the keys spread over the nodes.
+/// Nodes in group `cl`, each wanting `balanced=cl:1`: every key lands on
+/// exactly one node, and the keys spread over the nodes (real git-annex
+/// 10.20261026 does just that: each node's expression is evaluated alone,
+/// and exactly one of them is true for a key).
 fn balanced_group(kind: ServerKind) {
     let c = cluster(kind, crate::world::Setup::matching(kind), 3, |_, _| {});
     let (env, client) = (&c.env, &c.client);
     for i in 0..3 {
         let remote = format!("origin-{}", node_name(i));
         env.annex(client, &["group", &remote, "cl"]).ok();
-        env.annex(client, &["wanted", &remote, "balanced=cl"]).ok();
+        env.annex(client, &["wanted", &remote, "balanced=cl:1"])
+            .ok();
     }
     env.annex(client, &["sync"]).ok();
     let files: Vec<(String, Vec<u8>)> = (0..30)
-        .map(|i| (format!("b{i:02}.txt"), format!("balanced {i}\n").into_bytes()))
+        .map(|i| {
+            (
+                format!("b{i:02}.txt"),
+                format!("balanced {i}\n").into_bytes(),
+            )
+        })
         .collect();
     env.add_files(client, &files);
     env.annex(client, &["copy", "--to", &c.remote(), "."]).ok();
@@ -81,7 +98,8 @@ fn drop_reaches_unlogged_copy(kind: ServerKind) {
     let c = cluster(kind, crate::world::Setup::matching(kind), 3, |_, _| {});
     let (env, client) = (&c.env, &c.client);
     env.add_file(client, "x.txt", b"behind the back\n");
-    env.annex(client, &["copy", "--to", "origin-node1", "x.txt"]).ok();
+    env.annex(client, &["copy", "--to", "origin-node1", "x.txt"])
+        .ok();
     let key = env.key_of(client, "x.txt");
 
     // Another user, with direct ssh access to node3 only.
@@ -89,7 +107,8 @@ fn drop_reaches_unlogged_copy(kind: ServerKind) {
     env.oracle(env.root(), &["init", "-q", &other.display().to_string()])
         .ok();
     env.annex(&other, &["init", "other"]).ok();
-    env.git(&other, &["remote", "add", "n3", &env.url(&c.nodes[2])]).ok();
+    env.git(&other, &["remote", "add", "n3", &env.url(&c.nodes[2])])
+        .ok();
     env.add_file(&other, "x.txt", b"behind the back\n");
     env.annex(&other, &["copy", "--to", "n3", "x.txt"]).ok();
     assert!(keys_held(&c.nodes[2]).contains(&key));
@@ -99,12 +118,20 @@ fn drop_reaches_unlogged_copy(kind: ServerKind) {
         "the gateway should not know of node3's copy: {peek}"
     );
 
-    env.annex(client, &["drop", "--from", &c.remote(), "x.txt"]).ok();
+    env.annex(client, &["drop", "--from", &c.remote(), "x.txt"])
+        .ok();
     for (i, n) in c.nodes.iter().enumerate() {
-        assert!(!keys_held(n).contains(&key), "{} still has x.txt", node_name(i));
+        assert!(
+            !keys_held(n).contains(&key),
+            "{} still has x.txt",
+            node_name(i)
+        );
     }
     env.annex(client, &["sync"]).ok();
-    assert_eq!(c.client_view(client), expected_whereis(&[("x.txt", &["here"])]));
+    assert_eq!(
+        c.client_view(client),
+        expected_whereis(&[("x.txt", &["here"])])
+    );
     c.fsck_nodes();
 }
 

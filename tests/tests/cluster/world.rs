@@ -45,11 +45,12 @@ pub fn operator(env: &TestEnv, setup: Setup, dir: &Path, args: &[&str]) -> Out {
 
 pub struct Cluster {
     pub env: TestEnv,
-    pub setup: Setup,
     pub gateway: PathBuf,
     /// `node1`, `node2`, ... in order.
     pub nodes: Vec<PathBuf>,
     pub client: PathBuf,
+    /// Further clients; views name them by their directory's name.
+    pub others: Vec<PathBuf>,
 }
 
 /// `nodeN` for index `i` (0-based).
@@ -67,13 +68,7 @@ pub fn cluster(
     tune: impl Fn(&TestEnv, &Path),
 ) -> Cluster {
     let env = TestEnv::new(kind);
-    let nodes: Vec<PathBuf> = (0..n)
-        .map(|i| {
-            let dir = env.server_bare(&format!("{}.git", node_name(i)));
-            operator(&env, setup, &dir, &["init", &format!("node {}", i + 1)]).ok();
-            dir
-        })
-        .collect();
+    let nodes = make_nodes(&env, setup, n);
     let gateway = env.server_bare("gateway.git");
     operator(&env, setup, &gateway, &["init", "gateway"]).ok();
     operator(&env, setup, &gateway, &["initcluster", CLUSTER]).ok();
@@ -97,11 +92,22 @@ pub fn cluster(
         .says(&format!("gateway to cluster: origin-{CLUSTER}"));
     Cluster {
         env,
-        setup,
         gateway,
         nodes,
         client,
+        others: Vec::new(),
     }
+}
+
+/// Bare repos `node1.git`... described `node 1`..., initialised.
+pub fn make_nodes(env: &TestEnv, setup: Setup, n: usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| {
+            let dir = env.server_bare(&format!("{}.git", node_name(i)));
+            operator(env, setup, &dir, &["init", &format!("node {}", i + 1)]).ok();
+            dir
+        })
+        .collect()
 }
 
 /// A plain-git commit in a fresh clone of an empty repo. Without a branch
@@ -118,11 +124,18 @@ pub fn first_commit(env: &TestEnv, client: &Path) {
 
 /// Adds remote `name` at local path `node` to `gateway` as a node of `mycl`.
 pub fn add_node(env: &TestEnv, gateway: &Path, name: &str, node: &Path) {
-    env.oracle(gateway, &["remote", "add", name, &node.display().to_string()])
-        .ok();
     env.oracle(
         gateway,
-        &["config", &format!("remote.{name}.annex-cluster-node"), CLUSTER],
+        &["remote", "add", name, &node.display().to_string()],
+    )
+    .ok();
+    env.oracle(
+        gateway,
+        &[
+            "config",
+            &format!("remote.{name}.annex-cluster-node"),
+            CLUSTER,
+        ],
     )
     .ok();
 }
@@ -151,8 +164,15 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+fn client_name(client: &Path) -> String {
+    client
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// file → places, as the client names them: `nodeN`, `cluster`, `here`,
-/// `gateway`, or a UUID for anything else.
+/// `gateway`, another client's directory name, or a UUID for anything else.
 pub type View = BTreeMap<String, BTreeSet<String>>;
 
 impl Cluster {
@@ -167,7 +187,10 @@ impl Cluster {
     pub fn cluster_uuid(&self) -> String {
         let out = self
             .env
-            .oracle(&self.gateway, &["config", &format!("annex.cluster.{CLUSTER}")])
+            .oracle(
+                &self.gateway,
+                &["config", &format!("annex.cluster.{CLUSTER}")],
+            )
             .ok();
         out.stdout.trim().to_string()
     }
@@ -179,8 +202,16 @@ impl Cluster {
             .collect();
         names.insert(self.cluster_uuid(), "cluster".into());
         names.insert(self.env.server_uuid(&self.gateway), "gateway".into());
+        for other in self.clients() {
+            names.insert(self.env.server_uuid(other), client_name(other));
+        }
         names.insert(self.env.server_uuid(client), "here".into());
         names
+    }
+
+    /// The first client and the others.
+    pub fn clients(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.client).chain(self.others.iter())
     }
 
     /// What `client`'s `git annex whereis --json` says, file by file.
@@ -207,7 +238,10 @@ impl Cluster {
     pub fn keys(&self, client: &Path) -> BTreeMap<String, String> {
         let out = self
             .env
-            .annex(client, &["find", "--include=*", "--format=${file} ${key}\\n"])
+            .annex(
+                client,
+                &["find", "--include=*", "--format=${file} ${key}\\n"],
+            )
             .ok();
         out.stdout
             .lines()
@@ -217,10 +251,21 @@ impl Cluster {
     }
 
     /// Where each of `client`'s files really is: the nodes holding it,
-    /// `cluster` when any does, `here` when `client` has it.
+    /// `cluster` when any does, `here` when `client` has it, and the other
+    /// clients that have it.
     pub fn truth(&self, client: &Path) -> View {
         let held: Vec<BTreeSet<String>> = self.nodes.iter().map(|n| keys_held(n)).collect();
-        let here = self.client_keys(client);
+        let clients: Vec<(String, BTreeSet<String>)> = self
+            .clients()
+            .map(|c| {
+                let name = if c == client {
+                    "here".into()
+                } else {
+                    client_name(c)
+                };
+                (name, self.client_keys(c))
+            })
+            .collect();
         self.keys(client)
             .into_iter()
             .map(|(file, key)| {
@@ -233,8 +278,10 @@ impl Cluster {
                 if !places.is_empty() {
                     places.insert("cluster".into());
                 }
-                if here.contains(&key) {
-                    places.insert("here".into());
+                for (name, keys) in &clients {
+                    if keys.contains(&key) {
+                        places.insert(name.clone());
+                    }
                 }
                 (file, places)
             })
@@ -242,10 +289,7 @@ impl Cluster {
     }
 
     fn client_keys(&self, client: &Path) -> BTreeSet<String> {
-        let out = self
-            .env
-            .annex(client, &["find", "--format=${key}\\n"])
-            .ok();
+        let out = self.env.annex(client, &["find", "--format=${key}\\n"]).ok();
         out.stdout.lines().map(str::to_string).collect()
     }
 
