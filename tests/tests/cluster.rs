@@ -7,7 +7,14 @@
 //! `annexproxy` CLI set up (`::ours`). Where git-annex has a bug we do not
 //! share, the two arms assert different things and say so.
 //!
-//! Shared set-up: `cluster/world.rs`. Scenarios by theme: `cluster/*.rs`.
+//! Shared set-up: `cluster/world.rs`. Scenarios (issue 4's numbering):
+//! - 1, 2, 7 `flow`: `flow`, `flow_*_configured_by_*` (our CLI's logs
+//!   read by real git-annex-shell and the other way round), `single_node`;
+//! - 3, 4 `placement`: `wanted_per_node`, `balanced_group`,
+//!   `drop_reaches_unlogged_copy`;
+//! - 5, 6, 10 `faults`: `unwritable_node`, `gone_node` (the arms differ:
+//!   git-annex's bug), `node_killed_mid_fanout`;
+//! - 8 `gateways`: `two_gateways`; 9 `concurrent`: `four_clients`.
 
 #[path = "cluster/world.rs"]
 mod world;
