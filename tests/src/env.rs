@@ -425,6 +425,13 @@ impl TestEnv {
         link(&self.standin_dir.join("ssh"), &bin.join("ssh"));
     }
 
+    /// Puts the ssh stand-in on the oracle's PATH too, so that real
+    /// git-annex run on the server (setting up a second gateway that
+    /// reaches the first over ssh) can use it.
+    pub fn oracle_can_ssh(&self) {
+        link(&self.standin_dir.join("ssh"), &self.oracle_bin.join("ssh"));
+    }
+
     /// The real git-annex-shell (a symlink outside the server's PATH), for
     /// a remote's `annex-shell` setting.
     pub fn real_annex_shell(&self) -> PathBuf {
@@ -471,6 +478,25 @@ impl TestEnv {
         self.annex(client, &["add", file]).ok();
         self.git(client, &["commit", "-q", "-m", &format!("add {file}")])
             .ok();
+    }
+
+    /// [`TestEnv::add_file`] for many files at once: one `git annex add`
+    /// and one commit, so a scenario with dozens of files stays quick.
+    #[track_caller]
+    pub fn add_files(&self, client: &Path, files: &[(String, Vec<u8>)]) {
+        for (file, content) in files {
+            let p = client.join(file);
+            if let Some(parent) = p.parent() {
+                mkdir(parent);
+            }
+            if let Err(e) = fs::write(&p, content) {
+                panic!("writing {}: {e}", p.display());
+            }
+        }
+        let mut args = vec!["add", "--"];
+        args.extend(files.iter().map(|(f, _)| f.as_str()));
+        self.annex(client, &args).ok();
+        self.git(client, &["commit", "-q", "-m", "add files"]).ok();
     }
 
     /// The key of an annexed file.
