@@ -8,6 +8,7 @@
 
 pub mod relay;
 pub mod select;
+mod transfer;
 
 use annex::repo::Repo;
 use annex::transport::{ConnectOptions, NodeRemote};

@@ -65,21 +65,21 @@ enum Opening {
 }
 
 /// Either the node's connection, or why there is none.
-enum Node {
+pub(super) enum Node {
     Up(Box<NodeConnection>),
     Down(String),
 }
 
 pub struct Relay<R, W> {
-    client: Connection<R, W>,
-    node: Node,
-    remote: NodeRemote,
-    branch: Branch,
-    my_uuid: String,
-    mode: ServerMode,
+    pub(super) client: Connection<R, W>,
+    pub(super) node: Node,
+    pub(super) remote: NodeRemote,
+    pub(super) branch: Branch,
+    pub(super) my_uuid: String,
+    pub(super) mode: ServerMode,
     /// The version both sides speak.
-    version: u32,
-    journalled: bool,
+    pub(super) version: u32,
+    pub(super) journalled: bool,
 }
 
 impl<R, W> Relay<R, W>
@@ -265,7 +265,7 @@ where
         }
     }
 
-    async fn send(&mut self, msg: Message) -> Result<(), RelayError> {
+    pub(super) async fn send(&mut self, msg: Message) -> Result<(), RelayError> {
         self.client.write_message(&fit(msg, self.version)).await?;
         Ok(())
     }
@@ -279,7 +279,7 @@ where
     }
 
     /// When the node is down, send the client why; returns whether it is up.
-    async fn tell_if_down(&mut self) -> Result<bool, RelayError> {
+    pub(super) async fn tell_if_down(&mut self) -> Result<bool, RelayError> {
         match &self.node {
             Node::Up(_) => Ok(true),
             Node::Down(why) => {
@@ -292,12 +292,12 @@ where
 
     /// The node failed: close it (for its last words), tell the client,
     /// and answer every later request with the same.
-    async fn node_failed(&mut self, e: ConnError) -> Result<(), RelayError> {
+    pub(super) async fn node_failed(&mut self, e: ConnError) -> Result<(), RelayError> {
         let why = self.take_node_down(e).await;
         self.send(Message::Error(why)).await
     }
 
-    async fn take_node_down(&mut self, e: ConnError) -> String {
+    pub(super) async fn take_node_down(&mut self, e: ConnError) -> String {
         let name = self.remote.name.clone();
         let down = Node::Down(String::new());
         let why = match std::mem::replace(&mut self.node, down) {
@@ -319,7 +319,7 @@ where
 
     /// Forward one message and relay the one answer. `None` when the client
     /// already got an ERROR instead.
-    async fn request(&mut self, msg: Message) -> Result<Option<Message>, RelayError> {
+    pub(super) async fn request(&mut self, msg: Message) -> Result<Option<Message>, RelayError> {
         let Some(nc) = self.node().await? else {
             return Ok(None);
         };
@@ -401,143 +401,6 @@ where
         }
     }
 
-    /// GET: the node's DATA streams through to the client, then its
-    /// validity, then the client's verdict goes back to the node.
-    async fn get(&mut self, msg: Message) -> Result<(), RelayError> {
-        let version = self.version;
-        if !self.tell_if_down().await? {
-            return Ok(());
-        }
-        let Some(nc) = up(&mut self.node) else {
-            return Ok(());
-        };
-        let len = match nc.exchange(&msg).await {
-            Ok(Message::Data(len)) => len,
-            Ok(other) => {
-                // ERROR (or nonsense): the client treats it as a failed GET.
-                let other = match other {
-                    e @ Message::Error(_) => e,
-                    m => Message::Error(format!("{}: unexpected {}", self.remote.name, m.verb())),
-                };
-                return self.send(other).await;
-            }
-            Err(e) => return self.node_failed(e).await,
-        };
-        if let Err(e) = nc.conn.relay_data_to(len, &mut self.client).await {
-            return Err(match e {
-                ConnError::Relay(inner) => RelayError::Client(*inner),
-                e => {
-                    let why = self.take_node_down(e).await;
-                    RelayError::Node(why)
-                }
-            });
-        }
-        if version >= 1 {
-            let reply = match up(&mut self.node) {
-                Some(nc) => nc.reply().await,
-                None => Err(ConnError::Broken),
-            };
-            let validity = match reply {
-                Ok(v @ (Message::Valid | Message::Invalid)) => v,
-                Ok(_) => Message::Invalid,
-                // The body is complete; INVALID makes the client discard it.
-                Err(e) => {
-                    self.take_node_down(e).await;
-                    Message::Invalid
-                }
-            };
-            self.send(validity).await?;
-        }
-        let verdict = match self.client.read_message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(()),
-            Err(e) if e.is_recoverable() => Message::Failure,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(nc) = up(&mut self.node) {
-            if let Err(e) = nc.conn.write_message(&verdict).await {
-                self.take_node_down(e).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn put(&mut self, key: Key, msg: Message) -> Result<(), RelayError> {
-        // The client sends its DATA from the node's offset; we need not know it.
-        if !matches!(self.request(msg).await?, Some(Message::PutFrom(_))) {
-            return Ok(());
-        }
-        let next = match self.client.read_message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(()),
-            Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(nc) = up(&mut self.node) else {
-            return Ok(());
-        };
-        let result = match next {
-            Message::Data(len) => {
-                let relayed = self.client.relay_data_to(len, &mut nc.conn).await;
-                let node_broke = match relayed {
-                    Ok(()) => None,
-                    // The client's body was still read to its end.
-                    Err(ConnError::Relay(inner)) => Some(*inner),
-                    Err(e) => return Err(e.into()),
-                };
-                let validity = if self.version >= 1 {
-                    Some(read_validity(&mut self.client).await?)
-                } else {
-                    None
-                };
-                if let Some(e) = node_broke {
-                    return self.node_failed(e).await;
-                }
-                let sent = match validity {
-                    Some(v) => nc.conn.write_message(&v).await,
-                    None => Ok(()),
-                };
-                match sent {
-                    Ok(()) => nc.reply().await,
-                    Err(e) => Err(e),
-                }
-            }
-            Message::DataPresent => nc.exchange(&Message::DataPresent).await,
-            // The client could not send after all; neither side answers.
-            e @ Message::Error(_) => {
-                if let Err(e) = nc.conn.write_message(&e).await {
-                    self.take_node_down(e).await;
-                }
-                return Ok(());
-            }
-            _ => {
-                // Keep the node in step the same way, then tell the client.
-                if let Err(e) = nc
-                    .conn
-                    .write_message(&Message::Error("expected DATA".into()))
-                    .await
-                {
-                    self.take_node_down(e).await;
-                }
-                return self.send(Message::Error("expected DATA".into())).await;
-            }
-        };
-        let reply = match result {
-            Ok(r) => r,
-            Err(e) => return self.node_failed(e).await,
-        };
-        let node_uuid = self.remote.uuid.clone();
-        match &reply {
-            Message::Success => self.record(&key, [node_uuid.as_str()], LogStatus::Present),
-            Message::SuccessPlus(us) => {
-                self.record(&key, [node_uuid.as_str()], LogStatus::Present);
-                self.record(&key, us.iter().map(String::as_str), LogStatus::Present);
-            }
-            _ => {}
-        }
-        self.send(reply).await
-    }
-
     async fn connect_service(&mut self, msg: Message) -> Result<Flow, RelayError> {
         let Some(nc) = self.node().await? else {
             return Ok(Flow::Stop);
@@ -598,7 +461,7 @@ where
     }
 
     /// Journal, in our own branch, what the node told us happened.
-    fn record<'a>(
+    pub(super) fn record<'a>(
         &mut self,
         key: &Key,
         uuids: impl IntoIterator<Item = &'a str>,
@@ -613,7 +476,7 @@ where
     }
 }
 
-fn up(node: &mut Node) -> Option<&mut NodeConnection> {
+pub(super) fn up(node: &mut Node) -> Option<&mut NodeConnection> {
     match node {
         Node::Up(nc) => Some(nc),
         Node::Down(_) => None,

@@ -1,0 +1,154 @@
+//! The relay's data transfers: GET streams the node's DATA to the client,
+//! PUT the client's DATA to the node, each in bounded chunks, with the
+//! verdicts passed on and what the node stored journalled.
+
+use annex::branch::LogStatus;
+use annex::key::Key;
+use annex::p2p::{ConnError, Message};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::relay::{read_validity, up, Relay, RelayError};
+
+impl<R, W> Relay<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    /// GET: the node's DATA streams through to the client, then its
+    /// validity, then the client's verdict goes back to the node.
+    pub(super) async fn get(&mut self, msg: Message) -> Result<(), RelayError> {
+        let version = self.version;
+        if !self.tell_if_down().await? {
+            return Ok(());
+        }
+        let Some(nc) = up(&mut self.node) else {
+            return Ok(());
+        };
+        let len = match nc.exchange(&msg).await {
+            Ok(Message::Data(len)) => len,
+            Ok(other) => {
+                // ERROR (or nonsense): the client treats it as a failed GET.
+                let other = match other {
+                    e @ Message::Error(_) => e,
+                    m => Message::Error(format!("{}: unexpected {}", self.remote.name, m.verb())),
+                };
+                return self.send(other).await;
+            }
+            Err(e) => return self.node_failed(e).await,
+        };
+        if let Err(e) = nc.conn.relay_data_to(len, &mut self.client).await {
+            return Err(match e {
+                ConnError::Relay(inner) => RelayError::Client(*inner),
+                e => {
+                    let why = self.take_node_down(e).await;
+                    RelayError::Node(why)
+                }
+            });
+        }
+        if version >= 1 {
+            let reply = match up(&mut self.node) {
+                Some(nc) => nc.reply().await,
+                None => Err(ConnError::Broken),
+            };
+            let validity = match reply {
+                Ok(v @ (Message::Valid | Message::Invalid)) => v,
+                Ok(_) => Message::Invalid,
+                // The body is complete; INVALID makes the client discard it.
+                Err(e) => {
+                    self.take_node_down(e).await;
+                    Message::Invalid
+                }
+            };
+            self.send(validity).await?;
+        }
+        let verdict = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_recoverable() => Message::Failure,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(nc) = up(&mut self.node) {
+            if let Err(e) = nc.conn.write_message(&verdict).await {
+                self.take_node_down(e).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn put(&mut self, key: Key, msg: Message) -> Result<(), RelayError> {
+        // The client sends its DATA from the node's offset; we need not know it.
+        if !matches!(self.request(msg).await?, Some(Message::PutFrom(_))) {
+            return Ok(());
+        }
+        let next = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(nc) = up(&mut self.node) else {
+            return Ok(());
+        };
+        let result = match next {
+            Message::Data(len) => {
+                let relayed = self.client.relay_data_to(len, &mut nc.conn).await;
+                let node_broke = match relayed {
+                    Ok(()) => None,
+                    // The client's body was still read to its end.
+                    Err(ConnError::Relay(inner)) => Some(*inner),
+                    Err(e) => return Err(e.into()),
+                };
+                let validity = if self.version >= 1 {
+                    Some(read_validity(&mut self.client).await?)
+                } else {
+                    None
+                };
+                if let Some(e) = node_broke {
+                    return self.node_failed(e).await;
+                }
+                let sent = match validity {
+                    Some(v) => nc.conn.write_message(&v).await,
+                    None => Ok(()),
+                };
+                match sent {
+                    Ok(()) => nc.reply().await,
+                    Err(e) => Err(e),
+                }
+            }
+            Message::DataPresent => nc.exchange(&Message::DataPresent).await,
+            // The client could not send after all; neither side answers.
+            e @ Message::Error(_) => {
+                if let Err(e) = nc.conn.write_message(&e).await {
+                    self.take_node_down(e).await;
+                }
+                return Ok(());
+            }
+            _ => {
+                // Keep the node in step the same way, then tell the client.
+                if let Err(e) = nc
+                    .conn
+                    .write_message(&Message::Error("expected DATA".into()))
+                    .await
+                {
+                    self.take_node_down(e).await;
+                }
+                return self.send(Message::Error("expected DATA".into())).await;
+            }
+        };
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => return self.node_failed(e).await,
+        };
+        let node_uuid = self.remote.uuid.clone();
+        match &reply {
+            Message::Success => self.record(&key, [node_uuid.as_str()], LogStatus::Present),
+            Message::SuccessPlus(us) => {
+                self.record(&key, [node_uuid.as_str()], LogStatus::Present);
+                self.record(&key, us.iter().map(String::as_str), LogStatus::Present);
+            }
+            _ => {}
+        }
+        self.send(reply).await
+    }
+
+}
