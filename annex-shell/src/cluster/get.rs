@@ -88,9 +88,10 @@ where
             .into_iter()
             .partition(|&i| holders.contains(self.pool.slots[i].uuid()));
         let connected = |i: usize| self.pool.slots[i].conn_ref().is_some();
+        let busy = |i: usize| self.pool.slots[i].busy();
         let spin = spin();
-        order.extend(policy::get_order(&listed, &connected, spin));
-        order.extend(policy::get_order(&unlisted, &connected, spin));
+        order.extend(policy::get_order(&listed, &connected, &busy, spin));
+        order.extend(policy::get_order(&unlisted, &connected, &busy, spin));
         order
     }
 

@@ -32,23 +32,29 @@ pub fn put_targets(
 }
 
 /// The order in which nodes holding a key are tried for a GET: nodes
-/// already connected first (no start-up cost, and a node we are busy
-/// with in this session is not busy with a stranger), then the others
-/// rotated by `spin`, so that concurrent sessions spread their reads
-/// instead of all starting at the first node.
-pub fn get_order(holding: &[usize], connected: &dyn Fn(usize) -> bool, spin: usize) -> Vec<usize> {
-    let (mut up, mut idle): (Vec<usize>, Vec<usize>) =
-        holding.iter().copied().partition(|&i| connected(i));
-    if !idle.is_empty() {
-        let n = spin % idle.len();
-        idle.rotate_left(n);
-    }
-    if !up.is_empty() {
-        let n = spin % up.len();
-        up.rotate_left(n);
-    }
-    up.extend(idle);
-    up
+/// busy serving others last; among the rest, nodes already connected
+/// first (no start-up cost), then the others rotated by `spin`, so that
+/// concurrent sessions spread their reads instead of all starting at the
+/// first node.
+pub fn get_order(
+    holding: &[usize],
+    connected: &dyn Fn(usize) -> bool,
+    busy: &dyn Fn(usize) -> bool,
+    spin: usize,
+) -> Vec<usize> {
+    let rotated = |mut v: Vec<usize>| {
+        if !v.is_empty() {
+            let n = spin % v.len();
+            v.rotate_left(n);
+        }
+        v
+    };
+    let (free, loaded): (Vec<usize>, Vec<usize>) = holding.iter().copied().partition(|&i| !busy(i));
+    let (up, idle): (Vec<usize>, Vec<usize>) = free.into_iter().partition(|&i| connected(i));
+    let mut order = rotated(up);
+    order.extend(rotated(idle));
+    order.extend(rotated(loaded));
+    order
 }
 
 /// A REMOVE-BEFORE deadline in a node's clock: the node said `node_ts`
@@ -88,11 +94,14 @@ mod tests {
     }
 
     #[test]
-    fn connected_nodes_first_then_rotation() {
+    fn connected_nodes_first_then_rotation_then_busy_nodes() {
         let up = |i: usize| i == 3;
-        assert_eq!(get_order(&[0, 1, 2, 3], &up, 0), vec![3, 0, 1, 2]);
-        assert_eq!(get_order(&[0, 1, 2, 3], &up, 1), vec![3, 1, 2, 0]);
-        assert_eq!(get_order(&[], &up, 5), Vec::<usize>::new());
+        let calm = |_: usize| false;
+        assert_eq!(get_order(&[0, 1, 2, 3], &up, &calm, 0), vec![3, 0, 1, 2]);
+        assert_eq!(get_order(&[0, 1, 2, 3], &up, &calm, 1), vec![3, 1, 2, 0]);
+        assert_eq!(get_order(&[], &up, &calm, 5), Vec::<usize>::new());
+        let busy = |i: usize| i == 3 || i == 0;
+        assert_eq!(get_order(&[0, 1, 2, 3], &up, &busy, 0), vec![1, 2, 0, 3]);
     }
 
     #[test]

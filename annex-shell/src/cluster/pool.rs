@@ -66,6 +66,21 @@ impl Slot {
         }
     }
 
+    /// Whether the node is serving other uploads now (known for local
+    /// nodes only).
+    pub fn busy(&self) -> bool {
+        let annex::transport::Location::Local(dir) = &self.remote.location else {
+            return false;
+        };
+        let dot_git = dir.join(".git");
+        let (gitdir, bare) = if dot_git.is_dir() {
+            (dot_git, false)
+        } else {
+            (dir.clone(), true)
+        };
+        annex::store::ObjectStore::new(gitdir, bare, 0).uploads_running() > 0
+    }
+
     pub fn version(&self) -> u32 {
         match &self.state {
             State::Up(nc) => nc.version,

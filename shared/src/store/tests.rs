@@ -397,3 +397,15 @@ fn upload_record() {
         .join(format!("annex/transfer/failed/upload/{UUID}/{HELLO_KEY}"))
         .exists());
 }
+
+#[test]
+fn running_uploads_are_counted_by_info_files_not_locks() {
+    let (_t, store) = scratch(true);
+    assert_eq!(store.uploads_running(), 0);
+    let dir = store.annex_dir().join("transfer/upload/some-uuid");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("lck.SHA256E-s1--x"), "").expect("lock");
+    assert_eq!(store.uploads_running(), 0);
+    fs::write(dir.join("SHA256E-s1--x"), "1795000000s\n").expect("info");
+    assert_eq!(store.uploads_running(), 1);
+}

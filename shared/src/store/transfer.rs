@@ -193,3 +193,21 @@ impl ObjectStore {
         Ok(UploadTransfer { record })
     }
 }
+
+impl ObjectStore {
+    /// How many uploads this repository is serving now, counted by their
+    /// info files. Only a hint for spreading reads: a transfer that
+    /// crashed leaves its file behind.
+    pub fn uploads_running(&self) -> usize {
+        let dir = self.annex_dir().join("transfer").join(Direction::Upload.name());
+        let Ok(uuids) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        uuids
+            .filter_map(|e| std::fs::read_dir(e.ok()?.path()).ok())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with("lck."))
+            .count()
+    }
+}
