@@ -50,6 +50,14 @@ enum Cmd {
         /// The cluster's name as that gateway knows it.
         name: String,
     },
+    /// Show this repository, each remote it proxies and each cluster it
+    /// is a gateway for with its nodes: UUID, whether it answers now,
+    /// keys and bytes the location log says it holds, free space.
+    Status {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::Extendcluster { gateway, name } => {
             annex_shell::operator::extendcluster(&cli.dir, gateway, name, &mut out, &mut err)
         }
+        Cmd::Status { json } => annex_shell::operator::status(&cli.dir, *json, &mut out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
