@@ -24,6 +24,9 @@
 //! `annex-proxy`), `cluster`, `node` (a cluster node this gateway reaches
 //! directly), `via` (the same cluster behind another gateway) or
 //! `unreached` (a node `cluster.log` lists that no remote here leads to).
+//! A node behind another gateway is shown by the remote that proxies it
+//! (`gwA-n1`), which is what its reachability is checked through; the
+//! `via` row has no counts of its own (`-`, `null` in JSON).
 //! A cluster's REACHABLE is reachable nodes / nodes, its KEYS and SIZE
 //! count each key on any node once. SIZE is in IEC units from the keys'
 //! recorded sizes (keys without one count as 0); FREE is the space left
@@ -38,7 +41,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use annex::branch::LocationLog;
-use annex::cluster::{configured_clusters, gateway_nodes, recorded_clusters};
+use annex::cluster::{configured_clusters, gateway_nodes, recorded_clusters, remotes_with_proxied};
 use annex::key::Key;
 use annex::p2p::MAX_PROTOCOL_VERSION;
 use annex::repo::{RemoteConfig, Repo};
@@ -177,6 +180,7 @@ fn layout(repo: &Repo, my_uuid: &str) -> Result<Vec<Row>, OperatorError> {
         }
     }
     let recorded = recorded_clusters(repo)?;
+    let all = remotes_with_proxied(repo)?;
     let dead = annex::cluster::dead_uuids(repo)?;
     let descriptions =
         annex::branch::UuidLog::parse(&repo.branch().read_file("uuid.log")?.unwrap_or_default());
@@ -193,13 +197,26 @@ fn layout(repo: &Repo, my_uuid: &str) -> Result<Vec<Row>, OperatorError> {
             seen.insert(uuid.clone());
             rows.push(Row::new(r.name.clone(), kind, uuid, Some(r)));
         }
+        // Nodes behind another gateway: the gateway relays to them through
+        // that gateway's cluster (the `via` row), but its proxied remote
+        // for the node (`R-NODE`) tells whether each one answers.
         let listed = recorded.get(&cluster).into_iter().flatten();
         for u in listed.filter(|u| !seen.contains(*u) && !dead.contains(*u)) {
-            let name = match descriptions.get(u).filter(|d| !d.is_empty()) {
-                Some(d) => format!("[{d}]"),
-                None => format!("[{u}]"),
-            };
-            rows.push(Row::new(name, Kind::Unreached, u.clone(), None));
+            match all.iter().find(|r| r.annex_uuid() == Some(u.as_str())) {
+                Some(r) => rows.push(Row::new(
+                    r.name.clone(),
+                    Kind::Node,
+                    u.clone(),
+                    Some(r.clone()),
+                )),
+                None => {
+                    let name = match descriptions.get(u).filter(|d| !d.is_empty()) {
+                        Some(d) => format!("[{d}]"),
+                        None => format!("[{u}]"),
+                    };
+                    rows.push(Row::new(name, Kind::Unreached, u.clone(), None));
+                }
+            }
         }
     }
     Ok(rows)
@@ -573,6 +590,16 @@ pub fn human(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// A count as shown: a `via` row stands for the whole cluster behind
+/// another gateway, whose UUID no location log line ever names.
+fn counted(r: &Row, shown: String) -> String {
+    if r.kind == Kind::Via {
+        "-".into()
+    } else {
+        shown
+    }
+}
+
 /// The plain report (format in the module documentation).
 pub fn render_text(rows: &[Row]) -> String {
     let header = [
@@ -598,8 +625,8 @@ pub fn render_text(rows: &[Row]) -> String {
             r.kind.as_str().to_owned(),
             r.uuid.clone(),
             reach_text(&r.reach),
-            r.keys.to_string(),
-            human(r.bytes),
+            counted(r, r.keys.to_string()),
+            counted(r, human(r.bytes)),
             r.free.map(human).unwrap_or_else(|| "-".into()),
             detail,
         ]);
@@ -643,8 +670,8 @@ pub fn render_json(repository: &str, rows: &[Row]) -> String {
             json_str(&r.name),
             r.kind.as_str(),
             json_str(&r.uuid),
-            r.keys,
-            r.bytes
+            counted(r, r.keys.to_string()).replace('-', "null"),
+            counted(r, r.bytes.to_string()).replace('-', "null"),
         )
     };
     let mut repo_row = String::new();
