@@ -69,6 +69,14 @@ enum Cmd {
         #[command(subcommand)]
         action: TokenCmd,
     },
+    /// Show this repository, each remote it proxies and each cluster it
+    /// is a gateway for with its nodes: UUID, whether it answers now,
+    /// keys and bytes the location log says it holds, free space.
+    Status {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -128,6 +136,7 @@ fn main() -> ExitCode {
             TokenCmd::List => p2p::token_list(&cli.dir, &mut out),
             TokenCmd::Remove { token } => p2p::token_remove(&cli.dir, token),
         },
+        Cmd::Status { json } => annex_shell::operator::status(&cli.dir, *json, &mut out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,15 +1,17 @@
 //! The operator's commands (`annexproxy …`), run in the server repository
 //! itself, with no git-annex installed: what `git annex init`,
 //! `updateproxy`, `initcluster`, `updatecluster` and `extendcluster` would
-//! do there, with the same output lines.
+//! do there, with the same output lines; and `status`, which git-annex
+//! has no counterpart of.
 //!
 //! Output goes to the writers given (stdout for results, stderr for
 //! warnings), so the binary stays a thin `main`.
 
 pub mod extendcluster;
 pub mod initcluster;
-pub mod updatecluster;
 pub mod p2p;
+pub mod status;
+pub mod updatecluster;
 pub mod updateproxy;
 
 use std::io::Write;
@@ -19,6 +21,7 @@ use annex::repo::{Repo, RepoError};
 
 pub use extendcluster::extendcluster;
 pub use initcluster::initcluster;
+pub use status::status;
 pub use updatecluster::updatecluster;
 pub use updateproxy::updateproxy;
 
@@ -46,6 +49,8 @@ pub enum OperatorError {
     NotAClusterRemote(String),
     #[error(transparent)]
     P2p(#[from] p2p::P2pError),
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
