@@ -136,3 +136,47 @@ fn drop_reaches_unlogged_copy(kind: ServerKind) {
 }
 
 on_both_servers!(drop_reaches_unlogged_copy);
+
+/// The gateway's own preferred content: with an expression of its own it
+/// keeps the copies that expression wants, besides the nodes (with none,
+/// it is a gateway, not one more node); a GET is then served from its
+/// copy, and a drop from the cluster removes that copy too. git-annex's
+/// gateway never stores, so this runs against ours only.
+#[test]
+fn gateway_keeps_the_copies_it_wants() {
+    let c = cluster(ServerKind::Ours, crate::world::Setup::Ours, 2, |_, _| {});
+    let (env, client) = (&c.env, &c.client);
+    env.annex(client, &["wanted", "origin", "include=*.keep"]).ok();
+    env.annex(client, &["sync"]).ok();
+    let files: Vec<(String, Vec<u8>)> = [("a.keep", "kept\n"), ("b.txt", "passed on\n")]
+        .iter()
+        .map(|(f, s)| (f.to_string(), s.as_bytes().to_vec()))
+        .collect();
+    env.add_files(client, &files);
+    env.annex(client, &["copy", "--to", &c.remote(), "."]).ok();
+    let kept = env.key_of(client, "a.keep");
+    let passed = env.key_of(client, "b.txt");
+    let at_gateway = keys_held(&c.gateway);
+    assert!(at_gateway.contains(&kept), "{at_gateway:?}");
+    assert!(!at_gateway.contains(&passed), "{at_gateway:?}");
+    env.annex(client, &["sync"]).ok();
+    assert_eq!(
+        c.client_view(client),
+        expected_whereis(&[
+            ("a.keep", &["cluster", "gateway", "node1", "node2", "here"]),
+            ("b.txt", &["cluster", "node1", "node2", "here"]),
+        ])
+    );
+
+    // The nodes lose their copies behind the gateway's back: the GET must
+    // be served from the gateway's own.
+    for n in &c.nodes {
+        env.oracle_annex(n, &["drop", "--force", "--key", &kept]).ok();
+    }
+    env.annex(client, &["drop", "a.keep"]).ok();
+    env.annex(client, &["get", "--from", &c.remote(), "a.keep"]).ok();
+    assert_eq!(annexproxy_tests::observe::worktree_bytes(client, "a.keep"), b"kept\n");
+
+    env.annex(client, &["drop", "--from", &c.remote(), "a.keep"]).ok();
+    assert!(!keys_held(&c.gateway).contains(&kept));
+}
