@@ -11,11 +11,11 @@
 
 #![allow(dead_code)] // shared by several test crates, each using a part
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use annexproxy_tests::observe::json_lines;
 use annexproxy_tests::standin::sh_quote;
@@ -30,7 +30,7 @@ pub struct World {
     pub nodes: Vec<PathBuf>,
     pub client: PathBuf,
     /// Mount points to undo before the temp dir goes.
-    mounts: RefCell<Vec<PathBuf>>,
+    mounts: Mutex<Vec<PathBuf>>,
 }
 
 pub fn node_name(i: usize) -> String {
@@ -71,7 +71,7 @@ pub fn world(n: usize, tune: impl Fn(&TestEnv, &Path)) -> World {
         gateway,
         nodes,
         client,
-        mounts: RefCell::new(Vec::new()),
+        mounts: Mutex::new(Vec::new()),
     }
 }
 
@@ -94,7 +94,7 @@ pub fn new_client(env: &TestEnv, gateway: &Path, name: &str) -> PathBuf {
 
 impl Drop for World {
     fn drop(&mut self) {
-        for m in self.mounts.borrow().iter().rev() {
+        for m in self.mounts().iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
     }
@@ -224,15 +224,20 @@ impl World {
         out.stdout.trim().to_string()
     }
 
+    fn mounts(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        // a panic while holding it leaves the list as good as before
+        self.mounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Remembers a mount point to undo when the world goes.
     pub fn mounted(&self, at: &Path) {
-        self.mounts.borrow_mut().push(at.to_path_buf());
+        self.mounts().push(at.to_path_buf());
     }
 
     /// Undoes the mount at `at` now.
     pub fn unmount(&self, at: &Path) {
         sh(&format!("umount {}", q(at))).unwrap_or_else(|e| panic!("{e}"));
-        self.mounts.borrow_mut().retain(|m| m != at);
+        self.mounts().retain(|m| m != at);
     }
 
     /// Makes `dir` read-only: a read-only bind mount of itself as root
@@ -340,8 +345,15 @@ impl World {
     /// cluster is listed only for keys some node holds. Returns the claims.
     #[track_caller]
     pub fn assert_claims_true(&self, client: &Path) -> Claims {
+        self.assert_claims_true_among(client, &[client])
+    }
+
+    /// [`World::assert_claims_true`] where `clients` (which include
+    /// `client`) may hold content too.
+    #[track_caller]
+    pub fn assert_claims_true_among(&self, client: &Path, clients: &[&Path]) -> Claims {
         let claims = claims(&self.env, client);
-        let truth = self.truth(&[client]);
+        let truth = self.truth(clients);
         let cluster = self.cluster_uuid();
         for (key, uuids) in &claims {
             for u in uuids {
