@@ -11,10 +11,15 @@ cold cache. The client is the same real git-annex for both; it reaches the
 servers through the loopback ssh stand-in, which runs each server session
 under /usr/bin/time to learn its peak RSS.
 
+Besides the plain server, each side has a gateway serving a 3-node cluster
+(set up alike on both sides by the real git-annex: initcluster,
+updatecluster); the client reaches the cluster as `<side>-gw-cl` and, as a
+single proxied node behind the same gateway, `<side>-gw-n1`. The client
+scenarios drive those unchanged through `Bench.via`.
+
 Adding a scenario: write a function `(bench, server) -> Sample` and append a
 Scenario to SCENARIOS (before any scenario that depends on the state it
-leaves). Proxy and cluster setups will be further Server kinds whose
-`remote` the client scenarios can drive unchanged.
+leaves).
 """
 
 import argparse
@@ -66,7 +71,12 @@ class Server:
     kind: str  # "real" or "ours"
     bindir: Path  # first on the server's PATH, holds git-annex-shell
     repo: Path
-    remote: str  # the client's name for it (also the ssh host name)
+    remote: str  # the client's name for it
+    host: str = ""  # the ssh host name, which picks the side; `remote` when empty
+
+    @property
+    def ssh_host(self) -> str:
+        return self.host or self.remote
 
     @property
     def path(self) -> str:
@@ -225,16 +235,60 @@ class Bench:
         for s in self.servers:
             self.annex(["sync", "-q", "--no-content", s.remote], cwd=client)
             self.wait_sessions()
+        self.setup_clusters()
         log(f"generating the {human(self.sizes.p2p)} P2P file")
         self.p2p_file = r / "data/p2p.bin"
         write_random(self.p2p_file, self.sizes.p2p)
         out = subprocess.run(["sha256sum", str(self.p2p_file)], capture_output=True, text=True, check=True)
         self.p2p_key = f"SHA256E-s{self.sizes.p2p}--{out.stdout.split()[0]}"
 
+    CLUSTER = "cl"
+    NODES = 3
+
+    def setup_clusters(self) -> None:
+        """Per side: nodes n1..n3 and a gateway serving them as cluster
+        `cl`, all made by the real git-annex the same way; the client
+        learns of them by a sync with the gateway."""
+        r = self.root
+        self.via_servers: dict[tuple[str, str], Server] = {}
+        self.node_repos: dict[str, list[Path]] = {}
+        p = subprocess.run(["git-annex", "lookupkey", "big.bin"], cwd=self.client, env=self.env, capture_output=True, text=True)
+        self.big_key = p.stdout.strip()
+        for s in self.servers:
+            gw = r / f"srv/{s.kind}-gw.git"
+            self.git(["init", "-q", "--bare", str(gw)])
+            self.annex(["init", "-q", f"{s.kind} gateway"], cwd=gw)
+            for i in range(1, self.NODES + 1):
+                node = r / f"srv/{s.kind}-n{i}.git"
+                self.git(["init", "-q", "--bare", str(node)])
+                self.annex(["init", "-q", f"{s.kind} node {i}"], cwd=node)
+                self.git(["remote", "add", f"n{i}", str(node)], cwd=gw)
+                self.git(["config", f"remote.n{i}.annex-cluster-node", self.CLUSTER], cwd=gw)
+            self.annex(["initcluster", "-q", self.CLUSTER], cwd=gw)
+            self.annex(["updatecluster", "-q"], cwd=gw)
+            remote = f"{s.kind}-gw"
+            self.git(["remote", "add", remote, f"{s.ssh_host}:{gw}"], cwd=self.client)
+            self.annex(["sync", "-q", "--no-content", remote], cwd=self.client)
+            self.wait_sessions()
+            self.node_repos[s.kind] = [r / f"srv/{s.kind}-n{i}.git" for i in range(1, self.NODES + 1)]
+            for what, name in [("cluster", f"{remote}-{self.CLUSTER}"), ("node", f"{remote}-n1")]:
+                self.via_servers[(s.kind, what)] = Server(s.kind, s.bindir, gw, name, s.ssh_host)
+        # The client must see both through each gateway.
+        p = subprocess.run(
+            ["git-annex", "info", "--fast", f"{self.servers[0].kind}-gw"], cwd=self.client, env=self.env, capture_output=True, text=True
+        )
+        if f"gateway to cluster: {self.servers[0].kind}-gw-{self.CLUSTER}" not in p.stdout:
+            raise Failed(f"the client does not see the cluster:\n{p.stdout}{p.stderr}")
+
+    def via(self, s: Server, what: str) -> Server:
+        """The cluster (`what` = "cluster") or its proxied node n1 ("node")
+        on `s`'s side."""
+        return self.via_servers[(s.kind, what)]
+
     def write_ssh(self) -> None:
         r = self.root
         cases = "\n".join(
-            f"    {s.remote}) ANNEXPROXY_SERVER_PATH='{s.path}'; break ;;" for s in self.servers
+            f"    {s.ssh_host}) ANNEXPROXY_SERVER_PATH='{s.path}'; break ;;" for s in self.servers
         )
         script = f"""#!/bin/sh
 # Bench ssh: the host picks the server (real or ours); every session is
@@ -491,15 +545,49 @@ def p2p_get(b: Bench, s: Server) -> Sample:
     return Sample(elapsed, sess.close())
 
 
+def through(what: str, fn):
+    """`fn` run against the cluster or the proxied node of the side."""
+    return lambda b, s: fn(b, b.via(s, what))
+
+
+def big_copy_checked(what: str):
+    """The big copy through the gateway, then (untimed) a look at the
+    nodes: the cluster must have put it on all three, the proxied node
+    alone must have it otherwise; a fast wrong answer is no result."""
+
+    def go(b: Bench, s: Server) -> Sample:
+        sample = big_copy(b, b.via(s, what))
+        held = [bool(glob.glob(str(n / "annex/objects/*/*" / b.big_key / b.big_key))) for n in b.node_repos[s.kind]]
+        want = [True] * len(held) if what == "cluster" else [True] + [False] * (len(held) - 1)
+        if held != want:
+            raise Failed(f"{s.kind}: after copy --to {s.remote} the nodes hold big.bin: {held}, expected {want}")
+        return sample
+
+    return go
+
+
 def scenarios(z: Sizes) -> list[Scenario]:
     small = f"{z.small_n} x {human(z.small_size)}"
     big = human(z.big)
-    return [
+    # Each group leaves the servers as it found them (drops what it
+    # copied), for the next group and the next round.
+    behind = []
+    for what, label in [("cluster", "3-node cluster"), ("node", "proxied node")]:
+        behind += [
+            Scenario(f"{label}: {small} copy --to", through(what, small_copy)),
+            Scenario(f"{label}: {small} drop --from", through(what, small_drop)),
+            Scenario(f"{label}: {big} copy --to", big_copy_checked(what), z.big),
+            Scenario(f"{label}: {big} get --from", through(what, big_get), z.big),
+            Scenario(f"{label}: {big} drop --from", through(what, big_drop)),
+        ]
+    direct = [
         Scenario(f"{small} copy --to", small_copy),
         Scenario(f"{small} drop --from", small_drop),
         Scenario(f"{big} copy --to", big_copy, z.big),
         Scenario(f"{big} get --from", big_get, z.big),
         Scenario(f"{big} drop --from", big_drop),
+    ]
+    return direct + behind + [
         Scenario(f"{z.startup_n} x configlist (no ssh)", startup),
         Scenario(f"p2pstdio PUT {human(z.p2p)} (no client)", p2p_put, z.p2p),
         Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark: the real git-annex-shell against ours, driven by the same real
+# Benchmark: the real git-annex-shell against ours (served directly, and as
+# a gateway to a 3-node cluster and to a proxied node), driven by the same real
 # git-annex client, alternating, several rounds; prints a table and writes
 # target/bench-results.md and .json. Options go to scripts/bench.py
 # (--quick, --rounds N, --only NAME,..., --keep; see --help).

@@ -357,6 +357,38 @@ impl TestEnv {
         self.ssh_calls().into_iter().skip(mark).collect()
     }
 
+    /// Logs as ended (status -9) every session whose stand-in is gone
+    /// without saying so: one SIGKILLed together with its client never
+    /// writes its exit line, and [`TestEnv::wait_server_idle`] would wait
+    /// for it.
+    pub fn close_dead_sessions(&self) {
+        let gone = |pid: u32| match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // the state follows the parenthesised command name
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+            Err(_) => true,
+        };
+        let lines: String = self
+            .ssh_calls()
+            .iter()
+            .filter(|c| c.exit.is_none() && gone(c.pid))
+            .map(|c| format!("exit {} -9\n", c.pid))
+            .collect();
+        if lines.is_empty() {
+            return;
+        }
+        // appended, as the stand-ins do, so no line of theirs is lost
+        let log = self.state.join("ssh.log");
+        let appended = fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, lines.as_bytes()));
+        if let Err(e) = appended {
+            panic!("appending to {}: {e}", log.display());
+        }
+    }
+
     /// Waits until every server session has exited.
     #[track_caller]
     pub fn wait_server_idle(&self) {

@@ -121,7 +121,26 @@ pub fn run(cmd: Command, dir: &Path) -> Out {
 
 /// [`run`] with another time limit.
 #[track_caller]
-pub fn run_with_timeout(mut cmd: Command, dir: &Path, timeout: Duration) -> Out {
+pub fn run_with_timeout(cmd: Command, dir: &Path, timeout: Duration) -> Out {
+    start(cmd, dir).finish(timeout)
+}
+
+/// A command started in its own process group and still running: a
+/// scenario can act while it works (watch a file grow, kill it), then
+/// collect what it did.
+pub struct Running {
+    cmdline: String,
+    dir: PathBuf,
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    started: Instant,
+}
+
+/// Starts `cmd` as [`run`] does, without waiting for it. Panics only when
+/// the program cannot be started at all.
+#[track_caller]
+pub fn start(mut cmd: Command, dir: &Path) -> Running {
     let cmdline = describe(&cmd);
     cmd.current_dir(dir)
         .stdin(Stdio::null())
@@ -134,41 +153,75 @@ pub fn run_with_timeout(mut cmd: Command, dir: &Path, timeout: Duration) -> Out 
     };
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let start = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() > timeout && !timed_out => {
+    Running {
+        cmdline,
+        dir: dir.to_path_buf(),
+        child,
+        stdout,
+        stderr,
+        started: Instant::now(),
+    }
+}
+
+impl Running {
+    /// SIGKILLs the command and everything it started (its process group,
+    /// which includes the server sessions it opened through the stand-in).
+    pub fn kill_group(&self) {
+        kill_group(self.child.id());
+    }
+
+    /// Whether the command itself has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for the command, killing its process group once `timeout`
+    /// (counted from its start) has passed.
+    #[track_caller]
+    pub fn finish(self, timeout: Duration) -> Out {
+        let Running {
+            cmdline,
+            dir,
+            mut child,
+            stdout,
+            stderr,
+            started: start,
+        } = self;
+        let mut timed_out = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if start.elapsed() > timeout && !timed_out => {
+                    timed_out = true;
+                    kill_group(child.id());
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => panic!("waiting for `{cmdline}`: {e}"),
+            }
+        };
+        // Server sessions inherit the client's stderr, so the streams end only
+        // when they do; one that hangs is killed like a hanging client.
+        while !(stdout.is_finished() && stderr.is_finished()) {
+            if start.elapsed() > timeout && !timed_out {
                 timed_out = true;
                 kill_group(child.id());
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => panic!("waiting for `{cmdline}`: {e}"),
+            if start.elapsed() > timeout + Duration::from_secs(10) {
+                panic!("`{cmdline}`: output still open 10s after killing its process group");
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
-    };
-    // Server sessions inherit the client's stderr, so the streams end only
-    // when they do; one that hangs is killed like a hanging client.
-    while !(stdout.is_finished() && stderr.is_finished()) {
-        if start.elapsed() > timeout && !timed_out {
-            timed_out = true;
-            kill_group(child.id());
+        let join = |h: std::thread::JoinHandle<Vec<u8>>| {
+            String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned()
+        };
+        Out {
+            cmdline,
+            dir,
+            status,
+            stdout: join(stdout),
+            stderr: join(stderr),
+            timed_out,
         }
-        if start.elapsed() > timeout + Duration::from_secs(10) {
-            panic!("`{cmdline}`: output still open 10s after killing its process group");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let join = |h: std::thread::JoinHandle<Vec<u8>>| {
-        String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned()
-    };
-    Out {
-        cmdline,
-        dir: dir.to_path_buf(),
-        status,
-        stdout: join(stdout),
-        stderr: join(stderr),
-        timed_out,
     }
 }
 
@@ -181,6 +234,11 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<V
         }
         buf
     })
+}
+
+/// SIGKILLs one process (of a scenario's server side, found by the test).
+pub fn kill(pid: u32) {
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
 }
 
 /// SIGKILLs the process group `pgid` (one this harness created).
