@@ -39,10 +39,10 @@ where
             incoming: Box::new(incoming),
             failed: None,
         },
-        Err(e @ (StoreError::TransferInProgress | StoreError::NotEnoughSpace { .. })) => {
-            Receiver::Refused(e)
-        }
-        Err(e) => return Err(e.into()),
+        // Another receiver, no room, a read-only or broken annex/: this
+        // key fails (the body is still read, to stay in step), the session
+        // goes on for the others.
+        Err(e) => Receiver::Refused(e),
     };
     s.send(Message::PutFrom(sink.offset())).await?;
     let msg = match s.conn.read_message().await {
