@@ -10,9 +10,11 @@ use crate::args::BuiltinCall;
 use crate::restrict::{Policy, Refused, READONLY};
 use crate::run::ShellError;
 
-/// `configlist`: the two config lines git-annex prints. A repository with
-/// no UUID is initialised first when a git-annex branch exists (someone
-/// pushed one) or the client asked with `autoinit=1`.
+/// `configlist`: the two config lines git-annex prints, then one line for
+/// each proxied remote and cluster this repository serves (see
+/// [`served_remotes`]). A repository with no UUID is initialised first
+/// when a git-annex branch exists (someone pushed one) or the client asked
+/// with `autoinit=1`.
 pub fn configlist(repo: &mut Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
     let mut uuid = repo.uuid();
     if uuid.is_none() && (call.fields.autoinit || repo.has_annex_branch().unwrap_or(false)) {
@@ -26,9 +28,68 @@ pub fn configlist(repo: &mut Repo, call: &BuiltinCall, policy: &Policy) -> Resul
     }
     let gcrypt = repo.config_get("core.gcrypt-id").unwrap_or_default();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "annex.uuid={}", uuid.unwrap_or_default()).map_err(io)?;
+    writeln!(out, "annex.uuid={}", uuid.as_deref().unwrap_or_default()).map_err(io)?;
     writeln!(out, "core.gcrypt-id={gcrypt}").map_err(io)?;
+    if let Some(mine) = uuid {
+        for served in served_remotes(repo, &mine) {
+            writeln!(out, "{}", served.config_line()).map_err(io)?;
+        }
+    }
     Ok(0)
+}
+
+/// Prefix of the extra configlist lines; git-annex itself prints no
+/// `annexproxy.*` keys.
+pub const SERVED_PREFIX: &str = "annexproxy.";
+
+/// A repository behind this one that a client can reach by asking
+/// p2pstdio for its UUID with `--uuid`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub cluster: bool,
+    /// The name `proxy.log` gives it under our UUID (a legal git remote
+    /// name, so it holds no `=` and no whitespace).
+    pub name: String,
+    pub uuid: String,
+}
+
+impl Served {
+    /// `annexproxy.proxy.NAME=UUID` or `annexproxy.cluster.NAME=UUID`.
+    ///
+    /// Extra configlist lines are harmless to git-annex clients: they read
+    /// the output as `key=value` config and look up only `annex.uuid` and
+    /// `core.gcrypt-id` (pinned by the proxy and cluster end-to-end suites,
+    /// whose real clients read our configlist). git-remote-annexproxy
+    /// reads them to turn `#NAME` into a UUID without git-annex.
+    pub fn config_line(&self) -> String {
+        let kind = if self.cluster { "cluster" } else { "proxy" };
+        format!("{SERVED_PREFIX}{kind}.{}={}", self.name, self.uuid)
+    }
+}
+
+/// The remotes `proxy.log` lists under `my_uuid` that a p2pstdio with
+/// `--uuid` would really serve: the same test the session makes
+/// ([`crate::proxy::select`]), so nothing is offered that would then be
+/// refused. Unreadable logs offer nothing: configlist must still answer.
+pub fn served_remotes(repo: &Repo, my_uuid: &str) -> Vec<Served> {
+    use annex::branch::maplog::{parse_proxy_log, valid_proxies};
+    use crate::proxy::Selection;
+    let content = match repo.branch().read_file("proxy.log") {
+        Ok(c) => c.unwrap_or_default(),
+        Err(_) => return Vec::new(),
+    };
+    let log = parse_proxy_log(&content);
+    let Some(listed) = log.get(my_uuid).map(valid_proxies) else {
+        return Vec::new();
+    };
+    listed
+        .into_iter()
+        .filter_map(|p| match crate::proxy::select(repo, my_uuid, &p.uuid) {
+            Ok(Selection::Node(_)) => Some(Served { cluster: false, name: p.name, uuid: p.uuid }),
+            Ok(Selection::Cluster(_)) => Some(Served { cluster: true, name: p.name, uuid: p.uuid }),
+            _ => None,
+        })
+        .collect()
 }
 
 fn keys(call: &BuiltinCall) -> Result<Vec<Key>, ShellError> {

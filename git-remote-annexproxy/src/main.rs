@@ -3,9 +3,17 @@
 //!
 //! git runs us as `git-remote-annexproxy <remote> <url>` for
 //! `annexproxy::<url>`; see `helper` for the command loop, `url` for the
-//! address forms and `tunnel` for the session.
+//! address forms, `resolve` for `#REMOTE`, `tunnel` for the session and
+//! `progress` for what is drawn meanwhile.
+//!
+//! Run by a person as `git-remote-annexproxy --list <url> [--add PREFIX]`,
+//! it lists the proxied remotes and clusters a server offers (and adds
+//! them as git remotes); see `discover`.
 
+mod discover;
 mod helper;
+mod progress;
+mod resolve;
 mod tunnel;
 mod url;
 
@@ -16,6 +24,17 @@ use annex::threadio::{ThreadReader, ThreadWriter};
 use anyhow::{bail, Context};
 
 use crate::helper::Outcome;
+use crate::resolve::ResolveError;
+use crate::tunnel::TunnelError;
+
+/// Why `connect` failed: the `#REMOTE` was not found, or the session.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
+}
 
 fn main() -> ExitCode {
     match run() {
@@ -33,11 +52,17 @@ fn run() -> anyhow::Result<u8> {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // The remote name is not needed yet: everything is in the URL.
+    if args.first().is_some_and(|a| a == "--list") {
+        return discover::run(&args[1..]);
+    }
+    // The remote name is not needed: everything is in the URL.
     let [_remote, url] = args.as_slice() else {
-        bail!("usage: git-remote-annexproxy <remote> <url> (run by git for annexproxy::<url>)");
+        bail!(
+            "usage: git-remote-annexproxy <remote> <url> (run by git for annexproxy::<url>)\n   \
+             or: git-remote-annexproxy --list <url> [--add PREFIX]"
+        );
     };
-    let target = url::parse(url).with_context(|| format!("bad URL {url:?}"))?;
+    let url::Url { target, remote } = url::parse_url(url).with_context(|| format!("bad URL {url:?}"))?;
     let git_dir = std::env::var_os("GIT_DIR").map(PathBuf::from);
     let client_uuid = tunnel::client_uuid(git_dir.as_deref());
 
@@ -50,8 +75,13 @@ fn run() -> anyhow::Result<u8> {
     let outcome = {
         let mut input = std::io::stdin().lock();
         let mut output = std::io::stdout();
-        helper::run(&mut input, &mut output, |_service, options| {
-            runtime.block_on(tunnel::open(&target, options.family, &client_uuid, git_dir.as_deref()))
+        helper::run(&mut input, &mut output, |_service, options| -> Result<_, ConnectError> {
+            let node = match &remote {
+                Some(r) => Some(resolve::resolve(&target, options.family, r)?),
+                None => None,
+            };
+            let open = tunnel::open(&target, node.as_deref(), options.family, &client_uuid, git_dir.as_deref());
+            Ok(runtime.block_on(open)?)
         })
     };
     let result = match outcome {
@@ -65,10 +95,10 @@ fn run() -> anyhow::Result<u8> {
                 );
             }
             let (git_in, git_out) = git_pipes().context("setting up stdin/stdout")?;
-            runtime
-                .block_on(tunnel.relay(service, git_in, git_out))
-                .map(exit_byte)
-                .map_err(anyhow::Error::from)
+            let bar = progress::Bar::new(&options);
+            let relayed = runtime.block_on(tunnel.relay(service, git_in, git_out, &bar));
+            bar.finish();
+            relayed.map(exit_byte).map_err(anyhow::Error::from)
         }
         Err(e) => Err(e.into()),
     };

@@ -96,6 +96,8 @@ pub enum TunnelError {
     Closed { stage: Stage },
     #[error("{program} ended ({status}) {stage}")]
     TransportExited { program: String, status: ExitStatus, stage: Stage },
+    #[error("expected to be served repository {expected}, but the server is {found}")]
+    WrongRepository { expected: String, found: String },
     #[error("server said: {message}")]
     Remote { message: String },
     #[error("unexpected {verb} from the server {stage}")]
@@ -132,15 +134,18 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r#"'"'"'"#))
 }
 
-/// The command line the remote shell runs, quoted as git-annex quotes it.
-pub fn remote_command(dir: &str, client_uuid: &str) -> String {
-    format!("{ANNEX_SHELL} 'p2pstdio' {} {}", sh_quote(dir), sh_quote(client_uuid))
+/// The command line the remote shell runs, each argument quoted as
+/// git-annex quotes them.
+pub fn remote_command(args: &[&str]) -> String {
+    let quoted: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
+    format!("{ANNEX_SHELL} {}", quoted.join(" "))
 }
 
-/// The process that carries the session: `ssh … git-annex-shell …`, or
-/// git-annex-shell itself for a local path. Both are looked up on PATH.
+/// The process that runs git-annex-shell with `args` for `target` (whose
+/// directory is the argument after the command): `ssh … git-annex-shell …`,
+/// or git-annex-shell itself for a local path. Both are looked up on PATH.
 /// `None` for a P2P address, which is no shell's.
-pub fn transport_command(target: &Target, family: Family, client_uuid: &str) -> Option<std::process::Command> {
+pub fn shell_command(target: &Target, family: Family, command: &str, rest: &[&str]) -> Option<std::process::Command> {
     let mut cmd = match target {
         Target::Ssh { user, host, port, dir } => {
             let mut cmd = std::process::Command::new("ssh");
@@ -162,12 +167,14 @@ pub fn transport_command(target: &Target, family: Family, client_uuid: &str) -> 
                 Some(u) => cmd.arg(format!("{u}@{host}")),
                 None => cmd.arg(host),
             };
-            cmd.arg(remote_command(dir, client_uuid));
+            let mut args = vec![command, dir.as_str()];
+            args.extend_from_slice(rest);
+            cmd.arg(remote_command(&args));
             cmd
         }
         Target::Local { path } => {
             let mut cmd = std::process::Command::new(ANNEX_SHELL);
-            cmd.arg("p2pstdio").arg(path).arg(client_uuid);
+            cmd.arg(command).arg(path).args(rest);
             cmd
         }
         Target::P2p { .. } => return None,
@@ -176,6 +183,33 @@ pub fn transport_command(target: &Target, family: Family, client_uuid: &str) -> 
         cmd.env_remove(var);
     }
     Some(cmd)
+}
+
+/// The process that carries the session: `p2pstdio DIR CLIENTUUID`, and
+/// `--uuid NODE` to be served a repository the server proxies for (or a
+/// cluster it is a gateway of) rather than its own, as git-annex asks.
+pub fn transport_command(
+    target: &Target,
+    family: Family,
+    client_uuid: &str,
+    node: Option<&str>,
+) -> Option<std::process::Command> {
+    let mut rest = vec![client_uuid];
+    if let Some(u) = node {
+        rest.extend(["--uuid", u]);
+    }
+    shell_command(target, family, "p2pstdio", &rest)
+}
+
+/// Told how many bytes of git's conversation went through, either way;
+/// the binary decides whether to draw anything.
+pub trait Meter {
+    fn relayed(&self, bytes: u64);
+}
+
+/// No meter.
+impl Meter for () {
+    fn relayed(&self, _: u64) {}
 }
 
 /// A P2P session that has started (the server said `AUTH-SUCCESS`), ready
@@ -191,10 +225,13 @@ pub struct Tunnel<R, W> {
 pub type AnyTunnel = Tunnel<BoxRead, BoxWrite>;
 
 /// Runs the transport for `target` and waits for the session to start.
+/// `node` is the UUID of the repository behind the server to be served
+/// (see [`transport_command`]); the server must then greet us with it.
 /// `git_dir` is the client repository, where P2P credentials and settings
 /// are looked up.
 pub async fn open(
     target: &Target,
+    node: Option<&str>,
     family: Family,
     client_uuid: &str,
     git_dir: Option<&Path>,
@@ -202,7 +239,7 @@ pub async fn open(
     if let Target::P2p { address, token } = target {
         return open_p2p(address, token.as_ref(), client_uuid, git_dir).await;
     }
-    let std_cmd = transport_command(target, family, client_uuid).expect("only P2P targets have no command");
+    let std_cmd = transport_command(target, family, client_uuid, node).expect("only P2P targets have no command");
     let program = std_cmd.get_program().to_string_lossy().into_owned();
     let mut cmd = tokio::process::Command::from(std_cmd);
     // stderr is git's: the server's messages reach the user unchanged.
@@ -215,7 +252,13 @@ pub async fn open(
     match Tunnel::start(stdout, stdin).await {
         Ok(mut t) => {
             t.transport = Some((program, child));
-            Ok(t)
+            match node {
+                Some(u) if t.server_uuid != u => Err(TunnelError::WrongRepository {
+                    expected: u.to_owned(),
+                    found: std::mem::take(&mut t.server_uuid),
+                }),
+                _ => Ok(t),
+            }
         }
         Err(e) => Err(explain_exit(e, &program, &mut child).await),
     }
@@ -312,7 +355,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
 
     /// Runs `service` on the server with `git_in`/`git_out` as its
     /// stdin/stdout; returns its exit status.
-    pub async fn relay<I, O>(self, service: Service, mut git_in: I, mut git_out: O) -> Result<i32, TunnelError>
+    pub async fn relay<I, O>(
+        self,
+        service: Service,
+        mut git_in: I,
+        mut git_out: O,
+        meter: &dyn Meter,
+    ) -> Result<i32, TunnelError>
     where
         I: AsyncRead + Unpin,
         O: AsyncWrite + Unpin,
@@ -324,8 +373,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
         // the uplink and the downlink reports.
         let connect_sent = up.write_message(&Message::Connect(service)).await.is_ok();
         let result = {
-            let uplink = uplink(&mut up, &mut git_in, &mut mid_body);
-            let downlink = downlink(&mut down, &mut git_out);
+            let uplink = uplink(&mut up, &mut git_in, &mut mid_body, meter);
+            let downlink = downlink(&mut down, &mut git_out, meter);
             tokio::pin!(uplink, downlink);
             let mut uplink_done = !connect_sent;
             loop {
@@ -359,7 +408,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
 }
 
 /// git's input → `DATA` messages, until git closes its end.
-async fn uplink<I, W>(up: &mut Connection<Empty, W>, git_in: &mut I, mid_body: &mut bool) -> Result<(), TunnelError>
+async fn uplink<I, W>(
+    up: &mut Connection<Empty, W>,
+    git_in: &mut I,
+    mid_body: &mut bool,
+    meter: &dyn Meter,
+) -> Result<(), TunnelError>
 where
     I: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -373,11 +427,12 @@ where
         *mid_body = true;
         up.send_data(n as u64, &mut &buf[..n]).await?;
         *mid_body = false;
+        meter.relayed(n as u64);
     }
 }
 
 /// The server's `DATA` → git's output, until `CONNECTDONE`.
-async fn downlink<R, O>(down: &mut Connection<R, Sink>, git_out: &mut O) -> Result<i32, TunnelError>
+async fn downlink<R, O>(down: &mut Connection<R, Sink>, git_out: &mut O, meter: &dyn Meter) -> Result<i32, TunnelError>
 where
     R: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
@@ -386,7 +441,7 @@ where
     loop {
         match down.read_message().await? {
             Some(Message::Data(len)) => match down.relay_data(len, git_out).await {
-                Ok(()) => {}
+                Ok(()) => meter.relayed(len),
                 Err(ConnError::Relay(inner)) => return Err(TunnelError::GitOutput(*inner)),
                 Err(e) => return Err(e.into()),
             },

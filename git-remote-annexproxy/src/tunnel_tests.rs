@@ -42,6 +42,15 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), f).await.expect("no deadlock")
 }
 
+#[derive(Default)]
+struct Counted(std::cell::Cell<u64>);
+
+impl Meter for Counted {
+    fn relayed(&self, bytes: u64) {
+        self.0.set(self.0.get() + bytes);
+    }
+}
+
 #[tokio::test]
 async fn upload_pack_transcript() {
     let (r, w, mut srv) = pipes(4096);
@@ -58,11 +67,14 @@ async fn upload_pack_transcript() {
     let tunnel = within(Tunnel::start(r, w)).await.expect("session starts");
     assert_eq!(tunnel.server_uuid(), "8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096");
     let mut out = Vec::new();
-    let code = within(tunnel.relay(Service::UploadPack, &b"0009done\n"[..], &mut out))
+    let meter = Counted::default();
+    let code = within(tunnel.relay(Service::UploadPack, &b"0009done\n"[..], &mut out, &meter))
         .await
         .expect("relay");
     assert_eq!(code, 0);
     assert_eq!(out, b"0000ref\npack");
+    // git's bytes both ways, none of the protocol's own
+    assert_eq!(meter.0.get(), 9 + 8 + 4);
     let sent = server.await.expect("fake server");
     // no VERSION: protocol 0, as git-annex's own helpers; CONNECTDONE echoed
     assert_eq!(
@@ -85,7 +97,7 @@ async fn service_exit_status_is_returned() {
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     // git keeps its end open; the status must not wait for it
     let (git_in, _keep_open) = duplex(64);
-    let code = within(tunnel.relay(Service::ReceivePack, git_in, Vec::new())).await.expect("relay");
+    let code = within(tunnel.relay(Service::ReceivePack, git_in, Vec::new(), &())).await.expect("relay");
     assert_eq!(code, 128);
     let sent = server.await.expect("fake server");
     assert_eq!(String::from_utf8_lossy(&sent), "CONNECT git-receive-pack\nCONNECTDONE 128\n");
@@ -127,7 +139,7 @@ async fn both_directions_flow_at_once() {
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     let mut out = Vec::new();
-    let code = within(tunnel.relay(Service::ReceivePack, &up[..], &mut out)).await.expect("relay");
+    let code = within(tunnel.relay(Service::ReceivePack, &up[..], &mut out, &())).await.expect("relay");
     assert_eq!(code, 0);
     assert!(out == down, "git got {} bytes, not the server's {}", out.len(), down.len());
     let body = within(server).await.expect("fake server");
@@ -144,7 +156,7 @@ async fn server_error_after_connect() {
         srv.read_to_end(&mut got).await;
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
-    let err = within(tunnel.relay(Service::ReceivePack, &b""[..], Vec::new()))
+    let err = within(tunnel.relay(Service::ReceivePack, &b""[..], Vec::new(), &()))
         .await
         .expect_err("refused");
     assert_eq!(err.to_string(), "server said: this repository is read-only; write access denied");
@@ -159,7 +171,7 @@ async fn hangup_before_connectdone() {
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     let mut out = Vec::new();
-    let err = within(tunnel.relay(Service::UploadPack, &b""[..], &mut out)).await.expect_err("closed");
+    let err = within(tunnel.relay(Service::UploadPack, &b""[..], &mut out, &())).await.expect_err("closed");
     assert!(matches!(err, TunnelError::Closed { stage: Stage::BeforeConnectDone }), "{err:?}");
     assert_eq!(out, b"abc", "what did arrive was passed on");
 }
@@ -197,7 +209,7 @@ async fn git_going_away_is_an_output_error() {
     let (git_out, reader) = duplex(64);
     drop(reader);
     let (git_in, _keep) = duplex(64);
-    let err = within(tunnel.relay(Service::UploadPack, git_in, git_out)).await.expect_err("git gone");
+    let err = within(tunnel.relay(Service::UploadPack, git_in, git_out, &())).await.expect_err("git gone");
     assert!(matches!(err, TunnelError::GitOutput(_)), "{err:?}");
 }
 
@@ -236,7 +248,7 @@ fn ssh_command_line() {
         port: Some(2222),
         dir: "/srv/it's.git".into(),
     };
-    let cmd = transport_command(&t, Family::Ipv6, "dd955513-8c88-41d0-92cb-f983fd146535").expect("ssh");
+    let cmd = transport_command(&t, Family::Ipv6, "dd955513-8c88-41d0-92cb-f983fd146535", None).expect("ssh");
     assert_eq!(
         argv(&cmd),
         [
@@ -252,7 +264,7 @@ fn ssh_command_line() {
     let t = Target::Ssh { user: None, host: "localhost".into(), port: None, dir: "/~/r".into() };
     // no annex.uuid: an empty argument, which git-annex-shell accepts
     assert_eq!(
-        argv(&transport_command(&t, Family::Any, "").expect("local")),
+        argv(&transport_command(&t, Family::Any, "", None).expect("local")),
         ["ssh", "-T", "localhost", "git-annex-shell 'p2pstdio' '/~/r' ''"]
     );
 }
@@ -260,7 +272,7 @@ fn ssh_command_line() {
 #[test]
 fn local_command_line_drops_the_clients_repository_env() {
     let t = Target::Local { path: "/srv/r.git".into() };
-    let cmd = transport_command(&t, Family::Ipv4, "u1").expect("ssh");
+    let cmd = transport_command(&t, Family::Ipv4, "u1", None).expect("ssh");
     assert_eq!(argv(&cmd), ["git-annex-shell", "p2pstdio", "/srv/r.git", "u1"]);
     let removed: Vec<String> = cmd
         .get_envs()
@@ -292,4 +304,28 @@ fn client_uuid_comes_from_annex_uuid() {
     assert_eq!(client_uuid(Some(&git_dir)), "c0ffee00-0000-4000-8000-000000000001");
     assert_eq!(client_uuid(None), "");
     assert_eq!(client_uuid(Some(&dir.path().join("missing"))), "");
+}
+
+#[test]
+fn a_node_is_asked_for_with_uuid_as_git_annex_asks() {
+    let node = "8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096";
+    let t = Target::Ssh { user: None, host: "h".into(), port: None, dir: "/~/srv/server".into() };
+    assert_eq!(
+        argv(&transport_command(&t, Family::Any, "u1", Some(node)).expect("ssh")),
+        [
+            "ssh",
+            "-T",
+            "h",
+            "git-annex-shell 'p2pstdio' '/~/srv/server' 'u1' '--uuid' '8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096'"
+        ]
+    );
+    let t = Target::Local { path: "/srv/r.git".into() };
+    assert_eq!(
+        argv(&transport_command(&t, Family::Any, "u1", Some(node)).expect("local")),
+        ["git-annex-shell", "p2pstdio", "/srv/r.git", "u1", "--uuid", node]
+    );
+    assert_eq!(
+        argv(&shell_command(&t, Family::Any, "configlist", &[]).expect("local")),
+        ["git-annex-shell", "configlist", "/srv/r.git"]
+    );
 }

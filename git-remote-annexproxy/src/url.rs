@@ -9,6 +9,13 @@
 //!   as git-remote-tor-annex and git-remote-p2p-annex reach it), optionally
 //!   followed by `:TOKEN`; see [`annex::transport::p2paddr`].
 //!
+//! Any form but the P2P ones may end in `#REMOTE`: a proxied remote or a
+//! cluster of the server, by the name the server's `proxy.log` gives it
+//! (`node1`, `mycluster`, `B-C` for a proxy of a proxy) or by UUID. The
+//! last `#` starts it; a path with a `#` of its own is written as a URL
+//! with `%23`. P2P addresses take none: a peer's listener serves only its
+//! own repository.
+//!
 //! The directory handed to git-annex-shell is written the way git-annex
 //! writes it (`Git/Remote.hs`), so the server resolves it the same way for
 //! both clients: `ssh://h/~/p` → `/~/p`, `h:p` → `/~/p`, `h:~u/p` → `/~u/p`,
@@ -41,8 +48,27 @@ pub enum Target {
     P2p { address: P2pAddress, token: Option<AuthToken> },
 }
 
+/// A repository behind the server, as the URL's `#` part names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteRef {
+    Uuid(String),
+    /// Turned into a UUID with the server's configlist (`resolve`).
+    Name(String),
+}
+
+/// A whole `annexproxy::` URL: the server, and what behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub target: Target,
+    pub remote: Option<RemoteRef>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
+    #[error("remote name {name:?} after '#' is not a git remote name or a UUID")]
+    BadRemoteName { name: String },
+    #[error("'#{name}': a P2P address serves only its own repository, not proxied remotes or clusters")]
+    RemoteOverP2p { name: String },
     #[error("empty URL")]
     Empty,
     #[error("URL {url:?} contains a control character")]
@@ -71,7 +97,36 @@ pub enum UrlError {
     P2p(#[from] AddressError),
 }
 
-/// Parses the URL git passed as our second argument.
+/// Parses the URL git passed as our second argument, `#REMOTE` included.
+pub fn parse_url(url: &str) -> Result<Url, UrlError> {
+    if url.starts_with(TOR_SCHEME) || url.starts_with(P2P_SCHEME) {
+        if let Some((_, name)) = url.rsplit_once('#') {
+            return Err(UrlError::RemoteOverP2p { name: name.to_owned() });
+        }
+        return Ok(Url { target: parse(url)?, remote: None });
+    }
+    let Some((base, name)) = url.rsplit_once('#') else {
+        return Ok(Url { target: parse(url)?, remote: None });
+    };
+    let target = parse(base)?;
+    let remote = if is_uuid(name) {
+        RemoteRef::Uuid(name.to_ascii_lowercase())
+    } else if annex::branch::maplog::is_legal_remote_name(name) {
+        RemoteRef::Name(name.to_owned())
+    } else {
+        return Err(UrlError::BadRemoteName { name: name.to_owned() });
+    };
+    Ok(Url { target, remote: Some(remote) })
+}
+
+/// The 8-4-4-4-12 hex form git-annex UUIDs have.
+pub fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Parses the URL git passed as our second argument, without `#REMOTE`.
 pub fn parse(url: &str) -> Result<Target, UrlError> {
     if url.is_empty() {
         return Err(UrlError::Empty);

@@ -155,3 +155,40 @@ fn bad_p2p_addresses_say_what_is_wrong() {
     assert!(matches!(parse("p2p-annex::net:-oX"), Err(UrlError::P2p(_))));
     assert!(matches!(parse("p2p-annex::../x:a"), Err(UrlError::P2p(_))));
 }
+
+#[test]
+fn remote_after_hash_on_every_shell_form() {
+    let node = |t: Target, name: &str| Url { target: t, remote: Some(RemoteRef::Name(name.into())) };
+    assert_eq!(parse_url("ssh://h/srv/r#node1"), Ok(node(ssh(None, "h", None, "/srv/r"), "node1")));
+    assert_eq!(parse_url("h:r#B-C"), Ok(node(ssh(None, "h", None, "/~/r"), "B-C")));
+    assert_eq!(parse_url("/abs/r#mycluster"), Ok(node(local("/abs/r"), "mycluster")));
+    assert_eq!(parse_url("file:///abs/r#n.1"), Ok(node(local("/abs/r"), "n.1")));
+    // a UUID is taken as one (lowercased, as git-annex writes them)
+    assert_eq!(
+        parse_url("/abs/r#AC15440A-D31A-8D6E-A592-60D4FCF6A0F2"),
+        Ok(Url {
+            target: local("/abs/r"),
+            remote: Some(RemoteRef::Uuid("ac15440a-d31a-8d6e-a592-60d4fcf6a0f2".into()))
+        })
+    );
+    // the last '#' starts the remote; an escaped one stays in the path
+    assert_eq!(parse_url("ssh://h/a%23b#n"), Ok(node(ssh(None, "h", None, "/a#b"), "n")));
+    assert_eq!(parse_url("/abs/r"), Ok(Url { target: local("/abs/r"), remote: None }));
+}
+
+#[test]
+fn bad_remote_names() {
+    for bad in ["", "-x", ".x", "a b", "a=b", "x/y"] {
+        assert_eq!(
+            parse_url(&format!("/r#{bad}")),
+            Err(UrlError::BadRemoteName { name: bad.into() }),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        parse_url("tor-annex::abc.onion:5555#node1"),
+        Err(UrlError::RemoteOverP2p { name: "node1".into() })
+    );
+    // the path part is still checked
+    assert!(matches!(parse_url("rel/r#node1"), Err(UrlError::RelativePath { .. })));
+}

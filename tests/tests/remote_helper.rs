@@ -191,6 +191,11 @@ fn bad_urls_fail_with_one_clear_line() {
         ("annexproxy::relative/r.git", "local path \"relative/r.git\" is not absolute"),
         ("annexproxy::http://example.invalid/r.git", "unsupported URL scheme \"http\""),
         ("annexproxy::ssh://localhost:99999/r.git", "invalid port \"99999\""),
+        ("annexproxy::/srv/r.git#-x", "remote name \"-x\" after '#' is not a git remote name or a UUID"),
+        (
+            "annexproxy::tor-annex::abc.onion:5555#node1",
+            "'#node1': a P2P address serves only its own repository",
+        ),
     ];
     for (i, (url, why)) in cases.iter().enumerate() {
         let name = format!("bad{i}");

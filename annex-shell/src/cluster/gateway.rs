@@ -200,14 +200,7 @@ where
             }
             // Only the first message of a session may carry BYPASS.
             Message::Bypass(_) => {}
-            Message::Connect(_) => {
-                self.send(Message::Error(
-                    "git services are not available through a cluster; use one of its nodes"
-                        .into(),
-                ))
-                .await?;
-                return Ok(Flow::Stop);
-            }
+            Message::Connect(service) => return super::connect::handle(self, service).await,
             Message::NotifyChange => {
                 self.send(Message::Error(
                     "change notification is not available through a cluster".into(),

@@ -4,9 +4,10 @@
 //!
 //! [`policy`] decides which nodes a request goes to; [`pool`] holds the
 //! node connections; [`gateway`] runs the session, with the fan-out PUT
-//! in [`put`], GET with fail-over in [`get`] and REMOVE from every node
-//! in [`remove`].
+//! in [`put`], GET with fail-over in [`get`], REMOVE from every node
+//! in [`remove`] and git's fetch and push in [`connect`].
 
+mod connect;
 pub mod gateway;
 mod get;
 pub mod policy;

@@ -1,0 +1,370 @@
+//! CONNECT on a cluster: plain git (through git-remote-annexproxy) fetches
+//! from and pushes to a cluster as to one repository.
+//!
+//! - `git-upload-pack` is served by one node: the first of the cluster's
+//!   nodes that can be reached, the gateway's own repository last. Its
+//!   conversation is relayed message by message until the node's
+//!   `CONNECTDONE`.
+//! - `git-receive-pack` lands on the gateway's own repository, through a
+//!   p2pstdio child of ours like any node's session (the local CONNECT of
+//!   `cmd::connect`), and every ref the gateway then accepted is pushed
+//!   on from the gateway to each node with plain `git push` (nodes are git
+//!   remotes of the gateway). A node that refuses or cannot be reached is
+//!   named in one line on stderr, and the client's `CONNECTDONE` is 1.
+//!
+//! Why not replay the client's push to every node: git's push is a
+//! conversation about the refs the server advertised, and its pack is thin
+//! against them; nodes that differ from the advertisement (a lagging node,
+//! a new one) would reject the commands or the pack, and the client can
+//! only be shown one advertisement and get one status report. Landing the
+//! push once and propagating it keeps the client's conversation ordinary,
+//! and the client's pack is received once. It also matches where
+//! git-annex puts a push to a cluster remote: on the gateway.
+//!
+//! Only what the client asked for is propagated: the ref updates are read
+//! from the client's command list as it passes (a few pkt-lines before
+//! the pack), and each is propagated only if the gateway's ref now holds
+//! the new value. A ref moved backwards (a forced push) is forced on a
+//! node only if the node still had the value the gateway had
+//! (`--force-with-lease`), so a node that went its own way is reported,
+//! never overwritten. Nodes reached only through another gateway have no
+//! git URL here and are reported as not updated.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use annex::p2p::{Connection, Message, Service};
+use annex::transport::{Location, NodeConnection};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::Command;
+
+use super::gateway::{Flow, Gateway};
+use crate::cmd::remove::READONLY_ERROR;
+use crate::proxy::relay::RelayError;
+use crate::restrict::ServerMode;
+
+/// Most bytes of the client's command list kept (a ref update is ~100).
+const MAX_COMMANDS: usize = 1 << 20;
+
+/// One `old new ref` line of a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+fn is_zero(id: &str) -> bool {
+    id.bytes().all(|b| b == b'0')
+}
+
+fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The ref updates at the start of a receive-pack conversation, read from
+/// the client's bytes as they pass: pkt-lines up to the first flush.
+#[derive(Default, Debug)]
+pub struct Commands {
+    buf: Vec<u8>,
+    /// Bytes of the list taken so far.
+    taken: usize,
+    pub updates: Vec<RefUpdate>,
+    pub done: bool,
+    /// The list was cut short or garbled: what was read cannot be trusted
+    /// to be all of it.
+    pub incomplete: bool,
+}
+
+impl Commands {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.done {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        loop {
+            let Some(head) = self.buf.get(..4) else { return };
+            let len = std::str::from_utf8(head)
+                .ok()
+                .and_then(|h| usize::from_str_radix(h, 16).ok());
+            match len {
+                Some(0) => return self.finish(false),
+                Some(n) if n >= 4 => {
+                    if self.buf.len() < n {
+                        return;
+                    }
+                    self.taken += n;
+                    if self.taken > MAX_COMMANDS {
+                        return self.finish(true);
+                    }
+                    let line: Vec<u8> = self.buf.drain(..n).skip(4).collect();
+                    self.take_line(&line);
+                }
+                _ => return self.finish(true),
+            }
+        }
+    }
+
+    fn finish(&mut self, incomplete: bool) {
+        self.done = true;
+        self.incomplete |= incomplete;
+        self.buf = Vec::new();
+    }
+
+    /// `old new ref[\0caps]`; other lines (`shallow`, a push certificate)
+    /// name no update of their own.
+    fn take_line(&mut self, line: &[u8]) {
+        let line = line.split(|&b| b == 0).next().unwrap_or_default();
+        let text = String::from_utf8_lossy(line);
+        let mut words = text.trim_end_matches('\n').splitn(3, ' ');
+        if let (Some(old), Some(new), Some(name)) = (words.next(), words.next(), words.next()) {
+            if is_object_id(old) && is_object_id(new) && name.starts_with("refs/") {
+                self.updates.push(RefUpdate { old: old.into(), new: new.into(), name: name.into() });
+            }
+        }
+    }
+}
+
+pub(super) async fn handle<R, W>(gw: &mut Gateway<R, W>, service: Service) -> Result<Flow, RelayError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    if service == Service::ReceivePack && gw.mode != ServerMode::ReadWrite {
+        gw.send(Message::Error(READONLY_ERROR.into())).await?;
+        return Ok(Flow::Stop);
+    }
+    let nodes: Vec<usize> = (0..gw.pool.len()).filter(|i| Some(*i) != gw.own).collect();
+    let Some(own) = gw.own else {
+        gw.send(Message::Error("the cluster gateway has no repository of its own".into())).await?;
+        return Ok(Flow::Stop);
+    };
+    let order: Vec<usize> = match service {
+        Service::UploadPack => nodes.iter().copied().chain([own]).collect(),
+        Service::ReceivePack => vec![own],
+    };
+    let mut chosen = None;
+    for i in order {
+        gw.pool.ensure(&[i], 1).await;
+        if gw.pool.slots[i].conn().is_some() {
+            chosen = Some(i);
+            break;
+        }
+    }
+    let Some(i) = chosen else {
+        gw.send(Message::Error("no node of the cluster can be reached".into())).await?;
+        return Ok(Flow::Stop);
+    };
+    let mut commands = Commands::default();
+    let status = {
+        let Gateway { client, pool, .. } = &mut *gw;
+        let nc = pool.slots[i].conn().expect("chosen because it is up");
+        if let Err(e) = nc.conn.write_message(&Message::Connect(service)).await {
+            let why = pool.slots[i].fail(e).await;
+            return Err(RelayError::Node(why));
+        }
+        let watch = |bytes: &[u8]| {
+            if service == Service::ReceivePack {
+                commands.feed(bytes);
+            }
+        };
+        match relay(client, nc, watch).await {
+            Ok(s) => s,
+            Err(RelayError::Node(why)) => {
+                eprintln!("git-annex-shell: {why}");
+                return Err(RelayError::Node(why));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let status = match (service, status) {
+        (Service::UploadPack, s) => s,
+        (Service::ReceivePack, Relayed::Done(code)) => {
+            let base = match &gw.pool.slots[own].remote.location {
+                Location::Local(p) => p.clone(),
+                Location::Ssh(_) => PathBuf::new(),
+            };
+            let nodes: Vec<(String, String)> =
+                nodes.iter().map(|&n| (gw.pool.slots[n].name().to_owned(), gw.pool.slots[n].uuid().to_owned())).collect();
+            match propagate(&base, &nodes, &commands).await {
+                Ok(()) => Relayed::Done(code),
+                Err(()) => Relayed::Done(if code == 0 { 1 } else { code }),
+            }
+        }
+        (_, s) => s,
+    };
+    match status {
+        Relayed::Done(code) => gw.send(Message::ConnectDone(code)).await?,
+        Relayed::NodeError(e) => gw.send(Message::Error(e)).await?,
+    }
+    Ok(Flow::Stop)
+}
+
+/// How the node's side of the service ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Relayed {
+    Done(i32),
+    NodeError(String),
+}
+
+/// git's conversation between the client and the node, as DATA both
+/// ways, until the node says CONNECTDONE (which is not passed on: the
+/// caller has the last word). `watch` sees the client's bytes.
+async fn relay<R, W>(
+    client: &mut Connection<R, W>,
+    node: &mut NodeConnection,
+    mut watch: impl FnMut(&[u8]),
+) -> Result<Relayed, RelayError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let name = node.name().to_owned();
+    let lost = |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
+    loop {
+        tokio::select! {
+            m = client.read_message() => match m? {
+                Some(Message::Data(len)) => {
+                    let mut out = node.conn.start_data(len).await.map_err(|e| lost(&e))?;
+                    let mut body = client.data_body(len);
+                    while let Some(chunk) = body.next_chunk().await? {
+                        watch(chunk);
+                        out.write_chunk(chunk).await.map_err(|e| lost(&e))?;
+                    }
+                    out.finish().await.map_err(|e| lost(&e))?;
+                }
+                // The client gives up; so does the node, when we close it.
+                Some(Message::ConnectDone(_)) | Some(Message::Error(_)) | None => {
+                    return Err(RelayError::Client(annex::p2p::ConnError::UnexpectedEof));
+                }
+                Some(other) => {
+                    return Err(RelayError::Node(format!("unexpected {} during CONNECT", other.verb())));
+                }
+            },
+            m = node.conn.read_message() => match m {
+                Ok(Some(Message::Data(len))) => node.conn.relay_data_to(len, client).await.map_err(|e| lost(&e))?,
+                Ok(Some(Message::ConnectDone(code))) => return Ok(Relayed::Done(code)),
+                Ok(Some(Message::Error(e))) => return Ok(Relayed::NodeError(format!("{name}: {e}"))),
+                Ok(Some(other)) => return Ok(Relayed::NodeError(format!("{name}: unexpected {}", other.verb()))),
+                Ok(None) => return Err(lost(&"closed")),
+                Err(e) => return Err(lost(&e)),
+            },
+        }
+    }
+}
+
+/// Pushes what the gateway accepted of `commands` to each node; on
+/// failure, the one line naming the nodes has been said.
+async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands) -> Result<(), ()> {
+    let mut accepted = Vec::new();
+    for u in &commands.updates {
+        let now = rev_parse(base, &u.name).await;
+        let landed = match now {
+            Some(v) => v == u.new,
+            None => is_zero(&u.new),
+        };
+        if landed {
+            accepted.push(u);
+        }
+    }
+    let mut refused = Vec::new();
+    if commands.incomplete {
+        refused.push("the push's ref list could not be read whole, so no node was updated".to_owned());
+    } else if !accepted.is_empty() {
+        for (name, _uuid) in nodes {
+            if let Err(why) = push_node(base, name, &accepted).await {
+                refused.push(format!("{name} ({why})"));
+            }
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "git-annex-shell: the push reached the cluster's gateway but not every node: {}",
+        refused.join("; ")
+    );
+    Err(())
+}
+
+async fn git(base: &Path, args: &[&str]) -> Option<std::process::Output> {
+    Command::new("git")
+        .arg("-C")
+        .arg(base)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()
+}
+
+async fn rev_parse(base: &Path, name: &str) -> Option<String> {
+    let out = git(base, &["rev-parse", "--verify", "-q", name]).await?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The arguments of the `git push` that gives node `remote` the updates.
+pub fn push_args(remote: &str, updates: &[&RefUpdate], fast_forward: impl Fn(&RefUpdate) -> bool) -> Vec<String> {
+    let mut args = vec!["push".to_owned(), "--porcelain".to_owned(), "-q".to_owned()];
+    let mut specs = Vec::new();
+    for u in updates {
+        if is_zero(&u.new) {
+            args.push(format!("--force-with-lease={}:{}", u.name, u.old));
+            specs.push(format!(":{}", u.name));
+        } else if is_zero(&u.old) || fast_forward(u) {
+            specs.push(format!("{}:{}", u.new, u.name));
+        } else {
+            args.push(format!("--force-with-lease={}:{}", u.name, u.old));
+            specs.push(format!("{}:{}", u.new, u.name));
+        }
+    }
+    args.push(remote.to_owned());
+    args.extend(specs);
+    args
+}
+
+async fn push_node(base: &Path, remote: &str, updates: &[&RefUpdate]) -> Result<(), String> {
+    let has_url = git(base, &["config", "--get", &format!("remote.{remote}.url")])
+        .await
+        .is_some_and(|o| o.status.success());
+    if !has_url {
+        return Err("reached through another gateway; no git URL of its own".into());
+    }
+    let mut ff = std::collections::BTreeSet::new();
+    for u in updates {
+        if !is_zero(&u.old) && !is_zero(&u.new) {
+            let is_ff = git(base, &["merge-base", "--is-ancestor", &u.old, &u.new])
+                .await
+                .is_some_and(|o| o.status.success());
+            if is_ff {
+                ff.insert(u.name.clone());
+            }
+        }
+    }
+    let args = push_args(remote, updates, |u| ff.contains(&u.name));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = git(base, &args).await.ok_or("git push could not run")?;
+    if out.status.success() {
+        return Ok(());
+    }
+    // porcelain: `!\tsrc:dst\t[rejected] (why)` for each refused ref
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rejected: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with('!'))
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let dst = f.nth(1)?.rsplit(':').next()?.to_owned();
+            Some(format!("{dst} {}", f.next().unwrap_or("rejected")))
+        })
+        .collect();
+    if !rejected.is_empty() {
+        return Err(rejected.join(", "));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(stderr.trim().lines().last().unwrap_or("git push failed").to_owned())
+}
+
+#[cfg(test)]
+#[path = "connect_tests.rs"]
+mod tests;
