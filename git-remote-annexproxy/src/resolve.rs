@@ -76,6 +76,9 @@ fn offered_text(names: &[String]) -> String {
     if names.is_empty() {
         "it offers none".to_owned()
     } else {
+        // Sorted: the server lists them in UUID order, meaningless here.
+        let mut names = names.to_vec();
+        names.sort();
         format!("it offers: {}", names.join(", "))
     }
 }

@@ -58,7 +58,7 @@ fn names_resolve_and_unknown_names_list_the_offer() {
     let err = pick(&name("node3"), &offered).expect_err("not offered");
     assert_eq!(
         err.to_string(),
-        "no proxied remote or cluster named \"node3\" on this server (it offers: node1, mycl, n2)"
+        "no proxied remote or cluster named \"node3\" on this server (it offers: mycl, n2, node1)"
     );
     let err = pick(&name("node3"), &[]).expect_err("nothing offered");
     assert!(err.to_string().ends_with("(it offers none)"), "{err}");

@@ -1,10 +1,12 @@
 //! CONNECT on a cluster: plain git (through git-remote-annexproxy) fetches
 //! from and pushes to a cluster as to one repository.
 //!
-//! - `git-upload-pack` is served by one node: the first of the cluster's
-//!   nodes that can be reached, the gateway's own repository last. Its
-//!   conversation is relayed message by message until the node's
-//!   `CONNECTDONE`.
+//! - `git-upload-pack` is served by the gateway's own repository, where
+//!   every push to the cluster lands first (and where git-annex puts a
+//!   push to a cluster remote too), so a fetch sees what was pushed even
+//!   when a node lags; the first reachable node serves it only if the
+//!   gateway's own session cannot start. The conversation is relayed
+//!   message by message until `CONNECTDONE`.
 //! - `git-receive-pack` lands on the gateway's own repository, through a
 //!   p2pstdio child of ours like any node's session (the local CONNECT of
 //!   `cmd::connect`), and every ref the gateway then accepted is pushed
@@ -140,7 +142,7 @@ where
         return Ok(Flow::Stop);
     };
     let order: Vec<usize> = match service {
-        Service::UploadPack => nodes.iter().copied().chain([own]).collect(),
+        Service::UploadPack => std::iter::once(own).chain(nodes.iter().copied()).collect(),
         Service::ReceivePack => vec![own],
     };
     let mut chosen = None;
