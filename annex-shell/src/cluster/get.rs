@@ -6,12 +6,16 @@
 
 use annex::key::Key;
 use annex::p2p::{ConnError, Message};
+use std::io::{Seek, SeekFrom};
+
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::gateway::Gateway;
 use super::policy;
 use super::put::{describe, join_reasons};
+use crate::cmd::get::{same_file, send_body};
 use crate::proxy::relay::RelayError;
+use crate::serve::ServeError;
 
 impl<R, W> Gateway<R, W>
 where
@@ -31,6 +35,15 @@ where
         };
         let mut reasons = Vec::new();
         for i in self.get_order(&key) {
+            if self.pool.slots[i].local.is_some() {
+                match self.get_local(i, offset, msg_file(&msg), &key).await? {
+                    None => return Ok(()),
+                    Some(why) => {
+                        reasons.push(why);
+                        continue;
+                    }
+                }
+            }
             self.pool.ensure(&[i], 1).await;
             let slot = &mut self.pool.slots[i];
             let Some(nc) = slot.conn() else {
@@ -69,6 +82,58 @@ where
         let why = join_reasons(&reasons, "no node of the cluster has it");
         self.send(Message::Error(format!("cannot get {key}: {why}")))
             .await
+    }
+
+    /// GET from a node on this machine, read in-process. `Some(reason)`
+    /// when it lacks the key (nothing was sent: the next node is asked).
+    async fn get_local(
+        &mut self,
+        i: usize,
+        offset: u64,
+        file: Option<&str>,
+        key: &Key,
+    ) -> Result<Option<String>, RelayError> {
+        let to = self.pool.my_uuid().to_owned();
+        let slot = &self.pool.slots[i];
+        let Some(local) = &slot.local else {
+            return Ok(Some(format!("{}: not local", slot.name())));
+        };
+        let (mut content, size) = match local.store.open_content(key) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Some(format!("{}: does not have it", slot.name()))),
+            Err(e) => return Ok(Some(format!("{}: {e}", slot.name()))),
+        };
+        let failed = |e: std::io::Error| RelayError::Node(format!("{}: {e}", slot.name()));
+        let before = content.metadata().map_err(failed)?;
+        let len = size.saturating_sub(offset);
+        content.seek(SeekFrom::Start(offset.min(size))).map_err(failed)?;
+        let probe = content.try_clone().map_err(failed)?;
+        let upload = local.store.begin_upload(key, &to, file).ok();
+        let name = slot.name().to_owned();
+        if let Err(e) = send_body(&mut self.client, len, content).await {
+            return Err(match e {
+                ServeError::Connection(c) => RelayError::Client(c),
+                other => RelayError::Node(format!("{name}: {other}")),
+            });
+        }
+        let valid = probe
+            .metadata()
+            .map(|after| same_file(&before, &after))
+            .unwrap_or(false);
+        if self.version >= 1 {
+            self.send(if valid { Message::Valid } else { Message::Invalid })
+                .await?;
+        }
+        let verdict = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => Message::Failure,
+            Err(e) if e.is_recoverable() => Message::Failure,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(u) = upload {
+            u.finish(verdict == Message::Success);
+        }
+        Ok(None)
     }
 
     /// The gateway's own copy first; then the nodes the location log
@@ -140,6 +205,13 @@ where
             }
         }
         Ok(())
+    }
+}
+
+fn msg_file(msg: &Message) -> Option<&str> {
+    match msg {
+        Message::Get { file, .. } => file.as_deref(),
+        _ => None,
     }
 }
 

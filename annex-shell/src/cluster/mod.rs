@@ -10,6 +10,7 @@
 mod connect;
 pub mod gateway;
 mod get;
+mod local;
 pub mod policy;
 pub mod pool;
 mod placement;
@@ -94,7 +95,10 @@ fn node_slots(
         .iter()
         .filter(|r| r.annex_uuid().is_some_and(|u| !bypass.contains(u)))
         .map(|r| match NodeRemote::from_config(r, &base) {
-            Ok(node) => Slot::new(node),
+            Ok(node) => {
+                let local = in_process(&node);
+                Slot::new(node).with_local(local)
+            }
             Err(e) => Slot::down(
                 NodeRemote {
                     name: r.name.clone(),
@@ -107,15 +111,27 @@ fn node_slots(
             ),
         })
         .collect();
-    slots.push(Slot::new(NodeRemote {
+    let own = NodeRemote {
         name: "gateway".into(),
         uuid: my_uuid.to_owned(),
         location: Location::Local(base),
         annex_shell: None,
         ssh_options: Vec::new(),
-    }));
+    };
+    let local = in_process(&own);
+    slots.push(Slot::new(own).with_local(local));
     let own = slots.len() - 1;
     (slots, Some(own))
+}
+
+/// A node our own shell would serve from this machine is served
+/// in-process for transfers; one with an `annex-shell` of its own, or
+/// over ssh, through its shell.
+fn in_process(node: &NodeRemote) -> Option<pool::Local> {
+    match (&node.location, &node.annex_shell) {
+        (Location::Local(dir), None) => pool::Local::open(dir, &node.uuid),
+        _ => None,
+    }
 }
 
 /// The nodes' preferred content; if the branch cannot be read for it,

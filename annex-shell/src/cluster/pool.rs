@@ -24,6 +24,43 @@ pub struct Slot {
     pub state: State,
     /// The node's GETTIMESTAMP answer, for translating REMOVE-BEFORE.
     pub timestamp: Option<u64>,
+    /// A node on this machine that our own shell would serve: uploads to
+    /// it and downloads from it are done in-process (no child, no pipe,
+    /// one hash for all such nodes); other requests still go through a
+    /// child.
+    pub local: Option<Local>,
+}
+
+/// A local node's repository, opened by the gateway itself.
+pub struct Local {
+    pub store: annex::store::ObjectStore,
+    pub branch: annex::branch::Branch,
+    /// Whether its journal gained lines this session (committed on close).
+    pub journalled: bool,
+}
+
+impl Local {
+    /// The repository at `dir`, if it is the annex repository `uuid`.
+    pub fn open(dir: &std::path::Path, uuid: &str) -> Option<Local> {
+        let repo = annex::repo::Repo::open(dir).ok()?;
+        if !repo.is_annex_initialized() || repo.uuid().as_deref() != Some(uuid) {
+            return None;
+        }
+        Some(Local {
+            store: repo.store(),
+            branch: repo.branch(),
+            journalled: false,
+        })
+    }
+
+    /// Journal a change of the node's own location log, as the node's
+    /// own server would.
+    pub fn log(&mut self, key: &annex::key::Key, uuid: &str, status: annex::branch::LogStatus) {
+        match self.branch.log_key_location(key, uuid, status) {
+            Ok(changed) => self.journalled |= changed,
+            Err(e) => eprintln!("git-annex-shell: recording {key} in {uuid}: {e}"),
+        }
+    }
 }
 
 impl Slot {
@@ -32,7 +69,13 @@ impl Slot {
             remote,
             state: State::Idle,
             timestamp: None,
+            local: None,
         }
+    }
+
+    pub fn with_local(mut self, local: Option<Local>) -> Slot {
+        self.local = local;
+        self
     }
 
     /// A node known to be unusable before anything is asked of it.
@@ -41,6 +84,7 @@ impl Slot {
             remote,
             state: State::Down(why),
             timestamp: None,
+            local: None,
         }
     }
 
@@ -69,6 +113,9 @@ impl Slot {
     /// Whether the node is serving other uploads now (known for local
     /// nodes only).
     pub fn busy(&self) -> bool {
+        if let Some(local) = &self.local {
+            return local.store.uploads_running() > 0;
+        }
         let annex::transport::Location::Local(dir) = &self.remote.location else {
             return false;
         };
@@ -190,6 +237,18 @@ impl Pool {
             }
         }))
         .await;
+        for slot in &mut self.slots {
+            if let Some(local) = slot.local.as_mut().filter(|l| l.journalled) {
+                if let Err(e) = local.branch.commit() {
+                    eprintln!("git-annex-shell: {}: committing its git-annex branch: {e}", slot.remote.name);
+                }
+                local.journalled = false;
+            }
+        }
+    }
+
+    pub fn my_uuid(&self) -> &str {
+        &self.my_uuid
     }
 }
 

@@ -8,7 +8,7 @@
 //! fails mid-stream drops out; the others go on, and the answer names
 //! exactly the nodes that then hold the key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use annex::branch::LogStatus;
 use annex::key::Key;
@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{ChildStdin, ChildStdout};
 
 use super::gateway::Gateway;
+use super::local::{self, LocalOffer, Sinks};
 use super::policy;
 use super::pool::Slot;
 use crate::proxy::relay::{read_validity, RelayError};
@@ -41,12 +42,31 @@ where
 {
     pub(super) async fn put(&mut self, file: Option<String>, key: Key) -> Result<(), RelayError> {
         let targets = self.put_targets(&key, file.as_deref());
-        self.pool.ensure(&targets, self.jobs).await;
+        let (in_process, remote): (Vec<usize>, Vec<usize>) = targets
+            .iter()
+            .partition(|&&i| self.pool.slots[i].local.is_some());
+        self.pool.ensure(&remote, self.jobs).await;
         let msg = Message::Put {
             file: file.clone(),
             key: key.clone(),
         };
-        let offers = ask(&mut self.pool.slots, &targets, &msg).await;
+        let mut offers = ask(&mut self.pool.slots, &remote, &msg).await;
+        let mut incoming = BTreeMap::new();
+        for i in in_process {
+            let to = self.pool.my_uuid().to_owned();
+            let offer = match local::offer(&self.pool.slots[i], &key, file.as_deref(), &to) {
+                LocalOffer::Has => Offer::Has(Vec::new()),
+                LocalOffer::From(inc) => {
+                    let o = inc.offset();
+                    incoming.insert(i, inc);
+                    Offer::From(o)
+                }
+                LocalOffer::No(why) => Offer::No(why),
+            };
+            offers.push((i, offer));
+        }
+        // The fan-out walks the slots in order.
+        offers.sort_by_key(|(i, _)| *i);
 
         let mut holding: BTreeSet<String> = BTreeSet::new();
         let mut reasons = Vec::new();
@@ -82,20 +102,32 @@ where
             Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
             Err(e) => return Err(e.into()),
         };
+        let remote_receiving: Vec<(usize, u64)> = receiving
+            .iter()
+            .copied()
+            .filter(|(i, _)| !incoming.contains_key(i))
+            .collect();
         let results = match next {
-            Message::Data(len) => self.fan_out(start, len, &receiving).await?,
+            Message::Data(len) => {
+                let sinks = Sinks::new(&key, start, incoming);
+                self.fan_out(start, len, &remote_receiving, sinks).await?
+            }
             Message::DataPresent => {
-                let idx: Vec<usize> = receiving.iter().map(|&(i, _)| i).collect();
-                collect(&mut self.pool.slots, &idx, Some(&Message::DataPresent)).await
+                let idx: Vec<usize> = remote_receiving.iter().map(|&(i, _)| i).collect();
+                let mut r = collect(&mut self.pool.slots, &idx, Some(&Message::DataPresent)).await;
+                r.extend(local::data_present(incoming, &key, &mut self.pool.slots));
+                r
             }
             // The client could not send after all; neither side answers.
             e @ Message::Error(_) => {
-                tell(&mut self.pool.slots, &receiving, &e).await;
+                Sinks::new(&key, start, incoming).abandon();
+                tell(&mut self.pool.slots, &remote_receiving, &e).await;
                 return Ok(());
             }
             _ => {
+                Sinks::new(&key, start, incoming).abandon();
                 let e = Message::Error("expected DATA".into());
-                tell(&mut self.pool.slots, &receiving, &e).await;
+                tell(&mut self.pool.slots, &remote_receiving, &e).await;
                 return self.send(e).await;
             }
         };
@@ -150,13 +182,15 @@ where
     }
 
     /// Stream the client's `DATA len` (starting at offset `start`) to the
-    /// receiving nodes, then pass on the client's verdict and collect each
+    /// receiving nodes (`receiving` through their connections, `local`
+    /// in-process), then pass on the client's verdict and collect each
     /// node's answer.
     async fn fan_out(
         &mut self,
         start: u64,
         len: u64,
         receiving: &[(usize, u64)],
+        mut local: Sinks,
     ) -> Result<Vec<(usize, Result<Message, String>)>, RelayError> {
         let total = start.saturating_add(len);
         let version = self.version;
@@ -187,7 +221,9 @@ where
         let mut pos = start;
         while let Some(chunk) = body.next_chunk().await? {
             let at = pos;
-            join_all(lanes.iter_mut().map(|lane| lane.write(at, chunk))).await;
+            let remote = join_all(lanes.iter_mut().map(|lane| lane.write(at, chunk)));
+            // The local files are written while the pipes drain.
+            let (_, ()) = tokio::join!(remote, async { local.write(at, chunk) });
             pos += chunk.len() as u64;
         }
         drop(body);
@@ -222,6 +258,7 @@ where
             let v = self.pool.slots[i].version();
             verdict_for.push((i, if v >= 1 { validity.clone() } else { None }));
         }
+        results.extend(local.finish(validity.as_ref(), &mut self.pool.slots));
         results.extend(collect_each(&mut self.pool.slots, &verdict_for).await);
         Ok(results)
     }

@@ -14,7 +14,7 @@ use annex::transport::{ConnectOptions, Location, NodeRemote};
 use tokio::io::duplex;
 
 use super::gateway::{Gateway, Placement, Setup};
-use super::pool::{Pool, Slot};
+use super::pool::{Local, Pool, Slot};
 use super::EveryNode;
 use crate::proxy::relay::RelayError;
 use crate::restrict::ServerMode;
@@ -101,6 +101,12 @@ impl World {
 type Task = tokio::task::JoinHandle<Result<(), RelayError>>;
 
 fn start_with(w: &World, placement: Box<dyn Placement>) -> (Client, Task) {
+    start_full(w, placement, &[])
+}
+
+/// `in_process`: the nodes the gateway serves itself rather than through
+/// a child (the others run the real git-annex-shell).
+fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) -> (Client, Task) {
     let (c_read, s_write) = duplex(1 << 16);
     let (s_read, c_write) = duplex(1 << 16);
     let repo = Repo::open(&w.gateway).expect("gateway");
@@ -114,11 +120,22 @@ fn start_with(w: &World, placement: Box<dyn Placement>) -> (Client, Task) {
         jobs: 3,
     };
     let nodes = w.nodes.clone();
+    let in_process = in_process.to_vec();
     let (my_uuid, opts) = (w.my_uuid.clone(), w.opts.clone());
     let task = tokio::spawn(async move {
         let conn = Connection::new(s_read, s_write);
         Gateway::serve(conn, setup, move |v, bypass| {
-            let slots = nodes.into_iter().map(Slot::new).collect();
+            let slots = nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let local = match (&n.location, in_process.contains(&i)) {
+                        (Location::Local(dir), true) => Local::open(dir, &n.uuid),
+                        _ => None,
+                    };
+                    Slot::new(n).with_local(local)
+                })
+                .collect();
             (Pool::new(slots, my_uuid, v, bypass, opts), None)
         })
         .await
@@ -363,4 +380,73 @@ async fn put_goes_only_where_it_is_wanted() {
     assert_eq!(content(&w, 0), None);
     assert_eq!(content(&w, 2), None);
     assert_eq!(w.present_in_log(), w.uuids(&[1]));
+}
+
+/// Two nodes written in-process (one resuming from its own partial file,
+/// so it hashes for itself; the other covered by the one shared hash), one
+/// through the real git-annex-shell: all end with verified content, and
+/// the in-process nodes log themselves in their own branches, as a node's
+/// server does.
+#[tokio::test]
+async fn in_process_nodes_share_one_hash_and_log_themselves() {
+    let w = world();
+    partial(&w, 1, 50_000);
+    let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1]);
+    assert_eq!(hear(&mut c).await, Message::AuthSuccess(CLUSTER.into()));
+    say(&mut c, Message::Version(4)).await;
+    assert_eq!(hear(&mut c).await, Message::Version(4));
+    say(&mut c, put(&w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    c.send_data(w.data.len() as u64, &mut &w.data[..])
+        .await
+        .expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    // GET is served in-process too.
+    say(
+        &mut c,
+        Message::Get {
+            offset: 150_000,
+            file: None,
+            key: w.key.clone(),
+        },
+    )
+    .await;
+    assert_eq!(hear(&mut c).await, Message::Data(50_000));
+    let mut body = Vec::new();
+    c.recv_data(50_000, &mut body).await.expect("body");
+    assert!(body[..] == w.data[150_000..]);
+    assert_eq!(hear(&mut c).await, Message::Valid);
+    say(&mut c, Message::Success).await;
+    hang_up(c, task).await;
+    for i in 0..3 {
+        assert!(content(&w, i) == Some(w.data.clone()), "node {i} content");
+        let own = Repo::open(w.dir(i)).expect("node").branch();
+        let path = annex::branch::location_log_path_for(&w.key);
+        let log = LocationLog::parse(&own.read_committed(&path).expect("read").unwrap_or_default());
+        assert_eq!(log.present(), vec![w.nodes[i].uuid.as_str()], "node {i} log");
+    }
+}
+
+/// A stream that does not hash to the key stores nothing in-process.
+#[tokio::test]
+async fn in_process_nodes_refuse_corrupt_content() {
+    let w = world();
+    let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1, 2]);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, put(&w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    let mut bad = w.data.clone();
+    bad[1000] ^= 1;
+    c.send_data(bad.len() as u64, &mut &bad[..]).await.expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+    hang_up(c, task).await;
+    for i in 0..3 {
+        assert_eq!(content(&w, i), None);
+        assert!(!w.store(i).tmp_path(&w.key).expect("tmp").exists());
+    }
+    assert!(w.present_in_log().is_empty());
 }

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
 use annex::key::Key;
-use annex::p2p::Message;
+use annex::p2p::{Connection, Message};
 use annex::threadio::{self, ThreadReader};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -34,7 +34,7 @@ where
             }
             // Kept to stat the file once the reader thread has it.
             let probe = content.try_clone()?;
-            send_body(s, len, content).await?;
+            send_body(&mut s.conn, len, content).await?;
             // Content is frozen, but someone with write access could still
             // replace it; the client then re-fetches instead of storing a
             // mix of two versions.
@@ -66,7 +66,11 @@ where
 /// costs less than starting a reader thread.
 const SMALL: u64 = 64 * 1024;
 
-async fn send_body<R, W>(s: &mut Session<R, W>, len: u64, file: File) -> Result<(), ServeError>
+pub(crate) async fn send_body<R, W>(
+    conn: &mut Connection<R, W>,
+    len: u64,
+    file: File,
+) -> Result<(), ServeError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -76,19 +80,19 @@ where
         let mut bytes = Vec::with_capacity(len as usize);
         body.read_to_end(&mut bytes)?;
         // A short read is left to send_data, which reports it.
-        s.conn.send_data(len, &mut bytes.as_slice()).await?;
+        conn.send_data(len, &mut bytes.as_slice()).await?;
     } else {
         // Large bodies stream through a reader thread with big buffers
         // (bounded: two of at most threadio::BUF), one thread wake-up per
         // buffer instead of a blocking-pool hop per 64 KiB chunk.
         let size = usize::try_from(len).unwrap_or(usize::MAX).min(threadio::BUF);
         let mut reader = ThreadReader::with_capacity(body, size)?;
-        s.conn.send_data(len, &mut reader).await?;
+        conn.send_data(len, &mut reader).await?;
     }
     Ok(())
 }
 
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     a.len() == b.len() && a.mtime() == b.mtime() && a.mtime_nsec() == b.mtime_nsec()
 }

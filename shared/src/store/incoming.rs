@@ -16,7 +16,7 @@ use crate::key::Key;
 
 use super::fsutil::{self, FILE_MODE};
 use super::transfer::{Direction, TransferRecord};
-use super::verify::{Checked, Verifier};
+use super::verify::{Checked, Mismatch, Verifier};
 use super::{ObjectStore, StoreError};
 
 /// What the sender said about the data, and so how much checking is needed.
@@ -194,6 +194,50 @@ impl Incoming {
         Ok(())
     }
 
+    /// Appends data the caller hashes itself: one hash of a stream that
+    /// several stores receive (a cluster gateway writing to its local
+    /// nodes). The caller's verdict then goes to [`Incoming::finish_verified`];
+    /// if [`Incoming::finish`] is called instead, the bytes written this way
+    /// were never hashed and the content fails verification.
+    pub fn write_chunk_unhashed(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.received += data.len() as u64;
+        Ok(())
+    }
+
+    /// Ends a transfer the caller verified: `verdict` is the check of the
+    /// caller's hash over the whole content, which it can only have when
+    /// this transfer started at offset 0 (otherwise this verifies as
+    /// [`Incoming::finish`] would, and fails: the partial bytes before the
+    /// offset were never part of the caller's hash).
+    pub fn finish_verified(mut self, verdict: Result<Checked, Mismatch>) -> Result<Stored, StoreError> {
+        if self.offset != 0 {
+            return self.finish(VerifyMode::Unknown);
+        }
+        let tmp = self.tmp.clone();
+        let size = self
+            .file
+            .metadata()
+            .map_err(StoreError::io("stat", &tmp))?
+            .len();
+        let verdict = match verdict {
+            Ok(_) if size != self.received => Err(Mismatch::Size {
+                expected: self.received,
+                actual: size,
+            }),
+            v => v,
+        };
+        let checked = match verdict {
+            Ok(c) => c,
+            Err(m) => {
+                let _ = fs::remove_file(&tmp);
+                self.record.end(false);
+                return Err(StoreError::Verification(m));
+            }
+        };
+        self.put_in_place(checked)
+    }
+
     /// Ends the transfer: verifies as `mode` asks and moves the content into
     /// the object store. Content that fails verification is deleted (a
     /// resume would only repeat the failure); a sender without content
@@ -214,19 +258,7 @@ impl Incoming {
                 return Err(e);
             }
         };
-        match self.move_into_place() {
-            Ok(stored) => {
-                self.record.end(true);
-                Ok(Stored {
-                    path: stored.0,
-                    checked: stored.1.then_some(checked),
-                })
-            }
-            Err(e) => {
-                self.record.end(false);
-                Err(e)
-            }
-        }
+        self.put_in_place(checked)
     }
 
     fn verify(&mut self, mode: VerifyMode) -> Result<Checked, StoreError> {
@@ -246,6 +278,23 @@ impl Incoming {
             }));
         }
         Ok(v.check()?)
+    }
+
+    /// Verified content into the object store, ending the record.
+    fn put_in_place(mut self, checked: Checked) -> Result<Stored, StoreError> {
+        match self.move_into_place() {
+            Ok(stored) => {
+                self.record.end(true);
+                Ok(Stored {
+                    path: stored.0,
+                    checked: stored.1.then_some(checked),
+                })
+            }
+            Err(e) => {
+                self.record.end(false);
+                Err(e)
+            }
+        }
     }
 
     /// Returns the object path and whether our copy is the one there.

@@ -409,3 +409,46 @@ fn running_uploads_are_counted_by_info_files_not_locks() {
     fs::write(dir.join("SHA256E-s1--x"), "1795000000s\n").expect("info");
     assert_eq!(store.uploads_running(), 1);
 }
+
+/// One hash for several stores: the caller hashes, each store only writes.
+#[test]
+fn content_hashed_by_the_caller_is_stored_on_its_verdict() {
+    let (_a, one) = scratch(true);
+    let (_b, two) = scratch(true);
+    let mut v = Verifier::new(&key());
+    let mut incs: Vec<Incoming> = [&one, &two]
+        .iter()
+        .map(|s| s.begin_receive(&key(), UUID, None).expect("begin"))
+        .collect();
+    for chunk in [&b"hello "[..], &b"world\n"[..]] {
+        v.update(chunk);
+        for inc in &mut incs {
+            inc.write_chunk_unhashed(chunk).expect("write");
+        }
+    }
+    let verdict = v.check();
+    for inc in incs {
+        inc.finish_verified(verdict.clone()).expect("stored");
+    }
+    assert!(one.has(&key()) && two.has(&key()));
+}
+
+#[test]
+fn a_wrong_verdict_or_a_missing_hash_stores_nothing() {
+    let (_a, store) = scratch(true);
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    inc.write_chunk_unhashed(b"hello world\n").expect("write");
+    let wrong = Err(Mismatch::Hash {
+        expected: "a".into(),
+        actual: "b".into(),
+    });
+    assert!(matches!(inc.finish_verified(wrong), Err(StoreError::Verification(_))));
+    assert!(!store.has(&key()));
+    assert!(!store.tmp_path(&key()).expect("tmp").exists());
+
+    // Unhashed bytes finished the ordinary way are never trusted.
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    inc.write_chunk_unhashed(b"hello world\n").expect("write");
+    assert!(inc.finish(VerifyMode::Valid).is_err());
+    assert!(!store.has(&key()));
+}
