@@ -256,7 +256,10 @@ where
     /// Several nodes each have their own clock: we answer with ours and
     /// remember each node's, to translate a later REMOVE-BEFORE.
     async fn get_timestamp(&mut self) -> Result<(), RelayError> {
-        let all: Vec<usize> = (0..self.pool.len()).collect();
+        // Local nodes are served in-process: their clock is ours.
+        let all: Vec<usize> = (0..self.pool.len())
+            .filter(|&i| self.pool.slots[i].local.is_none())
+            .collect();
         self.pool.ensure(&all, self.jobs).await;
         let answers = futures_util::future::join_all(self.pool.slots.iter_mut().map(|slot| async move {
             let answer = match slot.conn() {

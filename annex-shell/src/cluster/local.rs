@@ -1,15 +1,17 @@
-//! Uploads to the nodes on this machine, done in-process: the gateway
-//! writes each local node's temp file itself and hashes the stream once
-//! for all of them, where a child per node would read its own copy from a
-//! pipe and hash it again. Verified content goes into each node's object
-//! store and the node's own location log, as the node's server would do.
+//! Requests to the nodes on this machine, done in-process. Uploads: the
+//! gateway writes each local node's temp file itself and hashes the
+//! stream once for all of them, where a child per node would read its own
+//! copy from a pipe and hash it again. Verified content goes into each
+//! node's object store and the node's own location log, as the node's
+//! server would do; removals likewise. The nodes share this machine's
+//! monotonic clock, so REMOVE-BEFORE deadlines need no translation.
 
 use std::collections::BTreeMap;
 
 use annex::branch::LogStatus;
 use annex::key::Key;
 use annex::p2p::Message;
-use annex::store::{Incoming, Verifier, VerifyMode};
+use annex::store::{Incoming, RemoveOutcome, Verifier, VerifyMode};
 
 use super::pool::Slot;
 
@@ -173,4 +175,28 @@ pub(super) fn data_present(
             (i, answer)
         })
         .collect()
+}
+
+/// REMOVE on a local node, in-process. `deadline`: a REMOVE-BEFORE time in
+/// this machine's monotonic clock (the node's too).
+pub(super) fn remove(slot: &mut Slot, key: &Key, deadline: Option<u64>) -> Result<Message, String> {
+    let name = slot.name().to_owned();
+    let uuid = slot.uuid().to_owned();
+    let Some(local) = slot.local.as_mut() else {
+        return Err(format!("{name}: not local"));
+    };
+    // Checked under the removal lock, as the node's server checks it.
+    let still_allowed = || match deadline {
+        Some(t) => annex::clock::monotonic_seconds() < t,
+        None => true,
+    };
+    match local.store.remove(key, still_allowed) {
+        Ok(RemoveOutcome::NotPresent) => Ok(Message::Success),
+        Ok(RemoveOutcome::Removed) => {
+            local.log(key, &uuid, LogStatus::Missing);
+            Ok(Message::Success)
+        }
+        Ok(RemoveOutcome::Locked | RemoveOutcome::TooLate) => Ok(Message::Failure),
+        Err(e) => Err(format!("{name}: {e}")),
+    }
 }

@@ -17,6 +17,7 @@ use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::gateway::Gateway;
+use super::local;
 use super::policy;
 use super::put::describe;
 use crate::proxy::relay::RelayError;
@@ -32,6 +33,16 @@ where
         let targets: Vec<usize> = (0..self.pool.len())
             .filter(|&i| Some(i) != self.own || self.store.has(&key))
             .collect();
+        let (in_process, targets): (Vec<usize>, Vec<usize>) = targets
+            .into_iter()
+            .partition(|&i| self.pool.slots[i].local.is_some());
+        let mut local_answers = Vec::new();
+        for i in in_process {
+            let slot = &mut self.pool.slots[i];
+            let answer = local::remove(slot, &key, before);
+            let name = slot.name().to_owned();
+            local_answers.push((slot.uuid().to_owned(), answer.map(|m| (m, name))));
+        }
         self.pool.ensure(&targets, self.jobs).await;
         let our_ts = self.our_timestamp;
         let wanted: BTreeSet<usize> = targets.iter().copied().collect();
@@ -82,7 +93,7 @@ where
 
         let mut removed = BTreeSet::new();
         let mut reasons = Vec::new();
-        for (uuid, answer) in answers {
+        for (uuid, answer) in answers.into_iter().chain(local_answers) {
             match answer {
                 Ok((Message::Success, _)) => {
                     removed.insert(uuid);

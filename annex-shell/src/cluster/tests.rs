@@ -450,3 +450,34 @@ async fn in_process_nodes_refuse_corrupt_content() {
     }
     assert!(w.present_in_log().is_empty());
 }
+
+/// REMOVE-BEFORE on in-process nodes keeps the deadline in this machine's
+/// clock, and each removal is logged in the node's own branch.
+#[tokio::test]
+async fn in_process_nodes_remove_before_the_deadline_only() {
+    let w = world();
+    upload(&w).await;
+    let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1]);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, Message::GetTimestamp).await;
+    let Message::Timestamp(ts) = hear(&mut c).await else {
+        panic!("expected TIMESTAMP")
+    };
+    let key = w.key.clone();
+    say(&mut c, Message::RemoveBefore { timestamp: ts.saturating_sub(1), key: key.clone() }).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+    assert!(content(&w, 0).is_some() && content(&w, 1).is_some());
+    say(&mut c, Message::RemoveBefore { timestamp: ts + 600, key }).await;
+    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    hang_up(c, task).await;
+    for i in 0..3 {
+        assert_eq!(content(&w, i), None, "node {i}");
+    }
+    let own = Repo::open(w.dir(0)).expect("node").branch();
+    let path = annex::branch::location_log_path_for(&w.key);
+    let log = LocationLog::parse(&own.read_committed(&path).expect("read").unwrap_or_default());
+    assert!(log.present().is_empty(), "node 0 still logs itself");
+    assert!(w.present_in_log().is_empty());
+}
