@@ -39,6 +39,8 @@ for n in n1 n2 n3; do
   say git -C "$gw" remote add "$n" "$demo/$n.git"
   say git -C "$gw" config "remote.$n.annex-cluster-node" demo
 done
+# The nodes' git-annex branches bring their descriptions along.
+say git -C "$gw" fetch -q --all
 say annexproxy -C "$gw" updatecluster
 
 echo "== client: real $(git annex version --raw) talking to the gateway over ssh"
