@@ -5,9 +5,10 @@
 //! `annexproxy::<url>`; see `helper` for the command loop, `url` for the
 //! address forms and `tunnel` for the session.
 
-mod helper;
 mod tunnel;
-mod url;
+
+// Re-exported at the crate root so `tunnel` reaches them as `crate::…`.
+use git_remote_annexproxy::{helper, url};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
