@@ -10,7 +10,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(addr) = P2pAddress::parse(text) {
         check(&addr);
-        assert_eq!(addr.to_string(), text, "an address displays as it was written");
     }
     if let Ok((addr, token)) = P2pAddress::parse_with_token(text) {
         check(&addr);
