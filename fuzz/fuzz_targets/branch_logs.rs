@@ -12,7 +12,12 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let location = LocationLog::parse(data);
     let text = location.format();
-    assert_eq!(LocationLog::parse(&text), location, "location log {:?}", lossy(&text));
+    assert_eq!(
+        LocationLog::parse(&text),
+        location,
+        "location log {:?}",
+        lossy(&text)
+    );
     assert_eq!(LocationLog::parse(&text).format(), text);
 
     let uuid = UuidLog::parse(data);
@@ -25,16 +30,31 @@ fuzz_target!(|data: &[u8]| {
 
     let proxy = parse_proxy_log(data);
     let text = format_proxy_log(&proxy);
-    assert_eq!(parse_proxy_log(&text), proxy, "proxy log {:?}", lossy(&text));
+    assert_eq!(
+        parse_proxy_log(&text),
+        proxy,
+        "proxy log {:?}",
+        lossy(&text)
+    );
 
     let cluster = parse_cluster_log(data);
     assert!(cluster.entries.keys().all(|u| is_cluster_uuid(u)));
     let text = format_cluster_log(&cluster);
-    assert_eq!(parse_cluster_log(&text), cluster, "cluster log {:?}", lossy(&text));
+    assert_eq!(
+        parse_cluster_log(&text),
+        cluster,
+        "cluster log {:?}",
+        lossy(&text)
+    );
 
     let maxsize = parse_maxsize_log(data);
     let text = maxsize.format_with(u64::to_string);
-    assert_eq!(parse_maxsize_log(&text), maxsize, "maxsize log {:?}", lossy(&text));
+    assert_eq!(
+        parse_maxsize_log(&text),
+        maxsize,
+        "maxsize log {:?}",
+        lossy(&text)
+    );
 });
 
 fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {

@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte decides whether opening the tunnel succeeds.
-    let Some((&mode, script)) = data.split_first() else { return };
+    let Some((&mode, script)) = data.split_first() else {
+        return;
+    };
     let mut input = script;
     let mut output = Vec::new();
     let outcome = run(&mut input, &mut output, |_service, _options| {
@@ -28,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(known, "unexpected reply line {line:?}");
     }
     if let Ok(Outcome::Connected { options, .. }) = outcome {
-        assert!(text.ends_with('\n'), "connect is answered with a blank line");
+        assert!(
+            text.ends_with('\n'),
+            "connect is answered with a blank line"
+        );
         let _ = options;
     }
 });

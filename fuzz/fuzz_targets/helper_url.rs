@@ -7,14 +7,27 @@ use git_remote_annexproxy::url::{parse, Target};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(target) = parse(text) else { return };
     let clean = |s: &str| !s.chars().any(char::is_control);
     match target {
-        Target::Ssh { user, host, port, dir } => {
-            assert!(!host.is_empty() && !host.starts_with('-') && clean(&host), "host {host:?}");
+        Target::Ssh {
+            user,
+            host,
+            port,
+            dir,
+        } => {
+            assert!(
+                !host.is_empty() && !host.starts_with('-') && clean(&host),
+                "host {host:?}"
+            );
             if let Some(u) = &user {
-                assert!(!u.is_empty() && !u.starts_with('-') && clean(u), "user {u:?}");
+                assert!(
+                    !u.is_empty() && !u.starts_with('-') && clean(u),
+                    "user {u:?}"
+                );
             }
             assert_ne!(port, Some(0));
             assert!(dir.starts_with('/') && clean(&dir), "dir {dir:?}");

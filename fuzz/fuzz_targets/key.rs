@@ -10,7 +10,9 @@ use annex::store::ObjectStore;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(key) = Key::parse(text) else { return };
 
     let shown = key.to_string();
@@ -27,20 +29,39 @@ fuzz_target!(|data: &[u8]| {
 
     let log = location_log_path_for(&key);
     assert!(only_normal(Path::new(&log)), "location log {log:?}");
-    assert_eq!(Path::new(&log).components().count(), 3, "location log {log:?}");
+    assert_eq!(
+        Path::new(&log).components().count(),
+        3,
+        "location log {log:?}"
+    );
 
     for bare in [false, true] {
         let gitdir = PathBuf::from("/repo/.git");
         let store = ObjectStore::new(gitdir.clone(), bare, 0);
         let objects = gitdir.join("annex/objects");
         // hashdir (2 components), key-file dir, key file
-        for p in store.candidate_paths(&key).expect("a parsed key has a safe key file") {
-            let inner = p.strip_prefix(&objects).expect("object path under annex/objects");
-            assert!(only_normal(inner) && inner.components().count() == 4, "object path {p:?}");
+        for p in store
+            .candidate_paths(&key)
+            .expect("a parsed key has a safe key file")
+        {
+            let inner = p
+                .strip_prefix(&objects)
+                .expect("object path under annex/objects");
+            assert!(
+                only_normal(inner) && inner.components().count() == 4,
+                "object path {p:?}"
+            );
         }
-        let tmp = store.tmp_path(&key).expect("a parsed key has a safe key file");
-        let inner = tmp.strip_prefix(gitdir.join("annex/tmp")).expect("tmp path under annex/tmp");
-        assert!(only_normal(inner) && inner.components().count() == 1, "tmp path {tmp:?}");
+        let tmp = store
+            .tmp_path(&key)
+            .expect("a parsed key has a safe key file");
+        let inner = tmp
+            .strip_prefix(gitdir.join("annex/tmp"))
+            .expect("tmp path under annex/tmp");
+        assert!(
+            only_normal(inner) && inner.components().count() == 1,
+            "tmp path {tmp:?}"
+        );
     }
 });
 

@@ -7,7 +7,9 @@ use annex::transport::p2paddr::P2pAddress;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(addr) = P2pAddress::parse(text) {
         check(&addr);
     }
@@ -26,5 +28,7 @@ fn check(addr: &P2pAddress) {
     assert_eq!(P2pAddress::parse(&addr.to_string()).as_ref(), Ok(addr));
     let creds = addr.creds_file_name();
     assert!(safe_path_component(&creds).is_ok(), "creds file {creds:?}");
-    assert!(creds.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'%'));
+    assert!(creds
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'%'));
 }

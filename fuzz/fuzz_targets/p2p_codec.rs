@@ -13,16 +13,27 @@ fuzz_target!(|data: &[u8]| {
         let newline = rest.iter().position(|&b| b == b'\n');
         match decode(rest) {
             Ok(Decoded::Complete { message, consumed }) => {
-                assert_eq!(Some(consumed - 1), newline, "a message ends at the first newline");
+                assert_eq!(
+                    Some(consumed - 1),
+                    newline,
+                    "a message ends at the first newline"
+                );
                 check_round_trip(&message);
                 rest = &rest[consumed..];
             }
             Err(DecodeError::Unparseable { consumed, .. }) => {
-                assert_eq!(Some(consumed - 1), newline, "a bad line ends at the first newline");
+                assert_eq!(
+                    Some(consumed - 1),
+                    newline,
+                    "a bad line ends at the first newline"
+                );
                 rest = &rest[consumed..];
             }
             Ok(Decoded::Incomplete) => {
-                assert!(newline.is_none(), "a buffer with a newline is never incomplete");
+                assert!(
+                    newline.is_none(),
+                    "a buffer with a newline is never incomplete"
+                );
                 break;
             }
             Err(DecodeError::LineTooLong) => break,
@@ -38,7 +49,11 @@ fn encoded(m: &Message) -> Vec<u8> {
 
 fn check_round_trip(m1: &Message) {
     let wire = encoded(m1);
-    assert_eq!(wire.iter().filter(|&&b| b == b'\n').count(), 1, "{m1:?} encodes to one line");
+    assert_eq!(
+        wire.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "{m1:?} encodes to one line"
+    );
     assert_eq!(wire.last(), Some(&b'\n'));
     let m2 = match decode(&wire) {
         Ok(Decoded::Complete { message, consumed }) => {

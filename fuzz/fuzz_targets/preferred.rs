@@ -14,9 +14,15 @@ use annex::preferred::{eval_expr, parse, Facts, KeyInfo, RepoSizes};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&count, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
-    let (expr, file) = text.split_once('\0').unwrap_or((text, "sub/dir/a file.txt"));
+    let Some((&count, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let (expr, file) = text
+        .split_once('\0')
+        .unwrap_or((text, "sub/dir/a file.txt"));
     // Up to about 230 kB in all, so memory stays small.
     let repeats = match count.checked_sub(199) {
         Some(n) if n > 0 => usize::from(n) * 4096 / expr.len().max(1),
@@ -30,7 +36,17 @@ fuzz_target!(|data: &[u8]| {
 
     let key = Key::parse("SHA256E-s1048576--0123456789abcdef.txt").expect("fixed key parses");
     let holders: BTreeSet<String> = ["59e2e985-afc9-45be-bff1-df09590a8f31".to_string()].into();
-    let info = KeyInfo { key: &key, file: Some(file), holders: &holders };
+    let info = KeyInfo {
+        key: &key,
+        file: Some(file),
+        holders: &holders,
+    };
     let facts = Facts::from_files(|_| None);
-    let _ = eval_expr(&e, &facts, &RepoSizes::new(), "89e794df-17e2-499f-bd80-52e80f4b2504", &info);
+    let _ = eval_expr(
+        &e,
+        &facts,
+        &RepoSizes::new(),
+        "89e794df-17e2-499f-bd80-52e80f4b2504",
+        &info,
+    );
 });
