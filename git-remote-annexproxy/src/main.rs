@@ -11,11 +11,12 @@
 //! them as git remotes); see `discover`.
 
 mod discover;
-mod helper;
 mod progress;
 mod resolve;
 mod tunnel;
-mod url;
+
+// Re-exported at the crate root so `tunnel` reaches them as `crate::…`.
+use git_remote_annexproxy::{helper, url};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

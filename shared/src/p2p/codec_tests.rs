@@ -552,3 +552,104 @@ fn encoding_never_breaks_the_line() {
     encode(&Message::Bypass(vec!["a\nb".into()]), &mut out);
     assert_eq!(out, b"BYPASS a b\n");
 }
+
+mod props {
+    //! Property tests: every message whose fields the wire can carry comes
+    //! back from `decode(encode(m))` unchanged, and no byte string makes
+    //! `decode` panic or claim more than it read.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A field without whitespace (UUIDs, list items, shas).
+    const WORD: &str = "[!-~\u{e9}\u{4e2d}]{1,12}";
+    /// Free text without line breaks (ERROR, AUTH-SUCCESS).
+    const TEXT: &str = "[ -~\u{e9}\u{a0}]{0,24}";
+
+    fn arb_key() -> impl Strategy<Value = Key> {
+        (
+            "[A-Z0-9_]{1,8}",
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(0..=i64::MAX as u64),
+            "[ -~\u{e9}]{0,20}",
+        )
+            .prop_filter_map("not a key", |(variety, size, mtime, name)| {
+                let size = size.map(|s| format!("-s{s}")).unwrap_or_default();
+                let mtime = mtime.map(|m| format!("-m{m}")).unwrap_or_default();
+                Key::parse(&format!("{variety}{size}{mtime}--{name}")).ok()
+            })
+    }
+
+    /// Associated files the escaping carries back: no whitespace (it comes
+    /// back as `_`), no control characters, not absolute.
+    fn arb_file() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[!-~\u{e9}]{1,16}".prop_filter("absolute", |f| !f.starts_with('/')))
+    }
+
+    fn words() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(WORD, 0..4)
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            ("[!-~]{0,12}", "[a-z0-9]{0,16}").prop_map(|(uuid, token)| Message::Auth { uuid, token }),
+            TEXT.prop_map(Message::AuthSuccess),
+            Just(Message::AuthFailure),
+            any::<u32>().prop_map(Message::Version),
+            words().prop_map(Message::Bypass),
+            arb_key().prop_map(Message::CheckPresent),
+            arb_key().prop_map(Message::LockContent),
+            Just(Message::UnlockContent),
+            arb_key().prop_map(Message::Remove),
+            (any::<u64>(), arb_key()).prop_map(|(timestamp, key)| Message::RemoveBefore { timestamp, key }),
+            Just(Message::GetTimestamp),
+            any::<u64>().prop_map(Message::Timestamp),
+            (any::<u64>(), arb_file(), arb_key()).prop_map(|(offset, file, key)| Message::Get { offset, file, key }),
+            (arb_file(), arb_key()).prop_map(|(file, key)| Message::Put { file, key }),
+            any::<u64>().prop_map(Message::PutFrom),
+            Just(Message::AlreadyHave),
+            words().prop_map(Message::AlreadyHavePlus),
+            any::<u64>().prop_map(Message::Data),
+            Just(Message::DataPresent),
+            Just(Message::Valid),
+            Just(Message::Invalid),
+            Just(Message::Success),
+            Just(Message::Failure),
+            words().prop_map(Message::SuccessPlus),
+            words().prop_map(Message::FailurePlus),
+            prop_oneof![Just(Service::UploadPack), Just(Service::ReceivePack)].prop_map(Message::Connect),
+            any::<i32>().prop_map(Message::ConnectDone),
+            Just(Message::NotifyChange),
+            words().prop_map(Message::Changed),
+            TEXT.prop_map(Message::Error),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_decode_is_identity(m in arb_message()) {
+            let wire = enc(&m);
+            prop_assert_eq!(wire.iter().filter(|&&b| b == b'\n').count(), 1);
+            prop_assert_eq!(
+                decode(&wire),
+                Ok(Decoded::Complete { message: m, consumed: wire.len() })
+            );
+        }
+
+        #[test]
+        fn decode_never_panics_and_normalises_in_one_trip(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            match decode(&bytes) {
+                Ok(Decoded::Complete { message, consumed }) => {
+                    prop_assert!(consumed <= bytes.len() && bytes[consumed - 1] == b'\n');
+                    let wire = enc(&message);
+                    let again = dec(&wire);
+                    prop_assert_eq!(enc(&again), wire);
+                }
+                Err(DecodeError::Unparseable { consumed, .. }) => {
+                    prop_assert!(consumed <= bytes.len() && bytes[consumed - 1] == b'\n');
+                }
+                Ok(Decoded::Incomplete) => prop_assert!(!bytes.contains(&b'\n')),
+                Err(DecodeError::LineTooLong) => prop_assert!(bytes.len() > MAX_LINE_CHARS),
+            }
+        }
+    }
+}

@@ -134,7 +134,18 @@ pub enum ParseError {
     /// A known term with a value it cannot use.
     #[error("Parse failure: {reason} (in {term:?})")]
     BadValue { term: String, reason: String },
+    /// More words than [`MAX_WORDS`].
+    #[error("Parse failure: expression has more than {MAX_WORDS} words")]
+    TooLong,
 }
+
+/// Most words (parentheses counting as words) an expression may have.
+/// Building, simplifying, evaluating and dropping the tree all recurse once
+/// per level, and a level can cost a single word (`not not …`, `((…`,
+/// `a or b or …`): without a bound, one long line in a pushed
+/// `preferred-content.log` would overflow the stack. git-annex has no such
+/// bound; real expressions have tens of words.
+pub const MAX_WORDS: usize = 256;
 
 enum Token {
     And,
@@ -149,8 +160,12 @@ enum Token {
 /// first one is reported.
 pub fn parse(s: &str) -> Result<Expr, ParseError> {
     let tokens = words(s)
+        .take(MAX_WORDS + 1)
         .map(parse_word)
         .collect::<Result<Vec<Token>, ParseError>>()?;
+    if tokens.len() > MAX_WORDS {
+        return Err(ParseError::TooLong);
+    }
     Ok(generate(tokens))
 }
 

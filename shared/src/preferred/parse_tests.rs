@@ -201,3 +201,42 @@ fn never_panics_on_odd_input() {
         let _ = parse(s);
     }
 }
+
+/// Found by the `preferred` fuzz target: 200k nested parentheses (or `not`s,
+/// or `or`s) overflowed the stack while building the tree. At the word
+/// limit the worst shapes parse, evaluate and drop on a 2 MiB thread (a
+/// tokio worker's stack) in a debug build; past it parsing stops early.
+#[test]
+fn word_limit_bounds_recursion() {
+    let at_limit = |w: &str, last: &str| format!("{}{last}", w.repeat(MAX_WORDS - 1));
+    let cases = [
+        at_limit("( ", "anything"),
+        at_limit("not ", "anything"),
+        format!("nothing{}", " or nothing".repeat((MAX_WORDS - 1) / 2)),
+        at_limit("anything ", "anything"),
+    ];
+    let worker = std::thread::Builder::new().stack_size(2 << 20).spawn(move || {
+        let key = crate::key::Key::parse("SHA256E-s1--aa").expect("key");
+        let holders = std::collections::BTreeSet::new();
+        let info = KeyInfo { key: &key, file: Some("f"), holders: &holders };
+        let facts = Facts::from_files(|_| None);
+        let sizes = RepoSizes::new();
+        cases
+            .iter()
+            .map(|s| {
+                let e = parse(s).expect("at the limit parses");
+                eval_expr(&e, &facts, &sizes, "u", &info).expect("evaluates")
+            })
+            .collect::<Vec<bool>>()
+    });
+    let results = worker.expect("spawn").join().expect("no stack overflow");
+    assert_eq!(results, [true, false, false, true]);
+
+    for s in [
+        "(".repeat(200_000),
+        "not ".repeat(MAX_WORDS) + "anything",
+        " or anything".repeat(100_000),
+    ] {
+        assert_eq!(parse(&s), Err(ParseError::TooLong));
+    }
+}
