@@ -43,6 +43,11 @@ pub struct ListenOptions {
     /// without one (tor's).
     pub address: Option<P2pAddress>,
     pub max_connections: usize,
+    /// Serve this proxied remote or cluster (a name `proxy.log` gives it,
+    /// or its UUID) instead of the repository itself: the listener of a
+    /// tor hidden service for a cluster. git-annex's P2P protocol has no
+    /// way to pick a proxied remote after AUTH, so each needs a listener.
+    pub serve_for: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,9 +166,10 @@ pub fn serve(dir: &Path, opts: &ListenOptions, ready: impl FnOnce(&str)) -> Resu
         };
         let dir = dir.to_owned();
         let address = opts.address.clone();
+        let serve_for = opts.serve_for.clone();
         let spawned = std::thread::Builder::new().name("p2p-peer".into()).spawn(move || {
             let _slot = slot;
-            if let Err(e) = serve_connection(&dir, stream, address.as_ref()) {
+            if let Err(e) = serve_connection(&dir, stream, address.as_ref(), serve_for.as_deref()) {
                 if !e.is_hangup() {
                     eprintln!("annexproxy serve-p2p: {e}");
                 }
@@ -181,19 +187,24 @@ fn is_transient(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE))
 }
 
-fn serve_connection(dir: &Path, stream: Stream, address: Option<&P2pAddress>) -> Result<(), ServeError> {
+fn serve_connection(
+    dir: &Path,
+    stream: Stream,
+    address: Option<&P2pAddress>,
+    serve_for: Option<&str>,
+) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         match stream {
             Stream::Unix(s) => {
                 s.set_nonblocking(true)?;
                 let (r, w) = tokio::net::UnixStream::from_std(s)?.into_split();
-                serve_peer(dir, Connection::new(r, w), address).await
+                serve_peer(dir, Connection::new(r, w), address, serve_for).await
             }
             Stream::Tcp(s) => {
                 s.set_nonblocking(true)?;
                 let (r, w) = tokio::net::TcpStream::from_std(s)?.into_split();
-                serve_peer(dir, Connection::new(r, w), address).await
+                serve_peer(dir, Connection::new(r, w), address, serve_for).await
             }
         }
     });
@@ -208,6 +219,7 @@ pub async fn serve_peer<R, W>(
     dir: &Path,
     mut conn: Connection<R, W>,
     address: Option<&P2pAddress>,
+    serve_for: Option<&str>,
 ) -> Result<(), ServeError>
 where
     R: AsyncRead + Unpin + Send,
@@ -221,9 +233,59 @@ where
     let Some(client_uuid) = await_auth(&mut conn, &creds, address).await? else {
         return Ok(());
     };
-    let store = repo.store();
-    // The session's first words are our AUTH-SUCCESS.
-    Session::new(conn, repo, store, my_uuid, client_uuid, ServerMode::ReadWrite).run().await
+    // The session's first words are our AUTH-SUCCESS (the proxied
+    // remote's or the cluster's UUID when serving one of them).
+    let Some(name) = serve_for else {
+        let store = repo.store();
+        return Session::new(conn, repo, store, my_uuid, client_uuid, ServerMode::ReadWrite)
+            .run()
+            .await;
+    };
+    let relayed = match resolve_served(&repo, &my_uuid, name)? {
+        Target::Node(node) => {
+            crate::proxy::relay_session(conn, &repo, my_uuid, node, ServerMode::ReadWrite).await
+        }
+        Target::Cluster(uuid) => {
+            crate::cluster::gateway_session(conn, repo, uuid, ServerMode::ReadWrite).await
+        }
+    };
+    match relayed {
+        Err(e) if !e.is_hangup() => Err(ServeError::Fatal(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+enum Target {
+    Node(annex::transport::NodeRemote),
+    Cluster(String),
+}
+
+/// What `--for NAME` names, as p2pstdio with `--uuid` would serve it.
+fn resolve_served(repo: &Repo, my_uuid: &str, name: &str) -> Result<Target, ServeError> {
+    let served = crate::builtins::served_remotes(repo, my_uuid);
+    let Some(s) = served.iter().find(|s| s.name == name || s.uuid == name) else {
+        let mut names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        return Err(ServeError::Fatal(format!(
+            "this repository serves no proxied remote or cluster named {name:?} (it serves: {})",
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        )));
+    };
+    match crate::proxy::select(repo, my_uuid, &s.uuid) {
+        Ok(crate::proxy::Selection::Node(node)) => Ok(Target::Node(node)),
+        Ok(crate::proxy::Selection::Cluster(uuid)) => Ok(Target::Cluster(uuid)),
+        Ok(_) => Err(ServeError::Fatal(format!("{name}: no longer served"))),
+        Err(e) => Err(ServeError::Fatal(e.to_string())),
+    }
+}
+
+/// Check `--for NAME` before listening, so a typo fails at once.
+pub fn check_served(dir: &Path, name: &str) -> Result<(), ServeError> {
+    let repo = Repo::open(dir)?;
+    let my_uuid = repo
+        .uuid()
+        .ok_or_else(|| ServeError::Fatal(format!("{} is not a git-annex repository", dir.display())))?;
+    resolve_served(&repo, &my_uuid, name).map(|_| ())
 }
 
 /// Reads messages until a valid `AUTH`; returns the peer's UUID, or `None`

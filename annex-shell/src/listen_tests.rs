@@ -30,7 +30,7 @@ async fn transcript(dir: &Path, address: Option<P2pAddress>, lines: &[&str]) -> 
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (sr, sw) = tokio::io::split(server);
     let dir = dir.to_owned();
-    let task = tokio::spawn(async move { serve_peer(&dir, Connection::new(sr, sw), address.as_ref()).await });
+    let task = tokio::spawn(async move { serve_peer(&dir, Connection::new(sr, sw), address.as_ref(), None).await });
     let (cr, mut cw) = tokio::io::split(client);
     let mut cr = BufReader::new(cr);
     let mut replies = Vec::new();

@@ -11,7 +11,7 @@
 //! - [`run`]: [`Out`], a finished command with good failure messages.
 //! - [`observe`]: whereis/fsck results normalised for Real-vs-Ours checks.
 //! - [`socks`]: a loopback SOCKS5 stand-in for tor, for `tor-annex::`
-//!   addresses.
+//!   addresses; [`serve_p2p`]: our P2P listener, run for a test.
 //! - [`p2p_driver`]: `git-annex-shell p2pstdio` driven with raw protocol
 //!   lines, no ssh and no client, for byte-level Real-vs-Ours checks.
 
@@ -19,6 +19,7 @@ pub mod env;
 pub mod observe;
 pub mod p2p_driver;
 pub mod run;
+pub mod serve_p2p;
 pub mod socks;
 pub mod sshd;
 pub mod standin;

@@ -63,6 +63,10 @@ enum Cmd {
         /// (p2p-annex::NET:ADDR); without it, those stored with none.
         #[arg(long, value_name = "ADDR")]
         address: Option<String>,
+        /// Serve this proxied remote or cluster (by name or UUID) instead
+        /// of the repository itself; one listener per remote served.
+        #[arg(long = "for", value_name = "NAME")]
+        serve_for: Option<String>,
     },
     /// Manage the auth tokens peers use (annex/creds/p2pauth).
     P2pToken {
@@ -120,11 +124,21 @@ fn main() -> ExitCode {
         Cmd::Extendcluster { gateway, name } => {
             annex_shell::operator::extendcluster(&cli.dir, gateway, name, &mut out, &mut err)
         }
-        Cmd::ServeP2p { on, address } => {
+        Cmd::ServeP2p {
+            on,
+            address,
+            serve_for,
+        } => {
             // clap has made sure one of them is given.
             let endpoint = on.socket.clone().map(Endpoint::Unix).or(on.listen.map(Endpoint::Tcp));
             match endpoint {
-                Some(endpoint) => p2p::serve(&cli.dir, endpoint, address.as_deref(), &mut out),
+                Some(endpoint) => p2p::serve(
+                    &cli.dir,
+                    endpoint,
+                    address.as_deref(),
+                    serve_for.as_deref(),
+                    &mut out,
+                ),
                 None => {
                     eprintln!("annexproxy: serve-p2p needs --socket PATH or --listen IP:PORT");
                     return ExitCode::from(2);

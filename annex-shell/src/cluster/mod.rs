@@ -23,8 +23,12 @@ use annex::key::Key;
 use annex::repo::Repo;
 use annex::transport::{ConnectOptions, Location, NodeRemote};
 
+use annex::p2p::Connection;
+use tokio::io::{AsyncRead, AsyncWrite};
+
 use crate::args::BuiltinCall;
-use crate::restrict::Policy;
+use crate::proxy::relay::RelayError;
+use crate::restrict::{Policy, ServerMode};
 use crate::run::ShellError;
 use gateway::{Gateway, Placement, Setup};
 use pool::{Pool, Slot};
@@ -40,14 +44,38 @@ pub fn run(
     if call.params.len() != 1 {
         return Err(ShellError::Other("missing UUID parameter".into()));
     }
-    let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
+    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
+    let result = runtime.block_on(gateway_session(conn, repo, cluster_uuid, policy.server_mode()));
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) if e.is_hangup() => Ok(0),
+        Err(RelayError::Node(_)) => Ok(1),
+        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
+    }
+}
+
+/// One client's session with the cluster `cluster_uuid`, on any
+/// connection.
+pub async fn gateway_session<R, W>(
+    conn: Connection<R, W>,
+    repo: Repo,
+    cluster_uuid: String,
+    mode: ServerMode,
+) -> Result<(), RelayError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let my_uuid = repo
+        .uuid()
+        .ok_or_else(|| RelayError::Node("not a git-annex repository".into()))?;
     // What clients pushed (synced/git-annex) is merged first, as git-annex
     // does on its first read of the branch: their preferred content and
     // groups decide where keys go.
     if let Err(e) = repo.branch().commit() {
         eprintln!("git-annex-shell: merging the git-annex branch: {e}");
     }
-    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
     let mut opts = ConnectOptions::new(crate::proxy::our_shell());
     opts.forward_stderr = true;
     let setup = Setup {
@@ -56,21 +84,14 @@ pub fn run(
         store: repo.store(),
         branch: repo.branch(),
         placement: placement(&repo, &my_uuid),
-        mode: policy.server_mode(),
+        mode,
         jobs: repo.jobs(),
     };
     let make_pool = |version, bypass: BTreeSet<String>| {
         let (nodes, own) = node_slots(&repo, &cluster_uuid, &my_uuid, &bypass);
         (Pool::new(nodes, my_uuid.clone(), version, bypass, opts), own)
     };
-    let result = runtime.block_on(Gateway::serve(conn, setup, make_pool));
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => Ok(0),
-        Err(e) if e.is_hangup() => Ok(0),
-        Err(crate::proxy::relay::RelayError::Node(_)) => Ok(1),
-        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
-    }
+    Gateway::serve(conn, setup, make_pool).await
 }
 
 /// The cluster's nodes as the gateway reaches them, then the gateway's

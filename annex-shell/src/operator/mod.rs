@@ -49,6 +49,8 @@ pub enum OperatorError {
     NotAClusterRemote(String),
     #[error(transparent)]
     P2p(#[from] p2p::P2pError),
+    #[error("{0}")]
+    Served(String),
     #[error(transparent)]
     Status(#[from] status::StatusError),
     #[error("writing output: {0}")]

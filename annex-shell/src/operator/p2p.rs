@@ -88,6 +88,7 @@ pub fn serve(
     dir: &Path,
     endpoint: Endpoint,
     address: Option<&str>,
+    serve_for: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let repo = open(dir)?;
@@ -95,8 +96,16 @@ pub fn serve(
         return Err(OperatorError::NotInitialized);
     }
     let address = address.map(P2pAddress::parse).transpose().map_err(P2pError::from)?;
-    let opts = ListenOptions { endpoint, address, max_connections: listen::MAX_CONNECTIONS };
+    let opts = ListenOptions {
+        endpoint,
+        address,
+        max_connections: listen::MAX_CONNECTIONS,
+        serve_for: serve_for.map(str::to_owned),
+    };
     let dir = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
+    if let Some(name) = serve_for {
+        listen::check_served(&dir, name).map_err(|e| OperatorError::Served(e.to_string()))?;
+    }
     let mut printed = Ok(());
     let served = listen::serve(&dir, &opts, |bound| {
         printed = writeln!(out, "listening on {bound}").and_then(|()| out.flush());

@@ -11,10 +11,12 @@ pub mod select;
 mod transfer;
 
 use annex::repo::Repo;
+use annex::p2p::Connection;
 use annex::transport::{ConnectOptions, NodeRemote};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::args::BuiltinCall;
-use crate::restrict::Policy;
+use crate::restrict::{Policy, ServerMode};
 use crate::run::ShellError;
 
 pub use select::{select, Selection};
@@ -32,18 +34,7 @@ pub fn run(
     }
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let mut opts = ConnectOptions::new(our_shell());
-    // The node's complaints reach the client's terminal, as git-annex
-    // lets its children's stderr through.
-    opts.forward_stderr = true;
-    let relay = relay::Relay::new(
-        conn,
-        repo.branch(),
-        my_uuid,
-        node,
-        policy.server_mode(),
-    );
-    let result = runtime.block_on(relay.run(&opts));
+    let result = runtime.block_on(relay_session(conn, &repo, my_uuid, node, policy.server_mode()));
     runtime.shutdown_background();
     match result {
         Ok(()) => Ok(0),
@@ -54,8 +45,35 @@ pub fn run(
     }
 }
 
-/// This very program, which serves local nodes unless a remote names
-/// another `annex-shell`.
+/// One client's session, on any connection, relayed to `node`.
+pub async fn relay_session<R, W>(
+    conn: Connection<R, W>,
+    repo: &Repo,
+    my_uuid: String,
+    node: NodeRemote,
+    mode: ServerMode,
+) -> Result<(), relay::RelayError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let mut opts = ConnectOptions::new(our_shell());
+    // The node's complaints reach the client's terminal, as git-annex
+    // lets its children's stderr through.
+    opts.forward_stderr = true;
+    relay::Relay::new(conn, repo.branch(), my_uuid, node, mode)
+        .run(&opts)
+        .await
+}
+
+/// Our git-annex-shell, which serves local nodes unless a remote names
+/// another `annex-shell`: this very program, or the one installed next to
+/// it when this is `annexproxy` (serving P2P peers).
 pub(crate) fn our_shell() -> std::path::PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| "git-annex-shell".into())
+    let me = std::env::current_exe().unwrap_or_else(|_| "git-annex-shell".into());
+    if me.file_name().is_some_and(|n| n == "git-annex-shell") {
+        me
+    } else {
+        me.with_file_name("git-annex-shell")
+    }
 }

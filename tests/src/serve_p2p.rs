@@ -1,0 +1,96 @@
+//! `annexproxy serve-p2p` run by a test: started as the server user, it
+//! says where it listens; dropped, it is killed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{tools, TestEnv};
+
+/// A running `annexproxy serve-p2p`, killed when dropped.
+pub struct Listener {
+    child: Child,
+    /// What it printed after `listening on `.
+    pub bound: String,
+}
+
+impl Listener {
+    pub fn start(env: &TestEnv, server: &Path, on: &[&str]) -> Listener {
+        let mut cmd = Command::new(tools::ours_bin_dir().join("annexproxy"));
+        cmd.env_clear()
+            .env("HOME", &env.server_home)
+            .env("PATH", &env.server_path)
+            .env("USER", tools::user_name())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .arg("-C")
+            .arg(server)
+            .arg("serve-p2p")
+            .args(on)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("start annexproxy serve-p2p");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout was piped");
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let bound = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("serve-p2p said {line:?}, not `listening on …`"))
+            .to_owned();
+        Listener { child, bound }
+    }
+
+    pub fn port(&self) -> u16 {
+        let port = self.bound.rsplit(':').next().unwrap_or_default();
+        port.parse().unwrap_or_else(|_| panic!("no port in {:?}", self.bound))
+    }
+
+    /// Waits until no peer session is running (each runs on a thread named
+    /// `p2p-peer`, and commits the journal as it ends).
+    pub fn wait_idle(&self) {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
+        let start = Instant::now();
+        loop {
+            let busy = std::fs::read_dir(&tasks)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                        .any(|comm| comm.trim() == "p2p-peer")
+                })
+                .unwrap_or(false);
+            if !busy {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "peer sessions still running after 30s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+
+/// A directory holding the real `git-remote-tor-annex` (the git-annex
+/// binary under that name), to put first on a client command's PATH.
+pub fn real_tor_helper_dir(env: &TestEnv) -> PathBuf {
+    let bin = env.root().join("tor-helper-bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::os::unix::fs::symlink(tools::real_annex_binary(), bin.join("git-remote-tor-annex")).expect("symlink");
+    bin
+}
+
+/// Puts `dir` first on the PATH `cmd` will run with.
+pub fn with_path_first(cmd: &mut Command, dir: &Path) {
+    let path = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    cmd.env("PATH", format!("{}:{path}", dir.display()));
+}
