@@ -48,7 +48,7 @@ pub fn run(
         eprintln!("git-annex-shell: merging the git-annex branch: {e}");
     }
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let mut opts = ConnectOptions::new(crate::proxy::our_shell());
+    let mut opts = ConnectOptions::new(crate::proxy::our_shell()).with_repo(&repo);
     opts.forward_stderr = true;
     let setup = Setup {
         cluster_uuid: cluster_uuid.clone(),

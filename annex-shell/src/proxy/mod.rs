@@ -32,7 +32,7 @@ pub fn run(
     }
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let mut opts = ConnectOptions::new(our_shell());
+    let mut opts = ConnectOptions::new(our_shell()).with_repo(&repo);
     // The node's complaints reach the client's terminal, as git-annex
     // lets its children's stderr through.
     opts.forward_stderr = true;
