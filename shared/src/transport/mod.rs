@@ -15,7 +15,7 @@ pub mod auth;
 pub mod local;
 pub mod location;
 pub mod p2paddr;
-pub mod peer;
+mod peer;
 pub mod socks;
 pub mod ssh;
 
@@ -281,7 +281,7 @@ impl NodeConnection {
                 drop(stdout);
                 reap(child, stderr).await
             }
-            None => (drain(&mut stdout).await, stderr.finish().await),
+            None => (peer::drain(&mut stdout).await, stderr.finish().await),
         }
     }
 
@@ -328,22 +328,6 @@ impl NodeConnection {
             None => Some(0),
         }
     }
-}
-
-/// Read what a socket node still sends until it closes its end, which it
-/// does once its session has ended and been committed.
-async fn drain(from: &mut BoxRead) -> Option<i32> {
-    let mut chunk = vec![0u8; 4096];
-    let until_eof = async {
-        loop {
-            match from.read(&mut chunk).await {
-                Ok(0) => return Some(0),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    };
-    tokio::time::timeout(CLOSE_GRACE, until_eof).await.ok().flatten()
 }
 
 /// Wait for a child whose stdin is closed; kill it if it lingers.

@@ -9,8 +9,10 @@
 
 use std::process::Stdio;
 
+use tokio::io::AsyncReadExt;
+
 use super::auth::{self, AuthToken, Creds};
-use super::p2paddr::{P2pAddress, PeerError, PeerStream};
+use super::p2paddr::{BoxRead, P2pAddress, PeerError, PeerStream};
 use super::socks;
 use super::{ConnectOptions, Handshake, NodeConnection, NodeRemote, StderrTail, TransportError};
 use crate::p2p::Connection;
@@ -119,4 +121,20 @@ pub(super) fn discover_uuid(
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Read what a socket node still sends until it closes its end, which it
+/// does once its session has ended and been committed.
+pub(super) async fn drain(from: &mut BoxRead) -> Option<i32> {
+    let mut chunk = vec![0u8; 4096];
+    let until_eof = async {
+        loop {
+            match from.read(&mut chunk).await {
+                Ok(0) => return Some(0),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(super::CLOSE_GRACE, until_eof).await.ok().flatten()
 }
