@@ -184,7 +184,7 @@ where
         (Service::ReceivePack, Relayed::Done(code)) => {
             let base = match &gw.pool.slots[own].remote.location {
                 Location::Local(p) => p.clone(),
-                Location::Ssh(_) => PathBuf::new(),
+                Location::Ssh(_) | Location::P2p(_) => PathBuf::new(),
             };
             let nodes: Vec<(String, String)> =
                 nodes.iter().map(|&n| (gw.pool.slots[n].name().to_owned(), gw.pool.slots[n].uuid().to_owned())).collect();

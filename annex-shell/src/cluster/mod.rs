@@ -76,7 +76,7 @@ where
     if let Err(e) = repo.branch().commit() {
         eprintln!("git-annex-shell: merging the git-annex branch: {e}");
     }
-    let mut opts = ConnectOptions::new(crate::proxy::our_shell());
+    let mut opts = ConnectOptions::new(crate::proxy::our_shell()).with_repo(&repo);
     opts.forward_stderr = true;
     let setup = Setup {
         cluster_uuid: cluster_uuid.clone(),

@@ -16,7 +16,7 @@ use annex::p2p::connection::DataWriter;
 use annex::p2p::{ConnError, Message};
 use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::process::{ChildStdin, ChildStdout};
+use annex::transport::{BoxRead, BoxWrite};
 
 use super::gateway::Gateway;
 use super::local::{self, LocalOffer, Sinks};
@@ -272,7 +272,7 @@ struct Lane<'a> {
 }
 
 enum LaneState<'a> {
-    Writing(DataWriter<'a, ChildStdout, ChildStdin>),
+    Writing(DataWriter<'a, BoxRead, BoxWrite>),
     Done,
     /// This node dropped out; the others go on.
     Failed(ConnError),

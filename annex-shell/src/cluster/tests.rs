@@ -67,7 +67,7 @@ impl World {
     fn dir(&self, i: usize) -> &Path {
         match &self.nodes[i].location {
             Location::Local(d) => d,
-            Location::Ssh(_) => unreachable!("local nodes only"),
+            Location::Ssh(_) | Location::P2p(_) => unreachable!("local nodes only"),
         }
     }
 

@@ -247,7 +247,7 @@ fn learn_uuid(
     if remote_bool(repo, remote, "annex-ignore") {
         return Ok(None);
     }
-    match discover_uuid(node, &ConnectOptions::new(sibling_shell())) {
+    match discover_uuid(node, &ConnectOptions::new(sibling_shell()).with_repo(repo)) {
         Ok(Some(uuid)) => {
             repo.set_config(&format!("remote.{}.annex-uuid", remote.name), &uuid)?;
             Ok(Some(uuid))

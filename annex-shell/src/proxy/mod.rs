@@ -57,7 +57,7 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let mut opts = ConnectOptions::new(our_shell());
+    let mut opts = ConnectOptions::new(our_shell()).with_repo(repo);
     // The node's complaints reach the client's terminal, as git-annex
     // lets its children's stderr through.
     opts.forward_stderr = true;

@@ -1,14 +1,19 @@
 //! Where a git remote's URL points, read the way git and git-annex read
-//! it: a local path, or an ssh host with the directory git-annex-shell is
+//! it: a local path, an ssh host with the directory git-annex-shell is
 //! to be told (`/~/p` for home-relative paths, which git-annex-shell
-//! expands on its side).
+//! expands on its side), or a P2P address (`tor-annex::`, `p2p-annex::`).
 
 use std::path::{Path, PathBuf};
+
+use super::p2paddr::{P2pAddress, P2P_SCHEME, TOR_SCHEME};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
     Ssh(SshLocation),
+    /// A peer that speaks the P2P protocol itself, after `AUTH`: it serves
+    /// only its own repository.
+    P2p(P2pAddress),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,8 +29,12 @@ pub struct SshLocation {
 impl Location {
     /// Parse a remote URL. Relative local paths are resolved against
     /// `base`. `None` for URLs no transport here serves (http, special
-    /// remote helpers like `annex::`, tor/p2p addresses).
+    /// remote helpers like `annex::`), and for malformed P2P addresses.
+    /// A remote's URL never carries the auth token; `annex/creds/` does.
     pub fn parse(url: &str, base: &Path) -> Option<Location> {
+        if url.starts_with(TOR_SCHEME) || url.starts_with(P2P_SCHEME) {
+            return P2pAddress::parse(url).ok().map(Location::P2p);
+        }
         if let Some(rest) = strip_ssh_scheme(url) {
             return parse_ssh_url(rest).map(Location::Ssh);
         }
@@ -175,12 +184,31 @@ mod tests {
     }
 
     #[test]
+    fn p2p_addresses() {
+        let base = Path::new("/srv/proxy");
+        assert_eq!(
+            Location::parse("tor-annex::abc.onion:5", base),
+            Some(Location::P2p(P2pAddress::Tor { onion: "abc.onion".into(), port: 5 }))
+        );
+        assert_eq!(
+            Location::parse("p2p-annex::unixsock:/run/n1.sock", base),
+            Some(Location::P2p(P2pAddress::Net {
+                net: "unixsock".into(),
+                address: "/run/n1.sock".into()
+            }))
+        );
+    }
+
+    #[test]
     fn unsupported_urls() {
         let base = Path::new("/");
         for url in [
             "https://example.org/r",
             "annex::abc?type=directory",
-            "tor-annex::x.onion:5",
+            // No port; an address that would be read as an option.
+            "tor-annex::x.onion",
+            "p2p-annex::net:-oProxyCommand=x",
+            "p2p-annex::",
         ] {
             assert_eq!(Location::parse(url, base), None, "{url}");
         }

@@ -1,17 +1,21 @@
 //! Ways to reach another repository's git-annex-shell and speak the P2P
 //! protocol with it: a local path ([`local`]) or an ssh URL ([`ssh`]); and
 //! peers at P2P addresses ([`p2paddr`]: tor through [`socks`], generic P2P
-//! networks), which want an auth token ([`auth`]).
+//! networks), which want an auth token ([`auth`]) and are reached as
+//! nodes by [`peer`].
 //!
-//! Both spawn a child whose stdin/stdout carry the protocol; its stderr is
-//! drained concurrently (a child blocked on a full stderr pipe would stall
-//! the protocol) into a bounded tail that errors carry, so "why did the
-//! node go away" reaches whoever sees the error.
+//! Local paths and ssh spawn a child whose stdin/stdout carry the
+//! protocol, as does a `p2p-annex::` network's program; a child's stderr
+//! is drained concurrently (a child blocked on a full stderr pipe would
+//! stall the protocol) into a bounded tail that errors carry, so "why did
+//! the node go away" reaches whoever sees the error. A tor node is a
+//! socket, with no child and no stderr.
 
 pub mod auth;
 pub mod local;
 pub mod location;
 pub mod p2paddr;
+mod peer;
 pub mod socks;
 pub mod ssh;
 
@@ -21,12 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, Command};
 
 use crate::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
-use crate::repo::RemoteConfig;
+use crate::repo::{RemoteConfig, Repo};
 
 pub use location::{Location, SshLocation};
+pub use p2paddr::{BoxRead, BoxWrite};
 
 /// How much of a child's stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -42,7 +47,7 @@ const SSH_UNREACHABLE: i32 = 255;
 pub enum TransportError {
     #[error("{name}: remote has no url")]
     NoUrl { name: String },
-    #[error("{name}: cannot reach {url}: only local paths and ssh URLs are supported")]
+    #[error("{name}: cannot reach {url}: only local paths, ssh URLs and P2P addresses are supported")]
     Unsupported { name: String, url: String },
     #[error("{name}: refusing ssh host or user {value:?}: it would be read as an ssh option")]
     UnsafeHost { name: String, value: String },
@@ -84,6 +89,19 @@ pub enum TransportError {
         name: String,
         program: String,
         stderr: String,
+    },
+    /// Reaching or authenticating with a node at a P2P address.
+    #[error("{name}: {source}")]
+    Peer {
+        name: String,
+        #[source]
+        source: p2paddr::PeerError,
+    },
+    #[error("{name}: reading the auth token: {source}")]
+    Creds {
+        name: String,
+        #[source]
+        source: auth::CredsError,
     },
 }
 
@@ -152,6 +170,14 @@ pub struct ConnectOptions {
     pub forward_stderr: bool,
     /// The ssh program (`ssh` from PATH unless told otherwise).
     pub ssh: PathBuf,
+    /// The git directory of the repository connecting (the proxy): its
+    /// `annex/creds/` holds the tokens for nodes at P2P addresses. Without
+    /// it only `GIT_ANNEX_P2P_AUTHTOKEN` is tried.
+    pub git_dir: Option<PathBuf>,
+    /// That repository's `annexproxy.torsocks`, where tor's SOCKS proxy is.
+    pub tor_socks: Option<String>,
+    /// That repository's UUID, which [`discover_uuid`] sends in `AUTH`.
+    pub local_uuid: Option<String>,
 }
 
 impl ConnectOptions {
@@ -160,17 +186,33 @@ impl ConnectOptions {
             local_shell,
             forward_stderr: false,
             ssh: PathBuf::from(ssh::SSH),
+            git_dir: None,
+            tor_socks: None,
+            local_uuid: None,
         }
+    }
+
+    /// Connecting on behalf of `repo`: its creds, tor proxy and UUID.
+    pub fn with_repo(mut self, repo: &Repo) -> ConnectOptions {
+        self.git_dir = Some(repo.git_dir().to_owned());
+        self.tor_socks = repo.config_get(socks::SOCKS_CONFIG);
+        self.local_uuid = repo.uuid();
+        self
     }
 }
 
 /// An open P2P session with a node, past AUTH-SUCCESS and VERSION.
+///
+/// The streams are boxed so that children and sockets look alike to the
+/// relay and the cluster gateway; the cost is one indirect call per
+/// buffered read or write, not per byte.
 pub struct NodeConnection {
-    pub conn: Connection<ChildStdout, ChildStdin>,
+    pub conn: Connection<BoxRead, BoxWrite>,
     /// The version the node agreed to.
     pub version: u32,
     name: String,
-    child: Child,
+    /// The program carrying the session; `None` for a tor socket.
+    child: Option<Child>,
     stderr: StderrTail,
 }
 
@@ -179,7 +221,7 @@ impl NodeConnection {
         &self.name
     }
 
-    /// What the child wrote to stderr lately.
+    /// What the child wrote to stderr lately (nothing for a socket).
     pub fn stderr_tail(&self) -> String {
         self.stderr.text()
     }
@@ -215,7 +257,9 @@ impl NodeConnection {
 
     /// End the session the way a client does, by closing the node's stdin,
     /// and wait for it to finish (it commits what it journalled on the way
-    /// out). A node that does not finish in time is killed.
+    /// out). A node that does not finish in time is killed. The exit code
+    /// of a child; for a socket, `Some(0)` once the node closed its end,
+    /// `None` when it did not in time.
     pub async fn close(self) -> Option<i32> {
         self.close_with_stderr().await.0
     }
@@ -229,11 +273,16 @@ impl NodeConnection {
             stderr,
             ..
         } = self;
-        let (stdout, mut stdin) = conn.into_inner();
+        let (mut stdout, mut stdin) = conn.into_inner();
         let _ = stdin.shutdown().await;
         drop(stdin);
-        drop(stdout);
-        reap(child, stderr).await
+        match child {
+            Some(child) => {
+                drop(stdout);
+                reap(child, stderr).await
+            }
+            None => (peer::drain(&mut stdout).await, stderr.finish().await),
+        }
     }
 
     /// After a `CONNECT` was sent: the rest of the session belongs to the
@@ -273,7 +322,11 @@ impl NodeConnection {
             () = to_node => {}
         }
         drop(node_in);
-        reap(child, stderr).await.0
+        match child {
+            Some(child) => reap(child, stderr).await.0,
+            // The node closed its output: its session is over.
+            None => Some(0),
+        }
     }
 }
 
@@ -290,9 +343,10 @@ async fn reap(mut child: Child, stderr: StderrTail) -> (Option<i32>, String) {
     (status, text)
 }
 
-/// Open a P2P session with `node`: spawn the transport's command, check
-/// that the node is the repository we expect (AUTH-SUCCESS with its UUID)
-/// and agree on a version no higher than `max_version`.
+/// Open a P2P session with `node`: spawn the transport's command (or, for
+/// a P2P address, connect and send `AUTH` with our token), check that the
+/// node is the repository we expect (AUTH-SUCCESS with its UUID) and agree
+/// on a version no higher than `max_version`.
 pub async fn connect(
     node: &NodeRemote,
     my_uuid: &str,
@@ -306,26 +360,50 @@ pub async fn connect(
     let cmd = match &node.location {
         Location::Local(path) => local::p2pstdio_command(node, path, my_uuid, opts)?,
         Location::Ssh(at) => ssh::p2pstdio_command(node, at, my_uuid, &opts.ssh)?,
+        Location::P2p(addr) => {
+            let (mut nc, token) = peer::open(node, addr, opts).await?;
+            let greeted = match peer::authenticate(&mut nc, addr, my_uuid, &token).await {
+                Ok(found) => check_greeting(&nc, &node.uuid, found),
+                Err(e) => Err(e),
+            };
+            return finish_handshake(nc, greeted, max_version, false).await;
+        }
     };
     let mut child = spawn(&node.name, cmd)?;
     let stderr = StderrTail::start(&mut child, opts.forward_stderr);
-    let stdout = child.stdout.take().expect("stdout was piped");
-    let stdin = child.stdin.take().expect("stdin was piped");
+    let stdout: BoxRead = Box::new(child.stdout.take().expect("stdout was piped"));
+    let stdin: BoxWrite = Box::new(child.stdin.take().expect("stdin was piped"));
     let mut nc = NodeConnection {
         conn: Connection::new(stdout, stdin),
         version: 0,
         name: node.name.clone(),
-        child,
+        child: Some(child),
         stderr,
     };
-    match handshake(&mut nc, &node.uuid, max_version).await {
+    let greeted = greeting(&mut nc, &node.uuid).await;
+    let is_ssh = matches!(node.location, Location::Ssh(_));
+    finish_handshake(nc, greeted, max_version, is_ssh).await
+}
+
+/// After the node's greeting: agree on the version, or take the node
+/// down and say why it failed.
+async fn finish_handshake(
+    mut nc: NodeConnection,
+    greeted: Result<(), Handshake>,
+    max_version: u32,
+    is_ssh: bool,
+) -> Result<NodeConnection, TransportError> {
+    let agreed = match greeted {
+        Ok(()) => agree_version(&mut nc, max_version).await,
+        Err(e) => Err(e),
+    };
+    match agreed {
         Ok(v) => {
             nc.version = v;
             Ok(nc)
         }
         Err(e) => {
             let name = nc.name.clone();
-            let is_ssh = matches!(node.location, Location::Ssh(_));
             let (code, stderr) = nc.close_with_stderr().await;
             Err(match e {
                 Handshake::Eof if is_ssh && code == Some(SSH_UNREACHABLE) => {
@@ -343,25 +421,31 @@ enum Handshake {
     Failed(TransportError),
 }
 
-async fn handshake(
-    nc: &mut NodeConnection,
-    expected: &str,
-    max_version: u32,
-) -> Result<u32, Handshake> {
-    let first = nc.conn.read_message().await;
-    match first {
-        Ok(Some(Message::AuthSuccess(u))) if expected.is_empty() || u == expected => {}
-        Ok(Some(Message::AuthSuccess(u))) => {
-            return Err(Handshake::Failed(TransportError::WrongUuid {
-                name: nc.name.clone(),
-                expected: expected.to_owned(),
-                found: u,
-            }))
-        }
-        Ok(None) | Err(ConnError::UnexpectedEof) => return Err(Handshake::Eof),
-        Ok(Some(other)) => return Err(unexpected(nc, other.verb())),
-        Err(e) => return Err(Handshake::Failed(nc.error(e))),
+/// A git-annex-shell speaks first: `AUTH-SUCCESS` with its UUID.
+async fn greeting(nc: &mut NodeConnection, expected: &str) -> Result<(), Handshake> {
+    match nc.conn.read_message().await {
+        Ok(Some(Message::AuthSuccess(u))) => check_greeting(nc, expected, u),
+        Ok(None) | Err(ConnError::UnexpectedEof) => Err(Handshake::Eof),
+        Ok(Some(other)) => Err(unexpected(nc, other.verb())),
+        Err(e) => Err(Handshake::Failed(nc.error(e))),
     }
+}
+
+/// The node must be the repository the remote's `annex-uuid` names (any,
+/// when it names none yet).
+fn check_greeting(nc: &NodeConnection, expected: &str, found: String) -> Result<(), Handshake> {
+    if expected.is_empty() || found == expected {
+        Ok(())
+    } else {
+        Err(Handshake::Failed(TransportError::WrongUuid {
+            name: nc.name.clone(),
+            expected: expected.to_owned(),
+            found,
+        }))
+    }
+}
+
+async fn agree_version(nc: &mut NodeConnection, max_version: u32) -> Result<u32, Handshake> {
     let want = max_version.min(MAX_PROTOCOL_VERSION);
     if let Err(e) = nc.conn.write_message(&Message::Version(want)).await {
         return Err(Handshake::Failed(nc.error(e)));
@@ -428,8 +512,9 @@ pub(crate) fn retry_busy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> st
 
 /// The UUID of the repository a remote points at, found the way git-annex
 /// finds it for a remote it has not cached one for: a local repository's
-/// config, or `git-annex-shell configlist` over ssh. `None` when the
-/// repository is not (yet) a git-annex repository.
+/// config, `git-annex-shell configlist` over ssh, or the `AUTH-SUCCESS` a
+/// P2P peer answers our `AUTH` with. `None` when the repository is not
+/// (yet) a git-annex repository.
 pub fn discover_uuid(
     node: &NodeRemote,
     opts: &ConnectOptions,
@@ -437,6 +522,7 @@ pub fn discover_uuid(
     match &node.location {
         Location::Local(path) => local::read_uuid(node, path),
         Location::Ssh(at) => ssh::configlist_uuid(node, at, &opts.ssh),
+        Location::P2p(addr) => peer::discover_uuid(node, addr, opts).map(Some),
     }
 }
 
@@ -448,6 +534,13 @@ struct StderrTail {
 }
 
 impl StderrTail {
+    fn none() -> StderrTail {
+        StderrTail {
+            buf: Arc::new(Mutex::new(Vec::new())),
+            task: None,
+        }
+    }
+
     fn start(child: &mut Child, forward: bool) -> StderrTail {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let task = child.stderr.take().map(|mut err| {
@@ -497,3 +590,6 @@ fn keep_tail(buf: &Mutex<Vec<u8>>, more: &[u8]) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+#[path = "peer_tests.rs"]
+mod peer_tests;

@@ -145,6 +145,12 @@ impl P2pAddress {
     /// Open a byte stream to the peer (not yet authenticated). `tor_socks`
     /// is the SOCKS5 proxy for tor addresses.
     pub async fn connect(&self, tor_socks: SocketAddr) -> Result<PeerStream, PeerError> {
+        self.connect_with(tor_socks, Stdio::inherit()).await
+    }
+
+    /// [`Self::connect`], with the network program's stderr as `stderr`
+    /// (piped by a proxy that keeps it for its errors).
+    pub async fn connect_with(&self, tor_socks: SocketAddr, stderr: Stdio) -> Result<PeerStream, PeerError> {
         match self {
             P2pAddress::Tor { onion, port } => {
                 let stream = socks::connect(tor_socks, onion, *port).await?;
@@ -157,7 +163,7 @@ impl P2pAddress {
                 cmd.arg(address)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
+                    .stderr(stderr)
                     .kill_on_drop(true);
                 let mut child = super::retry_busy(|| cmd.spawn())
                     .map_err(|source| PeerError::Spawn { program, source })?;

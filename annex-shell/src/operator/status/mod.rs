@@ -287,7 +287,7 @@ fn probe_all(repo: &Repo, my_uuid: &str, rows: &mut [Row]) -> Result<(), Operato
         .enable_all()
         .build()
         .map_err(StatusError::Runtime)?;
-    let opts = ConnectOptions::new(sibling_shell());
+    let opts = ConnectOptions::new(sibling_shell()).with_repo(repo);
     let results: BTreeMap<String, Reach> = runtime.block_on(async {
         let probes = targets.iter().map(|(name, node)| {
             let opts = opts.clone();
