@@ -94,3 +94,38 @@ pub fn with_path_first(cmd: &mut Command, dir: &Path) {
         .unwrap_or_default();
     cmd.env("PATH", format!("{}:{path}", dir.display()));
 }
+
+/// Writes `git-annex-p2p-unixsock` into `dir`: the program git-annex (and
+/// our transport) runs for `p2p-annex::unixsock:ADDRESS`, connecting its
+/// stdin/stdout to the unix socket ADDRESS and shutting the socket's write
+/// side when stdin ends.
+pub fn write_unixsock_program(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let python = tools::venv_dir().join("bin/python3");
+    let script = r#"#!PYTHON
+import os, socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def up():
+    while True:
+        b = os.read(0, 65536)
+        if not b:
+            break
+        s.sendall(b)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+out = sys.stdout.buffer
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out.write(b)
+    out.flush()
+"#
+    .replace("PYTHON", &python.to_string_lossy());
+    let path = dir.join("git-annex-p2p-unixsock");
+    std::fs::write(&path, script).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}

@@ -3,13 +3,12 @@
 //! (`p2p-annex::`), by our remote helper from plain git, by the real
 //! git-remote-tor-annex, and by the real git-annex moving content.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use annexproxy_tests::run::run;
-use annexproxy_tests::serve_p2p::{real_tor_helper_dir, with_path_first, Listener};
+use annexproxy_tests::serve_p2p::{real_tor_helper_dir, with_path_first, write_unixsock_program, Listener};
 use annexproxy_tests::socks::SocksServer;
-use annexproxy_tests::{tools, Out, ServerKind, TestEnv};
+use annexproxy_tests::{Out, ServerKind, TestEnv};
 
 /// A v3-sized onion name; the stand-in proxy takes any `.onion` to us.
 const ONION: &str = "annexproxytestsannexproxytestsannexproxytestsannexproxy.onion";
@@ -186,36 +185,10 @@ fn real_git_annex_copies_and_gets_over_tor() {
     env.assert_server_fsck_clean(&server);
 }
 
-/// `git-annex-p2p-unixsock ADDRESS`: connects its stdin/stdout to the unix
-/// socket named by ADDRESS.
+/// A directory holding `git-annex-p2p-unixsock`, for the client's PATH.
 fn unixsock_program(env: &TestEnv) -> PathBuf {
     let bin = env.root().join("p2p-net-bin");
-    std::fs::create_dir_all(&bin).expect("mkdir");
-    let python = tools::venv_dir().join("bin/python3");
-    let script = r#"#!PYTHON
-import os, socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-def up():
-    while True:
-        b = os.read(0, 65536)
-        if not b:
-            break
-        s.sendall(b)
-    s.shutdown(socket.SHUT_WR)
-threading.Thread(target=up, daemon=True).start()
-out = sys.stdout.buffer
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    out.write(b)
-    out.flush()
-"#
-    .replace("PYTHON", &python.to_string_lossy());
-    let path = bin.join("git-annex-p2p-unixsock");
-    std::fs::write(&path, script).expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    write_unixsock_program(&bin);
     bin
 }
 

@@ -8,111 +8,19 @@
 //! client, which reaches only the proxy (over ssh), copies to, gets from
 //! and drops from `origin-NODE`.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use annexproxy_tests::serve_p2p::{write_unixsock_program, Listener};
 use annexproxy_tests::socks::SocksServer;
-use annexproxy_tests::{tools, ServerKind, TestEnv};
+use annexproxy_tests::{ServerKind, TestEnv};
 
 /// The stand-in proxy takes any `.onion` to the tor node's listener.
 const ONION: &str = "annexproxytestsnodeannexproxytestsnodeannexproxytestsnode.onion";
 
-/// A running `annexproxy serve-p2p`, killed when dropped.
-struct Listener {
-    child: Child,
-    /// What it printed after `listening on `.
-    bound: String,
-}
-
-impl Listener {
-    fn start(env: &TestEnv, repo: &Path, on: &[&str]) -> Listener {
-        let mut child = Command::new(tools::ours_bin_dir().join("annexproxy"))
-            .env_clear()
-            .env("HOME", &env.server_home)
-            .env("PATH", &env.server_path)
-            .env("USER", tools::user_name())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .arg("-C")
-            .arg(repo)
-            .arg("serve-p2p")
-            .args(on)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start annexproxy serve-p2p");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout was piped");
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-        let bound = match line.trim().strip_prefix("listening on ") {
-            Some(b) => b.to_owned(),
-            None => panic!("serve-p2p said {line:?}, not `listening on …`"),
-        };
-        Listener { child, bound }
-    }
-
-    fn port(&self) -> u16 {
-        let port = self.bound.rsplit(':').next().unwrap_or_default();
-        port.parse().unwrap_or_else(|_| panic!("no port in {:?}", self.bound))
-    }
-
-    /// Waits until no peer session runs (each on a thread named
-    /// `p2p-peer`, committing its journal as it ends).
-    fn wait_idle(&self) {
-        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
-        let start = Instant::now();
-        while std::fs::read_dir(&tasks)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                    .any(|comm| comm.trim() == "p2p-peer")
-            })
-            .unwrap_or(false)
-        {
-            assert!(start.elapsed() < Duration::from_secs(30), "peer sessions still running after 30s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `git-annex-p2p-unixsock ADDRESS` on the server's PATH (where the
-/// proxy's git-annex-shell looks for it): stdin/stdout to the unix socket
-/// ADDRESS, its write side shut when stdin ends.
+/// proxy's git-annex-shell looks for it).
 fn install_unixsock_program(env: &TestEnv) {
-    let python = tools::venv_dir().join("bin/python3");
-    let script = r#"#!PYTHON
-import os, socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-def up():
-    while True:
-        b = os.read(0, 65536)
-        if not b:
-            break
-        s.sendall(b)
-    s.shutdown(socket.SHUT_WR)
-threading.Thread(target=up, daemon=True).start()
-out = sys.stdout.buffer
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    out.write(b)
-    out.flush()
-"#
-    .replace("PYTHON", &python.to_string_lossy());
-    let path = env.root().join("server-bin/git-annex-p2p-unixsock");
-    std::fs::write(&path, script).expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    write_unixsock_program(&env.root().join("server-bin"));
 }
 
 /// The name git-annex gives the creds file for an address: every byte but
