@@ -1,5 +1,7 @@
 //! `p2pstdio`: the P2P protocol on stdin/stdout.
 
+use std::os::fd::AsFd;
+
 use annex::p2p::Connection;
 use annex::repo::Repo;
 use annex::threadio::{ThreadReader, ThreadWriter};
@@ -44,7 +46,16 @@ pub(crate) fn runtime_and_stdio(
         .build()
         .map_err(|e| ShellError::Other(e.to_string()))?;
     let (input, output) = stdio().map_err(|e| ShellError::Other(format!("p2pstdio: {e}")))?;
-    Ok((runtime, Connection::new(input, output)))
+    let mut conn = Connection::new(input, output);
+    // Large GET bodies go from the object file to stdout by sendfile: the
+    // kernel moves them, once the writer thread has flushed.
+    if let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() {
+        // A pipe of 1 MiB rather than 64 KiB: a tenth of the wake-ups on
+        // both ends (refused for a socket or without permission: no harm).
+        let _ = nix::fcntl::fcntl(&out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        conn = conn.with_sendfile(out);
+    }
+    Ok((runtime, conn))
 }
 
 /// stdin and stdout, each served by its own thread (see `annex::threadio`
@@ -52,7 +63,6 @@ pub(crate) fn runtime_and_stdio(
 /// so std's buffered handles are bypassed and nothing of the parent's
 /// shared file descriptions is changed.
 fn stdio() -> std::io::Result<(ThreadReader, ThreadWriter)> {
-    use std::os::fd::AsFd;
     let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
     Ok((ThreadReader::new(input)?, ThreadWriter::new(output)?))

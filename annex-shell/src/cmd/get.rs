@@ -75,6 +75,9 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    if len > SMALL && conn.send_file(len, file.try_clone()?).await? {
+        return Ok(());
+    }
     let mut body = file.take(len);
     if len <= SMALL {
         let mut bytes = Vec::with_capacity(len as usize);

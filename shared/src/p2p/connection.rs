@@ -92,6 +92,9 @@ pub struct Connection<R, W> {
     /// Scratch for outgoing lines and body chunks.
     out: Vec<u8>,
     broken: bool,
+    /// The fd `writer` ends in, when bodies from files may be sent by the
+    /// kernel ([`Self::send_file`]).
+    sendfile_to: Option<std::os::fd::OwnedFd>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
@@ -104,7 +107,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             end: 0,
             out: Vec::new(),
             broken: false,
+            sendfile_to: None,
         }
+    }
+
+    /// Lets [`Self::send_file`] write bodies straight from a file to `fd`,
+    /// the descriptor `writer` itself ends in (for stdout, a duplicate of
+    /// it). Safe only when `writer` holds nothing back once flushed.
+    pub fn with_sendfile(mut self, fd: std::os::fd::OwnedFd) -> Self {
+        self.sendfile_to = Some(fd);
+        self
     }
 
     /// The pipes back; bytes read but not yet used are dropped.
@@ -253,6 +265,51 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             return self.fail(ConnError::Io(e));
         }
         Ok(())
+    }
+
+    /// Send `DATA len` and `len` bytes of `file` from its current position,
+    /// moved by the kernel (sendfile) rather than through our buffers.
+    /// Returns `Ok(false)`, having sent nothing, when this connection was
+    /// not given a descriptor for it, so the caller sends the body itself.
+    /// If the kernel cannot do it for this pair (`EINVAL`), the body is
+    /// copied the ordinary way after all.
+    pub async fn send_file(&mut self, len: u64, file: std::fs::File) -> Result<bool, ConnError> {
+        let Some(out) = self.sendfile_to.as_ref().and_then(|fd| fd.try_clone().ok()) else {
+            return Ok(false);
+        };
+        self.check()?;
+        self.out.clear();
+        codec::encode(&Message::Data(len), &mut self.out);
+        // Everything before the body must have left the writer first.
+        let header = async {
+            self.writer.write_all(&self.out).await?;
+            self.writer.flush().await
+        }
+        .await;
+        if let Err(e) = header {
+            return self.fail(ConnError::Io(e));
+        }
+        let moved = tokio::task::spawn_blocking(move || kernel_copy(&out, &file, len).map(|()| file)).await;
+        match moved {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(KernelCopy::Unsupported(file))) => {
+                let mut body = tokio::fs::File::from_std(file).take(len);
+                let copied = tokio::io::copy(&mut body, &mut self.writer).await;
+                match copied {
+                    Ok(n) if n == len => match self.writer.flush().await {
+                        Ok(()) => Ok(true),
+                        Err(e) => self.fail(ConnError::Io(e)),
+                    },
+                    Ok(n) => self.fail(ConnError::ShortBody { expected: len, sent: n }),
+                    Err(e) => self.fail(ConnError::Body(e)),
+                }
+            }
+            Ok(Err(KernelCopy::Failed { sent, error })) => self.fail(match error {
+                Some(e) => ConnError::Io(e),
+                None => ConnError::ShortBody { expected: len, sent },
+            }),
+            Err(join) => self.fail(ConnError::Io(std::io::Error::other(join.to_string()))),
+        }
     }
 
     /// Start sending a body chunk by chunk (for fan-out, where one received
@@ -468,6 +525,49 @@ impl<R, W> Drop for DataWriter<'_, R, W> {
             self.conn.broken = true;
         }
     }
+}
+
+/// Why the kernel did not move a whole body.
+enum KernelCopy {
+    /// Not for this pair of descriptors; nothing was sent.
+    Unsupported(std::fs::File),
+    /// Part was sent: the peer's stream is beyond repair. `None`: the file
+    /// ended early.
+    Failed {
+        sent: u64,
+        error: Option<std::io::Error>,
+    },
+}
+
+/// `len` bytes from `file`'s position to `out`, by sendfile(2), blocking.
+fn kernel_copy(
+    out: &std::os::fd::OwnedFd,
+    file: &std::fs::File,
+    len: u64,
+) -> Result<(), KernelCopy> {
+    use nix::errno::Errno;
+    let mut sent = 0u64;
+    while sent < len {
+        let want = usize::try_from((len - sent).min(1 << 30)).unwrap_or(1 << 30);
+        match nix::sys::sendfile::sendfile64(out, file, None, want) {
+            Ok(0) => return Err(KernelCopy::Failed { sent, error: None }),
+            Ok(n) => sent += n as u64,
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            Err(Errno::EINVAL | Errno::ENOSYS) if sent == 0 => {
+                return Err(KernelCopy::Unsupported(match file.try_clone() {
+                    Ok(f) => f,
+                    Err(e) => return Err(KernelCopy::Failed { sent, error: Some(e) }),
+                }))
+            }
+            Err(e) => {
+                return Err(KernelCopy::Failed {
+                    sent,
+                    error: Some(e.into()),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -414,3 +414,43 @@ async fn duplex_round_trip_of_a_session() {
     br.read_to_string(&mut got).await.unwrap();
     assert_eq!(got, "VERSION 4\nFAILURE\n");
 }
+
+/// A body from a file goes out by sendfile, after what was written before
+/// it, and a connection without a descriptor for it says so and sends
+/// nothing.
+#[tokio::test]
+async fn send_file_moves_the_body_by_the_kernel_in_order() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut file = tempfile::tempfile().expect("tempfile");
+    file.write_all(&data).expect("write");
+    file.seek(SeekFrom::Start(10)).expect("seek");
+
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        std::fs::File::from(rd).read_to_end(&mut got).expect("read");
+        got
+    });
+    let writer = crate::threadio::ThreadWriter::new(std::fs::File::from(
+        wr.try_clone().expect("dup"),
+    ))
+    .expect("writer");
+    let mut plain = Connection::new(tokio::io::empty(), tokio::io::sink());
+    assert!(!plain
+        .send_file(5, file.try_clone().expect("dup"))
+        .await
+        .expect("no error"));
+
+    let mut conn = Connection::new(tokio::io::empty(), writer).with_sendfile(wr);
+    conn.write_message(&Message::Success).await.expect("line");
+    let len = (data.len() - 10) as u64;
+    assert!(conn.send_file(len, file).await.expect("sent"));
+    conn.write_message(&Message::Valid).await.expect("line");
+    drop(conn);
+    let got = reader.join().expect("reader");
+    let mut want = format!("SUCCESS\nDATA {len}\n").into_bytes();
+    want.extend_from_slice(&data[10..]);
+    want.extend_from_slice(b"VALID\n");
+    assert!(got == want, "{} bytes, wanted {}", got.len(), want.len());
+}
