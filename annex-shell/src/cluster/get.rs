@@ -168,7 +168,7 @@ where
         let Some(nc) = slot.conn() else {
             return Ok(());
         };
-        if let Err(e) = nc.conn.relay_data_to(len, &mut self.client).await {
+        if let Err(e) = crate::proxy::relay_body(nc, len, &mut self.client).await {
             return Err(match e {
                 ConnError::Relay(inner) => RelayError::Client(*inner),
                 e => RelayError::Node(slot.fail(e).await),

@@ -10,6 +10,8 @@ pub mod relay;
 pub mod select;
 mod transfer;
 
+pub(crate) use transfer::relay_body;
+
 use annex::repo::Repo;
 use annex::p2p::Connection;
 use annex::transport::{ConnectOptions, NodeRemote};

@@ -7,7 +7,40 @@ use annex::key::Key;
 use annex::p2p::{ConnError, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use annex::p2p::Connection;
+use annex::transport::NodeConnection;
+
 use super::relay::{read_validity, up, Relay, RelayError};
+
+/// Bodies smaller than this are copied: a splice costs a thread hop.
+const SPLICE_MIN: u64 = 64 * 1024;
+
+/// A node's DATA body of `len` bytes on to `client` as `DATA len`: spliced
+/// by the kernel from the node's pipe when both ends allow it, else
+/// copied in bounded chunks. As [`Connection::relay_data_to`], a failure
+/// on the client's side comes back as [`ConnError::Relay`], anything else
+/// is the node's.
+pub(crate) async fn relay_body<R, W>(
+    nc: &mut NodeConnection,
+    len: u64,
+    client: &mut Connection<R, W>,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let pipe = match nc.output_pipe() {
+        Some(p) if len >= SPLICE_MIN && client.zero_copy() => p,
+        _ => return nc.conn.relay_data_to(len, client).await,
+    };
+    let head = nc.conn.take_buffered(len);
+    match client.send_spliced(len, head, pipe).await {
+        Ok(_) => Ok(()),
+        // The node's pipe ended early: the node is gone.
+        Err(e @ ConnError::ShortBody { .. }) => Err(e),
+        Err(e) => Err(ConnError::Relay(Box::new(e))),
+    }
+}
 
 impl<R, W> Relay<R, W>
 where
@@ -36,7 +69,7 @@ where
             }
             Err(e) => return self.node_failed(e).await,
         };
-        if let Err(e) = nc.conn.relay_data_to(len, &mut self.client).await {
+        if let Err(e) = relay_body(nc, len, &mut self.client).await {
             return Err(match e {
                 ConnError::Relay(inner) => RelayError::Client(*inner),
                 e => {

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{self, DecodeError, Decoded};
 use super::message::Message;
+use super::zerocopy;
 
 /// Largest piece of a body handed out or written at once.
 pub const CHUNK: usize = 64 * 1024;
@@ -289,10 +290,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         if let Err(e) = header {
             return self.fail(ConnError::Io(e));
         }
-        let moved = tokio::task::spawn_blocking(move || kernel_copy(&out, &file, len).map(|()| file)).await;
+        let moved =
+            tokio::task::spawn_blocking(move || zerocopy::send_file(&out, &file, len).map(|()| file)).await;
         match moved {
             Ok(Ok(_)) => Ok(true),
-            Ok(Err(KernelCopy::Unsupported(file))) => {
+            Ok(Err(zerocopy::KernelCopy::Unsupported(file))) => {
                 let mut body = tokio::fs::File::from_std(file).take(len);
                 let copied = tokio::io::copy(&mut body, &mut self.writer).await;
                 match copied {
@@ -304,10 +306,70 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                     Err(e) => self.fail(ConnError::Body(e)),
                 }
             }
-            Ok(Err(KernelCopy::Failed { sent, error })) => self.fail(match error {
+            Ok(Err(zerocopy::KernelCopy::Failed { sent, error })) => self.fail(match error {
                 Some(e) => ConnError::Io(e),
                 None => ConnError::ShortBody { expected: len, sent },
             }),
+            Err(join) => self.fail(ConnError::Io(std::io::Error::other(join.to_string()))),
+        }
+    }
+
+    /// Whether [`Self::send_file`] and [`Self::send_spliced`] can use the
+    /// kernel here.
+    pub fn zero_copy(&self) -> bool {
+        self.sendfile_to.is_some() && !self.broken
+    }
+
+    /// Up to `max` bytes already read from the peer and not yet used,
+    /// taken out (the start of a body about to be spliced from the peer's
+    /// pipe: those bytes left it already).
+    pub fn take_buffered(&mut self, max: u64) -> Vec<u8> {
+        let n = usize::try_from(max).unwrap_or(usize::MAX).min(self.end - self.start);
+        let taken = self.buf[self.start..self.start + n].to_vec();
+        self.consume(n);
+        taken
+    }
+
+    /// Send `DATA len`: `head`, then the rest of the body straight from the
+    /// pipe `from` (a proxied node's output) by splice(2), never through
+    /// our buffers. `Ok(false)`, having sent nothing, unless
+    /// [`Self::zero_copy`]. The pipe ending early breaks this connection
+    /// (the peer can no longer be given a whole body).
+    pub async fn send_spliced(
+        &mut self,
+        len: u64,
+        head: Vec<u8>,
+        from: std::os::fd::OwnedFd,
+    ) -> Result<bool, ConnError> {
+        let Some(out) = self.sendfile_to.as_ref().and_then(|fd| fd.try_clone().ok()) else {
+            return Ok(false);
+        };
+        self.check()?;
+        self.out.clear();
+        codec::encode(&Message::Data(len), &mut self.out);
+        self.out.extend_from_slice(&head);
+        let header = async {
+            self.writer.write_all(&self.out).await?;
+            self.writer.flush().await
+        }
+        .await;
+        if let Err(e) = header {
+            return self.fail(ConnError::Io(e));
+        }
+        let rest = len.saturating_sub(head.len() as u64);
+        let moved = tokio::task::spawn_blocking(move || zerocopy::splice_all(&from, &out, rest)).await;
+        match moved {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(zerocopy::KernelCopy::Failed { sent, error })) => self.fail(match error {
+                Some(e) => ConnError::Io(e),
+                None => ConnError::ShortBody {
+                    expected: len,
+                    sent: head.len() as u64 + sent,
+                },
+            }),
+            Ok(Err(zerocopy::KernelCopy::Unsupported(_))) => self.fail(ConnError::Io(
+                std::io::Error::other("splice is not supported between these descriptors"),
+            )),
             Err(join) => self.fail(ConnError::Io(std::io::Error::other(join.to_string()))),
         }
     }
@@ -525,49 +587,6 @@ impl<R, W> Drop for DataWriter<'_, R, W> {
             self.conn.broken = true;
         }
     }
-}
-
-/// Why the kernel did not move a whole body.
-enum KernelCopy {
-    /// Not for this pair of descriptors; nothing was sent.
-    Unsupported(std::fs::File),
-    /// Part was sent: the peer's stream is beyond repair. `None`: the file
-    /// ended early.
-    Failed {
-        sent: u64,
-        error: Option<std::io::Error>,
-    },
-}
-
-/// `len` bytes from `file`'s position to `out`, by sendfile(2), blocking.
-fn kernel_copy(
-    out: &std::os::fd::OwnedFd,
-    file: &std::fs::File,
-    len: u64,
-) -> Result<(), KernelCopy> {
-    use nix::errno::Errno;
-    let mut sent = 0u64;
-    while sent < len {
-        let want = usize::try_from((len - sent).min(1 << 30)).unwrap_or(1 << 30);
-        match nix::sys::sendfile::sendfile64(out, file, None, want) {
-            Ok(0) => return Err(KernelCopy::Failed { sent, error: None }),
-            Ok(n) => sent += n as u64,
-            Err(Errno::EINTR | Errno::EAGAIN) => continue,
-            Err(Errno::EINVAL | Errno::ENOSYS) if sent == 0 => {
-                return Err(KernelCopy::Unsupported(match file.try_clone() {
-                    Ok(f) => f,
-                    Err(e) => return Err(KernelCopy::Failed { sent, error: Some(e) }),
-                }))
-            }
-            Err(e) => {
-                return Err(KernelCopy::Failed {
-                    sent,
-                    error: Some(e.into()),
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

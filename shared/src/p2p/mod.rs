@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod connection;
 pub mod message;
+mod zerocopy;
 
 pub use codec::{decode, encode, DecodeError, Decoded};
 pub use connection::{ConnError, Connection, DataBody, DataSink};

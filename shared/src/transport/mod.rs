@@ -214,11 +214,19 @@ pub struct NodeConnection {
     /// The program carrying the session; `None` for a tor socket.
     child: Option<Child>,
     stderr: StderrTail,
+    /// The read end of the child's stdout pipe, for splicing bodies on.
+    pipe_out: Option<std::os::fd::OwnedFd>,
 }
 
 impl NodeConnection {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The node's output pipe (a duplicate), when it is one: a body can
+    /// then be spliced on from it.
+    pub fn output_pipe(&self) -> Option<std::os::fd::OwnedFd> {
+        self.pipe_out.as_ref().and_then(|fd| fd.try_clone().ok())
     }
 
     /// What the child wrote to stderr lately (nothing for a socket).
@@ -271,8 +279,11 @@ impl NodeConnection {
             conn,
             child,
             stderr,
+            pipe_out,
             ..
         } = self;
+        // Nobody reads the node's output any more: it must see that.
+        drop(pipe_out);
         let (mut stdout, mut stdin) = conn.into_inner();
         let _ = stdin.shutdown().await;
         drop(stdin);
@@ -301,8 +312,10 @@ impl NodeConnection {
             conn,
             child,
             stderr,
+            pipe_out,
             ..
         } = self;
+        drop(pipe_out);
         let node_early = conn.buffered().to_vec();
         let (mut node_out, mut node_in) = conn.into_inner();
         let to_client = async {
@@ -371,7 +384,9 @@ pub async fn connect(
     };
     let mut child = spawn(&node.name, cmd)?;
     let stderr = StderrTail::start(&mut child, opts.forward_stderr);
-    let stdout: BoxRead = Box::new(child.stdout.take().expect("stdout was piped"));
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let pipe_out = std::os::fd::AsFd::as_fd(&stdout).try_clone_to_owned().ok();
+    let stdout: BoxRead = Box::new(stdout);
     let stdin: BoxWrite = Box::new(child.stdin.take().expect("stdin was piped"));
     let mut nc = NodeConnection {
         conn: Connection::new(stdout, stdin),
@@ -379,6 +394,7 @@ pub async fn connect(
         name: node.name.clone(),
         child: Some(child),
         stderr,
+        pipe_out,
     };
     let greeted = greeting(&mut nc, &node.uuid).await;
     let is_ssh = matches!(node.location, Location::Ssh(_));

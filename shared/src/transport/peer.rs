@@ -46,6 +46,7 @@ pub(super) async fn open(
         name: node.name.clone(),
         child,
         stderr,
+        pipe_out: None,
     };
     Ok((nc, token))
 }
