@@ -112,15 +112,11 @@ impl Fields {
         for item in items {
             let (name, value) = item.split_once('=').unwrap_or((item.as_str(), ""));
             match name {
-                "remoteuuid"
-                    if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
-                {
+                "remoteuuid" if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
                     f.remote_uuid = Some(value.to_owned())
                 }
                 "autoinit" if value == "1" => f.autoinit = true,
-                "associatedfile" if !value.is_empty() => {
-                    f.associated_file = Some(value.to_owned())
-                }
+                "associatedfile" if !value.is_empty() => f.associated_file = Some(value.to_owned()),
                 _ => {}
             }
         }
@@ -149,7 +145,10 @@ pub enum Invocation {
     Builtin(BuiltinCall),
     /// Handed to `git-shell -c`, with the directory git-shell will use
     /// (its last parameter) for the GIT_ANNEX_SHELL_DIRECTORY check.
-    GitShell { command: Vec<String>, dir: Option<String> },
+    GitShell {
+        command: Vec<String>,
+        dir: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -345,7 +344,13 @@ mod tests {
     #[test]
     fn fields_between_double_dashes() {
         let inv = parse(&s(&[
-            "configlist", "/~/bare1", "--", "autoinit=1", "remoteuuid=a-b", "evil=1", "--",
+            "configlist",
+            "/~/bare1",
+            "--",
+            "autoinit=1",
+            "remoteuuid=a-b",
+            "evil=1",
+            "--",
         ]))
         .expect("parses");
         let Invocation::Builtin(call) = inv else {
@@ -408,7 +413,10 @@ mod tests {
     #[test]
     fn tilde_forms() {
         let home = "/home/u";
-        assert_eq!(resolve_dir("/~/srv/x", home), PathBuf::from("//home/u/srv/x"));
+        assert_eq!(
+            resolve_dir("/~/srv/x", home),
+            PathBuf::from("//home/u/srv/x")
+        );
         assert_eq!(resolve_dir("~/x", home), PathBuf::from("/home/u/x"));
         assert_eq!(resolve_dir("x", home), PathBuf::from("/home/u/x"));
         assert_eq!(resolve_dir("/abs/x", home), PathBuf::from("/abs/x"));

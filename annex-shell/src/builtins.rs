@@ -72,8 +72,8 @@ impl Served {
 /// ([`crate::proxy::select`]), so nothing is offered that would then be
 /// refused. Unreadable logs offer nothing: configlist must still answer.
 pub fn served_remotes(repo: &Repo, my_uuid: &str) -> Vec<Served> {
-    use annex::branch::maplog::{parse_proxy_log, valid_proxies};
     use crate::proxy::Selection;
+    use annex::branch::maplog::{parse_proxy_log, valid_proxies};
     let content = match repo.branch().read_file("proxy.log") {
         Ok(c) => c.unwrap_or_default(),
         Err(_) => return Vec::new(),
@@ -85,8 +85,16 @@ pub fn served_remotes(repo: &Repo, my_uuid: &str) -> Vec<Served> {
     listed
         .into_iter()
         .filter_map(|p| match crate::proxy::select(repo, my_uuid, &p.uuid) {
-            Ok(Selection::Node(_)) => Some(Served { cluster: false, name: p.name, uuid: p.uuid }),
-            Ok(Selection::Cluster(_)) => Some(Served { cluster: true, name: p.name, uuid: p.uuid }),
+            Ok(Selection::Node(_)) => Some(Served {
+                cluster: false,
+                name: p.name,
+                uuid: p.uuid,
+            }),
+            Ok(Selection::Cluster(_)) => Some(Served {
+                cluster: true,
+                name: p.name,
+                uuid: p.uuid,
+            }),
             _ => None,
         })
         .collect()
@@ -137,9 +145,9 @@ pub fn dropkey(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
 /// `lockcontent KEY`: hold a shared lock, print `OK`, and keep it until
 /// stdin closes (the protocol older ssh remotes used for drop proofs).
 pub fn lockcontent(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
-    let [key] = keys(call)?.try_into().map_err(|_| {
-        ShellError::Other("lockcontent takes one key".into())
-    })?;
+    let [key] = keys(call)?
+        .try_into()
+        .map_err(|_| ShellError::Other("lockcontent takes one key".into()))?;
     let store = repo.store();
     match store.lock_content(&key).map_err(other)? {
         Some(lock) => {
@@ -192,7 +200,10 @@ pub fn notifychanges(repo: &Repo) -> Result<i32, ShellError> {
         changed.dedup();
         if !changed.is_empty() {
             let line: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
-            if writeln!(out, "CHANGED {}", line.join(" ")).and_then(|_| out.flush()).is_err() {
+            if writeln!(out, "CHANGED {}", line.join(" "))
+                .and_then(|_| out.flush())
+                .is_err()
+            {
                 return Ok(0);
             }
         }

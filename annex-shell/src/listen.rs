@@ -84,15 +84,21 @@ impl Listener {
                 if !addr.ip().is_loopback() {
                     return Err(ListenError::NotLoopback { addr: *addr });
                 }
-                let l = std::net::TcpListener::bind(addr)
-                    .map_err(|source| ListenError::Bind { what: addr.to_string(), source })?;
+                let l = std::net::TcpListener::bind(addr).map_err(|source| ListenError::Bind {
+                    what: addr.to_string(),
+                    source,
+                })?;
                 let bound = l.local_addr().map_err(ListenError::Accept)?;
                 Ok((Listener::Tcp(l), bound.to_string()))
             }
             Endpoint::Unix(path) => {
                 remove_stale_socket(path)?;
-                let l = std::os::unix::net::UnixListener::bind(path)
-                    .map_err(|source| ListenError::Bind { what: path.display().to_string(), source })?;
+                let l = std::os::unix::net::UnixListener::bind(path).map_err(|source| {
+                    ListenError::Bind {
+                        what: path.display().to_string(),
+                        source,
+                    }
+                })?;
                 Ok((Listener::Unix(l), path.display().to_string()))
             }
         }
@@ -112,10 +118,14 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(ListenError::SocketInUse { path: path.to_owned() });
+                return Err(ListenError::SocketInUse {
+                    path: path.to_owned(),
+                });
             }
-            std::fs::remove_file(path)
-                .map_err(|source| ListenError::Bind { what: path.display().to_string(), source })
+            std::fs::remove_file(path).map_err(|source| ListenError::Bind {
+                what: path.display().to_string(),
+                source,
+            })
         }
         _ => Ok(()),
     }
@@ -151,10 +161,18 @@ impl Drop for SlotGuard {
 
 /// Listen and serve until killed. `ready` is told where we listen (the
 /// bound port, when 0 was asked for) once peers can connect.
-pub fn serve(dir: &Path, opts: &ListenOptions, ready: impl FnOnce(&str)) -> Result<(), ListenError> {
+pub fn serve(
+    dir: &Path,
+    opts: &ListenOptions,
+    ready: impl FnOnce(&str),
+) -> Result<(), ListenError> {
     let (listener, bound) = Listener::bind(&opts.endpoint)?;
     ready(&bound);
-    let slots = Arc::new(Slots { max: opts.max_connections.max(1), used: Mutex::new(0), freed: Condvar::new() });
+    let slots = Arc::new(Slots {
+        max: opts.max_connections.max(1),
+        used: Mutex::new(0),
+        freed: Condvar::new(),
+    });
     loop {
         let slot = slots.acquire();
         let stream = match listener.accept() {
@@ -167,14 +185,18 @@ pub fn serve(dir: &Path, opts: &ListenOptions, ready: impl FnOnce(&str)) -> Resu
         let dir = dir.to_owned();
         let address = opts.address.clone();
         let serve_for = opts.serve_for.clone();
-        let spawned = std::thread::Builder::new().name("p2p-peer".into()).spawn(move || {
-            let _slot = slot;
-            if let Err(e) = serve_connection(&dir, stream, address.as_ref(), serve_for.as_deref()) {
-                if !e.is_hangup() {
-                    eprintln!("annexproxy serve-p2p: {e}");
+        let spawned = std::thread::Builder::new()
+            .name("p2p-peer".into())
+            .spawn(move || {
+                let _slot = slot;
+                if let Err(e) =
+                    serve_connection(&dir, stream, address.as_ref(), serve_for.as_deref())
+                {
+                    if !e.is_hangup() {
+                        eprintln!("annexproxy serve-p2p: {e}");
+                    }
                 }
-            }
-        });
+            });
         if let Err(e) = spawned {
             eprintln!("annexproxy serve-p2p: cannot start a thread for a peer: {e}");
         }
@@ -183,8 +205,13 @@ pub fn serve(dir: &Path, opts: &ListenOptions, ready: impl FnOnce(&str)) -> Resu
 
 fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
-        || matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE))
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE)
+    )
 }
 
 fn serve_connection(
@@ -193,7 +220,9 @@ fn serve_connection(
     address: Option<&P2pAddress>,
     serve_for: Option<&str>,
 ) -> Result<(), ServeError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async {
         match stream {
             Stream::Unix(s) => {
@@ -226,9 +255,9 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     let repo = Repo::open(dir)?;
-    let my_uuid = repo
-        .uuid()
-        .ok_or_else(|| ServeError::Fatal(format!("{} is not a git-annex repository", dir.display())))?;
+    let my_uuid = repo.uuid().ok_or_else(|| {
+        ServeError::Fatal(format!("{} is not a git-annex repository", dir.display()))
+    })?;
     let creds = Creds::new(&repo.annex_dir());
     let Some(client_uuid) = await_auth(&mut conn, &creds, address).await? else {
         return Ok(());
@@ -237,9 +266,16 @@ where
     // remote's or the cluster's UUID when serving one of them).
     let Some(name) = serve_for else {
         let store = repo.store();
-        return Session::new(conn, repo, store, my_uuid, client_uuid, ServerMode::ReadWrite)
-            .run()
-            .await;
+        return Session::new(
+            conn,
+            repo,
+            store,
+            my_uuid,
+            client_uuid,
+            ServerMode::ReadWrite,
+        )
+        .run()
+        .await;
     };
     let relayed = match resolve_served(&repo, &my_uuid, name)? {
         Target::Node(node) => {
@@ -268,7 +304,11 @@ fn resolve_served(repo: &Repo, my_uuid: &str, name: &str) -> Result<Target, Serv
         names.sort_unstable();
         return Err(ServeError::Fatal(format!(
             "this repository serves no proxied remote or cluster named {name:?} (it serves: {})",
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         )));
     };
     match crate::proxy::select(repo, my_uuid, &s.uuid) {
@@ -282,9 +322,9 @@ fn resolve_served(repo: &Repo, my_uuid: &str, name: &str) -> Result<Target, Serv
 /// Check `--for NAME` before listening, so a typo fails at once.
 pub fn check_served(dir: &Path, name: &str) -> Result<(), ServeError> {
     let repo = Repo::open(dir)?;
-    let my_uuid = repo
-        .uuid()
-        .ok_or_else(|| ServeError::Fatal(format!("{} is not a git-annex repository", dir.display())))?;
+    let my_uuid = repo.uuid().ok_or_else(|| {
+        ServeError::Fatal(format!("{} is not a git-annex repository", dir.display()))
+    })?;
     resolve_served(&repo, &my_uuid, name).map(|_| ())
 }
 
@@ -305,7 +345,8 @@ where
             Ok(Some(m)) => m,
             Ok(None) => return Ok(None),
             Err(e) if e.is_recoverable() => {
-                conn.write_message(&Message::Error("unknown command".into())).await?;
+                conn.write_message(&Message::Error("unknown command".into()))
+                    .await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -323,7 +364,10 @@ where
             }
             // As everywhere in the protocol: the peer gave up.
             Message::Error(_) => return Ok(None),
-            _ => conn.write_message(&Message::Error("unexpected command".into())).await?,
+            _ => {
+                conn.write_message(&Message::Error("unexpected command".into()))
+                    .await?
+            }
         }
     }
 }

@@ -12,7 +12,11 @@ const TOKEN: &str = "a1b2c3";
 /// A fresh annex repository that accepts [`TOKEN`] (on tor) and `other`
 /// on `p2p-annex::foo:bar`.
 fn repo_accepting(dir: &Path) -> String {
-    let ok = Command::new("git").args(["init", "-q"]).arg(dir).status().expect("git");
+    let ok = Command::new("git")
+        .args(["init", "-q"])
+        .arg(dir)
+        .status()
+        .expect("git");
     assert!(ok.success());
     let mut repo = Repo::open(dir).expect("open");
     let uuid = repo.init(None).expect("init");
@@ -26,16 +30,24 @@ fn repo_accepting(dir: &Path) -> String {
 
 /// Sends `lines` one at a time, reading one reply line after each, and
 /// returns the replies; the listener's task result comes last.
-async fn transcript(dir: &Path, address: Option<P2pAddress>, lines: &[&str]) -> (Vec<String>, Result<(), ServeError>) {
+async fn transcript(
+    dir: &Path,
+    address: Option<P2pAddress>,
+    lines: &[&str],
+) -> (Vec<String>, Result<(), ServeError>) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (sr, sw) = tokio::io::split(server);
     let dir = dir.to_owned();
-    let task = tokio::spawn(async move { serve_peer(&dir, Connection::new(sr, sw), address.as_ref(), None).await });
+    let task = tokio::spawn(async move {
+        serve_peer(&dir, Connection::new(sr, sw), address.as_ref(), None).await
+    });
     let (cr, mut cw) = tokio::io::split(client);
     let mut cr = BufReader::new(cr);
     let mut replies = Vec::new();
     for l in lines {
-        cw.write_all(format!("{l}\n").as_bytes()).await.expect("send");
+        cw.write_all(format!("{l}\n").as_bytes())
+            .await
+            .expect("send");
         let mut reply = String::new();
         cr.read_line(&mut reply).await.expect("reply");
         replies.push(reply.trim_end().to_owned());
@@ -74,7 +86,10 @@ async fn wrong_tokens_fail_and_may_try_again_then_the_session_runs() {
             "VERSION 2".into(),
         ]
     );
-    assert!(result.is_ok() || result.as_ref().is_err_and(ServeError::is_hangup), "{result:?}");
+    assert!(
+        result.is_ok() || result.as_ref().is_err_and(ServeError::is_hangup),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -88,7 +103,10 @@ async fn a_listener_for_an_address_takes_only_its_tokens() {
         &[&format!("AUTH u {TOKEN}"), "AUTH  other"],
     )
     .await;
-    assert_eq!(replies, vec!["AUTH-FAILURE".to_owned(), format!("AUTH-SUCCESS {uuid}")]);
+    assert_eq!(
+        replies,
+        vec!["AUTH-FAILURE".to_owned(), format!("AUTH-SUCCESS {uuid}")]
+    );
 }
 
 #[tokio::test]
@@ -96,7 +114,9 @@ async fn a_token_removed_is_refused_from_the_next_try() {
     let dir = tempfile::tempdir().expect("tempdir");
     let uuid = repo_accepting(dir.path());
     let creds = Creds::new(&dir.path().join(".git/annex"));
-    assert!(creds.remove_accepted(&AuthToken::parse(TOKEN).expect("token")).expect("remove"));
+    assert!(creds
+        .remove_accepted(&AuthToken::parse(TOKEN).expect("token"))
+        .expect("remove"));
     let (replies, _) = transcript(dir.path(), None, &[&format!("AUTH u {TOKEN}")]).await;
     assert_eq!(replies, vec!["AUTH-FAILURE".to_owned()]);
     assert!(!uuid.is_empty());
@@ -105,7 +125,10 @@ async fn a_token_removed_is_refused_from_the_next_try() {
 #[test]
 fn tcp_listeners_are_loopback_only() {
     let endpoint = Endpoint::Tcp("0.0.0.0:0".parse().expect("addr"));
-    assert!(matches!(Listener::bind(&endpoint), Err(ListenError::NotLoopback { .. })));
+    assert!(matches!(
+        Listener::bind(&endpoint),
+        Err(ListenError::NotLoopback { .. })
+    ));
 }
 
 #[test]
@@ -114,7 +137,10 @@ fn a_live_socket_is_not_taken_over_a_dead_one_is() {
     let path = dir.path().join("s");
     let live = std::os::unix::net::UnixListener::bind(&path).expect("bind");
     let endpoint = Endpoint::Unix(path.clone());
-    assert!(matches!(Listener::bind(&endpoint), Err(ListenError::SocketInUse { .. })));
+    assert!(matches!(
+        Listener::bind(&endpoint),
+        Err(ListenError::SocketInUse { .. })
+    ));
     drop(live);
     // A child forked meanwhile by another test may hold the listening
     // descriptor until it execs; give it a moment.
@@ -131,7 +157,11 @@ fn a_live_socket_is_not_taken_over_a_dead_one_is() {
 
 #[test]
 fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let slots = Arc::new(Slots { max: 2, used: Mutex::new(0), freed: Condvar::new() });
+    let slots = Arc::new(Slots {
+        max: 2,
+        used: Mutex::new(0),
+        freed: Condvar::new(),
+    });
     let first = slots.acquire();
     let _second = slots.acquire();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -141,8 +171,14 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
         tx.send(()).expect("test still listening");
     });
     let short = std::time::Duration::from_millis(100);
-    assert!(rx.recv_timeout(short).is_err(), "a third connection got in while two ran");
+    assert!(
+        rx.recv_timeout(short).is_err(),
+        "a third connection got in while two ran"
+    );
     drop(first);
-    assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(), "freed slot not taken");
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
+        "freed slot not taken"
+    );
     third.join().expect("join");
 }

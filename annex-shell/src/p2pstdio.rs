@@ -38,8 +38,13 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
 
 /// What every P2P session on stdin/stdout runs on, served locally or
 /// relayed: a small runtime, and the protocol connection over stdio.
-pub(crate) fn runtime_and_stdio(
-) -> Result<(tokio::runtime::Runtime, Connection<ThreadReader, ThreadWriter>), ShellError> {
+pub(crate) fn runtime_and_stdio() -> Result<
+    (
+        tokio::runtime::Runtime,
+        Connection<ThreadReader, ThreadWriter>,
+    ),
+    ShellError,
+> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

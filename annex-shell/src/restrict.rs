@@ -162,7 +162,10 @@ mod tests {
     fn readonly_blocks_writes_with_git_annex_message() {
         let p = policy(&[(READONLY, "1")]);
         let err = p.check_builtin(Builtin::RecvKey).expect_err("blocked");
-        assert_eq!(err.to_string(), "Action blocked by GIT_ANNEX_SHELL_READONLY");
+        assert_eq!(
+            err.to_string(),
+            "Action blocked by GIT_ANNEX_SHELL_READONLY"
+        );
         assert!(p.check_builtin(Builtin::P2pStdio).is_ok());
         assert_eq!(p.server_mode(), ServerMode::ReadOnly);
     }
@@ -172,7 +175,9 @@ mod tests {
         let p = policy(&[(APPENDONLY, "1")]);
         assert!(p.check_builtin(Builtin::RecvKey).is_ok());
         assert_eq!(
-            p.check_builtin(Builtin::DropKey).expect_err("blocked").to_string(),
+            p.check_builtin(Builtin::DropKey)
+                .expect_err("blocked")
+                .to_string(),
             "Action blocked by GIT_ANNEX_SHELL_APPENDONLY"
         );
     }
@@ -183,7 +188,9 @@ mod tests {
         assert!(p.check_directory(Some("/home/u/repo/"), "/home/u").is_ok());
         assert!(p.check_directory(Some("repo"), "/home/u").is_ok());
         assert!(p.check_directory(Some("/~/repo"), "/home/u").is_ok());
-        let err = p.check_directory(Some("/srv/other"), "/home/u").expect_err("refused");
+        let err = p
+            .check_directory(Some("/srv/other"), "/home/u")
+            .expect_err("refused");
         assert_eq!(
             err.to_string(),
             "Only allowed to access ~/repo not /srv/other"

@@ -98,7 +98,8 @@ where
     }
 
     async fn serve(&mut self) -> Result<(), ServeError> {
-        self.send(Message::AuthSuccess(self.my_uuid.clone())).await?;
+        self.send(Message::AuthSuccess(self.my_uuid.clone()))
+            .await?;
         loop {
             let msg = match self.conn.read_message().await {
                 Ok(Some(m)) => m,
@@ -146,7 +147,8 @@ where
             // The client gives up on an ERROR; so do we, cleanly.
             Message::Error(_) => Ok(Flow::Stop),
             _ => {
-                self.send(Message::Error("unexpected command".into())).await?;
+                self.send(Message::Error("unexpected command".into()))
+                    .await?;
                 Ok(Flow::Continue)
             }
         }

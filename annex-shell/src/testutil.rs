@@ -60,4 +60,3 @@ pub async fn hear(c: &mut Client) -> Message {
         .expect("client read")
         .expect("not EOF")
 }
-

@@ -35,7 +35,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             bail!("prefix {p:?} would not make legal git remote names");
         }
     }
-    let offered = resolve::offered(&parsed.target, Family::Any).with_context(|| format!("listing {url}"))?;
+    let offered =
+        resolve::offered(&parsed.target, Family::Any).with_context(|| format!("listing {url}"))?;
     for o in &offered {
         println!("{}\t{}\t{}", o.kind.as_str(), o.name, o.uuid);
     }
@@ -47,7 +48,10 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
 
 /// The git remote `--add` makes for `o`: its name and URL.
 pub fn remote_for(base: &str, prefix: &str, o: &Offered) -> (String, String) {
-    (format!("{prefix}-{}", o.name), format!("{SCHEME}{base}#{}", o.name))
+    (
+        format!("{prefix}-{}", o.name),
+        format!("{SCHEME}{base}#{}", o.name),
+    )
 }
 
 /// Adds the remotes; one already there with the same URL is left alone,
@@ -57,7 +61,9 @@ fn add_remotes(base: &str, prefix: &str, offered: &[Offered]) -> anyhow::Result<
     for o in offered {
         let (name, url) = remote_for(base, prefix, o);
         match existing_url(&name) {
-            Some(u) if u == url => eprintln!("git-remote-annexproxy: remote {name} is already {url}"),
+            Some(u) if u == url => {
+                eprintln!("git-remote-annexproxy: remote {name} is already {url}")
+            }
             Some(u) => {
                 eprintln!("git-remote-annexproxy: remote {name} exists with URL {u}; not changed");
                 status = 1;
@@ -95,14 +101,22 @@ mod tests {
 
     #[test]
     fn remotes_are_named_as_git_annex_names_proxied_ones() {
-        let o = Offered { kind: Kind::Cluster, name: "mycl".into(), uuid: "u".into() };
+        let o = Offered {
+            kind: Kind::Cluster,
+            name: "mycl".into(),
+            uuid: "u".into(),
+        };
         assert_eq!(
             remote_for("ssh://h/srv/gw.git", "origin", &o),
-            ("origin-mycl".to_owned(), "annexproxy::ssh://h/srv/gw.git#mycl".to_owned())
+            (
+                "origin-mycl".to_owned(),
+                "annexproxy::ssh://h/srv/gw.git#mycl".to_owned()
+            )
         );
         // what --add writes, the helper reads back as the same server and name
         let (_, url) = remote_for("h:gw.git", "gw", &o);
-        let parsed = url::parse_url(url.strip_prefix(SCHEME).expect("has the scheme")).expect("parses");
+        let parsed =
+            url::parse_url(url.strip_prefix(SCHEME).expect("has the scheme")).expect("parses");
         assert_eq!(parsed.remote, Some(url::RemoteRef::Name("mycl".into())));
     }
 }

@@ -36,7 +36,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { verbosity: 1, progress: false, family: Family::Any }
+        Options {
+            verbosity: 1,
+            progress: false,
+            family: Family::Any,
+        }
     }
 }
 
@@ -47,7 +51,11 @@ pub enum Outcome<T> {
     Done,
     /// `connect` succeeded; the pipes now carry `service`'s protocol
     /// through `T`.
-    Connected { service: Service, options: Options, tunnel: T },
+    Connected {
+        service: Service,
+        options: Options,
+        tunnel: T,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +77,11 @@ pub enum HelperError<E: std::error::Error + 'static> {
 /// the connection is up: a failure is then reported the way
 /// gitremote-helpers(7) asks, by exiting with a message rather than leaving
 /// git to find a dead pipe.
-pub fn run<R, W, T, E, C>(input: &mut R, output: &mut W, connect: C) -> Result<Outcome<T>, HelperError<E>>
+pub fn run<R, W, T, E, C>(
+    input: &mut R,
+    output: &mut W,
+    connect: C,
+) -> Result<Outcome<T>, HelperError<E>>
 where
     R: BufRead,
     W: Write,
@@ -99,14 +111,24 @@ where
             }
             ["connect", service] => {
                 let Some(svc) = Service::from_wire(service) else {
-                    return Err(HelperError::UnsupportedService { service: (*service).to_owned() });
+                    return Err(HelperError::UnsupportedService {
+                        service: (*service).to_owned(),
+                    });
                 };
                 let tunnel = connect(svc, &options).map_err(HelperError::Connect)?;
                 writeln!(output)?;
                 output.flush()?;
-                return Ok(Outcome::Connected { service: svc, options, tunnel });
+                return Ok(Outcome::Connected {
+                    service: svc,
+                    options,
+                    tunnel,
+                });
             }
-            _ => return Err(HelperError::UnknownCommand { line: text.to_owned() }),
+            _ => {
+                return Err(HelperError::UnknownCommand {
+                    line: text.to_owned(),
+                })
+            }
         }
         output.flush()?;
     }

@@ -5,7 +5,11 @@ use super::*;
 struct Unreachable;
 
 /// What the loop returned, what it wrote to git, what it asked to connect.
-type Driven = (Result<Outcome<&'static str>, String>, String, Option<(Service, Options)>);
+type Driven = (
+    Result<Outcome<&'static str>, String>,
+    String,
+    Option<(Service, Options)>,
+);
 
 /// Runs the loop on `input`; the connector records what it was asked and
 /// returns `result`.
@@ -44,7 +48,11 @@ fn options_git_sends_before_connecting() {
     let input = "capabilities\noption progress true\noption verbosity 2\noption family ipv4\n\
                  connect git-upload-pack\n";
     let (res, out, asked) = drive(input, Ok("tunnel"));
-    let want = Options { verbosity: 2, progress: true, family: Family::Ipv4 };
+    let want = Options {
+        verbosity: 2,
+        progress: true,
+        family: Family::Ipv4,
+    };
     assert_eq!(
         res,
         Ok(Outcome::Connected {
@@ -74,7 +82,13 @@ fn unknown_and_bad_options() {
 #[test]
 fn receive_pack_connects() {
     let (res, out, asked) = drive("connect git-receive-pack\n", Ok("t"));
-    assert!(matches!(res, Ok(Outcome::Connected { service: Service::ReceivePack, .. })));
+    assert!(matches!(
+        res,
+        Ok(Outcome::Connected {
+            service: Service::ReceivePack,
+            ..
+        })
+    ));
     assert_eq!(out, "\n");
     assert_eq!(asked.map(|a| a.0), Some(Service::ReceivePack));
 }
@@ -93,9 +107,11 @@ fn other_services_are_refused_without_connecting() {
     let (res, out, asked) = drive("connect git-upload-archive\n", Ok("t"));
     assert_eq!(
         res,
-        Err("service \"git-upload-archive\" is not available over annexproxy \
+        Err(
+            "service \"git-upload-archive\" is not available over annexproxy \
              (only git-upload-pack and git-receive-pack)"
-            .to_string())
+                .to_string()
+        )
     );
     assert_eq!(out, "");
     assert_eq!(asked, None);
@@ -103,9 +119,17 @@ fn other_services_are_refused_without_connecting() {
 
 #[test]
 fn commands_we_do_not_advertise_are_protocol_errors() {
-    for cmd in ["list", "fetch 0000 HEAD", "stateless-connect git-upload-pack", "connect"] {
+    for cmd in [
+        "list",
+        "fetch 0000 HEAD",
+        "stateless-connect git-upload-pack",
+        "connect",
+    ] {
         let (res, _, _) = drive(&format!("{cmd}\n"), Ok("t"));
-        assert_eq!(res, Err(format!("gitremote-helpers protocol error at {cmd:?}")));
+        assert_eq!(
+            res,
+            Err(format!("gitremote-helpers protocol error at {cmd:?}"))
+        );
     }
 }
 

@@ -63,7 +63,8 @@ fn run() -> anyhow::Result<u8> {
              or: git-remote-annexproxy --list <url> [--add PREFIX]"
         );
     };
-    let url::Url { target, remote } = url::parse_url(url).with_context(|| format!("bad URL {url:?}"))?;
+    let url::Url { target, remote } =
+        url::parse_url(url).with_context(|| format!("bad URL {url:?}"))?;
     let git_dir = std::env::var_os("GIT_DIR").map(PathBuf::from);
     let client_uuid = tunnel::client_uuid(git_dir.as_deref());
 
@@ -76,18 +77,32 @@ fn run() -> anyhow::Result<u8> {
     let outcome = {
         let mut input = std::io::stdin().lock();
         let mut output = std::io::stdout();
-        helper::run(&mut input, &mut output, |_service, options| -> Result<_, ConnectError> {
-            let node = match &remote {
-                Some(r) => Some(resolve::resolve(&target, options.family, r)?),
-                None => None,
-            };
-            let open = tunnel::open(&target, node.as_deref(), options.family, &client_uuid, git_dir.as_deref());
-            Ok(runtime.block_on(open)?)
-        })
+        helper::run(
+            &mut input,
+            &mut output,
+            |_service, options| -> Result<_, ConnectError> {
+                let node = match &remote {
+                    Some(r) => Some(resolve::resolve(&target, options.family, r)?),
+                    None => None,
+                };
+                let open = tunnel::open(
+                    &target,
+                    node.as_deref(),
+                    options.family,
+                    &client_uuid,
+                    git_dir.as_deref(),
+                );
+                Ok(runtime.block_on(open)?)
+            },
+        )
     };
     let result = match outcome {
         Ok(Outcome::Done) => Ok(0),
-        Ok(Outcome::Connected { service, options, tunnel }) => {
+        Ok(Outcome::Connected {
+            service,
+            options,
+            tunnel,
+        }) => {
             if options.verbosity >= 2 {
                 eprintln!(
                     "git-remote-annexproxy: {} on {url} (repository {})",
@@ -116,7 +131,10 @@ fn run() -> anyhow::Result<u8> {
 fn git_pipes() -> std::io::Result<(ThreadReader, ThreadWriter)> {
     use std::os::fd::AsFd;
     let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    Ok((ThreadReader::new(std::io::stdin())?, ThreadWriter::new(output)?))
+    Ok((
+        ThreadReader::new(std::io::stdin())?,
+        ThreadWriter::new(output)?,
+    ))
 }
 
 /// The service's exit status as ours; statuses that are not one byte

@@ -38,7 +38,12 @@ impl Bar {
         if let Ok(style) = ProgressStyle::with_template(TEMPLATE) {
             bar.set_style(style);
         }
-        Bar { bar, started: Instant::now(), pending: Cell::new(wanted(options)), verbose: options.verbosity >= 2 }
+        Bar {
+            bar,
+            started: Instant::now(),
+            pending: Cell::new(wanted(options)),
+            verbose: options.verbosity >= 2,
+        }
     }
 
     /// Clears the bar; with `-v`, one summary line stays.
@@ -60,7 +65,8 @@ impl Meter for Bar {
         if self.pending.get() && self.started.elapsed() >= DELAY {
             self.pending.set(false);
             // hidden by indicatif itself when stderr is no terminal
-            self.bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+            self.bar
+                .set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
             self.bar.enable_steady_tick(Duration::from_millis(250));
         }
     }
@@ -82,7 +88,10 @@ mod tests {
 
     #[test]
     fn counts_every_byte() {
-        let o = Options { progress: true, ..Options::default() };
+        let o = Options {
+            progress: true,
+            ..Options::default()
+        };
         let bar = Bar::new(&o);
         bar.relayed(10);
         bar.relayed(32);

@@ -56,12 +56,17 @@ pub enum ResolveError {
         source: std::io::Error,
     },
     #[error("configlist failed ({status}){}", stderr_tail(.stderr))]
-    Failed { status: std::process::ExitStatus, stderr: String },
+    Failed {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
     #[error("the server's configlist names no repository (not a git-annex repository?)")]
     NotAnnex,
     #[error("no proxied remote or cluster named {name:?} on this server ({})", offered_text(.offered))]
     Unknown { name: String, offered: Vec<String> },
-    #[error("a P2P address offers no proxied remotes or clusters; use the server's ssh or local path")]
+    #[error(
+        "a P2P address offers no proxied remotes or clusters; use the server's ssh or local path"
+    )]
     P2p,
 }
 
@@ -109,7 +114,11 @@ pub fn parse_configlist(out: &str) -> Option<Vec<Offered>> {
         if name.is_empty() || !crate::url::is_uuid(value) {
             continue;
         }
-        offered.push(Offered { kind, name: name.to_owned(), uuid: value.to_owned() });
+        offered.push(Offered {
+            kind,
+            name: name.to_owned(),
+            uuid: value.to_owned(),
+        });
     }
     uuid_seen.then_some(offered)
 }
@@ -139,13 +148,20 @@ pub fn offered(target: &Target, family: Family) -> Result<Vec<Offered>, ResolveE
         .map_err(|source| ResolveError::Spawn { program, source })?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        return Err(ResolveError::Failed { status: out.status, stderr });
+        return Err(ResolveError::Failed {
+            status: out.status,
+            stderr,
+        });
     }
     parse_configlist(&String::from_utf8_lossy(&out.stdout)).ok_or(ResolveError::NotAnnex)
 }
 
 /// The UUID to ask the server for: a UUID as given, a name looked up.
-pub fn resolve(target: &Target, family: Family, remote: &RemoteRef) -> Result<String, ResolveError> {
+pub fn resolve(
+    target: &Target,
+    family: Family,
+    remote: &RemoteRef,
+) -> Result<String, ResolveError> {
     match remote {
         RemoteRef::Uuid(u) => Ok(u.clone()),
         RemoteRef::Name(_) => pick(remote, &offered(target, family)?),

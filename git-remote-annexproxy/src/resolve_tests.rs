@@ -11,7 +11,11 @@ annexproxy.proxy.n2=f31415ff-203f-443d-8e54-8b5cca09de2c
 ";
 
 fn o(kind: Kind, name: &str, uuid: &str) -> Offered {
-    Offered { kind, name: name.into(), uuid: uuid.into() }
+    Offered {
+        kind,
+        name: name.into(),
+        uuid: uuid.into(),
+    }
 }
 
 #[test]
@@ -19,8 +23,16 @@ fn reads_the_served_lines() {
     assert_eq!(
         parse_configlist(OURS),
         Some(vec![
-            o(Kind::Proxied, "node1", "4e711734-5faa-424c-9752-de8ff222a81e"),
-            o(Kind::Cluster, "mycl", "ac7ac408-6810-83de-ade5-e2d206274730"),
+            o(
+                Kind::Proxied,
+                "node1",
+                "4e711734-5faa-424c-9752-de8ff222a81e"
+            ),
+            o(
+                Kind::Cluster,
+                "mycl",
+                "ac7ac408-6810-83de-ade5-e2d206274730"
+            ),
             o(Kind::Proxied, "n2", "f31415ff-203f-443d-8e54-8b5cca09de2c"),
         ])
     );
@@ -46,7 +58,11 @@ annexproxy.proxy.ok=4e711734-5faa-424c-9752-de8ff222a81e
 ";
     assert_eq!(
         parse_configlist(out),
-        Some(vec![o(Kind::Proxied, "ok", "4e711734-5faa-424c-9752-de8ff222a81e")])
+        Some(vec![o(
+            Kind::Proxied,
+            "ok",
+            "4e711734-5faa-424c-9752-de8ff222a81e"
+        )])
     );
 }
 
@@ -54,7 +70,10 @@ annexproxy.proxy.ok=4e711734-5faa-424c-9752-de8ff222a81e
 fn names_resolve_and_unknown_names_list_the_offer() {
     let offered = parse_configlist(OURS).expect("has a uuid");
     let name = |n: &str| RemoteRef::Name(n.into());
-    assert_eq!(pick(&name("mycl"), &offered).ok().as_deref(), Some("ac7ac408-6810-83de-ade5-e2d206274730"));
+    assert_eq!(
+        pick(&name("mycl"), &offered).ok().as_deref(),
+        Some("ac7ac408-6810-83de-ade5-e2d206274730")
+    );
     let err = pick(&name("node3"), &offered).expect_err("not offered");
     assert_eq!(
         err.to_string(),
@@ -66,5 +85,8 @@ fn names_resolve_and_unknown_names_list_the_offer() {
     assert!(pick(&name("Node1"), &offered).is_err());
     // a UUID needs no lookup
     let u = RemoteRef::Uuid("f31415ff-203f-443d-8e54-8b5cca09de2c".into());
-    assert_eq!(pick(&u, &[]).ok().as_deref(), Some("f31415ff-203f-443d-8e54-8b5cca09de2c"));
+    assert_eq!(
+        pick(&u, &[]).ok().as_deref(),
+        Some("f31415ff-203f-443d-8e54-8b5cca09de2c")
+    );
 }

@@ -95,7 +95,11 @@ pub enum TunnelError {
     #[error("connection closed {stage}")]
     Closed { stage: Stage },
     #[error("{program} ended ({status}) {stage}")]
-    TransportExited { program: String, status: ExitStatus, stage: Stage },
+    TransportExited {
+        program: String,
+        status: ExitStatus,
+        stage: Stage,
+    },
     #[error("expected to be served repository {expected}, but the server is {found}")]
     WrongRepository { expected: String, found: String },
     #[error("server said: {message}")]
@@ -145,9 +149,19 @@ pub fn remote_command(args: &[&str]) -> String {
 /// directory is the argument after the command): `ssh … git-annex-shell …`,
 /// or git-annex-shell itself for a local path. Both are looked up on PATH.
 /// `None` for a P2P address, which is no shell's.
-pub fn shell_command(target: &Target, family: Family, command: &str, rest: &[&str]) -> Option<std::process::Command> {
+pub fn shell_command(
+    target: &Target,
+    family: Family,
+    command: &str,
+    rest: &[&str],
+) -> Option<std::process::Command> {
     let mut cmd = match target {
-        Target::Ssh { user, host, port, dir } => {
+        Target::Ssh {
+            user,
+            host,
+            port,
+            dir,
+        } => {
             let mut cmd = std::process::Command::new("ssh");
             if let Some(p) = port {
                 cmd.arg("-p").arg(p.to_string());
@@ -239,14 +253,18 @@ pub async fn open(
     if let Target::P2p { address, token } = target {
         return open_p2p(address, token.as_ref(), client_uuid, git_dir).await;
     }
-    let std_cmd = transport_command(target, family, client_uuid, node).expect("only P2P targets have no command");
+    let std_cmd = transport_command(target, family, client_uuid, node)
+        .expect("only P2P targets have no command");
     let program = std_cmd.get_program().to_string_lossy().into_owned();
     let mut cmd = tokio::process::Command::from(std_cmd);
     // stderr is git's: the server's messages reach the user unchanged.
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| TunnelError::Spawn { program: program.clone(), source })?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().map_err(|source| TunnelError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     let stdout: BoxRead = Box::new(child.stdout.take().expect("stdout was piped"));
     let stdin: BoxWrite = Box::new(child.stdin.take().expect("stdin was piped"));
     match Tunnel::start(stdout, stdin).await {
@@ -277,7 +295,11 @@ async fn open_p2p(
         None => peer_token(address, git_dir)?,
     };
     let proxy = socks::tor_socks_proxy(git_config(socks::SOCKS_CONFIG).as_deref())?;
-    let PeerStream { reader, writer, child } = address.connect(proxy).await?;
+    let PeerStream {
+        reader,
+        writer,
+        child,
+    } = address.connect(proxy).await?;
     let mut transport = child.map(|c| (program_name(address), c));
     let mut conn = Connection::new(reader, writer);
     let authed = p2paddr::authenticate(&mut conn, address, client_uuid, &token).await;
@@ -292,7 +314,10 @@ async fn open_p2p(
     };
     // The server says nothing more until it hears CONNECT.
     if !conn.buffered().is_empty() {
-        return Err(TunnelError::Unexpected { verb: "data", stage: Stage::BeforeConnectDone });
+        return Err(TunnelError::Unexpected {
+            verb: "data",
+            stage: Stage::BeforeConnectDone,
+        });
     }
     let (reader, writer) = conn.into_inner();
     Ok(Tunnel {
@@ -331,7 +356,9 @@ fn git_config(key: &str) -> Option<String> {
         .output()
         .ok()?;
     let v = String::from_utf8(out.stdout).ok()?;
-    out.status.success().then(|| v.trim_end_matches('\n').to_owned())
+    out.status
+        .success()
+        .then(|| v.trim_end_matches('\n').to_owned())
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
@@ -343,10 +370,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
         let server_uuid = match down.read_message().await? {
             Some(Message::AuthSuccess(uuid)) => uuid,
             Some(Message::Error(message)) => return Err(TunnelError::Remote { message }),
-            Some(other) => return Err(TunnelError::Unexpected { verb: other.verb(), stage }),
+            Some(other) => {
+                return Err(TunnelError::Unexpected {
+                    verb: other.verb(),
+                    stage,
+                })
+            }
             None => return Err(TunnelError::Closed { stage }),
         };
-        Ok(Tunnel { down, up, server_uuid, transport: None })
+        Ok(Tunnel {
+            down,
+            up,
+            server_uuid,
+            transport: None,
+        })
     }
 
     pub fn server_uuid(&self) -> &str {
@@ -366,7 +403,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
         I: AsyncRead + Unpin,
         O: AsyncWrite + Unpin,
     {
-        let Tunnel { mut down, mut up, transport, .. } = self;
+        let Tunnel {
+            mut down,
+            mut up,
+            transport,
+            ..
+        } = self;
         let mut mid_body = false;
         // A server that stops listening has usually said why (ERROR, or its
         // exit status through the transport), so a failed write only ends
@@ -432,7 +474,11 @@ where
 }
 
 /// The server's `DATA` → git's output, until `CONNECTDONE`.
-async fn downlink<R, O>(down: &mut Connection<R, Sink>, git_out: &mut O, meter: &dyn Meter) -> Result<i32, TunnelError>
+async fn downlink<R, O>(
+    down: &mut Connection<R, Sink>,
+    git_out: &mut O,
+    meter: &dyn Meter,
+) -> Result<i32, TunnelError>
 where
     R: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
@@ -447,7 +493,12 @@ where
             },
             Some(Message::ConnectDone(code)) => return Ok(code),
             Some(Message::Error(message)) => return Err(TunnelError::Remote { message }),
-            Some(other) => return Err(TunnelError::Unexpected { verb: other.verb(), stage }),
+            Some(other) => {
+                return Err(TunnelError::Unexpected {
+                    verb: other.verb(),
+                    stage,
+                })
+            }
             None => return Err(TunnelError::Closed { stage }),
         }
     }
@@ -471,9 +522,11 @@ async fn finish(child: &mut Child) -> Option<ExitStatus> {
 async fn explain_exit(err: TunnelError, program: &str, child: &mut Child) -> TunnelError {
     let status = finish(child).await;
     match (err, status) {
-        (TunnelError::Closed { stage }, Some(status)) => {
-            TunnelError::TransportExited { program: program.to_owned(), status, stage }
-        }
+        (TunnelError::Closed { stage }, Some(status)) => TunnelError::TransportExited {
+            program: program.to_owned(),
+            status,
+            stage,
+        },
         (err, _) => err,
     }
 }

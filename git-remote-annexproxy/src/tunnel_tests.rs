@@ -15,7 +15,14 @@ struct FakeServer {
 fn pipes(buf: usize) -> (DuplexStream, DuplexStream, FakeServer) {
     let (client_reads, to_client) = duplex(buf);
     let (client_writes, from_client) = duplex(buf);
-    (client_reads, client_writes, FakeServer { from_client, to_client })
+    (
+        client_reads,
+        client_writes,
+        FakeServer {
+            from_client,
+            to_client,
+        },
+    )
 }
 
 impl FakeServer {
@@ -27,19 +34,33 @@ impl FakeServer {
     async fn read_until(&mut self, got: &mut Vec<u8>, want: &[u8]) {
         let mut buf = [0u8; 4096];
         while !got.windows(want.len()).any(|w| w == want) {
-            let n = self.from_client.read(&mut buf).await.expect("read from client");
-            assert!(n > 0, "client hung up before sending {:?}; sent {:?}", want, String::from_utf8_lossy(got));
+            let n = self
+                .from_client
+                .read(&mut buf)
+                .await
+                .expect("read from client");
+            assert!(
+                n > 0,
+                "client hung up before sending {:?}; sent {:?}",
+                want,
+                String::from_utf8_lossy(got)
+            );
             got.extend_from_slice(&buf[..n]);
         }
     }
 
     async fn read_to_end(&mut self, got: &mut Vec<u8>) {
-        self.from_client.read_to_end(got).await.expect("read from client");
+        self.from_client
+            .read_to_end(got)
+            .await
+            .expect("read from client");
     }
 }
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f).await.expect("no deadlock")
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("no deadlock")
 }
 
 #[derive(Default)]
@@ -55,7 +76,8 @@ impl Meter for Counted {
 async fn upload_pack_transcript() {
     let (r, w, mut srv) = pipes(4096);
     let server = tokio::spawn(async move {
-        srv.say(b"AUTH-SUCCESS 8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096\n").await;
+        srv.say(b"AUTH-SUCCESS 8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096\n")
+            .await;
         let mut got = Vec::new();
         srv.read_until(&mut got, b"CONNECT git-upload-pack\n").await;
         srv.say(b"DATA 8\n0000ref\n").await;
@@ -89,7 +111,8 @@ async fn service_exit_status_is_returned() {
     let server = tokio::spawn(async move {
         srv.say(b"AUTH-SUCCESS u\n").await;
         let mut got = Vec::new();
-        srv.read_until(&mut got, b"CONNECT git-receive-pack\n").await;
+        srv.read_until(&mut got, b"CONNECT git-receive-pack\n")
+            .await;
         srv.say(b"CONNECTDONE 128\n").await;
         srv.read_to_end(&mut got).await;
         got
@@ -97,10 +120,15 @@ async fn service_exit_status_is_returned() {
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     // git keeps its end open; the status must not wait for it
     let (git_in, _keep_open) = duplex(64);
-    let code = within(tunnel.relay(Service::ReceivePack, git_in, Vec::new(), &())).await.expect("relay");
+    let code = within(tunnel.relay(Service::ReceivePack, git_in, Vec::new(), &()))
+        .await
+        .expect("relay");
     assert_eq!(code, 128);
     let sent = server.await.expect("fake server");
-    assert_eq!(String::from_utf8_lossy(&sent), "CONNECT git-receive-pack\nCONNECTDONE 128\n");
+    assert_eq!(
+        String::from_utf8_lossy(&sent),
+        "CONNECT git-receive-pack\nCONNECTDONE 128\n"
+    );
 }
 
 #[tokio::test]
@@ -134,16 +162,31 @@ async fn both_directions_flow_at_once() {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        srv.to_client.write_all(b"CONNECTDONE 0\n").await.expect("write");
+        srv.to_client
+            .write_all(b"CONNECTDONE 0\n")
+            .await
+            .expect("write");
         body
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     let mut out = Vec::new();
-    let code = within(tunnel.relay(Service::ReceivePack, &up[..], &mut out, &())).await.expect("relay");
+    let code = within(tunnel.relay(Service::ReceivePack, &up[..], &mut out, &()))
+        .await
+        .expect("relay");
     assert_eq!(code, 0);
-    assert!(out == down, "git got {} bytes, not the server's {}", out.len(), down.len());
+    assert!(
+        out == down,
+        "git got {} bytes, not the server's {}",
+        out.len(),
+        down.len()
+    );
     let body = within(server).await.expect("fake server");
-    assert!(body == up, "server got {} bytes, not git's {}", body.len(), up.len());
+    assert!(
+        body == up,
+        "server got {} bytes, not git's {}",
+        body.len(),
+        up.len()
+    );
 }
 
 #[tokio::test]
@@ -159,7 +202,10 @@ async fn server_error_after_connect() {
     let err = within(tunnel.relay(Service::ReceivePack, &b""[..], Vec::new(), &()))
         .await
         .expect_err("refused");
-    assert_eq!(err.to_string(), "server said: this repository is read-only; write access denied");
+    assert_eq!(
+        err.to_string(),
+        "server said: this repository is read-only; write access denied"
+    );
 }
 
 #[tokio::test]
@@ -171,8 +217,18 @@ async fn hangup_before_connectdone() {
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     let mut out = Vec::new();
-    let err = within(tunnel.relay(Service::UploadPack, &b""[..], &mut out, &())).await.expect_err("closed");
-    assert!(matches!(err, TunnelError::Closed { stage: Stage::BeforeConnectDone }), "{err:?}");
+    let err = within(tunnel.relay(Service::UploadPack, &b""[..], &mut out, &()))
+        .await
+        .expect_err("closed");
+    assert!(
+        matches!(
+            err,
+            TunnelError::Closed {
+                stage: Stage::BeforeConnectDone
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(out, b"abc", "what did arrive was passed on");
 }
 
@@ -182,14 +238,28 @@ async fn session_must_start_with_auth_success() {
     srv.say(b"VERSION 1\n").await;
     let err = Tunnel::start(r, w).await.err().expect("refused");
     assert!(
-        matches!(err, TunnelError::Unexpected { verb: "VERSION", stage: Stage::BeforeAuth }),
+        matches!(
+            err,
+            TunnelError::Unexpected {
+                verb: "VERSION",
+                stage: Stage::BeforeAuth
+            }
+        ),
         "{err:?}"
     );
 
     let (r, w, srv) = pipes(4096);
     drop(srv);
     let err = Tunnel::start(r, w).await.err().expect("refused");
-    assert!(matches!(err, TunnelError::Closed { stage: Stage::BeforeAuth }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            TunnelError::Closed {
+                stage: Stage::BeforeAuth
+            }
+        ),
+        "{err:?}"
+    );
 
     let (r, w, mut srv) = pipes(4096);
     srv.say(b"ERROR not today\n").await;
@@ -209,7 +279,9 @@ async fn git_going_away_is_an_output_error() {
     let (git_out, reader) = duplex(64);
     drop(reader);
     let (git_in, _keep) = duplex(64);
-    let err = within(tunnel.relay(Service::UploadPack, git_in, git_out, &())).await.expect_err("git gone");
+    let err = within(tunnel.relay(Service::UploadPack, git_in, git_out, &()))
+        .await
+        .expect_err("git gone");
     assert!(matches!(err, TunnelError::GitOutput(_)), "{err:?}");
 }
 
@@ -248,7 +320,13 @@ fn ssh_command_line() {
         port: Some(2222),
         dir: "/srv/it's.git".into(),
     };
-    let cmd = transport_command(&t, Family::Ipv6, "dd955513-8c88-41d0-92cb-f983fd146535", None).expect("ssh");
+    let cmd = transport_command(
+        &t,
+        Family::Ipv6,
+        "dd955513-8c88-41d0-92cb-f983fd146535",
+        None,
+    )
+    .expect("ssh");
     assert_eq!(
         argv(&cmd),
         [
@@ -261,26 +339,50 @@ fn ssh_command_line() {
             "git-annex-shell 'p2pstdio' '/srv/it'\"'\"'s.git' 'dd955513-8c88-41d0-92cb-f983fd146535'"
         ]
     );
-    let t = Target::Ssh { user: None, host: "localhost".into(), port: None, dir: "/~/r".into() };
+    let t = Target::Ssh {
+        user: None,
+        host: "localhost".into(),
+        port: None,
+        dir: "/~/r".into(),
+    };
     // no annex.uuid: an empty argument, which git-annex-shell accepts
     assert_eq!(
         argv(&transport_command(&t, Family::Any, "", None).expect("local")),
-        ["ssh", "-T", "localhost", "git-annex-shell 'p2pstdio' '/~/r' ''"]
+        [
+            "ssh",
+            "-T",
+            "localhost",
+            "git-annex-shell 'p2pstdio' '/~/r' ''"
+        ]
     );
 }
 
 #[test]
 fn local_command_line_drops_the_clients_repository_env() {
-    let t = Target::Local { path: "/srv/r.git".into() };
+    let t = Target::Local {
+        path: "/srv/r.git".into(),
+    };
     let cmd = transport_command(&t, Family::Ipv4, "u1", None).expect("ssh");
-    assert_eq!(argv(&cmd), ["git-annex-shell", "p2pstdio", "/srv/r.git", "u1"]);
+    assert_eq!(
+        argv(&cmd),
+        ["git-annex-shell", "p2pstdio", "/srv/r.git", "u1"]
+    );
     let removed: Vec<String> = cmd
         .get_envs()
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| k.to_string_lossy().into_owned())
         .collect();
-    for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"] {
-        assert!(removed.iter().any(|r| r == var), "{var} not removed: {removed:?}");
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_COMMON_DIR",
+    ] {
+        assert!(
+            removed.iter().any(|r| r == var),
+            "{var} not removed: {removed:?}"
+        );
     }
 }
 
@@ -300,8 +402,15 @@ fn client_uuid_comes_from_annex_uuid() {
     git(&["init", "-q", "."]);
     let git_dir = dir.path().join(".git");
     assert_eq!(client_uuid(Some(&git_dir)), "");
-    git(&["config", "annex.uuid", "c0ffee00-0000-4000-8000-000000000001"]);
-    assert_eq!(client_uuid(Some(&git_dir)), "c0ffee00-0000-4000-8000-000000000001");
+    git(&[
+        "config",
+        "annex.uuid",
+        "c0ffee00-0000-4000-8000-000000000001",
+    ]);
+    assert_eq!(
+        client_uuid(Some(&git_dir)),
+        "c0ffee00-0000-4000-8000-000000000001"
+    );
     assert_eq!(client_uuid(None), "");
     assert_eq!(client_uuid(Some(&dir.path().join("missing"))), "");
 }
@@ -309,7 +418,12 @@ fn client_uuid_comes_from_annex_uuid() {
 #[test]
 fn a_node_is_asked_for_with_uuid_as_git_annex_asks() {
     let node = "8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096";
-    let t = Target::Ssh { user: None, host: "h".into(), port: None, dir: "/~/srv/server".into() };
+    let t = Target::Ssh {
+        user: None,
+        host: "h".into(),
+        port: None,
+        dir: "/~/srv/server".into(),
+    };
     assert_eq!(
         argv(&transport_command(&t, Family::Any, "u1", Some(node)).expect("ssh")),
         [
@@ -319,10 +433,19 @@ fn a_node_is_asked_for_with_uuid_as_git_annex_asks() {
             "git-annex-shell 'p2pstdio' '/~/srv/server' 'u1' '--uuid' '8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096'"
         ]
     );
-    let t = Target::Local { path: "/srv/r.git".into() };
+    let t = Target::Local {
+        path: "/srv/r.git".into(),
+    };
     assert_eq!(
         argv(&transport_command(&t, Family::Any, "u1", Some(node)).expect("local")),
-        ["git-annex-shell", "p2pstdio", "/srv/r.git", "u1", "--uuid", node]
+        [
+            "git-annex-shell",
+            "p2pstdio",
+            "/srv/r.git",
+            "u1",
+            "--uuid",
+            node
+        ]
     );
     assert_eq!(
         argv(&shell_command(&t, Family::Any, "configlist", &[]).expect("local")),

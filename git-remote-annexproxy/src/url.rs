@@ -45,7 +45,10 @@ pub enum Target {
     Local { path: PathBuf },
     /// A peer at a P2P address, which wants an auth token: the one in the
     /// URL, else the usual creds (`GIT_ANNEX_P2P_AUTHTOKEN`, `annex/creds`).
-    P2p { address: P2pAddress, token: Option<AuthToken> },
+    P2p {
+        address: P2pAddress,
+        token: Option<AuthToken>,
+    },
 }
 
 /// A repository behind the server, as the URL's `#` part names it.
@@ -67,7 +70,9 @@ pub struct Url {
 pub enum UrlError {
     #[error("remote name {name:?} after '#' is not a git remote name or a UUID")]
     BadRemoteName { name: String },
-    #[error("'#{name}': a P2P address serves only its own repository, not proxied remotes or clusters")]
+    #[error(
+        "'#{name}': a P2P address serves only its own repository, not proxied remotes or clusters"
+    )]
     RemoteOverP2p { name: String },
     #[error("empty URL")]
     Empty,
@@ -101,12 +106,20 @@ pub enum UrlError {
 pub fn parse_url(url: &str) -> Result<Url, UrlError> {
     if url.starts_with(TOR_SCHEME) || url.starts_with(P2P_SCHEME) {
         if let Some((_, name)) = url.rsplit_once('#') {
-            return Err(UrlError::RemoteOverP2p { name: name.to_owned() });
+            return Err(UrlError::RemoteOverP2p {
+                name: name.to_owned(),
+            });
         }
-        return Ok(Url { target: parse(url)?, remote: None });
+        return Ok(Url {
+            target: parse(url)?,
+            remote: None,
+        });
     }
     let Some((base, name)) = url.rsplit_once('#') else {
-        return Ok(Url { target: parse(url)?, remote: None });
+        return Ok(Url {
+            target: parse(url)?,
+            remote: None,
+        });
     };
     let target = parse(base)?;
     let remote = if is_uuid(name) {
@@ -114,16 +127,24 @@ pub fn parse_url(url: &str) -> Result<Url, UrlError> {
     } else if annex::branch::maplog::is_legal_remote_name(name) {
         RemoteRef::Name(name.to_owned())
     } else {
-        return Err(UrlError::BadRemoteName { name: name.to_owned() });
+        return Err(UrlError::BadRemoteName {
+            name: name.to_owned(),
+        });
     };
-    Ok(Url { target, remote: Some(remote) })
+    Ok(Url {
+        target,
+        remote: Some(remote),
+    })
 }
 
 /// The 8-4-4-4-12 hex form git-annex UUIDs have.
 pub fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Parses the URL git passed as our second argument, without `#REMOTE`.
@@ -134,7 +155,9 @@ pub fn parse(url: &str) -> Result<Target, UrlError> {
     // Newlines would end a protocol or shell line early; NUL cannot be an
     // argument at all.
     if url.chars().any(char::is_control) {
-        return Err(UrlError::ControlCharacter { url: url.to_owned() });
+        return Err(UrlError::ControlCharacter {
+            url: url.to_owned(),
+        });
     }
     if url.starts_with(TOR_SCHEME) || url.starts_with(P2P_SCHEME) {
         let (address, token) = P2pAddress::parse_maybe_token(url)?;
@@ -144,16 +167,22 @@ pub fn parse(url: &str) -> Result<Target, UrlError> {
         return match scheme {
             "ssh" | "git+ssh" | "ssh+git" => parse_ssh_url(url, rest),
             "file" => parse_file_url(url, rest),
-            _ => Err(UrlError::UnsupportedScheme { scheme: scheme.to_owned() }),
+            _ => Err(UrlError::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+            }),
         };
     }
     if url.starts_with('/') {
-        return Ok(Target::Local { path: PathBuf::from(url) });
+        return Ok(Target::Local {
+            path: PathBuf::from(url),
+        });
     }
     // git's rule for scp-like syntax: a ':' before the first '/'.
     match (url.find(':'), url.find('/')) {
         (Some(colon), slash) if slash.is_none_or(|s| colon < s) => parse_scp(url),
-        _ => Err(UrlError::RelativePath { path: url.to_owned() }),
+        _ => Err(UrlError::RelativePath {
+            path: url.to_owned(),
+        }),
     }
 }
 
@@ -166,7 +195,9 @@ fn parse_ssh_url(url: &str, rest: &str) -> Result<Target, UrlError> {
     let (host, port) = split_port(url, hostport)?;
     let path = percent_decode(url, path)?;
     if path.is_empty() || path == "/" {
-        return Err(UrlError::MissingPath { url: url.to_owned() });
+        return Err(UrlError::MissingPath {
+            url: url.to_owned(),
+        });
     }
     // `ssh://h/~/p` and `ssh://h/~u/p` keep their leading `/`, which
     // git-annex-shell expands like git-annex does.
@@ -176,15 +207,24 @@ fn parse_ssh_url(url: &str, rest: &str) -> Result<Target, UrlError> {
 fn parse_scp(url: &str) -> Result<Target, UrlError> {
     let (user, rest) = split_user_scp(url);
     let (host, path) = if let Some(inner) = rest.strip_prefix('[') {
-        let end = inner.find(']').ok_or_else(|| UrlError::UnclosedBracket { url: url.to_owned() })?;
+        let end = inner.find(']').ok_or_else(|| UrlError::UnclosedBracket {
+            url: url.to_owned(),
+        })?;
         let after = &inner[end + 1..];
-        let path = after.strip_prefix(':').ok_or_else(|| UrlError::MissingPath { url: url.to_owned() })?;
+        let path = after
+            .strip_prefix(':')
+            .ok_or_else(|| UrlError::MissingPath {
+                url: url.to_owned(),
+            })?;
         (&inner[..end], path)
     } else {
-        rest.split_once(':').expect("parse only sends scp-like URLs here, which have a ':'")
+        rest.split_once(':')
+            .expect("parse only sends scp-like URLs here, which have a ':'")
     };
     if path.is_empty() {
-        return Err(UrlError::MissingPath { url: url.to_owned() });
+        return Err(UrlError::MissingPath {
+            url: url.to_owned(),
+        });
     }
     let dir = if path.starts_with('/') {
         path.to_owned()
@@ -202,13 +242,20 @@ fn parse_file_url(url: &str, rest: &str) -> Result<Target, UrlError> {
         None => (rest, ""),
     };
     if !host.is_empty() && host != "localhost" {
-        return Err(UrlError::RemoteFileHost { url: url.to_owned(), host: host.to_owned() });
+        return Err(UrlError::RemoteFileHost {
+            url: url.to_owned(),
+            host: host.to_owned(),
+        });
     }
     let path = percent_decode(url, path)?;
     if path.is_empty() {
-        return Err(UrlError::MissingPath { url: url.to_owned() });
+        return Err(UrlError::MissingPath {
+            url: url.to_owned(),
+        });
     }
-    Ok(Target::Local { path: PathBuf::from(path) })
+    Ok(Target::Local {
+        path: PathBuf::from(path),
+    })
 }
 
 fn ssh_target(
@@ -219,7 +266,9 @@ fn ssh_target(
     dir: String,
 ) -> Result<Target, UrlError> {
     if host.is_empty() {
-        return Err(UrlError::MissingHost { url: url.to_owned() });
+        return Err(UrlError::MissingHost {
+            url: url.to_owned(),
+        });
     }
     if host.starts_with('-') {
         return Err(UrlError::UnsafeHost { host });
@@ -230,7 +279,12 @@ fn ssh_target(
         }
     }
     let user = user.filter(|u| !u.is_empty()).map(str::to_owned);
-    Ok(Target::Ssh { user, host, port, dir })
+    Ok(Target::Ssh {
+        user,
+        host,
+        port,
+        dir,
+    })
 }
 
 /// `user@host:port` → (`user`, `host:port`); the last `@` separates, as a
@@ -253,12 +307,19 @@ fn split_user_scp(url: &str) -> (Option<&str>, &str) {
 
 fn split_port(url: &str, hostport: &str) -> Result<(String, Option<u16>), UrlError> {
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
-        let end = inner.find(']').ok_or_else(|| UrlError::UnclosedBracket { url: url.to_owned() })?;
+        let end = inner.find(']').ok_or_else(|| UrlError::UnclosedBracket {
+            url: url.to_owned(),
+        })?;
         let after = &inner[end + 1..];
         match after.strip_prefix(':') {
             Some(p) => (&inner[..end], Some(p)),
             None if after.is_empty() => (&inner[..end], None),
-            None => return Err(UrlError::BadPort { url: url.to_owned(), port: after.to_owned() }),
+            None => {
+                return Err(UrlError::BadPort {
+                    url: url.to_owned(),
+                    port: after.to_owned(),
+                })
+            }
         }
     } else {
         match hostport.split_once(':') {
@@ -271,14 +332,21 @@ fn split_port(url: &str, hostport: &str) -> Result<(String, Option<u16>), UrlErr
         None => None,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
-            _ => return Err(UrlError::BadPort { url: url.to_owned(), port: p.to_owned() }),
+            _ => {
+                return Err(UrlError::BadPort {
+                    url: url.to_owned(),
+                    port: p.to_owned(),
+                })
+            }
         },
     };
     Ok((host.to_owned(), port))
 }
 
 fn percent_decode(url: &str, s: &str) -> Result<String, UrlError> {
-    let bad = || UrlError::BadEscape { url: url.to_owned() };
+    let bad = || UrlError::BadEscape {
+        url: url.to_owned(),
+    };
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -298,7 +366,9 @@ fn percent_decode(url: &str, s: &str) -> Result<String, UrlError> {
     }
     let decoded = String::from_utf8(out).map_err(|_| bad())?;
     if decoded.chars().any(char::is_control) {
-        return Err(UrlError::ControlCharacter { url: url.to_owned() });
+        return Err(UrlError::ControlCharacter {
+            url: url.to_owned(),
+        });
     }
     Ok(decoded)
 }

@@ -122,12 +122,22 @@ mod tests {
     fn exclusive_excludes_within_one_process() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("x.lck");
-        let a = try_lock(&p, LockKind::Exclusive, 0o644).expect("lock").expect("free");
-        assert!(try_lock(&p, LockKind::Shared, 0o644).expect("lock").is_none());
+        let a = try_lock(&p, LockKind::Exclusive, 0o644)
+            .expect("lock")
+            .expect("free");
+        assert!(try_lock(&p, LockKind::Shared, 0o644)
+            .expect("lock")
+            .is_none());
         drop(a);
-        let s1 = try_lock(&p, LockKind::Shared, 0o644).expect("lock").expect("free");
-        let _s2 = try_lock(&p, LockKind::Shared, 0o644).expect("lock").expect("shared twice");
-        assert!(try_lock(&p, LockKind::Exclusive, 0o644).expect("lock").is_none());
+        let s1 = try_lock(&p, LockKind::Shared, 0o644)
+            .expect("lock")
+            .expect("free");
+        let _s2 = try_lock(&p, LockKind::Shared, 0o644)
+            .expect("lock")
+            .expect("shared twice");
+        assert!(try_lock(&p, LockKind::Exclusive, 0o644)
+            .expect("lock")
+            .is_none());
         drop(s1);
     }
 }

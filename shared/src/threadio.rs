@@ -118,7 +118,8 @@ impl AsyncRead for ThreadReader {
                     if this.free.try_send(used).is_err() && n > 0 {
                         // The thread always returns before taking another, so
                         // the channel has room unless the thread is gone.
-                        this.ended = Some(Err((io::ErrorKind::BrokenPipe, "I/O thread ended".into())));
+                        this.ended =
+                            Some(Err((io::ErrorKind::BrokenPipe, "I/O thread ended".into())));
                     }
                     this.pos = 0;
                     this.len = n;
@@ -226,7 +227,10 @@ impl ThreadWriter {
             return Poll::Ready(Ok(()));
         }
         let size = self.size;
-        let next = self.spare.take().unwrap_or_else(|| Vec::with_capacity(size));
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(size));
         let full = std::mem::replace(&mut self.cur, next);
         let sent = match &self.jobs {
             Some(jobs) => jobs.try_send(full).is_ok(),

@@ -113,7 +113,10 @@ async fn writer_error_is_reported_and_sticks() {
         w.flush().await
     }
     .await;
-    assert_eq!(res.expect_err("inner fails").kind(), io::ErrorKind::BrokenPipe);
+    assert_eq!(
+        res.expect_err("inner fails").kind(),
+        io::ErrorKind::BrokenPipe
+    );
     let again = w.write_all(b"x").await.expect_err("the error stays");
     assert_eq!(again.kind(), io::ErrorKind::BrokenPipe);
 }

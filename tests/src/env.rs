@@ -218,17 +218,28 @@ impl TestEnv {
     /// it. Only meaningful with [`ServerKind::Ours`]: real git-annex-shell
     /// does not serve `CONNECT` over p2pstdio.
     pub fn plain_client_command(&self, program: impl AsRef<OsStr>) -> Command {
-        assert_eq!(self.kind, ServerKind::Ours, "annexproxy:: URLs need our server");
+        assert_eq!(
+            self.kind,
+            ServerKind::Ours,
+            "annexproxy:: URLs need our server"
+        );
         let bin = self.root().join("plain-client-bin");
         if !bin.exists() {
             mkdir(&bin);
-            link(tools::remote_helper_bin(), &bin.join("git-remote-annexproxy"));
+            link(
+                tools::remote_helper_bin(),
+                &bin.join("git-remote-annexproxy"),
+            );
             link(
                 &tools::ours_bin_dir().join("git-annex-shell"),
                 &bin.join("git-annex-shell"),
             );
         }
-        let path = format!("{}:{}:{SYSTEM_PATH}", self.standin_dir.display(), bin.display());
+        let path = format!(
+            "{}:{}:{SYSTEM_PATH}",
+            self.standin_dir.display(),
+            bin.display()
+        );
         for dir in path.split(':') {
             let p = Path::new(dir).join("git-annex");
             assert!(!p.exists(), "{} is on the plain client's PATH", p.display());

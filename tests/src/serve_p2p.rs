@@ -32,7 +32,9 @@ impl Listener {
         let mut child = cmd.spawn().expect("start annexproxy serve-p2p");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout was piped");
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let bound = line
             .trim()
             .strip_prefix("listening on ")
@@ -43,7 +45,8 @@ impl Listener {
 
     pub fn port(&self) -> u16 {
         let port = self.bound.rsplit(':').next().unwrap_or_default();
-        port.parse().unwrap_or_else(|_| panic!("no port in {:?}", self.bound))
+        port.parse()
+            .unwrap_or_else(|_| panic!("no port in {:?}", self.bound))
     }
 
     /// Waits until no peer session is running (each runs on a thread named
@@ -62,7 +65,10 @@ impl Listener {
             if !busy {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "peer sessions still running after 30s");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "peer sessions still running after 30s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -75,13 +81,13 @@ impl Drop for Listener {
     }
 }
 
-
 /// A directory holding the real `git-remote-tor-annex` (the git-annex
 /// binary under that name), to put first on a client command's PATH.
 pub fn real_tor_helper_dir(env: &TestEnv) -> PathBuf {
     let bin = env.root().join("tor-helper-bin");
     std::fs::create_dir_all(&bin).expect("mkdir");
-    std::os::unix::fs::symlink(tools::real_annex_binary(), bin.join("git-remote-tor-annex")).expect("symlink");
+    std::os::unix::fs::symlink(tools::real_annex_binary(), bin.join("git-remote-tor-annex"))
+        .expect("symlink");
     bin
 }
 

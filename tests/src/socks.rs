@@ -70,7 +70,12 @@ impl SocksServer {
                 });
             }
         });
-        SocksServer { addr, requests, stop, _lock: lock }
+        SocksServer {
+            addr,
+            requests,
+            stop,
+            _lock: lock,
+        }
     }
 
     /// `HOST:PORT` of every CONNECT so far.

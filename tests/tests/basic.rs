@@ -7,9 +7,8 @@
 //! `_ours` variants hold our server to the same, and `compare_*` tests
 //! require identical normalised observations.
 
-
-use annexproxy_tests::on_both_servers;
 use annexproxy_tests::observe::{action_results, fsck_from, whereis};
+use annexproxy_tests::on_both_servers;
 use annexproxy_tests::{ServerKind, TestEnv, Transcript};
 
 use annexproxy_tests::observe::{expected_whereis as w, worktree_bytes as read};

@@ -187,7 +187,12 @@ fn set_up_prints_and_records_what_git_annex_does() {
     };
     for (r, o) in real.iter().zip(ours.iter()) {
         assert_eq!(r.0, o.0);
-        assert_eq!(sorted(&r.1), sorted(&o.1), "{}: real (left) and ours (right) differ", r.0);
+        assert_eq!(
+            sorted(&r.1),
+            sorted(&o.1),
+            "{}: real (left) and ours (right) differ",
+            r.0
+        );
     }
     assert_eq!(real.len(), ours.len());
     // Pin a few facts, so that both agreeing on nonsense still fails.

@@ -109,7 +109,11 @@ fn eight_clients_at_once() {
         // Its own keys nobody else sends: nothing stands in their way.
         for k in &own_keys[*c] {
             for (i, n) in w.nodes.iter().enumerate() {
-                assert!(keys_held(n).contains(k), "n{} lacks {k} of client {c}:\n{copy}", i + 1);
+                assert!(
+                    keys_held(n).contains(k),
+                    "n{} lacks {k} of client {c}:\n{copy}",
+                    i + 1
+                );
             }
         }
     }
@@ -137,7 +141,10 @@ fn eight_clients_at_once() {
         }
     }
     said.retain(|_, us| !us.is_empty());
-    assert_eq!(said, held, "what the clients say (left) and what the nodes hold (right)");
+    assert_eq!(
+        said, held,
+        "what the clients say (left) and what the nodes hold (right)"
+    );
     assert_eq!(held.len(), CLIENTS * OWN + SHARED, "keys on the nodes");
     w.assert_servers_fsck_clean();
 }

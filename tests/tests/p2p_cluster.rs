@@ -30,9 +30,17 @@ fn cluster(env: &TestEnv) -> (PathBuf, Vec<PathBuf>) {
     env.annexproxy(&gw, &["initcluster", "mycl"]).ok();
     for (i, n) in nodes.iter().enumerate() {
         let name = format!("n{}", i + 1);
-        env.oracle(&gw, &["remote", "add", &name, &n.display().to_string()]).ok();
-        env.oracle(&gw, &["config", &format!("remote.{name}.annex-cluster-node"), "mycl"])
+        env.oracle(&gw, &["remote", "add", &name, &n.display().to_string()])
             .ok();
+        env.oracle(
+            &gw,
+            &[
+                "config",
+                &format!("remote.{name}.annex-cluster-node"),
+                "mycl",
+            ],
+        )
+        .ok();
     }
     env.annexproxy(&gw, &["updatecluster"]).ok();
     (gw, nodes)
@@ -42,28 +50,55 @@ fn cluster(env: &TestEnv) -> (PathBuf, Vec<PathBuf>) {
 fn real_client_uses_a_cluster_over_tor() {
     let env = TestEnv::new(ServerKind::Ours);
     let (gw, nodes) = cluster(&env);
-    let token = env.annexproxy(&gw, &["p2p-token", "add"]).ok().stdout.trim().to_owned();
+    let token = env
+        .annexproxy(&gw, &["p2p-token", "add"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
 
     // A typo fails at once, naming what is served.
-    env.annexproxy(&gw, &["serve-p2p", "--listen", "127.0.0.1:0", "--for", "nope"])
-        .fails()
-        .says("serves no proxied remote or cluster named \"nope\" (it serves: mycl, n1, n2)");
+    env.annexproxy(
+        &gw,
+        &["serve-p2p", "--listen", "127.0.0.1:0", "--for", "nope"],
+    )
+    .fails()
+    .says("serves no proxied remote or cluster named \"nope\" (it serves: mycl, n1, n2)");
 
     let listener = Listener::start(&env, &gw, &["--listen", "127.0.0.1:0", "--for", "mycl"]);
     let _socks = SocksServer::on_tor_port(listener.port());
     let client = env.root().join("client");
     env.git(env.root(), &["init", "-q", "client"]).ok();
     env.annex(&client, &["init", "client"]).ok();
-    env.add_file(&client, "f.bin", &annexproxy_tests::pseudo_random_bytes(3, 500_000));
+    env.add_file(
+        &client,
+        "f.bin",
+        &annexproxy_tests::pseudo_random_bytes(3, 500_000),
+    );
     let key = env.key_of(&client, "f.bin");
 
     let line = format!("tor-annex::{ONION}:{}:{token}", listener.port());
     let mut link = env.client_command("sh");
-    link.args(["-c", "echo \"$1\" | git annex p2p --link --name cl", "sh", &line]);
+    link.args([
+        "-c",
+        "echo \"$1\" | git annex p2p --link --name cl",
+        "sh",
+        &line,
+    ]);
     run(link, &client).ok();
-    let cluster_uuid = env.oracle(&gw, &["config", "annex.cluster.mycl"]).ok().stdout;
-    let linked = env.git(&client, &["config", "remote.cl.annex-uuid"]).ok().stdout;
-    assert_eq!(linked.trim(), cluster_uuid.trim(), "the listener answers as the cluster");
+    let cluster_uuid = env
+        .oracle(&gw, &["config", "annex.cluster.mycl"])
+        .ok()
+        .stdout;
+    let linked = env
+        .git(&client, &["config", "remote.cl.annex-uuid"])
+        .ok()
+        .stdout;
+    assert_eq!(
+        linked.trim(),
+        cluster_uuid.trim(),
+        "the listener answers as the cluster"
+    );
 
     env.annex(&client, &["copy", "--to", "cl", "f.bin"]).ok();
     listener.wait_idle();
@@ -94,6 +129,10 @@ fn real_client_uses_a_cluster_over_tor() {
     env.annex(&client, &["drop", "--from", "cl", "f.bin"]).ok();
     listener.wait_idle();
     for n in &nodes {
-        assert!(!env.server_has_content(n, &key), "{} still has it", n.display());
+        assert!(
+            !env.server_has_content(n, &key),
+            "{} still has it",
+            n.display()
+        );
     }
 }

@@ -20,7 +20,10 @@ struct Chain {
 
 fn proxied_names(env: &TestEnv, dir: &Path) -> Vec<String> {
     let uuid = env.server_uuid(dir);
-    let log = env.oracle(dir, &["show", "git-annex:proxy.log"]).ok().stdout;
+    let log = env
+        .oracle(dir, &["show", "git-annex:proxy.log"])
+        .ok()
+        .stdout;
     let line = log
         .lines()
         .find(|l| l.split_whitespace().nth(1) == Some(uuid.as_str()))
@@ -36,8 +39,11 @@ fn proxied_names(env: &TestEnv, dir: &Path) -> Vec<String> {
 
 fn add_proxied_remote(env: &TestEnv, at: &Path, name: &str, url: &str) {
     env.oracle(at, &["remote", "add", name, url]).ok();
-    env.oracle(at, &["config", &format!("remote.{name}.annex-proxy"), "true"])
-        .ok();
+    env.oracle(
+        at,
+        &["config", &format!("remote.{name}.annex-proxy"), "true"],
+    )
+    .ok();
 }
 
 fn chain(cycle: bool) -> Chain {
@@ -74,7 +80,9 @@ fn client_flow(ch: &Chain) {
     let client = env.clone_client(&ch.a, "client");
     env.add_file(&client, "deep.txt", b"three hops away\n");
     env.annex(&client, &["sync"]).ok();
-    env.annex(&client, &["info", "origin"]).ok().says("origin-B-C");
+    env.annex(&client, &["info", "origin"])
+        .ok()
+        .says("origin-B-C");
 
     let mark = env.ssh_mark();
     env.annex(&client, &["copy", "--to", "origin-B-C", "deep.txt"])
@@ -91,7 +99,10 @@ fn client_flow(ch: &Chain) {
         .into_iter()
         .find(|call| call.command.contains(&format!("'p2pstdio' '{b_path}'")))
         .unwrap_or_else(|| panic!("no ssh session A -> B:\n{}", env.ssh_log_text()));
-    assert!(hop.command.ends_with(&format!("--uuid {c_uuid}")), "{hop:?}");
+    assert!(
+        hop.command.ends_with(&format!("--uuid {c_uuid}")),
+        "{hop:?}"
+    );
 
     env.annex(&client, &["drop", "deep.txt"]).ok();
     env.annex(&client, &["get", "--from", "origin-B-C", "deep.txt"])

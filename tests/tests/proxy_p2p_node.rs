@@ -27,7 +27,13 @@ fn install_unixsock_program(env: &TestEnv) {
 /// ASCII letters and digits as `%XX`.
 fn creds_file_name(raw: &str) -> String {
     raw.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -45,7 +51,11 @@ fn new_token(env: &TestEnv, node: &Path, address: Option<&str>) -> String {
     args.extend(address.map(|a| ["--address", a]).into_iter().flatten());
     let line = env.annexproxy(node, &args).ok().stdout;
     let token = line.trim().rsplit(':').next().unwrap_or_default();
-    assert_eq!(token.len(), 128, "a token as git-annex makes them: {line:?}");
+    assert_eq!(
+        token.len(),
+        128,
+        "a token as git-annex makes them: {line:?}"
+    );
     token.to_owned()
 }
 
@@ -65,14 +75,20 @@ fn world() -> World {
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
 
     let sock_node = env.server_bare("socknode.git");
-    env.annexproxy(&sock_node, &["init", "node on a socket"]).ok();
+    env.annexproxy(&sock_node, &["init", "node on a socket"])
+        .ok();
     let socket = env.root().join("socknode.sock");
     let sock_address = format!("p2p-annex::unixsock:{}", socket.display());
     let token = new_token(&env, &sock_node, Some(&sock_address));
     let sock_listener = Listener::start(
         &env,
         &sock_node,
-        &["--socket", &socket.to_string_lossy(), "--address", &sock_address],
+        &[
+            "--socket",
+            &socket.to_string_lossy(),
+            "--address",
+            &sock_address,
+        ],
     );
     store_token(&proxy, &format!("unixsock:{}", socket.display()), &token);
 
@@ -83,26 +99,56 @@ fn world() -> World {
     let socks = SocksServer::start(tor_listener.port());
     let tor_address = format!("tor-annex::{ONION}:{}", tor_listener.port());
     store_token(&proxy, ONION, &token);
-    env.oracle(&proxy, &["config", "annexproxy.torsocks", &socks.addr.to_string()]).ok();
+    env.oracle(
+        &proxy,
+        &["config", "annexproxy.torsocks", &socks.addr.to_string()],
+    )
+    .ok();
 
     for (name, url) in [("socknode", &sock_address), ("tornode", &tor_address)] {
         env.oracle(&proxy, &["remote", "add", name, url]).ok();
-        env.oracle(&proxy, &["config", &format!("remote.{name}.annex-proxy"), "true"]).ok();
+        env.oracle(
+            &proxy,
+            &["config", &format!("remote.{name}.annex-proxy"), "true"],
+        )
+        .ok();
     }
     let said = env.annexproxy(&proxy, &["updateproxy"]).ok().stdout;
-    let nodes = vec![("socknode", sock_node, sock_listener), ("tornode", tor_node, tor_listener)];
+    let nodes = vec![
+        ("socknode", sock_node, sock_listener),
+        ("tornode", tor_node, tor_listener),
+    ];
     for (name, repo, _) in &nodes {
-        assert!(said.contains(&format!("Started proxying for {name}\n")), "{said}");
+        assert!(
+            said.contains(&format!("Started proxying for {name}\n")),
+            "{said}"
+        );
         // The UUID came from the node's AUTH answer.
-        let cached = env.oracle(&proxy, &["config", &format!("remote.{name}.annex-uuid")]).ok().stdout;
+        let cached = env
+            .oracle(&proxy, &["config", &format!("remote.{name}.annex-uuid")])
+            .ok()
+            .stdout;
         assert_eq!(cached.trim(), env.server_uuid(repo), "{name}");
     }
-    assert_eq!(socks.requests(), vec![format!("{ONION}:{}", nodes[1].2.port())], "updateproxy asked tor");
+    assert_eq!(
+        socks.requests(),
+        vec![format!("{ONION}:{}", nodes[1].2.port())],
+        "updateproxy asked tor"
+    );
 
     let client = env.clone_client(&proxy, "client");
     env.annex(&client, &["sync"]).ok();
-    env.annex(&client, &["info", "origin"]).ok().says("origin-socknode").says("origin-tornode");
-    World { env, proxy, nodes, client, socks }
+    env.annex(&client, &["info", "origin"])
+        .ok()
+        .says("origin-socknode")
+        .says("origin-tornode");
+    World {
+        env,
+        proxy,
+        nodes,
+        client,
+        socks,
+    }
 }
 
 /// Real `git annex fsck` in each node, once it has learnt from the proxy's
@@ -112,7 +158,15 @@ fn fsck_servers(wd: &World) {
     for (_, repo, listener) in &wd.nodes {
         listener.wait_idle();
         wd.env
-            .oracle(repo, &["fetch", "-q", &proxy, "+refs/heads/synced/git-annex:refs/remotes/proxy/git-annex"])
+            .oracle(
+                repo,
+                &[
+                    "fetch",
+                    "-q",
+                    &proxy,
+                    "+refs/heads/synced/git-annex:refs/remotes/proxy/git-annex",
+                ],
+            )
             .ok();
         wd.env.assert_server_fsck_clean(repo);
     }
@@ -126,35 +180,66 @@ fn real_client_copies_gets_and_drops_through_p2p_nodes() {
     let big = annexproxy_tests::pseudo_random_bytes(11, 2_000_000);
     env.add_file(client, "big.bin", &big);
     env.add_file(client, "small.txt", b"small\n");
-    let (kbig, ksmall) = (env.key_of(client, "big.bin"), env.key_of(client, "small.txt"));
+    let (kbig, ksmall) = (
+        env.key_of(client, "big.bin"),
+        env.key_of(client, "small.txt"),
+    );
 
     for (name, repo, listener) in &wd.nodes {
         let remote = format!("origin-{name}");
-        env.annex(client, &["copy", "--to", &remote, "big.bin", "small.txt"]).ok();
+        env.annex(client, &["copy", "--to", &remote, "big.bin", "small.txt"])
+            .ok();
         listener.wait_idle();
         assert!(env.server_has_content(repo, &kbig), "{name} holds big.bin");
-        assert!(env.server_log_says_present(repo, &kbig), "{name} logged big.bin itself");
-        assert!(!env.server_has_content(&wd.proxy, &kbig), "the proxy stores nothing");
+        assert!(
+            env.server_log_says_present(repo, &kbig),
+            "{name} logged big.bin itself"
+        );
+        assert!(
+            !env.server_has_content(&wd.proxy, &kbig),
+            "the proxy stores nothing"
+        );
     }
 
     // The client's only copy goes; each node's copy is proved by locking
     // it there, through the proxy.
     env.annex(client, &["drop", "big.bin"]).ok();
-    env.annex(client, &["get", "--from", "origin-tornode", "big.bin"]).ok();
-    assert_eq!(std::fs::read(client.join("big.bin")).expect("read back"), big);
+    env.annex(client, &["get", "--from", "origin-tornode", "big.bin"])
+        .ok();
+    assert_eq!(
+        std::fs::read(client.join("big.bin")).expect("read back"),
+        big
+    );
     env.annex(client, &["drop", "big.bin"]).ok();
-    env.annex(client, &["get", "--from", "origin-socknode", "big.bin"]).ok();
-    assert_eq!(std::fs::read(client.join("big.bin")).expect("read back"), big);
+    env.annex(client, &["get", "--from", "origin-socknode", "big.bin"])
+        .ok();
+    assert_eq!(
+        std::fs::read(client.join("big.bin")).expect("read back"),
+        big
+    );
 
     for (name, repo, listener) in &wd.nodes {
-        env.annex(client, &["drop", "--from", &format!("origin-{name}"), "small.txt"]).ok();
+        env.annex(
+            client,
+            &["drop", "--from", &format!("origin-{name}"), "small.txt"],
+        )
+        .ok();
         listener.wait_idle();
-        assert!(!env.server_has_content(repo, &ksmall), "{name} dropped small.txt");
+        assert!(
+            !env.server_has_content(repo, &ksmall),
+            "{name} dropped small.txt"
+        );
     }
     env.annex(client, &["sync"]).ok();
     let whereis = env.annex(client, &["whereis", "big.bin"]).ok().stdout;
-    assert!(whereis.contains("origin-socknode") && whereis.contains("origin-tornode"), "{whereis}");
-    assert!(wd.socks.requests().len() > 1, "the tor node was reached through the SOCKS proxy");
+    assert!(
+        whereis.contains("origin-socknode") && whereis.contains("origin-tornode"),
+        "{whereis}"
+    );
+    assert!(
+        wd.socks.requests().len() > 1,
+        "the tor node was reached through the SOCKS proxy"
+    );
     fsck_servers(&wd);
 }
 
@@ -168,5 +253,6 @@ fn a_refused_token_reaches_the_client_as_an_error() {
     assert!(!out.success(), "copy should fail: {out}");
     assert!(out.stderr.contains("AUTH-FAILURE"), "says why: {out}");
     // The other node is unaffected.
-    env.annex(client, &["copy", "--to", "origin-socknode", "a.txt"]).ok();
+    env.annex(client, &["copy", "--to", "origin-socknode", "a.txt"])
+        .ok();
 }

@@ -20,7 +20,10 @@ fn setup() -> (TestEnv, PathBuf, PathBuf) {
     env.add_file(&seed, "annexed.txt", b"annexed content\n");
     commit_file(&env, &seed, "plain.txt", "plain content\n");
     env.annex(&seed, &["sync"]).ok();
-    assert!(!env.server_uuid(&server).is_empty(), "sync should have initialised the server");
+    assert!(
+        !env.server_uuid(&server).is_empty(),
+        "sync should have initialised the server"
+    );
     assert_eq!(server_main(&env, &server), head(&env, &seed));
     (env, server, seed)
 }
@@ -28,14 +31,16 @@ fn setup() -> (TestEnv, PathBuf, PathBuf) {
 fn commit_file(env: &TestEnv, repo: &Path, file: &str, content: &str) {
     std::fs::write(repo.join(file), content).expect("write work tree file");
     env.git(repo, &["add", file]).ok();
-    env.git(repo, &["commit", "-q", "-m", &format!("change {file}")]).ok();
+    env.git(repo, &["commit", "-q", "-m", &format!("change {file}")])
+        .ok();
 }
 
 /// Same, for a plain client (its hooks, if any, must not need git-annex).
 fn plain_commit(env: &TestEnv, repo: &Path, file: &str, content: &str) {
     std::fs::write(repo.join(file), content).expect("write work tree file");
     env.plain_git(repo, &["add", file]).ok();
-    env.plain_git(repo, &["commit", "-q", "-m", &format!("change {file}")]).ok();
+    env.plain_git(repo, &["commit", "-q", "-m", &format!("change {file}")])
+        .ok();
 }
 
 fn head(env: &TestEnv, repo: &Path) -> String {
@@ -43,7 +48,11 @@ fn head(env: &TestEnv, repo: &Path) -> String {
 }
 
 fn rev(env: &TestEnv, repo: &Path, what: &str) -> String {
-    env.oracle(repo, &["rev-parse", "--verify", what]).ok().stdout.trim().to_string()
+    env.oracle(repo, &["rev-parse", "--verify", what])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
 }
 
 /// The server's `main`, read with git on the server side.
@@ -55,9 +64,14 @@ fn server_main(env: &TestEnv, server: &Path) -> String {
 /// arrived whole. (Not `git fsck`: the server's autoinit commit names the
 /// empty tree without writing it, which fsck reports for the whole repo.)
 fn assert_complete(env: &TestEnv, repo: &Path, what: &str) {
-    let out = env.oracle(repo, &["rev-list", "--objects", "--missing=print", what]).ok();
+    let out = env
+        .oracle(repo, &["rev-list", "--objects", "--missing=print", what])
+        .ok();
     let missing: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with('?')).collect();
-    assert!(missing.is_empty(), "objects missing under {what}: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "objects missing under {what}: {missing:?}"
+    );
 }
 
 fn read(repo: &Path, file: &str) -> String {
@@ -66,7 +80,10 @@ fn read(repo: &Path, file: &str) -> String {
 
 /// Lines our helper wrote to stderr.
 fn helper_lines(out: &Out) -> Vec<&str> {
-    out.stderr.lines().filter(|l| l.starts_with("git-remote-annexproxy:")).collect()
+    out.stderr
+        .lines()
+        .filter(|l| l.starts_with("git-remote-annexproxy:"))
+        .collect()
 }
 
 #[test]
@@ -74,13 +91,18 @@ fn clone_fetch_push_over_ssh() {
     let (env, server, seed) = setup();
     let url = format!("annexproxy::localhost:{}", server.display());
     let mark = env.ssh_mark();
-    env.plain_git(env.root(), &["clone", "-q", &url, "plain"]).ok();
+    env.plain_git(env.root(), &["clone", "-q", &url, "plain"])
+        .ok();
     let plain = env.root().join("plain");
     assert_eq!(head(&env, &plain), server_main(&env, &server));
     assert_eq!(read(&plain, "plain.txt"), "plain content\n");
     // the annexed file arrives as git-annex's symlink; its content stays behind
     let link = std::fs::read_link(plain.join("annexed.txt")).expect("annexed file is a symlink");
-    assert!(link.to_string_lossy().contains(".git/annex/objects/"), "{}", link.display());
+    assert!(
+        link.to_string_lossy().contains(".git/annex/objects/"),
+        "{}",
+        link.display()
+    );
 
     // one p2pstdio session per git service, with an empty client UUID since
     // the fresh clone has no annex.uuid
@@ -95,32 +117,56 @@ fn clone_fetch_push_over_ssh() {
     // fetch what someone else pushed
     commit_file(&env, &seed, "plain.txt", "seed's second version\n");
     env.git(&seed, &["push", "-q", "origin", "main"]).ok();
-    env.plain_git(&plain, &["config", "annex.uuid", "c0ffee00-0000-4000-8000-00000000abcd"])
-        .ok();
+    env.plain_git(
+        &plain,
+        &[
+            "config",
+            "annex.uuid",
+            "c0ffee00-0000-4000-8000-00000000abcd",
+        ],
+    )
+    .ok();
     let mark = env.ssh_mark();
     env.plain_git(&plain, &["fetch", "-q", "origin"]).ok();
-    assert_eq!(rev(&env, &plain, "refs/remotes/origin/main"), head(&env, &seed));
+    assert_eq!(
+        rev(&env, &plain, "refs/remotes/origin/main"),
+        head(&env, &seed)
+    );
     // a repository with an annex.uuid introduces itself with it
     let calls = env.ssh_calls_since(mark);
     assert_eq!(calls.len(), 1, "{}", env.ssh_log_text());
     assert!(
-        calls[0].command.ends_with("'c0ffee00-0000-4000-8000-00000000abcd'"),
+        calls[0]
+            .command
+            .ends_with("'c0ffee00-0000-4000-8000-00000000abcd'"),
         "{}",
         calls[0].command
     );
 
     // push back
-    env.plain_git(&plain, &["merge", "-q", "--ff-only", "origin/main"]).ok();
-    plain_commit(&env, &plain, "from-plain.txt", "pushed through annexproxy\n");
+    env.plain_git(&plain, &["merge", "-q", "--ff-only", "origin/main"])
+        .ok();
+    plain_commit(
+        &env,
+        &plain,
+        "from-plain.txt",
+        "pushed through annexproxy\n",
+    );
     let mark = env.ssh_mark();
-    env.plain_git(&plain, &["push", "-q", "origin", "main"]).ok();
+    env.plain_git(&plain, &["push", "-q", "origin", "main"])
+        .ok();
     assert_eq!(server_main(&env, &server), head(&env, &plain));
     let calls = env.ssh_calls_since(mark);
-    assert!(calls.iter().all(|c| c.exit == Some(0)), "{}", env.ssh_log_text());
+    assert!(
+        calls.iter().all(|c| c.exit == Some(0)),
+        "{}",
+        env.ssh_log_text()
+    );
     assert_complete(&env, &server, "main");
 
     // and the git-annex client sees it like any other push
-    env.git(&seed, &["pull", "-q", "--ff-only", "origin", "main"]).ok();
+    env.git(&seed, &["pull", "-q", "--ff-only", "origin", "main"])
+        .ok();
     assert_eq!(read(&seed, "from-plain.txt"), "pushed through annexproxy\n");
     env.assert_server_fsck_clean(&server);
 }
@@ -131,19 +177,26 @@ fn clone_and_push_over_a_local_path() {
     let mark = env.ssh_mark();
     for (name, url) in [
         ("by-path", format!("annexproxy::{}", server.display())),
-        ("by-file-url", format!("annexproxy::file://{}", server.display())),
+        (
+            "by-file-url",
+            format!("annexproxy::file://{}", server.display()),
+        ),
     ] {
         env.plain_git(env.root(), &["clone", "-q", &url, name]).ok();
         let plain = env.root().join(name);
         assert_eq!(head(&env, &plain), server_main(&env, &server), "{name}");
         plain_commit(&env, &plain, &format!("{name}.txt"), "local push\n");
-        env.plain_git(&plain, &["pull", "-q", "--no-rebase", "origin", "main"]).ok();
-        env.plain_git(&plain, &["push", "-q", "origin", "main"]).ok();
+        env.plain_git(&plain, &["pull", "-q", "--no-rebase", "origin", "main"])
+            .ok();
+        env.plain_git(&plain, &["push", "-q", "origin", "main"])
+            .ok();
         assert_eq!(server_main(&env, &server), head(&env, &plain), "{name}");
         assert_complete(&env, &server, "main");
         // the server repository itself has the commit, read by git there
         assert_eq!(
-            env.oracle(&server, &["show", "main:by-path.txt"]).ok().stdout,
+            env.oracle(&server, &["show", "main:by-path.txt"])
+                .ok()
+                .stdout,
             "local push\n"
         );
     }
@@ -168,12 +221,21 @@ fn non_fast_forward_push_is_rejected_as_git_rejects_it() {
     env.plain_git(&b, &["fetch", "-q", "origin"]).ok();
 
     let out = env.plain_git(&b, &["push", "origin", "main"]).fails();
-    let out = out.says("! [rejected]").says("main -> main (non-fast-forward)");
+    let out = out
+        .says("! [rejected]")
+        .says("main -> main (non-fast-forward)");
     assert_eq!(out.code(), 1, "{out}");
-    assert!(helper_lines(&out).is_empty(), "the helper has nothing to add:\n{out}");
+    assert!(
+        helper_lines(&out).is_empty(),
+        "the helper has nothing to add:\n{out}"
+    );
     assert_eq!(server_main(&env, &server), head(&env, &a));
     // the server side finished cleanly all the same
-    assert!(env.ssh_calls().iter().all(|c| c.exit == Some(0)), "{}", env.ssh_log_text());
+    assert!(
+        env.ssh_calls().iter().all(|c| c.exit == Some(0)),
+        "{}",
+        env.ssh_log_text()
+    );
 }
 
 #[test]
@@ -202,9 +264,16 @@ fn bad_urls_fail_with_one_clear_line() {
         let out = env.plain_git(env.root(), &["clone", url, &name]).fails();
         let lines = helper_lines(&out);
         assert_eq!(lines.len(), 1, "{out}");
-        assert!(lines[0].contains("bad URL") && lines[0].contains(why), "{out}");
+        assert!(
+            lines[0].contains("bad URL") && lines[0].contains(why),
+            "{out}"
+        );
     }
-    assert!(env.ssh_calls().is_empty(), "no bad URL may reach ssh:\n{}", env.ssh_log_text());
+    assert!(
+        env.ssh_calls().is_empty(),
+        "no bad URL may reach ssh:\n{}",
+        env.ssh_log_text()
+    );
     assert!(!env.server_home.join("pwned").exists() && !env.root().join("pwned").exists());
 }
 
@@ -214,10 +283,11 @@ fn server_errors_reach_git() {
     // stderr of the server side passes through: a repo without git-annex
     let not_annex = env.server_bare("not-annex.git");
     let url = format!("annexproxy::localhost:{}", not_annex.display());
-    let out = env.plain_git(env.root(), &["clone", "-q", &url, "nope"]).fails();
-    out.says("Not a git-annex or gcrypt repository").says(
-        "git-remote-annexproxy: ssh ended (exit status: 1) before the P2P session started",
-    );
+    let out = env
+        .plain_git(env.root(), &["clone", "-q", &url, "nope"])
+        .fails();
+    out.says("Not a git-annex or gcrypt repository")
+        .says("git-remote-annexproxy: ssh ended (exit status: 1) before the P2P session started");
 
     // a read-only server refuses the push with the server's own words
     let url = format!("annexproxy::localhost:{}", server.display());

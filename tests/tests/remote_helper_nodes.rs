@@ -31,10 +31,20 @@ fn proxy_world() -> Proxy {
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
     for (i, node) in nodes.iter().enumerate() {
         let name = format!("node{}", i + 1);
-        env.oracle(&proxy, &["remote", "add", &name, &node.display().to_string()]).ok();
-        env.oracle(&proxy, &["config", &format!("remote.{name}.annex-proxy"), "true"]).ok();
+        env.oracle(
+            &proxy,
+            &["remote", "add", &name, &node.display().to_string()],
+        )
+        .ok();
+        env.oracle(
+            &proxy,
+            &["config", &format!("remote.{name}.annex-proxy"), "true"],
+        )
+        .ok();
     }
-    env.annexproxy(&proxy, &["updateproxy"]).ok().says("Started proxying for node1");
+    env.annexproxy(&proxy, &["updateproxy"])
+        .ok()
+        .says("Started proxying for node1");
     Proxy { env, proxy, nodes }
 }
 
@@ -49,28 +59,50 @@ fn cluster_world(n: usize) -> Proxy {
         let name = format!("node{i}");
         let dir = env.server_bare(&format!("{name}.git"));
         env.annexproxy(&dir, &["init", &name]).ok();
-        env.oracle(&gateway, &["remote", "add", &name, &dir.display().to_string()]).ok();
-        env.oracle(&gateway, &["config", &format!("remote.{name}.annex-cluster-node"), "mycl"]).ok();
+        env.oracle(
+            &gateway,
+            &["remote", "add", &name, &dir.display().to_string()],
+        )
+        .ok();
+        env.oracle(
+            &gateway,
+            &[
+                "config",
+                &format!("remote.{name}.annex-cluster-node"),
+                "mycl",
+            ],
+        )
+        .ok();
         nodes.push(dir);
     }
-    env.annexproxy(&gateway, &["updatecluster"]).ok().says("Added node node1 to cluster: mycl");
-    Proxy { env, proxy: gateway, nodes }
+    env.annexproxy(&gateway, &["updatecluster"])
+        .ok()
+        .says("Added node node1 to cluster: mycl");
+    Proxy {
+        env,
+        proxy: gateway,
+        nodes,
+    }
 }
 
 /// `git --git-dir REPO rev-parse --verify WHAT`, on the server side;
 /// empty when there is no such ref.
 fn rev_in(env: &TestEnv, repo: &Path, what: &str) -> String {
     let git_dir = repo.display().to_string();
-    env.oracle(env.root(), &["--git-dir", &git_dir, "rev-parse", "-q", "--verify", what])
-        .stdout
-        .trim()
-        .to_owned()
+    env.oracle(
+        env.root(),
+        &["--git-dir", &git_dir, "rev-parse", "-q", "--verify", what],
+    )
+    .stdout
+    .trim()
+    .to_owned()
 }
 
 /// A plain repository with one commit on `main`.
 fn plain_repo(env: &TestEnv, name: &str, file: &str) -> PathBuf {
     let dir = env.root().join(name);
-    env.plain_git(env.root(), &["init", "-q", "-b", "main", name]).ok();
+    env.plain_git(env.root(), &["init", "-q", "-b", "main", name])
+        .ok();
     plain_commit(env, &dir, file);
     dir
 }
@@ -88,7 +120,10 @@ fn head(env: &TestEnv, repo: &Path) -> String {
 
 /// Lines our helper wrote to stderr.
 fn helper_lines(out: &Out) -> Vec<&str> {
-    out.stderr.lines().filter(|l| l.starts_with("git-remote-annexproxy:")).collect()
+    out.stderr
+        .lines()
+        .filter(|l| l.starts_with("git-remote-annexproxy:"))
+        .collect()
 }
 
 #[test]
@@ -101,7 +136,10 @@ fn push_to_and_clone_from_a_node_behind_the_proxy() {
     let mark = env.ssh_mark();
     env.plain_git(&work, &["push", "-q", &url, "main"]).ok();
     // the refs landed on node1, not on the proxy or node2
-    assert_eq!(rev_in(env, &w.nodes[0], "refs/heads/main"), head(env, &work));
+    assert_eq!(
+        rev_in(env, &w.nodes[0], "refs/heads/main"),
+        head(env, &work)
+    );
     assert_eq!(rev_in(env, &w.proxy, "refs/heads/main"), "");
     assert_eq!(rev_in(env, &w.nodes[1], "refs/heads/main"), "");
     // the name was looked up with configlist, then node1 asked for by UUID
@@ -111,26 +149,39 @@ fn push_to_and_clone_from_a_node_behind_the_proxy() {
         commands,
         [
             format!("git-annex-shell 'configlist' '{}'", w.proxy.display()),
-            format!("git-annex-shell 'p2pstdio' '{}' '' '--uuid' '{node1_uuid}'", w.proxy.display()),
+            format!(
+                "git-annex-shell 'p2pstdio' '{}' '' '--uuid' '{node1_uuid}'",
+                w.proxy.display()
+            ),
         ],
         "{}",
         env.ssh_log_text()
     );
-    assert!(calls.iter().all(|c| c.exit == Some(0)), "{}", env.ssh_log_text());
+    assert!(
+        calls.iter().all(|c| c.exit == Some(0)),
+        "{}",
+        env.ssh_log_text()
+    );
 
     // clone node1 over ssh by name and over a local path by UUID
-    env.plain_git(env.root(), &["clone", "-q", &url, "by-name"]).ok();
+    env.plain_git(env.root(), &["clone", "-q", &url, "by-name"])
+        .ok();
     let by_name = env.root().join("by-name");
     assert_eq!(head(env, &by_name), head(env, &work));
     let local = format!("annexproxy::{}#{node1_uuid}", w.proxy.display());
-    env.plain_git(env.root(), &["clone", "-q", &local, "by-uuid"]).ok();
+    env.plain_git(env.root(), &["clone", "-q", &local, "by-uuid"])
+        .ok();
     let by_uuid = env.root().join("by-uuid");
     assert_eq!(head(env, &by_uuid), head(env, &work));
 
     // a push from the clone goes back to node1
     plain_commit(env, &by_uuid, "second.txt");
-    env.plain_git(&by_uuid, &["push", "-q", "origin", "main"]).ok();
-    assert_eq!(rev_in(env, &w.nodes[0], "refs/heads/main"), head(env, &by_uuid));
+    env.plain_git(&by_uuid, &["push", "-q", "origin", "main"])
+        .ok();
+    assert_eq!(
+        rev_in(env, &w.nodes[0], "refs/heads/main"),
+        head(env, &by_uuid)
+    );
     env.plain_git(&by_name, &["pull", "-q", "--ff-only"]).ok();
     assert_eq!(head(env, &by_name), head(env, &by_uuid));
     assert_eq!(rev_in(env, &w.proxy, "refs/heads/main"), "");
@@ -148,10 +199,15 @@ fn unknown_name_is_one_line_and_no_clone() {
         ["git-remote-annexproxy: no proxied remote or cluster named \"node3\" on this server (it offers: node1, node2)"],
         "{out}"
     );
-    assert!(!env.root().join("nope").exists(), "a failed clone leaves nothing behind");
+    assert!(
+        !env.root().join("nope").exists(),
+        "a failed clone leaves nothing behind"
+    );
     // and no session was opened for it
     assert!(
-        env.ssh_calls().iter().all(|c| !c.command.contains("p2pstdio")),
+        env.ssh_calls()
+            .iter()
+            .all(|c| !c.command.contains("p2pstdio")),
         "{}",
         env.ssh_log_text()
     );
@@ -169,12 +225,19 @@ fn unknown_name_is_one_line_and_no_clone() {
 fn list_and_add_what_the_server_offers() {
     let w = cluster_world(2);
     let env = &w.env;
-    let cluster_uuid = env.oracle(&w.proxy, &["config", "annex.cluster.mycl"]).ok().stdout.trim().to_owned();
+    let cluster_uuid = env
+        .oracle(&w.proxy, &["config", "annex.cluster.mycl"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
     let server = format!("localhost:{}", w.proxy.display());
     let work = plain_repo(env, "work", "x.txt");
     let list = |extra: &[&str]| {
         let mut cmd = env.plain_client_command("git-remote-annexproxy");
-        cmd.arg("--list").arg(format!("annexproxy::{server}")).args(extra);
+        cmd.arg("--list")
+            .arg(format!("annexproxy::{server}"))
+            .args(extra);
         annexproxy_tests::run::run(cmd, &work)
     };
     let out = list(&[]).ok();
@@ -197,8 +260,12 @@ fn list_and_add_what_the_server_offers() {
         );
     }
     // the remotes it added work
-    env.plain_git(&work, &["push", "-q", "gw-node2", "main"]).ok();
-    assert_eq!(rev_in(env, &w.nodes[1], "refs/heads/main"), head(env, &work));
+    env.plain_git(&work, &["push", "-q", "gw-node2", "main"])
+        .ok();
+    assert_eq!(
+        rev_in(env, &w.nodes[1], "refs/heads/main"),
+        head(env, &work)
+    );
     // adding again changes nothing and is no error
     list(&["--add", "gw"]).ok().says("already");
     // a URL with '#' is no server's
@@ -206,7 +273,9 @@ fn list_and_add_what_the_server_offers() {
     assert!(!out.stdout.is_empty());
     let mut cmd = env.plain_client_command("git-remote-annexproxy");
     cmd.arg("--list").arg(format!("annexproxy::{server}#mycl"));
-    annexproxy_tests::run::run(cmd, &work).fails().says("without '#REMOTE'");
+    annexproxy_tests::run::run(cmd, &work)
+        .fails()
+        .says("without '#REMOTE'");
 }
 
 #[test]
@@ -215,22 +284,49 @@ fn push_to_a_cluster_reaches_every_node_and_fetch_reads_one() {
     let env = &w.env;
     let work = plain_repo(env, "work", "first.txt");
     let url = format!("annexproxy::localhost:{}#mycl", w.proxy.display());
-    env.plain_git(&work, &["push", "-q", &url, "main", "main:refs/heads/side"]).ok();
+    env.plain_git(&work, &["push", "-q", &url, "main", "main:refs/heads/side"])
+        .ok();
     let want = head(env, &work);
     for repo in std::iter::once(&w.proxy).chain(&w.nodes) {
-        assert_eq!(rev_in(env, repo, "refs/heads/main"), want, "{}", repo.display());
-        assert_eq!(rev_in(env, repo, "refs/heads/side"), want, "{}", repo.display());
+        assert_eq!(
+            rev_in(env, repo, "refs/heads/main"),
+            want,
+            "{}",
+            repo.display()
+        );
+        assert_eq!(
+            rev_in(env, repo, "refs/heads/side"),
+            want,
+            "{}",
+            repo.display()
+        );
     }
-    env.plain_git(env.root(), &["clone", "-q", &url, "from-cluster"]).ok();
+    env.plain_git(env.root(), &["clone", "-q", &url, "from-cluster"])
+        .ok();
     assert_eq!(head(env, &env.root().join("from-cluster")), want);
 
     // a forced push and a deletion reach every node too
-    env.plain_git(&work, &["commit", "-q", "--amend", "-m", "amended"]).ok();
-    env.plain_git(&work, &["push", "-q", "-f", &url, "main", ":refs/heads/side"]).ok();
+    env.plain_git(&work, &["commit", "-q", "--amend", "-m", "amended"])
+        .ok();
+    env.plain_git(
+        &work,
+        &["push", "-q", "-f", &url, "main", ":refs/heads/side"],
+    )
+    .ok();
     let amended = head(env, &work);
     for repo in std::iter::once(&w.proxy).chain(&w.nodes) {
-        assert_eq!(rev_in(env, repo, "refs/heads/main"), amended, "{}", repo.display());
-        assert_eq!(rev_in(env, repo, "refs/heads/side"), "", "{}", repo.display());
+        assert_eq!(
+            rev_in(env, repo, "refs/heads/main"),
+            amended,
+            "{}",
+            repo.display()
+        );
+        assert_eq!(
+            rev_in(env, repo, "refs/heads/side"),
+            "",
+            "{}",
+            repo.display()
+        );
     }
 }
 
@@ -244,17 +340,28 @@ fn a_node_that_refuses_the_push_is_named() {
     // node2 goes its own way
     let other = plain_repo(env, "other", "other.txt");
     let node2 = w.nodes[1].display().to_string();
-    env.plain_git(&other, &["push", "-q", "-f", &node2, "main"]).ok();
+    env.plain_git(&other, &["push", "-q", "-f", &node2, "main"])
+        .ok();
     let node2_main = rev_in(env, &w.nodes[1], "refs/heads/main");
 
     plain_commit(env, &work, "second.txt");
     let out = env.plain_git(&work, &["push", &url, "main"]).fails();
-    let said: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("git-annex-shell:")).collect();
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("git-annex-shell:"))
+        .collect();
     assert_eq!(said.len(), 1, "{out}");
-    assert!(said[0].contains("not every node: node2 (refs/heads/main [rejected]"), "{out}");
+    assert!(
+        said[0].contains("not every node: node2 (refs/heads/main [rejected]"),
+        "{out}"
+    );
     // the gateway and node1 have it; node2 kept its own
     assert_eq!(rev_in(env, &w.proxy, "refs/heads/main"), head(env, &work));
-    assert_eq!(rev_in(env, &w.nodes[0], "refs/heads/main"), head(env, &work));
+    assert_eq!(
+        rev_in(env, &w.nodes[0], "refs/heads/main"),
+        head(env, &work)
+    );
     assert_eq!(rev_in(env, &w.nodes[1], "refs/heads/main"), node2_main);
 }
 
@@ -266,17 +373,21 @@ fn the_real_client_minds_no_extra_configlist_lines() {
     let mut cmd = env.plain_client_command("git-annex-shell");
     cmd.arg("configlist").arg(&w.proxy);
     let out = annexproxy_tests::run::run(cmd, env.root()).ok();
-    out.says("annexproxy.proxy.node1=").says("annexproxy.proxy.node2=");
+    out.says("annexproxy.proxy.node1=")
+        .says("annexproxy.proxy.node2=");
     // and the real git-annex reads it over ssh, syncs and copies through
     // the proxy as ever
     let client = env.clone_client(&w.proxy, "client");
     env.add_file(&client, "f.txt", b"through the proxy\n");
     env.annex(&client, &["sync"]).ok();
-    env.annex(&client, &["copy", "--to", "origin-node1", "f.txt"]).ok();
+    env.annex(&client, &["copy", "--to", "origin-node1", "f.txt"])
+        .ok();
     let key = env.key_of(&client, "f.txt");
     assert!(env.server_has_content(&w.nodes[0], &key));
     assert!(
-        env.ssh_calls().iter().any(|c| c.command.contains("configlist")),
+        env.ssh_calls()
+            .iter()
+            .any(|c| c.command.contains("configlist")),
         "{}",
         env.ssh_log_text()
     );

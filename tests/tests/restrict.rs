@@ -11,8 +11,8 @@
 
 use std::path::PathBuf;
 
-use annexproxy_tests::on_both_servers;
 use annexproxy_tests::observe::whereis;
+use annexproxy_tests::on_both_servers;
 use annexproxy_tests::{Out, ServerKind, TestEnv, Transcript};
 
 /// A server (bare, autoinitialised by the client's sync) holding `a.txt`,

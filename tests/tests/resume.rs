@@ -6,8 +6,8 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use annexproxy_tests::on_both_servers;
 use annexproxy_tests::observe::whereis;
+use annexproxy_tests::on_both_servers;
 use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
 const SIZE: usize = 200 * 1000 * 1000;

@@ -130,7 +130,11 @@ fn main() -> ExitCode {
             serve_for,
         } => {
             // clap has made sure one of them is given.
-            let endpoint = on.socket.clone().map(Endpoint::Unix).or(on.listen.map(Endpoint::Tcp));
+            let endpoint = on
+                .socket
+                .clone()
+                .map(Endpoint::Unix)
+                .or(on.listen.map(Endpoint::Tcp));
             match endpoint {
                 Some(endpoint) => p2p::serve(
                     &cli.dir,
@@ -146,7 +150,9 @@ fn main() -> ExitCode {
             }
         }
         Cmd::P2pToken { action } => match action {
-            TokenCmd::Add { address } => p2p::token_add(&cli.dir, address.as_deref(), &mut out, &mut err),
+            TokenCmd::Add { address } => {
+                p2p::token_add(&cli.dir, address.as_deref(), &mut out, &mut err)
+            }
             TokenCmd::List => p2p::token_list(&cli.dir, &mut out),
             TokenCmd::Remove { token } => p2p::token_remove(&cli.dir, token),
         },

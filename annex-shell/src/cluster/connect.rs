@@ -85,7 +85,9 @@ impl Commands {
         }
         self.buf.extend_from_slice(bytes);
         loop {
-            let Some(head) = self.buf.get(..4) else { return };
+            let Some(head) = self.buf.get(..4) else {
+                return;
+            };
             let len = std::str::from_utf8(head)
                 .ok()
                 .and_then(|h| usize::from_str_radix(h, 16).ok());
@@ -121,13 +123,20 @@ impl Commands {
         let mut words = text.trim_end_matches('\n').splitn(3, ' ');
         if let (Some(old), Some(new), Some(name)) = (words.next(), words.next(), words.next()) {
             if is_object_id(old) && is_object_id(new) && name.starts_with("refs/") {
-                self.updates.push(RefUpdate { old: old.into(), new: new.into(), name: name.into() });
+                self.updates.push(RefUpdate {
+                    old: old.into(),
+                    new: new.into(),
+                    name: name.into(),
+                });
             }
         }
     }
 }
 
-pub(super) async fn handle<R, W>(gw: &mut Gateway<R, W>, service: Service) -> Result<Flow, RelayError>
+pub(super) async fn handle<R, W>(
+    gw: &mut Gateway<R, W>,
+    service: Service,
+) -> Result<Flow, RelayError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -138,7 +147,10 @@ where
     }
     let nodes: Vec<usize> = (0..gw.pool.len()).filter(|i| Some(*i) != gw.own).collect();
     let Some(own) = gw.own else {
-        gw.send(Message::Error("the cluster gateway has no repository of its own".into())).await?;
+        gw.send(Message::Error(
+            "the cluster gateway has no repository of its own".into(),
+        ))
+        .await?;
         return Ok(Flow::Stop);
     };
     let order: Vec<usize> = match service {
@@ -154,7 +166,10 @@ where
         }
     }
     let Some(i) = chosen else {
-        gw.send(Message::Error("no node of the cluster can be reached".into())).await?;
+        gw.send(Message::Error(
+            "no node of the cluster can be reached".into(),
+        ))
+        .await?;
         return Ok(Flow::Stop);
     };
     let mut commands = Commands::default();
@@ -186,8 +201,15 @@ where
                 Location::Local(p) => p.clone(),
                 Location::Ssh(_) | Location::P2p(_) => PathBuf::new(),
             };
-            let nodes: Vec<(String, String)> =
-                nodes.iter().map(|&n| (gw.pool.slots[n].name().to_owned(), gw.pool.slots[n].uuid().to_owned())).collect();
+            let nodes: Vec<(String, String)> = nodes
+                .iter()
+                .map(|&n| {
+                    (
+                        gw.pool.slots[n].name().to_owned(),
+                        gw.pool.slots[n].uuid().to_owned(),
+                    )
+                })
+                .collect();
             match propagate(&base, &nodes, &commands).await {
                 Ok(()) => Relayed::Done(code),
                 Err(()) => Relayed::Done(if code == 0 { 1 } else { code }),
@@ -222,7 +244,8 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     let name = node.name().to_owned();
-    let lost = |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
+    let lost =
+        |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
     loop {
         tokio::select! {
             m = client.read_message() => match m? {
@@ -271,7 +294,8 @@ async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands)
     }
     let mut refused = Vec::new();
     if commands.incomplete {
-        refused.push("the push's ref list could not be read whole, so no node was updated".to_owned());
+        refused
+            .push("the push's ref list could not be read whole, so no node was updated".to_owned());
     } else if !accepted.is_empty() {
         for (name, _uuid) in nodes {
             if let Err(why) = push_node(base, name, &accepted).await {
@@ -302,11 +326,17 @@ async fn git(base: &Path, args: &[&str]) -> Option<std::process::Output> {
 
 async fn rev_parse(base: &Path, name: &str) -> Option<String> {
     let out = git(base, &["rev-parse", "--verify", "-q", name]).await?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The arguments of the `git push` that gives node `remote` the updates.
-pub fn push_args(remote: &str, updates: &[&RefUpdate], fast_forward: impl Fn(&RefUpdate) -> bool) -> Vec<String> {
+pub fn push_args(
+    remote: &str,
+    updates: &[&RefUpdate],
+    fast_forward: impl Fn(&RefUpdate) -> bool,
+) -> Vec<String> {
     let mut args = vec!["push".to_owned(), "--porcelain".to_owned(), "-q".to_owned()];
     let mut specs = Vec::new();
     for u in updates {
@@ -364,7 +394,12 @@ async fn push_node(base: &Path, remote: &str, updates: &[&RefUpdate]) -> Result<
         return Err(rejected.join(", "));
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    Err(stderr.trim().lines().last().unwrap_or("git push failed").to_owned())
+    Err(stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("git push failed")
+        .to_owned())
 }
 
 #[cfg(test)]

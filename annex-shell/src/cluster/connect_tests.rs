@@ -9,13 +9,19 @@ fn pkt(s: &str) -> Vec<u8> {
 }
 
 fn up(old: &str, new: &str, name: &str) -> RefUpdate {
-    RefUpdate { old: old.into(), new: new.into(), name: name.into() }
+    RefUpdate {
+        old: old.into(),
+        new: new.into(),
+        name: name.into(),
+    }
 }
 
 /// What git push sends first: commands (capabilities after a NUL on the
 /// first), a flush, then the pack.
 fn push_start() -> Vec<u8> {
-    let mut v = pkt(&format!("{A} {B} refs/heads/main\0 report-status side-band-64k agent=git/2\n"));
+    let mut v = pkt(&format!(
+        "{A} {B} refs/heads/main\0 report-status side-band-64k agent=git/2\n"
+    ));
     v.extend(pkt(&format!("{Z} {A} refs/tags/v1\n")));
     v.extend(pkt(&format!("{B} {Z} refs/heads/gone\n")));
     v.extend(b"0000PACK\0\0\0\x02");
@@ -29,7 +35,11 @@ fn commands_are_read_up_to_the_flush() {
     assert!(c.done && !c.incomplete);
     assert_eq!(
         c.updates,
-        [up(A, B, "refs/heads/main"), up(Z, A, "refs/tags/v1"), up(B, Z, "refs/heads/gone")]
+        [
+            up(A, B, "refs/heads/main"),
+            up(Z, A, "refs/tags/v1"),
+            up(B, Z, "refs/heads/gone")
+        ]
     );
 }
 

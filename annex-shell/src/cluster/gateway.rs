@@ -39,8 +39,7 @@ pub trait Placement: Send {
         holders: &BTreeSet<String>,
     ) -> BTreeSet<String>;
     /// Whether the gateway stores the key too.
-    fn gateway_wants(&mut self, key: &Key, file: Option<&str>, holders: &BTreeSet<String>)
-        -> bool;
+    fn gateway_wants(&mut self, key: &Key, file: Option<&str>, holders: &BTreeSet<String>) -> bool;
     /// The key was stored on `uuids` (sizes change).
     fn placed(&mut self, key: &Key, uuids: &BTreeSet<String>);
 }
@@ -261,20 +260,21 @@ where
             .filter(|&i| self.pool.slots[i].local.is_none())
             .collect();
         self.pool.ensure(&all, self.jobs).await;
-        let answers = futures_util::future::join_all(self.pool.slots.iter_mut().map(|slot| async move {
-            let answer = match slot.conn() {
-                Some(nc) => nc.exchange(&Message::GetTimestamp).await,
-                None => return,
-            };
-            slot.timestamp = match answer {
-                Ok(Message::Timestamp(t)) => Some(t),
-                Ok(_) => None,
-                Err(e) => {
-                    slot.fail(e).await;
-                    None
-                }
-            };
-        }));
+        let answers =
+            futures_util::future::join_all(self.pool.slots.iter_mut().map(|slot| async move {
+                let answer = match slot.conn() {
+                    Some(nc) => nc.exchange(&Message::GetTimestamp).await,
+                    None => return,
+                };
+                slot.timestamp = match answer {
+                    Ok(Message::Timestamp(t)) => Some(t),
+                    Ok(_) => None,
+                    Err(e) => {
+                        slot.fail(e).await;
+                        None
+                    }
+                };
+            }));
         answers.await;
         let now = annex::clock::monotonic_seconds();
         self.our_timestamp = Some(now);

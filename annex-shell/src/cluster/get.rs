@@ -106,7 +106,9 @@ where
         let failed = |e: std::io::Error| RelayError::Node(format!("{}: {e}", slot.name()));
         let before = content.metadata().map_err(failed)?;
         let len = size.saturating_sub(offset);
-        content.seek(SeekFrom::Start(offset.min(size))).map_err(failed)?;
+        content
+            .seek(SeekFrom::Start(offset.min(size)))
+            .map_err(failed)?;
         let probe = content.try_clone().map_err(failed)?;
         let upload = local.store.begin_upload(key, &to, file).ok();
         let name = slot.name().to_owned();
@@ -121,8 +123,12 @@ where
             .map(|after| same_file(&before, &after))
             .unwrap_or(false);
         if self.version >= 1 {
-            self.send(if valid { Message::Valid } else { Message::Invalid })
-                .await?;
+            self.send(if valid {
+                Message::Valid
+            } else {
+                Message::Invalid
+            })
+            .await?;
         }
         let verdict = match self.client.read_message().await {
             Ok(Some(m)) => m,
@@ -148,7 +154,9 @@ where
                 order.push(own);
             }
         }
-        let nodes: Vec<usize> = (0..self.pool.len()).filter(|&i| Some(i) != self.own).collect();
+        let nodes: Vec<usize> = (0..self.pool.len())
+            .filter(|&i| Some(i) != self.own)
+            .collect();
         let (listed, unlisted): (Vec<usize>, Vec<usize>) = nodes
             .into_iter()
             .partition(|&i| holders.contains(self.pool.slots[i].uuid()));

@@ -11,9 +11,9 @@ mod connect;
 pub mod gateway;
 mod get;
 mod local;
+mod placement;
 pub mod policy;
 pub mod pool;
-mod placement;
 mod put;
 mod remove;
 
@@ -45,7 +45,12 @@ pub fn run(
         return Err(ShellError::Other("missing UUID parameter".into()));
     }
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let result = runtime.block_on(gateway_session(conn, repo, cluster_uuid, policy.server_mode()));
+    let result = runtime.block_on(gateway_session(
+        conn,
+        repo,
+        cluster_uuid,
+        policy.server_mode(),
+    ));
     runtime.shutdown_background();
     match result {
         Ok(()) => Ok(0),
@@ -89,7 +94,10 @@ where
     };
     let make_pool = |version, bypass: BTreeSet<String>| {
         let (nodes, own) = node_slots(&repo, &cluster_uuid, &my_uuid, &bypass);
-        (Pool::new(nodes, my_uuid.clone(), version, bypass, opts), own)
+        (
+            Pool::new(nodes, my_uuid.clone(), version, bypass, opts),
+            own,
+        )
     };
     Gateway::serve(conn, setup, make_pool).await
 }

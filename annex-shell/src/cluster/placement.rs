@@ -21,7 +21,10 @@ pub struct Preferred {
 }
 
 impl Preferred {
-    pub fn load(branch: Branch, gateway_uuid: String) -> Result<Preferred, annex::branch::BranchError> {
+    pub fn load(
+        branch: Branch,
+        gateway_uuid: String,
+    ) -> Result<Preferred, annex::branch::BranchError> {
         Ok(Preferred {
             facts: Facts::load(&branch)?,
             branch,
@@ -68,13 +71,18 @@ impl Placement for Preferred {
         let sizes = self.sizes();
         let nodes: Vec<String> = nodes.iter().map(|s| s.to_string()).collect();
         let k = KeyInfo { key, file, holders };
-        plan_put(&self.facts, &sizes, &nodes, &k).into_iter().collect()
+        plan_put(&self.facts, &sizes, &nodes, &k)
+            .into_iter()
+            .collect()
     }
 
     /// Only an explicit expression makes the gateway keep a copy: a gateway
     /// with no preferred content is a gateway, not one more node.
     fn gateway_wants(&mut self, key: &Key, file: Option<&str>, holders: &BTreeSet<String>) -> bool {
-        if matches!(self.facts.matcher(&self.gateway_uuid), Matcher::NotConfigured) {
+        if matches!(
+            self.facts.matcher(&self.gateway_uuid),
+            Matcher::NotConfigured
+        ) {
             return false;
         }
         let sizes = self.sizes();

@@ -74,23 +74,38 @@ mod tests {
     #[test]
     fn wanted_nodes_lacking_the_key_get_it() {
         let nodes = ["a", "b", "c"];
-        assert_eq!(put_targets(&nodes, &set(&["a"]), &set(&["a", "c"])), vec![2]);
-        assert_eq!(put_targets(&nodes, &set(&[]), &set(&["a", "b", "c"])), vec![0, 1, 2]);
+        assert_eq!(
+            put_targets(&nodes, &set(&["a"]), &set(&["a", "c"])),
+            vec![2]
+        );
+        assert_eq!(
+            put_targets(&nodes, &set(&[]), &set(&["a", "b", "c"])),
+            vec![0, 1, 2]
+        );
     }
 
     #[test]
     fn satisfied_wants_ask_the_holders_not_everyone() {
         let nodes = ["a", "b", "c"];
         assert_eq!(put_targets(&nodes, &set(&["b"]), &set(&["b"])), vec![1]);
-        assert_eq!(put_targets(&nodes, &set(&["b", "c"]), &set(&[])), vec![1, 2]);
+        assert_eq!(
+            put_targets(&nodes, &set(&["b", "c"]), &set(&[])),
+            vec![1, 2]
+        );
     }
 
     #[test]
     fn no_room_and_no_holder_means_no_target() {
         let nodes = ["a", "b"];
-        assert_eq!(put_targets(&nodes, &set(&[]), &set(&[])), Vec::<usize>::new());
+        assert_eq!(
+            put_targets(&nodes, &set(&[]), &set(&[])),
+            Vec::<usize>::new()
+        );
         // Holders outside the cluster do not count.
-        assert_eq!(put_targets(&nodes, &set(&["z"]), &set(&[])), Vec::<usize>::new());
+        assert_eq!(
+            put_targets(&nodes, &set(&["z"]), &set(&[])),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]

@@ -213,7 +213,8 @@ impl Pool {
             .filter(|(i, s)| wanted.contains(i) && matches!(s.state, State::Idle))
             .map(|(_, s)| s)
             .collect();
-        let (my_uuid, version, bypass, opts) = (&self.my_uuid, self.version, &self.bypass, &self.opts);
+        let (my_uuid, version, bypass, opts) =
+            (&self.my_uuid, self.version, &self.bypass, &self.opts);
         let mut idle = idle.into_iter();
         loop {
             let batch: Vec<&mut Slot> = idle.by_ref().take(jobs.max(1)).collect();
@@ -240,7 +241,10 @@ impl Pool {
         for slot in &mut self.slots {
             if let Some(local) = slot.local.as_mut().filter(|l| l.journalled) {
                 if let Err(e) = local.branch.commit() {
-                    eprintln!("git-annex-shell: {}: committing its git-annex branch: {e}", slot.remote.name);
+                    eprintln!(
+                        "git-annex-shell: {}: committing its git-annex branch: {e}",
+                        slot.remote.name
+                    );
                 }
                 local.journalled = false;
             }

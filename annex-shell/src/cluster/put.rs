@@ -14,9 +14,9 @@ use annex::branch::LogStatus;
 use annex::key::Key;
 use annex::p2p::connection::DataWriter;
 use annex::p2p::{ConnError, Message};
+use annex::transport::{BoxRead, BoxWrite};
 use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
-use annex::transport::{BoxRead, BoxWrite};
 
 use super::gateway::Gateway;
 use super::local::{self, LocalOffer, Sinks};
@@ -166,8 +166,13 @@ where
 
     fn put_targets(&mut self, key: &Key, file: Option<&str>) -> Vec<usize> {
         let holders = self.holders(key);
-        let node_idx: Vec<usize> = (0..self.pool.len()).filter(|&i| Some(i) != self.own).collect();
-        let nodes: Vec<&str> = node_idx.iter().map(|&i| self.pool.slots[i].uuid()).collect();
+        let node_idx: Vec<usize> = (0..self.pool.len())
+            .filter(|&i| Some(i) != self.own)
+            .collect();
+        let nodes: Vec<&str> = node_idx
+            .iter()
+            .map(|&i| self.pool.slots[i].uuid())
+            .collect();
         let wanted = self.placement.wanted(&nodes, key, file, &holders);
         let mut targets: Vec<usize> = policy::put_targets(&nodes, &holders, &wanted)
             .into_iter()
@@ -315,10 +320,12 @@ async fn ask(slots: &mut [Slot], targets: &[usize], msg: &Message) -> Vec<(usize
             .filter(|(i, _)| wanted.contains(i))
             .map(|(i, slot)| async move {
                 let offer = match slot.conn() {
-                    None => Offer::No(
-                        slot.down_reason()
-                            .map_or_else(|| format!("{}: not connected", slot.name()), str::to_owned),
-                    ),
+                    None => {
+                        Offer::No(slot.down_reason().map_or_else(
+                            || format!("{}: not connected", slot.name()),
+                            str::to_owned,
+                        ))
+                    }
                     Some(nc) => match nc.exchange(msg).await {
                         Ok(Message::PutFrom(o)) => Offer::From(o),
                         Ok(Message::AlreadyHave) => Offer::Has(Vec::new()),
@@ -339,8 +346,7 @@ async fn collect(
     targets: &[usize],
     msg: Option<&Message>,
 ) -> Vec<(usize, Result<Message, String>)> {
-    let each: Vec<(usize, Option<Message>)> =
-        targets.iter().map(|&i| (i, msg.cloned())).collect();
+    let each: Vec<(usize, Option<Message>)> = targets.iter().map(|&i| (i, msg.cloned())).collect();
     collect_each(slots, &each).await
 }
 

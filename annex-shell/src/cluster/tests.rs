@@ -157,7 +157,9 @@ async fn session(w: &World, version: u32) -> (Client, Task) {
 
 async fn hang_up(c: Client, task: Task) {
     drop(c);
-    task.await.expect("gateway task").expect("session ends cleanly");
+    task.await
+        .expect("gateway task")
+        .expect("session ends cleanly");
 }
 
 fn put(w: &World) -> Message {
@@ -183,7 +185,10 @@ async fn upload(w: &World) {
         .await
         .expect("data");
     say(&mut c, Message::Valid).await;
-    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    assert_eq!(
+        hear(&mut c).await,
+        Message::SuccessPlus(w.uuids(&[0, 1, 2]))
+    );
     hang_up(c, task).await;
 }
 
@@ -219,7 +224,10 @@ async fn put_resumes_each_node_from_its_own_offset() {
         .await
         .expect("data");
     say(&mut c, Message::Valid).await;
-    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    assert_eq!(
+        hear(&mut c).await,
+        Message::SuccessPlus(w.uuids(&[0, 1, 2]))
+    );
     say(&mut c, Message::CheckPresent(w.key.clone())).await;
     assert_eq!(hear(&mut c).await, Message::Success);
     hang_up(c, task).await;
@@ -317,7 +325,10 @@ async fn remove_before_keeps_each_node_clock() {
         },
     )
     .await;
-    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    assert_eq!(
+        hear(&mut c).await,
+        Message::SuccessPlus(w.uuids(&[0, 1, 2]))
+    );
     hang_up(c, task).await;
     assert!(w.present_in_log().is_empty());
 }
@@ -401,7 +412,10 @@ async fn in_process_nodes_share_one_hash_and_log_themselves() {
         .await
         .expect("data");
     say(&mut c, Message::Valid).await;
-    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    assert_eq!(
+        hear(&mut c).await,
+        Message::SuccessPlus(w.uuids(&[0, 1, 2]))
+    );
     // GET is served in-process too.
     say(
         &mut c,
@@ -424,7 +438,11 @@ async fn in_process_nodes_share_one_hash_and_log_themselves() {
         let own = Repo::open(w.dir(i)).expect("node").branch();
         let path = annex::branch::location_log_path_for(&w.key);
         let log = LocationLog::parse(&own.read_committed(&path).expect("read").unwrap_or_default());
-        assert_eq!(log.present(), vec![w.nodes[i].uuid.as_str()], "node {i} log");
+        assert_eq!(
+            log.present(),
+            vec![w.nodes[i].uuid.as_str()],
+            "node {i} log"
+        );
     }
 }
 
@@ -440,7 +458,9 @@ async fn in_process_nodes_refuse_corrupt_content() {
     assert_eq!(hear(&mut c).await, Message::PutFrom(0));
     let mut bad = w.data.clone();
     bad[1000] ^= 1;
-    c.send_data(bad.len() as u64, &mut &bad[..]).await.expect("data");
+    c.send_data(bad.len() as u64, &mut &bad[..])
+        .await
+        .expect("data");
     say(&mut c, Message::Valid).await;
     assert_eq!(hear(&mut c).await, Message::Failure);
     hang_up(c, task).await;
@@ -466,11 +486,28 @@ async fn in_process_nodes_remove_before_the_deadline_only() {
         panic!("expected TIMESTAMP")
     };
     let key = w.key.clone();
-    say(&mut c, Message::RemoveBefore { timestamp: ts.saturating_sub(1), key: key.clone() }).await;
+    say(
+        &mut c,
+        Message::RemoveBefore {
+            timestamp: ts.saturating_sub(1),
+            key: key.clone(),
+        },
+    )
+    .await;
     assert_eq!(hear(&mut c).await, Message::Failure);
     assert!(content(&w, 0).is_some() && content(&w, 1).is_some());
-    say(&mut c, Message::RemoveBefore { timestamp: ts + 600, key }).await;
-    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[0, 1, 2])));
+    say(
+        &mut c,
+        Message::RemoveBefore {
+            timestamp: ts + 600,
+            key,
+        },
+    )
+    .await;
+    assert_eq!(
+        hear(&mut c).await,
+        Message::SuccessPlus(w.uuids(&[0, 1, 2]))
+    );
     hang_up(c, task).await;
     for i in 0..3 {
         assert_eq!(content(&w, i), None, "node {i}");

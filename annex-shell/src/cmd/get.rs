@@ -24,7 +24,9 @@ where
     let mut record = None;
     let valid = match s.store.open_content(&key)? {
         Some((content, size)) => {
-            let upload = s.store.begin_upload(&key, &s.client_uuid, file.as_deref())?;
+            let upload = s
+                .store
+                .begin_upload(&key, &s.client_uuid, file.as_deref())?;
             record = Some(upload);
             let before = content.metadata()?;
             let len = size.saturating_sub(offset);
@@ -47,8 +49,12 @@ where
         }
     };
     if s.version >= 1 {
-        s.send(if valid { Message::Valid } else { Message::Invalid })
-            .await?;
+        s.send(if valid {
+            Message::Valid
+        } else {
+            Message::Invalid
+        })
+        .await?;
     }
     // GET never changes the location log: the client may not keep it. The
     // upload counts as failed unless the client says it got it.
@@ -88,7 +94,9 @@ where
         // Large bodies stream through a reader thread with big buffers
         // (bounded: two of at most threadio::BUF), one thread wake-up per
         // buffer instead of a blocking-pool hop per 64 KiB chunk.
-        let size = usize::try_from(len).unwrap_or(usize::MAX).min(threadio::BUF);
+        let size = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(threadio::BUF);
         let mut reader = ThreadReader::with_capacity(body, size)?;
         conn.send_data(len, &mut reader).await?;
     }

@@ -31,11 +31,13 @@ where
         Ok(None) => Ok(Flow::Stop),
         // git-annex consumes whatever came instead; so do we, but say so.
         Ok(Some(_)) => {
-            s.send(Message::Error("expected UNLOCKCONTENT".into())).await?;
+            s.send(Message::Error("expected UNLOCKCONTENT".into()))
+                .await?;
             Ok(Flow::Continue)
         }
         Err(e) if e.is_recoverable() => {
-            s.send(Message::Error("expected UNLOCKCONTENT".into())).await?;
+            s.send(Message::Error("expected UNLOCKCONTENT".into()))
+                .await?;
             Ok(Flow::Continue)
         }
         Err(e) => Err(e.into()),

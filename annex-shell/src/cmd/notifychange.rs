@@ -43,7 +43,10 @@ where
     }
 }
 
-fn changed_values(before: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
+fn changed_values(
+    before: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut out: Vec<String> = now
         .iter()
         .filter(|(name, sha)| before.get(*name) != Some(*sha))

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use annex::transport::auth::{AuthToken, CredsError, Creds, GENERATED_TOKEN_LEN};
+use annex::transport::auth::{AuthToken, Creds, CredsError, GENERATED_TOKEN_LEN};
 use annex::transport::p2paddr::{AddressError, P2pAddress};
 
 use super::{open, OperatorError};
@@ -43,7 +43,10 @@ pub fn token_add(
     err: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let repo = open(dir)?;
-    let address = address.map(P2pAddress::parse).transpose().map_err(P2pError::from)?;
+    let address = address
+        .map(P2pAddress::parse)
+        .transpose()
+        .map_err(P2pError::from)?;
     let token = AuthToken::generate(GENERATED_TOKEN_LEN).map_err(P2pError::Random)?;
     Creds::new(&repo.annex_dir())
         .add_accepted(&token, address.as_ref())
@@ -59,7 +62,10 @@ pub fn token_add(
 /// `p2p-token list`: the lines of `p2pauth`.
 pub fn token_list(dir: &Path, out: &mut dyn Write) -> Result<(), OperatorError> {
     let repo = open(dir)?;
-    for a in Creds::new(&repo.annex_dir()).accepted().map_err(P2pError::from)? {
+    for a in Creds::new(&repo.annex_dir())
+        .accepted()
+        .map_err(P2pError::from)?
+    {
         match a.address {
             Some(addr) => writeln!(out, "{} {addr}", a.token.as_str())?,
             None => writeln!(out, "{}", a.token.as_str())?,
@@ -95,7 +101,10 @@ pub fn serve(
     if repo.uuid().is_none() {
         return Err(OperatorError::NotInitialized);
     }
-    let address = address.map(P2pAddress::parse).transpose().map_err(P2pError::from)?;
+    let address = address
+        .map(P2pAddress::parse)
+        .transpose()
+        .map_err(P2pError::from)?;
     let opts = ListenOptions {
         endpoint,
         address,

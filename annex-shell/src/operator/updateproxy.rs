@@ -151,8 +151,7 @@ fn break_cycles(
     Ok(proxies
         .iter()
         .filter(|p| {
-            !is_route(p)
-                || (p.uuid != my_uuid && !direct.contains(p.uuid.as_str()) && shortest(p))
+            !is_route(p) || (p.uuid != my_uuid && !direct.contains(p.uuid.as_str()) && shortest(p))
         })
         .cloned()
         .collect())

@@ -12,8 +12,8 @@ mod transfer;
 
 pub(crate) use transfer::relay_body;
 
-use annex::repo::Repo;
 use annex::p2p::Connection;
+use annex::repo::Repo;
 use annex::transport::{ConnectOptions, NodeRemote};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -36,7 +36,13 @@ pub fn run(
     }
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let result = runtime.block_on(relay_session(conn, &repo, my_uuid, node, policy.server_mode()));
+    let result = runtime.block_on(relay_session(
+        conn,
+        &repo,
+        my_uuid,
+        node,
+        policy.server_mode(),
+    ));
     runtime.shutdown_background();
     match result {
         Ok(()) => Ok(0),

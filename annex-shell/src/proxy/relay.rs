@@ -493,7 +493,9 @@ fn finish(branch: &Branch, journalled: bool) {
     }
 }
 
-pub(crate) async fn read_validity<R, W>(client: &mut Connection<R, W>) -> Result<Message, RelayError>
+pub(crate) async fn read_validity<R, W>(
+    client: &mut Connection<R, W>,
+) -> Result<Message, RelayError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,

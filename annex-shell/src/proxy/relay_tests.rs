@@ -409,7 +409,10 @@ fn replies_fit_the_clients_version() {
 async fn a_request_that_already_passed_this_proxy_is_a_loop() {
     let mut w = world();
     let got = w.proxy.join("node-got");
-    scripted_node(&mut w, &format!("echo \"$bypass\" > '{}'\nread x\n", got.display()));
+    scripted_node(
+        &mut w,
+        &format!("echo \"$bypass\" > '{}'\nread x\n", got.display()),
+    );
     let (mut c, task) = start(&w, ServerMode::ReadWrite);
     hear(&mut c).await;
     say(&mut c, Message::Version(4)).await;

@@ -40,9 +40,7 @@ pub fn select(repo: &Repo, my_uuid: &str, wanted: &str) -> Result<Selection, Clu
         .map(|p| p.name.as_str())
         .collect();
     if !listed.is_empty() && is_cluster_uuid(wanted) {
-        let known = annex::cluster::recorded_clusters(repo)
-            ?
-            .contains_key(wanted);
+        let known = annex::cluster::recorded_clusters(repo)?.contains_key(wanted);
         return if known {
             Ok(Selection::Cluster(wanted.to_owned()))
         } else {

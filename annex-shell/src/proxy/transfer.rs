@@ -183,5 +183,4 @@ where
         }
         self.send(reply).await
     }
-
 }

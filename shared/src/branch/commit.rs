@@ -79,11 +79,12 @@ pub(crate) fn create(branch: &Branch) -> Result<ObjectId, BranchError> {
             let sig = signature(&repo);
             // gix knows the empty tree without having it; git fsck and
             // clients fetching the branch need the object itself.
-            gix::objs::Write::write_buf(&repo.objects, gix::objs::Kind::Tree, &[])
-                .map_err(|e| BranchError::Io {
+            gix::objs::Write::write_buf(&repo.objects, gix::objs::Kind::Tree, &[]).map_err(
+                |e| BranchError::Io {
                     context: "writing the empty tree".into(),
                     source: std::io::Error::other(e.to_string()),
-                })?;
+                },
+            )?;
             let commit = gix::objs::Commit {
                 message: message.into(),
                 tree: ObjectId::empty_tree(repo.object_hash()),

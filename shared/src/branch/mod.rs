@@ -151,11 +151,7 @@ impl Branch {
             let blob = repo.find_object(oid)?;
             out.insert(path, blob.data.clone());
         }
-        for (_, path) in self
-            .journal
-            .list()
-            .map_err(io_err("listing the journal"))?
-        {
+        for (_, path) in self.journal.list().map_err(io_err("listing the journal"))? {
             if let Some(c) = self
                 .journal
                 .read(&path)

@@ -130,12 +130,32 @@ fn journal_written_before_a_push_keeps_the_pushed_lines() {
     let (_t, dir) = new_git_repo(true);
     let b = Branch::open(&dir).expect("open");
     b.create().expect("create");
-    b.change_file("uuid.log", |_| format!("{U1} server timestamp=5s\n").into_bytes())
-        .expect("journal");
+    b.change_file("uuid.log", |_| {
+        format!("{U1} server timestamp=5s\n").into_bytes()
+    })
+    .expect("journal");
     // What a push does: a new commit on the branch, made elsewhere.
-    let blob = git_stdin(&dir, &["hash-object", "-w", "--stdin"], &format!("{U2} client timestamp=6s\n"));
-    let tree = git_stdin(&dir, &["mktree"], &format!("100644 blob {}\tuuid.log\n", blob.trim()));
-    let pushed = git(&dir, &["commit-tree", tree.trim(), "-p", "git-annex", "-m", "client"]);
+    let blob = git_stdin(
+        &dir,
+        &["hash-object", "-w", "--stdin"],
+        &format!("{U2} client timestamp=6s\n"),
+    );
+    let tree = git_stdin(
+        &dir,
+        &["mktree"],
+        &format!("100644 blob {}\tuuid.log\n", blob.trim()),
+    );
+    let pushed = git(
+        &dir,
+        &[
+            "commit-tree",
+            tree.trim(),
+            "-p",
+            "git-annex",
+            "-m",
+            "client",
+        ],
+    );
     git(&dir, &["update-ref", "refs/heads/git-annex", pushed.trim()]);
 
     b.commit().expect("commit");
@@ -143,8 +163,10 @@ fn journal_written_before_a_push_keeps_the_pushed_lines() {
     assert!(log.contains(&format!("{U1} server")), "{log}");
     assert!(log.contains(&format!("{U2} client")), "{log}");
     // With no push in between, the journal replaces the file as written.
-    b.change_file("uuid.log", |_| format!("{U1} only timestamp=7s\n").into_bytes())
-        .expect("journal");
+    b.change_file("uuid.log", |_| {
+        format!("{U1} only timestamp=7s\n").into_bytes()
+    })
+    .expect("journal");
     b.commit().expect("commit");
     assert_eq!(
         git(&dir, &["show", "git-annex:uuid.log"]),

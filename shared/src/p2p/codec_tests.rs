@@ -591,7 +591,8 @@ mod props {
 
     fn arb_message() -> impl Strategy<Value = Message> {
         prop_oneof![
-            ("[!-~]{0,12}", "[a-z0-9]{0,16}").prop_map(|(uuid, token)| Message::Auth { uuid, token }),
+            ("[!-~]{0,12}", "[a-z0-9]{0,16}")
+                .prop_map(|(uuid, token)| Message::Auth { uuid, token }),
             TEXT.prop_map(Message::AuthSuccess),
             Just(Message::AuthFailure),
             any::<u32>().prop_map(Message::Version),
@@ -600,10 +601,15 @@ mod props {
             arb_key().prop_map(Message::LockContent),
             Just(Message::UnlockContent),
             arb_key().prop_map(Message::Remove),
-            (any::<u64>(), arb_key()).prop_map(|(timestamp, key)| Message::RemoveBefore { timestamp, key }),
+            (any::<u64>(), arb_key())
+                .prop_map(|(timestamp, key)| Message::RemoveBefore { timestamp, key }),
             Just(Message::GetTimestamp),
             any::<u64>().prop_map(Message::Timestamp),
-            (any::<u64>(), arb_file(), arb_key()).prop_map(|(offset, file, key)| Message::Get { offset, file, key }),
+            (any::<u64>(), arb_file(), arb_key()).prop_map(|(offset, file, key)| Message::Get {
+                offset,
+                file,
+                key
+            }),
             (arb_file(), arb_key()).prop_map(|(file, key)| Message::Put { file, key }),
             any::<u64>().prop_map(Message::PutFrom),
             Just(Message::AlreadyHave),
@@ -616,7 +622,8 @@ mod props {
             Just(Message::Failure),
             words().prop_map(Message::SuccessPlus),
             words().prop_map(Message::FailurePlus),
-            prop_oneof![Just(Service::UploadPack), Just(Service::ReceivePack)].prop_map(Message::Connect),
+            prop_oneof![Just(Service::UploadPack), Just(Service::ReceivePack)]
+                .prop_map(Message::Connect),
             any::<i32>().prop_map(Message::ConnectDone),
             Just(Message::NotifyChange),
             words().prop_map(Message::Changed),

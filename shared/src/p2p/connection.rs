@@ -290,8 +290,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         if let Err(e) = header {
             return self.fail(ConnError::Io(e));
         }
-        let moved =
-            tokio::task::spawn_blocking(move || zerocopy::send_file(&out, &file, len).map(|()| file)).await;
+        let moved = tokio::task::spawn_blocking(move || {
+            zerocopy::send_file(&out, &file, len).map(|()| file)
+        })
+        .await;
         match moved {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(zerocopy::KernelCopy::Unsupported(file))) => {
@@ -302,13 +304,19 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                         Ok(()) => Ok(true),
                         Err(e) => self.fail(ConnError::Io(e)),
                     },
-                    Ok(n) => self.fail(ConnError::ShortBody { expected: len, sent: n }),
+                    Ok(n) => self.fail(ConnError::ShortBody {
+                        expected: len,
+                        sent: n,
+                    }),
                     Err(e) => self.fail(ConnError::Body(e)),
                 }
             }
             Ok(Err(zerocopy::KernelCopy::Failed { sent, error })) => self.fail(match error {
                 Some(e) => ConnError::Io(e),
-                None => ConnError::ShortBody { expected: len, sent },
+                None => ConnError::ShortBody {
+                    expected: len,
+                    sent,
+                },
             }),
             Err(join) => self.fail(ConnError::Io(std::io::Error::other(join.to_string()))),
         }
@@ -324,7 +332,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     /// taken out (the start of a body about to be spliced from the peer's
     /// pipe: those bytes left it already).
     pub fn take_buffered(&mut self, max: u64) -> Vec<u8> {
-        let n = usize::try_from(max).unwrap_or(usize::MAX).min(self.end - self.start);
+        let n = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .min(self.end - self.start);
         let taken = self.buf[self.start..self.start + n].to_vec();
         self.consume(n);
         taken
@@ -357,7 +367,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             return self.fail(ConnError::Io(e));
         }
         let rest = len.saturating_sub(head.len() as u64);
-        let moved = tokio::task::spawn_blocking(move || zerocopy::splice_all(&from, &out, rest)).await;
+        let moved =
+            tokio::task::spawn_blocking(move || zerocopy::splice_all(&from, &out, rest)).await;
         match moved {
             Ok(Ok(())) => Ok(true),
             Ok(Err(zerocopy::KernelCopy::Failed { sent, error })) => self.fail(match error {

@@ -432,10 +432,9 @@ async fn send_file_moves_the_body_by_the_kernel_in_order() {
         std::fs::File::from(rd).read_to_end(&mut got).expect("read");
         got
     });
-    let writer = crate::threadio::ThreadWriter::new(std::fs::File::from(
-        wr.try_clone().expect("dup"),
-    ))
-    .expect("writer");
+    let writer =
+        crate::threadio::ThreadWriter::new(std::fs::File::from(wr.try_clone().expect("dup")))
+            .expect("writer");
     let mut plain = Connection::new(tokio::io::empty(), tokio::io::sink());
     assert!(!plain
         .send_file(5, file.try_clone().expect("dup"))

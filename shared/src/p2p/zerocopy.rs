@@ -25,11 +25,7 @@ pub(super) enum KernelCopy {
 }
 
 /// `len` bytes from `file`'s position to `out`, by sendfile(2), blocking.
-pub(super) fn send_file(
-    out: &OwnedFd,
-    file: &File,
-    len: u64,
-) -> Result<(), KernelCopy> {
+pub(super) fn send_file(out: &OwnedFd, file: &File, len: u64) -> Result<(), KernelCopy> {
     let mut sent = 0u64;
     while sent < len {
         let want = usize::try_from((len - sent).min(STEP)).unwrap_or(1 << 30);
@@ -40,7 +36,12 @@ pub(super) fn send_file(
             Err(Errno::EINVAL | Errno::ENOSYS) if sent == 0 => {
                 return Err(KernelCopy::Unsupported(match file.try_clone() {
                     Ok(f) => f,
-                    Err(e) => return Err(KernelCopy::Failed { sent, error: Some(e) }),
+                    Err(e) => {
+                        return Err(KernelCopy::Failed {
+                            sent,
+                            error: Some(e),
+                        })
+                    }
                 }))
             }
             Err(e) => {
@@ -53,7 +54,6 @@ pub(super) fn send_file(
     }
     Ok(())
 }
-
 
 /// `len` bytes from the pipe `from` (possibly non-blocking: waited on with
 /// poll) to `out`, by splice(2), blocking.

@@ -21,7 +21,9 @@ pub use eval::{eval_expr, wants, EvalError, KeyInfo};
 pub use facts::{Facts, Matcher, FACT_FILES};
 pub use glob::Glob;
 pub use groups::{standard_group, StandardGroup};
-pub use parse::{parse, BalancedCount, BalancedKind, CopiesOf, Expr, ParseError, Term, TrustLevel, MAX_WORDS};
+pub use parse::{
+    parse, BalancedCount, BalancedKind, CopiesOf, Expr, ParseError, Term, TrustLevel, MAX_WORDS,
+};
 pub use plan::plan_put;
 pub use sizes::repo_sizes;
 

@@ -215,20 +215,26 @@ fn word_limit_bounds_recursion() {
         format!("nothing{}", " or nothing".repeat((MAX_WORDS - 1) / 2)),
         at_limit("anything ", "anything"),
     ];
-    let worker = std::thread::Builder::new().stack_size(2 << 20).spawn(move || {
-        let key = crate::key::Key::parse("SHA256E-s1--aa").expect("key");
-        let holders = std::collections::BTreeSet::new();
-        let info = KeyInfo { key: &key, file: Some("f"), holders: &holders };
-        let facts = Facts::from_files(|_| None);
-        let sizes = RepoSizes::new();
-        cases
-            .iter()
-            .map(|s| {
-                let e = parse(s).expect("at the limit parses");
-                eval_expr(&e, &facts, &sizes, "u", &info).expect("evaluates")
-            })
-            .collect::<Vec<bool>>()
-    });
+    let worker = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let key = crate::key::Key::parse("SHA256E-s1--aa").expect("key");
+            let holders = std::collections::BTreeSet::new();
+            let info = KeyInfo {
+                key: &key,
+                file: Some("f"),
+                holders: &holders,
+            };
+            let facts = Facts::from_files(|_| None);
+            let sizes = RepoSizes::new();
+            cases
+                .iter()
+                .map(|s| {
+                    let e = parse(s).expect("at the limit parses");
+                    eval_expr(&e, &facts, &sizes, "u", &info).expect("evaluates")
+                })
+                .collect::<Vec<bool>>()
+        });
     let results = worker.expect("spawn").join().expect("no stack overflow");
     assert_eq!(results, [true, false, false, true]);
 

@@ -57,8 +57,10 @@ mod tests {
         assert!(st.success());
         let b = Branch::open(t.path()).expect("open");
         b.create().expect("create");
-        let k6 = Key::parse("SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
-            .expect("key");
+        let k6 = Key::parse(
+            "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
+        )
+        .expect("key");
         let k10 = Key::parse("WORM-s10-m1--x").expect("key");
         b.log_key_location(&k6, "u1", crate::branch::LogStatus::Present)
             .expect("log");

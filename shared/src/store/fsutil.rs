@@ -159,4 +159,3 @@ pub(crate) fn free_space(dir: &Path) -> io::Result<u64> {
     let avail = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
     Ok(avail)
 }
-

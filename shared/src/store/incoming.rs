@@ -210,7 +210,10 @@ impl Incoming {
     /// this transfer started at offset 0 (otherwise this verifies as
     /// [`Incoming::finish`] would, and fails: the partial bytes before the
     /// offset were never part of the caller's hash).
-    pub fn finish_verified(mut self, verdict: Result<Checked, Mismatch>) -> Result<Stored, StoreError> {
+    pub fn finish_verified(
+        mut self,
+        verdict: Result<Checked, Mismatch>,
+    ) -> Result<Stored, StoreError> {
         if self.offset != 0 {
             return self.finish(VerifyMode::Unknown);
         }

@@ -442,7 +442,10 @@ fn a_wrong_verdict_or_a_missing_hash_stores_nothing() {
         expected: "a".into(),
         actual: "b".into(),
     });
-    assert!(matches!(inc.finish_verified(wrong), Err(StoreError::Verification(_))));
+    assert!(matches!(
+        inc.finish_verified(wrong),
+        Err(StoreError::Verification(_))
+    ));
     assert!(!store.has(&key()));
     assert!(!store.tmp_path(&key()).expect("tmp").exists());
 

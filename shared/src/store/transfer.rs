@@ -199,7 +199,10 @@ impl ObjectStore {
     /// info files. Only a hint for spreading reads: a transfer that
     /// crashed leaves its file behind.
     pub fn uploads_running(&self) -> usize {
-        let dir = self.annex_dir().join("transfer").join(Direction::Upload.name());
+        let dir = self
+            .annex_dir()
+            .join("transfer")
+            .join(Direction::Upload.name());
         let Ok(uuids) = std::fs::read_dir(dir) else {
             return 0;
         };

@@ -125,7 +125,9 @@ pub struct Creds {
 impl Creds {
     /// `annex_dir` is the repository's `.git/annex`.
     pub fn new(annex_dir: &Path) -> Creds {
-        Creds { dir: annex_dir.join("creds") }
+        Creds {
+            dir: annex_dir.join("creds"),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -156,9 +158,18 @@ impl Creds {
     /// Accept `token` (on `address`; a tor address is stored without one,
     /// as git-annex does). New lines go first; a line already there is
     /// not repeated.
-    pub fn add_accepted(&self, token: &AuthToken, address: Option<&P2pAddress>) -> Result<(), CredsError> {
-        let address = address.filter(|a| !matches!(a, P2pAddress::Tor { .. })).cloned();
-        let new = AcceptedToken { token: token.clone(), address };
+    pub fn add_accepted(
+        &self,
+        token: &AuthToken,
+        address: Option<&P2pAddress>,
+    ) -> Result<(), CredsError> {
+        let address = address
+            .filter(|a| !matches!(a, P2pAddress::Tor { .. }))
+            .cloned();
+        let new = AcceptedToken {
+            token: token.clone(),
+            address,
+        };
         let mut all = self.accepted()?;
         if all.contains(&new) {
             return Ok(());
@@ -170,7 +181,11 @@ impl Creds {
     /// Stop accepting `token` anywhere; false when it was not accepted.
     pub fn remove_accepted(&self, token: &AuthToken) -> Result<bool, CredsError> {
         let all = self.accepted()?;
-        let kept: Vec<AcceptedToken> = all.iter().filter(|a| !a.token.ct_eq(token)).cloned().collect();
+        let kept: Vec<AcceptedToken> = all
+            .iter()
+            .filter(|a| !a.token.ct_eq(token))
+            .cloned()
+            .collect();
         if kept.len() == all.len() {
             return Ok(false);
         }
@@ -189,7 +204,11 @@ impl Creds {
     }
 
     /// Remember the token to send to `address`.
-    pub fn store_peer_token(&self, address: &P2pAddress, token: &AuthToken) -> Result<(), CredsError> {
+    pub fn store_peer_token(
+        &self,
+        address: &P2pAddress,
+        token: &AuthToken,
+    ) -> Result<(), CredsError> {
         self.write(&address.creds_file_name(), token.as_str())
     }
 

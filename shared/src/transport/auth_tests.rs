@@ -25,7 +25,10 @@ fn generated_tokens_are_128_lowercase_hex_and_differ() {
     let a = AuthToken::generate(GENERATED_TOKEN_LEN).expect("urandom");
     let b = AuthToken::generate(GENERATED_TOKEN_LEN).expect("urandom");
     assert_eq!(a.as_str().len(), 128);
-    assert!(a.as_str().bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    assert!(a
+        .as_str()
+        .bytes()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
     assert_ne!(a, b);
     assert_eq!(AuthToken::generate(64).expect("urandom").as_str().len(), 64);
 }
@@ -80,9 +83,19 @@ fn skips_blank_and_unparseable_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
     let creds = Creds::new(dir.path());
     std::fs::create_dir_all(creds.dir()).expect("mkdir");
-    std::fs::write(creds.dir().join(P2PAUTH_FILE), "\nbad-token\nok1 nonsense\nok2\n").expect("write");
+    std::fs::write(
+        creds.dir().join(P2PAUTH_FILE),
+        "\nbad-token\nok1 nonsense\nok2\n",
+    )
+    .expect("write");
     let all = creds.accepted().expect("read");
-    assert_eq!(all, vec![AcceptedToken { token: tok("ok2"), address: None }]);
+    assert_eq!(
+        all,
+        vec![AcceptedToken {
+            token: tok("ok2"),
+            address: None
+        }]
+    );
     assert!(!creds.allowed(None).expect("read").allows(&tok("ok1")));
 }
 
@@ -92,10 +105,16 @@ fn add_writes_git_annex_format_0600_newest_first() {
     let creds = Creds::new(dir.path());
     let foo = P2pAddress::parse("p2p-annex::foo:bar").expect("addr");
     let tor = P2pAddress::parse("tor-annex::abcdefg.onion:5555").expect("addr");
-    creds.add_accepted(&tok(&REAL_P2PAUTH[129..257]), Some(&foo)).expect("add");
+    creds
+        .add_accepted(&tok(&REAL_P2PAUTH[129..257]), Some(&foo))
+        .expect("add");
     // A tor address is stored without it, as git-annex does.
-    creds.add_accepted(&tok(&REAL_P2PAUTH[..128]), Some(&tor)).expect("add");
-    creds.add_accepted(&tok(&REAL_P2PAUTH[..128]), None).expect("add again");
+    creds
+        .add_accepted(&tok(&REAL_P2PAUTH[..128]), Some(&tor))
+        .expect("add");
+    creds
+        .add_accepted(&tok(&REAL_P2PAUTH[..128]), None)
+        .expect("add again");
     let path = creds.dir().join(P2PAUTH_FILE);
     assert_eq!(std::fs::read_to_string(&path).expect("read"), REAL_P2PAUTH);
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
@@ -112,7 +131,12 @@ fn remove_drops_every_line_of_the_token() {
     creds.add_accepted(&tok("bbb"), None).expect("add");
     assert!(creds.remove_accepted(&tok("AAA")).expect("remove"));
     assert!(!creds.remove_accepted(&tok("aaa")).expect("remove"));
-    let left: Vec<_> = creds.accepted().expect("read").into_iter().map(|a| a.token).collect();
+    let left: Vec<_> = creds
+        .accepted()
+        .expect("read")
+        .into_iter()
+        .map(|a| a.token)
+        .collect();
     assert_eq!(left, vec![tok("bbb")]);
 }
 
@@ -125,7 +149,9 @@ fn peer_token_is_the_first_line_of_the_escaped_creds_file() {
         return; // the environment would override the file
     }
     assert_eq!(creds.peer_token(&addr).expect("read"), None);
-    creds.store_peer_token(&addr, &tok("secret1")).expect("store");
+    creds
+        .store_peer_token(&addr, &tok("secret1"))
+        .expect("store");
     assert!(creds.dir().join("abc%2Eonion").is_file());
     std::fs::write(creds.dir().join("abc%2Eonion"), "Secret2\nignored\n").expect("write");
     assert_eq!(creds.peer_token(&addr).expect("read"), Some(tok("secret2")));

@@ -188,7 +188,10 @@ mod tests {
         let base = Path::new("/srv/proxy");
         assert_eq!(
             Location::parse("tor-annex::abc.onion:5", base),
-            Some(Location::P2p(P2pAddress::Tor { onion: "abc.onion".into(), port: 5 }))
+            Some(Location::P2p(P2pAddress::Tor {
+                onion: "abc.onion".into(),
+                port: 5
+            }))
         );
         assert_eq!(
             Location::parse("p2p-annex::unixsock:/run/n1.sock", base),

@@ -47,7 +47,9 @@ const SSH_UNREACHABLE: i32 = 255;
 pub enum TransportError {
     #[error("{name}: remote has no url")]
     NoUrl { name: String },
-    #[error("{name}: cannot reach {url}: only local paths, ssh URLs and P2P addresses are supported")]
+    #[error(
+        "{name}: cannot reach {url}: only local paths, ssh URLs and P2P addresses are supported"
+    )]
     Unsupported { name: String, url: String },
     #[error("{name}: refusing ssh host or user {value:?}: it would be read as an ssh option")]
     UnsafeHost { name: String, value: String },
@@ -605,7 +607,7 @@ fn keep_tail(buf: &Mutex<Vec<u8>>, more: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 #[path = "peer_tests.rs"]
 mod peer_tests;
+#[cfg(test)]
+mod tests;

@@ -44,7 +44,9 @@ pub enum P2pAddress {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
-    #[error("{0:?} is not a P2P address (expected tor-annex::ONION:PORT or p2p-annex::NET:ADDRESS)")]
+    #[error(
+        "{0:?} is not a P2P address (expected tor-annex::ONION:PORT or p2p-annex::NET:ADDRESS)"
+    )]
     Scheme(String),
     #[error("{0:?}: onion address must include a port number (tor-annex::ONION:PORT)")]
     Port(String),
@@ -62,31 +64,46 @@ impl P2pAddress {
     /// An address without a token.
     pub fn parse(s: &str) -> Result<P2pAddress, AddressError> {
         if let Some(rest) = s.strip_prefix(TOR_SCHEME) {
-            let (onion, port) = rest.split_once(':').ok_or_else(|| AddressError::Port(s.to_owned()))?;
+            let (onion, port) = rest
+                .split_once(':')
+                .ok_or_else(|| AddressError::Port(s.to_owned()))?;
             let port = parse_port(port).ok_or_else(|| AddressError::Port(s.to_owned()))?;
             let onion_ok = !onion.is_empty()
                 && onion.len() <= MAX_ONION
                 && !onion.starts_with('-')
-                && onion.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+                && onion
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
             if !onion_ok {
                 return Err(AddressError::Onion(s.to_owned()));
             }
-            return Ok(P2pAddress::Tor { onion: onion.to_owned(), port });
+            return Ok(P2pAddress::Tor {
+                onion: onion.to_owned(),
+                port,
+            });
         }
         if let Some(rest) = s.strip_prefix(P2P_SCHEME) {
             let (net, address) = rest.split_once(':').unwrap_or((rest, ""));
             let net_ok = !net.is_empty()
                 && !net.starts_with('-')
-                && net.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && net
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !net_ok {
                 return Err(AddressError::NetName(s.to_owned()));
             }
             // The address is one argv word for the network's program; one
             // that looks like an option could change what that program does.
-            if address.is_empty() || address.starts_with('-') || address.chars().any(char::is_control) {
+            if address.is_empty()
+                || address.starts_with('-')
+                || address.chars().any(char::is_control)
+            {
                 return Err(AddressError::Underlying(s.to_owned()));
             }
-            return Ok(P2pAddress::Net { net: net.to_owned(), address: address.to_owned() });
+            return Ok(P2pAddress::Net {
+                net: net.to_owned(),
+                address: address.to_owned(),
+            });
         }
         Err(AddressError::Scheme(s.to_owned()))
     }
@@ -94,7 +111,9 @@ impl P2pAddress {
     /// `ADDRESS:TOKEN`, as `git annex p2p --gen-addresses` prints and
     /// `git annex p2p --link` reads: the token is after the last `:`.
     pub fn parse_with_token(s: &str) -> Result<(P2pAddress, AuthToken), AddressError> {
-        let (addr, token) = s.rsplit_once(':').ok_or_else(|| AddressError::NoToken(s.to_owned()))?;
+        let (addr, token) = s
+            .rsplit_once(':')
+            .ok_or_else(|| AddressError::NoToken(s.to_owned()))?;
         let token = AuthToken::parse(token).ok_or_else(|| AddressError::NoToken(s.to_owned()))?;
         Ok((P2pAddress::parse(addr)?, token))
     }
@@ -150,12 +169,20 @@ impl P2pAddress {
 
     /// [`Self::connect`], with the network program's stderr as `stderr`
     /// (piped by a proxy that keeps it for its errors).
-    pub async fn connect_with(&self, tor_socks: SocketAddr, stderr: Stdio) -> Result<PeerStream, PeerError> {
+    pub async fn connect_with(
+        &self,
+        tor_socks: SocketAddr,
+        stderr: Stdio,
+    ) -> Result<PeerStream, PeerError> {
         match self {
             P2pAddress::Tor { onion, port } => {
                 let stream = socks::connect(tor_socks, onion, *port).await?;
                 let (r, w) = stream.into_split();
-                Ok(PeerStream { reader: Box::new(r), writer: Box::new(w), child: None })
+                Ok(PeerStream {
+                    reader: Box::new(r),
+                    writer: Box::new(w),
+                    child: None,
+                })
             }
             P2pAddress::Net { net, address } => {
                 let program = format!("{NET_PROGRAM_PREFIX}{net}");
@@ -169,7 +196,11 @@ impl P2pAddress {
                     .map_err(|source| PeerError::Spawn { program, source })?;
                 let stdout = child.stdout.take().expect("stdout was piped");
                 let stdin = child.stdin.take().expect("stdin was piped");
-                Ok(PeerStream { reader: Box::new(stdout), writer: Box::new(stdin), child: Some(child) })
+                Ok(PeerStream {
+                    reader: Box::new(stdout),
+                    writer: Box::new(stdin),
+                    child: Some(child),
+                })
             }
         }
     }
@@ -242,13 +273,22 @@ where
     W: AsyncWrite + Unpin,
 {
     let address = address.to_string();
-    let conn_err = |source| PeerError::Conn { address: address.clone(), source };
-    let auth = Message::Auth { uuid: my_uuid.to_owned(), token: token.as_str().to_owned() };
+    let conn_err = |source| PeerError::Conn {
+        address: address.clone(),
+        source,
+    };
+    let auth = Message::Auth {
+        uuid: my_uuid.to_owned(),
+        token: token.as_str().to_owned(),
+    };
     conn.write_message(&auth).await.map_err(conn_err)?;
     match conn.read_message().await {
         Ok(Some(Message::AuthSuccess(uuid))) => Ok(uuid),
         Ok(Some(Message::AuthFailure)) => Err(PeerError::AuthFailure { address }),
-        Ok(Some(other)) => Err(PeerError::Unexpected { address, verb: other.verb() }),
+        Ok(Some(other)) => Err(PeerError::Unexpected {
+            address,
+            verb: other.verb(),
+        }),
         Ok(None) | Err(ConnError::UnexpectedEof) => Err(PeerError::Closed { address }),
         Err(e) => Err(conn_err(e)),
     }

@@ -1,11 +1,17 @@
 use super::*;
 
 fn tor(onion: &str, port: u16) -> P2pAddress {
-    P2pAddress::Tor { onion: onion.into(), port }
+    P2pAddress::Tor {
+        onion: onion.into(),
+        port,
+    }
 }
 
 fn net(n: &str, a: &str) -> P2pAddress {
-    P2pAddress::Net { net: n.into(), address: a.into() }
+    P2pAddress::Net {
+        net: n.into(),
+        address: a.into(),
+    }
 }
 
 const TOKEN: &str = "d75f2e5e9deb755e75d7f3749de1133f32b7637409b394d1a54351a403a0fd9e66b326b2d17520b4f216b8728c8c8dd5aa926663f40050fbf8c33a3fb84b8fa1";
@@ -70,7 +76,8 @@ fn trailing_token_is_optional() {
     // A short last field of a p2p-annex address is part of the address.
     let (a, t) = P2pAddress::parse_maybe_token("p2p-annex::foo:bar:baz").expect("parse");
     assert_eq!((a, t), (net("foo", "bar:baz"), None));
-    let (a, t) = P2pAddress::parse_maybe_token(&format!("p2p-annex::foo:bar:{TOKEN}")).expect("parse");
+    let (a, t) =
+        P2pAddress::parse_maybe_token(&format!("p2p-annex::foo:bar:{TOKEN}")).expect("parse");
     assert_eq!(a, net("foo", "bar"));
     assert_eq!(t.expect("token").as_str(), TOKEN);
     // Nothing but a token after the network name: no address left.
@@ -81,7 +88,10 @@ fn trailing_token_is_optional() {
 #[test]
 fn creds_file_names_escape_all_but_letters_and_digits() {
     assert_eq!(tor("abc.onion", 1).creds_file_name(), "abc%2Eonion");
-    assert_eq!(net("unixsock", "srv/addr-1").creds_file_name(), "unixsock%3Asrv%2Faddr%2D1");
+    assert_eq!(
+        net("unixsock", "srv/addr-1").creds_file_name(),
+        "unixsock%3Asrv%2Faddr%2D1"
+    );
 }
 
 #[tokio::test]
@@ -95,10 +105,15 @@ async fn authenticate_sends_auth_and_takes_the_uuid() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut buf = vec![0u8; 10];
         server.read_exact(&mut buf).await.expect("read");
-        server.write_all(b"AUTH-SUCCESS u-1\n").await.expect("write");
+        server
+            .write_all(b"AUTH-SUCCESS u-1\n")
+            .await
+            .expect("write");
         buf
     });
-    let uuid = authenticate(&mut conn, &addr, "", &token).await.expect("auth");
+    let uuid = authenticate(&mut conn, &addr, "", &token)
+        .await
+        .expect("auth");
     assert_eq!(uuid, "u-1");
     assert_eq!(peer.await.expect("join"), b"AUTH  abc\n");
 }
@@ -113,10 +128,20 @@ async fn authenticate_reports_auth_failure() {
         use tokio::io::AsyncWriteExt;
         server.write_all(b"AUTH-FAILURE\n").await.expect("write");
     }
-    let err = authenticate(&mut conn, &tor("x.onion", 80), "me", &token).await.expect_err("refused");
+    let err = authenticate(&mut conn, &tor("x.onion", 80), "me", &token)
+        .await
+        .expect_err("refused");
     assert!(matches!(err, PeerError::AuthFailure { .. }), "{err}");
-    assert_eq!(err.to_string(), "tor-annex::x.onion:80 refused our auth token (AUTH-FAILURE)");
+    assert_eq!(
+        err.to_string(),
+        "tor-annex::x.onion:80 refused our auth token (AUTH-FAILURE)"
+    );
     drop(server);
-    let err = authenticate(&mut conn, &tor("x.onion", 80), "me", &token).await.expect_err("closed");
-    assert!(matches!(err, PeerError::Closed { .. } | PeerError::Conn { .. }), "{err}");
+    let err = authenticate(&mut conn, &tor("x.onion", 80), "me", &token)
+        .await
+        .expect_err("closed");
+    assert!(
+        matches!(err, PeerError::Closed { .. } | PeerError::Conn { .. }),
+        "{err}"
+    );
 }

@@ -24,7 +24,10 @@ pub(super) async fn open(
     addr: &P2pAddress,
     opts: &ConnectOptions,
 ) -> Result<(NodeConnection, AuthToken), TransportError> {
-    let peer_err = |source| TransportError::Peer { name: node.name.clone(), source };
+    let peer_err = |source| TransportError::Peer {
+        name: node.name.clone(),
+        source,
+    };
     let token = token_for(node, addr, opts)?;
     let proxy = match addr {
         P2pAddress::Tor { .. } => socks::tor_socks_proxy(opts.tor_socks.as_deref())
@@ -34,8 +37,14 @@ pub(super) async fn open(
         P2pAddress::Net { .. } => socks::DEFAULT_TOR_SOCKS,
     };
     // The network program's stderr is kept like a shell's, for errors.
-    let PeerStream { reader, writer, mut child } =
-        addr.connect_with(proxy, Stdio::piped()).await.map_err(peer_err)?;
+    let PeerStream {
+        reader,
+        writer,
+        mut child,
+    } = addr
+        .connect_with(proxy, Stdio::piped())
+        .await
+        .map_err(peer_err)?;
     let stderr = match child.as_mut() {
         Some(c) => StderrTail::start(c, opts.forward_stderr),
         None => StderrTail::none(),
@@ -62,22 +71,35 @@ pub(super) async fn authenticate(
         Ok(uuid) => Ok(uuid),
         // The peer's program may have said why on its stderr.
         Err(PeerError::Closed { .. }) => Err(Handshake::Eof),
-        Err(source) => Err(Handshake::Failed(TransportError::Peer { name: nc.name.clone(), source })),
+        Err(source) => Err(Handshake::Failed(TransportError::Peer {
+            name: nc.name.clone(),
+            source,
+        })),
     }
 }
 
 /// The token git-annex would send to `addr` from the connecting
 /// repository: `GIT_ANNEX_P2P_AUTHTOKEN` if set, else the first line of
 /// that repository's `annex/creds/` file for the address.
-fn token_for(node: &NodeRemote, addr: &P2pAddress, opts: &ConnectOptions) -> Result<AuthToken, TransportError> {
+fn token_for(
+    node: &NodeRemote,
+    addr: &P2pAddress,
+    opts: &ConnectOptions,
+) -> Result<AuthToken, TransportError> {
     let found = match &opts.git_dir {
         Some(dir) => Creds::new(&dir.join("annex")).peer_token(addr),
         None => auth::env_token(),
     };
-    let found = found.map_err(|source| TransportError::Creds { name: node.name.clone(), source })?;
+    let found = found.map_err(|source| TransportError::Creds {
+        name: node.name.clone(),
+        source,
+    })?;
     found.ok_or_else(|| TransportError::Peer {
         name: node.name.clone(),
-        source: PeerError::NoToken { address: addr.to_string(), file: addr.creds_file_name() },
+        source: PeerError::NoToken {
+            address: addr.to_string(),
+            file: addr.creds_file_name(),
+        },
     })
 }
 
@@ -137,5 +159,8 @@ pub(super) async fn drain(from: &mut BoxRead) -> Option<i32> {
             }
         }
     };
-    tokio::time::timeout(super::CLOSE_GRACE, until_eof).await.ok().flatten()
+    tokio::time::timeout(super::CLOSE_GRACE, until_eof)
+        .await
+        .ok()
+        .flatten()
 }

@@ -52,7 +52,9 @@ async fn tor_peer(replies: &'static [&'static str]) -> Peer {
         s.read_exact(&mut head).await.expect("request");
         let mut rest = vec![0u8; usize::from(head[4]) + 2];
         s.read_exact(&mut rest).await.expect("name and port");
-        s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.expect("reply");
+        s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+            .await
+            .expect("reply");
         let (r, mut w) = s.into_split();
         let mut r = BufReader::new(r);
         let mut seen = Vec::new();
@@ -64,7 +66,10 @@ async fn tor_peer(replies: &'static [&'static str]) -> Peer {
             }
             seen.push(line.trim_end().to_owned());
             match replies.next() {
-                Some(reply) => w.write_all(format!("{reply}\n").as_bytes()).await.expect("write"),
+                Some(reply) => w
+                    .write_all(format!("{reply}\n").as_bytes())
+                    .await
+                    .expect("write"),
                 None => break,
             }
         }
@@ -72,14 +77,21 @@ async fn tor_peer(replies: &'static [&'static str]) -> Peer {
         done.store(true, Ordering::SeqCst);
         seen
     });
-    Peer { proxy, lines, finished }
+    Peer {
+        proxy,
+        lines,
+        finished,
+    }
 }
 
 fn tor_node(uuid: &str) -> NodeRemote {
     NodeRemote {
         name: "tornode".into(),
         uuid: uuid.into(),
-        location: Location::P2p(P2pAddress::Tor { onion: ONION.into(), port: 5555 }),
+        location: Location::P2p(P2pAddress::Tor {
+            onion: ONION.into(),
+            port: 5555,
+        }),
         annex_shell: None,
         ssh_options: vec![],
     }
@@ -98,15 +110,25 @@ fn opts_with_creds(git_dir: &Path, proxy: SocketAddr) -> ConnectOptions {
 
 #[test]
 fn remote_urls_at_p2p_addresses_are_nodes() {
-    let mut remote = crate::repo::RemoteConfig { name: "n1".into(), settings: Default::default() };
-    remote.settings.insert("url".into(), "p2p-annex::unixsock:/run/n1".into());
+    let mut remote = crate::repo::RemoteConfig {
+        name: "n1".into(),
+        settings: Default::default(),
+    };
+    remote
+        .settings
+        .insert("url".into(), "p2p-annex::unixsock:/run/n1".into());
     remote.settings.insert("annex-uuid".into(), NODE.into());
     let node = NodeRemote::from_config(&remote, Path::new("/")).expect("supported");
     assert_eq!(
         node.location,
-        Location::P2p(P2pAddress::Net { net: "unixsock".into(), address: "/run/n1".into() })
+        Location::P2p(P2pAddress::Net {
+            net: "unixsock".into(),
+            address: "/run/n1".into()
+        })
     );
-    remote.settings.insert("url".into(), "tor-annex::x.onion".into());
+    remote
+        .settings
+        .insert("url".into(), "tor-annex::x.onion".into());
     let err = NodeRemote::from_config(&remote, Path::new("/")).expect_err("no port");
     assert!(matches!(err, TransportError::Unsupported { .. }), "{err}");
 }
@@ -116,19 +138,38 @@ async fn tor_node_authenticates_with_the_stored_token_and_negotiates() {
     if env_overrides() {
         return;
     }
-    let peer = tor_peer(&["AUTH-SUCCESS e0bc0cf7-0000-4000-8000-000000000002", "VERSION 1", "ERROR echo"]).await;
+    let peer = tor_peer(&[
+        "AUTH-SUCCESS e0bc0cf7-0000-4000-8000-000000000002",
+        "VERSION 1",
+        "ERROR echo",
+    ])
+    .await;
     let t = tempfile::tempdir().expect("tempdir");
-    let mut nc = connect(&tor_node(NODE), ME, 2, &opts_with_creds(t.path(), peer.proxy)).await.expect("connect");
+    let mut nc = connect(
+        &tor_node(NODE),
+        ME,
+        2,
+        &opts_with_creds(t.path(), peer.proxy),
+    )
+    .await
+    .expect("connect");
     assert_eq!(nc.version, 1);
     let reply = nc.exchange(&Message::GetTimestamp).await.expect("exchange");
     assert_eq!(reply, Message::Error("echo".into()));
     assert_eq!(nc.stderr_tail(), "", "a socket has no stderr");
     // Closing waits for the peer to end its session.
     assert_eq!(nc.close().await, Some(0));
-    assert!(peer.finished.load(Ordering::SeqCst), "closed before the peer finished");
+    assert!(
+        peer.finished.load(Ordering::SeqCst),
+        "closed before the peer finished"
+    );
     assert_eq!(
         peer.lines.await.expect("join"),
-        vec![format!("AUTH {ME} {TOKEN}"), "VERSION 2".into(), "GETTIMESTAMP".into()]
+        vec![
+            format!("AUTH {ME} {TOKEN}"),
+            "VERSION 2".into(),
+            "GETTIMESTAMP".into()
+        ]
     );
 }
 
@@ -139,10 +180,15 @@ async fn tor_node_must_be_the_remote_uuid() {
     }
     let peer = tor_peer(&["AUTH-SUCCESS 00000000-0000-4000-8000-0000000000ff"]).await;
     let t = tempfile::tempdir().expect("tempdir");
-    let err = connect(&tor_node(NODE), ME, 2, &opts_with_creds(t.path(), peer.proxy))
-        .await
-        .err()
-        .expect("wrong node");
+    let err = connect(
+        &tor_node(NODE),
+        ME,
+        2,
+        &opts_with_creds(t.path(), peer.proxy),
+    )
+    .await
+    .err()
+    .expect("wrong node");
     assert!(
         matches!(&err, TransportError::WrongUuid { found, .. } if found == "00000000-0000-4000-8000-0000000000ff"),
         "{err}"
@@ -159,13 +205,32 @@ async fn refused_token_and_silent_peer_are_reported() {
     let peer = tor_peer(&["AUTH-FAILURE"]).await;
     let t = tempfile::tempdir().expect("tempdir");
     let opts = opts_with_creds(t.path(), peer.proxy);
-    let err = connect(&tor_node(NODE), ME, 2, &opts).await.err().expect("refused");
-    assert!(matches!(err, TransportError::Peer { source: PeerError::AuthFailure { .. }, .. }), "{err}");
-    assert!(err.to_string().starts_with("tornode: tor-annex::abcdefg.onion:5555 refused"), "{err}");
+    let err = connect(&tor_node(NODE), ME, 2, &opts)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            err,
+            TransportError::Peer {
+                source: PeerError::AuthFailure { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("tornode: tor-annex::abcdefg.onion:5555 refused"),
+        "{err}"
+    );
 
     let peer = tor_peer(&[]).await;
     let opts = opts_with_creds(t.path(), peer.proxy);
-    let err = connect(&tor_node(NODE), ME, 2, &opts).await.err().expect("closed");
+    let err = connect(&tor_node(NODE), ME, 2, &opts)
+        .await
+        .err()
+        .expect("closed");
     assert!(matches!(err, TransportError::Closed { .. }), "{err}");
 }
 
@@ -182,9 +247,24 @@ async fn no_token_means_no_connection() {
     let mut opts = ConnectOptions::new("/nonexistent".into());
     opts.git_dir = Some(t.path().to_owned());
     opts.tor_socks = Some(proxy.to_string());
-    let err = connect(&tor_node(NODE), ME, 2, &opts).await.err().expect("no token");
-    assert!(matches!(err, TransportError::Peer { source: PeerError::NoToken { .. }, .. }), "{err}");
-    assert!(err.to_string().contains("abcdefg%2Eonion"), "names the creds file: {err}");
+    let err = connect(&tor_node(NODE), ME, 2, &opts)
+        .await
+        .err()
+        .expect("no token");
+    assert!(
+        matches!(
+            err,
+            TransportError::Peer {
+                source: PeerError::NoToken { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("abcdefg%2Eonion"),
+        "names the creds file: {err}"
+    );
 }
 
 #[tokio::test]
@@ -193,15 +273,39 @@ async fn a_missing_network_program_is_named() {
         return;
     }
     let t = tempfile::tempdir().expect("tempdir");
-    let addr = P2pAddress::Net { net: "annexproxy-test-absent".into(), address: "x".into() };
+    let addr = P2pAddress::Net {
+        net: "annexproxy-test-absent".into(),
+        address: "x".into(),
+    };
     let creds = auth::Creds::new(&t.path().join("annex"));
-    creds.store_peer_token(&addr, &auth::AuthToken::parse(TOKEN).expect("token")).expect("store");
+    creds
+        .store_peer_token(&addr, &auth::AuthToken::parse(TOKEN).expect("token"))
+        .expect("store");
     let mut opts = ConnectOptions::new("/nonexistent".into());
     opts.git_dir = Some(t.path().to_owned());
-    let node = NodeRemote { location: Location::P2p(addr), ..tor_node(NODE) };
-    let err = connect(&node, ME, 2, &opts).await.err().expect("no program");
-    assert!(matches!(err, TransportError::Peer { source: PeerError::Spawn { .. }, .. }), "{err}");
-    assert!(err.to_string().contains("git-annex-p2p-annexproxy-test-absent"), "{err}");
+    let node = NodeRemote {
+        location: Location::P2p(addr),
+        ..tor_node(NODE)
+    };
+    let err = connect(&node, ME, 2, &opts)
+        .await
+        .err()
+        .expect("no program");
+    assert!(
+        matches!(
+            err,
+            TransportError::Peer {
+                source: PeerError::Spawn { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("git-annex-p2p-annexproxy-test-absent"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -209,15 +313,21 @@ fn discovery_takes_the_uuid_auth_answers_with() {
     if env_overrides() {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let peer = runtime.block_on(tor_peer(&["AUTH-SUCCESS e0bc0cf7-0000-4000-8000-000000000002"]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let peer = runtime.block_on(tor_peer(&[
+        "AUTH-SUCCESS e0bc0cf7-0000-4000-8000-000000000002",
+    ]));
     // The peer runs on a thread of its own: discovery blocks this one.
     let serving = std::thread::spawn(move || runtime.block_on(peer.lines));
     let t = tempfile::tempdir().expect("tempdir");
     let mut opts = opts_with_creds(t.path(), peer.proxy);
     opts.local_uuid = Some(ME.into());
     // A cached UUID that is stale does not stand in the way of learning.
-    let found = discover_uuid(&tor_node("00000000-0000-4000-8000-0000000000ff"), &opts).expect("discover");
+    let found =
+        discover_uuid(&tor_node("00000000-0000-4000-8000-0000000000ff"), &opts).expect("discover");
     assert_eq!(found, Some(NODE.to_owned()));
     let lines = serving.join().expect("peer thread").expect("join");
     assert_eq!(lines, vec![format!("AUTH {ME} {TOKEN}")]);

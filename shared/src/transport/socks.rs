@@ -18,7 +18,8 @@ use tokio_socks::tcp::Socks5Stream;
 use tokio_socks::TargetAddr;
 
 /// Where tor's SOCKS port is unless told otherwise.
-pub const DEFAULT_TOR_SOCKS: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9050));
+pub const DEFAULT_TOR_SOCKS: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9050));
 
 pub const SOCKS_ENV: &str = "ANNEXPROXY_TOR_SOCKS";
 pub const SOCKS_CONFIG: &str = "annexproxy.torsocks";
@@ -56,12 +57,19 @@ pub fn tor_socks_proxy(config: Option<&str>) -> Result<SocketAddr, SocksError> {
 }
 
 fn parse_proxy(value: &str, from: &'static str) -> Result<SocketAddr, SocksError> {
-    let bad = || SocksError::BadProxy { value: value.to_owned(), from };
+    let bad = || SocksError::BadProxy {
+        value: value.to_owned(),
+        from,
+    };
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }
     // A host name (`localhost:9050`): resolved here, once.
-    value.to_socket_addrs().map_err(|_| bad())?.next().ok_or_else(bad)
+    value
+        .to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
 }
 
 /// A TCP stream to `host:port` through the SOCKS5 proxy at `proxy`.
@@ -72,7 +80,12 @@ pub async fn connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStre
     let target = TargetAddr::Domain(Cow::Borrowed(host), port);
     match Socks5Stream::connect_with_socket(socket, target).await {
         Ok(stream) => Ok(stream.into_inner()),
-        Err(e) => Err(SocksError::Refused { proxy, host: host.to_owned(), port, reason: e.to_string() }),
+        Err(e) => Err(SocksError::Refused {
+            proxy,
+            host: host.to_owned(),
+            port,
+            reason: e.to_string(),
+        }),
     }
 }
 

@@ -27,13 +27,18 @@ async fn fake_proxy(reply: u8) -> (SocketAddr, tokio::task::JoinHandle<(String, 
         s.read_exact(&mut name).await.expect("name");
         let mut port = [0u8; 2];
         s.read_exact(&mut port).await.expect("port");
-        s.write_all(&[5, reply, 0, 1, 0, 0, 0, 0, 0, 0]).await.expect("reply");
+        s.write_all(&[5, reply, 0, 1, 0, 0, 0, 0, 0, 0])
+            .await
+            .expect("reply");
         if reply == 0 {
             let mut line = [0u8; 5];
             s.read_exact(&mut line).await.expect("payload");
             s.write_all(&line).await.expect("echo");
         }
-        (String::from_utf8(name).expect("utf8"), u16::from_be_bytes(port))
+        (
+            String::from_utf8(name).expect("utf8"),
+            u16::from_be_bytes(port),
+        )
     });
     (addr, task)
 }
@@ -41,12 +46,17 @@ async fn fake_proxy(reply: u8) -> (SocketAddr, tokio::task::JoinHandle<(String, 
 #[tokio::test]
 async fn connects_by_domain_name_and_carries_bytes() {
     let (proxy, seen) = fake_proxy(0).await;
-    let mut s = connect(proxy, "abcdefg.onion", 5555).await.expect("connect");
+    let mut s = connect(proxy, "abcdefg.onion", 5555)
+        .await
+        .expect("connect");
     s.write_all(b"ping\n").await.expect("write");
     let mut back = [0u8; 5];
     s.read_exact(&mut back).await.expect("read");
     assert_eq!(&back, b"ping\n");
-    assert_eq!(seen.await.expect("join"), ("abcdefg.onion".to_owned(), 5555));
+    assert_eq!(
+        seen.await.expect("join"),
+        ("abcdefg.onion".to_owned(), 5555)
+    );
 }
 
 #[tokio::test]
@@ -62,9 +72,14 @@ async fn no_proxy_listening_is_unreachable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = listener.local_addr().expect("addr");
     drop(listener);
-    let err = connect(proxy, "x.onion", 1).await.expect_err("nothing there");
+    let err = connect(proxy, "x.onion", 1)
+        .await
+        .expect_err("nothing there");
     assert!(matches!(err, SocksError::Unreachable { .. }), "{err}");
-    assert!(err.to_string().contains(SOCKS_ENV), "says how to point elsewhere: {err}");
+    assert!(
+        err.to_string().contains(SOCKS_ENV),
+        "says how to point elsewhere: {err}"
+    );
 }
 
 #[test]
@@ -75,8 +90,13 @@ fn proxy_setting_defaults_to_tor_and_takes_config() {
     assert_eq!(tor_socks_proxy(None).expect("default"), DEFAULT_TOR_SOCKS);
     assert_eq!(DEFAULT_TOR_SOCKS.to_string(), "127.0.0.1:9050");
     assert_eq!(
-        tor_socks_proxy(Some("127.0.0.1:1234")).expect("config").to_string(),
+        tor_socks_proxy(Some("127.0.0.1:1234"))
+            .expect("config")
+            .to_string(),
         "127.0.0.1:1234"
     );
-    assert!(matches!(tor_socks_proxy(Some("nonsense")), Err(SocksError::BadProxy { .. })));
+    assert!(matches!(
+        tor_socks_proxy(Some("nonsense")),
+        Err(SocksError::BadProxy { .. })
+    ));
 }

@@ -94,12 +94,13 @@ pub fn configlist_uuid(
     };
     let remote = shell_command(&unknown, "configlist", &at.dir, &[]);
     let mut cmd = std::process::Command::new(ssh);
-    cmd.args(ssh_args(node, at, true, remote)?).stdin(Stdio::null());
+    cmd.args(ssh_args(node, at, true, remote)?)
+        .stdin(Stdio::null());
     let out = super::retry_busy(|| cmd.output()).map_err(|source| TransportError::Spawn {
-            name: node.name.clone(),
-            program: ssh.display().to_string(),
-            source,
-        })?;
+        name: node.name.clone(),
+        program: ssh.display().to_string(),
+        source,
+    })?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.code() == Some(SSH_UNREACHABLE) {
         return Err(TransportError::Unreachable {

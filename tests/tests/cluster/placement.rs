@@ -146,7 +146,8 @@ on_both_servers!(drop_reaches_unlogged_copy);
 fn gateway_keeps_the_copies_it_wants() {
     let c = cluster(ServerKind::Ours, crate::world::Setup::Ours, 2, |_, _| {});
     let (env, client) = (&c.env, &c.client);
-    env.annex(client, &["wanted", "origin", "include=*.keep"]).ok();
+    env.annex(client, &["wanted", "origin", "include=*.keep"])
+        .ok();
     env.annex(client, &["sync"]).ok();
     let files: Vec<(String, Vec<u8>)> = [("a.keep", "kept\n"), ("b.txt", "passed on\n")]
         .iter()
@@ -171,12 +172,18 @@ fn gateway_keeps_the_copies_it_wants() {
     // The nodes lose their copies behind the gateway's back: the GET must
     // be served from the gateway's own.
     for n in &c.nodes {
-        env.oracle_annex(n, &["drop", "--force", "--key", &kept]).ok();
+        env.oracle_annex(n, &["drop", "--force", "--key", &kept])
+            .ok();
     }
     env.annex(client, &["drop", "a.keep"]).ok();
-    env.annex(client, &["get", "--from", &c.remote(), "a.keep"]).ok();
-    assert_eq!(annexproxy_tests::observe::worktree_bytes(client, "a.keep"), b"kept\n");
+    env.annex(client, &["get", "--from", &c.remote(), "a.keep"])
+        .ok();
+    assert_eq!(
+        annexproxy_tests::observe::worktree_bytes(client, "a.keep"),
+        b"kept\n"
+    );
 
-    env.annex(client, &["drop", "--from", &c.remote(), "a.keep"]).ok();
+    env.annex(client, &["drop", "--from", &c.remote(), "a.keep"])
+        .ok();
     assert!(!keys_held(&c.gateway).contains(&kept));
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use annexproxy_tests::run::{self, Out, COMMAND_TIMEOUT};
 use annexproxy_tests::pseudo_random_bytes;
+use annexproxy_tests::run::{self, Out, COMMAND_TIMEOUT};
 
 use crate::world::{self, arm, disarm, wrap_node, Fault, World, REMOTE};
 
@@ -66,7 +66,11 @@ fn put_from_offsets(out: &Out) -> Vec<u64> {
 fn nothing_stored(w: &World, key: &str) {
     assert_eq!(w.holding_nodes(key), BTreeSet::new());
     let claims = w.assert_claims_true(&w.client);
-    assert_eq!(w.claimed_nodes(&claims, key), BTreeSet::new(), "{claims:#?}");
+    assert_eq!(
+        w.claimed_nodes(&claims, key),
+        BTreeSet::new(),
+        "{claims:#?}"
+    );
     w.assert_servers_fsck_clean();
 }
 
@@ -78,7 +82,14 @@ fn retry_resumes(w: &World, key: &str, kept: &[u64]) {
         .env
         .annex(
             &w.client,
-            &["copy", "--to", REMOTE, "big.bin", "--debug", "--debugfilter=P2P.IO"],
+            &[
+                "copy",
+                "--to",
+                REMOTE,
+                "big.bin",
+                "--debug",
+                "--debugfilter=P2P.IO",
+            ],
         )
         .ok();
     // The client is asked for what the node with the least lacks.
@@ -106,7 +117,10 @@ fn client_killed_mid_upload() {
     disarm(&fault);
     let kept: Vec<u64> = w.nodes.iter().map(|n| partial_len(n, &key)).collect();
     assert!(kept[0] >= SOME, "n1 kept {kept:?}");
-    assert!(kept.iter().all(|&k| k > 0 && k < BIG as u64), "partials {kept:?}");
+    assert!(
+        kept.iter().all(|&k| k > 0 && k < BIG as u64),
+        "partials {kept:?}"
+    );
     nothing_stored(&w, &key);
     retry_resumes(&w, &key, &kept);
 }
@@ -142,8 +156,7 @@ fn gateway_pids(w: &World) -> Vec<u32> {
         .into_iter()
         .filter(|(_, args)| {
             let a0 = args.first().map(String::as_str).unwrap_or_default();
-            (a0 == "git-annex-shell" || a0.ends_with("/git-annex-shell"))
-                && args.contains(&cluster)
+            (a0 == "git-annex-shell" || a0.ends_with("/git-annex-shell")) && args.contains(&cluster)
         })
         .map(|(pid, _)| pid)
         .collect()
@@ -174,10 +187,18 @@ fn gateway_killed_mid_upload() {
     arm(&fault);
     let copy = upload_under_way(&w, &key);
     let pids = gateway_pids(&w);
-    assert_eq!(pids.len(), 1, "one gateway process expected: {:?}", sessions(&w));
+    assert_eq!(
+        pids.len(),
+        1,
+        "one gateway process expected: {:?}",
+        sessions(&w)
+    );
     run::kill(pids[0]);
     let out = copy.finish(COMMAND_TIMEOUT);
-    assert!(!out.timed_out, "the client hung once the gateway died:\n{out}");
+    assert!(
+        !out.timed_out,
+        "the client hung once the gateway died:\n{out}"
+    );
     assert!(!out.all().contains("panicked"), "{out}");
     out.clone().says("Lost connection");
     w.env.wait_server_idle();
@@ -186,13 +207,19 @@ fn gateway_killed_mid_upload() {
     let kept: Vec<u64> = w.nodes.iter().map(|n| partial_len(n, &key)).collect();
     let claims = w.assert_claims_true(&w.client);
     let holding = w.holding_nodes(&key);
-    assert_eq!(w.claimed_nodes(&claims, &key), holding, "{claims:#?}\n{out}");
+    assert_eq!(
+        w.claimed_nodes(&claims, &key),
+        holding,
+        "{claims:#?}\n{out}"
+    );
     assert_eq!(out.success(), !holding.is_empty(), "{out}");
     w.assert_servers_fsck_clean();
 
     // Retry: to the cluster (skipped when the client knows it has the
     // key), then to each node still lacking it, resuming its partial.
-    w.env.annex(&w.client, &["copy", "--to", REMOTE, "big.bin"]).ok();
+    w.env
+        .annex(&w.client, &["copy", "--to", REMOTE, "big.bin"])
+        .ok();
     for (i, &offset) in kept.iter().enumerate() {
         if w.holding_nodes(&key).contains(&i) {
             continue;
@@ -202,7 +229,14 @@ fn gateway_killed_mid_upload() {
             .env
             .annex(
                 &w.client,
-                &["copy", "--to", &remote, "big.bin", "--debug", "--debugfilter=P2P.IO"],
+                &[
+                    "copy",
+                    "--to",
+                    &remote,
+                    "big.bin",
+                    "--debug",
+                    "--debugfilter=P2P.IO",
+                ],
             )
             .ok();
         assert_eq!(put_from_offsets(&out), vec![offset], "{out}");
@@ -240,7 +274,11 @@ fn node_killed_mid_remove() {
     assert!(!out.all().contains("panicked"), "{out}");
     assert_eq!(w.holding_nodes(&a), BTreeSet::from([1]));
     let claims = w.assert_claims_true(client);
-    assert_eq!(w.claimed_nodes(&claims, &a), BTreeSet::from([1]), "{claims:#?}");
+    assert_eq!(
+        w.claimed_nodes(&claims, &a),
+        BTreeSet::from([1]),
+        "{claims:#?}"
+    );
     assert_eq!(w.claimed_nodes(&claims, &b), all, "{claims:#?}");
     disarm(&fault);
     w.assert_servers_fsck_clean();

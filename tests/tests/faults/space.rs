@@ -14,7 +14,11 @@ use crate::world::{self, sh, World, REMOTE};
 fn only_the_others_have(w: &World, key: &str) {
     assert_eq!(w.holding_nodes(key), BTreeSet::from([0, 2]));
     let claims = w.assert_claims_true(&w.client);
-    assert_eq!(w.claimed_nodes(&claims, key), BTreeSet::from([0, 2]), "{claims:#?}");
+    assert_eq!(
+        w.claimed_nodes(&claims, key),
+        BTreeSet::from([0, 2]),
+        "{claims:#?}"
+    );
 }
 
 /// Fills in n2 by copying to it through the gateway (`origin-n2`: a copy
@@ -29,7 +33,11 @@ fn fill_in_n2(w: &World, files: &[&str], keys: &[String]) {
     let claims = w.assert_claims_true(&w.client);
     for key in keys {
         assert_eq!(w.holding_nodes(key), BTreeSet::from([0, 1, 2]), "{key}");
-        assert_eq!(w.claimed_nodes(&claims, key), BTreeSet::from([0, 1, 2]), "{key}");
+        assert_eq!(
+            w.claimed_nodes(&claims, key),
+            BTreeSet::from([0, 1, 2]),
+            "{key}"
+        );
     }
     w.assert_servers_fsck_clean();
     w.env.annex(&w.client, &["fsck", "--quiet"]).ok();
@@ -70,12 +78,13 @@ fn small_annex_dir(w: &World) -> Option<&'static str> {
     sh(&format!("mv {a} {k} && mkdir {a}")).unwrap_or_else(|e| panic!("{e}"));
     let img = sh_quote(&w.env.root().join("n2.img"));
     let tries = [
-        ("tmpfs", format!("mount -t tmpfs -o size={SMALL_FS} tmpfs {a}")),
+        (
+            "tmpfs",
+            format!("mount -t tmpfs -o size={SMALL_FS} tmpfs {a}"),
+        ),
         (
             "ext4 loop image",
-            format!(
-                "truncate -s 3m {img} && mkfs.ext4 -q -m 0 {img} && mount -o loop {img} {a}"
-            ),
+            format!("truncate -s 3m {img} && mkfs.ext4 -q -m 0 {img} && mount -o loop {img} {a}"),
         ),
     ];
     let mut used = None;
@@ -109,7 +118,8 @@ fn node_disk_full() {
         Some(_) => env.oracle(n2, &["config", "annex.diskreserve", "0"]).ok(),
         None => {
             eprintln!("no small file system here: annex.diskreserve stands in");
-            env.oracle(n2, &["config", "annex.diskreserve", "1000 tb"]).ok()
+            env.oracle(n2, &["config", "annex.diskreserve", "1000 tb"])
+                .ok()
         }
     };
     env.add_file(client, "big.bin", &pseudo_random_bytes(2, BIG));
@@ -133,7 +143,11 @@ fn node_disk_full() {
     assert!(!out.all().contains("panicked"), "{out}");
     let claims = w.assert_claims_true(client);
     for k in &hkeys {
-        assert!(w.claimed_nodes(&claims, k).is_superset(&BTreeSet::from([0, 2])), "{claims:#?}");
+        assert!(
+            w.claimed_nodes(&claims, k)
+                .is_superset(&BTreeSet::from([0, 2])),
+            "{claims:#?}"
+        );
     }
     // (No fsck inside n2 yet: the partial files it keeps for a resume
     // leave git-annex no room for its index.)

@@ -55,11 +55,18 @@ pub fn world(n: usize, tune: impl Fn(&TestEnv, &Path)) -> World {
     env.annexproxy(&gateway, &["initcluster", CLUSTER]).ok();
     for (i, node) in nodes.iter().enumerate() {
         let name = node_name(i);
-        env.oracle(&gateway, &["remote", "add", &name, &node.display().to_string()])
-            .ok();
         env.oracle(
             &gateway,
-            &["config", &format!("remote.{name}.annex-cluster-node"), CLUSTER],
+            &["remote", "add", &name, &node.display().to_string()],
+        )
+        .ok();
+        env.oracle(
+            &gateway,
+            &[
+                "config",
+                &format!("remote.{name}.annex-cluster-node"),
+                CLUSTER,
+            ],
         )
         .ok();
     }
@@ -118,7 +125,12 @@ pub enum Fault {
 pub fn wrap_node(env: &TestEnv, gateway: &Path, name: &str, how: Fault) -> PathBuf {
     let fault = env.root().join(format!("{name}.fault"));
     let script = env.root().join(format!("{name}-shell"));
-    let shell = sh_quote(&tools::ours_bin_dir().join("git-annex-shell").display().to_string());
+    let shell = sh_quote(
+        &tools::ours_bin_dir()
+            .join("git-annex-shell")
+            .display()
+            .to_string(),
+    );
     let q_fault = sh_quote(&fault.display().to_string());
     // Background jobs of a non-interactive sh get /dev/null as stdin
     // unless told otherwise, hence the fifo in front of the node.
@@ -167,7 +179,11 @@ pub fn wrap_node(env: &TestEnv, gateway: &Path, name: &str, how: Fault) -> PathB
         .expect("chmod of the wrapper just written");
     env.oracle(
         gateway,
-        &["config", &format!("remote.{name}.annex-shell"), &script.display().to_string()],
+        &[
+            "config",
+            &format!("remote.{name}.annex-shell"),
+            &script.display().to_string(),
+        ],
     )
     .ok();
     fault
@@ -219,7 +235,10 @@ impl World {
     pub fn cluster_uuid(&self) -> String {
         let out = self
             .env
-            .oracle(&self.gateway, &["config", &format!("annex.cluster.{CLUSTER}")])
+            .oracle(
+                &self.gateway,
+                &["config", &format!("annex.cluster.{CLUSTER}")],
+            )
             .ok();
         out.stdout.trim().to_string()
     }
@@ -246,7 +265,11 @@ impl World {
     pub fn make_read_only(&self, dir: &Path) -> ReadOnly {
         if is_root() {
             let d = q(dir);
-            if sh(&format!("mount --bind {d} {d} && mount -o remount,bind,ro {d}")).is_ok() {
+            if sh(&format!(
+                "mount --bind {d} {d} && mount -o remount,bind,ro {d}"
+            ))
+            .is_ok()
+            {
                 self.mounted(dir);
                 return ReadOnly::BindMount;
             }
@@ -333,9 +356,15 @@ impl World {
         for (i, n) in self.nodes.iter().enumerate() {
             t.insert(self.node_uuid(i), keys_held(n));
         }
-        t.insert(self.env.server_uuid(&self.gateway), keys_held(&self.gateway));
+        t.insert(
+            self.env.server_uuid(&self.gateway),
+            keys_held(&self.gateway),
+        );
         for c in clients {
-            t.insert(self.env.server_uuid(c), keys_in(&c.join(".git/annex/objects")));
+            t.insert(
+                self.env.server_uuid(c),
+                keys_in(&c.join(".git/annex/objects")),
+            );
         }
         t
     }
