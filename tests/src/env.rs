@@ -461,6 +461,37 @@ impl TestEnv {
         run(cmd, dir)
     }
 
+    /// Adds remote `name` at `url` to the server repository `at`, marked
+    /// `annex-proxy`.
+    pub fn add_proxied_remote(&self, at: &Path, name: &str, url: &str) {
+        self.oracle(at, &["remote", "add", name, url]).ok();
+        self.oracle(
+            at,
+            &["config", &format!("remote.{name}.annex-proxy"), "true"],
+        )
+        .ok();
+    }
+
+    /// Bare node repositories `(name, description)` and a bare
+    /// `proxy.git`, all set up by our `annexproxy init`, each node a local
+    /// remote of the proxy marked `annex-proxy` (updateproxy not run yet).
+    pub fn ours_proxy_with_nodes(&self, nodes: &[(&str, &str)]) -> (PathBuf, Vec<PathBuf>) {
+        let dirs: Vec<PathBuf> = nodes
+            .iter()
+            .map(|(name, desc)| {
+                let dir = self.server_bare(&format!("{name}.git"));
+                self.annexproxy(&dir, &["init", desc]).ok();
+                dir
+            })
+            .collect();
+        let proxy = self.server_bare("proxy.git");
+        self.annexproxy(&proxy, &["init", "the proxy"]).ok();
+        for ((name, _), dir) in nodes.iter().zip(&dirs) {
+            self.add_proxied_remote(&proxy, name, &dir.display().to_string());
+        }
+        (proxy, dirs)
+    }
+
     /// Puts the ssh stand-in on the server's PATH as well, so that a
     /// server-side program (a proxy reaching a node over ssh) can use it.
     pub fn server_can_ssh(&self) {

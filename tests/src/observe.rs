@@ -202,6 +202,35 @@ impl Transcript {
     }
 }
 
+/// Every key whose content is in the object directory `objects`
+/// (`xxx/yyy/KEY/KEY` or `Xx/Yy/KEY/KEY`): the truth, read without
+/// git-annex.
+pub fn keys_in(objects: &Path) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for a in read_dir(objects) {
+        for b in read_dir(&a) {
+            for k in read_dir(&b) {
+                let name = k.file_name().unwrap_or_default().to_owned();
+                if k.join(&name).is_file() {
+                    keys.insert(name.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The keys a bare repository holds.
+pub fn keys_held(bare: &Path) -> BTreeSet<String> {
+    keys_in(&bare.join("annex/objects"))
+}
+
+fn read_dir(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

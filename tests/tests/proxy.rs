@@ -48,16 +48,6 @@ fn updateproxy(env: &TestEnv, setup: Setup, proxy: &Path) -> String {
     }
 }
 
-/// Adds remote `name` at `url` to the proxy, marked `annex-proxy`.
-fn add_node_remote(env: &TestEnv, proxy: &Path, name: &str, url: &str) {
-    env.oracle(proxy, &["remote", "add", name, url]).ok();
-    env.oracle(
-        proxy,
-        &["config", &format!("remote.{name}.annex-proxy"), "true"],
-    )
-    .ok();
-}
-
 /// Nodes `node1`, `node2` (bare), a proxy for both, `tune` run on the
 /// proxy before updateproxy, and a client that cloned the proxy and synced.
 fn world(kind: ServerKind, setup: Setup, tune: impl Fn(&TestEnv, &Path)) -> World {
@@ -71,8 +61,7 @@ fn world(kind: ServerKind, setup: Setup, tune: impl Fn(&TestEnv, &Path)) -> Worl
     let proxy = env.server_bare("proxy.git");
     init(&env, setup, &proxy, "the proxy");
     for (i, node) in nodes.iter().enumerate() {
-        add_node_remote(
-            &env,
+        env.add_proxied_remote(
             &proxy,
             &format!("node{}", i + 1),
             &node.display().to_string(),

@@ -37,15 +37,6 @@ fn proxied_names(env: &TestEnv, dir: &Path) -> Vec<String> {
     names
 }
 
-fn add_proxied_remote(env: &TestEnv, at: &Path, name: &str, url: &str) {
-    env.oracle(at, &["remote", "add", name, url]).ok();
-    env.oracle(
-        at,
-        &["config", &format!("remote.{name}.annex-proxy"), "true"],
-    )
-    .ok();
-}
-
 fn chain(cycle: bool) -> Chain {
     let env = TestEnv::new(ServerKind::Ours);
     env.server_can_ssh();
@@ -56,17 +47,17 @@ fn chain(cycle: bool) -> Chain {
             .ok();
         dir
     });
-    add_proxied_remote(&env, &b, "C", &c.display().to_string());
+    env.add_proxied_remote(&b, "C", &c.display().to_string());
     env.annexproxy(&b, &["updateproxy"])
         .ok()
         .says("Started proxying for C");
-    add_proxied_remote(&env, &a, "B", &env.url(&b));
+    env.add_proxied_remote(&a, "B", &env.url(&b));
     env.oracle(&a, &["fetch", "-q", "B"]).ok();
     let said = env.annexproxy(&a, &["updateproxy"]).ok().stdout;
     assert!(said.contains("Started proxying for B\n"), "{said}");
     assert!(said.contains("Started proxying for B-C\n"), "{said}");
     if cycle {
-        add_proxied_remote(&env, &b, "A", &env.url(&a));
+        env.add_proxied_remote(&b, "A", &env.url(&a));
         env.oracle(&b, &["fetch", "-q", "A"]).ok();
         env.annexproxy(&b, &["updateproxy"]).ok();
         env.oracle(&a, &["fetch", "-q", "B"]).ok();

@@ -120,27 +120,8 @@ fn wrapper(shell: &Path, fault: &Path, how: Fault) -> String {
 /// set up with our `annexproxy`, and a client that cloned the proxy.
 fn world(how: Fault) -> World {
     let env = TestEnv::new(ServerKind::Ours);
-    let mut nodes = Vec::new();
-    for (name, desc) in [("node1", "first node"), ("node2", "second node")] {
-        let dir = env.server_bare(&format!("{name}.git"));
-        env.annexproxy(&dir, &["init", desc]).ok();
-        nodes.push(dir);
-    }
-    let proxy = env.server_bare("proxy.git");
-    env.annexproxy(&proxy, &["init", "the proxy"]).ok();
-    for (i, node) in nodes.iter().enumerate() {
-        let name = format!("node{}", i + 1);
-        env.oracle(
-            &proxy,
-            &["remote", "add", &name, &node.display().to_string()],
-        )
-        .ok();
-        env.oracle(
-            &proxy,
-            &["config", &format!("remote.{name}.annex-proxy"), "true"],
-        )
-        .ok();
-    }
+    let (proxy, nodes) =
+        env.ours_proxy_with_nodes(&[("node1", "first node"), ("node2", "second node")]);
     let fault = env.root().join("node1.fault");
     let script = env.root().join("node1-shell");
     std::fs::write(

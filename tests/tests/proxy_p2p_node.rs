@@ -106,12 +106,7 @@ fn world() -> World {
     .ok();
 
     for (name, url) in [("socknode", &sock_address), ("tornode", &tor_address)] {
-        env.oracle(&proxy, &["remote", "add", name, url]).ok();
-        env.oracle(
-            &proxy,
-            &["config", &format!("remote.{name}.annex-proxy"), "true"],
-        )
-        .ok();
+        env.add_proxied_remote(&proxy, name, url);
     }
     let said = env.annexproxy(&proxy, &["updateproxy"]).ok().stdout;
     let nodes = vec![

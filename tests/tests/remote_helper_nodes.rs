@@ -21,27 +21,7 @@ struct Proxy {
 
 fn proxy_world() -> Proxy {
     let env = TestEnv::new(ServerKind::Ours);
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = env.server_bare(&format!("{name}.git"));
-        env.annexproxy(&dir, &["init", name]).ok();
-        nodes.push(dir);
-    }
-    let proxy = env.server_bare("proxy.git");
-    env.annexproxy(&proxy, &["init", "the proxy"]).ok();
-    for (i, node) in nodes.iter().enumerate() {
-        let name = format!("node{}", i + 1);
-        env.oracle(
-            &proxy,
-            &["remote", "add", &name, &node.display().to_string()],
-        )
-        .ok();
-        env.oracle(
-            &proxy,
-            &["config", &format!("remote.{name}.annex-proxy"), "true"],
-        )
-        .ok();
-    }
+    let (proxy, nodes) = env.ours_proxy_with_nodes(&[("node1", "node1"), ("node2", "node2")]);
     env.annexproxy(&proxy, &["updateproxy"])
         .ok()
         .says("Started proxying for node1");

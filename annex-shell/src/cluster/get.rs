@@ -15,6 +15,7 @@ use super::policy;
 use super::put::{describe, join_reasons};
 use crate::cmd::get::{same_file, send_body};
 use crate::proxy::relay::RelayError;
+use crate::proxy::{client_verdict, node_validity};
 use crate::serve::ServeError;
 
 impl<R, W> Gateway<R, W>
@@ -130,14 +131,9 @@ where
             })
             .await?;
         }
-        let verdict = match self.client.read_message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => Message::Failure,
-            Err(e) if e.is_recoverable() => Message::Failure,
-            Err(e) => return Err(e.into()),
-        };
+        let verdict = client_verdict(&mut self.client).await?;
         if let Some(u) = upload {
-            u.finish(verdict == Message::Success);
+            u.finish(verdict == Some(Message::Success));
         }
         Ok(None)
     }
@@ -183,28 +179,14 @@ where
             });
         }
         if version >= 1 {
-            let reply = match slot.conn() {
-                Some(nc) if nc.version >= 1 => nc.reply().await,
-                // A version 0 node sends no verdict; the client checks.
-                Some(_) => Ok(Message::Valid),
-                None => Err(ConnError::Broken),
-            };
-            let validity = match reply {
-                Ok(v @ (Message::Valid | Message::Invalid)) => v,
-                Ok(_) => Message::Invalid,
-                // The body is complete; INVALID makes the client discard it.
-                Err(e) => {
-                    slot.fail(e).await;
-                    Message::Invalid
-                }
-            };
+            let (validity, failed) = node_validity(slot.conn()).await;
+            if let Some(e) = failed {
+                slot.fail(e).await;
+            }
             self.send(validity).await?;
         }
-        let verdict = match self.client.read_message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(()),
-            Err(e) if e.is_recoverable() => Message::Failure,
-            Err(e) => return Err(e.into()),
+        let Some(verdict) = client_verdict(&mut self.client).await? else {
+            return Ok(());
         };
         let slot = &mut self.pool.slots[i];
         if let Some(nc) = slot.conn() {

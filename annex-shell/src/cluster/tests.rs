@@ -146,13 +146,39 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
 /// A session at `version`, past the greeting.
 async fn session(w: &World, version: u32) -> (Client, Task) {
     let (mut c, task) = start_with(w, Box::new(EveryNode));
-    assert_eq!(hear(&mut c).await, Message::AuthSuccess(CLUSTER.into()));
-    say(&mut c, Message::Version(version)).await;
-    assert_eq!(hear(&mut c).await, Message::Version(version));
-    if version >= 2 {
-        say(&mut c, Message::Bypass(vec![])).await;
-    }
+    greet(&mut c, version).await;
     (c, task)
+}
+
+/// The cluster's greeting and the VERSION exchange (and an empty BYPASS
+/// from version 2).
+async fn greet(c: &mut Client, version: u32) {
+    assert_eq!(hear(c).await, Message::AuthSuccess(CLUSTER.into()));
+    say(c, Message::Version(version)).await;
+    assert_eq!(hear(c).await, Message::Version(version));
+    if version >= 2 {
+        say(c, Message::Bypass(vec![])).await;
+    }
+}
+
+/// PUT of the world's key with `body` as its whole content (the gateway
+/// must ask from offset 0); the gateway's answer.
+async fn put_whole(c: &mut Client, w: &World, body: &[u8]) -> Message {
+    say(c, put(w)).await;
+    assert_eq!(hear(c).await, Message::PutFrom(0));
+    c.send_data(body.len() as u64, &mut &body[..])
+        .await
+        .expect("data");
+    say(c, Message::Valid).await;
+    hear(c).await
+}
+
+fn get(w: &World, offset: u64) -> Message {
+    Message::Get {
+        offset,
+        file: None,
+        key: w.key.clone(),
+    }
 }
 
 async fn hang_up(c: Client, task: Task) {
@@ -179,14 +205,8 @@ fn partial(w: &World, i: usize, n: usize) {
 
 async fn upload(w: &World) {
     let (mut c, task) = session(w, 4).await;
-    say(&mut c, put(w)).await;
-    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
-    c.send_data(w.data.len() as u64, &mut &w.data[..])
-        .await
-        .expect("data");
-    say(&mut c, Message::Valid).await;
     assert_eq!(
-        hear(&mut c).await,
+        put_whole(&mut c, w, &w.data).await,
         Message::SuccessPlus(w.uuids(&[0, 1, 2]))
     );
     hang_up(c, task).await;
@@ -277,15 +297,7 @@ async fn get_falls_over_to_a_node_that_still_has_the_key() {
     take_away(&w, 0);
     take_away(&w, 1);
     let (mut c, task) = session(&w, 4).await;
-    say(
-        &mut c,
-        Message::Get {
-            offset: 0,
-            file: None,
-            key: w.key.clone(),
-        },
-    )
-    .await;
+    say(&mut c, get(&w, 0)).await;
     assert_eq!(hear(&mut c).await, Message::Data(w.data.len() as u64));
     let mut body = Vec::new();
     c.recv_data(w.data.len() as u64, &mut body)
@@ -337,13 +349,7 @@ async fn remove_before_keeps_each_node_clock() {
 async fn version_one_client_gets_plain_answers_and_no_lock() {
     let w = world();
     let (mut c, task) = session(&w, 1).await;
-    say(&mut c, put(&w)).await;
-    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
-    c.send_data(w.data.len() as u64, &mut &w.data[..])
-        .await
-        .expect("data");
-    say(&mut c, Message::Valid).await;
-    assert_eq!(hear(&mut c).await, Message::Success);
+    assert_eq!(put_whole(&mut c, &w, &w.data).await, Message::Success);
     say(&mut c, Message::LockContent(w.key.clone())).await;
     assert_eq!(hear(&mut c).await, Message::Failure);
     say(&mut c, Message::Remove(w.key.clone())).await;
@@ -377,16 +383,11 @@ impl Placement for OnlySecond {
 async fn put_goes_only_where_it_is_wanted() {
     let w = world();
     let (mut c, task) = start_with(&w, Box::new(OnlySecond(w.nodes[1].uuid.clone())));
-    assert_eq!(hear(&mut c).await, Message::AuthSuccess(CLUSTER.into()));
-    say(&mut c, Message::Version(4)).await;
-    assert_eq!(hear(&mut c).await, Message::Version(4));
-    say(&mut c, put(&w)).await;
-    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
-    c.send_data(w.data.len() as u64, &mut &w.data[..])
-        .await
-        .expect("data");
-    say(&mut c, Message::Valid).await;
-    assert_eq!(hear(&mut c).await, Message::SuccessPlus(w.uuids(&[1])));
+    greet(&mut c, 4).await;
+    assert_eq!(
+        put_whole(&mut c, &w, &w.data).await,
+        Message::SuccessPlus(w.uuids(&[1]))
+    );
     hang_up(c, task).await;
     assert_eq!(content(&w, 0), None);
     assert_eq!(content(&w, 2), None);
@@ -403,29 +404,13 @@ async fn in_process_nodes_share_one_hash_and_log_themselves() {
     let w = world();
     partial(&w, 1, 50_000);
     let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1]);
-    assert_eq!(hear(&mut c).await, Message::AuthSuccess(CLUSTER.into()));
-    say(&mut c, Message::Version(4)).await;
-    assert_eq!(hear(&mut c).await, Message::Version(4));
-    say(&mut c, put(&w)).await;
-    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
-    c.send_data(w.data.len() as u64, &mut &w.data[..])
-        .await
-        .expect("data");
-    say(&mut c, Message::Valid).await;
+    greet(&mut c, 4).await;
     assert_eq!(
-        hear(&mut c).await,
+        put_whole(&mut c, &w, &w.data).await,
         Message::SuccessPlus(w.uuids(&[0, 1, 2]))
     );
     // GET is served in-process too.
-    say(
-        &mut c,
-        Message::Get {
-            offset: 150_000,
-            file: None,
-            key: w.key.clone(),
-        },
-    )
-    .await;
+    say(&mut c, get(&w, 150_000)).await;
     assert_eq!(hear(&mut c).await, Message::Data(50_000));
     let mut body = Vec::new();
     c.recv_data(50_000, &mut body).await.expect("body");
@@ -451,18 +436,10 @@ async fn in_process_nodes_share_one_hash_and_log_themselves() {
 async fn in_process_nodes_refuse_corrupt_content() {
     let w = world();
     let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1, 2]);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
-    say(&mut c, put(&w)).await;
-    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    greet(&mut c, 4).await;
     let mut bad = w.data.clone();
     bad[1000] ^= 1;
-    c.send_data(bad.len() as u64, &mut &bad[..])
-        .await
-        .expect("data");
-    say(&mut c, Message::Valid).await;
-    assert_eq!(hear(&mut c).await, Message::Failure);
+    assert_eq!(put_whole(&mut c, &w, &bad).await, Message::Failure);
     hang_up(c, task).await;
     for i in 0..3 {
         assert_eq!(content(&w, i), None);
@@ -478,9 +455,7 @@ async fn in_process_nodes_remove_before_the_deadline_only() {
     let w = world();
     upload(&w).await;
     let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1]);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    greet(&mut c, 4).await;
     say(&mut c, Message::GetTimestamp).await;
     let Message::Timestamp(ts) = hear(&mut c).await else {
         panic!("expected TIMESTAMP")

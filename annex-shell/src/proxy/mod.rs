@@ -10,7 +10,7 @@ pub mod relay;
 pub mod select;
 mod transfer;
 
-pub(crate) use transfer::relay_body;
+pub(crate) use transfer::{client_verdict, node_validity, relay_body};
 
 use annex::p2p::Connection;
 use annex::repo::Repo;

@@ -17,6 +17,14 @@ fn key() -> Key {
     Key::parse(K6).expect("test key")
 }
 
+fn get(offset: u64) -> Message {
+    Message::Get {
+        offset,
+        file: None,
+        key: key(),
+    }
+}
+
 struct World {
     _t: tempfile::TempDir,
     proxy: PathBuf,
@@ -104,15 +112,7 @@ async fn full_session_through_the_real_node_shell() {
 
     say(&mut c, Message::CheckPresent(key())).await;
     assert_eq!(hear(&mut c).await, Message::Success);
-    say(
-        &mut c,
-        Message::Get {
-            offset: 2,
-            file: None,
-            key: key(),
-        },
-    )
-    .await;
+    say(&mut c, get(2)).await;
     assert_eq!(hear(&mut c).await, Message::Data(4));
     let mut body = Vec::new();
     c.recv_data(4, &mut body).await.expect("body");
@@ -196,15 +196,7 @@ async fn version_zero_client_sends_no_version() {
     say(&mut c, Message::CheckPresent(key())).await;
     // No VERSION reply: the request itself is answered.
     assert_eq!(hear(&mut c).await, Message::Failure);
-    say(
-        &mut c,
-        Message::Get {
-            offset: 0,
-            file: None,
-            key: key(),
-        },
-    )
-    .await;
+    say(&mut c, get(0)).await;
     assert_eq!(hear(&mut c).await, Message::Data(0));
     c.recv_data(0, &mut Vec::new()).await.expect("empty body");
     // Version 0 has no VALID/INVALID: the next thing is ours to say.
@@ -237,15 +229,7 @@ async fn a_gone_node_gets_errors_naming_it_and_nothing_is_recorded() {
     )
     .await;
     assert_eq!(hear(&mut c).await, Message::Error(why.clone()));
-    say(
-        &mut c,
-        Message::Get {
-            offset: 0,
-            file: None,
-            key: key(),
-        },
-    )
-    .await;
+    say(&mut c, get(0)).await;
     assert_eq!(hear(&mut c).await, Message::Error(why));
     hang_up(c, task).await;
     assert_eq!(proxy_log(&w).lines().count(), 0);

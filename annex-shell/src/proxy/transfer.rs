@@ -12,6 +12,41 @@ use annex::transport::NodeConnection;
 
 use super::relay::{read_validity, up, Relay, RelayError};
 
+/// After a relayed GET body: the node's VALID or INVALID, as the client
+/// gets it. The body is complete either way, so a node that failed now
+/// (returned, for the caller to take down) means INVALID: the client
+/// discards what it got. A version 0 node sends no verdict; the client
+/// checks the content itself.
+pub(crate) async fn node_validity(nc: Option<&mut NodeConnection>) -> (Message, Option<ConnError>) {
+    let reply = match nc {
+        Some(nc) if nc.version == 0 => return (Message::Valid, None),
+        Some(nc) => nc.reply().await,
+        None => Err(ConnError::Broken),
+    };
+    match reply {
+        Ok(v @ (Message::Valid | Message::Invalid)) => (v, None),
+        Ok(_) => (Message::Invalid, None),
+        Err(e) => (Message::Invalid, Some(e)),
+    }
+}
+
+/// The client's SUCCESS or FAILURE after a GET, to pass on to the node;
+/// `None` when it hung up. Anything unreadable counts as FAILURE.
+pub(crate) async fn client_verdict<R, W>(
+    client: &mut Connection<R, W>,
+) -> Result<Option<Message>, RelayError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    match client.read_message().await {
+        Ok(Some(m)) => Ok(Some(m)),
+        Ok(None) => Ok(None),
+        Err(e) if e.is_recoverable() => Ok(Some(Message::Failure)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Bodies smaller than this are copied: a splice costs a thread hop.
 const SPLICE_MIN: u64 = 64 * 1024;
 
@@ -79,26 +114,14 @@ where
             });
         }
         if version >= 1 {
-            let reply = match up(&mut self.node) {
-                Some(nc) => nc.reply().await,
-                None => Err(ConnError::Broken),
-            };
-            let validity = match reply {
-                Ok(v @ (Message::Valid | Message::Invalid)) => v,
-                Ok(_) => Message::Invalid,
-                // The body is complete; INVALID makes the client discard it.
-                Err(e) => {
-                    self.take_node_down(e).await;
-                    Message::Invalid
-                }
-            };
+            let (validity, failed) = node_validity(up(&mut self.node)).await;
+            if let Some(e) = failed {
+                self.take_node_down(e).await;
+            }
             self.send(validity).await?;
         }
-        let verdict = match self.client.read_message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(()),
-            Err(e) if e.is_recoverable() => Message::Failure,
-            Err(e) => return Err(e.into()),
+        let Some(verdict) = client_verdict(&mut self.client).await? else {
+            return Ok(());
         };
         if let Some(nc) = up(&mut self.node) {
             if let Err(e) = nc.conn.write_message(&verdict).await {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use annexproxy_tests::observe::json_lines;
+pub use annexproxy_tests::observe::keys_held;
 use annexproxy_tests::run::Out;
 use annexproxy_tests::{ServerKind, TestEnv};
 
@@ -138,30 +139,6 @@ pub fn add_node(env: &TestEnv, gateway: &Path, name: &str, node: &Path) {
         ],
     )
     .ok();
-}
-
-/// Every key whose content is in `repo`'s object directory (bare layout,
-/// `annex/objects/xxx/yyy/KEY/KEY`): the truth, read without git-annex.
-pub fn keys_held(repo: &Path) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    let objects = repo.join("annex/objects");
-    for a in read_dir(&objects) {
-        for b in read_dir(&a) {
-            for k in read_dir(&b) {
-                let name = k.file_name().unwrap_or_default().to_owned();
-                if k.join(&name).is_file() {
-                    keys.insert(name.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-    keys
-}
-
-fn read_dir(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default()
 }
 
 fn client_name(client: &Path) -> String {

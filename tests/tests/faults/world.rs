@@ -18,6 +18,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use annexproxy_tests::observe::json_lines;
+pub use annexproxy_tests::observe::{keys_held, keys_in};
 use annexproxy_tests::standin::sh_quote;
 use annexproxy_tests::{tools, ServerKind, TestEnv};
 
@@ -298,35 +299,6 @@ pub enum ReadOnly {
 }
 
 // ----- truth ----------------------------------------------------------------
-
-/// Every key whose content is in the object directory `objects`
-/// (`xxx/yyy/KEY/KEY` or `xx/yy/KEY/KEY`): the truth, read without
-/// git-annex.
-pub fn keys_in(objects: &Path) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    for a in read_dir(objects) {
-        for b in read_dir(&a) {
-            for k in read_dir(&b) {
-                let name = k.file_name().unwrap_or_default().to_owned();
-                if k.join(&name).is_file() {
-                    keys.insert(name.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-    keys
-}
-
-fn read_dir(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default()
-}
-
-/// The keys a bare server repository holds.
-pub fn keys_held(bare: &Path) -> BTreeSet<String> {
-    keys_in(&bare.join("annex/objects"))
-}
 
 /// key → UUIDs a client's `whereis --json` lists for it.
 pub type Claims = BTreeMap<String, BTreeSet<String>>;
