@@ -4,7 +4,7 @@ use std::os::fd::AsFd;
 
 use annex::p2p::Connection;
 use annex::repo::Repo;
-use annex::threadio::{ThreadReader, ThreadWriter};
+use annex::threadio::{ReadGate, ThreadReader, ThreadWriter};
 
 use crate::args::BuiltinCall;
 use crate::restrict::Policy;
@@ -50,8 +50,13 @@ pub(crate) fn runtime_and_stdio() -> Result<
         .enable_all()
         .build()
         .map_err(|e| ShellError::Other(e.to_string()))?;
-    let (input, output) = stdio().map_err(|e| ShellError::Other(format!("p2pstdio: {e}")))?;
+    let (input, gate, output) = stdio().map_err(|e| ShellError::Other(format!("p2pstdio: {e}")))?;
     let mut conn = Connection::new(input, output);
+    // Large PUT bodies a proxy relays go from stdin to the node's pipe by
+    // splice, with the stdin thread parked meanwhile.
+    if let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() {
+        conn = conn.with_splice_input(fd, gate);
+    }
     // Large GET bodies go from the object file to stdout by sendfile: the
     // kernel moves them, once the writer thread has flushed.
     if let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() {
@@ -67,8 +72,9 @@ pub(crate) fn runtime_and_stdio() -> Result<
 /// for why not tokio's, nor non-blocking fds). Duplicates of fd 0 and 1,
 /// so std's buffered handles are bypassed and nothing of the parent's
 /// shared file descriptions is changed.
-fn stdio() -> std::io::Result<(ThreadReader, ThreadWriter)> {
+fn stdio() -> std::io::Result<(ThreadReader, ReadGate, ThreadWriter)> {
     let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    Ok((ThreadReader::new(input)?, ThreadWriter::new(output)?))
+    let (reader, gate) = ThreadReader::gated(input)?;
+    Ok((reader, gate, ThreadWriter::new(output)?))
 }

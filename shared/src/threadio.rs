@@ -18,9 +18,15 @@
 //!
 //! Memory is bounded: each pipe owns two buffers of its size, one with the
 //! thread and one with the async side.
+//!
+//! A reader can be made with a [`ReadGate`], which parks its thread between
+//! reads so that someone else may take bytes from the same descriptor (a
+//! body spliced on by the kernel) without the thread racing it.
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -44,6 +50,117 @@ fn thread_gone() -> io::Error {
 /// is EOF.
 type Filled = io::Result<(Vec<u8>, usize)>;
 
+/// Parks a [`ThreadReader`]'s thread between reads, for as long as another
+/// reader of the same descriptor needs it to stay away.
+#[derive(Clone)]
+pub struct ReadGate {
+    shared: Arc<GateShared>,
+}
+
+struct GateShared {
+    state: Mutex<GateState>,
+    /// Wakes the thread when the gate opens again.
+    opened: Condvar,
+    /// Wakes a [`ReadGate::pause`] when the thread's read in flight ends.
+    idle: tokio::sync::Notify,
+    /// Bytes the thread has read, all told.
+    read: AtomicU64,
+    /// Bytes the reader has handed out, all told.
+    delivered: AtomicU64,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    /// The thread is inside `read`, or past the gate on its way there.
+    reading: bool,
+}
+
+impl ReadGate {
+    fn new() -> ReadGate {
+        ReadGate {
+            shared: Arc::new(GateShared {
+                state: Mutex::new(GateState::default()),
+                opened: Condvar::new(),
+                idle: tokio::sync::Notify::new(),
+                read: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // The state is two flags, consistent at every unlock: a panic
+        // elsewhere cannot leave it half-written.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Close the gate and wait until the thread's read in flight (if any)
+    /// has ended and been handed to the reader. From then until
+    /// [`Self::resume`] the thread reads nothing, so the reader holds every
+    /// byte taken from the descriptor and polls it `Pending` once they are
+    /// used up. A read in flight ends only when bytes (or EOF) arrive, so
+    /// pause where more input is certain, such as inside a body.
+    pub async fn pause(&self) {
+        self.lock().closed = true;
+        loop {
+            let idle = self.shared.idle.notified();
+            if !self.lock().reading {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Let the thread read again.
+    pub fn resume(&self) {
+        self.lock().closed = false;
+        self.shared.opened.notify_all();
+    }
+
+    /// How many bytes the thread has read from the descriptor.
+    pub fn bytes_read(&self) -> u64 {
+        self.shared.read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from the descriptor that the reader has not handed out
+    /// yet. Exact while paused; a moment's view otherwise.
+    pub fn held(&self) -> u64 {
+        // `delivered` first: it never passes `read`.
+        let delivered = self.shared.delivered.load(Ordering::Acquire);
+        self.shared
+            .read
+            .load(Ordering::Acquire)
+            .saturating_sub(delivered)
+    }
+
+    /// The thread, before a read: wait while closed, then mark the read.
+    fn enter(&self) {
+        let mut state = self.lock();
+        while state.closed {
+            state = self
+                .shared
+                .opened
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        state.reading = true;
+    }
+
+    fn count(&self, n: usize) {
+        self.shared.read.fetch_add(n as u64, Ordering::Release);
+    }
+
+    /// The thread, once the read's result is with the reader.
+    fn leave(&self) {
+        self.lock().reading = false;
+        self.shared.idle.notify_one();
+    }
+}
+
 /// Reads `R` on its own thread, up to one buffer ahead of the async side.
 pub struct ThreadReader {
     filled: mpsc::Receiver<Filled>,
@@ -52,6 +169,7 @@ pub struct ThreadReader {
     pos: usize,
     len: usize,
     ended: Option<Result<(), (io::ErrorKind, String)>>,
+    gate: ReadGate,
 }
 
 impl ThreadReader {
@@ -59,24 +177,46 @@ impl ThreadReader {
         Self::with_capacity(inner, BUF)
     }
 
-    pub fn with_capacity<R: Read + Send + 'static>(mut inner: R, size: usize) -> io::Result<Self> {
+    pub fn with_capacity<R: Read + Send + 'static>(inner: R, size: usize) -> io::Result<Self> {
+        Self::start(inner, size, ReadGate::new())
+    }
+
+    /// A reader whose thread the returned gate can park between reads.
+    pub fn gated<R: Read + Send + 'static>(inner: R) -> io::Result<(Self, ReadGate)> {
+        let gate = ReadGate::new();
+        Ok((Self::start(inner, BUF, gate.clone())?, gate))
+    }
+
+    fn start<R: Read + Send + 'static>(
+        mut inner: R,
+        size: usize,
+        gate: ReadGate,
+    ) -> io::Result<Self> {
         let size = size.max(1);
         let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(2);
         let (filled_tx, filled_rx) = mpsc::channel::<Filled>(2);
+        let thread_gate = gate.clone();
         std::thread::Builder::new()
             .name("threadio-read".into())
             .spawn(move || {
                 // Buffers stay at full length (zeroed once), so no read pays
                 // for clearing a megabyte it may fill only a little of.
                 while let Some(mut buf) = free_rx.blocking_recv() {
+                    thread_gate.enter();
                     let res = loop {
                         match inner.read(&mut buf) {
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                             r => break r,
                         }
                     };
-                    let stop = !matches!(res, Ok(n) if n > 0);
-                    if filled_tx.blocking_send(res.map(|n| (buf, n))).is_err() || stop {
+                    let n = *res.as_ref().unwrap_or(&0);
+                    let stop = n == 0;
+                    // Counted before the reader can hand any of them out.
+                    thread_gate.count(n);
+                    let sent = filled_tx.blocking_send(res.map(|n| (buf, n)));
+                    // Only now: a paused reader must find these bytes queued.
+                    thread_gate.leave();
+                    if sent.is_err() || stop {
                         return;
                     }
                 }
@@ -93,6 +233,7 @@ impl ThreadReader {
             pos: 0,
             len: 0,
             ended: None,
+            gate,
         })
     }
 }
@@ -138,6 +279,10 @@ impl AsyncRead for ThreadReader {
         let n = (this.len - this.pos).min(out.remaining());
         out.put_slice(&this.cur[this.pos..this.pos + n]);
         this.pos += n;
+        this.gate
+            .shared
+            .delivered
+            .fetch_add(n as u64, Ordering::Release);
         Poll::Ready(Ok(()))
     }
 }

@@ -144,3 +144,45 @@ async fn a_socket_pair_carries_megabytes_both_ways_without_deadlock() {
     assert_eq!(got.len(), data.len());
     assert!(got == data);
 }
+
+/// A pause waits out the read in flight, whose bytes the reader then hands
+/// out; after that the thread leaves the descriptor alone until resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_reader_reads_nothing_until_resumed() {
+    use std::time::Duration;
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    let mut wr = std::fs::File::from(wr);
+    let (mut r, gate) = ThreadReader::gated(std::fs::File::from(rd)).expect("spawn");
+    let mut buf = [0u8; 16];
+    wr.write_all(b"abc").expect("write");
+    r.read_exact(&mut buf[..3]).await.expect("read");
+    assert_eq!(&buf[..3], b"abc");
+
+    // Once the thread is blocked in its next read, the pause waits for
+    // that read, and the reader holds what it brought.
+    while !gate.lock().reading {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        wr.write_all(b"defg").expect("write");
+        wr
+    });
+    gate.pause().await;
+    let mut wr = late.join().expect("writer");
+    let held = gate.held();
+    assert_eq!(held, 4, "the read in flight was not waited for");
+    r.read_exact(&mut buf[..4]).await.expect("read");
+    assert_eq!(&buf[..4], b"defg");
+    assert_eq!(gate.held(), 0);
+
+    wr.write_all(b"hij").expect("write");
+    let parked = tokio::time::timeout(Duration::from_millis(150), r.read(&mut buf)).await;
+    assert!(parked.is_err(), "a paused reader read {parked:?}");
+    assert_eq!(gate.bytes_read(), 7, "the thread took bytes while paused");
+    gate.resume();
+    let mut rest = [0u8; 3];
+    r.read_exact(&mut rest).await.expect("read");
+    assert_eq!(&rest, b"hij");
+    assert_eq!(gate.bytes_read(), 10);
+}

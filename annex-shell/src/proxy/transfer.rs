@@ -1,6 +1,7 @@
 //! The relay's data transfers: GET streams the node's DATA to the client,
-//! PUT the client's DATA to the node, each in bounded chunks, with the
-//! verdicts passed on and what the node stored journalled.
+//! PUT the client's DATA to the node, by the kernel where both ends are
+//! descriptors and else in bounded chunks, with the verdicts passed on
+//! and what the node stored journalled.
 
 use annex::branch::LogStatus;
 use annex::key::Key;
@@ -77,6 +78,27 @@ where
     }
 }
 
+/// A client's DATA body of `len` bytes on to the node as `DATA len`:
+/// spliced by the kernel from our input into the node's pipe when both
+/// ends allow it, else copied in bounded chunks. Outcomes as
+/// [`Connection::relay_data_to`].
+async fn relay_put_body<R, W>(
+    client: &mut Connection<R, W>,
+    len: u64,
+    nc: &mut NodeConnection,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    match nc.input_pipe() {
+        Some(pipe) if len >= SPLICE_MIN && client.splices_input() => {
+            client.relay_data_spliced(len, &mut nc.conn, pipe).await
+        }
+        _ => client.relay_data_to(len, &mut nc.conn).await,
+    }
+}
+
 impl<R, W> Relay<R, W>
 where
     R: AsyncRead + Unpin + Send,
@@ -147,7 +169,7 @@ where
         };
         let result = match next {
             Message::Data(len) => {
-                let relayed = self.client.relay_data_to(len, &mut nc.conn).await;
+                let relayed = relay_put_body(&mut self.client, len, nc).await;
                 let node_broke = match relayed {
                     Ok(()) => None,
                     // The client's body was still read to its end.

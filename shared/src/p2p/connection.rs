@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{self, DecodeError, Decoded};
 use super::message::Message;
-use super::zerocopy;
+
+mod kernel;
 
 /// Largest piece of a body handed out or written at once.
 pub const CHUNK: usize = 64 * 1024;
@@ -96,6 +97,9 @@ pub struct Connection<R, W> {
     /// The fd `writer` ends in, when bodies from files may be sent by the
     /// kernel ([`Self::send_file`]).
     sendfile_to: Option<std::os::fd::OwnedFd>,
+    /// The fd `reader` reads, when bodies may be spliced on from it
+    /// ([`Self::relay_data_spliced`]).
+    splice_from: Option<kernel::SpliceInput>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
@@ -109,15 +113,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             out: Vec::new(),
             broken: false,
             sendfile_to: None,
+            splice_from: None,
         }
-    }
-
-    /// Lets [`Self::send_file`] write bodies straight from a file to `fd`,
-    /// the descriptor `writer` itself ends in (for stdout, a duplicate of
-    /// it). Safe only when `writer` holds nothing back once flushed.
-    pub fn with_sendfile(mut self, fd: std::os::fd::OwnedFd) -> Self {
-        self.sendfile_to = Some(fd);
-        self
     }
 
     /// The pipes back; bytes read but not yet used are dropped.
@@ -209,6 +206,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         self.check()?;
         self.out.clear();
         codec::encode(msg, &mut self.out);
+        self.write_out().await
+    }
+
+    /// Write what `out` holds and flush.
+    async fn write_out(&mut self) -> Result<(), ConnError> {
         let res = async {
             self.writer.write_all(&self.out).await?;
             self.writer.flush().await
@@ -266,123 +268,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             return self.fail(ConnError::Io(e));
         }
         Ok(())
-    }
-
-    /// Send `DATA len` and `len` bytes of `file` from its current position,
-    /// moved by the kernel (sendfile) rather than through our buffers.
-    /// Returns `Ok(false)`, having sent nothing, when this connection was
-    /// not given a descriptor for it, so the caller sends the body itself.
-    /// If the kernel cannot do it for this pair (`EINVAL`), the body is
-    /// copied the ordinary way after all.
-    pub async fn send_file(&mut self, len: u64, file: std::fs::File) -> Result<bool, ConnError> {
-        let Some(out) = self.sendfile_to.as_ref().and_then(|fd| fd.try_clone().ok()) else {
-            return Ok(false);
-        };
-        self.check()?;
-        self.out.clear();
-        codec::encode(&Message::Data(len), &mut self.out);
-        // Everything before the body must have left the writer first.
-        let header = async {
-            self.writer.write_all(&self.out).await?;
-            self.writer.flush().await
-        }
-        .await;
-        if let Err(e) = header {
-            return self.fail(ConnError::Io(e));
-        }
-        let moved = tokio::task::spawn_blocking(move || {
-            zerocopy::send_file(&out, &file, len).map(|()| file)
-        })
-        .await;
-        match moved {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(zerocopy::KernelCopy::Unsupported(file))) => {
-                let mut body = tokio::fs::File::from_std(file).take(len);
-                let copied = tokio::io::copy(&mut body, &mut self.writer).await;
-                match copied {
-                    Ok(n) if n == len => match self.writer.flush().await {
-                        Ok(()) => Ok(true),
-                        Err(e) => self.fail(ConnError::Io(e)),
-                    },
-                    Ok(n) => self.fail(ConnError::ShortBody {
-                        expected: len,
-                        sent: n,
-                    }),
-                    Err(e) => self.fail(ConnError::Body(e)),
-                }
-            }
-            Ok(Err(zerocopy::KernelCopy::Failed { sent, error })) => self.fail(match error {
-                Some(e) => ConnError::Io(e),
-                None => ConnError::ShortBody {
-                    expected: len,
-                    sent,
-                },
-            }),
-            Err(join) => self.fail(ConnError::Io(std::io::Error::other(join.to_string()))),
-        }
-    }
-
-    /// Whether [`Self::send_file`] and [`Self::send_spliced`] can use the
-    /// kernel here.
-    pub fn zero_copy(&self) -> bool {
-        self.sendfile_to.is_some() && !self.broken
-    }
-
-    /// Up to `max` bytes already read from the peer and not yet used,
-    /// taken out (the start of a body about to be spliced from the peer's
-    /// pipe: those bytes left it already).
-    pub fn take_buffered(&mut self, max: u64) -> Vec<u8> {
-        let n = usize::try_from(max)
-            .unwrap_or(usize::MAX)
-            .min(self.end - self.start);
-        let taken = self.buf[self.start..self.start + n].to_vec();
-        self.consume(n);
-        taken
-    }
-
-    /// Send `DATA len`: `head`, then the rest of the body straight from the
-    /// pipe `from` (a proxied node's output) by splice(2), never through
-    /// our buffers. `Ok(false)`, having sent nothing, unless
-    /// [`Self::zero_copy`]. The pipe ending early breaks this connection
-    /// (the peer can no longer be given a whole body).
-    pub async fn send_spliced(
-        &mut self,
-        len: u64,
-        head: Vec<u8>,
-        from: std::os::fd::OwnedFd,
-    ) -> Result<bool, ConnError> {
-        let Some(out) = self.sendfile_to.as_ref().and_then(|fd| fd.try_clone().ok()) else {
-            return Ok(false);
-        };
-        self.check()?;
-        self.out.clear();
-        codec::encode(&Message::Data(len), &mut self.out);
-        self.out.extend_from_slice(&head);
-        let header = async {
-            self.writer.write_all(&self.out).await?;
-            self.writer.flush().await
-        }
-        .await;
-        if let Err(e) = header {
-            return self.fail(ConnError::Io(e));
-        }
-        let rest = len.saturating_sub(head.len() as u64);
-        let moved =
-            tokio::task::spawn_blocking(move || zerocopy::splice_all(&from, &out, rest)).await;
-        match moved {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(zerocopy::KernelCopy::Failed { sent, error })) => self.fail(match error {
-                Some(e) => ConnError::Io(e),
-                None => ConnError::ShortBody {
-                    expected: len,
-                    sent: head.len() as u64 + sent,
-                },
-            }),
-            Ok(Err(zerocopy::KernelCopy::Unsupported(_))) => self.fail(ConnError::Io(
-                std::io::Error::other("splice is not supported between these descriptors"),
-            )),
-            Err(join) => self.fail(ConnError::Io(std::io::Error::other(join.to_string()))),
-        }
     }
 
     /// Start sending a body chunk by chunk (for fan-out, where one received
@@ -470,26 +355,59 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         R2: AsyncRead + Unpin,
         W2: AsyncWrite + Unpin,
     {
-        let (mut writer, mut failed) = match to.start_data(len).await {
-            Ok(w) => (Some(w), None),
-            Err(e) => (None, Some(e)),
+        match to.start_data(len).await {
+            Ok(writer) => self.copy_body(len, len, writer).await,
+            Err(e) => self.drain_after(len, len, e).await,
+        }
+    }
+
+    /// The last `remaining` bytes of a `len`-byte body on to `writer`. If
+    /// it fails, the body is still read to its end:
+    /// [`ConnError::Relay`], with this connection in step.
+    async fn copy_body<R2, W2>(
+        &mut self,
+        len: u64,
+        remaining: u64,
+        mut writer: DataWriter<'_, R2, W2>,
+    ) -> Result<(), ConnError>
+    where
+        R2: AsyncRead + Unpin,
+        W2: AsyncWrite + Unpin,
+    {
+        let mut body = DataBody {
+            conn: self,
+            expected: len,
+            remaining,
         };
-        let mut body = self.data_body(len);
+        let mut failed = None;
         while let Some(chunk) = body.next_chunk().await? {
-            if let Some(w) = writer.as_mut() {
-                if let Err(e) = w.write_chunk(chunk).await {
-                    failed = Some(e);
-                    writer = None;
-                }
+            if failed.is_none() {
+                failed = writer.write_chunk(chunk).await.err();
             }
         }
-        if let Some(w) = writer {
-            failed = w.finish().await.err();
-        }
         match failed {
-            Some(e) => Err(ConnError::Relay(Box::new(e))),
-            None => Ok(()),
+            None => writer.finish().await,
+            Some(e) => Err(e),
         }
+        .map_err(|e| ConnError::Relay(Box::new(e)))
+    }
+
+    /// After the receiving end failed with `error`: read the `remaining`
+    /// bytes of a `len`-byte body to their end, so this connection stays
+    /// in step.
+    async fn drain_after(
+        &mut self,
+        len: u64,
+        remaining: u64,
+        error: ConnError,
+    ) -> Result<(), ConnError> {
+        let mut body = DataBody {
+            conn: self,
+            expected: len,
+            remaining,
+        };
+        while body.next_chunk().await?.is_some() {}
+        Err(ConnError::Relay(Box::new(error)))
     }
 }
 

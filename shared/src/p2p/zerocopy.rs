@@ -1,6 +1,7 @@
 //! Moving body bytes by the kernel instead of through our buffers:
-//! sendfile(2) from an object file, splice(2) from a node's pipe. Both run
-//! on a blocking thread (the output descriptor is blocking stdout).
+//! sendfile(2) from an object file, splice(2) between a node's pipe and
+//! our stdin or stdout. All run on a blocking thread (stdin and stdout
+//! are blocking descriptors).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -12,7 +13,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 /// The most asked of the kernel in one call.
 const STEP: u64 = 1 << 30;
 
-/// Why the kernel did not move a whole body.
+/// Why sendfile did not move a whole body.
 pub(super) enum KernelCopy {
     /// Not for this pair of descriptors; nothing was sent.
     Unsupported(std::fs::File),
@@ -55,36 +56,59 @@ pub(super) fn send_file(out: &OwnedFd, file: &File, len: u64) -> Result<(), Kern
     Ok(())
 }
 
-/// `len` bytes from the pipe `from` (possibly non-blocking: waited on with
-/// poll) to `out`, by splice(2), blocking.
-pub(super) fn splice_all(from: &OwnedFd, out: &OwnedFd, len: u64) -> Result<(), KernelCopy> {
+/// Why a splice stopped short.
+pub(super) enum SpliceStop {
+    /// The kernel cannot splice between these two; nothing was moved.
+    Unsupported,
+    /// `from` reached its end.
+    InputEnded,
+    Input(std::io::Error),
+    /// Writing to `out` failed (`EPIPE`: its reader is gone); what `from`
+    /// still holds of the body was not taken.
+    Output(std::io::Error),
+}
+
+/// `len` bytes from `from` to `out` by splice(2), blocking; one of them
+/// must be a pipe. Either may be non-blocking: a side that is not ready is
+/// waited for with poll. On failure, also how many bytes were moved.
+pub(super) fn splice_all(from: &OwnedFd, out: &OwnedFd, len: u64) -> Result<(), (u64, SpliceStop)> {
     let mut sent = 0u64;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
     while sent < len {
         let want = usize::try_from((len - sent).min(STEP)).unwrap_or(1 << 30);
-        match nix::fcntl::splice(from, None, out, None, want, flags) {
-            Ok(0) => return Err(KernelCopy::Failed { sent, error: None }),
-            Ok(n) => sent += n as u64,
+        let stop = match nix::fcntl::splice(from, None, out, None, want, flags) {
+            Ok(0) => SpliceStop::InputEnded,
+            Ok(n) => {
+                sent += n as u64;
+                continue;
+            }
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => {
-                let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) | Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        return Err(KernelCopy::Failed {
-                            sent,
-                            error: Some(e.into()),
-                        })
-                    }
-                }
-            }
-            Err(e) => {
-                return Err(KernelCopy::Failed {
-                    sent,
-                    error: Some(e.into()),
-                })
-            }
-        }
+            Err(Errno::EAGAIN) => match wait_ready(from, out) {
+                Ok(()) => continue,
+                Err(e) => SpliceStop::Input(e.into()),
+            },
+            Err(Errno::EINVAL) if sent == 0 => SpliceStop::Unsupported,
+            Err(e @ Errno::EPIPE) => SpliceStop::Output(e.into()),
+            Err(e) => SpliceStop::Input(e.into()),
+        };
+        return Err((sent, stop));
     }
     Ok(())
+}
+
+/// After `EAGAIN`: wait for whichever side held the splice up. The output
+/// is asked first, since a full output with input waiting would otherwise
+/// have poll return at once, again and again.
+fn wait_ready(from: &OwnedFd, out: &OwnedFd) -> Result<(), Errno> {
+    let mut room = [PollFd::new(out.as_fd(), PollFlags::POLLOUT)];
+    let (fd, flags) = match poll(&mut room, PollTimeout::ZERO) {
+        Ok(0) => (out.as_fd(), PollFlags::POLLOUT),
+        Ok(_) => (from.as_fd(), PollFlags::POLLIN),
+        Err(Errno::EINTR) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match poll(&mut [PollFd::new(fd, flags)], PollTimeout::NONE) {
+        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -218,6 +218,9 @@ pub struct NodeConnection {
     stderr: StderrTail,
     /// The read end of the child's stdout pipe, for splicing bodies on.
     pipe_out: Option<std::os::fd::OwnedFd>,
+    /// The write end of the child's stdin pipe, for splicing bodies in.
+    /// The child sees its input end only once this is closed too.
+    pipe_in: Option<std::os::fd::OwnedFd>,
 }
 
 impl NodeConnection {
@@ -229,6 +232,12 @@ impl NodeConnection {
     /// then be spliced on from it.
     pub fn output_pipe(&self) -> Option<std::os::fd::OwnedFd> {
         self.pipe_out.as_ref().and_then(|fd| fd.try_clone().ok())
+    }
+
+    /// The node's input pipe (a duplicate), when it is one: a body can
+    /// then be spliced into it.
+    pub fn input_pipe(&self) -> Option<std::os::fd::OwnedFd> {
+        self.pipe_in.as_ref().and_then(|fd| fd.try_clone().ok())
     }
 
     /// What the child wrote to stderr lately (nothing for a socket).
@@ -282,10 +291,13 @@ impl NodeConnection {
             child,
             stderr,
             pipe_out,
+            pipe_in,
             ..
         } = self;
-        // Nobody reads the node's output any more: it must see that.
+        // Nobody reads the node's output any more, nor writes its input:
+        // it must see that.
         drop(pipe_out);
+        drop(pipe_in);
         let (mut stdout, mut stdin) = conn.into_inner();
         let _ = stdin.shutdown().await;
         drop(stdin);
@@ -315,9 +327,11 @@ impl NodeConnection {
             child,
             stderr,
             pipe_out,
+            pipe_in,
             ..
         } = self;
         drop(pipe_out);
+        drop(pipe_in);
         let node_early = conn.buffered().to_vec();
         let (mut node_out, mut node_in) = conn.into_inner();
         let to_client = async {
@@ -388,8 +402,16 @@ pub async fn connect(
     let stderr = StderrTail::start(&mut child, opts.forward_stderr);
     let stdout = child.stdout.take().expect("stdout was piped");
     let pipe_out = std::os::fd::AsFd::as_fd(&stdout).try_clone_to_owned().ok();
+    let stdin = child.stdin.take().expect("stdin was piped");
+    let pipe_in = std::os::fd::AsFd::as_fd(&stdin).try_clone_to_owned().ok();
+    if let Some(fd) = &pipe_in {
+        // Bodies spliced in move a pipe's worth per call: 1 MiB rather than
+        // 64 KiB is a sixteenth of the calls and wake-ups (refused without
+        // permission: no harm).
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    }
     let stdout: BoxRead = Box::new(stdout);
-    let stdin: BoxWrite = Box::new(child.stdin.take().expect("stdin was piped"));
+    let stdin: BoxWrite = Box::new(stdin);
     let mut nc = NodeConnection {
         conn: Connection::new(stdout, stdin),
         version: 0,
@@ -397,6 +419,7 @@ pub async fn connect(
         child: Some(child),
         stderr,
         pipe_out,
+        pipe_in,
     };
     let greeted = greeting(&mut nc, &node.uuid).await;
     let is_ssh = matches!(node.location, Location::Ssh(_));

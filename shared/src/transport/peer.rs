@@ -56,6 +56,7 @@ pub(super) async fn open(
         child,
         stderr,
         pipe_out: None,
+        pipe_in: None,
     };
     Ok((nc, token))
 }
