@@ -93,6 +93,8 @@ class Scenario:
     name: str
     run: object  # (Bench, Server) -> Sample
     nbytes: int = 0  # payload moved, for a MB/s column; 0 when meaningless
+    group: str = ""  # scenarios that share server state
+    restores: bool = False  # puts its group's servers back as they were
 
 
 class Failed(Exception):
@@ -574,24 +576,32 @@ def scenarios(z: Sizes) -> list[Scenario]:
     behind = []
     for what, label in [("cluster", "3-node cluster"), ("node", "proxied node")]:
         behind += [
-            Scenario(f"{label}: {small} copy --to", through(what, small_copy)),
-            Scenario(f"{label}: {small} drop --from", through(what, small_drop)),
-            Scenario(f"{label}: {big} copy --to", big_copy_checked(what), z.big),
-            Scenario(f"{label}: {big} get --from", through(what, big_get), z.big),
-            Scenario(f"{label}: {big} drop --from", through(what, big_drop)),
+            Scenario(f"{label}: {small} copy --to", through(what, small_copy), 0, what),
+            Scenario(f"{label}: {small} drop --from", through(what, small_drop), 0, what, True),
+            Scenario(f"{label}: {big} copy --to", big_copy_checked(what), z.big, what),
+            Scenario(f"{label}: {big} get --from", through(what, big_get), z.big, what),
+            Scenario(f"{label}: {big} drop --from", through(what, big_drop), 0, what, True),
         ]
     direct = [
-        Scenario(f"{small} copy --to", small_copy),
-        Scenario(f"{small} drop --from", small_drop),
-        Scenario(f"{big} copy --to", big_copy, z.big),
-        Scenario(f"{big} get --from", big_get, z.big),
-        Scenario(f"{big} drop --from", big_drop),
+        Scenario(f"{small} copy --to", small_copy, 0, "direct"),
+        Scenario(f"{small} drop --from", small_drop, 0, "direct", True),
+        Scenario(f"{big} copy --to", big_copy, z.big, "direct"),
+        Scenario(f"{big} get --from", big_get, z.big, "direct"),
+        Scenario(f"{big} drop --from", big_drop, 0, "direct", True),
     ]
     return direct + behind + [
         Scenario(f"{z.startup_n} x configlist (no ssh)", startup),
-        Scenario(f"p2pstdio PUT {human(z.p2p)} (no client)", p2p_put, z.p2p),
-        Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p),
+        Scenario(f"p2pstdio PUT {human(z.p2p)} (no client)", p2p_put, z.p2p, "p2p"),
+        Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p, "p2p", True),
     ]
+
+
+def only(scs: list[Scenario], wanted: list[str]) -> list[Scenario]:
+    """The scenarios named, and those that put their groups' servers back
+    for the next round."""
+    picked = [s for s in scs if any(w in s.name for w in wanted)]
+    groups = {s.group for s in picked if s.group}
+    return [s for s in scs if s in picked or (s.restores and s.group in groups)]
 
 
 # --------------------------------------------------------------------- limits
@@ -738,7 +748,7 @@ def main() -> int:
     ap.add_argument("--top", default=str(Path(__file__).resolve().parent.parent), help="workspace root")
     ap.add_argument("--quick", action="store_true", help="small sizes and 3 rounds (about a minute)")
     ap.add_argument("--rounds", type=int, help="rounds (default 5, 3 with --quick)")
-    ap.add_argument("--only", help="comma-separated substrings: run only the scenarios whose name holds one")
+    ap.add_argument("--only", help="comma-separated substrings: run only the scenarios whose name holds one (and the drops that put their servers back for the next round)")
     ap.add_argument("--out", help="results file (default <top>/target/bench-results.md, .json beside it)")
     ap.add_argument("--tmpdir", help="where the servers and the client go (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the servers and the client afterwards")
@@ -748,7 +758,7 @@ def main() -> int:
     scs = scenarios(sizes)
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        scs = [s for s in scs if any(w in s.name for w in wanted)]
+        scs = only(scs, wanted)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     b = Bench(args, sizes)
