@@ -137,6 +137,13 @@ impl ReadGate {
             .saturating_sub(delivered)
     }
 
+    /// Whether the thread is inside a read (for tests that must catch it
+    /// there).
+    #[cfg(test)]
+    pub(crate) fn in_read(&self) -> bool {
+        self.lock().reading
+    }
+
     /// The thread, before a read: wait while closed, then mark the read.
     fn enter(&self) {
         let mut state = self.lock();

@@ -160,7 +160,7 @@ async fn a_paused_reader_reads_nothing_until_resumed() {
 
     // Once the thread is blocked in its next read, the pause waits for
     // that read, and the reader holds what it brought.
-    while !gate.lock().reading {
+    while !gate.in_read() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let late = std::thread::spawn(move || {

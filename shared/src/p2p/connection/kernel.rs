@@ -190,6 +190,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             Ok(w) => w,
             Err(e) => return self.drain_after(len, len, e).await,
         };
+        // Pause only while the descriptor still owes bytes of this body:
+        // a pause waits for the read in flight, and a peer that has sent
+        // the whole body may say nothing more until we answer (protocol
+        // version 0 sends nothing after a body).
+        let have = (self.end - self.start) as u64 + gate.held();
+        if have >= len {
+            return self.copy_body(len, len, writer).await;
+        }
         gate.pause().await;
         let reopen = Reopen(gate);
         let mut failed = None;

@@ -166,6 +166,35 @@ async fn a_client_gone_mid_body_is_short_data() {
     assert_eq!(got.len(), format!("DATA {LEN}\n").len() + sent);
 }
 
+/// A peer that sent a whole body and waits for our answer (protocol
+/// version 0 sends nothing after it): no pause may wait for its next byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_read_ahead_whole_needs_no_more_input() {
+    let len = 40_000;
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    let mut peer = std::fs::File::from(wr);
+    let mut msg = format!("DATA {len}\n").into_bytes();
+    msg.extend_from_slice(&body(len));
+    peer.write_all(&msg).expect("write");
+    let (mut conn, gate) = served(rd);
+    let (mut node, pipe, node_reader) = node_taking(usize::MAX);
+    let got_len = data_header(&mut conn).await;
+    // The reader thread waits in its next read, with the pipe still open.
+    while !gate.in_read() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let relayed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.relay_data_spliced(got_len, &mut node, pipe),
+    )
+    .await
+    .expect("the relay waited for input the peer never sends");
+    relayed.expect("relayed");
+    drop(node);
+    drop(peer);
+    assert_eq!(node_reader.join().expect("node"), msg);
+}
+
 /// Without a descriptor to splice from, the body is copied, with the same
 /// bytes on the node's side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
