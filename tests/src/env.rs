@@ -451,14 +451,21 @@ impl TestEnv {
     /// server user, with the server's PATH (no git-annex on it).
     #[track_caller]
     pub fn annexproxy(&self, dir: &Path, args: &[&str]) -> Out {
-        let mut cmd = Command::new(tools::ours_bin_dir().join("annexproxy"));
+        let mut cmd = self.server_command("annexproxy");
+        cmd.args(args);
+        run(cmd, dir)
+    }
+
+    /// One of OUR binaries (`annexproxy`, `git-annex-shell`), to be run as
+    /// the server user, with the server's PATH (no git-annex on it).
+    pub fn server_command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(tools::ours_bin_dir().join(program));
         cmd.env_clear()
             .env("HOME", &self.server_home)
             .env("PATH", &self.server_path)
             .env("USER", tools::user_name())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args(args);
-        run(cmd, dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        cmd
     }
 
     /// Adds remote `name` at `url` to the server repository `at`, marked

@@ -457,3 +457,63 @@ fn large_file_streams_through() {
     let (ok, results) = fsck_from(env, client, "origin-node1");
     assert!(ok, "{results:?}");
 }
+
+/// A protocol-0 client (no VERSION, nothing sent after a body until the
+/// answer) uploads a body large enough to be spliced on by the proxy: the
+/// answer comes without another byte from the client, and the node ends
+/// up with the content. (The read-ahead race behind that rule is pinned
+/// deterministically in shared's `connection/kernel_tests.rs`.)
+#[test]
+fn protocol_zero_put_through_the_proxy() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let env = TestEnv::new(ServerKind::Ours);
+    let (proxy, nodes) = env.ours_proxy_with_nodes(&[("node1", "first node")]);
+    env.annexproxy(&proxy, &["updateproxy"]).ok();
+    let node_uuid = env.server_uuid(&nodes[0]);
+    let content = annexproxy_tests::pseudo_random_bytes(11, 100_000);
+    let key = annexproxy_tests::p2p_driver::sha256e_key(&content, ".bin");
+    let mut shell = env
+        .server_command("git-annex-shell")
+        .args(["p2pstdio", &proxy.display().to_string()])
+        .args([
+            annexproxy_tests::p2p_driver::CLIENT_UUID,
+            "--uuid",
+            &node_uuid,
+        ])
+        .current_dir(&proxy)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start our git-annex-shell");
+    let mut to_shell = shell.stdin.take().expect("stdin");
+    let from_shell = BufReader::new(shell.stdout.take().expect("stdout"));
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in from_shell.lines() {
+            if lines_tx.send(line.expect("read")).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the proxy did not answer")
+    };
+    assert_eq!(next(), format!("AUTH-SUCCESS {node_uuid}"));
+    writeln!(to_shell, "PUT big.bin {key}").expect("send");
+    assert_eq!(next(), "PUT-FROM 0");
+    let mut data = format!("DATA {}\n", content.len()).into_bytes();
+    data.extend_from_slice(&content);
+    to_shell.write_all(&data).expect("send");
+    to_shell.flush().expect("send");
+    // Protocol 0 sends no VALID: the client waits, its input left open.
+    assert_eq!(next(), "SUCCESS");
+    drop(to_shell);
+    assert!(shell.wait().expect("wait").success());
+    assert!(env.server_has_content(&nodes[0], &key));
+    env.assert_server_fsck_clean(&nodes[0]);
+}
