@@ -4,6 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::node::STDERR_TAIL;
 use super::*;
 
 const NODE: &str = "e0bc0cf7-0000-4000-8000-000000000002";
