@@ -94,21 +94,23 @@ impl NodeConnection {
         self.close_with_stderr().await.0
     }
 
-    /// [`Self::close`], also returning all the stderr tail, which is only
-    /// complete once the child has exited.
-    pub async fn close_with_stderr(self) -> (Option<i32>, String) {
+    /// The session's parts, without our duplicates of the child's pipes:
+    /// once the connection lets go of them, the child sees its input end
+    /// and that nobody reads its output.
+    fn into_parts(self) -> (Connection<BoxRead, BoxWrite>, Option<Child>, StderrTail) {
         let NodeConnection {
             conn,
             child,
             stderr,
-            pipe_out,
-            pipe_in,
             ..
         } = self;
-        // Nobody reads the node's output any more, nor writes its input:
-        // it must see that.
-        drop(pipe_out);
-        drop(pipe_in);
+        (conn, child, stderr)
+    }
+
+    /// [`Self::close`], also returning all the stderr tail, which is only
+    /// complete once the child has exited.
+    pub async fn close_with_stderr(self) -> (Option<i32>, String) {
+        let (conn, child, stderr) = self.into_parts();
         let (mut stdout, mut stdin) = conn.into_inner();
         let _ = stdin.shutdown().await;
         drop(stdin);
@@ -133,16 +135,7 @@ impl NodeConnection {
     {
         let client_early = client.buffered().to_vec();
         let (mut client_in, mut client_out) = client.into_inner();
-        let NodeConnection {
-            conn,
-            child,
-            stderr,
-            pipe_out,
-            pipe_in,
-            ..
-        } = self;
-        drop(pipe_out);
-        drop(pipe_in);
+        let (conn, child, stderr) = self.into_parts();
         let node_early = conn.buffered().to_vec();
         let (mut node_out, mut node_in) = conn.into_inner();
         let to_client = async {
