@@ -93,12 +93,15 @@ impl Listener {
             }
             Endpoint::Unix(path) => {
                 remove_stale_socket(path)?;
-                let l = std::os::unix::net::UnixListener::bind(path).map_err(|source| {
-                    ListenError::Bind {
-                        what: path.display().to_string(),
-                        source,
-                    }
-                })?;
+                let bind_err = |source| ListenError::Bind {
+                    what: path.display().to_string(),
+                    source,
+                };
+                let l = std::os::unix::net::UnixListener::bind(path).map_err(bind_err)?;
+                // Anyone may connect, as with git-annex's socket: tor runs
+                // as a user of its own, and a peer must AUTH with a token
+                // before it can do anything.
+                open_to_all(path).map_err(bind_err)?;
                 Ok((Listener::Unix(l), path.display().to_string()))
             }
         }
@@ -110,6 +113,13 @@ impl Listener {
             Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
         }
     }
+}
+
+/// Adds read and write for group and others to the socket's mode.
+fn open_to_all(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o066))
 }
 
 /// A socket file left by a listener that is gone is removed, as git-annex

@@ -131,6 +131,20 @@ fn tcp_listeners_are_loopback_only() {
     ));
 }
 
+/// Whatever the umask, tor (another user) can connect to the socket.
+#[test]
+fn a_socket_is_open_to_every_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s");
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let bound = Listener::bind(&Endpoint::Unix(path.clone()));
+    nix::sys::stat::umask(old);
+    bound.expect("bind");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o066, 0o066, "socket mode {mode:o}");
+}
+
 #[test]
 fn a_live_socket_is_not_taken_over_a_dead_one_is() {
     let dir = tempfile::tempdir().expect("tempdir");
