@@ -66,11 +66,35 @@ fn node_taking(
     (Connection::new(tokio::io::empty(), sender), dup, reader)
 }
 
-async fn data_header(conn: &mut Connection<ThreadReader, tokio::io::Sink>) -> u64 {
+async fn data_header<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+    conn: &mut Connection<R, W>,
+) -> u64 {
     match conn.read_message().await.expect("read") {
         Some(Message::Data(len)) => len,
         other => panic!("expected DATA, got {other:?}"),
     }
+}
+
+/// Read `DATA len`, relay the body to `node` through `pipe`, and find the
+/// client's `VALID` next, in step.
+async fn relay_then_valid<R, W, R2, W2>(
+    conn: &mut Connection<R, W>,
+    node: &mut Connection<R2, W2>,
+    pipe: OwnedFd,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+    R2: tokio::io::AsyncRead + Unpin,
+    W2: tokio::io::AsyncWrite + Unpin,
+{
+    let len = data_header(conn).await;
+    conn.relay_data_spliced(len, node, pipe)
+        .await
+        .expect("relayed");
+    assert_eq!(
+        conn.read_message().await.expect("next"),
+        Some(Message::Valid)
+    );
 }
 
 /// A whole body of `len` relayed, then `VALID` read after it: what the
@@ -79,14 +103,7 @@ async fn relay_whole(len: usize) -> u64 {
     let (rd, client) = client_sending(len, len);
     let (mut conn, gate) = served(rd);
     let (mut node, pipe, node_reader) = node_taking(usize::MAX);
-    let got_len = data_header(&mut conn).await;
-    conn.relay_data_spliced(got_len, &mut node, pipe)
-        .await
-        .expect("relayed");
-    assert_eq!(
-        conn.read_message().await.expect("next"),
-        Some(Message::Valid)
-    );
+    relay_then_valid(&mut conn, &mut node, pipe).await;
     assert_eq!(conn.read_message().await.expect("eof"), None);
     drop(node);
     client.join().expect("client");
@@ -205,17 +222,7 @@ async fn without_a_descriptor_the_body_is_copied() {
     let mut conn = Connection::new(&input[..], tokio::io::sink());
     assert!(!conn.splices_input());
     let (mut node, pipe, node_reader) = node_taking(usize::MAX);
-    let len = match conn.read_message().await.expect("read") {
-        Some(Message::Data(len)) => len,
-        other => panic!("{other:?}"),
-    };
-    conn.relay_data_spliced(len, &mut node, pipe)
-        .await
-        .expect("relayed");
-    assert_eq!(
-        conn.read_message().await.expect("next"),
-        Some(Message::Valid)
-    );
+    relay_then_valid(&mut conn, &mut node, pipe).await;
     drop(node);
     assert_eq!(node_reader.join().expect("node"), input[..input.len() - 6]);
 }
