@@ -14,7 +14,7 @@ use annex::branch::is_cluster_uuid;
 use annex::cluster::{configured_clusters, remotes_with_proxied};
 
 use super::updatecluster::update_clusters;
-use super::updateproxy::{known_uuid, update_proxies};
+use super::updateproxy::{known_uuid, update_proxies, Asked};
 use super::{open_initialized, OperatorError};
 
 pub fn extendcluster(
@@ -25,6 +25,7 @@ pub fn extendcluster(
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let (mut repo, my_uuid) = open_initialized(dir)?;
+    let mut asked = Asked::default();
     // The gateway's cluster remote exists only once the gateway's UUID is
     // known: ask it, as git-annex does, when the remote is new.
     if let Some(g) = repo
@@ -32,7 +33,13 @@ pub fn extendcluster(
         .into_iter()
         .find(|r| r.name == gateway && r.annex_uuid().is_none())
     {
-        known_uuid(&mut repo, &g, "Cannot extend the cluster through it.", warn)?;
+        known_uuid(
+            &mut repo,
+            &g,
+            "Cannot extend the cluster through it.",
+            &mut asked,
+            warn,
+        )?;
     }
     let remotes = remotes_with_proxied(&repo)?;
     let cluster_remote = format!("{gateway}-{name}");
@@ -51,8 +58,8 @@ pub fn extendcluster(
     }
     repo.set_config(&format!("remote.{gateway}.annex-cluster-gateway"), &uuid)?;
     writeln!(out, "extendcluster {name} ok")?;
-    update_clusters(&mut repo, &my_uuid, out, warn)?;
-    update_proxies(&mut repo, &my_uuid, out, warn)?;
+    update_clusters(&mut repo, &my_uuid, &mut asked, out, warn)?;
+    update_proxies(&mut repo, &my_uuid, &mut asked, out, warn)?;
     repo.branch().commit()?;
     Ok(())
 }

@@ -260,3 +260,48 @@ fn remotes_that_cannot_be_proxied_are_warned_about() {
     );
     assert!(!found, "nothing learnt, nothing cached: {cached}");
 }
+
+/// Each remote that cannot be proxied is warned about once, with the
+/// lines real git-annex prints (ours add the reason in parentheses).
+#[test]
+fn each_unreachable_remote_is_warned_about_once_as_git_annex_does() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let p = bare(t.path(), "proxy");
+    annex(&p, &["init", "proxy"], &[]);
+    let plain = bare(t.path(), "plain");
+    for (name, url) in [
+        ("gone", t.path().join("gone").display().to_string()),
+        ("plain", plain.display().to_string()),
+    ] {
+        git(&p, &["remote", "add", name, &url]);
+        git(
+            &p,
+            &["config", &format!("remote.{name}.annex-proxy"), "true"],
+        );
+    }
+    let without_reason = |l: &str| match l.find(" (") {
+        Some(i) => l[..i].to_owned(),
+        None => l.to_owned(),
+    };
+    let same = |ours: &[u8], real: &str| {
+        let ours: Vec<String> = String::from_utf8_lossy(ours)
+            .lines()
+            .map(without_reason)
+            .collect();
+        let real: Vec<&str> = real.lines().collect();
+        assert_eq!(ours, real);
+    };
+    let (_, _, real) = run(&p, &git_annex(), &["updateproxy"], &[]);
+    let (_, ours) = our_updateproxy(&p);
+    same(ours.as_bytes(), &real);
+
+    // updatecluster asks once too, though both the cluster and the proxy
+    // steps want the node's UUID.
+    git(&p, &["config", "--unset", "remote.gone.annex-proxy"]);
+    git(&p, &["config", "remote.gone.annex-cluster-node", "c1"]);
+    annex(&p, &["initcluster", "c1"], &[]);
+    let (_, _, real) = run(&p, &git_annex(), &["updatecluster"], &[]);
+    let mut warn = Vec::new();
+    updatecluster(&p, &mut Vec::new(), &mut warn).expect("updatecluster");
+    same(&warn, &real);
+}

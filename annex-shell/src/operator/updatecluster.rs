@@ -22,7 +22,7 @@ use annex::cluster::{
 use annex::repo::{RemoteConfig, Repo};
 
 use super::initcluster::UUID_LOG;
-use super::updateproxy::{known_uuid, private_uuids, update_proxies};
+use super::updateproxy::{known_uuid, private_uuids, update_proxies, Asked};
 use super::{open_initialized, OperatorError};
 
 pub fn updatecluster(
@@ -31,8 +31,9 @@ pub fn updatecluster(
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let (mut repo, my_uuid) = open_initialized(dir)?;
-    update_clusters(&mut repo, &my_uuid, out, warn)?;
-    update_proxies(&mut repo, &my_uuid, out, warn)?;
+    let mut asked = Asked::default();
+    update_clusters(&mut repo, &my_uuid, &mut asked, out, warn)?;
+    update_proxies(&mut repo, &my_uuid, &mut asked, out, warn)?;
     repo.branch().commit()?;
     Ok(())
 }
@@ -49,11 +50,12 @@ struct Node {
 pub(crate) fn update_clusters(
     repo: &mut Repo,
     my_uuid: &str,
+    asked: &mut Asked,
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let remotes = remotes_with_proxied(repo)?;
-    let mut configured = configured_nodes(repo, &remotes, warn)?;
+    let mut configured = configured_nodes(repo, &remotes, asked, warn)?;
     let dead = dead_uuids(repo)?;
     let recorded = recorded_clusters(repo)?;
     let descriptions = descriptions(repo, &remotes)?;
@@ -101,6 +103,7 @@ pub(crate) fn update_clusters(
 fn configured_nodes(
     repo: &mut Repo,
     remotes: &[RemoteConfig],
+    asked: &mut Asked,
     warn: &mut dyn Write,
 ) -> Result<BTreeMap<String, Vec<Node>>, OperatorError> {
     let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
@@ -110,7 +113,7 @@ fn configured_nodes(
             continue;
         };
         let cannot = "Cannot use this remote as a cluster node.";
-        let Some(uuid) = known_uuid(repo, r, cannot, warn)? else {
+        let Some(uuid) = known_uuid(repo, r, cannot, asked, warn)? else {
             continue;
         };
         for cluster in names {

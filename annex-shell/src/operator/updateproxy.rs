@@ -22,6 +22,7 @@ use annex::transport::{discover_uuid, ConnectOptions, NodeRemote};
 use super::{open_initialized, sibling_shell, OperatorError};
 
 pub const PROXY_LOG: &str = "proxy.log";
+const CANNOT_PROXY: &str = "Cannot proxy to this remote.";
 
 pub fn updateproxy(
     dir: &Path,
@@ -29,7 +30,7 @@ pub fn updateproxy(
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let (mut repo, my_uuid) = open_initialized(dir)?;
-    update_proxies(&mut repo, &my_uuid, out, warn)?;
+    update_proxies(&mut repo, &my_uuid, &mut Asked::default(), out, warn)?;
     repo.branch().commit()?;
     Ok(())
 }
@@ -39,10 +40,11 @@ pub fn updateproxy(
 pub(crate) fn update_proxies(
     repo: &mut Repo,
     my_uuid: &str,
+    asked: &mut Asked,
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
-    let remote_proxies = break_cycles(configured_proxies(repo, warn)?, repo, my_uuid)?;
+    let remote_proxies = break_cycles(configured_proxies(repo, asked, warn)?, repo, my_uuid)?;
     let mut wanted = cluster_proxies(repo, &remote_proxies)?;
     wanted.extend(remote_proxies);
     let old = recorded_proxies(repo, my_uuid)?;
@@ -161,22 +163,28 @@ fn break_cycles(
 /// learn; the others are warned about, as git-annex warns.
 fn configured_proxies(
     repo: &mut Repo,
+    asked: &mut Asked,
     warn: &mut dyn Write,
 ) -> Result<BTreeSet<Proxy>, OperatorError> {
     // A proxy's own proxied remotes appear only once its UUID is known:
     // learn the UUIDs first, so a chain (`B-C` behind remote `B`) is seen
     // in one run.
+    // Those asked in vain here are not warned about again below: git-annex
+    // says once that a remote cannot be proxied.
+    let mut unknown = BTreeSet::new();
     for remote in repo.remotes() {
         if wants_proxy(repo, &remote) && remote.annex_uuid().is_none() {
-            known_uuid(repo, &remote, "Cannot proxy to this remote.", warn)?;
+            if known_uuid(repo, &remote, CANNOT_PROXY, asked, warn)?.is_none() {
+                unknown.insert(remote.name.clone());
+            }
         }
     }
     let mut out = BTreeSet::new();
     for remote in remotes_with_proxied(repo)? {
-        if !wants_proxy(repo, &remote) {
+        if !wants_proxy(repo, &remote) || unknown.contains(&remote.name) {
             continue;
         }
-        if let Some(uuid) = known_uuid(repo, &remote, "Cannot proxy to this remote.", warn)? {
+        if let Some(uuid) = known_uuid(repo, &remote, CANNOT_PROXY, asked, warn)? {
             out.insert(Proxy {
                 uuid,
                 name: remote.name.clone(),
@@ -186,12 +194,20 @@ fn configured_proxies(
     Ok(out)
 }
 
+/// Remotes already asked for their UUID in vain during one operator
+/// command: each is tried, and said to be unreachable, once.
+#[derive(Default)]
+pub(crate) struct Asked {
+    in_vain: BTreeSet<String>,
+}
+
 /// The remote's UUID, asked for and cached when not known yet; `None`
 /// (with git-annex's warning ending in `cannot`) when it cannot be had.
 pub(crate) fn known_uuid(
     repo: &mut Repo,
     remote: &RemoteConfig,
     cannot: &str,
+    asked: &mut Asked,
     warn: &mut dyn Write,
 ) -> Result<Option<String>, OperatorError> {
     let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
@@ -203,7 +219,14 @@ pub(crate) fn known_uuid(
         }
     };
     let uuid = match node.uuid.as_str() {
-        "" => learn_uuid(repo, remote, &node, warn)?,
+        "" if asked.in_vain.contains(&remote.name) => None,
+        "" => {
+            let learnt = learn_uuid(repo, remote, &node, warn)?;
+            if learnt.is_none() {
+                asked.in_vain.insert(remote.name.clone());
+            }
+            learnt
+        }
         u => Some(u.to_owned()),
     };
     if uuid.is_none() {
