@@ -3,15 +3,18 @@
 //!
 //! git runs us as `git-remote-annexproxy <remote> <url>` for
 //! `annexproxy::<url>`; see `helper` for the command loop, `url` for the
-//! address forms, `resolve` for `#REMOTE`, `tunnel` for the session and
-//! `progress` for what is drawn meanwhile.
+//! address forms, `resolve` for `#REMOTE` and `tunnel` for the session.
+//!
+//! Progress is left to git: its own counters ("Receiving objects",
+//! "Writing objects") already show the bytes of the pack and their rate,
+//! and a second line of ours on the same terminal would be drawn over
+//! them.
 //!
 //! Run by a person as `git-remote-annexproxy --list <url> [--add PREFIX]`,
 //! it lists the proxied remotes and clusters a server offers (and adds
 //! them as git remotes); see `discover`.
 
 mod discover;
-mod progress;
 mod resolve;
 mod tunnel;
 
@@ -111,10 +114,10 @@ fn run() -> anyhow::Result<u8> {
                 );
             }
             let (git_in, git_out) = git_pipes().context("setting up stdin/stdout")?;
-            let bar = progress::Bar::new(&options);
-            let relayed = runtime.block_on(tunnel.relay(service, git_in, git_out, &bar));
-            bar.finish();
-            relayed.map(exit_byte).map_err(anyhow::Error::from)
+            runtime
+                .block_on(tunnel.relay(service, git_in, git_out, &()))
+                .map(exit_byte)
+                .map_err(anyhow::Error::from)
         }
         Err(e) => Err(e.into()),
     };

@@ -302,3 +302,56 @@ fn server_errors_reach_git() {
         .says("server said: this repository is read-only; write access denied");
     assert_eq!(server_main(&env, &server), before);
 }
+
+/// On a terminal, the progress the user sees is git's own: nothing of ours
+/// is drawn into git's "Writing objects" / "Receiving objects" lines (the
+/// helper's bar used to be drawn over them once a transfer ran a second,
+/// with a rate a fraction of the real one). `script` gives git a terminal.
+#[test]
+fn progress_on_a_terminal_is_git_s_own() {
+    let (env, server, _seed) = setup();
+    let url = format!("annexproxy::{}", server.display());
+    env.plain_git(env.root(), &["clone", "-q", &url, "pusher"])
+        .ok();
+    let pusher = env.root().join("pusher");
+    // Incompressible, and large enough to take well over a second here.
+    std::fs::write(pusher.join("big.bin"), noise(48 << 20)).expect("write big file");
+    env.plain_git(&pusher, &["add", "big.bin"]).ok();
+    env.plain_git(&pusher, &["commit", "-q", "-m", "big"]).ok();
+
+    let on_terminal = |dir: &Path, git_args: &str| -> String {
+        let mut cmd = env.plain_client_command("script");
+        cmd.args(["-qec", &format!("git {git_args}"), "/dev/null"])
+            .env("TERM", "xterm");
+        let out = annexproxy_tests::run::run(cmd, dir).ok();
+        env.wait_server_idle();
+        out.stdout
+    };
+    let pushed = on_terminal(&pusher, "push --progress origin main");
+    assert!(pushed.contains("Writing objects: 100%"), "{pushed}");
+    assert_eq!(server_main(&env, &server), head(&env, &pusher));
+    let cloned = on_terminal(env.root(), &format!("clone --progress {url} cloned"));
+    assert!(cloned.contains("Receiving objects: 100%"), "{cloned}");
+    for transcript in [&pushed, &cloned] {
+        assert!(
+            !transcript.contains("annexproxy: ") && !transcript.contains("relayed"),
+            "the helper drew on git's terminal:\n{}",
+            transcript.replace('\r', "\n")
+        );
+    }
+    assert_eq!(head(&env, &env.root().join("cloned")), head(&env, &pusher));
+}
+
+/// `len` bytes that no compressor shrinks (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
