@@ -14,7 +14,8 @@
 //!   `drop_reaches_unlogged_copy`;
 //! - 5, 6, 10 `faults`: `unwritable_node`, `gone_node` (the arms differ:
 //!   git-annex's bug), `node_killed_mid_fanout`;
-//! - 8 `gateways`: `two_gateways`; 9 `concurrent`: `four_clients`.
+//! - 8 `gateways`: `two_gateways`; 9 `concurrent`: `four_clients`;
+//! - issue 11: `full` (a key no node has room for fails alone).
 
 #[path = "cluster/world.rs"]
 mod world;
@@ -25,6 +26,8 @@ mod concurrent;
 mod faults;
 #[path = "cluster/flow.rs"]
 mod flow;
+#[path = "cluster/full.rs"]
+mod full;
 #[path = "cluster/gateways.rs"]
 mod gateways;
 #[path = "cluster/placement.rs"]

@@ -106,6 +106,19 @@ fn helper_lines(out: &Out) -> Vec<&str> {
         .collect()
 }
 
+/// The gateway wrote exactly one line to the client's stderr, and it
+/// contains `needle`.
+#[track_caller]
+fn gateway_says_once(out: &Out, needle: &str) {
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("git-annex-shell:"))
+        .collect();
+    assert_eq!(said.len(), 1, "{out}");
+    assert!(said[0].contains(needle), "{out}");
+}
+
 #[test]
 fn push_to_and_clone_from_a_node_behind_the_proxy() {
     let w = proxy_world();
@@ -326,16 +339,7 @@ fn a_node_that_refuses_the_push_is_named() {
 
     plain_commit(env, &work, "second.txt");
     let out = env.plain_git(&work, &["push", &url, "main"]).fails();
-    let said: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("git-annex-shell:"))
-        .collect();
-    assert_eq!(said.len(), 1, "{out}");
-    assert!(
-        said[0].contains("not every node: node2 (refs/heads/main [rejected]"),
-        "{out}"
-    );
+    gateway_says_once(&out, "not every node: node2 (refs/heads/main [rejected]");
     // the gateway and node1 have it; node2 kept its own
     assert_eq!(rev_in(env, &w.proxy, "refs/heads/main"), head(env, &work));
     assert_eq!(
@@ -371,4 +375,55 @@ fn the_real_client_minds_no_extra_configlist_lines() {
         "{}",
         env.ssh_log_text()
     );
+}
+
+/// Node2 refuses a push (a pre-receive hook that fails, removed later):
+/// the gateway's ref moves, but until node2 has it every push names node2
+/// and fails, also a push with nothing new, and `annexproxy status` shows
+/// the lag; once the hook is gone, a push with no new commit brings node2
+/// up to the gateway and the lag is gone.
+#[test]
+fn a_refused_node_is_retried_by_the_next_push() {
+    let w = cluster_world(2);
+    let env = &w.env;
+    let work = plain_repo(env, "work", "first.txt");
+    let url = format!("annexproxy::{}#mycl", w.proxy.display());
+    let hook = w.nodes[1].join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho node2 says no >&2\nexit 1\n").expect("hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod hook");
+    let named = |out: &Out| gateway_says_once(out, "not every node: node2 (refs/heads/main");
+    named(&env.plain_git(&work, &["push", &url, "main"]).fails());
+    let want = head(env, &work);
+    assert_eq!(rev_in(env, &w.proxy, "refs/heads/main"), want);
+    assert_eq!(rev_in(env, &w.nodes[0], "refs/heads/main"), want);
+    assert_eq!(rev_in(env, &w.nodes[1], "refs/heads/main"), "");
+
+    // Nothing new to push: node2 still lags, and is still named.
+    named(&env.plain_git(&work, &["push", &url, "main"]).fails());
+    assert_eq!(rev_in(env, &w.nodes[1], "refs/heads/main"), "");
+    let status = env.annexproxy(&w.proxy, &["status"]).ok().stdout;
+    let node2_line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("node2"))
+        .unwrap_or_default();
+    assert!(
+        node2_line.contains("lacks the gateway's refs/heads/main"),
+        "{status}"
+    );
+    let node1_line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("node1"))
+        .unwrap_or_default();
+    assert!(!node1_line.contains("lacks"), "{status}");
+
+    std::fs::remove_file(&hook).expect("remove hook");
+    let out = env.plain_git(&work, &["push", &url, "main"]).ok();
+    assert!(!out.stderr.contains("git-annex-shell:"), "{out}");
+    assert_eq!(rev_in(env, &w.nodes[1], "refs/heads/main"), want);
+    let status = env.annexproxy(&w.proxy, &["status"]).ok().stdout;
+    assert!(!status.contains("lacks"), "{status}");
+    // and a later push says nothing of node2
+    let out = env.plain_git(&work, &["push", &url, "main"]).ok();
+    assert!(!out.stderr.contains("git-annex-shell:"), "{out}");
 }

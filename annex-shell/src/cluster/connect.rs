@@ -13,6 +13,9 @@
 //!   on from the gateway to each node with plain `git push` (nodes are git
 //!   remotes of the gateway). A node that refuses or cannot be reached is
 //!   named in one line on stderr, and the client's `CONNECTDONE` is 1.
+//!   What a node did not take stays on record in the gateway ([`lag`])
+//!   and goes with every later push, also one that changes nothing,
+//!   until the node has it.
 //!
 //! Why not replay the client's push to every node: git's push is a
 //! conversation about the refs the server advertised, and its pack is thin
@@ -41,6 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
 
 use super::gateway::{Flow, Gateway};
+use super::lag::{self, Lag};
 use crate::cmd::remove::READONLY_ERROR;
 use crate::proxy::relay::RelayError;
 use crate::restrict::ServerMode;
@@ -278,8 +282,11 @@ where
     }
 }
 
-/// Pushes what the gateway accepted of `commands` to each node; on
-/// failure, the one line naming the nodes has been said.
+/// Pushes what the gateway accepted of `commands` to each node, together
+/// with what each node still lacks from earlier pushes ([`lag`]), so a
+/// node that refused once is retried by every later push, also one that
+/// changed nothing; on failure, the one line naming the nodes has been
+/// said.
 async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands) -> Result<(), ()> {
     let mut accepted = Vec::new();
     for u in &commands.updates {
@@ -288,19 +295,45 @@ async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands)
             Some(v) => v == u.new,
             None => is_zero(&u.new),
         };
-        if landed {
-            accepted.push(u);
+        if landed && !(is_zero(&u.old) && is_zero(&u.new)) {
+            accepted.push(u.clone());
         }
     }
     let mut refused = Vec::new();
     if commands.incomplete {
         refused
             .push("the push's ref list could not be read whole, so no node was updated".to_owned());
-    } else if !accepted.is_empty() {
-        for (name, _uuid) in nodes {
-            if let Err(why) = push_node(base, name, &accepted).await {
-                refused.push(format!("{name} ({why})"));
-            }
+        accepted.clear();
+    }
+    let lags = lag::read(base).await;
+    // On record before any node is pushed to: a gateway that dies midway
+    // leaves the lag to the next push, not a silent gap.
+    let ahead: Vec<Lag> = nodes
+        .iter()
+        .flat_map(|(_, uuid)| accepted.iter().map(move |u| (uuid, u)))
+        .filter(|(uuid, u)| !lags.iter().any(|l| &l.node == *uuid && l.name == u.name))
+        .map(|(uuid, u)| Lag {
+            node: uuid.clone(),
+            name: u.name.clone(),
+            lease: if is_zero(&u.old) { &u.new } else { &u.old }.clone(),
+        })
+        .collect();
+    lag::write(base, &ahead, &[]).await;
+    for (name, uuid) in nodes {
+        let updates = node_updates(base, uuid, &accepted, &lags).await;
+        if updates.is_empty() {
+            continue;
+        }
+        let pushed = push_node(base, name, &updates).await;
+        // A ref named twice would fail the whole update-ref transaction.
+        let done: std::collections::BTreeSet<&String> = pushed.done.iter().collect();
+        let drops: Vec<(&str, &str)> = done
+            .into_iter()
+            .map(|r| (uuid.as_str(), r.as_str()))
+            .collect();
+        lag::write(base, &[], &drops).await;
+        if let Some(why) = pushed.refused {
+            refused.push(format!("{name} ({why})"));
         }
     }
     if refused.is_empty() {
@@ -311,6 +344,43 @@ async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands)
         refused.join("; ")
     );
     Err(())
+}
+
+/// What node `uuid` is to get: this push's updates and the refs it lacks
+/// from before, each to the gateway's value now, under the lease on
+/// record where there is one.
+async fn node_updates(
+    base: &Path,
+    uuid: &str,
+    accepted: &[RefUpdate],
+    lags: &[Lag],
+) -> Vec<RefUpdate> {
+    let mine: Vec<&Lag> = lags.iter().filter(|l| l.node == uuid).collect();
+    let mut updates: Vec<RefUpdate> = accepted
+        .iter()
+        .map(|u| match mine.iter().find(|l| l.name == u.name) {
+            Some(l) => RefUpdate {
+                old: l.lease.clone(),
+                ..u.clone()
+            },
+            None => u.clone(),
+        })
+        .collect();
+    for l in mine {
+        if accepted.iter().any(|u| u.name == l.name) {
+            continue;
+        }
+        let new = match rev_parse(base, &l.name).await {
+            Some(v) => v,
+            None => "0".repeat(l.lease.len()),
+        };
+        updates.push(RefUpdate {
+            old: l.lease.clone(),
+            new,
+            name: l.name.clone(),
+        });
+    }
+    updates
 }
 
 async fn git(base: &Path, args: &[&str]) -> Option<std::process::Output> {
@@ -337,7 +407,9 @@ pub fn push_args(
     updates: &[&RefUpdate],
     fast_forward: impl Fn(&RefUpdate) -> bool,
 ) -> Vec<String> {
-    let mut args = vec!["push".to_owned(), "--porcelain".to_owned(), "-q".to_owned()];
+    // Not `-q`: it would hide the porcelain lines of the refs that went
+    // through, which clear their lag records when another ref is refused.
+    let mut args = vec!["push".to_owned(), "--porcelain".to_owned()];
     let mut specs = Vec::new();
     for u in updates {
         if is_zero(&u.new) {
@@ -355,15 +427,49 @@ pub fn push_args(
     args
 }
 
-async fn push_node(base: &Path, remote: &str, updates: &[&RefUpdate]) -> Result<(), String> {
+/// How one node's push went: the refs it now has as the gateway has
+/// them, and why it refused the others.
+struct Pushed {
+    done: Vec<String>,
+    refused: Option<String>,
+}
+
+impl Pushed {
+    fn failed(why: impl Into<String>) -> Pushed {
+        Pushed {
+            done: Vec::new(),
+            refused: Some(why.into()),
+        }
+    }
+}
+
+async fn push_node(base: &Path, remote: &str, updates: &[RefUpdate]) -> Pushed {
     let has_url = git(base, &["config", "--get", &format!("remote.{remote}.url")])
         .await
         .is_some_and(|o| o.status.success());
     if !has_url {
-        return Err("reached through another gateway; no git URL of its own".into());
+        return Pushed::failed("reached through another gateway; no git URL of its own");
+    }
+    // A deletion of a ref the node does not have is done already (git
+    // push would call it an error).
+    let (absent, updates) = match absent_on_node(base, remote, updates).await {
+        Ok(absent) => {
+            let rest: Vec<&RefUpdate> = updates
+                .iter()
+                .filter(|u| !absent.contains(&u.name))
+                .collect();
+            (absent, rest)
+        }
+        Err(why) => return Pushed::failed(why),
+    };
+    if updates.is_empty() {
+        return Pushed {
+            done: absent,
+            refused: None,
+        };
     }
     let mut ff = std::collections::BTreeSet::new();
-    for u in updates {
+    for u in &updates {
         if !is_zero(&u.old) && !is_zero(&u.new) {
             let is_ff = git(base, &["merge-base", "--is-ancestor", &u.old, &u.new])
                 .await
@@ -373,33 +479,93 @@ async fn push_node(base: &Path, remote: &str, updates: &[&RefUpdate]) -> Result<
             }
         }
     }
-    let args = push_args(remote, updates, |u| ff.contains(&u.name));
+    let args = push_args(remote, &updates, |u| ff.contains(&u.name));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = git(base, &args).await.ok_or("git push could not run")?;
-    if out.status.success() {
-        return Ok(());
-    }
-    // porcelain: `!\tsrc:dst\t[rejected] (why)` for each refused ref
+    let Some(out) = git(base, &args).await else {
+        return Pushed::failed("git push could not run");
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let rejected: Vec<String> = stdout
-        .lines()
-        .filter(|l| l.starts_with('!'))
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            let dst = f.nth(1)?.rsplit(':').next()?.to_owned();
-            Some(format!("{dst} {}", f.next().unwrap_or("rejected")))
-        })
+    let (mut done, rejected) = porcelain(&stdout);
+    done.extend(absent);
+    let refused = if out.status.success() {
+        done.extend(updates.iter().map(|u| u.name.clone()));
+        None
+    } else if !rejected.is_empty() {
+        Some(rejected.join(", "))
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Some(
+            stderr
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("git push failed")
+                .to_owned(),
+        )
+    };
+    Pushed { done, refused }
+}
+
+/// Of the deletions among `updates`, the refs `remote` does not have.
+async fn absent_on_node(
+    base: &Path,
+    remote: &str,
+    updates: &[RefUpdate],
+) -> Result<Vec<String>, String> {
+    let deletions: Vec<&str> = updates
+        .iter()
+        .filter(|u| is_zero(&u.new))
+        .map(|u| u.name.as_str())
         .collect();
-    if !rejected.is_empty() {
-        return Err(rejected.join(", "));
+    if deletions.is_empty() {
+        return Ok(Vec::new());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Err(stderr
-        .trim()
+    let mut args = vec!["ls-remote", "--refs", remote];
+    args.extend(&deletions);
+    let out = git(base, &args)
+        .await
+        .ok_or("git ls-remote could not run")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("unreachable")
+            .to_owned());
+    }
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let has: Vec<&str> = listed
         .lines()
-        .last()
-        .unwrap_or("git push failed")
-        .to_owned())
+        .filter_map(|l| l.split('\t').nth(1))
+        .collect();
+    Ok(deletions
+        .into_iter()
+        .filter(|d| !has.contains(d))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// `git push --porcelain` output: the destination refs pushed or already
+/// up to date, and `ref [rejected] (why)` for each refused one.
+pub fn porcelain(stdout: &str) -> (Vec<String>, Vec<String>) {
+    let mut done = Vec::new();
+    let mut rejected = Vec::new();
+    for l in stdout.lines() {
+        let mut f = l.split('\t');
+        let (Some(flag), Some(spec)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some(dst) = spec.rsplit(':').next() else {
+            continue;
+        };
+        match flag {
+            "!" => rejected.push(format!("{dst} {}", f.next().unwrap_or("rejected"))),
+            " " | "+" | "-" | "*" | "=" => done.push(dst.to_owned()),
+            _ => {}
+        }
+    }
+    (done, rejected)
 }
 
 #[cfg(test)]

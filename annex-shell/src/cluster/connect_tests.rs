@@ -98,7 +98,6 @@ fn push_args_force_only_under_a_lease() {
         [
             "push",
             "--porcelain",
-            "-q",
             &format!("--force-with-lease=refs/heads/gone:{B}"),
             "node1",
             &format!("{B}:refs/heads/main"),
@@ -113,10 +112,27 @@ fn push_args_force_only_under_a_lease() {
         [
             "push",
             "--porcelain",
-            "-q",
             &format!("--force-with-lease=refs/heads/main:{A}"),
             "node1",
             &format!("{B}:refs/heads/main"),
         ]
+    );
+}
+
+#[test]
+fn porcelain_separates_taken_from_refused_refs() {
+    let out = format!(
+        "To /srv/n2.git\n\
+         =\trefs/heads/a:refs/heads/a\t[up to date]\n\
+         *\t{A}:refs/tags/v1\t[new tag]\n\
+         -\t:refs/heads/gone\t[deleted]\n\
+         !\t{B}:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n\
+         Done\n"
+    );
+    let (done, refused) = porcelain(&out);
+    assert_eq!(done, ["refs/heads/a", "refs/tags/v1", "refs/heads/gone"]);
+    assert_eq!(
+        refused,
+        ["refs/heads/main [remote rejected] (pre-receive hook declined)"]
     );
 }

@@ -42,6 +42,10 @@ pub trait Placement: Send {
     fn gateway_wants(&mut self, key: &Key, file: Option<&str>, holders: &BTreeSet<String>) -> bool;
     /// The key was stored on `uuids` (sizes change).
     fn placed(&mut self, key: &Key, uuids: &BTreeSet<String>);
+    /// Why `uuid` has no room for `key` (its maxsize), if that is so.
+    fn no_room(&mut self, _uuid: &str, _key: &Key) -> Option<String> {
+        None
+    }
 }
 
 pub struct Gateway<R, W> {

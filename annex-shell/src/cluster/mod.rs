@@ -10,6 +10,7 @@
 mod connect;
 pub mod gateway;
 mod get;
+pub mod lag;
 mod local;
 mod placement;
 pub mod policy;

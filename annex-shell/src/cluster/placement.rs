@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use annex::branch::Branch;
 use annex::key::Key;
-use annex::preferred::{plan_put, repo_sizes, wants, Facts, KeyInfo, Matcher, RepoSizes};
+use annex::preferred::{
+    has_space, plan_put, repo_sizes, wants, Facts, KeyInfo, Matcher, RepoSizes,
+};
 
 use super::gateway::Placement;
 
@@ -88,6 +90,19 @@ impl Placement for Preferred {
         let sizes = self.sizes();
         let k = KeyInfo { key, file, holders };
         wants(&self.facts, &sizes, &self.gateway_uuid, &k).unwrap_or(false)
+    }
+
+    fn no_room(&mut self, uuid: &str, key: &Key) -> Option<String> {
+        let max = *self.facts.maxsize.get(uuid)?;
+        let sizes = self.sizes();
+        let size = key.size().unwrap_or(0);
+        if has_space(&self.facts.maxsize, &sizes, uuid, size, false) {
+            return None;
+        }
+        let used = sizes.get(uuid).copied().unwrap_or(0);
+        Some(format!(
+            "maxsize {max} bytes, {used} used, the key needs {size}"
+        ))
     }
 
     fn placed(&mut self, key: &Key, uuids: &BTreeSet<String>) {

@@ -83,10 +83,11 @@ where
         }
         if receiving.is_empty() {
             if holding.is_empty() {
+                if reasons.is_empty() {
+                    reasons = self.no_room(&key);
+                }
                 let why = join_reasons(&reasons, "no node has room for it");
-                return self
-                    .send(Message::Error(format!("no node can store {key}: {why}")))
-                    .await;
+                return self.refuse(&key, &why).await;
             }
             self.record(&key, &holding, LogStatus::Present);
             return self
@@ -162,6 +163,52 @@ where
         } else {
             self.send(Message::Failure).await
         }
+    }
+
+    /// Fail this key alone. An ERROR answer to PUT would end the session:
+    /// git-annex's client answers it with an ERROR of its own, after which
+    /// a server gives up, and the next file meets a dead connection. So the
+    /// PUT is accepted from the key's end (`PUT-FROM <size>`: the client
+    /// sends `DATA 0`, no byte of content) and answered FAILURE, which the
+    /// client takes as "this key failed" and goes on. Without a size in
+    /// the key, the body is read and dropped. The reason goes to stderr,
+    /// which ssh carries to the user's terminal.
+    async fn refuse(&mut self, key: &Key, why: &str) -> Result<(), RelayError> {
+        eprintln!("git-annex-shell: {key}: no node can store it: {why}");
+        self.send(Message::PutFrom(key.size().unwrap_or(0))).await?;
+        let next = match self.client.read_message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(RelayError::Client(ConnError::UnexpectedEof)),
+            Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
+            Err(e) => return Err(e.into()),
+        };
+        match next {
+            Message::Data(len) => {
+                let mut body = self.client.data_body(len);
+                while body.next_chunk().await?.is_some() {}
+                drop(body);
+                if self.version >= 1 {
+                    read_validity(&mut self.client).await?;
+                }
+                self.send(Message::Failure).await
+            }
+            Message::DataPresent => self.send(Message::Failure).await,
+            // The client could not send after all; it expects no answer.
+            Message::Error(_) => Ok(()),
+            _ => self.send(Message::Error("expected DATA".into())).await,
+        }
+    }
+
+    /// Why no node takes `key`, node by node, when placement chose none.
+    fn no_room(&mut self, key: &Key) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for i in (0..self.pool.len()).filter(|&i| Some(i) != self.own) {
+            let slot = &self.pool.slots[i];
+            if let Some(why) = self.placement.no_room(slot.uuid(), key) {
+                reasons.push(format!("{}: {why}", slot.name()));
+            }
+        }
+        reasons
     }
 
     fn put_targets(&mut self, key: &Key, file: Option<&str>) -> Vec<usize> {

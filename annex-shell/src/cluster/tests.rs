@@ -493,3 +493,73 @@ async fn in_process_nodes_remove_before_the_deadline_only() {
     assert!(log.present().is_empty(), "node 0 still logs itself");
     assert!(w.present_in_log().is_empty());
 }
+
+/// No node has room for anything.
+struct Full;
+
+impl Placement for Full {
+    fn wanted(
+        &mut self,
+        _: &[&str],
+        _: &Key,
+        _: Option<&str>,
+        _: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
+    fn gateway_wants(&mut self, _: &Key, _: Option<&str>, _: &BTreeSet<String>) -> bool {
+        false
+    }
+
+    fn placed(&mut self, _: &Key, _: &BTreeSet<String>) {}
+
+    fn no_room(&mut self, _: &str, _: &Key) -> Option<String> {
+        Some("full".into())
+    }
+}
+
+/// A key no node has room for fails alone, as git-annex's client needs it
+/// to go on: PUT-FROM the key's end (no content sent), then FAILURE. A key
+/// without a size has its body read and dropped. The session carries on.
+#[tokio::test]
+async fn put_no_node_takes_fails_that_key_alone() {
+    let w = world();
+    let (mut c, task) = start_with(&w, Box::new(Full));
+    greet(&mut c, 1).await;
+    say(&mut c, put(&w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(w.data.len() as u64));
+    c.send_data(0, &mut &b""[..]).await.expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+
+    let digest = w
+        .key
+        .to_string()
+        .rsplit("--")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let sizeless = Key::parse(&format!("SHA256E--{digest}")).expect("key");
+    say(
+        &mut c,
+        Message::Put {
+            file: None,
+            key: sizeless,
+        },
+    )
+    .await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    c.send_data(w.data.len() as u64, &mut &w.data[..])
+        .await
+        .expect("data");
+    say(&mut c, Message::Valid).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+
+    say(&mut c, Message::CheckPresent(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+    hang_up(c, task).await;
+    for i in 0..3 {
+        assert_eq!(content(&w, i), None);
+    }
+}

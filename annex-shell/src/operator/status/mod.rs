@@ -32,7 +32,9 @@
 //! recorded sizes (keys without one count as 0); FREE is the space left
 //! to unprivileged users on a local repository's filesystem, `-` when
 //! unknown. `--json` prints the same as one JSON object with exact byte
-//! counts.
+//! counts. A node that lacks git refs the gateway pushed on to it (a push
+//! through the cluster it refused; `cluster::lag`) says so in DETAIL
+//! (`lacks the gateway's refs/heads/main`) and in `lacking_refs`.
 
 mod render;
 mod scan;
@@ -121,6 +123,9 @@ pub struct Row {
     pub free: Option<u64>,
     /// Whether this is a node listed under the cluster above it.
     pub member: bool,
+    /// The gateway's git refs a node has not taken yet (a push through
+    /// the cluster it refused or missed; see `cluster::lag`).
+    pub lagging: Vec<String>,
     /// The remote to probe, when there is one.
     remote: Option<RemoteConfig>,
 }
@@ -136,6 +141,7 @@ impl Row {
             bytes: 0,
             free: None,
             member: matches!(kind, Kind::Node | Kind::Via | Kind::Unreached),
+            lagging: Vec::new(),
             remote,
         }
     }
@@ -149,6 +155,7 @@ pub fn status(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Operato
         .filter(|_| repo.is_annex_initialized())
         .ok_or(OperatorError::NotInitialized)?;
     let mut rows = layout(&repo, &my_uuid)?;
+    mark_lags(&repo, &mut rows)?;
     count_keys(&repo, &mut rows)?;
     probe_all(&repo, &my_uuid, &mut rows)?;
     let text = if json {
@@ -222,6 +229,35 @@ fn layout(repo: &Repo, my_uuid: &str) -> Result<Vec<Row>, OperatorError> {
         }
     }
     Ok(rows)
+}
+
+/// The refs each node lacks, from the gateway's lag records.
+fn mark_lags(repo: &Repo, rows: &mut [Row]) -> Result<(), OperatorError> {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo.git_dir())
+        .args(crate::cluster::lag::LIST_ARGS)
+        .output()
+        .map_err(|source| StatusError::Git {
+            what: "for-each-ref",
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(StatusError::GitFailed {
+            what: "for-each-ref",
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }
+        .into());
+    }
+    let lags = crate::cluster::lag::parse(&String::from_utf8_lossy(&out.stdout));
+    for r in rows.iter_mut().filter(|r| r.kind == Kind::Node) {
+        r.lagging = lags
+            .iter()
+            .filter(|l| l.node == r.uuid)
+            .map(|l| l.name.clone())
+            .collect();
+    }
+    Ok(())
 }
 
 /// Fill in KEYS and SIZE from one pass over the location logs.

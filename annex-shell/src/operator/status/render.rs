@@ -51,11 +51,19 @@ pub fn render_text(rows: &[Row]) -> String {
     let mut table: Vec<[String; 8]> = vec![header.map(str::to_owned)];
     for r in rows {
         let indent = if r.member { "  " } else { "" };
-        let detail = match &r.reach {
+        let mut detail = match &r.reach {
             Reach::No(why) => why.clone(),
             Reach::Unknown if r.kind == Kind::Unreached => "no remote here leads to it".into(),
             _ => String::new(),
         };
+        if !r.lagging.is_empty() {
+            let lag = format!("lacks the gateway's {}", r.lagging.join(", "));
+            detail = if detail.is_empty() {
+                lag
+            } else {
+                format!("{detail} / {lag}")
+            };
+        }
         table.push([
             format!("{indent}{}", r.name),
             r.kind.as_str().to_owned(),
@@ -135,7 +143,14 @@ pub fn render_json(repository: &str, rows: &[Row]) -> String {
                     row(r)
                 ));
             }
-            Kind::Node | Kind::Via | Kind::Unreached => nodes.push(format!("{}}}", row(r))),
+            Kind::Node | Kind::Via | Kind::Unreached => {
+                let lacking: Vec<String> = r.lagging.iter().map(|n| json_str(n)).collect();
+                nodes.push(format!(
+                    "{},\"lacking_refs\":[{}]}}",
+                    row(r),
+                    lacking.join(",")
+                ));
+            }
         }
     }
     flush(&mut clusters, &mut nodes);

@@ -54,6 +54,15 @@ fn row(name: &str, kind: Kind, uuid: &str, reach: Reach, keys: u64, bytes: u64) 
 fn sample() -> Vec<Row> {
     let mut here = row("here", Kind::Gateway, "g", Reach::Yes, 0, 0);
     here.free = Some(2048);
+    let mut n2 = row(
+        "n2",
+        Kind::Node,
+        U2,
+        Reach::No("n2: no repository at /x\"".into()),
+        1,
+        100,
+    );
+    n2.lagging = vec!["refs/heads/main".into()];
     vec![
         here,
         row(
@@ -65,14 +74,7 @@ fn sample() -> Vec<Row> {
             1100,
         ),
         row("n1", Kind::Node, U1, Reach::Yes, 2, 1100),
-        row(
-            "n2",
-            Kind::Node,
-            U2,
-            Reach::No("n2: no repository at /x\"".into()),
-            1,
-            100,
-        ),
+        n2,
     ]
 }
 
@@ -83,7 +85,7 @@ NAME  KIND     UUID                                  REACHABLE  KEYS     SIZE  F
 here  gateway  g                                     yes           0      0 B  2.0 KiB
 demo  cluster  ac                                    1/2           2  1.1 KiB  -
   n1  node     11111111-0000-4000-8000-000000000001  yes           2  1.1 KiB  -
-  n2  node     22222222-0000-4000-8000-000000000002  no            1    100 B  -        n2: no repository at /x\"
+  n2  node     22222222-0000-4000-8000-000000000002  no            1    100 B  -        n2: no repository at /x\" / lacks the gateway's refs/heads/main
 ";
     assert_eq!(render_text(&sample()), want);
 }
@@ -93,8 +95,8 @@ fn json_nests_nodes_under_their_cluster() {
     let want = concat!(
         r#"{"repository":"/r \"q\"","here":{"name":"here","kind":"gateway","uuid":"g","reachable":true,"error":null,"keys":0,"bytes":0,"free":2048},"#,
         r#""proxied":[],"clusters":[{"name":"demo","kind":"cluster","uuid":"ac","reachable":true,"error":null,"keys":2,"bytes":1100,"free":null,"nodes_reachable":1,"node_count":2,"nodes":["#,
-        r#"{"name":"n1","kind":"node","uuid":"11111111-0000-4000-8000-000000000001","reachable":true,"error":null,"keys":2,"bytes":1100,"free":null},"#,
-        r#"{"name":"n2","kind":"node","uuid":"22222222-0000-4000-8000-000000000002","reachable":false,"error":"n2: no repository at /x\"","keys":1,"bytes":100,"free":null}]}]}"#,
+        r#"{"name":"n1","kind":"node","uuid":"11111111-0000-4000-8000-000000000001","reachable":true,"error":null,"keys":2,"bytes":1100,"free":null,"lacking_refs":[]},"#,
+        r#"{"name":"n2","kind":"node","uuid":"22222222-0000-4000-8000-000000000002","reachable":false,"error":"n2: no repository at /x\"","keys":1,"bytes":100,"free":null,"lacking_refs":["refs/heads/main"]}]}]}"#,
         "\n"
     );
     assert_eq!(render_json("/r \"q\"", &sample()), want);
