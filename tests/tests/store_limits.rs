@@ -1,10 +1,11 @@
 //! The store's refusals (`annex.securehashesonly`, DATA longer than the
-//! key, keys too long to log) on the paths that do not store in the
-//! server's own repository: a proxied node, whose own server checks its
-//! own config and whose answer the proxy passes on, and a cluster's
-//! in-process nodes, each checked against its own repository. Every
-//! refusal fails the key alone; the session goes on. Raw protocol lines
-//! to our git-annex-shell; `protocol/store_limits.rs` has the plain server.
+//! key, keys too long to log) as the real git-annex client meets them, and
+//! on the paths that do not store in the server's own repository: a
+//! proxied node, whose own server checks its own config and whose answer
+//! the proxy passes on, and a cluster's in-process nodes, each checked
+//! against its own repository. Every refusal fails the key alone; the
+//! session goes on. Apart from the client test, raw protocol lines to our
+//! git-annex-shell; `protocol/store_limits.rs` has the plain server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -176,5 +177,40 @@ fn in_process_cluster_nodes_check_their_own_repositories() {
         assert!(!env.server_has_content(node, &long_key));
         assert_eq!(partials(node), 0, "{}", node.display());
         env.assert_server_fsck_clean(node);
+    }
+}
+
+/// `git annex copy --to origin` of a WORM-keyed and a SHA256E-keyed file
+/// to a server with `annex.securehashesonly`: the WORM one fails and is
+/// not stored, the other arrives, the client says why, and the
+/// repositories stay consistent. Against both servers (the real one ends
+/// its session at the refusal; the client carries on with a new one).
+#[test]
+fn real_client_copy_to_a_securehashesonly_server() {
+    for kind in [ServerKind::Real, ServerKind::Ours] {
+        let env = TestEnv::new(kind);
+        let server = env.server_bare("server.git");
+        let client = env.clone_client(&server, "client");
+        env.annex(&client, &["sync"]).ok();
+        secure_hashes_only(&env, &server);
+        std::fs::write(client.join("a-worm.txt"), b"worm content\n").expect("write");
+        env.annex(&client, &["add", "--backend", "WORM", "a-worm.txt"])
+            .ok();
+        env.add_file(&client, "b-secure.txt", b"secure content\n");
+        let worm = env.key_of(&client, "a-worm.txt");
+        let secure = env.key_of(&client, "b-secure.txt");
+        assert!(worm.starts_with("WORM-"), "{worm}");
+        let copy = env.annex(&client, &["copy", "--to", "origin"]);
+        assert!(
+            !copy.success(),
+            "{kind:?}: the copy reports a failure\n{copy}"
+        );
+        assert!(
+            copy.stderr.contains("securehashesonly"),
+            "{kind:?}: the client is told why\n{copy}"
+        );
+        assert!(!env.server_has_content(&server, &worm), "{kind:?}");
+        assert!(env.server_has_content(&server, &secure), "{kind:?}");
+        env.assert_server_fsck_clean(&server);
     }
 }
