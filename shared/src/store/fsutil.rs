@@ -150,17 +150,28 @@ pub(crate) fn replace_file(annex_dir: &Path, dest: &Path, contents: &[u8]) -> io
     result
 }
 
-/// Writes a small bookkeeping file, creating its directory.
+/// Writes a small bookkeeping file, creating its directory. Never
+/// through a symlink: one planted at the name is replaced.
 pub(crate) fn write_with_dirs(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(path)?;
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+    };
+    let mut f = match open() {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            fs::remove_file(path)?;
+            open()?
+        }
+        other => other?,
+    };
     f.write_all(contents)
 }
 

@@ -537,3 +537,22 @@ fn a_symlinked_tmp_dir_is_refused() {
     assert!(store.begin_receive(&key(), UUID, None).is_err());
     assert_eq!(fs::read_dir(&elsewhere).expect("dir").count(), 0);
 }
+
+#[test]
+fn a_symlink_as_transfer_record_is_replaced_not_followed() {
+    let (dir, store) = scratch(false);
+    let outside = dir.path().join("outside");
+    fs::write(&outside, b"keep\n").expect("target");
+    let failed = dir
+        .path()
+        .join("annex/transfer/failed/download")
+        .join(UUID)
+        .join(key().key_file());
+    fs::create_dir_all(failed.parent().expect("dir")).expect("dirs");
+    std::os::unix::fs::symlink(&outside, &failed).expect("symlink");
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    inc.write_chunk(b"hello").expect("write");
+    drop(inc);
+    assert_eq!(fs::read(&outside).expect("target"), b"keep\n");
+    assert!(fs::symlink_metadata(&failed).expect("record").is_file());
+}
