@@ -79,6 +79,40 @@ fn securehashesonly_refuses_insecure_keys() {
     }
 }
 
+/// The setting guards what comes in: an insecure key already present is
+/// still served. git-annex means to refuse it but sends a DATA header
+/// and dies ("short data write").
+#[test]
+fn securehashesonly_still_serves_what_is_there() {
+    let key = INSECURE_KEYS[0];
+    for kind in [ServerKind::Real, ServerKind::Ours] {
+        let fx = Fixture::new(kind);
+        let f = fx.env.root().join("content");
+        fs::write(&f, NEW).expect("content");
+        fx.env
+            .oracle_annex(&fx.repo, &["setkey", key, &f.to_string_lossy()])
+            .ok();
+        fx.env
+            .oracle(&fx.repo, &["config", "annex.securehashesonly", "true"]);
+        let mut sh = fx.shell();
+        sh.hello(Some(4));
+        sh.send(&format!("GET 0 c.txt {key}"));
+        sh.expect("DATA 24");
+        if kind == ServerKind::Real {
+            assert_eq!(sh.body(NEW.len()), b"", "the real server sends nothing");
+            let out = sh.finish();
+            out.assert_exit(1);
+            assert!(out.stderr.contains("short data write"), "{}", out.show());
+        } else {
+            assert_eq!(sh.body(NEW.len()), NEW);
+            sh.expect("VALID");
+            sh.send("SUCCESS");
+            assert_goes_on(&mut sh);
+            sh.finish().assert_exit(0);
+        }
+    }
+}
+
 /// A WORM key of exactly `len` bytes.
 fn key_of_len(len: usize) -> String {
     let key = format!("WORM-s1--{}", "k".repeat(len - 9));
