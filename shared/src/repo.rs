@@ -216,9 +216,11 @@ impl Repo {
         Ok(out)
     }
 
-    /// The object store of this repository, with its `annex.diskreserve`.
+    /// The object store of this repository, with its `annex.diskreserve`
+    /// and `annex.securehashesonly`.
     pub fn store(&self) -> crate::store::ObjectStore {
         crate::store::ObjectStore::new(self.git_dir.clone(), self.is_bare(), self.disk_reserve())
+            .with_secure_hashes_only(self.config_bool("annex.securehashesonly") == Some(true))
     }
 
     pub fn branch(&self) -> Branch {

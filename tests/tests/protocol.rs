@@ -16,6 +16,8 @@ mod bad_input;
 mod differences;
 #[path = "protocol/put.rs"]
 mod put;
+#[path = "protocol/store_limits.rs"]
+mod store_limits;
 
 use annexproxy_tests::p2p_driver::{
     assert_same, big_content, big_key, Fixture, Outcome, Shell, ABSENT_KEY, HELLO, HELLO_KEY, NEW,

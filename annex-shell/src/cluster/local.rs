@@ -71,6 +71,19 @@ impl Sinks {
         }
     }
 
+    /// The body ends at byte `end` of the content: a node that would then
+    /// hold more than the key's size drops out before anything is written
+    /// (its partial file goes too), as its own server would refuse it.
+    pub fn expect_end(&mut self, end: u64) {
+        for lane in &mut self.lanes {
+            if let Ok(inc) = &mut lane.state {
+                if let Err(e) = inc.expect_end(end) {
+                    lane.state = Err(e.to_string());
+                }
+            }
+        }
+    }
+
     /// The piece of the body that starts at offset `at`.
     pub fn write(&mut self, at: u64, chunk: &[u8]) {
         if let Some(v) = self.verifier.as_mut() {

@@ -110,7 +110,8 @@ where
             .collect();
         let results = match next {
             Message::Data(len) => {
-                let sinks = Sinks::new(&key, start, incoming);
+                let mut sinks = Sinks::new(&key, start, incoming);
+                sinks.expect_end(start.saturating_add(len));
                 self.fan_out(start, len, &remote_receiving, sinks).await?
             }
             Message::DataPresent => {

@@ -53,6 +53,9 @@ where
     };
     let stored = match msg {
         Some(Message::Data(len)) => {
+            // More than the key can hold is refused before a byte is
+            // written; the body is still read, and thrown away.
+            sink.expect_len(len);
             // A short body ends the connection; the partial bytes stay in
             // annex/tmp for a resumed PUT.
             s.conn.recv_data(len, &mut sink).await?;
@@ -73,10 +76,8 @@ where
             if hung_up {
                 // As git-annex: content that arrived whole and verifies is
                 // kept and logged even though nobody hears the verdict.
-                if stored {
-                    s.log_presence(&key, true)?;
-                }
-                let _ = s.send(success(stored)).await;
+                let logged = stored && log_stored(s, &key);
+                let _ = s.send(success(logged)).await;
                 return Ok(Flow::Stop);
             }
             stored
@@ -96,11 +97,26 @@ where
             return Ok(Flow::Continue);
         }
     };
-    if stored {
-        s.log_presence(&key, true)?;
-    }
-    s.send(success(stored)).await?;
+    let logged = stored && log_stored(s, &key);
+    s.send(success(logged)).await?;
     Ok(Flow::Continue)
+}
+
+/// Records the stored key in the location log. A log that cannot be
+/// written fails this key alone (the reason on stderr) instead of the
+/// session; the object stays, and `git annex fsck` records it later.
+fn log_stored<R, W>(s: &mut Session<R, W>, key: &Key) -> bool
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    match s.log_presence(key, true) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("git-annex-shell: {key}: stored, but not logged: {e}");
+            false
+        }
+    }
 }
 
 /// Where DATA goes: the object store, or nowhere when we could not accept
@@ -118,6 +134,17 @@ impl Receiver {
         match self {
             Receiver::Store { incoming, .. } => incoming.offset(),
             Receiver::Refused(_) => 0,
+        }
+    }
+
+    /// A body of `len` bytes is coming: refuse it here when it cannot be
+    /// the key's content (it is then read and discarded).
+    fn expect_len(&mut self, len: u64) {
+        if let Receiver::Store { incoming, .. } = self {
+            let end = incoming.offset().saturating_add(len);
+            if let Err(e) = incoming.expect_end(end) {
+                *self = Receiver::Refused(e);
+            }
         }
     }
 

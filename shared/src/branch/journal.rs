@@ -101,6 +101,9 @@ impl Journal {
         match fs::read(self.dir.join(journal_file_name(branch_path))) {
             Ok(b) => Ok(Some(discard_incomplete_line(b))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            // A name too long to exist cannot hold anything (the location
+            // log of a key near the file-name limit).
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -119,7 +122,18 @@ impl Journal {
             // location-log lines (the reader drops an incomplete last line,
             // and `git annex fsck` restores them), not content. Syncing here
             // was the largest single cost of storing many small keys.
-            let mut f = fs::File::create(&tmp)?;
+            // Created anew, never opened through whatever sits at the
+            // name (a symlink planted there would be written through).
+            // Writers of this name hold the journal lock, so what is
+            // there is a leftover.
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(content)?;
         }
         let dest = self.dir.join(&name);
@@ -229,5 +243,34 @@ mod tests {
             .is_none());
         j.remove_named(&lock, "abc_def_K.log").expect("remove");
         assert_eq!(j.read("abc/def/K.log").expect("read"), None);
+    }
+
+    #[test]
+    fn a_name_too_long_to_exist_reads_as_absent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::new(dir.path());
+        // (with no journal directory at all the lookup fails before the
+        // name is looked at)
+        fs::create_dir_all(j.dir()).expect("journal dir");
+        let long = format!("abc/def/{}.log", "k".repeat(250));
+        assert_eq!(j.read(&long).expect("read"), None);
+    }
+
+    #[test]
+    fn a_symlink_in_othertmp_is_not_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::new(dir.path());
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep\n").expect("target");
+        let tmp = dir.path().join("annex/othertmp");
+        fs::create_dir_all(&tmp).expect("othertmp");
+        std::os::unix::fs::symlink(&outside, tmp.join("abc_def_K.log")).expect("symlink");
+        let lock = j.lock().expect("lock");
+        j.write(&lock, "abc/def/K.log", b"1s 1 u\n").expect("write");
+        assert_eq!(fs::read(&outside).expect("target"), b"keep\n");
+        let journalled = dir.path().join("annex/journal/abc_def_K.log");
+        assert!(fs::symlink_metadata(&journalled)
+            .expect("journal file")
+            .is_file());
     }
 }

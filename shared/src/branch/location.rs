@@ -26,6 +26,19 @@ pub fn location_log_path_for(key: &crate::key::Key) -> String {
     location_log_path(&key.hash_dir_lower(), &key.key_file())
 }
 
+/// The longest file name Linux file systems take (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// The length of the journal file name the key's location log is written
+/// under, when that is too long for the file system. The journal names a
+/// file after its whole branch path (`abc_def_<keyfile>.log`), so a key of
+/// about 244 bytes or more can be stored as an object but never logged;
+/// receivers check this before taking the content.
+pub fn location_log_too_long(key: &crate::key::Key) -> Option<usize> {
+    let name = super::journal::journal_file_name(&location_log_path_for(key));
+    (name.len() > NAME_MAX).then_some(name.len())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogStatus {
     Present,
@@ -176,6 +189,17 @@ mod tests {
     const REAL: &str = "1795623794s 1 11111111-1111-1111-1111-111111111111\n\
                         1795623794s 1 114cf930-fc7a-4a16-8b43-d99eb4802793\n\
                         1795623795s 0 22222222-2222-2222-2222-222222222222\n";
+
+    #[test]
+    fn journal_name_limit() {
+        let key = |n: usize| crate::key::Key::parse(&format!("WORM-s1--{}", "a".repeat(n - 9)));
+        // abc_def_ + key + .log
+        assert_eq!(location_log_too_long(&key(243).expect("key")), None);
+        assert_eq!(location_log_too_long(&key(244).expect("key")), Some(256));
+        // `_` is doubled in journal names
+        let under = crate::key::Key::parse(&format!("WORM-s1--{}", "_".repeat(120))).expect("key");
+        assert_eq!(location_log_too_long(&under), Some(8 + 9 + 240 + 4));
+    }
 
     #[test]
     fn path() {

@@ -25,9 +25,21 @@ fn set_mode(path: &Path, f: impl FnOnce(u32) -> u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Object file: no write bits, owner may read.
-pub(crate) fn freeze_file(path: &Path) -> io::Result<()> {
-    set_mode(path, |m| (m & !0o222) | 0o400)
+/// Object file: no write bits, owner may read. By descriptor, so no
+/// symlink at the path can redirect it.
+pub(crate) fn freeze_file(file: &fs::File) -> io::Result<()> {
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    let new = (mode & !0o222) | 0o400;
+    if new != mode {
+        file.set_permissions(fs::Permissions::from_mode(new))?;
+    }
+    Ok(())
+}
+
+/// Whether `path` itself (not a symlink's target) is the open `file`.
+pub(crate) fn same_file(path: &Path, file: &fs::File) -> io::Result<bool> {
+    let (p, f) = (fs::symlink_metadata(path)?, file.metadata()?);
+    Ok(p.dev() == f.dev() && p.ino() == f.ino())
 }
 
 /// Key directory: no write bits, so the object cannot be deleted by accident.
@@ -138,17 +150,28 @@ pub(crate) fn replace_file(annex_dir: &Path, dest: &Path, contents: &[u8]) -> io
     result
 }
 
-/// Writes a small bookkeeping file, creating its directory.
+/// Writes a small bookkeeping file, creating its directory. Never
+/// through a symlink: one planted at the name is replaced.
 pub(crate) fn write_with_dirs(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(path)?;
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+    };
+    let mut f = match open() {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            fs::remove_file(path)?;
+            open()?
+        }
+        other => other?,
+    };
     f.write_all(contents)
 }
 

@@ -69,12 +69,21 @@ impl ObjectStore {
         remote_uuid: &str,
         assoc_file: Option<&str>,
     ) -> Result<Incoming, StoreError> {
+        self.check_accepts(key)?;
         let tmp = self.tmp_path(key)?;
         let mut record =
             TransferRecord::start(self, Direction::Download, key, remote_uuid, assoc_file)?;
         let tmpdir = tmp.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(tmpdir).map_err(StoreError::io("create", tmpdir))?;
-        let already = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = prepare_tmp_dir(tmpdir) {
+            record.end(false);
+            return Err(StoreError::io("create", tmpdir)(e));
+        }
+        // Only a regular file is a partial upload; anything else planted
+        // there is replaced when opened.
+        let already = fs::symlink_metadata(&tmp)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len());
         if let Err(e) = self.check_space(key, already) {
             record.end(false);
             return Err(e);
@@ -115,6 +124,22 @@ impl ObjectStore {
     }
 }
 
+/// Creates `annex/tmp` and checks that it is a directory of its own: a
+/// symlink there would send every partial upload somewhere else.
+fn prepare_tmp_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    if fs::symlink_metadata(dir)?.is_dir() {
+        Ok(())
+    } else {
+        Err(io::Error::other("not a directory (a symlink?)"))
+    }
+}
+
+/// Opens the partial file, never through a symlink: whoever can write to
+/// `annex/tmp` could otherwise make a resumed upload append to (and then
+/// move into the object store) any file the server can write. A symlink
+/// found there is removed, so the upload starts over at offset 0; anything
+/// else that is not a regular file fails this key.
 fn open_tmp(tmp: &Path) -> io::Result<File> {
     let open = || {
         OpenOptions::new()
@@ -122,18 +147,33 @@ fn open_tmp(tmp: &Path) -> io::Result<File> {
             .write(true)
             .create(true)
             .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(tmp)
     };
-    match open() {
-        // A partial file left frozen by some other tool; git-annex thaws it.
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && tmp.exists() => {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(tmp)?.permissions().mode();
-            fs::set_permissions(tmp, fs::Permissions::from_mode(mode | 0o200))?;
-            open()
+    let file = match open() {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            tracing::warn!(path = %tmp.display(), "removing a symlink planted as a partial upload");
+            fs::remove_file(tmp)?;
+            open()?
         }
-        other => other,
+        // A partial file left frozen by some other tool; git-annex thaws it.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let frozen = OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(tmp)
+                .map_err(|_| e)?;
+            use std::os::unix::fs::PermissionsExt;
+            let mode = frozen.metadata()?.permissions().mode();
+            frozen.set_permissions(fs::Permissions::from_mode(mode | 0o200))?;
+            open()?
+        }
+        other => other?,
+    };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
     }
+    Ok(file)
 }
 
 impl Incoming {
@@ -182,8 +222,39 @@ impl Incoming {
         Ok(self.verifier.as_mut().expect("set just above"))
     }
 
+    /// Checks, before a body is read, that content ending at byte `end`
+    /// (the offset plus the DATA length) can be the key's: never more than
+    /// its size. When it cannot, the partial file goes too (with the new
+    /// bytes it could not be the key either, as verification would find)
+    /// and the transfer is recorded as failed; the caller discards the
+    /// body and drops this.
+    pub fn expect_end(&mut self, end: u64) -> Result<(), StoreError> {
+        match self.key.size() {
+            Some(size) if end > size => {
+                let _ = fs::remove_file(&self.tmp);
+                self.record.end(false);
+                Err(StoreError::TooMuchData { size, end })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a write that would take the file past the key's size, so no
+    /// sender can fill the disk whatever it announced.
+    fn check_room(&self, len: usize) -> io::Result<()> {
+        let end = self.offset + self.received + len as u64;
+        match self.key.size() {
+            Some(size) if end > size => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                StoreError::TooMuchData { size, end },
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Appends the next piece of the sender's data.
     pub fn write_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.check_room(data.len())?;
         self.verifier()?;
         self.file.write_all(data)?;
         self.received += data.len() as u64;
@@ -200,6 +271,7 @@ impl Incoming {
     /// if [`Incoming::finish`] is called instead, the bytes written this way
     /// were never hashed and the content fails verification.
     pub fn write_chunk_unhashed(&mut self, data: &[u8]) -> io::Result<()> {
+        self.check_room(data.len())?;
         self.file.write_all(data)?;
         self.received += data.len() as u64;
         Ok(())
@@ -323,9 +395,19 @@ impl Incoming {
         // partial) and no object, which the client's location log and
         // `git annex fsck` already cope with. git-annex does not sync it
         // either, and it doubled the cost of storing a small key.
+        let file = &self.file;
         fsutil::in_thawed_dir(&dest, || {
             fs::rename(&tmp, &dest)?;
-            fsutil::freeze_file(&dest)
+            // What was renamed is whatever sat at the temp path: make sure
+            // it is the file we wrote and verified, not something put
+            // there since we opened it.
+            if !fsutil::same_file(&dest, file)? {
+                fs::remove_file(&dest)?;
+                return Err(io::Error::other(
+                    "the partial file was replaced while receiving",
+                ));
+            }
+            fsutil::freeze_file(file)
         })
         .map_err(StoreError::io("store", &dest))?;
         Ok((dest, true))

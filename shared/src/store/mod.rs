@@ -56,6 +56,12 @@ pub enum StoreError {
     NoContentSent,
     #[error("content is locked")]
     ContentLocked,
+    #[error("annex.securehashesonly is set: {variety} keys, whose hash is not cryptographically secure, are not accepted")]
+    InsecureHash { variety: String },
+    #[error("the key is too long to be logged: its location log would be a {len}-byte file name, more than the file system's {max}")]
+    KeyTooLongToLog { len: usize, max: usize },
+    #[error("the key's content is {size} bytes, but the data sent would end at byte {end}")]
+    TooMuchData { size: u64, end: u64 },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -77,6 +83,8 @@ pub struct ObjectStore {
     gitdir: PathBuf,
     bare: bool,
     diskreserve: u64,
+    /// `annex.securehashesonly`: receive only keys with a secure hash.
+    secure_hashes_only: bool,
 }
 
 impl ObjectStore {
@@ -87,7 +95,34 @@ impl ObjectStore {
             gitdir,
             bare,
             diskreserve,
+            secure_hashes_only: false,
         }
+    }
+
+    /// Sets `annex.securehashesonly`.
+    pub fn with_secure_hashes_only(mut self, on: bool) -> ObjectStore {
+        self.secure_hashes_only = on;
+        self
+    }
+
+    /// Whether this repository takes in content for `key` at all, whoever
+    /// sends it: every way content is received checks this first. Refused
+    /// are keys of an insecure hash under `annex.securehashesonly` (as
+    /// git-annex's `checkSecureHashes`), and keys too long for their
+    /// location log's file name, which could be stored but never logged.
+    pub fn check_accepts(&self, key: &Key) -> Result<(), StoreError> {
+        if self.secure_hashes_only && !key.backend().is_secure() {
+            return Err(StoreError::InsecureHash {
+                variety: key.variety().to_owned(),
+            });
+        }
+        if let Some(len) = crate::branch::location::location_log_too_long(key) {
+            return Err(StoreError::KeyTooLongToLog {
+                len,
+                max: crate::branch::location::NAME_MAX,
+            });
+        }
+        Ok(())
     }
 
     pub fn annex_dir(&self) -> PathBuf {

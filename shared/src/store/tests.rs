@@ -455,3 +455,104 @@ fn a_wrong_verdict_or_a_missing_hash_stores_nothing() {
     assert!(inc.finish(VerifyMode::Valid).is_err());
     assert!(!store.has(&key()));
 }
+
+#[test]
+fn securehashesonly_refuses_before_any_bookkeeping() {
+    let (dir, store) = scratch(true);
+    let store = store.with_secure_hashes_only(true);
+    for k in ["WORM-s12--x", "MD5-s12--00", "SHA1E-s12--00.dat", "URL--u"] {
+        let k = Key::parse(k).expect("parses");
+        assert!(matches!(
+            store.begin_receive(&k, UUID, None),
+            Err(StoreError::InsecureHash { .. })
+        ));
+    }
+    assert_eq!(files_under(dir.path()), Vec::<String>::new());
+    store_hello(&store);
+}
+
+#[test]
+fn nothing_is_written_past_the_key_size() {
+    let (_d, store) = scratch(false);
+    let tmp = store.tmp_path(&key()).expect("tmp");
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    inc.expect_end(12).expect("exactly the size");
+    inc.write_chunk(b"hello world\n").expect("write");
+    assert!(inc.write_chunk(b"!").is_err());
+    assert!(inc.write_chunk_unhashed(b"!").is_err());
+    assert_eq!(fs::read(&tmp).expect("partial"), b"hello world\n");
+    drop(inc);
+    // resumed with a body that would overshoot: refused, partial dropped
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    assert_eq!(inc.offset(), 12);
+    assert!(matches!(
+        inc.expect_end(13),
+        Err(StoreError::TooMuchData { size: 12, end: 13 })
+    ));
+    drop(inc);
+    assert!(!tmp.exists());
+    store_hello(&store);
+}
+
+#[test]
+fn a_symlink_as_partial_file_is_replaced_not_followed() {
+    let (dir, store) = scratch(false);
+    let outside = dir.path().join("outside");
+    fs::write(&outside, b"hello ").expect("target");
+    let tmp = store.tmp_path(&key()).expect("tmp");
+    fs::create_dir_all(tmp.parent().expect("dir")).expect("annex/tmp");
+    std::os::unix::fs::symlink(&outside, &tmp).expect("symlink");
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    assert_eq!(inc.offset(), 0, "starts over");
+    inc.write_chunk(b"hello world\n").expect("write");
+    let stored = inc.finish(VerifyMode::Valid).expect("stored");
+    assert!(fs::symlink_metadata(&stored.path)
+        .expect("object")
+        .is_file());
+    assert_eq!(fs::read(&outside).expect("target"), b"hello ");
+}
+
+#[test]
+fn a_partial_file_swapped_before_the_rename_is_not_stored() {
+    let (dir, store) = scratch(false);
+    let outside = dir.path().join("outside");
+    fs::write(&outside, b"hello world\n").expect("target");
+    let tmp = store.tmp_path(&key()).expect("tmp");
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    inc.write_chunk(b"hello world\n").expect("write");
+    fs::remove_file(&tmp).expect("rm");
+    std::os::unix::fs::symlink(&outside, &tmp).expect("symlink");
+    assert!(inc.finish(VerifyMode::Valid).is_err());
+    assert!(!store.has(&key()));
+    assert_eq!(fs::read(&outside).expect("target"), b"hello world\n");
+}
+
+#[test]
+fn a_symlinked_tmp_dir_is_refused() {
+    let (dir, store) = scratch(false);
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).expect("dir");
+    fs::create_dir_all(dir.path().join("annex")).expect("annex");
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("annex/tmp")).expect("symlink");
+    assert!(store.begin_receive(&key(), UUID, None).is_err());
+    assert_eq!(fs::read_dir(&elsewhere).expect("dir").count(), 0);
+}
+
+#[test]
+fn a_symlink_as_transfer_record_is_replaced_not_followed() {
+    let (dir, store) = scratch(false);
+    let outside = dir.path().join("outside");
+    fs::write(&outside, b"keep\n").expect("target");
+    let failed = dir
+        .path()
+        .join("annex/transfer/failed/download")
+        .join(UUID)
+        .join(key().key_file());
+    fs::create_dir_all(failed.parent().expect("dir")).expect("dirs");
+    std::os::unix::fs::symlink(&outside, &failed).expect("symlink");
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    inc.write_chunk(b"hello").expect("write");
+    drop(inc);
+    assert_eq!(fs::read(&outside).expect("target"), b"keep\n");
+    assert!(fs::symlink_metadata(&failed).expect("record").is_file());
+}
