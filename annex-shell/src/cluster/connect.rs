@@ -31,6 +31,12 @@
 //! (`--force-with-lease`), so a node that went its own way is reported,
 //! never overwritten. Nodes reached only through another gateway have no
 //! git URL here and are reported as not updated.
+//!
+//! Under a restriction variable, git goes on to a node only where the
+//! operator allowed it (`Rules::relays_git_to`), as for a proxied node: the
+//! gateway's own repository still serves the fetch and takes the push,
+//! other nodes neither serve a fetch nor are pushed to, and are reported
+//! as not updated.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -41,9 +47,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
 
 use super::gateway::{Flow, Gateway};
-use crate::cmd::remove::READONLY_ERROR;
 use crate::proxy::relay::RelayError;
-use crate::restrict::ServerMode;
+use crate::restrict::Rules;
 
 /// Most bytes of the client's command list kept (a ref update is ~100).
 const MAX_COMMANDS: usize = 1 << 20;
@@ -141,11 +146,10 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    if service == Service::ReceivePack && gw.mode != ServerMode::ReadWrite {
-        gw.send(Message::Error(READONLY_ERROR.into())).await?;
-        return Ok(Flow::Stop);
-    }
     let nodes: Vec<usize> = (0..gw.pool.len()).filter(|i| Some(*i) != gw.own).collect();
+    let (reachable, kept_out): (Vec<usize>, Vec<usize>) = nodes
+        .iter()
+        .partition(|&&i| gw.git_relay.contains(gw.pool.slots[i].name()));
     let Some(own) = gw.own else {
         gw.send(Message::Error(
             "the cluster gateway has no repository of its own".into(),
@@ -154,7 +158,9 @@ where
         return Ok(Flow::Stop);
     };
     let order: Vec<usize> = match service {
-        Service::UploadPack => std::iter::once(own).chain(nodes.iter().copied()).collect(),
+        Service::UploadPack => std::iter::once(own)
+            .chain(reachable.iter().copied())
+            .collect(),
         Service::ReceivePack => vec![own],
     };
     let mut chosen = None;
@@ -201,16 +207,14 @@ where
                 Location::Local(p) => p.clone(),
                 Location::Ssh(_) | Location::P2p(_) => PathBuf::new(),
             };
-            let nodes: Vec<(String, String)> = nodes
-                .iter()
-                .map(|&n| {
-                    (
-                        gw.pool.slots[n].name().to_owned(),
-                        gw.pool.slots[n].uuid().to_owned(),
-                    )
-                })
-                .collect();
-            match propagate(&base, &nodes, &commands).await {
+            let (nodes, kept_out) = {
+                let slots = &gw.pool.slots;
+                let names = |of: &[usize]| -> Vec<String> {
+                    of.iter().map(|&n| slots[n].name().to_owned()).collect()
+                };
+                (names(&reachable), names(&kept_out))
+            };
+            match propagate(&base, &nodes, &kept_out, &commands).await {
                 Ok(()) => Relayed::Done(code),
                 Err(()) => Relayed::Done(if code == 0 { 1 } else { code }),
             }
@@ -278,9 +282,15 @@ where
     }
 }
 
-/// Pushes what the gateway accepted of `commands` to each node; on
-/// failure, the one line naming the nodes has been said.
-async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands) -> Result<(), ()> {
+/// Pushes what the gateway accepted of `commands` to each node of `nodes`
+/// (`kept_out` are those git may not reach); on failure, the one line
+/// naming the nodes not updated has been said.
+async fn propagate(
+    base: &Path,
+    nodes: &[String],
+    kept_out: &[String],
+    commands: &Commands,
+) -> Result<(), ()> {
     let mut accepted = Vec::new();
     for u in &commands.updates {
         let now = rev_parse(base, &u.name).await;
@@ -297,10 +307,13 @@ async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands)
         refused
             .push("the push's ref list could not be read whole, so no node was updated".to_owned());
     } else if !accepted.is_empty() {
-        for (name, _uuid) in nodes {
+        for name in nodes {
             if let Err(why) = push_node(base, name, &accepted).await {
                 refused.push(format!("{name} ({why})"));
             }
+        }
+        for name in kept_out {
+            refused.push(format!("{name} ({})", Rules::git_relay_refusal(name)));
         }
     }
     if refused.is_empty() {
