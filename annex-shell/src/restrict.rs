@@ -290,6 +290,45 @@ mod tests {
     }
 
     #[test]
+    fn rules_refuse_what_the_variables_forbid_in_every_session() {
+        let key = annex::key::Key::parse("SHA256E-s1--aa").expect("key");
+        let put = Message::Put {
+            file: None,
+            key: key.clone(),
+        };
+        let remove = Message::Remove(key);
+        let fetch = Message::Connect(Service::UploadPack);
+        let push = Message::Connect(Service::ReceivePack);
+        let refusal = |vars: &[(&str, &str)], msg: &Message| {
+            policy(vars)
+                .rules()
+                .admit(msg)
+                .err()
+                .map(|r| (r.reason, r.ends_session))
+        };
+        assert_eq!(refusal(&[], &push), None);
+        assert!(!policy(&[]).rules().restricted);
+        let limited = [(LIMITED, "1")];
+        let blocked = Some(("Action blocked by GIT_ANNEX_SHELL_LIMITED".into(), true));
+        assert_eq!(refusal(&limited, &fetch), blocked);
+        assert_eq!(refusal(&limited, &push), blocked);
+        assert_eq!(refusal(&limited, &put), None);
+        let ro = [(READONLY, "1")];
+        assert_eq!(refusal(&ro, &put), Some((READONLY_ERROR.into(), false)));
+        assert_eq!(refusal(&ro, &remove), Some((READONLY_ERROR.into(), false)));
+        assert_eq!(refusal(&ro, &fetch), None);
+        assert_eq!(refusal(&ro, &push), Some((READONLY_ERROR.into(), true)));
+        let ao = [(APPENDONLY, "1")];
+        assert_eq!(refusal(&ao, &put), None);
+        assert_eq!(
+            refusal(&ao, &remove),
+            Some((APPENDONLY_ERROR.into(), false))
+        );
+        assert!(policy(&[(DIRECTORY, "/srv/a.git")]).rules().restricted);
+        assert_eq!(refusal(&[(DIRECTORY, "/srv/a.git")], &push), None);
+    }
+
+    #[test]
     fn directory_forms_are_equal() {
         let p = policy(&[(DIRECTORY, "/home/u/repo")]);
         assert!(p.check_directory(Some("/home/u/repo/"), "/home/u").is_ok());

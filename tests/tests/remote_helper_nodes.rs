@@ -100,9 +100,18 @@ fn head(env: &TestEnv, repo: &Path) -> String {
 
 /// Lines our helper wrote to stderr.
 fn helper_lines(out: &Out) -> Vec<&str> {
+    lines_of(out, "git-remote-annexproxy:")
+}
+
+/// Lines the server's git-annex-shell wrote to stderr.
+fn shell_lines(out: &Out) -> Vec<&str> {
+    lines_of(out, "git-annex-shell:")
+}
+
+fn lines_of<'a>(out: &'a Out, prefix: &str) -> Vec<&'a str> {
     out.stderr
         .lines()
-        .filter(|l| l.starts_with("git-remote-annexproxy:"))
+        .filter(|l| l.starts_with(prefix))
         .collect()
 }
 
@@ -326,11 +335,7 @@ fn a_node_that_refuses_the_push_is_named() {
 
     plain_commit(env, &work, "second.txt");
     let out = env.plain_git(&work, &["push", &url, "main"]).fails();
-    let said: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("git-annex-shell:"))
-        .collect();
+    let said = shell_lines(&out);
     assert_eq!(said.len(), 1, "{out}");
     assert!(
         said[0].contains("not every node: node2 (refs/heads/main [rejected]"),
@@ -492,11 +497,7 @@ fn restricted_push_to_a_cluster_reaches_only_allowed_nodes() {
     .ok();
 
     let out = env.plain_git(&work, &["push", &cluster, "main"]).fails();
-    let said: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("git-annex-shell:"))
-        .collect();
+    let said = shell_lines(&out);
     assert_eq!(said.len(), 1, "{out}");
     assert!(
         said[0].contains("not every node: node2 (git is not relayed to node2"),

@@ -163,15 +163,7 @@ where
             .collect(),
         Service::ReceivePack => vec![own],
     };
-    let mut chosen = None;
-    for i in order {
-        gw.pool.ensure(&[i], 1).await;
-        if gw.pool.slots[i].conn().is_some() {
-            chosen = Some(i);
-            break;
-        }
-    }
-    let Some(i) = chosen else {
+    let Some(i) = first_up(&mut gw.pool, order).await else {
         gw.send(Message::Error(
             "no node of the cluster can be reached".into(),
         ))
@@ -226,6 +218,17 @@ where
         Relayed::NodeError(e) => gw.send(Message::Error(e)).await?,
     }
     Ok(Flow::Stop)
+}
+
+/// The first slot of `order` whose session can be started.
+async fn first_up(pool: &mut super::pool::Pool, order: Vec<usize>) -> Option<usize> {
+    for i in order {
+        pool.ensure(&[i], 1).await;
+        if pool.slots[i].conn().is_some() {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// How the node's side of the service ended.
