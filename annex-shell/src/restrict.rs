@@ -127,6 +127,13 @@ impl Rules {
     }
 }
 
+/// The client hears a refusal as an ERROR with its reason.
+impl From<Refusal> for Message {
+    fn from(r: Refusal) -> Message {
+        Message::Error(r.reason)
+    }
+}
+
 impl From<ServerMode> for Rules {
     fn from(mode: ServerMode) -> Rules {
         Rules {

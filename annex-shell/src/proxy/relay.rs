@@ -194,12 +194,9 @@ where
 
     async fn dispatch(&mut self, msg: Message) -> Result<Flow, RelayError> {
         if let Err(refusal) = self.rules.admit(&msg) {
-            self.send(Message::Error(refusal.reason)).await?;
-            return Ok(if refusal.ends_session {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            });
+            let ends = refusal.ends_session;
+            self.send(refusal.into()).await?;
+            return Ok(if ends { Flow::Stop } else { Flow::Continue });
         }
         match msg {
             Message::CheckPresent(_) | Message::GetTimestamp => {
