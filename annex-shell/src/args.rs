@@ -143,8 +143,9 @@ pub struct BuiltinCall {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invocation {
     Builtin(BuiltinCall),
-    /// Handed to `git-shell -c`, with the directory git-shell will use
-    /// (its last parameter) for the GIT_ANNEX_SHELL_DIRECTORY check.
+    /// Handed to `git-shell -c`, with the repository git-shell will hand
+    /// to git (see [`served_repository`]) for the GIT_ANNEX_SHELL_DIRECTORY
+    /// check; `None` when it cannot be told for sure.
     GitShell {
         command: Vec<String>,
         dir: Option<String>,
@@ -199,13 +200,49 @@ pub fn parse(args: &[String]) -> Result<Invocation, ArgsError> {
 
 fn git_shell(args: &[String]) -> Invocation {
     let (command, _, _) = partition(args);
-    // git's services take the directory as their last word, possibly quoted
-    // inside a single `-c` string.
-    let dir = args
-        .last()
-        .and_then(|last| shell_words::split(last).ok())
-        .and_then(|words| words.last().cloned());
+    let dir = served_repository(&command);
     Invocation::GitShell { command, dir }
+}
+
+/// The repository git will serve for `git-shell -c COMMAND…`, read the way
+/// git-shell reads it: exactly one string, `git-SERVICE 'DIR'` (or
+/// `git SERVICE 'DIR'`), DIR in git's single quoting. Anything else (more
+/// words, a program from `git-shell-commands/`, `cvs server`) gives `None`,
+/// which GIT_ANNEX_SHELL_DIRECTORY refuses. git-annex checks the last word
+/// of the whole command line instead, so `"git-upload-pack '/other.git'" --
+/// /allowed.git` passed its check while git served `/other.git`.
+pub fn served_repository(command: &[String]) -> Option<String> {
+    let [line] = command else {
+        return None;
+    };
+    let rest = line
+        .strip_prefix("git-")
+        .or_else(|| line.strip_prefix("git "))?;
+    let (service, arg) = rest.split_once(' ')?;
+    if !matches!(service, "upload-pack" | "receive-pack" | "upload-archive") {
+        return None;
+    }
+    // git-shell refuses an argument that would be an option.
+    sq_dequote(arg).filter(|dir| !dir.starts_with('-'))
+}
+
+/// git's `sq_dequote`: `'…'` runs joined by `\'` or `\!`, and nothing
+/// else; `None` when `s` is not exactly that.
+fn sq_dequote(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = s.strip_prefix('\'')?;
+    loop {
+        let end = rest.find('\'')?;
+        out.push_str(&rest[..end]);
+        rest = &rest[end + 1..];
+        if rest.is_empty() {
+            return Some(out);
+        }
+        let mut escaped = rest.strip_prefix('\\')?.chars();
+        let c = escaped.next().filter(|c| matches!(c, '\'' | '!'))?;
+        out.push(c);
+        rest = escaped.as_str().strip_prefix('\'')?;
+    }
 }
 
 /// Split `A -- F -- R` into command parameters, fields, and the rest
@@ -395,6 +432,39 @@ mod tests {
                 dir: Some("/srv/repo.git".into())
             }
         );
+    }
+
+    #[test]
+    fn the_directory_is_the_one_git_shell_hands_to_git() {
+        // The repository in the git-shell command, not the last word.
+        let inv = parse(&s(&[
+            "-c",
+            "git-annex-shell \"git-upload-pack '/other/secret.git'\" -- /allowed.git",
+        ]))
+        .expect("parses");
+        let Invocation::GitShell { command, dir } = inv else {
+            panic!("git-shell expected")
+        };
+        assert_eq!(command, s(&["git-upload-pack '/other/secret.git'"]));
+        assert_eq!(dir.as_deref(), Some("/other/secret.git"));
+        let dir_of = |c: &str| served_repository(&s(&[c]));
+        assert_eq!(dir_of("git receive-pack '/a b'").as_deref(), Some("/a b"));
+        assert_eq!(
+            dir_of(r"git-upload-pack 'it'\''s'").as_deref(),
+            Some("it's")
+        );
+        // What git-shell would refuse or run otherwise cannot be checked.
+        for ambiguous in [
+            "git-upload-pack /unquoted",
+            "git-upload-pack '/a' '/b'",
+            "git-upload-pack  '/a'",
+            "git-upload-pack '--help'",
+            "cvs server",
+            "list '/a'",
+        ] {
+            assert_eq!(dir_of(ambiguous), None, "{ambiguous}");
+        }
+        assert_eq!(served_repository(&s(&["git-upload-pack", "'/a'"])), None);
     }
 
     #[test]

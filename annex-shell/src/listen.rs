@@ -23,7 +23,7 @@ use annex::transport::auth::{AuthToken, Creds};
 use annex::transport::p2paddr::P2pAddress;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::restrict::ServerMode;
+use crate::restrict::Rules;
 use crate::serve::{ServeError, Session};
 
 pub const MAX_CONNECTIONS: usize = 100;
@@ -276,23 +276,16 @@ where
     // remote's or the cluster's UUID when serving one of them).
     let Some(name) = serve_for else {
         let store = repo.store();
-        return Session::new(
-            conn,
-            repo,
-            store,
-            my_uuid,
-            client_uuid,
-            ServerMode::ReadWrite,
-        )
-        .run()
-        .await;
+        return Session::new(conn, repo, store, my_uuid, client_uuid, Rules::OPEN)
+            .run()
+            .await;
     };
     let relayed = match resolve_served(&repo, &my_uuid, name)? {
         Target::Node(node) => {
-            crate::proxy::relay_session(conn, &repo, my_uuid, node, ServerMode::ReadWrite).await
+            crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN).await
         }
         Target::Cluster(uuid) => {
-            crate::cluster::gateway_session(conn, repo, uuid, ServerMode::ReadWrite).await
+            crate::cluster::gateway_session(conn, repo, uuid, Rules::OPEN).await
         }
     };
     match relayed {

@@ -24,7 +24,7 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
         store,
         my_uuid,
         client_uuid.clone(),
-        policy.server_mode(),
+        policy.rules(),
     );
     let result = runtime.block_on(session.run());
     // Child processes and blocked stdin reads must not keep us alive.

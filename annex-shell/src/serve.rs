@@ -13,7 +13,7 @@ use annex::store::ObjectStore;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cmd;
-use crate::restrict::ServerMode;
+use crate::restrict::Rules;
 
 /// The highest protocol version we speak.
 pub const MAX_VERSION: u32 = 4;
@@ -51,7 +51,7 @@ pub struct Session<R, W> {
     pub branch: Branch,
     pub my_uuid: String,
     pub client_uuid: String,
-    pub mode: ServerMode,
+    pub rules: Rules,
     pub version: u32,
     /// Whether the journal gained lines this session, so the branch needs a
     /// commit when it ends.
@@ -69,7 +69,7 @@ where
         store: ObjectStore,
         my_uuid: String,
         client_uuid: String,
-        mode: ServerMode,
+        rules: Rules,
     ) -> Self {
         Session {
             conn,
@@ -78,7 +78,7 @@ where
             store,
             my_uuid,
             client_uuid,
-            mode,
+            rules,
             version: 0,
             journalled: false,
         }
@@ -118,6 +118,11 @@ where
     }
 
     async fn dispatch(&mut self, msg: Message) -> Result<Flow, ServeError> {
+        if let Err(refusal) = self.rules.admit(&msg) {
+            let ends = refusal.ends_session;
+            self.send(refusal.into()).await?;
+            return Ok(if ends { Flow::Stop } else { Flow::Continue });
+        }
         match msg {
             Message::Version(v) => {
                 self.version = v.min(MAX_VERSION);

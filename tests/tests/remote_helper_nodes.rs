@@ -100,9 +100,18 @@ fn head(env: &TestEnv, repo: &Path) -> String {
 
 /// Lines our helper wrote to stderr.
 fn helper_lines(out: &Out) -> Vec<&str> {
+    lines_of(out, "git-remote-annexproxy:")
+}
+
+/// Lines the server's git-annex-shell wrote to stderr.
+fn shell_lines(out: &Out) -> Vec<&str> {
+    lines_of(out, "git-annex-shell:")
+}
+
+fn lines_of<'a>(out: &'a Out, prefix: &str) -> Vec<&'a str> {
     out.stderr
         .lines()
-        .filter(|l| l.starts_with("git-remote-annexproxy:"))
+        .filter(|l| l.starts_with(prefix))
         .collect()
 }
 
@@ -426,4 +435,139 @@ fn a_refused_node_is_retried_by_the_next_push() {
     // and a later push says nothing of node2
     let out = env.plain_git(&work, &["push", &url, "main"]).ok();
     assert!(!out.stderr.contains("git-annex-shell:"), "{out}");
+}
+
+/// Restriction variables in the environment of the forced command
+/// `git-annex-shell -c "$SSH_ORIGINAL_COMMAND"`, as an authorized_keys
+/// line sets them.
+fn restrict(env: &TestEnv, vars: &[(&str, &str)]) {
+    env.set_forced_command(true);
+    env.set_server_env(vars);
+}
+
+/// GIT_ANNEX_SHELL_LIMITED keeps git out of CONNECT as it keeps it out of
+/// git-shell: the proxy's own repository, a node behind it, a cluster.
+#[test]
+fn limited_blocks_git_through_connect() {
+    let w = proxy_world();
+    let env = &w.env;
+    let work = plain_repo(env, "work", "first.txt");
+    let proxy = format!("annexproxy::localhost:{}", w.proxy.display());
+    let node1 = format!("{proxy}#node1");
+    env.plain_git(&work, &["push", "-q", &proxy, "main"]).ok();
+    env.plain_git(&work, &["push", "-q", &node1, "main"]).ok();
+    let before = head(env, &work);
+    plain_commit(env, &work, "second.txt");
+
+    restrict(env, &[("GIT_ANNEX_SHELL_LIMITED", "1")]);
+    let blocked = "Action blocked by GIT_ANNEX_SHELL_LIMITED";
+    for url in [&proxy, &node1] {
+        env.plain_git(env.root(), &["clone", "-q", url, "limited-clone"])
+            .fails()
+            .says(blocked);
+        assert!(!env.root().join("limited-clone").exists());
+        env.plain_git(&work, &["push", "-q", url, "main"])
+            .fails()
+            .says(blocked);
+    }
+    assert_eq!(rev_in(env, &w.proxy, "refs/heads/main"), before);
+    assert_eq!(rev_in(env, &w.nodes[0], "refs/heads/main"), before);
+
+    let c = cluster_world(1);
+    let env = &c.env;
+    let work = plain_repo(env, "work", "first.txt");
+    restrict(env, &[("GIT_ANNEX_SHELL_LIMITED", "1")]);
+    let cluster = format!("annexproxy::localhost:{}#mycl", c.proxy.display());
+    env.plain_git(&work, &["push", "-q", &cluster, "main"])
+        .fails()
+        .says(blocked);
+    for repo in std::iter::once(&c.proxy).chain(&c.nodes) {
+        assert_eq!(rev_in(env, repo, "refs/heads/main"), "");
+    }
+}
+
+/// A key confined to the proxy's repository (any restriction variable)
+/// reaches no node with git, unless the proxy's operator turned git relay
+/// on for that node; the proxy's own repository is served as before.
+#[test]
+fn restricted_keys_reach_a_node_with_git_only_where_allowed() {
+    let w = proxy_world();
+    let env = &w.env;
+    let work = plain_repo(env, "work", "first.txt");
+    let proxy = format!("annexproxy::localhost:{}", w.proxy.display());
+    let node1 = format!("{proxy}#node1");
+    let confined = w.proxy.display().to_string();
+    restrict(env, &[("GIT_ANNEX_SHELL_DIRECTORY", &confined)]);
+    let off = "git is not relayed to node1 under the restricted shell";
+
+    env.plain_git(&work, &["push", "-q", &node1, "main"])
+        .fails()
+        .says(off);
+    assert_eq!(rev_in(env, &w.nodes[0], "refs/heads/main"), "");
+    env.plain_git(&work, &["push", "-q", &proxy, "main"]).ok();
+    assert_eq!(rev_in(env, &w.proxy, "refs/heads/main"), head(env, &work));
+
+    // Fetching is relaying git too, and READONLY is a restriction as well.
+    let node1_dir = w.nodes[0].display().to_string();
+    env.plain_git(&work, &["push", "-q", &node1_dir, "main"])
+        .ok();
+    restrict(env, &[("GIT_ANNEX_SHELL_READONLY", "1")]);
+    env.plain_git(env.root(), &["clone", "-q", &node1, "ro-clone"])
+        .fails()
+        .says(off);
+
+    // The operator allows node1.
+    env.oracle(
+        &w.proxy,
+        &["config", "remote.node1.annexproxy-git-relay", "true"],
+    )
+    .ok();
+    env.plain_git(env.root(), &["clone", "-q", &node1, "ro-clone"])
+        .ok();
+    restrict(env, &[("GIT_ANNEX_SHELL_DIRECTORY", &confined)]);
+    plain_commit(env, &work, "second.txt");
+    env.plain_git(&work, &["push", "-q", &node1, "main"]).ok();
+    assert_eq!(
+        rev_in(env, &w.nodes[0], "refs/heads/main"),
+        head(env, &work)
+    );
+    // node2 stays off
+    env.plain_git(&work, &["push", "-q", &format!("{proxy}#node2"), "main"])
+        .fails()
+        .says("git is not relayed to node2");
+    assert_eq!(rev_in(env, &w.nodes[1], "refs/heads/main"), "");
+}
+
+/// Under a restriction, a push to a cluster lands on the gateway (the
+/// repository the key is confined to) and goes on only to the nodes git
+/// relay is on for; the others are named and the push fails.
+#[test]
+fn restricted_push_to_a_cluster_reaches_only_allowed_nodes() {
+    let c = cluster_world(2);
+    let env = &c.env;
+    let work = plain_repo(env, "work", "first.txt");
+    let cluster = format!("annexproxy::localhost:{}#mycl", c.proxy.display());
+    let confined = c.proxy.display().to_string();
+    restrict(env, &[("GIT_ANNEX_SHELL_DIRECTORY", &confined)]);
+    env.oracle(
+        &c.proxy,
+        &["config", "remote.node1.annexproxy-git-relay", "true"],
+    )
+    .ok();
+
+    let out = env.plain_git(&work, &["push", &cluster, "main"]).fails();
+    let said = shell_lines(&out);
+    assert_eq!(said.len(), 1, "{out}");
+    assert!(
+        said[0].contains("not every node: node2 (git is not relayed to node2"),
+        "{out}"
+    );
+    let pushed = head(env, &work);
+    assert_eq!(rev_in(env, &c.proxy, "refs/heads/main"), pushed);
+    assert_eq!(rev_in(env, &c.nodes[0], "refs/heads/main"), pushed);
+    assert_eq!(rev_in(env, &c.nodes[1], "refs/heads/main"), "");
+    // fetching is served by the gateway's own repository
+    env.plain_git(env.root(), &["clone", "-q", &cluster, "from-cluster"])
+        .ok();
+    assert_eq!(head(env, &env.root().join("from-cluster")), pushed);
 }

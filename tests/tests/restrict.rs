@@ -283,3 +283,74 @@ fn directory(kind: ServerKind) -> Transcript {
 }
 
 on_both_servers!(directory, compare);
+
+/// An attacker confined to `server.git` by GIT_ANNEX_SHELL_DIRECTORY names
+/// another repository in the command git-shell runs and puts the allowed
+/// one last, where git-annex looks: `git-annex-shell "git-upload-pack
+/// 'SECRET'" -- 'ALLOWED'`, which git sends as its `--upload-pack` and
+/// `--receive-pack` programs. The secret's refs must not be served, nor a
+/// push land in it. (Real git-annex-shell 10.20261026 serves both, so this
+/// runs on ours only.)
+#[test]
+fn directory_escape_through_git_shell() {
+    let (env, server, client) = setup(ServerKind::Ours);
+    let secret = env.server_bare("secret.git");
+    commit_something(&env, &client, "classified.txt");
+    env.git(
+        &client,
+        &[
+            "push",
+            "-q",
+            &env.url(&secret),
+            "HEAD:refs/heads/classified",
+        ],
+    )
+    .ok();
+    let secret_refs = || {
+        env.git(env.root(), &["ls-remote", &env.url(&secret)])
+            .stdout
+    };
+    let before = secret_refs();
+    assert!(before.contains("refs/heads/classified"), "{before}");
+    env.set_server_env(&[("GIT_ANNEX_SHELL_DIRECTORY", &server.display().to_string())]);
+    let forged = |service: &str| {
+        format!(
+            "git-annex-shell \"git-{service} '{}'\" --",
+            secret.display()
+        )
+    };
+
+    let refusal = format!("Only allowed to access {}", server.display());
+    let out = env
+        .git(
+            &client,
+            &[
+                "ls-remote",
+                "--upload-pack",
+                &forged("upload-pack"),
+                &env.url(&server),
+            ],
+        )
+        .fails()
+        .says(&refusal);
+    assert!(!out.stdout.contains("classified"), "{out}");
+    env.git(
+        &client,
+        &[
+            "push",
+            "--receive-pack",
+            &forged("receive-pack"),
+            &env.url(&server),
+            "HEAD:refs/heads/stolen",
+        ],
+    )
+    .fails()
+    .says(&refusal);
+    // The allowed repository is still served through the same forced command.
+    env.git(&client, &["fetch", "origin"]).ok();
+
+    env.set_server_env(&[]);
+    let after = secret_refs();
+    assert!(!after.contains("stolen"), "the push landed: {after}");
+    assert_eq!(after, before);
+}

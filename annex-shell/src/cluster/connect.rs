@@ -34,6 +34,12 @@
 //! (`--force-with-lease`), so a node that went its own way is reported,
 //! never overwritten. Nodes reached only through another gateway have no
 //! git URL here and are reported as not updated.
+//!
+//! Under a restriction variable, git goes on to a node only where the
+//! operator allowed it (`Rules::relays_git_to`), as for a proxied node: the
+//! gateway's own repository still serves the fetch and takes the push,
+//! other nodes neither serve a fetch nor are pushed to, and are reported
+//! as not updated.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -45,9 +51,8 @@ use tokio::process::Command;
 
 use super::gateway::{Flow, Gateway};
 use super::lag::{self, Lag};
-use crate::cmd::remove::READONLY_ERROR;
 use crate::proxy::relay::RelayError;
-use crate::restrict::ServerMode;
+use crate::restrict::Rules;
 
 /// Most bytes of the client's command list kept (a ref update is ~100).
 const MAX_COMMANDS: usize = 1 << 20;
@@ -145,11 +150,10 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    if service == Service::ReceivePack && gw.mode != ServerMode::ReadWrite {
-        gw.send(Message::Error(READONLY_ERROR.into())).await?;
-        return Ok(Flow::Stop);
-    }
     let nodes: Vec<usize> = (0..gw.pool.len()).filter(|i| Some(*i) != gw.own).collect();
+    let (reachable, kept_out): (Vec<usize>, Vec<usize>) = nodes
+        .iter()
+        .partition(|&&i| gw.git_relay.contains(gw.pool.slots[i].name()));
     let Some(own) = gw.own else {
         gw.send(Message::Error(
             "the cluster gateway has no repository of its own".into(),
@@ -158,18 +162,12 @@ where
         return Ok(Flow::Stop);
     };
     let order: Vec<usize> = match service {
-        Service::UploadPack => std::iter::once(own).chain(nodes.iter().copied()).collect(),
+        Service::UploadPack => std::iter::once(own)
+            .chain(reachable.iter().copied())
+            .collect(),
         Service::ReceivePack => vec![own],
     };
-    let mut chosen = None;
-    for i in order {
-        gw.pool.ensure(&[i], 1).await;
-        if gw.pool.slots[i].conn().is_some() {
-            chosen = Some(i);
-            break;
-        }
-    }
-    let Some(i) = chosen else {
+    let Some(i) = first_up(&mut gw.pool, order).await else {
         gw.send(Message::Error(
             "no node of the cluster can be reached".into(),
         ))
@@ -205,16 +203,16 @@ where
                 Location::Local(p) => p.clone(),
                 Location::Ssh(_) | Location::P2p(_) => PathBuf::new(),
             };
-            let nodes: Vec<(String, String)> = nodes
-                .iter()
-                .map(|&n| {
-                    (
-                        gw.pool.slots[n].name().to_owned(),
-                        gw.pool.slots[n].uuid().to_owned(),
-                    )
-                })
-                .collect();
-            match propagate(&base, &nodes, &commands).await {
+            let (nodes, kept_out) = {
+                let slots = &gw.pool.slots;
+                let names = |of: &[usize]| -> Vec<(String, String)> {
+                    of.iter()
+                        .map(|&n| (slots[n].name().to_owned(), slots[n].uuid().to_owned()))
+                        .collect()
+                };
+                (names(&reachable), names(&kept_out))
+            };
+            match propagate(&base, &nodes, &kept_out, &commands).await {
                 Ok(()) => Relayed::Done(code),
                 Err(()) => Relayed::Done(if code == 0 { 1 } else { code }),
             }
@@ -226,6 +224,17 @@ where
         Relayed::NodeError(e) => gw.send(Message::Error(e)).await?,
     }
     Ok(Flow::Stop)
+}
+
+/// The first slot of `order` whose session can be started.
+async fn first_up(pool: &mut super::pool::Pool, order: Vec<usize>) -> Option<usize> {
+    for i in order {
+        pool.ensure(&[i], 1).await;
+        if pool.slots[i].conn().is_some() {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// How the node's side of the service ended.
@@ -282,12 +291,19 @@ where
     }
 }
 
-/// Pushes what the gateway accepted of `commands` to each node, together
-/// with what each node still lacks from earlier pushes ([`lag`]), so a
-/// node that refused once is retried by every later push, also one that
-/// changed nothing; on failure, the one line naming the nodes has been
+/// Pushes what the gateway accepted of `commands` to each node of `nodes`
+/// (name, UUID), together with what each node still lacks from earlier
+/// pushes ([`lag`]), so a node that refused once is retried by every later
+/// push, also one that changed nothing. `kept_out` are nodes git may not
+/// reach in this session: what they lack is recorded, for a session that
+/// may. On failure, the one line naming the nodes not updated has been
 /// said.
-async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands) -> Result<(), ()> {
+async fn propagate(
+    base: &Path,
+    nodes: &[(String, String)],
+    kept_out: &[(String, String)],
+    commands: &Commands,
+) -> Result<(), ()> {
     let mut accepted = Vec::new();
     for u in &commands.updates {
         let now = rev_parse(base, &u.name).await;
@@ -310,6 +326,7 @@ async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands)
     // leaves the lag to the next push, not a silent gap.
     let ahead: Vec<Lag> = nodes
         .iter()
+        .chain(kept_out)
         .flat_map(|(_, uuid)| accepted.iter().map(move |u| (uuid, u)))
         .filter(|(uuid, u)| !lags.iter().any(|l| &l.node == *uuid && l.name == u.name))
         .map(|(uuid, u)| Lag {
@@ -334,6 +351,11 @@ async fn propagate(base: &Path, nodes: &[(String, String)], commands: &Commands)
         lag::write(base, &[], &drops).await;
         if let Some(why) = pushed.refused {
             refused.push(format!("{name} ({why})"));
+        }
+    }
+    for (name, uuid) in kept_out {
+        if !accepted.is_empty() || lags.iter().any(|l| &l.node == uuid) {
+            refused.push(format!("{name} ({})", Rules::git_relay_refusal(name)));
         }
     }
     if refused.is_empty() {

@@ -17,9 +17,8 @@ use annex::store::ObjectStore;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::pool::Pool;
-use crate::cmd::remove::{APPENDONLY_ERROR, READONLY_ERROR};
 use crate::proxy::relay::{fit, RelayError};
-use crate::restrict::ServerMode;
+use crate::restrict::Rules;
 
 pub(super) enum Flow {
     Continue,
@@ -57,7 +56,9 @@ pub struct Gateway<R, W> {
     pub(super) store: ObjectStore,
     pub(super) branch: Branch,
     pub(super) placement: Box<dyn Placement>,
-    pub(super) mode: ServerMode,
+    pub(super) rules: Rules,
+    /// The nodes git (CONNECT) may go on to (see [`Rules::relays_git_to`]).
+    pub(super) git_relay: BTreeSet<String>,
     pub(super) version: u32,
     pub(super) jobs: usize,
     /// Our clock's reading when we answered GETTIMESTAMP, to translate
@@ -72,7 +73,9 @@ pub struct Setup {
     pub store: ObjectStore,
     pub branch: Branch,
     pub placement: Box<dyn Placement>,
-    pub mode: ServerMode,
+    pub rules: Rules,
+    /// Names of the remotes git may be relayed to.
+    pub git_relay: BTreeSet<String>,
     pub jobs: usize,
 }
 
@@ -130,7 +133,8 @@ where
             store: setup.store,
             branch: setup.branch,
             placement: setup.placement,
-            mode: setup.mode,
+            rules: setup.rules,
+            git_relay: setup.git_relay,
             version,
             jobs: setup.jobs,
             our_timestamp: None,
@@ -174,6 +178,11 @@ where
     }
 
     async fn dispatch(&mut self, msg: Message) -> Result<Flow, RelayError> {
+        if let Err(refusal) = self.rules.admit(&msg) {
+            let ends = refusal.ends_session;
+            self.send(refusal.into()).await?;
+            return Ok(if ends { Flow::Stop } else { Flow::Continue });
+        }
         match msg {
             Message::CheckPresent(key) => {
                 let present = self.in_cluster(&key);
@@ -189,18 +198,10 @@ where
             // copy no single node guarantees.
             Message::LockContent(_) => self.send(Message::Failure).await?,
             Message::GetTimestamp => self.get_timestamp().await?,
-            Message::Remove(key) => self.guard_remove(key, None).await?,
-            Message::RemoveBefore { timestamp, key } => {
-                self.guard_remove(key, Some(timestamp)).await?
-            }
+            Message::Remove(key) => self.remove(key, None).await?,
+            Message::RemoveBefore { timestamp, key } => self.remove(key, Some(timestamp)).await?,
             Message::Get { offset, file, key } => self.get(offset, file, key).await?,
-            Message::Put { file, key } => {
-                if self.mode == ServerMode::ReadOnly {
-                    self.send(Message::Error(READONLY_ERROR.into())).await?;
-                } else {
-                    self.put(file, key).await?;
-                }
-            }
+            Message::Put { file, key } => self.put(file, key).await?,
             // Only the first message of a session may carry BYPASS.
             Message::Bypass(_) => {}
             Message::Connect(service) => return super::connect::handle(self, service).await,
@@ -217,18 +218,6 @@ where
             }
         }
         Ok(Flow::Continue)
-    }
-
-    async fn guard_remove(&mut self, key: Key, before: Option<u64>) -> Result<(), RelayError> {
-        let refusal = match self.mode {
-            ServerMode::ReadOnly => Some(READONLY_ERROR),
-            ServerMode::AppendOnly => Some(APPENDONLY_ERROR),
-            ServerMode::ReadWrite => None,
-        };
-        match refusal {
-            Some(r) => self.send(Message::Error(r.into())).await,
-            None => self.remove(key, before).await,
-        }
     }
 
     pub(super) async fn send(&mut self, msg: Message) -> Result<(), RelayError> {

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::args::BuiltinCall;
 use crate::proxy::relay::RelayError;
-use crate::restrict::{Policy, ServerMode};
+use crate::restrict::{Policy, Rules};
 use crate::run::ShellError;
 use gateway::{Gateway, Placement, Setup};
 use pool::{Pool, Slot};
@@ -46,12 +46,7 @@ pub fn run(
         return Err(ShellError::Other("missing UUID parameter".into()));
     }
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let result = runtime.block_on(gateway_session(
-        conn,
-        repo,
-        cluster_uuid,
-        policy.server_mode(),
-    ));
+    let result = runtime.block_on(gateway_session(conn, repo, cluster_uuid, policy.rules()));
     runtime.shutdown_background();
     match result {
         Ok(()) => Ok(0),
@@ -67,7 +62,7 @@ pub async fn gateway_session<R, W>(
     conn: Connection<R, W>,
     repo: Repo,
     cluster_uuid: String,
-    mode: ServerMode,
+    rules: Rules,
 ) -> Result<(), RelayError>
 where
     R: AsyncRead + Unpin + Send,
@@ -90,7 +85,13 @@ where
         store: repo.store(),
         branch: repo.branch(),
         placement: placement(&repo, &my_uuid),
-        mode,
+        git_relay: repo
+            .remotes()
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|name| rules.relays_git_to(&repo, name))
+            .collect(),
+        rules,
         jobs: repo.jobs(),
     };
     let make_pool = |version, bypass: BTreeSet<String>| {

@@ -17,7 +17,6 @@ use super::gateway::{Gateway, Placement, Setup};
 use super::pool::{Local, Pool, Slot};
 use super::EveryNode;
 use crate::proxy::relay::RelayError;
-use crate::restrict::ServerMode;
 use crate::testutil::{hear, new_repo, real_shell, say, Client};
 
 const CLUSTER: &str = "ac0732ba-38cb-808b-9958-79c27a72784e";
@@ -116,7 +115,8 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
         store: repo.store(),
         branch: repo.branch(),
         placement,
-        mode: ServerMode::ReadWrite,
+        rules: crate::restrict::Rules::OPEN,
+        git_relay: BTreeSet::new(),
         jobs: 3,
     };
     let nodes = w.nodes.clone();

@@ -12,8 +12,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::cmd::remove::READONLY_ERROR;
-use crate::restrict::ServerMode;
 use crate::serve::{Flow, ServeError, Session};
 
 const CHUNK: usize = 64 * 1024;
@@ -23,11 +21,6 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    // Pushing can rewrite refs, which neither restricted mode allows.
-    if service == Service::ReceivePack && s.mode != ServerMode::ReadWrite {
-        s.send(Message::Error(READONLY_ERROR.into())).await?;
-        return Ok(Flow::Stop);
-    }
     let sub = match service {
         Service::UploadPack => "upload-pack",
         Service::ReceivePack => "receive-pack",

@@ -7,6 +7,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::serve::{Flow, ServeError, Session};
 
+/// The answer to anything but UNLOCKCONTENT while the content is locked.
+pub const LOCKED_ERROR: &str = "expected UNLOCKCONTENT";
+
 pub async fn handle<R, W>(s: &mut Session<R, W>, key: Key) -> Result<Flow, ServeError>
 where
     R: AsyncRead + Unpin + Send,
@@ -31,13 +34,11 @@ where
         Ok(None) => Ok(Flow::Stop),
         // git-annex consumes whatever came instead; so do we, but say so.
         Ok(Some(_)) => {
-            s.send(Message::Error("expected UNLOCKCONTENT".into()))
-                .await?;
+            s.send(Message::Error(LOCKED_ERROR.into())).await?;
             Ok(Flow::Continue)
         }
         Err(e) if e.is_recoverable() => {
-            s.send(Message::Error("expected UNLOCKCONTENT".into()))
-                .await?;
+            s.send(Message::Error(LOCKED_ERROR.into())).await?;
             Ok(Flow::Continue)
         }
         Err(e) => Err(e.into()),

@@ -11,6 +11,9 @@ use crate::serve::{Flow, ServeError, Session};
 
 const POLL: Duration = Duration::from_millis(250);
 
+/// The answer to anything but ERROR from a client waiting for a change.
+pub const WAITING_ERROR: &str = "expected nothing while waiting for a change";
+
 pub async fn handle<R, W>(s: &mut Session<R, W>) -> Result<Flow, ServeError>
 where
     R: AsyncRead + Unpin + Send,
@@ -34,7 +37,7 @@ where
                     Ok(None) => Ok(Flow::Stop),
                     Ok(Some(Message::Error(_))) => Ok(Flow::Stop),
                     Ok(Some(_)) | Err(_) => {
-                        s.send(Message::Error("expected nothing while waiting for a change".into())).await?;
+                        s.send(Message::Error(WAITING_ERROR.into())).await?;
                         Ok(Flow::Stop)
                     }
                 };

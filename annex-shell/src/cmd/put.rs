@@ -13,8 +13,6 @@ use annex::p2p::{DataSink, Message};
 use annex::store::{Incoming, StoreError, VerifyMode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cmd::remove::READONLY_ERROR;
-use crate::restrict::ServerMode;
 use crate::serve::{success, Flow, ServeError, Session};
 
 pub async fn handle<R, W>(
@@ -26,10 +24,6 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    if s.mode == ServerMode::ReadOnly {
-        s.send(Message::Error(READONLY_ERROR.into())).await?;
-        return Ok(Flow::Continue);
-    }
     if s.store.has(&key) {
         s.send(Message::AlreadyHave).await?;
         return Ok(Flow::Continue);

@@ -1,15 +1,12 @@
 //! REMOVE and REMOVE-BEFORE.
 
 use annex::key::Key;
-use annex::p2p::Message;
 use annex::store::RemoveOutcome;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::restrict::ServerMode;
 use crate::serve::{success, Flow, ServeError, Session};
 
-pub const READONLY_ERROR: &str = "this repository is read-only; write access denied";
-pub const APPENDONLY_ERROR: &str = "this repository is append-only; removal denied";
+pub use crate::restrict::{APPENDONLY_ERROR, READONLY_ERROR};
 
 pub async fn handle<R, W>(
     s: &mut Session<R, W>,
@@ -20,17 +17,6 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    match s.mode {
-        ServerMode::ReadOnly => {
-            s.send(Message::Error(READONLY_ERROR.into())).await?;
-            return Ok(Flow::Continue);
-        }
-        ServerMode::AppendOnly => {
-            s.send(Message::Error(APPENDONLY_ERROR.into())).await?;
-            return Ok(Flow::Continue);
-        }
-        ServerMode::ReadWrite => {}
-    }
     // The deadline is checked while the removal lock is held, so a lock
     // that a client took just before the deadline cannot be raced.
     let still_allowed = || match before {

@@ -18,7 +18,7 @@ use annex::transport::{ConnectOptions, NodeRemote};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::args::BuiltinCall;
-use crate::restrict::{Policy, ServerMode};
+use crate::restrict::{Policy, Rules};
 use crate::run::ShellError;
 
 pub use select::{select, Selection};
@@ -36,13 +36,7 @@ pub fn run(
     }
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let result = runtime.block_on(relay_session(
-        conn,
-        &repo,
-        my_uuid,
-        node,
-        policy.server_mode(),
-    ));
+    let result = runtime.block_on(relay_session(conn, &repo, my_uuid, node, policy.rules()));
     runtime.shutdown_background();
     match result {
         Ok(()) => Ok(0),
@@ -59,7 +53,7 @@ pub async fn relay_session<R, W>(
     repo: &Repo,
     my_uuid: String,
     node: NodeRemote,
-    mode: ServerMode,
+    rules: Rules,
 ) -> Result<(), relay::RelayError>
 where
     R: AsyncRead + Unpin + Send,
@@ -69,7 +63,10 @@ where
     // The node's complaints reach the client's terminal, as git-annex
     // lets its children's stderr through.
     opts.forward_stderr = true;
-    relay::Relay::new(conn, repo.branch(), my_uuid, node, mode)
+    // Under a restriction, git reaches the node only if its operator said so.
+    let git_relay = rules.relays_git_to(repo, &node.name);
+    relay::Relay::new(conn, repo.branch(), my_uuid, node, rules)
+        .relaying_git(git_relay)
         .run(&opts)
         .await
 }

@@ -21,8 +21,9 @@ use annex::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
 use annex::transport::{connect, ConnectOptions, NodeConnection, NodeRemote};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cmd::remove::{APPENDONLY_ERROR, READONLY_ERROR};
-use crate::restrict::ServerMode;
+use crate::cmd::lockcontent::LOCKED_ERROR;
+use crate::cmd::notifychange::WAITING_ERROR;
+use crate::restrict::Rules;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -76,7 +77,9 @@ pub struct Relay<R, W> {
     pub(super) remote: NodeRemote,
     pub(super) branch: Branch,
     pub(super) my_uuid: String,
-    pub(super) mode: ServerMode,
+    pub(super) rules: Rules,
+    /// Whether CONNECT may go on to the node (see [`Rules::relays_git_to`]).
+    pub(super) git_relay: bool,
     /// The version both sides speak.
     pub(super) version: u32,
     pub(super) journalled: bool,
@@ -92,7 +95,7 @@ where
         branch: Branch,
         my_uuid: String,
         remote: NodeRemote,
-        mode: ServerMode,
+        rules: Rules,
     ) -> Self {
         Relay {
             client,
@@ -100,10 +103,17 @@ where
             remote,
             branch,
             my_uuid,
-            mode,
+            git_relay: !rules.restricted,
+            rules,
             version: 0,
             journalled: false,
         }
+    }
+
+    /// Whether git's services (CONNECT) are relayed to the node.
+    pub fn relaying_git(mut self, allowed: bool) -> Self {
+        self.git_relay = allowed;
+        self
     }
 
     pub async fn run(mut self, opts: &ConnectOptions) -> Result<(), RelayError> {
@@ -183,34 +193,31 @@ where
     }
 
     async fn dispatch(&mut self, msg: Message) -> Result<Flow, RelayError> {
+        if let Err(refusal) = self.rules.admit(&msg) {
+            let ends = refusal.ends_session;
+            self.send(refusal.into()).await?;
+            return Ok(if ends { Flow::Stop } else { Flow::Continue });
+        }
         match msg {
             Message::CheckPresent(_) | Message::GetTimestamp => {
                 self.request(msg).await?;
             }
             Message::LockContent(_) => return self.lock_content(msg).await,
             Message::Remove(ref key) | Message::RemoveBefore { ref key, .. } => {
-                if let Some(refusal) = self.refuse_removal() {
-                    self.send(Message::Error(refusal.into())).await?;
-                } else {
-                    let key = key.clone();
-                    self.remove(key, msg).await?;
-                }
+                let key = key.clone();
+                self.remove(key, msg).await?;
             }
             Message::Get { .. } => self.get(msg).await?,
             Message::Put { ref key, .. } => {
-                if self.mode == ServerMode::ReadOnly {
-                    self.send(Message::Error(READONLY_ERROR.into())).await?;
-                } else {
-                    let key = key.clone();
-                    self.put(key, msg).await?;
-                }
+                let key = key.clone();
+                self.put(key, msg).await?;
             }
             // Only meaningful to a cluster gateway choosing among nodes.
             Message::Bypass(_) => {}
-            Message::Connect(service) => {
-                if service == annex::p2p::Service::ReceivePack && self.mode != ServerMode::ReadWrite
-                {
-                    self.send(Message::Error(READONLY_ERROR.into())).await?;
+            Message::Connect(_) => {
+                if !self.git_relay {
+                    let why = Rules::git_relay_refusal(&self.remote.name);
+                    self.send(Message::Error(why)).await?;
                     return Ok(Flow::Stop);
                 }
                 return self.connect_service(msg).await;
@@ -255,14 +262,6 @@ where
             }
         }
         Ok(Opening::Next(first))
-    }
-
-    fn refuse_removal(&self) -> Option<&'static str> {
-        match self.mode {
-            ServerMode::ReadOnly => Some(READONLY_ERROR),
-            ServerMode::AppendOnly => Some(APPENDONLY_ERROR),
-            ServerMode::ReadWrite => None,
-        }
     }
 
     pub(super) async fn send(&mut self, msg: Message) -> Result<(), RelayError> {
@@ -339,35 +338,24 @@ where
             return Ok(Flow::Continue);
         }
         // The node holds the lock until it hears from the client again.
-        let next = match self.client.read_message().await {
-            Ok(Some(m)) => m,
+        let unlock = match self.client.read_message().await {
+            Ok(Some(m)) => m == Message::UnlockContent,
             Ok(None) => return Ok(Flow::Stop),
-            Err(e) if e.is_recoverable() => Message::Error("expected UNLOCKCONTENT".into()),
+            Err(e) if e.is_recoverable() => false,
             Err(e) => return Err(e.into()),
         };
-        let unlock = next == Message::UnlockContent;
         let Some(nc) = up(&mut self.node) else {
             return Ok(Flow::Continue);
         };
-        let sent = nc.conn.write_message(&next).await;
-        let answered = match sent {
-            // Anything but UNLOCKCONTENT is consumed with an ERROR reply.
-            Ok(()) if !unlock => match nc.conn.read_message().await {
-                Ok(Some(reply)) => Ok(Some(reply)),
-                Ok(None) => Err(ConnError::UnexpectedEof),
-                Err(e) => Err(e),
-            },
-            Ok(()) => Ok(None),
-            Err(e) => Err(e),
-        };
-        match answered {
-            Ok(Some(reply)) => self.send(reply).await?,
-            Ok(None) => {}
-            Err(e) if unlock => {
-                // The client expects no answer; the lock is gone with the node.
-                self.take_node_down(e).await;
-            }
-            Err(e) => self.node_failed(e).await?,
+        // Only UNLOCKCONTENT goes on, whatever came: anything else would
+        // reach the node past the rules' check. What came instead is
+        // consumed with the ERROR a plain session gives.
+        if let Err(e) = nc.conn.write_message(&Message::UnlockContent).await {
+            // The client expects no answer; the lock is gone with the node.
+            self.take_node_down(e).await;
+        }
+        if !unlock {
+            self.send(Message::Error(LOCKED_ERROR.into())).await?;
         }
         Ok(Flow::Continue)
     }
@@ -414,8 +402,10 @@ where
         }
     }
 
-    /// NOTIFYCHANGE: the node answers when a ref changes; whatever the
-    /// client says meanwhile is passed on and ends the wait.
+    /// NOTIFYCHANGE: the node answers when a ref changes. The client has
+    /// nothing to say meanwhile: its ERROR is passed on and ends the wait;
+    /// anything else is answered as a plain session answers it and never
+    /// reaches the node, where it would be a request no rule checked.
     async fn notify_change(&mut self) -> Result<Flow, RelayError> {
         if !self.tell_if_down().await? {
             return Ok(Flow::Continue);
@@ -430,17 +420,16 @@ where
         let from_node = tokio::select! {
             m = nc.conn.read_message() => m,
             m = self.client.read_message() => {
-                let m = match m {
-                    Ok(Some(m)) => m,
+                match m {
+                    Ok(Some(m @ Message::Error(_))) => {
+                        let _ = nc.conn.write_message(&m).await;
+                        return Ok(Flow::Stop);
+                    }
                     Ok(None) => return Ok(Flow::Stop),
-                    Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
+                    Ok(Some(_)) => Ok(Some(Message::Error(WAITING_ERROR.into()))),
+                    Err(e) if e.is_recoverable() => Ok(Some(Message::Error(WAITING_ERROR.into()))),
                     Err(e) => return Err(e.into()),
-                };
-                let _ = nc.conn.write_message(&m).await;
-                if matches!(m, Message::Error(_)) {
-                    return Ok(Flow::Stop);
                 }
-                nc.conn.read_message().await
             }
         };
         match from_node {

@@ -9,6 +9,7 @@ use annex::transport::Location;
 use tokio::io::duplex;
 
 use super::*;
+use crate::restrict::{ServerMode, APPENDONLY_ERROR, READONLY_ERROR};
 use crate::testutil::{git, hear, new_repo, real_shell, say, Client};
 
 const K6: &str = "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
@@ -57,7 +58,10 @@ fn world() -> World {
 }
 
 /// Start a relay for `w` in `mode`; the test is its client.
-fn start(w: &World, mode: ServerMode) -> (Client, tokio::task::JoinHandle<Result<(), RelayError>>) {
+fn start(
+    w: &World,
+    rules: impl Into<Rules>,
+) -> (Client, tokio::task::JoinHandle<Result<(), RelayError>>) {
     let (c_read, s_write) = duplex(1 << 16);
     let (s_read, c_write) = duplex(1 << 16);
     let relay = Relay::new(
@@ -65,7 +69,7 @@ fn start(w: &World, mode: ServerMode) -> (Client, tokio::task::JoinHandle<Result
         Repo::open(&w.proxy).expect("proxy").branch(),
         w.my_uuid.clone(),
         w.node.clone(),
-        mode,
+        rules.into(),
     );
     let opts = w.opts.clone();
     let task = tokio::spawn(async move { relay.run(&opts).await });
@@ -424,4 +428,72 @@ async fn a_request_that_already_passed_this_proxy_is_a_loop() {
         std::fs::read_to_string(&got).expect("node input").trim(),
         format!("BYPASS {}", want.join(" "))
     );
+}
+
+/// What the scripted node wrote to `path`, once it has (it writes on its
+/// way out, after the relay let go of it).
+fn node_heard(path: &std::path::Path) -> String {
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return text.trim_end().to_owned();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the node wrote nothing to {}", path.display())
+}
+
+/// While a client waits for a change, it has nothing to say: a REMOVE
+/// then (refused by READONLY in any session) must not reach the node,
+/// which would take it as a request no rule checked. The client gets the
+/// plain session's answer.
+#[tokio::test]
+async fn nothing_the_client_says_while_waiting_for_a_change_reaches_the_node() {
+    let mut w = world();
+    let got = w.proxy.join("node-got");
+    scripted_node(
+        &mut w,
+        &format!("read n\nread x\necho \"$n|$x\" > '{}'\n", got.display()),
+    );
+    let (mut c, task) = start(&w, ServerMode::ReadOnly);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, Message::NotifyChange).await;
+    say(&mut c, Message::Remove(key())).await;
+    assert_eq!(
+        hear(&mut c).await,
+        Message::Error(crate::cmd::notifychange::WAITING_ERROR.into())
+    );
+    hang_up(c, task).await;
+    assert_eq!(node_heard(&got), "NOTIFYCHANGE|");
+}
+
+/// The same while the node holds a lock for the client: only UNLOCKCONTENT
+/// goes on, and what came instead gets the plain session's ERROR.
+#[tokio::test]
+async fn only_unlockcontent_reaches_a_node_holding_a_lock() {
+    let mut w = world();
+    let got = w.proxy.join("node-got");
+    scripted_node(
+        &mut w,
+        &format!(
+            "read l\necho SUCCESS\nread x\necho \"$x\" > '{}'\n[ \"$x\" = UNLOCKCONTENT ] || echo 'ERROR expected UNLOCKCONTENT'\nread y\n",
+            got.display()
+        ),
+    );
+    let (mut c, task) = start(&w, ServerMode::ReadOnly);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    say(&mut c, Message::LockContent(key())).await;
+    assert_eq!(hear(&mut c).await, Message::Success);
+    say(&mut c, Message::Remove(key())).await;
+    assert_eq!(
+        hear(&mut c).await,
+        Message::Error(crate::cmd::lockcontent::LOCKED_ERROR.into())
+    );
+    hang_up(c, task).await;
+    assert_eq!(node_heard(&got), "UNLOCKCONTENT");
 }
