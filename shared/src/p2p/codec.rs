@@ -85,9 +85,11 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, DecodeError> {
     }
 }
 
-/// git-annex counts decoded characters, not bytes; counting the bytes that
-/// start a UTF-8 sequence gives the same number for valid UTF-8.
-fn too_long(bytes: &[u8]) -> bool {
+/// Whether `bytes` (a line, or the start of one) holds more than
+/// [`MAX_LINE_CHARS`] characters. git-annex counts decoded characters, not
+/// bytes; counting the bytes that start a UTF-8 sequence gives the same
+/// number for valid UTF-8.
+pub fn too_long(bytes: &[u8]) -> bool {
     bytes.len() > MAX_LINE_CHARS
         && bytes.iter().filter(|&&b| !is_utf8_continuation(b)).count() > MAX_LINE_CHARS
 }
