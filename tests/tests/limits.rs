@@ -3,12 +3,13 @@
 //! sends no newline, opens connections and says nothing) and watches the
 //! server's memory in `/proc` or whether it still serves others.
 
-use std::io::{Read, Write};
-use std::process::{Child, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use annexproxy_tests::p2p_driver::{Fixture, HELLO_KEY};
-use annexproxy_tests::ServerKind;
+use annexproxy_tests::p2p_driver::{Fixture, CLIENT_UUID, HELLO_KEY};
+use annexproxy_tests::{pseudo_random_bytes, ServerKind};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -86,4 +87,138 @@ fn transferinfo_refuses_an_endless_line() {
         stderr.contains("line longer than 32767 characters"),
         "says why: {stderr:?}"
     );
+}
+
+/// `git` on the bare repository `repo` with `input` on stdin; its stdout.
+fn git(repo: &Path, args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin was piped")
+        .write_all(input)
+        .expect("feeding git");
+    let out = child.wait_with_output().expect("git output");
+    assert!(out.status.success(), "git {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A commit on `refs/heads/big` holding `files` incompressible blobs of
+/// `each` bytes; its id.
+fn commit_big_blobs(repo: &Path, files: u64, each: u64) -> String {
+    let mut tree = String::new();
+    for i in 0..files {
+        let blob = pseudo_random_bytes(0xb16 + i, each as usize);
+        let id = git(repo, &["hash-object", "-w", "--stdin"], &blob);
+        tree.push_str(&format!("100644 blob {id}\tblob{i}\n"));
+    }
+    let tree = git(repo, &["mktree"], tree.as_bytes());
+    let commit = git(repo, &["commit-tree", &tree, "-m", "big"], b"");
+    git(repo, &["update-ref", "refs/heads/big", &commit], b"");
+    commit
+}
+
+/// A p2pstdio client on raw pipes, reading only when told to.
+struct RawClient {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl RawClient {
+    fn send(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).expect("server reads");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("server writes");
+        line.trim_end_matches('\n').to_owned()
+    }
+
+    /// The next message: `Ok(body)` of a `DATA`, `Err(line)` for another.
+    fn message(&mut self) -> Result<Vec<u8>, String> {
+        let line = self.line();
+        let Some(len) = line.strip_prefix("DATA ").and_then(|n| n.parse().ok()) else {
+            return Err(line);
+        };
+        let mut body = vec![0; len];
+        self.stdout.read_exact(&mut body).expect("DATA body");
+        Ok(body)
+    }
+}
+
+/// One pkt-line.
+fn pkt(text: &str) -> String {
+    format!("{:04x}{text}", text.len() + 4)
+}
+
+/// CONNECT git-upload-pack by a client that asks for a 48 MiB pack and
+/// then stops reading: git's output used to be queued without bound in
+/// the server (200 MB for a 200 MB pack). The server must hold only a few
+/// chunks, and hand over the whole pack once the client reads again.
+#[test]
+fn connect_holds_back_git_output_from_a_client_that_stops_reading() {
+    const FILES: u64 = 3;
+    const EACH: u64 = 16 * MIB;
+    let fx = Fixture::new(ServerKind::Ours);
+    let want = commit_big_blobs(&fx.repo, FILES, EACH);
+    let repo = fx.repo.to_string_lossy().into_owned();
+    let mut child = fx
+        .command(&["p2pstdio", &repo, CLIENT_UUID])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("git-annex-shell starts");
+    let pid = child.id();
+    let mut c = RawClient {
+        stdin: child.stdin.take().expect("stdin was piped"),
+        stdout: BufReader::new(child.stdout.take().expect("stdout was piped")),
+    };
+    assert!(c.line().starts_with("AUTH-SUCCESS "));
+    c.send(b"CONNECT git-upload-pack\n");
+    let mut advert = Vec::new();
+    while !advert.ends_with(b"0000") {
+        advert.extend(c.message().expect("ref advertisement in DATA"));
+    }
+    let request = format!("{}0000{}", pkt(&format!("want {want}\n")), pkt("done\n"));
+    c.send(format!("DATA {}\n{request}", request.len()).as_bytes());
+
+    // The client reads nothing while git packs 48 MiB.
+    let mut peak = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) && peak < 64 * MIB {
+        peak = peak.max(peak_rss(pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        peak < 32 * MIB,
+        "the server grew to {} MiB holding git's output for a client that does not read",
+        peak / MIB
+    );
+
+    let mut got = Vec::new();
+    let end = loop {
+        match c.message() {
+            Ok(body) => got.extend(body),
+            Err(line) => break line,
+        }
+    };
+    assert_eq!(end, "CONNECTDONE 0", "git-upload-pack succeeded");
+    assert!(got.starts_with(b"0008NAK\nPACK"), "a pack follows the NAK");
+    assert!(
+        got.len() as u64 > FILES * EACH,
+        "the whole pack arrived: {} bytes",
+        got.len()
+    );
+    drop(c);
+    wait_exit(&mut child, Duration::from_secs(20));
 }
