@@ -4,12 +4,14 @@
 //! server's memory in `/proc` or whether it still serves others.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use annexproxy_tests::p2p_driver::{Fixture, CLIENT_UUID, HELLO_KEY};
-use annexproxy_tests::{pseudo_random_bytes, ServerKind};
+use annexproxy_tests::serve_p2p::Listener;
+use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -221,4 +223,95 @@ fn connect_holds_back_git_output_from_a_client_that_stops_reading() {
     );
     drop(c);
     wait_exit(&mut child, Duration::from_secs(20));
+}
+
+/// A repository served by `annexproxy serve-p2p` on a loopback port with
+/// `flags`; the listener, the repository's UUID and a token it accepts.
+fn listener(env: &TestEnv, flags: &[&str]) -> (Listener, String, String) {
+    let server = env.server_bare("server.git");
+    env.annexproxy(&server, &["init", "server"]).ok();
+    let token = env
+        .annexproxy(&server, &["p2p-token", "add"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let mut on = vec!["--listen", "127.0.0.1:0"];
+    on.extend_from_slice(flags);
+    let l = Listener::start(env, &server, &on);
+    (l, env.server_uuid(&server), token)
+}
+
+fn connect(l: &Listener) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", l.port())).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    s
+}
+
+/// Sends AUTH and returns the reply line (empty if the connection closed).
+fn auth(s: &mut TcpStream, token: &str) -> String {
+    s.write_all(format!("AUTH {CLIENT_UUID} {token}\n").as_bytes())
+        .expect("send AUTH");
+    let mut line = String::new();
+    let _ = BufReader::new(s).read_line(&mut line);
+    line.trim_end().to_owned()
+}
+
+/// How long until the server closes `s` (reading and dropping what it
+/// says); fails the test after 15 s.
+fn time_to_close(s: &mut TcpStream) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) => panic!("the server kept an idle connection open ({e})"),
+        }
+    }
+}
+
+/// 100 connections that never AUTH (anyone who can reach the socket can
+/// open them) used to take every session slot of a listener with the
+/// default limits, so the owner's peer was never served.
+#[test]
+fn idle_connections_do_not_shut_out_an_authenticated_peer() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let (l, uuid, token) = listener(&env, &[]);
+    let idle: Vec<TcpStream> = (0..100).map(|_| connect(&l)).collect();
+    let mut peer = connect(&l);
+    assert_eq!(auth(&mut peer, &token), format!("AUTH-SUCCESS {uuid}"));
+    drop(idle);
+}
+
+/// A peer has the AUTH timeout from connecting to authenticate, however
+/// busy it keeps the line; peers beyond the unauthenticated cap wait to be
+/// accepted and are served once the idle ones are gone.
+#[test]
+fn unauthenticated_peers_are_timed_out_and_capped() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let (l, uuid, token) = listener(&env, &["--auth-timeout", "2", "--max-unauthenticated", "2"]);
+    let mut idle = connect(&l);
+    let mut chatty = connect(&l);
+    let start = Instant::now();
+    let mut waiting = connect(&l);
+    // Messages that are no AUTH do not buy more time.
+    chatty
+        .write_all(b"VERSION 1\nVERSION 1\nVERSION 1\n")
+        .expect("send");
+    assert_eq!(auth(&mut waiting, &token), format!("AUTH-SUCCESS {uuid}"));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the third peer was accepted at once ({waited:?}) beyond a cap of 2"
+    );
+    for s in [&mut idle, &mut chatty] {
+        let open_for = time_to_close(s) + waited;
+        assert!(
+            open_for < Duration::from_secs(10),
+            "closed only after {open_for:?}"
+        );
+    }
 }
