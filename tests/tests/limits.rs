@@ -53,19 +53,7 @@ fn transferinfo_refuses_an_endless_line() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("git-annex-shell starts");
-    let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin was piped");
-    let chunk = vec![b'7'; MIB as usize];
-    let mut sent = 0u64;
-    let mut peak = 0;
-    for _ in 0..64 {
-        if stdin.write_all(&chunk).is_err() {
-            break;
-        }
-        sent += MIB;
-        peak = peak.max(peak_rss(pid).unwrap_or(0));
-    }
-    drop(stdin);
+    let (sent, peak) = feed_endless_line(&mut child, b'7');
     let status = wait_exit(&mut child, Duration::from_secs(20));
     let mut stderr = String::new();
     child
@@ -87,6 +75,64 @@ fn transferinfo_refuses_an_endless_line() {
     assert!(!status.success(), "a too-long line is an error: {status}");
     assert!(
         stderr.contains("line longer than 32767 characters"),
+        "says why: {stderr:?}"
+    );
+}
+
+/// Feeds `child`'s stdin up to 64 MiB of `byte` with no newline, until the
+/// server stops reading; returns (bytes it took, its peak memory meanwhile).
+fn feed_endless_line(child: &mut Child, byte: u8) -> (u64, u64) {
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let chunk = vec![byte; MIB as usize];
+    let mut sent = 0u64;
+    let mut peak = 0;
+    for _ in 0..64 {
+        if stdin.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += MIB;
+        peak = peak.max(peak_rss(pid).unwrap_or(0));
+    }
+    (sent, peak)
+}
+
+/// The P2P codec bounds a line by its characters, and a stray UTF-8
+/// continuation byte starts none: 64 MiB of them with no newline used to
+/// be buffered whole by p2pstdio, waiting for the line to end.
+#[test]
+fn p2pstdio_refuses_an_endless_line_of_stray_bytes() {
+    let fx = Fixture::new(ServerKind::Ours);
+    let repo = fx.repo.to_string_lossy().into_owned();
+    let mut child = fx
+        .command(&["p2pstdio", &repo, CLIENT_UUID])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git-annex-shell starts");
+    let (sent, peak) = feed_endless_line(&mut child, 0x80);
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr was piped")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert!(
+        peak < 32 * MIB,
+        "the server grew to {} MiB on a line it should have refused",
+        peak / MIB
+    );
+    assert!(
+        sent < 16 * MIB,
+        "the server went on reading ({} MiB) after the line was too long",
+        sent / MIB
+    );
+    assert!(!status.success(), "a too-long line is an error: {status}");
+    assert!(
+        stderr.contains("longer than 32767 characters"),
         "says why: {stderr:?}"
     );
 }
