@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use annex::p2p::{Connection, Message, Service};
 use annex::transport::{Location, NodeConnection};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Empty, Sink};
 use tokio::process::Command;
 
 use super::gateway::{Flow, Gateway};
@@ -288,28 +288,7 @@ where
         }
         Ok(())
     };
-    let downstream = async {
-        loop {
-            match n_read.read_message().await {
-                Ok(Some(Message::Data(len))) => n_read
-                    .relay_data_to(len, c_write)
-                    .await
-                    .map_err(|e| lost(&e))?,
-                Ok(Some(Message::ConnectDone(code))) => return Ok(Relayed::Done(code)),
-                Ok(Some(Message::Error(e))) => {
-                    return Ok(Relayed::NodeError(format!("{name}: {e}")))
-                }
-                Ok(Some(other)) => {
-                    return Ok(Relayed::NodeError(format!(
-                        "{name}: unexpected {}",
-                        other.verb()
-                    )))
-                }
-                Ok(None) => return Err(lost(&"closed")),
-                Err(e) => return Err(lost(&e)),
-            }
-        }
-    };
+    let downstream = node_to_client(n_read, c_write, &name);
     tokio::pin!(upstream);
     let relayed = tokio::select! {
         r = &mut upstream => return r.and(Err(lost(&"the client stopped"))),
@@ -320,6 +299,39 @@ where
         upstream.await?;
     }
     relayed
+}
+
+/// The node's side of [`relay`]: its DATA on to the client until it ends
+/// the service.
+async fn node_to_client<R, W>(
+    node: &mut Connection<R, Sink>,
+    client: &mut Connection<Empty, W>,
+    name: &str,
+) -> Result<Relayed, RelayError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let lost =
+        |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
+    loop {
+        match node.read_message().await {
+            Ok(Some(Message::Data(len))) => node
+                .relay_data_to(len, client)
+                .await
+                .map_err(|e| lost(&e))?,
+            Ok(Some(Message::ConnectDone(code))) => return Ok(Relayed::Done(code)),
+            Ok(Some(Message::Error(e))) => return Ok(Relayed::NodeError(format!("{name}: {e}"))),
+            Ok(Some(other)) => {
+                return Ok(Relayed::NodeError(format!(
+                    "{name}: unexpected {}",
+                    other.verb()
+                )))
+            }
+            Ok(None) => return Err(lost(&"closed")),
+            Err(e) => return Err(lost(&e)),
+        }
+    }
 }
 
 /// Pushes what the gateway accepted of `commands` to each node; on
