@@ -99,6 +99,14 @@ fn transferinfo_refuses_an_endless_line() {
     assert_refuses_endless_line(&["transferinfo", HELLO_KEY], b'7');
 }
 
+/// `lockcontent` and `notifychanges` read stdin only to see it close; they
+/// too held a line whole.
+#[test]
+fn lockcontent_and_notifychanges_refuse_an_endless_line() {
+    assert_refuses_endless_line(&["lockcontent", HELLO_KEY], b'7');
+    assert_refuses_endless_line(&["notifychanges"], b'7');
+}
+
 /// The P2P codec bounds a line by its characters, and a stray UTF-8
 /// continuation byte starts none: 64 MiB of them with no newline used to
 /// be buffered whole by p2pstdio, waiting for the line to end.
