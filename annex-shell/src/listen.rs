@@ -226,7 +226,8 @@ pub fn serve(
     let sessions = Slots::new(opts.limits.max_connections);
     let unauthenticated = Slots::new(opts.limits.max_unauthenticated);
     loop {
-        // Waits at most an AUTH timeout for a peer to authenticate or go.
+        // A slot frees when a peer gives up, runs out of AUTH time, or
+        // authenticated and got a session slot.
         let pending = unauthenticated.acquire();
         let stream = match listener.accept() {
             Ok(s) => s,
