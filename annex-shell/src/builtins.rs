@@ -1,6 +1,6 @@
 //! The line-oriented builtins: everything but p2pstdio.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use annex::key::Key;
 use annex::repo::Repo;
@@ -153,13 +153,9 @@ pub fn lockcontent(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
         Some(lock) => {
             println!("OK");
             std::io::stdout().flush().map_err(io)?;
-            let mut sink = String::new();
-            let stdin = std::io::stdin();
-            while stdin.lock().read_line(&mut sink).map_err(io)? > 0 {
-                sink.clear();
-            }
+            let drained = drain_stdin();
             drop(lock);
-            Ok(0)
+            drained.map(|()| 0)
         }
         None => Ok(1),
     }
@@ -174,20 +170,16 @@ pub fn commit(repo: &Repo) -> Result<i32, ShellError> {
 /// `notifychanges`: print `CHANGED sha…` whenever refs change, until stdin
 /// closes.
 pub fn notifychanges(repo: &Repo) -> Result<i32, ShellError> {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(), ShellError>>();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let stdin = std::io::stdin();
-        while matches!(stdin.lock().read_line(&mut line), Ok(n) if n > 0) {
-            line.clear();
-        }
-        let _ = tx.send(());
+        let _ = tx.send(drain_stdin());
     });
     let mut before = repo.ref_values().map_err(other)?;
     let mut out = std::io::stdout();
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(250)) {
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+            Ok(drained) => return drained.map(|()| 0),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         let now = repo.ref_values().map_err(other)?;
@@ -215,12 +207,15 @@ pub fn notifychanges(repo: &Repo) -> Result<i32, ShellError> {
 /// server only needs it for its transfer log, which p2pstdio keeps itself.
 pub fn transferinfo(_repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
     keys(call)?;
-    let mut line = String::new();
-    let stdin = std::io::stdin();
-    while stdin.lock().read_line(&mut line).map_err(io)? > 0 {
-        line.clear();
-    }
-    Ok(0)
+    drain_stdin().map(|()| 0)
+}
+
+/// Reads the client's lines until it closes stdin, each bounded as a P2P
+/// protocol line is: a client that sends no newline gets an error, not a
+/// server that grows with what it sent.
+fn drain_stdin() -> Result<(), ShellError> {
+    annex::lines::drain(&mut std::io::stdin().lock())
+        .map_err(|e| ShellError::Other(format!("reading stdin: {e}")))
 }
 
 fn io(e: std::io::Error) -> ShellError {

@@ -9,13 +9,22 @@
 //!
 //! Connections run on threads of their own, each with a small runtime:
 //! the session's repository work (locks, fsync, git) blocks, and must not
-//! hold up other peers. At most [`MAX_CONNECTIONS`] run at once, as in
-//! git-annex; further peers wait to be accepted.
+//! hold up other peers. At most [`MAX_CONNECTIONS`] sessions run at once,
+//! as in git-annex; further authenticated peers wait for one to end.
+//!
+//! Anyone who can reach the socket can connect, so what a peer holds before
+//! it has authenticated is bounded apart: it has [`AUTH_TIMEOUT`] from
+//! connecting to a good `AUTH` (then it is closed), at most
+//! [`MAX_UNAUTHENTICATED`] such peers are accepted at once (further ones
+//! wait in the listen queue), and only an authenticated peer takes one of
+//! the session slots. Idle connections can then delay the owner's peers,
+//! but not shut them out.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use annex::p2p::{Connection, Message};
 use annex::repo::Repo;
@@ -27,6 +36,34 @@ use crate::restrict::Rules;
 use crate::serve::{ServeError, Session};
 
 pub const MAX_CONNECTIONS: usize = 100;
+
+/// Peers accepted at once that have not authenticated yet. Each costs a
+/// thread until it authenticates or its [`AUTH_TIMEOUT`] runs out.
+pub const MAX_UNAUTHENTICATED: usize = 128;
+
+/// Time from accepting a connection to its successful `AUTH`.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the peers of one listener may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions (authenticated peers) at once.
+    pub max_connections: usize,
+    /// Peers at once that have not authenticated yet.
+    pub max_unauthenticated: usize,
+    /// Time from connecting to a successful `AUTH`.
+    pub auth_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            max_unauthenticated: MAX_UNAUTHENTICATED,
+            auth_timeout: AUTH_TIMEOUT,
+        }
+    }
+}
 
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +79,7 @@ pub struct ListenOptions {
     /// Accept the tokens stored for this address; `None`: those stored
     /// without one (tor's).
     pub address: Option<P2pAddress>,
-    pub max_connections: usize,
+    pub limits: Limits,
     /// Serve this proxied remote or cluster (a name `proxy.log` gives it,
     /// or its UUID) instead of the repository itself: the listener of a
     /// tor hidden service for a cluster. git-annex's P2P protocol has no
@@ -149,6 +186,14 @@ struct Slots {
 }
 
 impl Slots {
+    fn new(max: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            max: max.max(1),
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        })
+    }
+
     fn acquire(self: &Arc<Self>) -> SlotGuard {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         while *used >= self.max {
@@ -178,13 +223,12 @@ pub fn serve(
 ) -> Result<(), ListenError> {
     let (listener, bound) = Listener::bind(&opts.endpoint)?;
     ready(&bound);
-    let slots = Arc::new(Slots {
-        max: opts.max_connections.max(1),
-        used: Mutex::new(0),
-        freed: Condvar::new(),
-    });
+    let sessions = Slots::new(opts.limits.max_connections);
+    let unauthenticated = Slots::new(opts.limits.max_unauthenticated);
     loop {
-        let slot = slots.acquire();
+        // A slot frees when a peer gives up, runs out of AUTH time, or
+        // authenticated and got a session slot.
+        let pending = unauthenticated.acquire();
         let stream = match listener.accept() {
             Ok(s) => s,
             // A peer that hung up before we got to it, or a momentary
@@ -192,16 +236,18 @@ pub fn serve(
             Err(e) if is_transient(&e) => continue,
             Err(e) => return Err(ListenError::Accept(e)),
         };
-        let dir = dir.to_owned();
-        let address = opts.address.clone();
-        let serve_for = opts.serve_for.clone();
+        let peer = Peer {
+            dir: dir.to_owned(),
+            address: opts.address.clone(),
+            serve_for: opts.serve_for.clone(),
+            auth_timeout: opts.limits.auth_timeout,
+            pending,
+            sessions: Arc::clone(&sessions),
+        };
         let spawned = std::thread::Builder::new()
             .name("p2p-peer".into())
             .spawn(move || {
-                let _slot = slot;
-                if let Err(e) =
-                    serve_connection(&dir, stream, address.as_ref(), serve_for.as_deref())
-                {
+                if let Err(e) = serve_connection(stream, peer) {
                     if !e.is_hangup() {
                         eprintln!("annexproxy serve-p2p: {e}");
                     }
@@ -211,6 +257,17 @@ pub fn serve(
             eprintln!("annexproxy serve-p2p: cannot start a thread for a peer: {e}");
         }
     }
+}
+
+/// One accepted connection and what it may take.
+struct Peer {
+    dir: PathBuf,
+    address: Option<P2pAddress>,
+    serve_for: Option<String>,
+    auth_timeout: Duration,
+    /// Held until the peer has authenticated and has a session slot.
+    pending: SlotGuard,
+    sessions: Arc<Slots>,
 }
 
 fn is_transient(e: &std::io::Error) -> bool {
@@ -224,33 +281,63 @@ fn is_transient(e: &std::io::Error) -> bool {
     )
 }
 
-fn serve_connection(
-    dir: &Path,
-    stream: Stream,
-    address: Option<&P2pAddress>,
-    serve_for: Option<&str>,
-) -> Result<(), ServeError> {
+fn serve_connection(stream: Stream, peer: Peer) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(async {
+    let result = {
+        // Sockets join the runtime's reactor as they are converted.
+        let _in_runtime = runtime.enter();
         match stream {
             Stream::Unix(s) => {
                 s.set_nonblocking(true)?;
                 let (r, w) = tokio::net::UnixStream::from_std(s)?.into_split();
-                serve_peer(dir, Connection::new(r, w), address, serve_for).await
+                run_peer(&runtime, Connection::new(r, w), peer)
             }
             Stream::Tcp(s) => {
                 s.set_nonblocking(true)?;
                 let (r, w) = tokio::net::TcpStream::from_std(s)?.into_split();
-                serve_peer(dir, Connection::new(r, w), address, serve_for).await
+                run_peer(&runtime, Connection::new(r, w), peer)
             }
         }
-    });
+    };
     // A git child of CONNECT that outlives the peer must not keep the
     // thread.
     runtime.shutdown_background();
     result
+}
+
+/// AUTH within the peer's time, then a session once a slot is free. The
+/// wait for a slot blocks this thread, outside the runtime.
+fn run_peer<R, W>(
+    runtime: &tokio::runtime::Runtime,
+    mut conn: Connection<R, W>,
+    peer: Peer,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let authed = runtime.block_on(async {
+        let auth = authenticate(&peer.dir, &mut conn, peer.address.as_ref());
+        tokio::time::timeout(peer.auth_timeout, auth).await
+    });
+    let authed = match authed {
+        Ok(Ok(Some(a))) => a,
+        // Silent, idle or gone: the connection closes.
+        Ok(Ok(None)) | Err(_) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+    };
+    let _session = peer.sessions.acquire();
+    drop(peer.pending);
+    runtime.block_on(serve_authenticated(authed, conn, peer.serve_for.as_deref()))
+}
+
+/// A peer whose `AUTH` was accepted, and the repository it reached.
+pub struct Authenticated {
+    repo: Repo,
+    my_uuid: String,
+    client_uuid: String,
 }
 
 /// One peer: the AUTH exchange, then the session.
@@ -264,14 +351,52 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    match authenticate(dir, &mut conn, address).await? {
+        Some(authed) => serve_authenticated(authed, conn, serve_for).await,
+        None => Ok(()),
+    }
+}
+
+/// The AUTH exchange; `None` when the peer leaves first.
+pub async fn authenticate<R, W>(
+    dir: &Path,
+    conn: &mut Connection<R, W>,
+    address: Option<&P2pAddress>,
+) -> Result<Option<Authenticated>, ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let repo = Repo::open(dir)?;
     let my_uuid = repo.uuid().ok_or_else(|| {
         ServeError::Fatal(format!("{} is not a git-annex repository", dir.display()))
     })?;
     let creds = Creds::new(&repo.annex_dir());
-    let Some(client_uuid) = await_auth(&mut conn, &creds, address).await? else {
-        return Ok(());
+    let Some(client_uuid) = await_auth(conn, &creds, address).await? else {
+        return Ok(None);
     };
+    Ok(Some(Authenticated {
+        repo,
+        my_uuid,
+        client_uuid,
+    }))
+}
+
+/// The session of a peer that authenticated.
+pub async fn serve_authenticated<R, W>(
+    authed: Authenticated,
+    conn: Connection<R, W>,
+    serve_for: Option<&str>,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let Authenticated {
+        repo,
+        my_uuid,
+        client_uuid,
+    } = authed;
     // The session's first words are our AUTH-SUCCESS (the proxied
     // remote's or the cluster's UUID when serving one of them).
     let Some(name) = serve_for else {

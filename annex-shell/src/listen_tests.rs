@@ -171,11 +171,7 @@ fn a_live_socket_is_not_taken_over_a_dead_one_is() {
 
 #[test]
 fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let slots = Arc::new(Slots {
-        max: 2,
-        used: Mutex::new(0),
-        freed: Condvar::new(),
-    });
+    let slots = Slots::new(2);
     let first = slots.acquire();
     let _second = slots.acquire();
     let (tx, rx) = std::sync::mpsc::channel();

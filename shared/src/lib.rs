@@ -9,6 +9,7 @@ pub mod branch;
 pub mod clock;
 pub mod cluster;
 pub mod key;
+pub mod lines;
 pub mod lockfile;
 pub mod p2p;
 pub mod preferred;

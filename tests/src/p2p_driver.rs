@@ -203,6 +203,16 @@ impl Fixture {
     /// Starts `git-annex-shell p2pstdio <dir> <client_uuid>` with the clean
     /// environment the ssh stand-in gives the server, in the server's home.
     pub fn shell_with(&self, dir: &str, client_uuid: &str, vars: &[(&str, &str)]) -> Shell {
+        let mut cmd = self.command(&["p2pstdio", dir, client_uuid]);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        Shell::spawn(cmd, self.env.kind)
+    }
+
+    /// `git-annex-shell ARGS…` with the clean environment the ssh stand-in
+    /// gives the server, in the server's home; not started.
+    pub fn command(&self, args: &[&str]) -> Command {
         let bin = self
             .env
             .server_path
@@ -221,12 +231,8 @@ impl Fixture {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("SSH_CLIENT", "127.0.0.1 40000 22")
             .env("SSH_CONNECTION", "127.0.0.1 40000 127.0.0.1 22");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        cmd.args(["p2pstdio", dir, client_uuid])
-            .current_dir(&self.env.server_home);
-        Shell::spawn(cmd, self.env.kind)
+        cmd.args(args).current_dir(&self.env.server_home);
+        cmd
     }
 
     /// Real `git annex fsck` in the repository finds nothing wrong. The

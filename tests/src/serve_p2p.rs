@@ -81,6 +81,22 @@ impl Drop for Listener {
     }
 }
 
+/// A new token `server` accepts, from `annexproxy p2p-token add`.
+pub fn add_token(env: &TestEnv, server: &Path) -> String {
+    let token = env
+        .annexproxy(server, &["p2p-token", "add"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    assert_eq!(
+        token.len(),
+        128,
+        "a token as git-annex makes them: {token:?}"
+    );
+    token
+}
+
 /// A directory holding the real `git-remote-tor-annex` (the git-annex
 /// binary under that name), to put first on a client command's PATH.
 pub fn real_tor_helper_dir(env: &TestEnv) -> PathBuf {

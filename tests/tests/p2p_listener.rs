@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use annexproxy_tests::run::run;
 use annexproxy_tests::serve_p2p::{
-    real_tor_helper_dir, with_path_first, write_unixsock_program, Listener,
+    add_token, real_tor_helper_dir, with_path_first, write_unixsock_program, Listener,
 };
 use annexproxy_tests::socks::SocksServer;
 use annexproxy_tests::{Out, ServerKind, TestEnv};
@@ -28,17 +28,7 @@ fn setup(env: &TestEnv) -> (PathBuf, String) {
     env.oracle(&seed, &["push", "-q", &server.to_string_lossy(), "main"])
         .ok();
     env.annexproxy(&server, &["init", "server"]).ok();
-    let token = env
-        .annexproxy(&server, &["p2p-token", "add"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
-    assert_eq!(
-        token.len(),
-        128,
-        "a token as git-annex makes them: {token:?}"
-    );
+    let token = add_token(env, &server);
     (server, token)
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use annex_shell::listen::Endpoint;
+use annex_shell::listen::{self, Endpoint};
 use annex_shell::operator::p2p;
 use clap::{Args, Parser, Subcommand};
 
@@ -67,6 +67,17 @@ enum Cmd {
         /// of the repository itself; one listener per remote served.
         #[arg(long = "for", value_name = "NAME")]
         serve_for: Option<String>,
+        /// Sessions served at once; further peers that authenticated wait.
+        #[arg(long, value_name = "N", default_value_t = listen::MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Peers accepted at once that have not authenticated yet; further
+        /// ones wait to be accepted.
+        #[arg(long, value_name = "N", default_value_t = listen::MAX_UNAUTHENTICATED)]
+        max_unauthenticated: usize,
+        /// Seconds a peer has from connecting to a successful AUTH; then
+        /// it is disconnected.
+        #[arg(long, value_name = "SECS", default_value_t = listen::AUTH_TIMEOUT.as_secs())]
+        auth_timeout: u64,
     },
     /// Manage the auth tokens peers use (annex/creds/p2pauth).
     P2pToken {
@@ -128,7 +139,15 @@ fn main() -> ExitCode {
             on,
             address,
             serve_for,
+            max_connections,
+            max_unauthenticated,
+            auth_timeout,
         } => {
+            let limits = listen::Limits {
+                max_connections: *max_connections,
+                max_unauthenticated: *max_unauthenticated,
+                auth_timeout: std::time::Duration::from_secs(*auth_timeout),
+            };
             // clap has made sure one of them is given.
             let endpoint = on
                 .socket
@@ -141,6 +160,7 @@ fn main() -> ExitCode {
                     endpoint,
                     address.as_deref(),
                     serve_for.as_deref(),
+                    limits,
                     &mut out,
                 ),
                 None => {

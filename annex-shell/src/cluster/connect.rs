@@ -43,10 +43,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use annex::p2p::{Connection, Message, Service};
 use annex::transport::{Location, NodeConnection};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Empty, Sink};
 use tokio::process::Command;
 
 use super::gateway::{Flow, Gateway};
@@ -247,6 +248,11 @@ pub enum Relayed {
 /// git's conversation between the client and the node, as DATA both
 /// ways, until the node says CONNECTDONE (which is not passed on: the
 /// caller has the last word). `watch` sees the client's bytes.
+///
+/// Each way runs on its own, a chunk at a time: one side that stops
+/// reading holds back only what flows towards it, never the other way
+/// (with one loop for both, a full pipe towards the client would stop the
+/// client's bytes to the node too, and both ends could wait on each other).
 async fn relay<R, W>(
     client: &mut Connection<R, W>,
     node: &mut NodeConnection,
@@ -259,34 +265,84 @@ where
     let name = node.name().to_owned();
     let lost =
         |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
-    loop {
-        tokio::select! {
-            m = client.read_message() => match m? {
+    let mut from_client = client.split();
+    let mut from_node = node.conn.split();
+    // Set while a client body is on its way, so the node's end can let
+    // the body finish and leave the client's connection in step.
+    let mid_body = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let (c_read, c_write) = (&mut from_client.reading, &mut from_client.writing);
+    let (n_read, n_write) = (&mut from_node.reading, &mut from_node.writing);
+    let upstream = async {
+        while !stop.load(Ordering::Relaxed) {
+            match c_read.read_message().await? {
                 Some(Message::Data(len)) => {
-                    let mut out = node.conn.start_data(len).await.map_err(|e| lost(&e))?;
-                    let mut body = client.data_body(len);
+                    mid_body.store(true, Ordering::Relaxed);
+                    let mut out = n_write.start_data(len).await.map_err(|e| lost(&e))?;
+                    let mut body = c_read.data_body(len);
                     while let Some(chunk) = body.next_chunk().await? {
                         watch(chunk);
                         out.write_chunk(chunk).await.map_err(|e| lost(&e))?;
                     }
                     out.finish().await.map_err(|e| lost(&e))?;
+                    mid_body.store(false, Ordering::Relaxed);
                 }
                 // The client gives up; so does the node, when we close it.
                 Some(Message::ConnectDone(_)) | Some(Message::Error(_)) | None => {
                     return Err(RelayError::Client(annex::p2p::ConnError::UnexpectedEof));
                 }
                 Some(other) => {
-                    return Err(RelayError::Node(format!("unexpected {} during CONNECT", other.verb())));
+                    return Err(RelayError::Node(format!(
+                        "unexpected {} during CONNECT",
+                        other.verb()
+                    )));
                 }
-            },
-            m = node.conn.read_message() => match m {
-                Ok(Some(Message::Data(len))) => node.conn.relay_data_to(len, client).await.map_err(|e| lost(&e))?,
-                Ok(Some(Message::ConnectDone(code))) => return Ok(Relayed::Done(code)),
-                Ok(Some(Message::Error(e))) => return Ok(Relayed::NodeError(format!("{name}: {e}"))),
-                Ok(Some(other)) => return Ok(Relayed::NodeError(format!("{name}: unexpected {}", other.verb()))),
-                Ok(None) => return Err(lost(&"closed")),
-                Err(e) => return Err(lost(&e)),
-            },
+            }
+        }
+        Ok(())
+    };
+    let downstream = node_to_client(n_read, c_write, &name);
+    tokio::pin!(upstream);
+    let relayed = tokio::select! {
+        r = &mut upstream => return r.and(Err(lost(&"the client stopped"))),
+        r = downstream => r,
+    };
+    if mid_body.load(Ordering::Relaxed) {
+        stop.store(true, Ordering::Relaxed);
+        upstream.await?;
+    }
+    relayed
+}
+
+/// The node's side of [`relay`]: its DATA on to the client until it ends
+/// the service.
+async fn node_to_client<R, W>(
+    node: &mut Connection<R, Sink>,
+    client: &mut Connection<Empty, W>,
+    name: &str,
+) -> Result<Relayed, RelayError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let lost =
+        |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
+    loop {
+        match node.read_message().await {
+            Ok(Some(Message::Data(len))) => node
+                .relay_data_to(len, client)
+                .await
+                .map_err(|e| lost(&e))?,
+            Ok(Some(Message::ConnectDone(code))) => return Ok(Relayed::Done(code)),
+            Ok(Some(Message::Error(e))) => return Ok(Relayed::NodeError(format!("{name}: {e}"))),
+            Ok(Some(other)) => {
+                return Ok(Relayed::NodeError(format!(
+                    "{name}: unexpected {}",
+                    other.verb()
+                )))
+            }
+            Ok(None) => return Err(lost(&"closed")),
+            Err(e) => return Err(lost(&e)),
         }
     }
 }

@@ -8,13 +8,10 @@
 use std::process::Stdio;
 
 use annex::p2p::{Message, Service};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
-use tokio::sync::mpsc;
 
 use crate::serve::{Flow, ServeError, Session};
-
-const CHUNK: usize = 64 * 1024;
 
 pub async fn handle<R, W>(s: &mut Session<R, W>, service: Service) -> Result<Flow, ServeError>
 where
@@ -33,59 +30,34 @@ where
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
-    let mut stdin = child.stdin.take();
+    let stdin = child.stdin.take().expect("stdin was piped");
     let mut stdout = child.stdout.take().expect("stdout was piped");
-
-    // git's output is drained by its own task so git never blocks on a full
-    // pipe while we are busy feeding it the client's data.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let reader = tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK];
+    let mut halves = s.conn.split();
+    let (reading, writing) = (&mut halves.reading, &mut halves.writing);
+    let sent = {
+        // The client's bytes go to git until it says CONNECTDONE, hangs up
+        // or git stops reading; then git's stdin closes.
+        let input = async move {
+            let mut stdin = stdin;
+            let _ = reading.recv_stream(&mut stdin).await;
+        };
+        // git's output goes to the client as fast as the client takes it:
+        // a client that stops reading leaves it in git's pipe.
+        let output = writing.send_stream(&mut stdout);
+        tokio::pin!(input, output);
+        let mut input_done = false;
         loop {
-            match stdout.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
+            tokio::select! {
+                () = &mut input, if !input_done => input_done = true,
+                sent = &mut output => break sent,
             }
         }
-    });
-
-    let mut client_done = false;
-    loop {
-        tokio::select! {
-            chunk = rx.recv() => match chunk {
-                Some(bytes) => {
-                    s.conn.send_data(bytes.len() as u64, &mut bytes.as_slice()).await?;
-                }
-                None => break,
-            },
-            msg = s.conn.read_message(), if !client_done => match msg {
-                Ok(Some(Message::Data(len))) => {
-                    match stdin.as_mut() {
-                        Some(w) => s.conn.relay_data(len, w).await?,
-                        None => s.conn.relay_data(len, &mut tokio::io::sink()).await?,
-                    }
-                }
-                Ok(Some(Message::ConnectDone(_))) | Ok(None) => {
-                    client_done = true;
-                    stdin.take();
-                }
-                Ok(Some(_)) | Err(_) => {
-                    client_done = true;
-                    stdin.take();
-                }
-            },
-        }
+    };
+    if let Err(e) = sent {
+        return Err(e.into());
     }
-    if let Some(mut w) = stdin.take() {
-        let _ = w.shutdown().await;
-    }
-    let _ = reader.await;
     let status = child.wait().await?;
     let code = status.code().unwrap_or(1);
-    s.send(Message::ConnectDone(code)).await?;
+    writing.write_message(&Message::ConnectDone(code)).await?;
     Ok(Flow::Stop)
 }

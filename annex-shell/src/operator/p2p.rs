@@ -95,6 +95,7 @@ pub fn serve(
     endpoint: Endpoint,
     address: Option<&str>,
     serve_for: Option<&str>,
+    limits: listen::Limits,
     out: &mut dyn Write,
 ) -> Result<(), OperatorError> {
     let repo = open(dir)?;
@@ -108,7 +109,7 @@ pub fn serve(
     let opts = ListenOptions {
         endpoint,
         address,
-        max_connections: listen::MAX_CONNECTIONS,
+        limits,
         serve_for: serve_for.map(str::to_owned),
     };
     let dir = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();

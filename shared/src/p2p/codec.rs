@@ -85,12 +85,21 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, DecodeError> {
     }
 }
 
-/// git-annex counts decoded characters, not bytes; counting the bytes that
-/// start a UTF-8 sequence gives the same number for valid UTF-8.
-fn too_long(bytes: &[u8]) -> bool {
-    bytes.len() > MAX_LINE_CHARS
-        && bytes.iter().filter(|&&b| !is_utf8_continuation(b)).count() > MAX_LINE_CHARS
+/// Whether `bytes` (a line, or the start of one) holds more than
+/// [`MAX_LINE_CHARS`] characters. git-annex counts decoded characters, not
+/// bytes; counting the bytes that start a UTF-8 sequence gives the same
+/// number for valid UTF-8. Bytes that start nothing (stray continuation
+/// bytes) would never count, so more than four bytes a character (the most
+/// UTF-8 takes, and git-annex decodes a stray byte as one character) is too
+/// long whatever they are: a line is at most 128 KiB.
+pub fn too_long(bytes: &[u8]) -> bool {
+    bytes.len() > MAX_LINE_BYTES
+        || (bytes.len() > MAX_LINE_CHARS
+            && bytes.iter().filter(|&&b| !is_utf8_continuation(b)).count() > MAX_LINE_CHARS)
 }
+
+/// Most bytes [`MAX_LINE_CHARS`] characters can take.
+const MAX_LINE_BYTES: usize = 4 * MAX_LINE_CHARS;
 
 fn is_utf8_continuation(b: u8) -> bool {
     b & 0xC0 == 0x80

@@ -433,6 +433,11 @@ fn line_length_limit_matches_git_annex() {
     cr.resize(MAX_LINE_CHARS, b'x');
     cr.extend_from_slice(b"\r\n");
     assert_eq!(decode(&cr), Err(DecodeError::LineTooLong));
+    // Stray continuation bytes start no character, yet they are bounded:
+    // a line never grows past four bytes a character.
+    let mut stray = b"FOO ".to_vec();
+    stray.resize(4 * MAX_LINE_CHARS + 1, 0x80);
+    assert_eq!(decode(&stray), Err(DecodeError::LineTooLong), "stray bytes");
     // [obs] characters, not bytes: 20000 two-byte characters are fine.
     let mut wide = b"FOO ".to_vec();
     for _ in 0..20000 {

@@ -16,6 +16,9 @@ use super::codec::{self, DecodeError, Decoded};
 use super::message::Message;
 
 mod kernel;
+mod split;
+
+pub use split::Halves;
 
 /// Largest piece of a body handed out or written at once.
 pub const CHUNK: usize = 64 * 1024;
