@@ -426,6 +426,28 @@ fn a_refused_node_is_retried_by_the_next_push() {
         .unwrap_or_default();
     assert!(!node1_line.contains("lacks"), "{status}");
 
+    // The records are the gateway's own: no client sees them, through the
+    // helper or over plain ssh, nor deletes them.
+    let over_ssh = env.url(&w.proxy);
+    for remote in [&url, &over_ssh] {
+        let listed = env.plain_git(&work, &["ls-remote", remote]).ok().stdout;
+        assert!(listed.contains("refs/heads/main"), "{listed}");
+        assert!(!listed.contains("refs/annexproxy"), "{remote}: {listed}");
+    }
+    let records = || {
+        env.oracle(
+            &w.proxy,
+            &["for-each-ref", "--format=%(refname)", "refs/annexproxy/"],
+        )
+        .ok()
+        .stdout
+    };
+    let record = records().trim().to_owned();
+    assert!(record.ends_with("/refs/heads/main"), "{record}");
+    env.plain_git(&work, &["push", &over_ssh, &format!(":{record}")])
+        .fails();
+    assert_eq!(records().trim(), record);
+
     std::fs::remove_file(&hook).expect("remove hook");
     let out = env.plain_git(&work, &["push", &url, "main"]).ok();
     assert!(!out.stderr.contains("git-annex-shell:"), "{out}");

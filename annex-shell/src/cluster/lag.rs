@@ -31,6 +31,10 @@ use tokio::process::Command;
 /// Where the records live in the gateway's repository.
 pub const PREFIX: &str = "refs/annexproxy/lag/";
 
+/// What the gateway's `transfer.hideRefs` hides: our own refs, which a
+/// client should neither fetch nor (with `push --mirror`) delete.
+const HIDDEN: &str = "refs/annexproxy/";
+
 /// `git for-each-ref` arguments listing the records, for [`parse`].
 pub const LIST_ARGS: [&str; 3] = ["for-each-ref", "--format=%(objectname) %(refname)", PREFIX];
 
@@ -101,10 +105,47 @@ pub async fn write(base: &Path, adds: &[Lag], drops: &[(&str, &str)]) {
     for (node, name) in drops {
         script.push_str(&format!("delete {}\n", record_name(node, name)));
     }
+    if !adds.is_empty() {
+        if let Err(why) = hide_from_clients(base).await {
+            tracing::warn!(%why, "hiding the lag records from clients");
+        }
+    }
     if let Err(why) = update_refs(base, &script).await {
         // The push itself went as it went; only the record is off, and
         // the next push or status shows the node as it was recorded.
         tracing::warn!(%why, "recording which refs the nodes lack");
+    }
+}
+
+/// Sets `transfer.hideRefs` for our refs in the gateway's config, unless
+/// it is there: git's services (upload-pack, receive-pack, over ssh or
+/// CONNECT) then leave the records out of what they show and take.
+async fn hide_from_clients(base: &Path) -> Result<(), String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(base)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+    };
+    let set = git(&["config", "--get-all", "transfer.hideRefs"])
+        .await
+        .map_err(|e| e.to_string())?;
+    let hidden = String::from_utf8_lossy(&set.stdout);
+    if hidden
+        .lines()
+        .any(|h| HIDDEN.starts_with(h.trim_end_matches('/')))
+    {
+        return Ok(());
+    }
+    let out = git(&["config", "--add", "transfer.hideRefs", HIDDEN])
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
     }
 }
 
