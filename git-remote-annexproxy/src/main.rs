@@ -115,7 +115,7 @@ fn run() -> anyhow::Result<u8> {
             }
             let (git_in, git_out) = git_pipes().context("setting up stdin/stdout")?;
             runtime
-                .block_on(tunnel.relay(service, git_in, git_out, &()))
+                .block_on(tunnel.relay(service, git_in, git_out))
                 .map(exit_byte)
                 .map_err(anyhow::Error::from)
         }

@@ -215,17 +215,6 @@ pub fn transport_command(
     shell_command(target, family, "p2pstdio", &rest)
 }
 
-/// Told how many bytes of git's conversation went through, either way;
-/// the binary decides whether to draw anything.
-pub trait Meter {
-    fn relayed(&self, bytes: u64);
-}
-
-/// No meter.
-impl Meter for () {
-    fn relayed(&self, _: u64) {}
-}
-
 /// A P2P session that has started (the server said `AUTH-SUCCESS`), ready
 /// to tunnel a service.
 pub struct Tunnel<R, W> {
@@ -397,7 +386,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
         service: Service,
         mut git_in: I,
         mut git_out: O,
-        meter: &dyn Meter,
     ) -> Result<i32, TunnelError>
     where
         I: AsyncRead + Unpin,
@@ -415,8 +403,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Tunnel<R, W> {
         // the uplink and the downlink reports.
         let connect_sent = up.write_message(&Message::Connect(service)).await.is_ok();
         let result = {
-            let uplink = uplink(&mut up, &mut git_in, &mut mid_body, meter);
-            let downlink = downlink(&mut down, &mut git_out, meter);
+            let uplink = uplink(&mut up, &mut git_in, &mut mid_body);
+            let downlink = downlink(&mut down, &mut git_out);
             tokio::pin!(uplink, downlink);
             let mut uplink_done = !connect_sent;
             loop {
@@ -454,7 +442,6 @@ async fn uplink<I, W>(
     up: &mut Connection<Empty, W>,
     git_in: &mut I,
     mid_body: &mut bool,
-    meter: &dyn Meter,
 ) -> Result<(), TunnelError>
 where
     I: AsyncRead + Unpin,
@@ -469,16 +456,11 @@ where
         *mid_body = true;
         up.send_data(n as u64, &mut &buf[..n]).await?;
         *mid_body = false;
-        meter.relayed(n as u64);
     }
 }
 
 /// The server's `DATA` → git's output, until `CONNECTDONE`.
-async fn downlink<R, O>(
-    down: &mut Connection<R, Sink>,
-    git_out: &mut O,
-    meter: &dyn Meter,
-) -> Result<i32, TunnelError>
+async fn downlink<R, O>(down: &mut Connection<R, Sink>, git_out: &mut O) -> Result<i32, TunnelError>
 where
     R: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
@@ -487,7 +469,7 @@ where
     loop {
         match down.read_message().await? {
             Some(Message::Data(len)) => match down.relay_data(len, git_out).await {
-                Ok(()) => meter.relayed(len),
+                Ok(()) => {}
                 Err(ConnError::Relay(inner)) => return Err(TunnelError::GitOutput(*inner)),
                 Err(e) => return Err(e.into()),
             },

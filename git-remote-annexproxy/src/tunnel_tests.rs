@@ -63,15 +63,6 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("no deadlock")
 }
 
-#[derive(Default)]
-struct Counted(std::cell::Cell<u64>);
-
-impl Meter for Counted {
-    fn relayed(&self, bytes: u64) {
-        self.0.set(self.0.get() + bytes);
-    }
-}
-
 #[tokio::test]
 async fn upload_pack_transcript() {
     let (r, w, mut srv) = pipes(4096);
@@ -89,14 +80,11 @@ async fn upload_pack_transcript() {
     let tunnel = within(Tunnel::start(r, w)).await.expect("session starts");
     assert_eq!(tunnel.server_uuid(), "8f99040c-c5ea-4ad6-b9a2-6d84c3e7f096");
     let mut out = Vec::new();
-    let meter = Counted::default();
-    let code = within(tunnel.relay(Service::UploadPack, &b"0009done\n"[..], &mut out, &meter))
+    let code = within(tunnel.relay(Service::UploadPack, &b"0009done\n"[..], &mut out))
         .await
         .expect("relay");
     assert_eq!(code, 0);
     assert_eq!(out, b"0000ref\npack");
-    // git's bytes both ways, none of the protocol's own
-    assert_eq!(meter.0.get(), 9 + 8 + 4);
     let sent = server.await.expect("fake server");
     // no VERSION: protocol 0, as git-annex's own helpers; CONNECTDONE echoed
     assert_eq!(
@@ -120,7 +108,7 @@ async fn service_exit_status_is_returned() {
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     // git keeps its end open; the status must not wait for it
     let (git_in, _keep_open) = duplex(64);
-    let code = within(tunnel.relay(Service::ReceivePack, git_in, Vec::new(), &()))
+    let code = within(tunnel.relay(Service::ReceivePack, git_in, Vec::new()))
         .await
         .expect("relay");
     assert_eq!(code, 128);
@@ -170,7 +158,7 @@ async fn both_directions_flow_at_once() {
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     let mut out = Vec::new();
-    let code = within(tunnel.relay(Service::ReceivePack, &up[..], &mut out, &()))
+    let code = within(tunnel.relay(Service::ReceivePack, &up[..], &mut out))
         .await
         .expect("relay");
     assert_eq!(code, 0);
@@ -199,7 +187,7 @@ async fn server_error_after_connect() {
         srv.read_to_end(&mut got).await;
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
-    let err = within(tunnel.relay(Service::ReceivePack, &b""[..], Vec::new(), &()))
+    let err = within(tunnel.relay(Service::ReceivePack, &b""[..], Vec::new()))
         .await
         .expect_err("refused");
     assert_eq!(
@@ -217,7 +205,7 @@ async fn hangup_before_connectdone() {
     });
     let tunnel = Tunnel::start(r, w).await.expect("session starts");
     let mut out = Vec::new();
-    let err = within(tunnel.relay(Service::UploadPack, &b""[..], &mut out, &()))
+    let err = within(tunnel.relay(Service::UploadPack, &b""[..], &mut out))
         .await
         .expect_err("closed");
     assert!(
@@ -279,7 +267,7 @@ async fn git_going_away_is_an_output_error() {
     let (git_out, reader) = duplex(64);
     drop(reader);
     let (git_in, _keep) = duplex(64);
-    let err = within(tunnel.relay(Service::UploadPack, git_in, git_out, &()))
+    let err = within(tunnel.relay(Service::UploadPack, git_in, git_out))
         .await
         .expect_err("git gone");
     assert!(matches!(err, TunnelError::GitOutput(_)), "{err:?}");
