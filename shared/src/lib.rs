@@ -12,6 +12,7 @@ pub mod key;
 pub mod lines;
 pub mod lockfile;
 pub mod p2p;
+pub mod pktline;
 pub mod preferred;
 pub mod repo;
 pub mod store;
