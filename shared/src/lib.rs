@@ -18,3 +18,4 @@ pub mod repo;
 pub mod store;
 pub mod threadio;
 pub mod transport;
+pub mod uuids;
