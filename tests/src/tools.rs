@@ -52,28 +52,7 @@ fn find_or_build_ours() -> Result<PathBuf, String> {
             ))
         };
     }
-    if std::env::var_os("ANNEXPROXY_NO_BUILD").is_none() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(&cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "annex-shell",
-                "--bins",
-                "--manifest-path",
-            ])
-            .arg(workspace_root().join("Cargo.toml"))
-            .output()
-            .map_err(|e| format!("could not run cargo to build annex-shell: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`cargo build -p annex-shell --bins` failed ({}):\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
+    build(&["-p", "annex-shell", "--bins"])?;
     let dir = target_dir().join("debug");
     if dir.join("git-annex-shell").is_file() {
         Ok(dir)
@@ -84,6 +63,31 @@ fn find_or_build_ours() -> Result<PathBuf, String> {
             dir.display()
         ))
     }
+}
+
+/// `cargo build ARGS` of the workspace, unless `ANNEXPROXY_NO_BUILD` says
+/// the binaries are built already.
+fn build(args: &[&str]) -> Result<(), String> {
+    if std::env::var_os("ANNEXPROXY_NO_BUILD").is_some() {
+        return Ok(());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let what = format!("cargo build {}", args.join(" "));
+    let out = Command::new(&cargo)
+        .args(["build", "--quiet"])
+        .args(args)
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .output()
+        .map_err(|e| format!("could not run `{what}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{what}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 /// Login name to put in the server's environment, as sshd would.
@@ -138,21 +142,7 @@ fn find_or_build_helper() -> Result<PathBuf, String> {
     let dir = match std::env::var_os("ANNEXPROXY_BIN_DIR").filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => {
-            if std::env::var_os("ANNEXPROXY_NO_BUILD").is_none() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let out = Command::new(&cargo)
-                    .args(["build", "--quiet", "-p", HELPER, "--manifest-path"])
-                    .arg(workspace_root().join("Cargo.toml"))
-                    .output()
-                    .map_err(|e| format!("could not run cargo to build {HELPER}: {e}"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "`cargo build -p {HELPER}` failed ({}):\n{}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
-            }
+            build(&["-p", HELPER])?;
             target_dir().join("debug")
         }
     };

@@ -5,11 +5,7 @@ const B: &str = "2222222222222222222222222222222222222222";
 const Z: &str = "0000000000000000000000000000000000000000";
 
 fn up(old: &str, new: &str, name: &str) -> RefUpdate {
-    RefUpdate {
-        old: old.into(),
-        new: new.into(),
-        name: name.into(),
-    }
+    RefUpdate::new(old, new, name)
 }
 
 #[test]

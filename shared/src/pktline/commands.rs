@@ -17,6 +17,16 @@ pub struct RefUpdate {
     pub name: String,
 }
 
+impl RefUpdate {
+    pub fn new(old: impl Into<String>, new: impl Into<String>, name: impl Into<String>) -> Self {
+        RefUpdate {
+            old: old.into(),
+            new: new.into(),
+            name: name.into(),
+        }
+    }
+}
+
 /// An all-zero object id: the ref does not exist (before a creation, after
 /// a deletion).
 pub fn is_zero_id(id: &str) -> bool {
@@ -96,9 +106,6 @@ fn ref_update(line: &[u8]) -> Option<RefUpdate> {
     let text = String::from_utf8_lossy(line);
     let mut words = text.trim_end_matches('\n').splitn(3, ' ');
     let (old, new, name) = (words.next()?, words.next()?, words.next()?);
-    (is_object_id(old) && is_object_id(new) && name.starts_with("refs/")).then(|| RefUpdate {
-        old: old.into(),
-        new: new.into(),
-        name: name.into(),
-    })
+    (is_object_id(old) && is_object_id(new) && name.starts_with("refs/"))
+        .then(|| RefUpdate::new(old, new, name))
 }

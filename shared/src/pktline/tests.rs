@@ -10,11 +10,7 @@ fn pkt(s: &str) -> Vec<u8> {
 }
 
 fn up(old: &str, new: &str, name: &str) -> RefUpdate {
-    RefUpdate {
-        old: old.into(),
-        new: new.into(),
-        name: name.into(),
-    }
+    RefUpdate::new(old, new, name)
 }
 
 #[test]
