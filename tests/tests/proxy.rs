@@ -392,6 +392,32 @@ fn node_over_ssh() {
     fsck_servers(&wd);
 }
 
+/// node2 configured as `file://localhost/abs/node2.git`, a URL git itself
+/// reads as that path: the proxy reads remote URLs with the same parser
+/// as the remote helper, which once took `localhost/abs/...` for a path
+/// relative to the proxy and left the node unreachable.
+#[test]
+fn node_at_a_file_localhost_url() {
+    let wd = world(ServerKind::Ours, Setup::Ours, |env, proxy| {
+        let url = format!("file://localhost{}", env.srv.join("node2.git").display());
+        env.oracle(proxy, &["config", "remote.node2.url", &url])
+            .ok();
+    });
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, "f.txt", b"by file URL\n");
+    env.annex(client, &["copy", "--to", "origin-node2", "f.txt"])
+        .ok();
+    let k = env.key_of(client, "f.txt");
+    assert!(env.server_has_content(&wd.nodes[1], &k));
+    env.annex(client, &["drop", "f.txt"]).ok();
+    env.annex(client, &["get", "--from", "origin-node2", "f.txt"])
+        .ok();
+    assert_eq!(read(client, "f.txt"), b"by file URL\n");
+    env.annex(client, &["sync"]).ok();
+    assert_eq!(client_node_view(&wd), node_contents(&wd, &["f.txt"]));
+    fsck_servers(&wd);
+}
+
 /// A client asking for a UUID the proxy does not proxy for gets
 /// git-annex's refusal; configlist cannot be proxied.
 #[test]
