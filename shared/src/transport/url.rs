@@ -30,7 +30,7 @@
 use std::path::PathBuf;
 
 use super::auth::AuthToken;
-use super::p2paddr::{AddressError, P2pAddress, P2P_SCHEME, TOR_SCHEME};
+use super::p2paddr::{parse_port, AddressError, P2pAddress, P2P_SCHEME, TOR_SCHEME};
 use crate::branch::maplog::is_legal_remote_name;
 use crate::uuids::is_uuid_form;
 
@@ -341,15 +341,10 @@ fn split_port(url: &str, hostport: &str) -> Result<(String, Option<u16>), UrlErr
     // `ssh://host:/path` means the default port, as in git.
     let port = match port.filter(|p| !p.is_empty()) {
         None => None,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
-            _ => {
-                return Err(UrlError::BadPort {
-                    url: url.to_owned(),
-                    port: p.to_owned(),
-                })
-            }
-        },
+        Some(p) => Some(parse_port(p).ok_or_else(|| UrlError::BadPort {
+            url: url.to_owned(),
+            port: p.to_owned(),
+        })?),
     };
     Ok((host.to_owned(), port))
 }
