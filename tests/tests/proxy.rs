@@ -381,15 +381,22 @@ fn node_over_ssh() {
             .ends_with(&format!("--uuid {}", env.server_uuid(&wd.nodes[1]))),
         "{hop:?}"
     );
-    let k = env.key_of(client, "s.txt");
+    node2_holds_and_gives_back(&wd, "s.txt", b"over ssh\n");
+}
+
+/// `file` (with `content`), copied to node2, is there; dropped, it comes
+/// back from node2, and every record agrees.
+fn node2_holds_and_gives_back(wd: &World, file: &str, content: &[u8]) {
+    let (env, client) = (&wd.env, &wd.client);
+    let k = env.key_of(client, file);
     assert!(env.server_has_content(&wd.nodes[1], &k));
-    env.annex(client, &["drop", "s.txt"]).ok();
-    env.annex(client, &["get", "--from", "origin-node2", "s.txt"])
+    env.annex(client, &["drop", file]).ok();
+    env.annex(client, &["get", "--from", "origin-node2", file])
         .ok();
-    assert_eq!(read(client, "s.txt"), b"over ssh\n");
+    assert_eq!(read(client, file), content);
     env.annex(client, &["sync"]).ok();
-    assert_eq!(client_node_view(&wd), node_contents(&wd, &["s.txt"]));
-    fsck_servers(&wd);
+    assert_eq!(client_node_view(wd), node_contents(wd, &[file]));
+    fsck_servers(wd);
 }
 
 /// node2 configured as `file://localhost/abs/node2.git`, a URL git itself
@@ -407,15 +414,7 @@ fn node_at_a_file_localhost_url() {
     env.add_file(client, "f.txt", b"by file URL\n");
     env.annex(client, &["copy", "--to", "origin-node2", "f.txt"])
         .ok();
-    let k = env.key_of(client, "f.txt");
-    assert!(env.server_has_content(&wd.nodes[1], &k));
-    env.annex(client, &["drop", "f.txt"]).ok();
-    env.annex(client, &["get", "--from", "origin-node2", "f.txt"])
-        .ok();
-    assert_eq!(read(client, "f.txt"), b"by file URL\n");
-    env.annex(client, &["sync"]).ok();
-    assert_eq!(client_node_view(&wd), node_contents(&wd, &["f.txt"]));
-    fsck_servers(&wd);
+    node2_holds_and_gives_back(&wd, "f.txt", b"by file URL\n");
 }
 
 /// A client asking for a UUID the proxy does not proxy for gets
