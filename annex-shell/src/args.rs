@@ -112,7 +112,7 @@ impl Fields {
         for item in items {
             let (name, value) = item.split_once('=').unwrap_or((item.as_str(), ""));
             match name {
-                "remoteuuid" if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                "remoteuuid" if annex::uuids::is_uuid_word(value) => {
                     f.remote_uuid = Some(value.to_owned())
                 }
                 "autoinit" if value == "1" => f.autoinit = true,

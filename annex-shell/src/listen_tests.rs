@@ -1,7 +1,6 @@
 //! The AUTH phase of a listener connection, with raw protocol bytes.
 
 use std::path::Path;
-use std::process::Command;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -12,12 +11,8 @@ const TOKEN: &str = "a1b2c3";
 /// A fresh annex repository that accepts [`TOKEN`] (on tor) and `other`
 /// on `p2p-annex::foo:bar`.
 fn repo_accepting(dir: &Path) -> String {
-    let ok = Command::new("git")
-        .args(["init", "-q"])
-        .arg(dir)
-        .status()
-        .expect("git");
-    assert!(ok.success());
+    let path = dir.to_str().expect("test paths are UTF-8");
+    testkit::git(dir.parent().expect("a parent"), &["init", "-q", path]);
     let mut repo = Repo::open(dir).expect("open");
     let uuid = repo.init(None).expect("init");
     let creds = Creds::new(&repo.annex_dir());

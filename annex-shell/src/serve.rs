@@ -7,16 +7,13 @@
 //! a broken connection or a broken repository ends it.
 
 use annex::branch::{Branch, LogStatus};
-use annex::p2p::{ConnError, Connection, Message};
+use annex::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
 use annex::repo::Repo;
 use annex::store::ObjectStore;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cmd;
 use crate::restrict::Rules;
-
-/// The highest protocol version we speak.
-pub const MAX_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -125,7 +122,7 @@ where
         }
         match msg {
             Message::Version(v) => {
-                self.version = v.min(MAX_VERSION);
+                self.version = v.min(MAX_PROTOCOL_VERSION);
                 self.send(Message::Version(self.version)).await?;
                 Ok(Flow::Continue)
             }

@@ -10,32 +10,13 @@ use tokio::io::DuplexStream;
 
 pub type Client = Connection<DuplexStream, DuplexStream>;
 
+pub use testkit::git;
+
 /// The real git-annex binary, under the name git-annex-shell.
 pub fn real_shell(dir: &Path) -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    let real = std::fs::read_dir(&lib)
-        .expect("venv lib: run scripts/install-git-annex.sh")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/git_annex/git-annex"))
-        .find(|p| p.is_file())
-        .expect("real git-annex in the venv: run scripts/install-git-annex.sh");
     let link = dir.join("git-annex-shell");
-    std::os::unix::fs::symlink(real, &link).expect("symlink");
+    std::os::unix::fs::symlink(testkit::real_annex_binary(), &link).expect("symlink");
     link
-}
-
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn new_repo(root: &Path, name: &str, desc: &str) -> (PathBuf, String) {

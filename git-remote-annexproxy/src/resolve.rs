@@ -111,7 +111,7 @@ pub fn parse_configlist(out: &str) -> Option<Vec<Offered>> {
             // kinds a newer server may add are not ours to guess at
             _ => continue,
         };
-        if name.is_empty() || !crate::url::is_uuid(value) {
+        if name.is_empty() || !annex::uuids::is_uuid_form(value) {
             continue;
         }
         offered.push(Offered {

@@ -170,8 +170,7 @@ mod tests {
     fn monotonic_matches_real_git_annex_shell() {
         use std::io::{BufRead, BufReader, Write};
         use std::process::{Command, Stdio};
-        let shell = crate::store::testutil::real_git_annex_shell()
-            .expect("real git-annex-shell not found: run scripts/install-git-annex.sh");
+        let shell = testkit::real_git_annex_shell();
         let repo = crate::store::testutil::RealRepo::init();
         let mut child = Command::new(shell)
             .args([

@@ -193,7 +193,7 @@ pub fn remote_cost(remote: &RemoteConfig, base: &Path) -> f64 {
 }
 
 fn default_cost(remote: &RemoteConfig, base: &Path) -> f64 {
-    match remote.url().and_then(|u| Location::parse(u, base)) {
+    match remote.url().and_then(|u| Location::parse(u, base).ok()) {
         Some(Location::Local(_)) => CHEAP_REMOTE_COST,
         _ => EXPENSIVE_REMOTE_COST,
     }
@@ -219,7 +219,7 @@ pub fn remotes_with_proxied(repo: &Repo) -> Result<Vec<RemoteConfig>, ClusterErr
     for r in &configured {
         // git-annex-shell is not used for a local URL, so those never proxy.
         let via_ssh = matches!(
-            r.url().and_then(|u| Location::parse(u, base)),
+            r.url().and_then(|u| Location::parse(u, base).ok()),
             Some(Location::Ssh(_))
         );
         let Some(proxy_uuid) = r.annex_uuid().filter(|_| via_ssh) else {

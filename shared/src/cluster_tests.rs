@@ -1,5 +1,4 @@
 use std::path::Path;
-use std::process::Command;
 
 use super::*;
 
@@ -12,12 +11,7 @@ const N4: &str = "44444444-4444-4444-8444-444444444444";
 const G2: &str = "99999999-9999-4999-8999-999999999999";
 
 fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .expect("spawn git");
-    assert!(st.success(), "git {args:?}");
+    testkit::git(dir, args);
 }
 
 fn gateway_repo() -> (tempfile::TempDir, Repo) {

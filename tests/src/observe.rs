@@ -105,24 +105,9 @@ pub type FsckResults = BTreeMap<String, (bool, Vec<String>)>;
 
 /// Parses `git annex fsck --json` output.
 pub fn parse_fsck(stdout: &str) -> FsckResults {
-    json_lines(stdout)
+    action_results(stdout)
         .into_iter()
-        .map(|v| {
-            let file = v["file"]
-                .as_str()
-                .or(v["key"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            let ok = v["success"].as_bool().unwrap_or(false);
-            let errs = v["error-messages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str())
-                .map(normalise_uuids)
-                .collect();
-            (file, (ok, errs))
-        })
+        .map(|(file, ok, errs)| (file, (ok, errs)))
         .collect()
 }
 

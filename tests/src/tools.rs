@@ -1,81 +1,16 @@
 //! Where the programs under test come from: the real git-annex in the
-//! workspace venv, and our `git-annex-shell` from the cargo target dir.
+//! workspace venv (found by [`testkit`]), and our `git-annex-shell` from
+//! the cargo target dir.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The git-annex version every expectation in this suite was taken from.
-pub const EXPECTED_ANNEX_VERSION: &str = "10.20261026";
-
-/// Workspace root (the parent of this crate's manifest dir).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives inside the workspace")
-        .to_path_buf()
-}
-
-/// The venv holding git-annex: `$ANNEX_VENV`, else `<workspace>/.venv`.
-pub fn venv_dir() -> PathBuf {
-    match std::env::var_os("ANNEX_VENV") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => workspace_root().join(".venv"),
-    }
-}
-
-/// The real git-annex ELF binary shipped inside the venv's python package.
-/// Symlinks to it named `git-annex-shell` act as git-annex-shell; going
-/// through the venv's python wrappers would add interpreter start-up to
-/// every ssh hop.
-pub fn real_annex_binary() -> &'static Path {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = BIN.get_or_init(find_real_annex);
-    match found {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// The venv's magic database; git-annex's python wrapper points libmagic at
-/// it, so the client does too.
-pub fn real_magic_db() -> Option<PathBuf> {
-    let p = real_annex_binary().with_file_name("magic.mgc");
-    p.exists().then_some(p)
-}
-
-fn find_real_annex() -> Result<PathBuf, String> {
-    let venv = venv_dir();
-    let hint = format!(
-        "git-annex {EXPECTED_ANNEX_VERSION} is required for the end-to-end tests and was not found \
-         in the venv {}.\nInstall it with `scripts/install-git-annex.sh` (from the workspace root), \
-         or point ANNEX_VENV at a venv that has it.",
-        venv.display()
-    );
-    let lib = venv.join("lib");
-    let entries =
-        std::fs::read_dir(&lib).map_err(|e| format!("{hint}\n({}: {e})", lib.display()))?;
-    let mut candidates: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/git_annex/git-annex"))
-        .filter(|p| p.is_file())
-        .collect();
-    candidates.sort();
-    let bin = candidates.pop().ok_or_else(|| hint.clone())?;
-    let out = Command::new(&bin)
-        .arg("version")
-        .arg("--raw")
-        .output()
-        .map_err(|e| format!("{hint}\n(running {} failed: {e})", bin.display()))?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !version.starts_with(EXPECTED_ANNEX_VERSION) {
-        return Err(format!(
-            "{hint}\n({} reports version {version:?})",
-            bin.display()
-        ));
-    }
-    Ok(bin)
-}
+/// Where the real git-annex is: one definition for every test of the
+/// workspace, in the testkit crate.
+pub use testkit::{
+    real_annex_binary, real_magic_db, venv_dir, workspace_root, EXPECTED_ANNEX_VERSION,
+};
 
 /// Directory holding our `git-annex-shell`.
 ///
@@ -117,28 +52,7 @@ fn find_or_build_ours() -> Result<PathBuf, String> {
             ))
         };
     }
-    if std::env::var_os("ANNEXPROXY_NO_BUILD").is_none() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(&cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "annex-shell",
-                "--bins",
-                "--manifest-path",
-            ])
-            .arg(workspace_root().join("Cargo.toml"))
-            .output()
-            .map_err(|e| format!("could not run cargo to build annex-shell: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`cargo build -p annex-shell --bins` failed ({}):\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
+    build(&["-p", "annex-shell", "--bins"])?;
     let dir = target_dir().join("debug");
     if dir.join("git-annex-shell").is_file() {
         Ok(dir)
@@ -149,6 +63,31 @@ fn find_or_build_ours() -> Result<PathBuf, String> {
             dir.display()
         ))
     }
+}
+
+/// `cargo build ARGS` of the workspace, unless `ANNEXPROXY_NO_BUILD` says
+/// the binaries are built already.
+fn build(args: &[&str]) -> Result<(), String> {
+    if std::env::var_os("ANNEXPROXY_NO_BUILD").is_some() {
+        return Ok(());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let what = format!("cargo build {}", args.join(" "));
+    let out = Command::new(&cargo)
+        .args(["build", "--quiet"])
+        .args(args)
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .output()
+        .map_err(|e| format!("could not run `{what}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{what}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 /// Login name to put in the server's environment, as sshd would.
@@ -203,21 +142,7 @@ fn find_or_build_helper() -> Result<PathBuf, String> {
     let dir = match std::env::var_os("ANNEXPROXY_BIN_DIR").filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => {
-            if std::env::var_os("ANNEXPROXY_NO_BUILD").is_none() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let out = Command::new(&cargo)
-                    .args(["build", "--quiet", "-p", HELPER, "--manifest-path"])
-                    .arg(workspace_root().join("Cargo.toml"))
-                    .output()
-                    .map_err(|e| format!("could not run cargo to build {HELPER}: {e}"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "`cargo build -p {HELPER}` failed ({}):\n{}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
-            }
+            build(&["-p", HELPER])?;
             target_dir().join("debug")
         }
     };

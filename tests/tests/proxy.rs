@@ -381,15 +381,40 @@ fn node_over_ssh() {
             .ends_with(&format!("--uuid {}", env.server_uuid(&wd.nodes[1]))),
         "{hop:?}"
     );
-    let k = env.key_of(client, "s.txt");
+    node2_holds_and_gives_back(&wd, "s.txt", b"over ssh\n");
+}
+
+/// `file` (with `content`), copied to node2, is there; dropped, it comes
+/// back from node2, and every record agrees.
+fn node2_holds_and_gives_back(wd: &World, file: &str, content: &[u8]) {
+    let (env, client) = (&wd.env, &wd.client);
+    let k = env.key_of(client, file);
     assert!(env.server_has_content(&wd.nodes[1], &k));
-    env.annex(client, &["drop", "s.txt"]).ok();
-    env.annex(client, &["get", "--from", "origin-node2", "s.txt"])
+    env.annex(client, &["drop", file]).ok();
+    env.annex(client, &["get", "--from", "origin-node2", file])
         .ok();
-    assert_eq!(read(client, "s.txt"), b"over ssh\n");
+    assert_eq!(read(client, file), content);
     env.annex(client, &["sync"]).ok();
-    assert_eq!(client_node_view(&wd), node_contents(&wd, &["s.txt"]));
-    fsck_servers(&wd);
+    assert_eq!(client_node_view(wd), node_contents(wd, &[file]));
+    fsck_servers(wd);
+}
+
+/// node2 configured as `file://localhost/abs/node2.git`, a URL git itself
+/// reads as that path: the proxy reads remote URLs with the same parser
+/// as the remote helper, which once took `localhost/abs/...` for a path
+/// relative to the proxy and left the node unreachable.
+#[test]
+fn node_at_a_file_localhost_url() {
+    let wd = world(ServerKind::Ours, Setup::Ours, |env, proxy| {
+        let url = format!("file://localhost{}", env.srv.join("node2.git").display());
+        env.oracle(proxy, &["config", "remote.node2.url", &url])
+            .ok();
+    });
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, "f.txt", b"by file URL\n");
+    env.annex(client, &["copy", "--to", "origin-node2", "f.txt"])
+        .ok();
+    node2_holds_and_gives_back(&wd, "f.txt", b"by file URL\n");
 }
 
 /// A client asking for a UUID the proxy does not proxy for gets

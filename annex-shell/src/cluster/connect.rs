@@ -28,8 +28,8 @@
 //!
 //! Only what the client asked for is propagated: the ref updates are read
 //! from the client's command list as it passes (a few pkt-lines before
-//! the pack), and each is propagated only if the gateway's ref now holds
-//! the new value. A ref moved backwards (a forced push) is forced on a
+//! the pack, read by [`annex::pktline::Commands`]), and each is propagated
+//! only if the gateway's ref now holds the new value. A ref moved backwards (a forced push) is forced on a
 //! node only if the node still had the value the gateway had
 //! (`--force-with-lease`), so a node that went its own way is reported,
 //! never overwritten. Nodes reached only through another gateway have no
@@ -46,6 +46,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use annex::p2p::{Connection, Message, Service};
+use annex::pktline::{is_zero_id, Commands, RefUpdate};
 use annex::transport::{Location, NodeConnection};
 use tokio::io::{AsyncRead, AsyncWrite, Empty, Sink};
 use tokio::process::Command;
@@ -54,94 +55,6 @@ use super::gateway::{Flow, Gateway};
 use super::lag::{self, Lag};
 use crate::proxy::relay::RelayError;
 use crate::restrict::Rules;
-
-/// Most bytes of the client's command list kept (a ref update is ~100).
-const MAX_COMMANDS: usize = 1 << 20;
-
-/// One `old new ref` line of a push.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefUpdate {
-    pub old: String,
-    pub new: String,
-    pub name: String,
-}
-
-fn is_zero(id: &str) -> bool {
-    id.bytes().all(|b| b == b'0')
-}
-
-fn is_object_id(s: &str) -> bool {
-    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The ref updates at the start of a receive-pack conversation, read from
-/// the client's bytes as they pass: pkt-lines up to the first flush.
-#[derive(Default, Debug)]
-pub struct Commands {
-    buf: Vec<u8>,
-    /// Bytes of the list taken so far.
-    taken: usize,
-    pub updates: Vec<RefUpdate>,
-    pub done: bool,
-    /// The list was cut short or garbled: what was read cannot be trusted
-    /// to be all of it.
-    pub incomplete: bool,
-}
-
-impl Commands {
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if self.done {
-            return;
-        }
-        self.buf.extend_from_slice(bytes);
-        loop {
-            let Some(head) = self.buf.get(..4) else {
-                return;
-            };
-            let len = std::str::from_utf8(head)
-                .ok()
-                .and_then(|h| usize::from_str_radix(h, 16).ok());
-            match len {
-                Some(0) => return self.finish(false),
-                Some(n) if n >= 4 => {
-                    if self.buf.len() < n {
-                        return;
-                    }
-                    self.taken += n;
-                    if self.taken > MAX_COMMANDS {
-                        return self.finish(true);
-                    }
-                    let line: Vec<u8> = self.buf.drain(..n).skip(4).collect();
-                    self.take_line(&line);
-                }
-                _ => return self.finish(true),
-            }
-        }
-    }
-
-    fn finish(&mut self, incomplete: bool) {
-        self.done = true;
-        self.incomplete |= incomplete;
-        self.buf = Vec::new();
-    }
-
-    /// `old new ref[\0caps]`; other lines (`shallow`, a push certificate)
-    /// name no update of their own.
-    fn take_line(&mut self, line: &[u8]) {
-        let line = line.split(|&b| b == 0).next().unwrap_or_default();
-        let text = String::from_utf8_lossy(line);
-        let mut words = text.trim_end_matches('\n').splitn(3, ' ');
-        if let (Some(old), Some(new), Some(name)) = (words.next(), words.next(), words.next()) {
-            if is_object_id(old) && is_object_id(new) && name.starts_with("refs/") {
-                self.updates.push(RefUpdate {
-                    old: old.into(),
-                    new: new.into(),
-                    name: name.into(),
-                });
-            }
-        }
-    }
-}
 
 pub(super) async fn handle<R, W>(
     gw: &mut Gateway<R, W>,
@@ -365,9 +278,9 @@ async fn propagate(
         let now = rev_parse(base, &u.name).await;
         let landed = match now {
             Some(v) => v == u.new,
-            None => is_zero(&u.new),
+            None => is_zero_id(&u.new),
         };
-        if landed && !(is_zero(&u.old) && is_zero(&u.new)) {
+        if landed && !(is_zero_id(&u.old) && is_zero_id(&u.new)) {
             accepted.push(u.clone());
         }
     }
@@ -388,7 +301,7 @@ async fn propagate(
         .map(|(uuid, u)| Lag {
             node: uuid.clone(),
             name: u.name.clone(),
-            lease: if is_zero(&u.old) { &u.new } else { &u.old }.clone(),
+            lease: if is_zero_id(&u.old) { &u.new } else { &u.old }.clone(),
         })
         .collect();
     lag::write(base, &ahead, &[]).await;
@@ -490,10 +403,10 @@ pub fn push_args(
     let mut args = vec!["push".to_owned(), "--porcelain".to_owned()];
     let mut specs = Vec::new();
     for u in updates {
-        if is_zero(&u.new) {
+        if is_zero_id(&u.new) {
             args.push(format!("--force-with-lease={}:{}", u.name, u.old));
             specs.push(format!(":{}", u.name));
-        } else if is_zero(&u.old) || fast_forward(u) {
+        } else if is_zero_id(&u.old) || fast_forward(u) {
             specs.push(format!("{}:{}", u.new, u.name));
         } else {
             args.push(format!("--force-with-lease={}:{}", u.name, u.old));
@@ -548,7 +461,7 @@ async fn push_node(base: &Path, remote: &str, updates: &[RefUpdate]) -> Pushed {
     }
     let mut ff = std::collections::BTreeSet::new();
     for u in &updates {
-        if !is_zero(&u.old) && !is_zero(&u.new) {
+        if !is_zero_id(&u.old) && !is_zero_id(&u.new) {
             let is_ff = git(base, &["merge-base", "--is-ancestor", &u.old, &u.new])
                 .await
                 .is_some_and(|o| o.status.success());
@@ -592,7 +505,7 @@ async fn absent_on_node(
 ) -> Result<Vec<String>, String> {
     let deletions: Vec<&str> = updates
         .iter()
-        .filter(|u| is_zero(&u.new))
+        .filter(|u| is_zero_id(&u.new))
         .map(|u| u.name.as_str())
         .collect();
     if deletions.is_empty() {

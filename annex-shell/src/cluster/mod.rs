@@ -105,8 +105,8 @@ where
 }
 
 /// The cluster's nodes as the gateway reaches them, then the gateway's
-/// own repository (served by a child of ours like any local node). A node
-/// whose remote cannot be reached by any transport is kept, already
+/// own repository, a local node like the others (see [`in_process`]). A
+/// node whose remote cannot be reached by any transport is kept, already
 /// down: a REMOVE must report it as not removed from.
 fn node_slots(
     repo: &Repo,
@@ -156,8 +156,9 @@ fn node_slots(
 }
 
 /// A node our own shell would serve from this machine is served
-/// in-process for transfers; one with an `annex-shell` of its own, or
-/// over ssh, through its shell.
+/// in-process for transfers and removals (git's CONNECT still goes through
+/// a child); one with an `annex-shell` of its own, or over ssh, through
+/// its shell.
 fn in_process(node: &NodeRemote) -> Option<pool::Local> {
     match (&node.location, &node.annex_shell) {
         (Location::Local(dir), None) => pool::Local::open(dir, &node.uuid),

@@ -2,33 +2,14 @@
 //! git-annex: it must read what we record, and record the same bytes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::*;
 
-/// The real git-annex: `$GIT_ANNEX`, else the workspace venv's.
-fn git_annex() -> PathBuf {
-    if let Some(p) = std::env::var_os("GIT_ANNEX") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/git-annex");
-    assert!(
-        venv.exists(),
-        "real git-annex not found at {}: run scripts/install-git-annex.sh",
-        venv.display()
-    );
-    venv
-}
+use testkit::real_git_annex as git_annex;
 
 fn run(dir: &Path, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let bin = git_annex().parent().map(Path::to_owned).unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![bin];
-    dirs.extend(std::env::split_paths(&path));
-    let out = Command::new(prog)
+    let out = testkit::command(prog, dir)
         .args(args)
-        .current_dir(dir)
-        .env("PATH", std::env::join_paths(dirs).expect("valid PATH"))
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .envs(env.iter().copied())
         .output()

@@ -498,20 +498,8 @@ where
     }
 }
 
-/// A message as a peer speaking `version` may receive it: `-PLUS` forms
-/// lose their lists below version 2. (Both sides normally speak the same
-/// version; this is the guard for when they do not.)
-pub fn fit(msg: Message, version: u32) -> Message {
-    if msg.min_version() <= version {
-        return msg;
-    }
-    match msg {
-        Message::SuccessPlus(_) => Message::Success,
-        Message::FailurePlus(_) => Message::Failure,
-        Message::AlreadyHavePlus(_) => Message::AlreadyHave,
-        m => Message::Error(format!("{} is not in protocol version {version}", m.verb())),
-    }
-}
+/// Defined with the protocol's messages; kept here for the gateway.
+pub use annex::p2p::fit;
 
 #[cfg(test)]
 #[path = "relay_tests.rs"]

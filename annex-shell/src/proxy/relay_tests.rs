@@ -374,25 +374,6 @@ async fn restricted_modes_refuse_before_the_node_is_asked() {
     hang_up(c, task).await;
 }
 
-#[test]
-fn replies_fit_the_clients_version() {
-    assert_eq!(
-        fit(Message::SuccessPlus(vec!["u".into()]), 1),
-        Message::Success
-    );
-    assert_eq!(fit(Message::FailurePlus(vec![]), 0), Message::Failure);
-    assert_eq!(
-        fit(Message::AlreadyHavePlus(vec!["u".into()]), 1),
-        Message::AlreadyHave
-    );
-    assert_eq!(
-        fit(Message::SuccessPlus(vec!["u".into()]), 2),
-        Message::SuccessPlus(vec!["u".into()])
-    );
-    assert!(matches!(fit(Message::Timestamp(5), 2), Message::Error(_)));
-    assert_eq!(fit(Message::Timestamp(5), 3), Message::Timestamp(5));
-}
-
 #[tokio::test]
 async fn a_request_that_already_passed_this_proxy_is_a_loop() {
     let mut w = world();

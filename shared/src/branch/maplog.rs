@@ -181,11 +181,7 @@ pub fn format_cluster_log(log: &MapLog<BTreeSet<String>>) -> Vec<u8> {
     log.format_with(format_node_list)
 }
 
-/// A cluster UUID starts `ac` and has `8` at byte 14.
-pub fn is_cluster_uuid(uuid: &str) -> bool {
-    let b = uuid.as_bytes();
-    b.starts_with(b"ac") && b.get(14) == Some(&b'8')
-}
+pub use crate::uuids::is_cluster_uuid;
 
 /// Parse `maxsize.log`: repository UUID → maximum size in bytes.
 pub fn parse_maxsize_log(content: &[u8]) -> MapLog<u64> {

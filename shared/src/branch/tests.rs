@@ -1,48 +1,16 @@
 //! Branch tests against real git repositories, and against the real
-//! git-annex when it can be found (`GIT_ANNEX` env, PATH, or the
-//! workspace's `.venv/bin`); those parts are skipped without it.
+//! git-annex (found by [`testkit`]; the tests that need it fail without it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
 
-pub(crate) fn git_annex_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("GIT_ANNEX") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/git-annex");
-    if venv.exists() {
-        return Some(venv);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("git-annex"))
-        .find(|p| p.exists())
-}
+pub(crate) use testkit::{git, real_git_annex as git_annex_bin};
 
 pub(crate) fn run(dir: &Path, prog: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new(prog);
-    cmd.args(args).current_dir(dir);
-    // git-annex (also run by git's hooks) finds its helpers through PATH.
-    if let Some(bin) = git_annex_bin().and_then(|p| p.parent().map(Path::to_owned)) {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut dirs = vec![bin];
-        dirs.extend(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(dirs).expect("valid PATH"));
-    }
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{prog:?} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = testkit::run_ok(testkit::command(prog, dir).args(args));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
-    run(dir, Path::new("git"), args)
 }
 
 fn new_git_repo(bare: bool) -> (tempfile::TempDir, PathBuf) {
@@ -289,7 +257,7 @@ fn hooks_and_commit_message_config() {
 
 #[test]
 fn interoperates_with_real_git_annex() {
-    let ga = git_annex_bin().expect("real git-annex not found: run scripts/install-git-annex.sh");
+    let ga = git_annex_bin();
     let (_t, dir) = new_git_repo(false);
     run(&dir, &ga, &["init", "-q", "test repo"]);
     std::fs::write(dir.join("f"), "hello\n").expect("write");
@@ -379,7 +347,7 @@ fn interoperates_with_real_git_annex() {
 fn concurrent_with_real_git_annex() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let ga = git_annex_bin().expect("real git-annex not found: run scripts/install-git-annex.sh");
+    let ga = git_annex_bin();
     let (_t, dir) = new_git_repo(false);
     run(&dir, &ga, &["init", "-q"]);
     let b = Branch::open(&dir).expect("open");

@@ -136,6 +136,27 @@ impl Message {
             _ => 0,
         }
     }
+
+    /// This message as a peer speaking `version` may receive it: `-PLUS`
+    /// forms lose their lists below version 2, and what the version does
+    /// not know becomes an `ERROR`. (Both sides of a relay normally speak
+    /// the same version; this is the guard for when they do not.)
+    pub fn fit(self, version: u32) -> Message {
+        if self.min_version() <= version {
+            return self;
+        }
+        match self {
+            Message::SuccessPlus(_) => Message::Success,
+            Message::FailurePlus(_) => Message::Failure,
+            Message::AlreadyHavePlus(_) => Message::AlreadyHave,
+            m => Message::Error(format!("{} is not in protocol version {version}", m.verb())),
+        }
+    }
+}
+
+/// [`Message::fit`], as a function.
+pub fn fit(msg: Message, version: u32) -> Message {
+    msg.fit(version)
 }
 
 /// The highest protocol version this implementation speaks (as git-annex).
@@ -168,6 +189,29 @@ mod tests {
         assert_eq!(Message::Remove(key).min_version(), 0);
         assert_eq!(Message::Data(0).min_version(), 0);
         assert_eq!(Message::Success.min_version(), 0);
+    }
+
+    #[test]
+    fn replies_fit_the_peers_version() {
+        assert_eq!(
+            Message::SuccessPlus(vec!["u".into()]).fit(1),
+            Message::Success
+        );
+        assert_eq!(Message::FailurePlus(vec![]).fit(0), Message::Failure);
+        assert_eq!(
+            fit(Message::AlreadyHavePlus(vec!["u".into()]), 1),
+            Message::AlreadyHave
+        );
+        assert_eq!(
+            Message::SuccessPlus(vec!["u".into()]).fit(2),
+            Message::SuccessPlus(vec!["u".into()])
+        );
+        assert_eq!(
+            Message::Timestamp(5).fit(2),
+            Message::Error("TIMESTAMP is not in protocol version 2".into())
+        );
+        assert_eq!(Message::Timestamp(5).fit(3), Message::Timestamp(5));
+        assert_eq!(Message::DataPresent.fit(4), Message::DataPresent);
     }
 
     #[test]

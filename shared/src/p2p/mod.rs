@@ -9,4 +9,4 @@ mod zerocopy;
 
 pub use codec::{decode, encode, DecodeError, Decoded};
 pub use connection::{ConnError, Connection, DataBody, DataSink, Halves};
-pub use message::{Message, Service, MAX_PROTOCOL_VERSION};
+pub use message::{fit, Message, Service, MAX_PROTOCOL_VERSION};

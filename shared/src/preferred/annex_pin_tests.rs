@@ -4,28 +4,24 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use crate::branch::Branch;
 use crate::key::Key;
 
 use super::*;
 
-const GIT_ANNEX: &str = "/work/main/.venv/bin/git-annex";
+/// The real git-annex, as a program name for [`run`]; the test fails when
+/// it is missing.
+fn git_annex() -> String {
+    testkit::real_git_annex()
+        .to_str()
+        .expect("the venv path is UTF-8")
+        .to_owned()
+}
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
-    assert!(
-        Path::new(GIT_ANNEX).exists(),
-        "the real git-annex is needed at {GIT_ANNEX} (see helper-common.md)"
-    );
-    let path = format!(
-        "/work/main/.venv/bin:{}",
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new(program)
+    testkit::command(program, dir)
         .args(args)
-        .current_dir(dir)
-        .env("PATH", path)
         .env("HOME", dir)
         .env("GIT_AUTHOR_NAME", "t")
         .env("GIT_AUTHOR_EMAIL", "t@t")
@@ -47,7 +43,7 @@ fn ok(dir: &Path, program: &str, args: &[&str]) {
 fn scratch() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     ok(dir.path(), "git", &["init", "-q"]);
-    ok(dir.path(), GIT_ANNEX, &["init", "-q", "here"]);
+    ok(dir.path(), &git_annex(), &["init", "-q", "here"]);
     dir
 }
 
@@ -65,7 +61,7 @@ fn real_answers(dir: &Path, cases: &[(String, Vec<String>)]) -> Vec<bool> {
                 };
                 let mut argv = vec!["matchexpression", expr.as_str()];
                 argv.extend(args.iter().map(String::as_str));
-                let out = run(dir, GIT_ANNEX, &argv);
+                let out = run(dir, &git_annex(), &argv);
                 let v = match out.status.code() {
                     Some(0) => true,
                     Some(1) => false,
@@ -174,19 +170,19 @@ fn location_terms_match_git_annex() {
         .trim()
         .to_owned();
     for x in [a, b, c, &here] {
-        ok(d, GIT_ANNEX, &["group", x, "arch"]);
+        ok(d, &git_annex(), &["group", x, "arch"]);
     }
-    ok(d, GIT_ANNEX, &["trust", a, "--force"]);
-    ok(d, GIT_ANNEX, &["dead", c]);
-    ok(d, GIT_ANNEX, &["untrust", u]);
-    ok(d, GIT_ANNEX, &["maxsize", a, "5000"]);
-    ok(d, GIT_ANNEX, &["maxsize", &here, "4000"]);
-    ok(d, GIT_ANNEX, &["numcopies", "2"]);
+    ok(d, &git_annex(), &["trust", a, "--force"]);
+    ok(d, &git_annex(), &["dead", c]);
+    ok(d, &git_annex(), &["untrust", u]);
+    ok(d, &git_annex(), &["maxsize", a, "5000"]);
+    ok(d, &git_annex(), &["maxsize", &here, "4000"]);
+    ok(d, &git_annex(), &["numcopies", "2"]);
     let keys = [key(1000, 1), key(2000, 2), key(3000, 3), key(500, 4)];
     let present: [&[&String]; 4] = [&[a, c, u], &[], &[a, b], &[b]];
     for (k, on) in keys.iter().zip(present) {
         for x in on {
-            ok(d, GIT_ANNEX, &["setpresentkey", &k.to_string(), x, "1"]);
+            ok(d, &git_annex(), &["setpresentkey", &k.to_string(), x, "1"]);
         }
     }
     let exprs = [
@@ -271,7 +267,7 @@ fn parse_errors_match_git_annex() {
     ] {
         let out = run(
             dir.path(),
-            GIT_ANNEX,
+            &git_annex(),
             &[
                 "matchexpression",
                 expr,

@@ -49,12 +49,7 @@ mod tests {
     #[test]
     fn sums_present_copies_per_repository() {
         let t = tempfile::tempdir().expect("tempdir");
-        let st = std::process::Command::new("git")
-            .args(["init", "-q", "--bare"])
-            .arg(t.path())
-            .status()
-            .expect("git");
-        assert!(st.success());
+        testkit::git(t.path(), &["init", "-q", "--bare"]);
         let b = Branch::open(t.path()).expect("open");
         b.create().expect("create");
         let k6 = Key::parse(

@@ -1,47 +1,18 @@
-//! Test helpers: scratch repositories made by the real git-annex.
-//!
-//! The binary is looked for in `$ANNEX_TEST_GIT_ANNEX_DIR`, then the
-//! workspace's `.venv/bin` (where `scripts/install-git-annex.sh` puts it),
-//! then `PATH`. Tests that need it fail when it is missing: a compatibility
-//! test that silently passes without its oracle proves nothing
-//! (`scripts/install-git-annex.sh` installs it).
+//! Test helpers: scratch repositories made by the real git-annex, found
+//! by [`testkit`]. Tests that need it fail when it is missing: a
+//! compatibility test that silently passes without its oracle proves
+//! nothing (`scripts/install-git-annex.sh` installs it).
 
-use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use super::ObjectStore;
 
-pub(crate) fn git_annex_dir() -> Option<PathBuf> {
-    let has = |d: &Path| d.join("git-annex").is_file() && d.join("git-annex-shell").exists();
-    if let Some(d) = env::var_os("ANNEX_TEST_GIT_ANNEX_DIR").map(PathBuf::from) {
-        return has(&d).then_some(d);
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin");
-    if has(&ws) {
-        return Some(ws);
-    }
-    env::split_paths(&env::var_os("PATH")?).find(|d| has(d))
-}
-
-pub(crate) fn real_git_annex_shell() -> Option<PathBuf> {
-    git_annex_dir().map(|d| d.join("git-annex-shell"))
-}
-
-/// `PATH` with the real git-annex first, for it and the git it runs.
-pub(crate) fn path_env() -> std::ffi::OsString {
-    let mut dirs: Vec<PathBuf> = git_annex_dir().into_iter().collect();
-    if let Some(p) = env::var_os("PATH") {
-        dirs.extend(env::split_paths(&p));
-    }
-    env::join_paths(dirs).expect("PATH entries join")
-}
+pub(crate) use testkit::real_git_annex_shell;
 
 pub(crate) fn command(program: &str, cwd: &Path) -> Command {
-    let mut c = Command::new(program);
-    c.current_dir(cwd)
-        .env("PATH", path_env())
-        .env("GIT_AUTHOR_NAME", "t")
+    let mut c = testkit::command(program, cwd);
+    c.env("GIT_AUTHOR_NAME", "t")
         .env("GIT_AUTHOR_EMAIL", "t@example.com")
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.com");
@@ -49,14 +20,7 @@ pub(crate) fn command(program: &str, cwd: &Path) -> Command {
 }
 
 fn run(mut c: Command) -> Output {
-    let out = c.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{c:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    testkit::run_ok(&mut c)
 }
 
 /// A repository created with `git init` + `git annex init`.
@@ -132,10 +96,7 @@ impl RealRepo {
 /// Fails the calling test when the real git-annex is not installed.
 macro_rules! require_git_annex {
     () => {
-        assert!(
-            $crate::store::testutil::git_annex_dir().is_some(),
-            "real git-annex not found: run scripts/install-git-annex.sh"
-        );
+        testkit::annex_bin_dir();
     };
 }
 pub(crate) use require_git_annex;
@@ -152,7 +113,7 @@ pub(crate) const CLIENT_UUID: &str = "11111111-2222-3333-4444-555555555555";
 impl P2pSession {
     pub(crate) fn start(repo: &RealRepo) -> P2pSession {
         use std::process::Stdio;
-        let shell = real_git_annex_shell().expect("checked by require_git_annex");
+        let shell = real_git_annex_shell();
         let mut child = command(shell.to_str().expect("utf-8 path"), repo.path())
             .args(["p2pstdio", repo.path_str(), CLIENT_UUID])
             .stdin(Stdio::piped())

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::p2paddr::{P2pAddress, P2P_SCHEME, TOR_SCHEME};
+use super::url::{Target, UrlError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
@@ -27,101 +28,37 @@ pub struct SshLocation {
 }
 
 impl Location {
-    /// Parse a remote URL. Relative local paths are resolved against
-    /// `base`. `None` for URLs no transport here serves (http, special
-    /// remote helpers like `annex::`), and for malformed P2P addresses.
-    /// A remote's URL never carries the auth token; `annex/creds/` does.
-    pub fn parse(url: &str, base: &Path) -> Option<Location> {
+    /// A remote's URL, read by [`super::url::parse`] as the remote helper
+    /// reads its own, except that a relative path is taken relative to
+    /// `base` (git allows one in a remote's URL). URLs no transport here
+    /// serves (http, a remote helper's `annex::`), malformed ones and ssh
+    /// hosts or users that look like options are errors. A remote's URL
+    /// never carries the auth token; `annex/creds/` does.
+    pub fn parse(url: &str, base: &Path) -> Result<Location, UrlError> {
+        // A p2p-annex address may end in a field that looks like a token.
         if url.starts_with(TOR_SCHEME) || url.starts_with(P2P_SCHEME) {
-            return P2pAddress::parse(url).ok().map(Location::P2p);
+            return Ok(Location::P2p(P2pAddress::parse(url)?));
         }
-        if let Some(rest) = strip_ssh_scheme(url) {
-            return parse_ssh_url(rest).map(Location::Ssh);
+        match super::url::parse(url) {
+            Ok(Target::Local { path }) => Ok(Location::Local(path)),
+            Ok(Target::Ssh {
+                user,
+                host,
+                port,
+                dir,
+            }) => Ok(Location::Ssh(SshLocation {
+                host: match user {
+                    Some(u) => format!("{u}@{host}"),
+                    None => host,
+                },
+                port,
+                dir,
+            })),
+            Ok(Target::P2p { address, .. }) => Ok(Location::P2p(address)),
+            Err(UrlError::RelativePath { .. }) => Ok(Location::Local(base.join(url))),
+            Err(e) => Err(e),
         }
-        if let Some(path) = url.strip_prefix("file://") {
-            return Some(Location::Local(PathBuf::from(unescape(path))));
-        }
-        if url.contains("://") || url.contains("::") {
-            return None;
-        }
-        if let Some(scp) = parse_scp(url) {
-            return Some(Location::Ssh(scp));
-        }
-        let p = Path::new(url);
-        Some(Location::Local(if p.is_absolute() {
-            p.to_owned()
-        } else {
-            base.join(p)
-        }))
     }
-}
-
-fn strip_ssh_scheme(url: &str) -> Option<&str> {
-    ["ssh://", "git+ssh://", "ssh+git://"]
-        .iter()
-        .find_map(|s| url.strip_prefix(s))
-}
-
-/// `[user@]host[:port]/path` after `ssh://`.
-fn parse_ssh_url(rest: &str) -> Option<SshLocation> {
-    let slash = rest.find('/')?;
-    let (authority, path) = rest.split_at(slash);
-    let (host, port) = match authority.rsplit_once(':') {
-        // `[::1]` style hosts keep their colons.
-        Some((h, p)) if !h.is_empty() && !authority.ends_with(']') => (h, Some(p.parse().ok()?)),
-        _ => (authority, None),
-    };
-    if host.is_empty() {
-        return None;
-    }
-    let path = unescape(path);
-    // `ssh://h/~/p` and `ssh://h/~user/p` stay home-relative.
-    Some(SshLocation {
-        host: host.to_owned(),
-        port,
-        dir: path,
-    })
-}
-
-/// git's scp-like syntax `[user@]host:path`: a colon before any slash.
-fn parse_scp(url: &str) -> Option<SshLocation> {
-    let colon = url.find(':')?;
-    let (host, path) = (&url[..colon], &url[colon + 1..]);
-    if host.is_empty() || host.contains('/') {
-        return None;
-    }
-    let dir = if path.starts_with('/') {
-        path.to_owned()
-    } else if path.starts_with('~') {
-        format!("/{path}")
-    } else {
-        format!("/~/{path}")
-    };
-    Some(SshLocation {
-        host: host.to_owned(),
-        port: None,
-        dir,
-    })
-}
-
-/// URL-unescape `%XX`; anything malformed is kept as written.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -141,44 +78,47 @@ mod tests {
         // Spec §1.1: ssh://h/~/p → /~/p; ssh://h/abs → /abs; h:p → /~/p;
         // h:~user/p → /~user/p; h:/abs → /abs.
         let base = Path::new("/base");
-        assert_eq!(Location::parse("ssh://h/~/p", base), ssh("h", None, "/~/p"));
         assert_eq!(
-            Location::parse("ssh://u@h:2222/abs", base),
+            Location::parse("ssh://h/~/p", base).ok(),
+            ssh("h", None, "/~/p")
+        );
+        assert_eq!(
+            Location::parse("ssh://u@h:2222/abs", base).ok(),
             ssh("u@h", Some(2222), "/abs")
         );
         assert_eq!(
-            Location::parse("git+ssh://h/a%20b", base),
+            Location::parse("git+ssh://h/a%20b", base).ok(),
             ssh("h", None, "/a b")
         );
-        assert_eq!(Location::parse("h:p", base), ssh("h", None, "/~/p"));
+        assert_eq!(Location::parse("h:p", base).ok(), ssh("h", None, "/~/p"));
         assert_eq!(
-            Location::parse("h:~user/p", base),
+            Location::parse("h:~user/p", base).ok(),
             ssh("h", None, "/~user/p")
         );
         assert_eq!(
-            Location::parse("localhost:/srv/n1", base),
+            Location::parse("localhost:/srv/n1", base).ok(),
             ssh("localhost", None, "/srv/n1")
         );
-        assert_eq!(Location::parse("ssh://h:x/p", base), None);
+        assert_eq!(Location::parse("ssh://h:x/p", base).ok(), None);
     }
 
     #[test]
     fn local_paths() {
         let base = Path::new("/srv/proxy");
         assert_eq!(
-            Location::parse("/srv/n1", base),
+            Location::parse("/srv/n1", base).ok(),
             Some(Location::Local("/srv/n1".into()))
         );
         assert_eq!(
-            Location::parse("../n1", base),
+            Location::parse("../n1", base).ok(),
             Some(Location::Local("/srv/proxy/../n1".into()))
         );
         assert_eq!(
-            Location::parse("./a:b", base),
+            Location::parse("./a:b", base).ok(),
             Some(Location::Local("/srv/proxy/./a:b".into()))
         );
         assert_eq!(
-            Location::parse("file:///srv/n%31", base),
+            Location::parse("file:///srv/n%31", base).ok(),
             Some(Location::Local("/srv/n1".into()))
         );
     }
@@ -187,14 +127,14 @@ mod tests {
     fn p2p_addresses() {
         let base = Path::new("/srv/proxy");
         assert_eq!(
-            Location::parse("tor-annex::abc.onion:5", base),
+            Location::parse("tor-annex::abc.onion:5", base).ok(),
             Some(Location::P2p(P2pAddress::Tor {
                 onion: "abc.onion".into(),
                 port: 5
             }))
         );
         assert_eq!(
-            Location::parse("p2p-annex::unixsock:/run/n1.sock", base),
+            Location::parse("p2p-annex::unixsock:/run/n1.sock", base).ok(),
             Some(Location::P2p(P2pAddress::Net {
                 net: "unixsock".into(),
                 address: "/run/n1.sock".into()
@@ -213,14 +153,42 @@ mod tests {
             "p2p-annex::net:-oProxyCommand=x",
             "p2p-annex::",
         ] {
-            assert_eq!(Location::parse(url, base), None, "{url}");
+            assert_eq!(Location::parse(url, base).ok(), None, "{url}");
         }
     }
 
     #[test]
-    fn unescape_keeps_malformed() {
-        assert_eq!(unescape("a%2"), "a%2");
-        assert_eq!(unescape("a%zz"), "a%zz");
-        assert_eq!(unescape("%41%42"), "AB");
+    fn read_as_the_remote_helper_reads_them() {
+        let base = Path::new("/srv/proxy");
+        // brackets are URL syntax, not part of the host ssh is given
+        assert_eq!(
+            Location::parse("ssh://u@[::1]:22/r", base).ok(),
+            ssh("u@::1", Some(22), "/r")
+        );
+        assert_eq!(
+            Location::parse("[::1]:r", base).ok(),
+            ssh("::1", None, "/~/r")
+        );
+        assert_eq!(
+            Location::parse("file://localhost/srv/n1", base).ok(),
+            Some(Location::Local("/srv/n1".into()))
+        );
+        // what ssh would read as an option is refused before ssh is run
+        assert_eq!(
+            Location::parse("-oProxyCommand=x:r", base),
+            Err(UrlError::UnsafeHost {
+                host: "-oProxyCommand=x".into()
+            })
+        );
+        assert_eq!(
+            Location::parse("ssh://-oX@h/r", base),
+            Err(UrlError::UnsafeUser { user: "-oX".into() })
+        );
+        assert_eq!(
+            Location::parse("annex::abc?type=directory", base),
+            Err(UrlError::UnsupportedScheme {
+                scheme: "annex".into()
+            })
+        );
     }
 }

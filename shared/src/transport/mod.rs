@@ -19,6 +19,7 @@ pub mod p2paddr;
 mod peer;
 pub mod socks;
 pub mod ssh;
+pub mod url;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -45,10 +46,12 @@ const SSH_UNREACHABLE: i32 = 255;
 pub enum TransportError {
     #[error("{name}: remote has no url")]
     NoUrl { name: String },
-    #[error(
-        "{name}: cannot reach {url}: only local paths, ssh URLs and P2P addresses are supported"
-    )]
-    Unsupported { name: String, url: String },
+    #[error("{name}: cannot reach {url}: {why}")]
+    Unsupported {
+        name: String,
+        url: String,
+        why: url::UrlError,
+    },
     #[error("{name}: refusing ssh host or user {value:?}: it would be read as an ssh option")]
     UnsafeHost { name: String, value: String },
     #[error("{name}: refusing to pass {value:?} to git-annex-shell: not a UUID")]
@@ -139,9 +142,17 @@ impl NodeRemote {
         let url = remote.url().ok_or_else(|| TransportError::NoUrl {
             name: remote.name.clone(),
         })?;
-        let location = Location::parse(url, base).ok_or_else(|| TransportError::Unsupported {
-            name: remote.name.clone(),
-            url: url.to_owned(),
+        let location = Location::parse(url, base).map_err(|why| match why {
+            url::UrlError::UnsafeHost { host: value }
+            | url::UrlError::UnsafeUser { user: value } => TransportError::UnsafeHost {
+                name: remote.name.clone(),
+                value,
+            },
+            why => TransportError::Unsupported {
+                name: remote.name.clone(),
+                url: url.to_owned(),
+                why,
+            },
         })?;
         Ok(NodeRemote {
             name: remote.name.clone(),
@@ -340,8 +351,7 @@ fn unexpected(nc: &NodeConnection, verb: &str) -> Handshake {
 /// UUIDs go onto command lines (ssh runs them through a shell), so only
 /// what a UUID can contain is let through.
 fn check_uuid_word(name: &str, uuid: &str) -> Result<(), TransportError> {
-    let ok = !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if ok {
+    if !uuid.is_empty() && crate::uuids::is_uuid_word(uuid) {
         Ok(())
     } else {
         Err(TransportError::BadUuid {

@@ -215,7 +215,8 @@ impl std::fmt::Display for P2pAddress {
     }
 }
 
-fn parse_port(s: &str) -> Option<u16> {
+/// A TCP port as URLs and addresses write it: decimal digits only, not 0.
+pub(super) fn parse_port(s: &str) -> Option<u16> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -5,7 +5,6 @@ use super::scan::{is_location_log, key_size, scan_location_logs, unescape_key_fi
 use super::*;
 use annex::branch::LogStatus;
 use annex::key::Key;
-use std::process::Command;
 
 const U1: &str = "11111111-0000-4000-8000-000000000001";
 const U2: &str = "22222222-0000-4000-8000-000000000002";
@@ -109,12 +108,7 @@ fn json_nests_nodes_under_their_cluster() {
 fn scan_reads_branch_and_journal() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("r.git");
-    let ok = Command::new("git")
-        .args(["init", "-q", "--bare"])
-        .arg(&dir)
-        .status()
-        .expect("git");
-    assert!(ok.success());
+    testkit::git(tmp.path(), &["init", "-q", "--bare", "r.git"]);
     let mut repo = Repo::open(&dir).expect("open");
     repo.init(Some("test")).expect("init");
     let branch = repo.branch();
