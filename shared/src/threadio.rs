@@ -67,6 +67,10 @@ struct GateShared {
     read: AtomicU64,
     /// Bytes the reader has handed out, all told.
     delivered: AtomicU64,
+    /// Reads the thread has started, all told (for tests that must catch
+    /// it inside a given read).
+    #[cfg(test)]
+    entered: AtomicU64,
 }
 
 #[derive(Default)]
@@ -85,6 +89,8 @@ impl ReadGate {
                 idle: tokio::sync::Notify::new(),
                 read: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
+                #[cfg(test)]
+                entered: AtomicU64::new(0),
             }),
         }
     }
@@ -137,11 +143,12 @@ impl ReadGate {
             .saturating_sub(delivered)
     }
 
-    /// Whether the thread is inside a read (for tests that must catch it
-    /// there).
+    /// Whether the thread is inside its `nth` read (from 1): past the
+    /// gate and not yet done (for tests that must catch it there).
     #[cfg(test)]
-    pub(crate) fn in_read(&self) -> bool {
-        self.lock().reading
+    pub(crate) fn in_read(&self, nth: u64) -> bool {
+        let state = self.lock();
+        state.reading && self.shared.entered.load(Ordering::Acquire) == nth
     }
 
     /// The thread, before a read: wait while closed, then mark the read.
@@ -155,6 +162,8 @@ impl ReadGate {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         state.reading = true;
+        #[cfg(test)]
+        self.shared.entered.fetch_add(1, Ordering::Release);
     }
 
     fn count(&self, n: usize) {

@@ -158,9 +158,10 @@ async fn a_paused_reader_reads_nothing_until_resumed() {
     r.read_exact(&mut buf[..3]).await.expect("read");
     assert_eq!(&buf[..3], b"abc");
 
-    // Once the thread is blocked in its next read, the pause waits for
-    // that read, and the reader holds what it brought.
-    while !gate.in_read() {
+    // Once the thread is blocked in its next read (not still finishing
+    // the one that brought "abc"), the pause waits for that read, and the
+    // reader holds what it brought.
+    while !gate.in_read(2) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let late = std::thread::spawn(move || {

@@ -196,8 +196,9 @@ async fn a_body_read_ahead_whole_needs_no_more_input() {
     let (mut conn, gate) = served(rd);
     let (mut node, pipe, node_reader) = node_taking(usize::MAX);
     let got_len = data_header(&mut conn).await;
-    // The reader thread waits in its next read, with the pipe still open.
-    while !gate.in_read() {
+    // The reader thread waits in its next read (the first took the whole
+    // message), with the pipe still open.
+    while !gate.in_read(2) {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     let relayed = tokio::time::timeout(
