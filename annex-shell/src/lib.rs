@@ -5,16 +5,16 @@
 //! over [`annex::p2p`].
 
 pub mod args;
+pub mod backend;
 pub mod builtins;
 pub mod cluster;
-pub mod cmd;
 pub mod listen;
 pub mod operator;
 pub mod p2pstdio;
 pub mod proxy;
 pub mod restrict;
 pub mod run;
-pub mod serve;
+pub mod session;
 
 #[cfg(test)]
 mod testutil;

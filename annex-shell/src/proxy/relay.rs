@@ -21,9 +21,8 @@ use annex::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
 use annex::transport::{connect, ConnectOptions, NodeConnection, NodeRemote};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cmd::lockcontent::LOCKED_ERROR;
-use crate::cmd::notifychange::WAITING_ERROR;
 use crate::restrict::Rules;
+use crate::session::{LOCKED_ERROR, WAITING_ERROR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {

@@ -464,7 +464,7 @@ async fn nothing_the_client_says_while_waiting_for_a_change_reaches_the_node() {
     say(&mut c, Message::Remove(key())).await;
     assert_eq!(
         hear(&mut c).await,
-        Message::Error(crate::cmd::notifychange::WAITING_ERROR.into())
+        Message::Error(crate::session::WAITING_ERROR.into())
     );
     hang_up(c, task).await;
     assert_eq!(node_heard(&got), "NOTIFYCHANGE|");
@@ -492,7 +492,7 @@ async fn only_unlockcontent_reaches_a_node_holding_a_lock() {
     say(&mut c, Message::Remove(key())).await;
     assert_eq!(
         hear(&mut c).await,
-        Message::Error(crate::cmd::lockcontent::LOCKED_ERROR.into())
+        Message::Error(crate::session::LOCKED_ERROR.into())
     );
     hang_up(c, task).await;
     assert_eq!(node_heard(&got), "UNLOCKCONTENT");

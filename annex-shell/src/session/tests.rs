@@ -1,0 +1,602 @@
+//! The session loop over an in-memory back-end: raw protocol bytes in,
+//! the exact reply bytes out, for each verb and each restriction.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use annex::key::Key;
+use annex::p2p::{Connection, Service};
+use annex::store::VerifyMode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::*;
+use crate::backend::{Failure, Outcome, StoreEnd, Storing};
+use crate::restrict::ServerMode;
+
+const KEY: &str = "SHA256E-s5--2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+const ME: &str = "11111111-1111-1111-1111-111111111111";
+
+/// What the back-end was asked and holds, shared with the test.
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<Key, Vec<u8>>,
+    /// Bytes an interrupted PUT left.
+    partial: BTreeMap<Key, Vec<u8>>,
+    locked: bool,
+    /// Names of the back-end calls, in order.
+    calls: Vec<String>,
+    finished: bool,
+    /// Other repositories that take part in stores and removals.
+    others: Vec<String>,
+    /// A node that is down: every request is refused.
+    down: bool,
+}
+
+#[derive(Clone, Default)]
+struct Memory {
+    state: Arc<Mutex<State>>,
+    receiving: Option<(Key, Vec<u8>)>,
+}
+
+impl Memory {
+    fn with(objects: &[(&str, &[u8])]) -> Memory {
+        let m = Memory::default();
+        for (k, v) in objects {
+            m.st().objects.insert(key(k), v.to_vec());
+        }
+        m
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("state")
+    }
+
+    fn call(&self, c: impl Into<String>) -> Result<(), BackendError> {
+        let mut st = self.st();
+        st.calls.push(c.into());
+        if st.down {
+            return Err(BackendError::Refused(Failure {
+                node: "node1".into(),
+                what: "request",
+                why: "connection lost".into(),
+            }));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Memory {
+    fn uuid(&self) -> &str {
+        ME
+    }
+
+    async fn negotiate(&mut self, offered: u32) -> u32 {
+        self.st().calls.push(format!("negotiate {offered}"));
+        offered
+    }
+
+    async fn bypass(&mut self, set: Vec<String>) -> Result<(), BackendError> {
+        self.call(format!("bypass {}", set.join(" ")))?;
+        if set.iter().any(|u| u == ME) {
+            return Err(BackendError::Refused(Failure {
+                node: ME.into(),
+                what: "bypass",
+                why: "proxy loop".into(),
+            }));
+        }
+        Ok(())
+    }
+
+    async fn check_present(&mut self, key: &Key) -> Result<bool, BackendError> {
+        self.call("check_present")?;
+        Ok(self.st().objects.contains_key(key))
+    }
+
+    async fn lock(&mut self, key: &Key) -> Result<bool, BackendError> {
+        self.call("lock")?;
+        let mut st = self.st();
+        st.locked = st.objects.contains_key(key);
+        Ok(st.locked)
+    }
+
+    async fn unlock(&mut self) {
+        self.st().calls.push("unlock".into());
+        self.st().locked = false;
+    }
+
+    async fn remove(&mut self, key: &Key, deadline: Option<u64>) -> Result<Outcome, BackendError> {
+        self.call(format!("remove {deadline:?}"))?;
+        let mut st = self.st();
+        let ok = deadline.is_none_or(|d| d > 100);
+        if ok {
+            st.objects.remove(key);
+        }
+        Ok(Outcome {
+            ok,
+            also: st.others.clone(),
+        })
+    }
+
+    async fn timestamp(&mut self) -> Result<u64, BackendError> {
+        self.call("timestamp")?;
+        Ok(100)
+    }
+
+    async fn retrieve<R, W>(
+        &mut self,
+        key: &Key,
+        offset: u64,
+        _file: Option<&str>,
+        client: &mut Connection<R, W>,
+    ) -> Result<bool, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.call(format!("retrieve {offset}"))?;
+        let content = self.st().objects.get(key).cloned();
+        let Some(content) = content else {
+            client.send_data(0, &mut tokio::io::empty()).await?;
+            return Ok(false);
+        };
+        let body = &content[(offset as usize).min(content.len())..];
+        client.send_data(body.len() as u64, &mut &body[..]).await?;
+        Ok(true)
+    }
+
+    async fn retrieved(&mut self, verdict: Option<bool>) {
+        self.st().calls.push(format!("retrieved {verdict:?}"));
+    }
+
+    async fn store_begin(
+        &mut self,
+        key: &Key,
+        _file: Option<&str>,
+    ) -> Result<Storing, BackendError> {
+        self.call("store_begin")?;
+        let st = self.st();
+        if st.objects.contains_key(key) {
+            return Ok(Storing::AlreadyHave(st.others.clone()));
+        }
+        let partial = st.partial.get(key).cloned().unwrap_or_default();
+        drop(st);
+        let offset = partial.len() as u64;
+        self.receiving = Some((key.clone(), partial));
+        Ok(Storing::From(offset))
+    }
+
+    async fn store_body<R, W>(
+        &mut self,
+        len: u64,
+        client: &mut Connection<R, W>,
+    ) -> Result<(), BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.st().calls.push(format!("store_body {len}"));
+        let (_, bytes) = self.receiving.as_mut().expect("store_begin first");
+        client.recv_data(len, bytes).await?;
+        Ok(())
+    }
+
+    async fn store_end(&mut self, end: StoreEnd) -> Result<Outcome, BackendError> {
+        self.call(format!("store_end {end:?}"))?;
+        let (key, bytes) = self.receiving.take().expect("store_begin first");
+        let mut st = self.st();
+        let ok = match end {
+            // The test's "verification": the content is "hello".
+            StoreEnd::Body(mode) => mode != VerifyMode::Invalid && bytes == b"hello",
+            StoreEnd::Present => true,
+            StoreEnd::Abandon => false,
+        };
+        if ok {
+            st.objects.insert(key, bytes);
+        }
+        Ok(Outcome {
+            ok,
+            also: if ok { st.others.clone() } else { Vec::new() },
+        })
+    }
+
+    async fn changed_refs(&mut self) -> Result<Vec<String>, BackendError> {
+        self.call("changed_refs")?;
+        Ok(vec!["aaaa".into(), "bbbb".into()])
+    }
+
+    async fn git_service<R, W>(
+        &mut self,
+        service: Service,
+        client: &mut Connection<R, W>,
+    ) -> Result<i32, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.call(format!("git {}", service.as_str()))?;
+        let mut halves = client.split();
+        let mut input = Vec::new();
+        halves.reading.recv_stream(&mut input).await?;
+        halves.writing.send_stream(&mut &input[..]).await?;
+        Ok(0)
+    }
+
+    fn finish(&mut self) -> Result<(), BackendError> {
+        self.st().finished = true;
+        Ok(())
+    }
+}
+
+fn key(s: &str) -> Key {
+    Key::parse(s).expect("key")
+}
+
+/// Runs a session over `backend` under `rules` with `input` from the
+/// client, then EOF; everything the session sent.
+async fn session(backend: Memory, rules: Rules, input: &str) -> String {
+    let (client_end, server_end) = tokio::io::duplex(1 << 20);
+    let (server_r, server_w) = tokio::io::split(server_end);
+    let (mut client_r, mut client_w) = tokio::io::split(client_end);
+    client_w.write_all(input.as_bytes()).await.expect("write");
+    client_w.shutdown().await.expect("shutdown");
+    let run = Session::new(Connection::new(server_r, server_w), backend, rules).run();
+    let read = async {
+        let mut out = Vec::new();
+        client_r.read_to_end(&mut out).await.expect("read");
+        out
+    };
+    // The session's end drops its connection: the reader sees EOF.
+    let (result, out) = tokio::join!(run, read);
+    result.expect("session");
+    String::from_utf8(out).expect("utf-8")
+}
+
+fn greeting() -> String {
+    format!("AUTH-SUCCESS {ME}\n")
+}
+
+fn open() -> Rules {
+    Rules::OPEN
+}
+
+fn mode(m: ServerMode) -> Rules {
+    Rules::from(m)
+}
+
+fn limited() -> Rules {
+    Rules {
+        limited: true,
+        restricted: true,
+        ..Rules::OPEN
+    }
+}
+
+fn calls(m: &Memory) -> Vec<String> {
+    m.st().calls.clone()
+}
+
+/// `input` and the replies expected after the greeting.
+async fn exchange(m: &Memory, rules: Rules, input: &str, replies: &str) {
+    let out = session(m.clone(), rules, input).await;
+    assert_eq!(
+        out,
+        format!("{}{replies}", greeting()),
+        "for input {input:?}"
+    );
+    assert!(m.st().finished, "the session's changes are committed");
+}
+
+#[tokio::test]
+async fn version_is_what_the_backend_settles_below_ours() {
+    let m = Memory::default();
+    exchange(
+        &m,
+        open(),
+        "VERSION 9\nVERSION 1\n",
+        "VERSION 4\nVERSION 1\n",
+    )
+    .await;
+    assert_eq!(calls(&m), ["negotiate 4", "negotiate 1"]);
+}
+
+#[tokio::test]
+async fn a_client_without_version_speaks_0() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    // Protocol 0: no VALID after the body.
+    let input = format!("GET 0 f {KEY}\nSUCCESS\n");
+    exchange(&m, open(), &input, "DATA 5\nhello").await;
+    assert_eq!(
+        calls(&m),
+        ["negotiate 0", "retrieve 0", "retrieved Some(true)"]
+    );
+}
+
+#[tokio::test]
+async fn unparseable_and_out_of_place_lines_keep_the_session() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input = format!("VERSION 2\nNONSENSE\nSUCCESS\nCHECKPRESENT {KEY}\n");
+    let replies = "VERSION 2\nERROR unknown command\nERROR unexpected command\nSUCCESS\n";
+    exchange(&m, open(), &input, replies).await;
+}
+
+#[tokio::test]
+async fn checkpresent_and_gettimestamp() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let other = KEY.replace("s5--2", "s5--3");
+    let input = format!("VERSION 2\nCHECKPRESENT {KEY}\nCHECKPRESENT {other}\nGETTIMESTAMP\n");
+    exchange(
+        &m,
+        open(),
+        &input,
+        "VERSION 2\nSUCCESS\nFAILURE\nTIMESTAMP 100\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn client_error_ends_the_session() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input = format!("VERSION 2\nERROR bye\nCHECKPRESENT {KEY}\n");
+    exchange(&m, open(), &input, "VERSION 2\n").await;
+    assert_eq!(calls(&m), ["negotiate 2"]);
+}
+
+#[tokio::test]
+async fn remove_and_remove_before_answer_the_outcome() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input =
+        format!("VERSION 3\nREMOVE-BEFORE 50 {KEY}\nREMOVE-BEFORE 200 {KEY}\nREMOVE {KEY}\n");
+    exchange(&m, open(), &input, "VERSION 3\nFAILURE\nSUCCESS\nSUCCESS\n").await;
+    assert_eq!(
+        calls(&m),
+        [
+            "negotiate 3",
+            "remove Some(50)",
+            "remove Some(200)",
+            "remove None"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn others_are_named_from_version_2() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    m.st().others = vec!["u2".into(), "u3".into()];
+    let input = format!("VERSION 2\nPUT f {KEY}\nREMOVE {KEY}\n");
+    exchange(
+        &m,
+        open(),
+        &input,
+        "VERSION 2\nALREADY-HAVE-PLUS u2 u3\nSUCCESS-PLUS u2 u3\n",
+    )
+    .await;
+    let m = Memory::with(&[(KEY, b"hello")]);
+    m.st().others = vec!["u2".into()];
+    let input = format!("VERSION 1\nPUT f {KEY}\nREMOVE {KEY}\n");
+    exchange(&m, open(), &input, "VERSION 1\nALREADY-HAVE\nSUCCESS\n").await;
+}
+
+#[tokio::test]
+async fn lockcontent_holds_until_unlockcontent() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let other = KEY.replace("s5--2", "s5--3");
+    let input = format!(
+        "VERSION 2\nLOCKCONTENT {KEY}\nUNLOCKCONTENT\nLOCKCONTENT {other}\nLOCKCONTENT {KEY}\nCHECKPRESENT {KEY}\nCHECKPRESENT {KEY}\n"
+    );
+    let replies = format!("VERSION 2\nSUCCESS\nFAILURE\nSUCCESS\nERROR {LOCKED_ERROR}\nSUCCESS\n");
+    exchange(&m, open(), &input, &replies).await;
+    assert_eq!(
+        calls(&m),
+        [
+            "negotiate 2",
+            "lock",
+            "unlock",
+            "lock",
+            "lock",
+            "unlock",
+            "check_present"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn get_sends_from_the_offset_then_validity_then_hears_the_verdict() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let other = KEY.replace("s5--2", "s5--3");
+    let input = format!(
+        "VERSION 2\nGET 2 f {KEY}\nSUCCESS\nGET 0 f {other}\nFAILURE\nGET 0 f {KEY}\nVALID\n"
+    );
+    let replies = "VERSION 2\nDATA 3\nlloVALID\nDATA 0\nINVALID\nDATA 5\nhelloVALID\nERROR expected SUCCESS or SUCCESS-PLUS or FAILURE or FAILURE-PLUS\n";
+    exchange(&m, open(), &input, replies).await;
+    assert_eq!(
+        calls(&m)[1..],
+        [
+            "retrieve 2",
+            "retrieved Some(true)",
+            "retrieve 0",
+            "retrieved Some(false)",
+            "retrieve 0",
+            "retrieved Some(false)"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn get_ends_the_session_when_the_client_hangs_up_before_its_verdict() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input = format!("VERSION 1\nGET 0 f {KEY}\n");
+    exchange(&m, open(), &input, "VERSION 1\nDATA 5\nhelloVALID\n").await;
+    assert_eq!(calls(&m).last().map(String::as_str), Some("retrieved None"));
+}
+
+#[tokio::test]
+async fn put_receives_from_the_offset_and_answers_the_outcome() {
+    let m = Memory::default();
+    m.st().partial.insert(key(KEY), b"he".to_vec());
+    let input = format!("VERSION 2\nPUT f {KEY}\nDATA 3\nlloVALID\nPUT f {KEY}\n");
+    exchange(
+        &m,
+        open(),
+        &input,
+        "VERSION 2\nPUT-FROM 2\nSUCCESS\nALREADY-HAVE\n",
+    )
+    .await;
+    assert_eq!(m.st().objects[&key(KEY)], b"hello");
+    assert_eq!(
+        calls(&m)[1..],
+        [
+            "store_begin",
+            "store_body 3",
+            "store_end Body(Valid)",
+            "store_begin"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn put_that_fails_verification_is_a_failure_for_this_key_alone() {
+    let m = Memory::default();
+    let input = format!(
+        "VERSION 2\nPUT f {KEY}\nDATA 5\nhellpINVALID\nPUT f {KEY}\nDATA 5\nhelloJUNK\nCHECKPRESENT {KEY}\n"
+    );
+    let replies = "VERSION 2\nPUT-FROM 0\nFAILURE\nPUT-FROM 0\nERROR expected VALID or INVALID\nSUCCESS\nSUCCESS\n";
+    exchange(&m, open(), &input, replies).await;
+    assert_eq!(calls(&m)[6], "store_end Body(Unknown)");
+}
+
+#[tokio::test]
+async fn put_without_data() {
+    let m = Memory::default();
+    // The sender's ERROR gets no reply; anything else is told DATA was
+    // expected; DATA-PRESENT only from version 4.
+    let input = format!(
+        "VERSION 3\nPUT f {KEY}\nERROR cannot\nPUT f {KEY}\nDATA-PRESENT\nPUT f {KEY}\nGETTIMESTAMP\n"
+    );
+    let replies =
+        "VERSION 3\nPUT-FROM 0\nPUT-FROM 0\nERROR expected DATA\nPUT-FROM 0\nERROR expected DATA\n";
+    exchange(&m, open(), &input, replies).await;
+    let v4 = Memory::default();
+    let input = format!("VERSION 4\nPUT f {KEY}\nDATA-PRESENT\n");
+    exchange(&v4, open(), &input, "VERSION 4\nPUT-FROM 0\nSUCCESS\n").await;
+    let ends: Vec<_> = [calls(&m), calls(&v4)]
+        .concat()
+        .into_iter()
+        .filter(|c| c.starts_with("store_end"))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            "store_end Abandon",
+            "store_end Abandon",
+            "store_end Abandon",
+            "store_end Present"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn put_whose_client_hangs_up_before_validity_is_still_kept() {
+    let m = Memory::default();
+    let input = format!("VERSION 2\nPUT f {KEY}\nDATA 5\nhello");
+    exchange(&m, open(), &input, "VERSION 2\nPUT-FROM 0\nSUCCESS\n").await;
+    assert!(m.st().objects.contains_key(&key(KEY)));
+}
+
+#[tokio::test]
+async fn notifychange_answers_changed() {
+    let m = Memory::default();
+    exchange(
+        &m,
+        open(),
+        "VERSION 2\nNOTIFYCHANGE\n",
+        "VERSION 2\nCHANGED aaaa bbbb\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn connect_tunnels_git_and_ends_the_session() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input = format!(
+        "VERSION 2\nCONNECT git-upload-pack\nDATA 3\nabcCONNECTDONE 0\nCHECKPRESENT {KEY}\n"
+    );
+    exchange(&m, open(), &input, "VERSION 2\nDATA 3\nabcCONNECTDONE 0\n").await;
+}
+
+#[tokio::test]
+async fn bypass_is_passed_on_and_a_loop_ends_the_session() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input = format!("VERSION 2\nBYPASS u1 u2\nBYPASS {ME}\nCHECKPRESENT {KEY}\n");
+    exchange(
+        &m,
+        open(),
+        &input,
+        &format!("VERSION 2\nERROR {ME}: proxy loop\n"),
+    )
+    .await;
+    assert_eq!(
+        calls(&m)[1..],
+        ["bypass u1 u2".to_owned(), format!("bypass {ME}")]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_request_is_an_error_naming_the_node_and_the_session_goes_on() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    m.st().down = true;
+    let input =
+        format!("VERSION 2\nCHECKPRESENT {KEY}\nGET 0 f {KEY}\nPUT f {KEY}\nREMOVE {KEY}\n");
+    let e = "ERROR node1: connection lost\n";
+    exchange(&m, open(), &input, &format!("VERSION 2\n{e}{e}{e}{e}")).await;
+}
+
+/// Each restriction refuses before the back-end is asked anything.
+#[tokio::test]
+async fn readonly_refuses_put_remove_and_push() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let ro = crate::restrict::READONLY_ERROR;
+    let input = format!(
+        "VERSION 3\nPUT f {KEY}\nREMOVE {KEY}\nREMOVE-BEFORE 200 {KEY}\nCHECKPRESENT {KEY}\nCONNECT git-receive-pack\nCHECKPRESENT {KEY}\n"
+    );
+    let replies = format!("VERSION 3\nERROR {ro}\nERROR {ro}\nERROR {ro}\nSUCCESS\nERROR {ro}\n");
+    exchange(&m, mode(ServerMode::ReadOnly), &input, &replies).await;
+    assert_eq!(calls(&m), ["negotiate 3", "check_present"]);
+}
+
+#[tokio::test]
+async fn readonly_lets_git_fetch() {
+    let m = Memory::default();
+    let input = "VERSION 2\nCONNECT git-upload-pack\nCONNECTDONE 0\n";
+    exchange(
+        &m,
+        mode(ServerMode::ReadOnly),
+        input,
+        "VERSION 2\nCONNECTDONE 0\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn appendonly_refuses_removal_and_push_but_stores() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let ao = crate::restrict::APPENDONLY_ERROR;
+    let ro = crate::restrict::READONLY_ERROR;
+    let other = KEY.replace("s5--2", "s5--3");
+    let input = format!(
+        "VERSION 3\nREMOVE {KEY}\nREMOVE-BEFORE 200 {KEY}\nPUT f {other}\nERROR no\nCONNECT git-receive-pack\n"
+    );
+    let replies = format!("VERSION 3\nERROR {ao}\nERROR {ao}\nPUT-FROM 0\nERROR {ro}\n");
+    exchange(&m, mode(ServerMode::AppendOnly), &input, &replies).await;
+    assert!(m.st().objects.contains_key(&key(KEY)));
+}
+
+#[tokio::test]
+async fn limited_refuses_all_git() {
+    for service in ["git-upload-pack", "git-receive-pack"] {
+        let m = Memory::default();
+        let input = format!("VERSION 2\nCONNECT {service}\nGETTIMESTAMP\n");
+        let replies = "VERSION 2\nERROR Action blocked by GIT_ANNEX_SHELL_LIMITED\n";
+        exchange(&m, limited(), &input, replies).await;
+        assert_eq!(calls(&m), ["negotiate 2"]);
+    }
+}
