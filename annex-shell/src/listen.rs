@@ -407,7 +407,9 @@ where
     };
     let relayed = match resolve_served(&repo, &my_uuid, name)? {
         Target::Node(node) => {
-            crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN).await
+            return crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN)
+                .await
+                .or_else(|e| if e.is_hangup() { Ok(()) } else { Err(e) });
         }
         Target::Cluster(uuid) => {
             crate::cluster::gateway_session(conn, repo, uuid, Rules::OPEN).await

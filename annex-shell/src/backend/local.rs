@@ -229,7 +229,7 @@ impl Backend for Local {
                 receiver.abandon();
                 self.store.has(&key)
             }
-            StoreEnd::Abandon => {
+            StoreEnd::Abandon(_) => {
                 receiver.abandon();
                 return Ok(Outcome::plain(false));
             }
@@ -252,16 +252,16 @@ impl Backend for Local {
         &mut self,
         service: Service,
         client: &mut Connection<R, W>,
-    ) -> Result<i32, BackendError>
+    ) -> Result<Option<i32>, BackendError>
     where
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send,
     {
         let dir = self.repo.work_dir().unwrap_or(self.repo.git_dir());
-        files::tunnel_git(dir, service, client).await
+        files::tunnel_git(dir, service, client).await.map(Some)
     }
 
-    fn finish(&mut self) -> Result<(), BackendError> {
+    async fn finish(&mut self) -> Result<(), BackendError> {
         // Like git-annex, commit whatever the journal holds, also lines an
         // earlier `configlist` autoinit left there.
         if self.journalled || self.branch.journal_dirty() {

@@ -46,6 +46,7 @@
 
 mod files;
 pub mod local;
+pub mod peer;
 
 pub(crate) use files::{same_file, send_body};
 
@@ -58,13 +59,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A node (or repository) that could not do what it was asked.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{node}: {why}")]
+#[error("{why}")]
 pub struct Failure {
-    /// The remote's name, or the repository's description.
+    /// The remote's name, or the repository's UUID.
     pub node: String,
     /// What was asked of it (a verb, "connect", ...).
     pub what: &'static str,
-    /// Why it failed, as the client is told.
+    /// Why it failed, as the client is told (naming the node).
     pub why: String,
 }
 
@@ -128,15 +129,16 @@ pub enum Storing {
 }
 
 /// How the client ended a PUT after `PUT-FROM`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreEnd {
     /// A DATA body was taken by [`Backend::store_body`]; the sender's word
     /// on it (`Unknown` for protocol 0, or when it hung up instead).
     Body(VerifyMode),
     /// `DATA-PRESENT`: the content reached the repository another way.
     Present,
-    /// No DATA after all (the client sent ERROR or nonsense).
-    Abandon,
+    /// No DATA after all: the client sent ERROR, or nonsense (then the
+    /// ERROR it hears), which a peer is told in turn.
+    Abandon(String),
 }
 
 /// What a repository can do for a key. One session drives one back-end,
@@ -230,16 +232,17 @@ pub trait Backend: Send {
     fn changed_refs(&mut self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
 
     /// CONNECT: run git's `service` with its input and output tunnelled
-    /// through `client`'s DATA; the exit code for CONNECTDONE.
+    /// through `client`'s DATA; the exit code for CONNECTDONE, or `None`
+    /// when the service's own peer sent it through the tunnel.
     fn git_service<R, W>(
         &mut self,
         service: Service,
         client: &mut Connection<R, W>,
-    ) -> impl Future<Output = Result<i32, BackendError>> + Send
+    ) -> impl Future<Output = Result<Option<i32>, BackendError>> + Send
     where
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send;
 
-    /// The session is over: commit what it changed.
-    fn finish(&mut self) -> Result<(), BackendError>;
+    /// The session is over: let go of peers, commit what it changed.
+    fn finish(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

@@ -3,13 +3,17 @@
 
 use std::path::PathBuf;
 
-use annex::branch::LocationLog;
+use annex::branch::{LocationLog, LogStatus};
+use annex::key::Key;
+use annex::p2p::{Connection, Message};
 use annex::repo::Repo;
-use annex::transport::Location;
+use annex::transport::{ConnectOptions, Location, NodeRemote};
 use tokio::io::duplex;
 
 use super::*;
-use crate::restrict::{ServerMode, APPENDONLY_ERROR, READONLY_ERROR};
+use crate::backend::peer::Peer;
+use crate::restrict::{Rules, ServerMode, APPENDONLY_ERROR, READONLY_ERROR};
+use crate::session::{ServeError, Session};
 use crate::testutil::{git, hear, new_repo, real_shell, say, Client};
 
 const K6: &str = "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
@@ -61,22 +65,19 @@ fn world() -> World {
 fn start(
     w: &World,
     rules: impl Into<Rules>,
-) -> (Client, tokio::task::JoinHandle<Result<(), RelayError>>) {
+) -> (Client, tokio::task::JoinHandle<Result<(), ServeError>>) {
     let (c_read, s_write) = duplex(1 << 16);
     let (s_read, c_write) = duplex(1 << 16);
-    let relay = Relay::new(
-        Connection::new(s_read, s_write),
-        Repo::open(&w.proxy).expect("proxy").branch(),
-        w.my_uuid.clone(),
-        w.node.clone(),
-        rules.into(),
-    );
-    let opts = w.opts.clone();
-    let task = tokio::spawn(async move { relay.run(&opts).await });
+    let branch = Repo::open(&w.proxy).expect("proxy").branch();
+    let rules: Rules = rules.into();
+    let peer = Peer::new(w.node.clone(), w.opts.clone(), branch, w.my_uuid.clone())
+        .relaying_git(!rules.restricted);
+    let session = Session::new(Connection::new(s_read, s_write), peer, rules);
+    let task = tokio::spawn(session.run());
     (Connection::new(c_read, c_write), task)
 }
 
-async fn hang_up(c: Client, task: tokio::task::JoinHandle<Result<(), RelayError>>) {
+async fn hang_up(c: Client, task: tokio::task::JoinHandle<Result<(), ServeError>>) {
     drop(c);
     task.await.expect("relay task").expect("relay ends cleanly");
 }

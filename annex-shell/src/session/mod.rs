@@ -100,6 +100,9 @@ pub struct Session<R, W, B> {
     version: u32,
     /// Whether the version is settled (VERSION came, or a first request).
     negotiated: bool,
+    /// The back-end is yet to hear the client's BYPASS set, which comes
+    /// right after VERSION from version 2 on, if at all.
+    bypass_due: bool,
 }
 
 impl<R, W, B> Session<R, W, B>
@@ -115,6 +118,7 @@ where
             rules,
             version: 0,
             negotiated: false,
+            bypass_due: false,
         }
     }
 
@@ -122,7 +126,7 @@ where
     /// whatever way it ends, so a store that happened is never forgotten.
     pub async fn run(mut self) -> Result<(), ServeError> {
         let served = self.serve().await;
-        let committed = self.backend.finish().map_err(ServeError::from);
+        let committed = self.backend.finish().await.map_err(ServeError::from);
         served.and(committed)
     }
 
@@ -161,6 +165,7 @@ where
             self.negotiated = true;
             self.version = self.backend.negotiate(v.min(MAX_VERSION)).await;
             self.send(Message::Version(self.version)).await?;
+            self.bypass_due = self.version >= 2;
             return Ok(Flow::Continue);
         }
         if !self.negotiated {
@@ -168,6 +173,11 @@ where
             self.negotiated = true;
             self.version = self.backend.negotiate(0).await;
         }
+        let msg = match self.opening_bypass(msg).await? {
+            Some(msg) => msg,
+            None if self.bypass_due => return Ok(Flow::Stop),
+            None => return Ok(Flow::Continue),
+        };
         match msg {
             Message::Bypass(set) => match self.backend.bypass(set).await {
                 Ok(()) => Ok(Flow::Continue),
@@ -199,6 +209,26 @@ where
                 Ok(Flow::Continue)
             }
         }
+    }
+
+    /// The message after VERSION: the back-end hears the client's BYPASS
+    /// set, empty when the client sent none (a proxy adds itself to it
+    /// either way). `None` when the message was that BYPASS (with
+    /// `bypass_due` still set if the back-end refused it).
+    async fn opening_bypass(&mut self, msg: Message) -> Result<Option<Message>, ServeError> {
+        if !self.bypass_due {
+            return Ok(Some(msg));
+        }
+        let (set, rest) = match msg {
+            Message::Bypass(set) => (set, None),
+            m => (Vec::new(), Some(m)),
+        };
+        if let Err(e) = self.backend.bypass(set).await {
+            self.refused(e).await?;
+            return Ok(None);
+        }
+        self.bypass_due = false;
+        Ok(rest)
     }
 
     /// Sends the back-end's answer, or the ERROR of a request it refused.

@@ -58,7 +58,7 @@ impl Memory {
             return Err(BackendError::Refused(Failure {
                 node: "node1".into(),
                 what: "request",
-                why: "connection lost".into(),
+                why: "node1: connection lost".into(),
             }));
         }
         Ok(())
@@ -76,12 +76,12 @@ impl Backend for Memory {
     }
 
     async fn bypass(&mut self, set: Vec<String>) -> Result<(), BackendError> {
-        self.call(format!("bypass {}", set.join(" ")))?;
+        self.st().calls.push(format!("bypass {}", set.join(" ")));
         if set.iter().any(|u| u == ME) {
             return Err(BackendError::Refused(Failure {
                 node: ME.into(),
                 what: "bypass",
-                why: "proxy loop".into(),
+                why: format!("{ME}: proxy loop"),
             }));
         }
         Ok(())
@@ -188,7 +188,7 @@ impl Backend for Memory {
             // The test's "verification": the content is "hello".
             StoreEnd::Body(mode) => mode != VerifyMode::Invalid && bytes == b"hello",
             StoreEnd::Present => true,
-            StoreEnd::Abandon => false,
+            StoreEnd::Abandon(_) => false,
         };
         if ok {
             st.objects.insert(key, bytes);
@@ -208,7 +208,7 @@ impl Backend for Memory {
         &mut self,
         service: Service,
         client: &mut Connection<R, W>,
-    ) -> Result<i32, BackendError>
+    ) -> Result<Option<i32>, BackendError>
     where
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send,
@@ -218,10 +218,10 @@ impl Backend for Memory {
         let mut input = Vec::new();
         halves.reading.recv_stream(&mut input).await?;
         halves.writing.send_stream(&mut &input[..]).await?;
-        Ok(0)
+        Ok(Some(0))
     }
 
-    fn finish(&mut self) -> Result<(), BackendError> {
+    async fn finish(&mut self) -> Result<(), BackendError> {
         self.st().finished = true;
         Ok(())
     }
@@ -338,7 +338,7 @@ async fn client_error_ends_the_session() {
     let m = Memory::with(&[(KEY, b"hello")]);
     let input = format!("VERSION 2\nERROR bye\nCHECKPRESENT {KEY}\n");
     exchange(&m, open(), &input, "VERSION 2\n").await;
-    assert_eq!(calls(&m), ["negotiate 2"]);
+    assert_eq!(calls(&m), ["negotiate 2", "bypass "]);
 }
 
 #[tokio::test]
@@ -351,6 +351,7 @@ async fn remove_and_remove_before_answer_the_outcome() {
         calls(&m),
         [
             "negotiate 3",
+            "bypass ",
             "remove Some(50)",
             "remove Some(200)",
             "remove None"
@@ -389,6 +390,7 @@ async fn lockcontent_holds_until_unlockcontent() {
         calls(&m),
         [
             "negotiate 2",
+            "bypass ",
             "lock",
             "unlock",
             "lock",
@@ -409,7 +411,7 @@ async fn get_sends_from_the_offset_then_validity_then_hears_the_verdict() {
     let replies = "VERSION 2\nDATA 3\nlloVALID\nDATA 0\nINVALID\nDATA 5\nhelloVALID\nERROR expected SUCCESS or SUCCESS-PLUS or FAILURE or FAILURE-PLUS\n";
     exchange(&m, open(), &input, replies).await;
     assert_eq!(
-        calls(&m)[1..],
+        calls(&m)[2..],
         [
             "retrieve 2",
             "retrieved Some(true)",
@@ -443,7 +445,7 @@ async fn put_receives_from_the_offset_and_answers_the_outcome() {
     .await;
     assert_eq!(m.st().objects[&key(KEY)], b"hello");
     assert_eq!(
-        calls(&m)[1..],
+        calls(&m)[2..],
         [
             "store_begin",
             "store_body 3",
@@ -461,7 +463,7 @@ async fn put_that_fails_verification_is_a_failure_for_this_key_alone() {
     );
     let replies = "VERSION 2\nPUT-FROM 0\nFAILURE\nPUT-FROM 0\nERROR expected VALID or INVALID\nSUCCESS\nSUCCESS\n";
     exchange(&m, open(), &input, replies).await;
-    assert_eq!(calls(&m)[6], "store_end Body(Unknown)");
+    assert_eq!(calls(&m)[7], "store_end Body(Unknown)");
 }
 
 #[tokio::test]
@@ -486,9 +488,9 @@ async fn put_without_data() {
     assert_eq!(
         ends,
         [
-            "store_end Abandon",
-            "store_end Abandon",
-            "store_end Abandon",
+            "store_end Abandon(\"cannot\")",
+            "store_end Abandon(\"expected DATA\")",
+            "store_end Abandon(\"expected DATA\")",
             "store_end Present"
         ]
     );
@@ -560,7 +562,7 @@ async fn readonly_refuses_put_remove_and_push() {
     );
     let replies = format!("VERSION 3\nERROR {ro}\nERROR {ro}\nERROR {ro}\nSUCCESS\nERROR {ro}\n");
     exchange(&m, mode(ServerMode::ReadOnly), &input, &replies).await;
-    assert_eq!(calls(&m), ["negotiate 3", "check_present"]);
+    assert_eq!(calls(&m), ["negotiate 3", "bypass ", "check_present"]);
 }
 
 #[tokio::test]
@@ -599,4 +601,21 @@ async fn limited_refuses_all_git() {
         exchange(&m, limited(), &input, replies).await;
         assert_eq!(calls(&m), ["negotiate 2"]);
     }
+}
+
+#[tokio::test]
+async fn the_backend_hears_an_empty_bypass_when_the_client_sends_none() {
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input = format!("VERSION 1\nCHECKPRESENT {KEY}\n");
+    exchange(&m, open(), &input, "VERSION 1\nSUCCESS\n").await;
+    // Below version 2 there is no BYPASS.
+    assert_eq!(calls(&m), ["negotiate 1", "check_present"]);
+    let m = Memory::with(&[(KEY, b"hello")]);
+    let input = format!("VERSION 2\nNONSENSE\nCHECKPRESENT {KEY}\nBYPASS u1\n");
+    let replies = "VERSION 2\nERROR unknown command\nSUCCESS\n";
+    exchange(&m, open(), &input, replies).await;
+    assert_eq!(
+        calls(&m),
+        ["negotiate 2", "bypass ", "check_present", "bypass u1"]
+    );
 }

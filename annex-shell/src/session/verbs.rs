@@ -102,13 +102,16 @@ where
             }
             Some(Message::DataPresent) if self.version >= 4 => StoreEnd::Present,
             // The sender could not send after all; it expects no reply.
-            Some(Message::Error(_)) => {
-                self.backend.store_end(StoreEnd::Abandon).await?;
+            Some(Message::Error(why)) => {
+                self.backend.store_end(StoreEnd::Abandon(why)).await?;
                 return Ok(Flow::Continue);
             }
             _ => {
-                self.backend.store_end(StoreEnd::Abandon).await?;
-                self.send(Message::Error("expected DATA".into())).await?;
+                let why = "expected DATA".to_owned();
+                self.backend
+                    .store_end(StoreEnd::Abandon(why.clone()))
+                    .await?;
+                self.send(Message::Error(why)).await?;
                 return Ok(Flow::Continue);
             }
         };
@@ -178,7 +181,8 @@ where
     /// with its exit code; the session is git's from here.
     pub(super) async fn connect(&mut self, service: Service) -> Result<Flow, ServeError> {
         match self.backend.git_service(service, &mut self.conn).await {
-            Ok(code) => self.send(Message::ConnectDone(code)).await?,
+            Ok(Some(code)) => self.send(Message::ConnectDone(code)).await?,
+            Ok(None) => {}
             Err(e) => self.refused(e).await?,
         }
         Ok(Flow::Stop)

@@ -125,6 +125,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         (self.reader, self.writer)
     }
 
+    /// The byte stream under the messages, for handing the rest of the
+    /// session to something that is not the protocol (a tunnel after
+    /// CONNECT): the bytes read but not yet used (taken, so they are not
+    /// used twice), and the pipes.
+    pub fn raw_parts(&mut self) -> (Vec<u8>, &mut R, &mut W) {
+        let early = self.buf[self.start..self.end].to_vec();
+        self.start = self.end;
+        (early, &mut self.reader, &mut self.writer)
+    }
+
     /// Bytes already read from the peer and not yet used.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
