@@ -8,6 +8,7 @@ pub mod args;
 pub mod backend;
 pub mod builtins;
 pub mod cluster;
+pub mod error;
 pub mod listen;
 pub mod operator;
 pub mod p2pstdio;

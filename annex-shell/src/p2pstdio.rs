@@ -8,8 +8,8 @@ use annex::threadio::{ReadGate, ThreadReader, ThreadWriter};
 
 use crate::args::BuiltinCall;
 use crate::backend::local::Local;
+use crate::error::ShellError;
 use crate::restrict::Policy;
-use crate::run::ShellError;
 use crate::session::Session;
 
 pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {

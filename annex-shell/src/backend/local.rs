@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
-use annex::p2p::{Connection, Service};
+use annex::p2p::{Connection, Service, MAX_PROTOCOL_VERSION};
 use annex::repo::Repo;
 use annex::store::{ContentLock, ObjectStore, StoreError, UploadTransfer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::files::{self, Receiver};
 use super::{Backend, BackendError, Outcome, StoreEnd, Storing};
-use crate::session::MAX_VERSION;
 
 /// How often NOTIFYCHANGE looks at the refs.
 const POLL: Duration = Duration::from_millis(250);
@@ -86,7 +85,7 @@ impl Backend for Local {
     }
 
     async fn negotiate(&mut self, offered: u32) -> u32 {
-        offered.min(MAX_VERSION)
+        offered.min(MAX_PROTOCOL_VERSION)
     }
 
     /// A repository is the end of every route: nothing to pass on.

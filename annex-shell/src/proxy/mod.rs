@@ -22,8 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::args::BuiltinCall;
 use crate::backend::peer::Peer;
 use crate::backend::BackendError;
+use crate::error::ShellError;
 use crate::restrict::{Policy, Rules};
-use crate::run::ShellError;
 use crate::session::{ServeError, Session};
 
 pub use select::{select, Selection};
