@@ -29,6 +29,7 @@ where
 {
     let before = content.metadata()?;
     let len = size.saturating_sub(offset);
+    tracing::Span::current().record("bytes", len);
     if len > 0 {
         content.seek(SeekFrom::Start(offset))?;
     }

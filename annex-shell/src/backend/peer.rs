@@ -323,6 +323,7 @@ impl Backend for Peer {
             Message::Data(len) => len,
             m => return Err(self.unexpected("GET", &m)),
         };
+        tracing::Span::current().record("bytes", len);
         let nc = self.up("GET")?;
         if let Err(e) = relay_body(nc, len, client).await {
             return Err(match e {

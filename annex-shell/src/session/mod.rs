@@ -15,8 +15,12 @@
 
 mod verbs;
 
+use std::time::Instant;
+
+use annex::key::Key;
 use annex::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
 
 use crate::backend::{Backend, BackendError};
 use crate::restrict::Rules;
@@ -125,9 +129,16 @@ where
     /// Serve until the client hangs up; commit what the session changed
     /// whatever way it ends, so a store that happened is never forgotten.
     pub async fn run(mut self) -> Result<(), ServeError> {
-        let served = self.serve().await;
-        let committed = self.backend.finish().await.map_err(ServeError::from);
-        served.and(committed)
+        // One span per session, so an operator can follow its requests.
+        let span = tracing::info_span!("session", repo = %self.backend.uuid());
+        async move {
+            let served = self.serve().await;
+            let committed = self.backend.finish().await.map_err(ServeError::from);
+            tracing::info!(ok = served.is_ok() && committed.is_ok(), "session ends");
+            served.and(committed)
+        }
+        .instrument(span)
+        .await
     }
 
     async fn send(&mut self, msg: Message) -> Result<(), ServeError> {
@@ -148,11 +159,33 @@ where
                 }
                 Err(e) => return Err(e.into()),
             };
-            match self.dispatch(msg).await? {
+            match self.request(msg).await? {
                 Flow::Continue => {}
                 Flow::Stop => return Ok(()),
             }
         }
+    }
+
+    /// One request, in a span of its own: the verb, the key, the bytes
+    /// of its body (recorded where the body goes), and when it is done its
+    /// outcome and duration.
+    async fn request(&mut self, msg: Message) -> Result<Flow, ServeError> {
+        let span = tracing::info_span!(
+            "request",
+            verb = msg.verb(),
+            key = key_of(&msg).map(tracing::field::display),
+            bytes = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let flow = self.dispatch(msg).instrument(span.clone()).await;
+        let outcome = match &flow {
+            Ok(Flow::Continue) => "served",
+            Ok(Flow::Stop) => "session ends",
+            Err(_) => "failed",
+        };
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        span.in_scope(|| tracing::info!(outcome, elapsed_ms, "request done"));
+        flow
     }
 
     async fn dispatch(&mut self, msg: Message) -> Result<Flow, ServeError> {
@@ -252,14 +285,23 @@ where
         }
     }
 
-    async fn remove(
-        &mut self,
-        key: annex::key::Key,
-        before: Option<u64>,
-    ) -> Result<Flow, ServeError> {
+    async fn remove(&mut self, key: Key, before: Option<u64>) -> Result<Flow, ServeError> {
         let version = self.version;
         let outcome = self.backend.remove(&key, before).await;
         self.answer(outcome.map(|o| o.reply(version))).await
+    }
+}
+
+/// The key a request is about, if any.
+fn key_of(msg: &Message) -> Option<&Key> {
+    match msg {
+        Message::CheckPresent(k)
+        | Message::LockContent(k)
+        | Message::Remove(k)
+        | Message::RemoveBefore { key: k, .. }
+        | Message::Get { key: k, .. }
+        | Message::Put { key: k, .. } => Some(k),
+        _ => None,
     }
 }
 

@@ -85,6 +85,7 @@ where
         };
         let end = match msg {
             Some(Message::Data(len)) => {
+                tracing::Span::current().record("bytes", len);
                 self.backend.store_body(len, &mut self.conn).await?;
                 let (mode, hung_up) = if self.version >= 1 {
                     self.read_validity().await?
