@@ -19,16 +19,7 @@ pub enum RelayError {
 impl RelayError {
     /// The client went away; as for a local session, not worth a word.
     pub fn is_hangup(&self) -> bool {
-        match self {
-            RelayError::Client(ConnError::ShortData { .. } | ConnError::UnexpectedEof) => true,
-            RelayError::Client(ConnError::Io(e)) => matches!(
-                e.kind(),
-                std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::UnexpectedEof
-            ),
-            _ => false,
-        }
+        matches!(self, RelayError::Client(e) if e.is_hangup())
     }
 }
 

@@ -74,17 +74,7 @@ impl ServeError {
     /// either, so we exit quietly in both cases (the partial upload is kept
     /// for a resume either way).
     pub fn is_hangup(&self) -> bool {
-        match self {
-            ServeError::Connection(ConnError::ShortData { .. })
-            | ServeError::Connection(ConnError::UnexpectedEof) => true,
-            ServeError::Connection(ConnError::Io(e)) => matches!(
-                e.kind(),
-                std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::UnexpectedEof
-            ),
-            _ => false,
-        }
+        matches!(self, ServeError::Connection(e) if e.is_hangup())
     }
 }
 

@@ -58,6 +58,21 @@ pub enum ConnError {
 }
 
 impl ConnError {
+    /// The peer went away (between messages, or in the middle of a DATA):
+    /// nobody is left to tell, so a server ends quietly.
+    pub fn is_hangup(&self) -> bool {
+        match self {
+            ConnError::ShortData { .. } | ConnError::UnexpectedEof => true,
+            ConnError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the session can go on after this error.
     pub fn is_recoverable(&self) -> bool {
         matches!(
