@@ -211,8 +211,10 @@ impl Backend for Peer {
     /// cannot be reached leaves the client's version, and every request
     /// is refused naming it.
     async fn negotiate(&mut self, offered: u32) -> u32 {
+        // The node's session has its version: a client offering another
+        // later is told the one both sides speak.
         if let Some(v) = self.version {
-            return v.min(offered);
+            return v;
         }
         let version = match connect(&self.remote, &self.my_uuid, offered, &self.opts).await {
             Ok(nc) => {

@@ -498,3 +498,17 @@ async fn only_unlockcontent_reaches_a_node_holding_a_lock() {
     hang_up(c, task).await;
     assert_eq!(node_heard(&got), "UNLOCKCONTENT");
 }
+
+/// The node's session keeps the version it agreed: a client offering
+/// another later is told that one, not one the node does not speak.
+#[tokio::test]
+async fn a_later_version_offer_keeps_the_nodes_version() {
+    let w = world();
+    let (mut c, task) = start(&w, ServerMode::ReadWrite);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    assert_eq!(hear(&mut c).await, Message::Version(4));
+    say(&mut c, Message::Version(1)).await;
+    assert_eq!(hear(&mut c).await, Message::Version(4));
+    hang_up(c, task).await;
+}
