@@ -1,20 +1,22 @@
 //! git-annex-shell: argv forms, restrictions, and the commands it serves.
 //!
 //! [`args`] and [`restrict`] decide what may run; [`run`] makes git-annex's
-//! checks and picks the command; [`serve`] and [`cmd`] are the P2P server
-//! over [`annex::p2p`].
+//! checks and picks the command; [`session`] is the one P2P session loop
+//! over [`annex::p2p`], asking a [`backend`] (the local repository, a
+//! proxied peer) for what only storage can do; [`cluster`] is the gateway.
 
 pub mod args;
+pub mod backend;
 pub mod builtins;
 pub mod cluster;
-pub mod cmd;
+pub mod error;
 pub mod listen;
 pub mod operator;
 pub mod p2pstdio;
 pub mod proxy;
 pub mod restrict;
 pub mod run;
-pub mod serve;
+pub mod session;
 
 #[cfg(test)]
 mod testutil;

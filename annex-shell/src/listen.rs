@@ -32,8 +32,9 @@ use annex::transport::auth::{AuthToken, Creds};
 use annex::transport::p2paddr::P2pAddress;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::backend::local::Local;
 use crate::restrict::Rules;
-use crate::serve::{ServeError, Session};
+use crate::session::{ServeError, Session};
 
 pub const MAX_CONNECTIONS: usize = 100;
 
@@ -401,13 +402,14 @@ where
     // remote's or the cluster's UUID when serving one of them).
     let Some(name) = serve_for else {
         let store = repo.store();
-        return Session::new(conn, repo, store, my_uuid, client_uuid, Rules::OPEN)
-            .run()
-            .await;
+        let local = Local::new(repo, store, my_uuid, client_uuid);
+        return Session::new(conn, local, Rules::OPEN).run().await;
     };
     let relayed = match resolve_served(&repo, &my_uuid, name)? {
         Target::Node(node) => {
-            crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN).await
+            return crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN)
+                .await
+                .or_else(|e| if e.is_hangup() { Ok(()) } else { Err(e) });
         }
         Target::Cluster(uuid) => {
             crate::cluster::gateway_session(conn, repo, uuid, Rules::OPEN).await

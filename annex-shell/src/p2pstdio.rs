@@ -7,9 +7,10 @@ use annex::repo::Repo;
 use annex::threadio::{ReadGate, ThreadReader, ThreadWriter};
 
 use crate::args::BuiltinCall;
+use crate::backend::local::Local;
+use crate::error::ShellError;
 use crate::restrict::Policy;
-use crate::run::ShellError;
-use crate::serve::Session;
+use crate::session::Session;
 
 pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
     let [client_uuid] = call.params.as_slice() else {
@@ -18,14 +19,8 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     let (runtime, conn) = runtime_and_stdio()?;
     let store = repo.store();
-    let session = Session::new(
-        conn,
-        repo,
-        store,
-        my_uuid,
-        client_uuid.clone(),
-        policy.rules(),
-    );
+    let local = Local::new(repo, store, my_uuid, client_uuid.clone());
+    let session = Session::new(conn, local, policy.rules());
     let result = runtime.block_on(session.run());
     // Child processes and blocked stdin reads must not keep us alive.
     runtime.shutdown_background();

@@ -8,30 +8,11 @@ use annex::repo::Repo;
 
 use crate::args::{self, Builtin, BuiltinCall, Invocation};
 use crate::proxy::{self, Selection};
-use crate::restrict::{Policy, Refused};
+use crate::restrict::Policy;
 use crate::{builtins, cluster, p2pstdio};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ShellError {
-    #[error(transparent)]
-    Args(#[from] args::ArgsError),
-    #[error(transparent)]
-    Refused(#[from] Refused),
-    #[error("failed to read git config of git repository in {host} on {dir}; perhaps this repository is not set up correctly or has moved")]
-    NoRepo { host: String, dir: String },
-    #[error("Not a git-annex or gcrypt repository.")]
-    NotAnnex,
-    #[error("expected repository UUID {expected} but found {found}")]
-    WrongUuid { expected: String, found: String },
-    #[error("Cannot proxy {0} command.")]
-    CannotProxy(&'static str),
-    #[error("not configured to proxy for repository {0}")]
-    NotConfiguredProxy(String),
-    #[error("{0}")]
-    Other(String),
-    #[error("git-shell: {0}")]
-    GitShell(std::io::Error),
-}
+// Where builtins (and older code) look for it.
+pub use crate::error::ShellError;
 
 /// Run git-annex-shell with argv (without argv[0]); returns the exit code.
 pub fn run(argv: &[String]) -> Result<i32, ShellError> {

@@ -9,7 +9,7 @@
 //!   message by message until `CONNECTDONE`.
 //! - `git-receive-pack` lands on the gateway's own repository, through a
 //!   p2pstdio child of ours like any node's session (the local CONNECT of
-//!   `cmd::connect`), and every ref the gateway then accepted is pushed
+//!   `backend::local`), and every ref the gateway then accepted is pushed
 //!   on from the gateway to each node with plain `git push` (nodes are git
 //!   remotes of the gateway). A node that refuses or cannot be reached is
 //!   named in one line on stderr, and the client's `CONNECTDONE` is 1.

@@ -16,7 +16,7 @@ use annex::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
 use annex::store::ObjectStore;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::pool::Pool;
+use super::pool::{fan_out, Pool};
 use crate::proxy::relay::{fit, RelayError};
 use crate::restrict::Rules;
 
@@ -253,22 +253,21 @@ where
             .filter(|&i| self.pool.slots[i].local.is_none())
             .collect();
         self.pool.ensure(&all, self.jobs).await;
-        let answers =
-            futures_util::future::join_all(self.pool.slots.iter_mut().map(|slot| async move {
-                let answer = match slot.conn() {
-                    Some(nc) => nc.exchange(&Message::GetTimestamp).await,
-                    None => return,
-                };
-                slot.timestamp = match answer {
-                    Ok(Message::Timestamp(t)) => Some(t),
-                    Ok(_) => None,
-                    Err(e) => {
-                        slot.fail(e).await;
-                        None
-                    }
-                };
-            }));
-        answers.await;
+        fan_out(&mut self.pool.slots, None, |_, slot| async move {
+            let answer = match slot.conn() {
+                Some(nc) => nc.exchange(&Message::GetTimestamp).await,
+                None => return,
+            };
+            slot.timestamp = match answer {
+                Ok(Message::Timestamp(t)) => Some(t),
+                Ok(_) => None,
+                Err(e) => {
+                    slot.fail(e).await;
+                    None
+                }
+            };
+        })
+        .await;
         let now = annex::clock::monotonic_seconds();
         self.our_timestamp = Some(now);
         self.send(Message::Timestamp(now)).await

@@ -13,10 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::gateway::Gateway;
 use super::policy;
 use super::put::{describe, join_reasons};
-use crate::cmd::get::{same_file, send_body};
+use crate::backend::{same_file, send_body, BackendError};
 use crate::proxy::relay::RelayError;
 use crate::proxy::{client_verdict, node_validity};
-use crate::serve::ServeError;
 
 impl<R, W> Gateway<R, W>
 where
@@ -115,7 +114,7 @@ where
         let name = slot.name().to_owned();
         if let Err(e) = send_body(&mut self.client, len, content).await {
             return Err(match e {
-                ServeError::Connection(c) => RelayError::Client(c),
+                BackendError::Client(c) => RelayError::Client(c),
                 other => RelayError::Node(format!("{name}: {other}")),
             });
         }

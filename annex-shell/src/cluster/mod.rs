@@ -28,9 +28,9 @@ use annex::p2p::Connection;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::args::BuiltinCall;
+use crate::error::ShellError;
 use crate::proxy::relay::RelayError;
 use crate::restrict::{Policy, Rules};
-use crate::run::ShellError;
 use gateway::{Gateway, Placement, Setup};
 use pool::{Pool, Slot};
 

@@ -173,6 +173,28 @@ pub struct Pool {
     opts: ConnectOptions,
 }
 
+/// The one fan-out: `each` runs on the slots at `targets` (every slot
+/// when `None`) at once, and their results come back in slot order. What
+/// is sent and how an answer is read is the caller's; how the nodes are
+/// reached at once is said here only.
+pub(super) async fn fan_out<'a, T, Fut>(
+    slots: &'a mut [Slot],
+    targets: Option<&[usize]>,
+    mut each: impl FnMut(usize, &'a mut Slot) -> Fut,
+) -> Vec<T>
+where
+    Fut: std::future::Future<Output = T> + 'a,
+{
+    let wanted: Option<BTreeSet<usize>> = targets.map(|t| t.iter().copied().collect());
+    let runs: Vec<Fut> = slots
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| wanted.as_ref().is_none_or(|w| w.contains(i)))
+        .map(|(i, slot)| each(i, slot))
+        .collect();
+    join_all(runs).await
+}
+
 impl Pool {
     pub fn new(
         slots: Vec<Slot>,

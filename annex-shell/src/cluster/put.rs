@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::gateway::Gateway;
 use super::local::{self, LocalOffer, Sinks};
 use super::policy;
-use super::pool::Slot;
+use super::pool::{fan_out, Slot};
 use crate::proxy::relay::{read_validity, RelayError};
 
 /// How one node answered its PUT.
@@ -360,31 +360,22 @@ impl Lane<'_> {
 /// Send `msg` to the slots at `targets` (connected or not) at once; each
 /// answer, in slot order.
 async fn ask(slots: &mut [Slot], targets: &[usize], msg: &Message) -> Vec<(usize, Offer)> {
-    let wanted: BTreeSet<usize> = targets.iter().copied().collect();
-    join_all(
-        slots
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| wanted.contains(i))
-            .map(|(i, slot)| async move {
-                let offer = match slot.conn() {
-                    None => {
-                        Offer::No(slot.down_reason().map_or_else(
-                            || format!("{}: not connected", slot.name()),
-                            str::to_owned,
-                        ))
-                    }
-                    Some(nc) => match nc.exchange(msg).await {
-                        Ok(Message::PutFrom(o)) => Offer::From(o),
-                        Ok(Message::AlreadyHave) => Offer::Has(Vec::new()),
-                        Ok(Message::AlreadyHavePlus(us)) => Offer::Has(us),
-                        Ok(other) => Offer::No(format!("{}: {}", slot.name(), describe(&other))),
-                        Err(e) => Offer::No(slot.fail(e).await),
-                    },
-                };
-                (i, offer)
-            }),
-    )
+    fan_out(slots, Some(targets), |i, slot| async move {
+        let offer = match slot.conn() {
+            None => Offer::No(
+                slot.down_reason()
+                    .map_or_else(|| format!("{}: not connected", slot.name()), str::to_owned),
+            ),
+            Some(nc) => match nc.exchange(msg).await {
+                Ok(Message::PutFrom(o)) => Offer::From(o),
+                Ok(Message::AlreadyHave) => Offer::Has(Vec::new()),
+                Ok(Message::AlreadyHavePlus(us)) => Offer::Has(us),
+                Ok(other) => Offer::No(format!("{}: {}", slot.name(), describe(&other))),
+                Err(e) => Offer::No(slot.fail(e).await),
+            },
+        };
+        (i, offer)
+    })
     .await
 }
 
@@ -403,49 +394,40 @@ async fn collect_each(
     slots: &mut [Slot],
     each: &[(usize, Option<Message>)],
 ) -> Vec<(usize, Result<Message, String>)> {
-    join_all(
-        slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, slot)| {
-                each.iter()
-                    .find(|(j, _)| *j == i)
-                    .map(|(_, m)| (i, slot, m.clone()))
-            })
-            .map(|(i, slot, msg)| async move {
-                let Some(nc) = slot.conn() else {
-                    let why = slot.down_reason().unwrap_or("not connected").to_owned();
-                    return (i, Err(why));
-                };
-                let answer = match msg {
-                    Some(m) => nc.exchange(&m).await,
-                    None => nc.reply().await,
-                };
-                match answer {
-                    Ok(m) => (i, Ok(m)),
-                    Err(e) => (i, Err(slot.fail(e).await)),
-                }
-            }),
-    )
+    let targets: Vec<usize> = each.iter().map(|&(i, _)| i).collect();
+    fan_out(slots, Some(&targets), |i, slot| {
+        let msg = each
+            .iter()
+            .find(|(j, _)| *j == i)
+            .and_then(|(_, m)| m.clone());
+        async move {
+            let Some(nc) = slot.conn() else {
+                let why = slot.down_reason().unwrap_or("not connected").to_owned();
+                return (i, Err(why));
+            };
+            let answer = match msg {
+                Some(m) => nc.exchange(&m).await,
+                None => nc.reply().await,
+            };
+            match answer {
+                Ok(m) => (i, Ok(m)),
+                Err(e) => (i, Err(slot.fail(e).await)),
+            }
+        }
+    })
     .await
 }
 
 /// Tell the receiving nodes something they do not answer.
 async fn tell(slots: &mut [Slot], receiving: &[(usize, u64)], msg: &Message) {
-    let wanted: BTreeSet<usize> = receiving.iter().map(|&(i, _)| i).collect();
-    join_all(
-        slots
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| wanted.contains(i))
-            .map(|(_, slot)| async move {
-                if let Some(nc) = slot.conn() {
-                    if let Err(e) = nc.conn.write_message(msg).await {
-                        slot.fail(e).await;
-                    }
-                }
-            }),
-    )
+    let targets: Vec<usize> = receiving.iter().map(|&(i, _)| i).collect();
+    fan_out(slots, Some(&targets), |_, slot| async move {
+        if let Some(nc) = slot.conn() {
+            if let Err(e) = nc.conn.write_message(msg).await {
+                slot.fail(e).await;
+            }
+        }
+    })
     .await;
 }
 

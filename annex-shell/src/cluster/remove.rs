@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 use annex::branch::LogStatus;
 use annex::key::Key;
 use annex::p2p::Message;
-use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::gateway::Gateway;
 use super::local;
 use super::policy;
+use super::pool::fan_out;
 use super::put::describe;
 use crate::proxy::relay::RelayError;
 
@@ -45,50 +45,42 @@ where
         }
         self.pool.ensure(&targets, self.jobs).await;
         let our_ts = self.our_timestamp;
-        let wanted: BTreeSet<usize> = targets.iter().copied().collect();
-        let answers = join_all(
-            self.pool
-                .slots
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| wanted.contains(i))
-                .map(|(_, slot)| {
-                    let key = key.clone();
-                    async move {
-                        let uuid = slot.uuid().to_owned();
-                        let Some(nc) = slot.conn() else {
-                            let why = slot.down_reason().unwrap_or("not connected").to_owned();
+        let answers = fan_out(&mut self.pool.slots, Some(&targets), |_, slot| {
+            let key = key.clone();
+            async move {
+                let uuid = slot.uuid().to_owned();
+                let Some(nc) = slot.conn() else {
+                    let why = slot.down_reason().unwrap_or("not connected").to_owned();
+                    return (uuid, Err(why));
+                };
+                let msg = match (before, our_ts) {
+                    (None, _) => Message::Remove(key),
+                    // Too old for REMOVE-BEFORE: plain REMOVE, as
+                    // git-annex sends it.
+                    (Some(_), _) if nc.version < 3 => Message::Remove(key),
+                    (Some(t), None) => Message::RemoveBefore { timestamp: t, key },
+                    (Some(t), Some(ours)) => match slot.timestamp {
+                        Some(theirs) => Message::RemoveBefore {
+                            timestamp: policy::translate_deadline(t, ours, theirs),
+                            key,
+                        },
+                        // Without its clock the deadline cannot be
+                        // kept on this node: not removing is safe.
+                        None => {
+                            let why = format!("{}: no timestamp", slot.name());
                             return (uuid, Err(why));
-                        };
-                        let msg = match (before, our_ts) {
-                            (None, _) => Message::Remove(key),
-                            // Too old for REMOVE-BEFORE: plain REMOVE, as
-                            // git-annex sends it.
-                            (Some(_), _) if nc.version < 3 => Message::Remove(key),
-                            (Some(t), None) => Message::RemoveBefore { timestamp: t, key },
-                            (Some(t), Some(ours)) => match slot.timestamp {
-                                Some(theirs) => Message::RemoveBefore {
-                                    timestamp: policy::translate_deadline(t, ours, theirs),
-                                    key,
-                                },
-                                // Without its clock the deadline cannot be
-                                // kept on this node: not removing is safe.
-                                None => {
-                                    let why = format!("{}: no timestamp", slot.name());
-                                    return (uuid, Err(why));
-                                }
-                            },
-                        };
-                        let Some(nc) = slot.conn() else {
-                            return (uuid, Err("not connected".to_owned()));
-                        };
-                        match nc.exchange(&msg).await {
-                            Ok(m) => (uuid, Ok((m, slot.name().to_owned()))),
-                            Err(e) => (uuid, Err(slot.fail(e).await)),
                         }
-                    }
-                }),
-        )
+                    },
+                };
+                let Some(nc) = slot.conn() else {
+                    return (uuid, Err("not connected".to_owned()));
+                };
+                match nc.exchange(&msg).await {
+                    Ok(m) => (uuid, Ok((m, slot.name().to_owned()))),
+                    Err(e) => (uuid, Err(slot.fail(e).await)),
+                }
+            }
+        })
         .await;
 
         let mut removed = BTreeSet::new();

@@ -563,3 +563,36 @@ async fn put_no_node_takes_fails_that_key_alone() {
         assert_eq!(content(&w, i), None);
     }
 }
+
+/// The one fan-out runs on the chosen slots only (all with `None`), at
+/// once, and answers in slot order whatever order they finish in.
+#[tokio::test]
+async fn fan_out_reaches_the_chosen_slots_at_once_in_slot_order() {
+    use super::pool::{fan_out, Slot};
+    let mut slots: Vec<Slot> = (0..4)
+        .map(|i| {
+            Slot::new(NodeRemote {
+                name: format!("n{i}"),
+                uuid: format!("u{i}"),
+                location: Location::Local(format!("/nowhere/{i}").into()),
+                annex_shell: None,
+                ssh_options: vec![],
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let answers = fan_out(&mut slots, Some(&[3, 1]), |i, slot| async move {
+        // The later slot finishes first.
+        let ms = if i == 1 { 250 } else { 200 };
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        (i, slot.name().to_owned())
+    })
+    .await;
+    assert_eq!(answers, [(1, "n1".to_owned()), (3, "n3".to_owned())]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(400),
+        "the slots were asked at once (one after the other takes 450 ms)"
+    );
+    let all = fan_out(&mut slots, None, |i, _| async move { i }).await;
+    assert_eq!(all, [0, 1, 2, 3]);
+}

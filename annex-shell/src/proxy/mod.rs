@@ -4,13 +4,15 @@
 //!
 //! [`select`] decides whether we may proxy (git-annex's rules: `proxy.log`
 //! under our own UUID lists the UUID, and a remote of that name and UUID
-//! is configured `annex-proxy=true`); [`relay`] runs the session.
+//! is configured `annex-proxy=true`); the session is the one session loop
+//! over a [`Peer`] back-end.
 
 pub mod relay;
 pub mod select;
 mod transfer;
 
-pub(crate) use transfer::{client_verdict, node_validity, relay_body};
+pub(crate) use crate::backend::peer::{node_validity, relay_body};
+pub(crate) use transfer::client_verdict;
 
 use annex::p2p::Connection;
 use annex::repo::Repo;
@@ -18,8 +20,11 @@ use annex::transport::{ConnectOptions, NodeRemote};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::args::BuiltinCall;
+use crate::backend::peer::Peer;
+use crate::backend::BackendError;
+use crate::error::ShellError;
 use crate::restrict::{Policy, Rules};
-use crate::run::ShellError;
+use crate::session::{ServeError, Session};
 
 pub use select::{select, Selection};
 
@@ -42,7 +47,7 @@ pub fn run(
         Ok(()) => Ok(0),
         Err(e) if e.is_hangup() => Ok(0),
         // Said on stderr when the node was taken down; once is enough.
-        Err(relay::RelayError::Node(_)) => Ok(1),
+        Err(ServeError::Backend(BackendError::Lost(_))) => Ok(1),
         Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
     }
 }
@@ -54,7 +59,7 @@ pub async fn relay_session<R, W>(
     my_uuid: String,
     node: NodeRemote,
     rules: Rules,
-) -> Result<(), relay::RelayError>
+) -> Result<(), ServeError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -65,10 +70,8 @@ where
     opts.forward_stderr = true;
     // Under a restriction, git reaches the node only if its operator said so.
     let git_relay = rules.relays_git_to(repo, &node.name);
-    relay::Relay::new(conn, repo.branch(), my_uuid, node, rules)
-        .relaying_git(git_relay)
-        .run(&opts)
-        .await
+    let peer = Peer::new(node, opts, repo.branch(), my_uuid).relaying_git(git_relay);
+    Session::new(conn, peer, rules).run().await
 }
 
 /// Our git-annex-shell, which serves local nodes unless a remote names

@@ -3,13 +3,16 @@
 
 use std::path::PathBuf;
 
-use annex::branch::LocationLog;
+use annex::branch::{LocationLog, LogStatus};
+use annex::key::Key;
+use annex::p2p::{Connection, Message};
 use annex::repo::Repo;
-use annex::transport::Location;
+use annex::transport::{ConnectOptions, Location, NodeRemote};
 use tokio::io::duplex;
 
-use super::*;
-use crate::restrict::{ServerMode, APPENDONLY_ERROR, READONLY_ERROR};
+use crate::backend::peer::Peer;
+use crate::restrict::{Rules, ServerMode, APPENDONLY_ERROR, READONLY_ERROR};
+use crate::session::{ServeError, Session};
 use crate::testutil::{git, hear, new_repo, real_shell, say, Client};
 
 const K6: &str = "SHA256E-s6--5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
@@ -61,22 +64,19 @@ fn world() -> World {
 fn start(
     w: &World,
     rules: impl Into<Rules>,
-) -> (Client, tokio::task::JoinHandle<Result<(), RelayError>>) {
+) -> (Client, tokio::task::JoinHandle<Result<(), ServeError>>) {
     let (c_read, s_write) = duplex(1 << 16);
     let (s_read, c_write) = duplex(1 << 16);
-    let relay = Relay::new(
-        Connection::new(s_read, s_write),
-        Repo::open(&w.proxy).expect("proxy").branch(),
-        w.my_uuid.clone(),
-        w.node.clone(),
-        rules.into(),
-    );
-    let opts = w.opts.clone();
-    let task = tokio::spawn(async move { relay.run(&opts).await });
+    let branch = Repo::open(&w.proxy).expect("proxy").branch();
+    let rules: Rules = rules.into();
+    let peer = Peer::new(w.node.clone(), w.opts.clone(), branch, w.my_uuid.clone())
+        .relaying_git(!rules.restricted);
+    let session = Session::new(Connection::new(s_read, s_write), peer, rules);
+    let task = tokio::spawn(session.run());
     (Connection::new(c_read, c_write), task)
 }
 
-async fn hang_up(c: Client, task: tokio::task::JoinHandle<Result<(), RelayError>>) {
+async fn hang_up(c: Client, task: tokio::task::JoinHandle<Result<(), ServeError>>) {
     drop(c);
     task.await.expect("relay task").expect("relay ends cleanly");
 }
@@ -445,7 +445,7 @@ async fn nothing_the_client_says_while_waiting_for_a_change_reaches_the_node() {
     say(&mut c, Message::Remove(key())).await;
     assert_eq!(
         hear(&mut c).await,
-        Message::Error(crate::cmd::notifychange::WAITING_ERROR.into())
+        Message::Error(crate::session::WAITING_ERROR.into())
     );
     hang_up(c, task).await;
     assert_eq!(node_heard(&got), "NOTIFYCHANGE|");
@@ -473,8 +473,22 @@ async fn only_unlockcontent_reaches_a_node_holding_a_lock() {
     say(&mut c, Message::Remove(key())).await;
     assert_eq!(
         hear(&mut c).await,
-        Message::Error(crate::cmd::lockcontent::LOCKED_ERROR.into())
+        Message::Error(crate::session::LOCKED_ERROR.into())
     );
     hang_up(c, task).await;
     assert_eq!(node_heard(&got), "UNLOCKCONTENT");
+}
+
+/// The node's session keeps the version it agreed: a client offering
+/// another later is told that one, not one the node does not speak.
+#[tokio::test]
+async fn a_later_version_offer_keeps_the_nodes_version() {
+    let w = world();
+    let (mut c, task) = start(&w, ServerMode::ReadWrite);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    assert_eq!(hear(&mut c).await, Message::Version(4));
+    say(&mut c, Message::Version(1)).await;
+    assert_eq!(hear(&mut c).await, Message::Version(4));
+    hang_up(c, task).await;
 }

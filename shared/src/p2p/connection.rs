@@ -58,6 +58,21 @@ pub enum ConnError {
 }
 
 impl ConnError {
+    /// The peer went away (between messages, or in the middle of a DATA):
+    /// nobody is left to tell, so a server ends quietly.
+    pub fn is_hangup(&self) -> bool {
+        match self {
+            ConnError::ShortData { .. } | ConnError::UnexpectedEof => true,
+            ConnError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the session can go on after this error.
     pub fn is_recoverable(&self) -> bool {
         matches!(
@@ -123,6 +138,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     /// The pipes back; bytes read but not yet used are dropped.
     pub fn into_inner(self) -> (R, W) {
         (self.reader, self.writer)
+    }
+
+    /// The byte stream under the messages, for handing the rest of the
+    /// session to something that is not the protocol (a tunnel after
+    /// CONNECT): the bytes read but not yet used (taken, so they are not
+    /// used twice), and the pipes.
+    pub fn raw_parts(&mut self) -> (Vec<u8>, &mut R, &mut W) {
+        let early = self.buf[self.start..self.end].to_vec();
+        self.start = self.end;
+        (early, &mut self.reader, &mut self.writer)
     }
 
     /// Bytes already read from the peer and not yet used.

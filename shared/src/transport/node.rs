@@ -128,13 +128,12 @@ impl NodeConnection {
     /// on its own, so neither side's full pipe can stall the other) until
     /// the node closes its output after `CONNECTDONE`. Bytes already read
     /// into either connection's buffer go first.
-    pub async fn tunnel<R, W>(self, client: Connection<R, W>) -> Option<i32>
+    pub async fn tunnel<R, W>(self, client: &mut Connection<R, W>) -> Option<i32>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let client_early = client.buffered().to_vec();
-        let (mut client_in, mut client_out) = client.into_inner();
+        let (client_early, mut client_in, mut client_out) = client.raw_parts();
         let (conn, child, stderr) = self.into_parts();
         let node_early = conn.buffered().to_vec();
         let (mut node_out, mut node_in) = conn.into_inner();

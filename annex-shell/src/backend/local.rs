@@ -1,0 +1,286 @@
+//! The local repository as a back-end: objects in this repository's
+//! annex, presence recorded in its git-annex branch.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use annex::branch::{Branch, LogStatus};
+use annex::key::Key;
+use annex::p2p::{Connection, Service, MAX_PROTOCOL_VERSION};
+use annex::repo::Repo;
+use annex::store::{ContentLock, ObjectStore, StoreError, UploadTransfer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::files::{self, Receiver};
+use super::{Backend, BackendError, Outcome, StoreEnd, Storing};
+
+/// How often NOTIFYCHANGE looks at the refs.
+const POLL: Duration = Duration::from_millis(250);
+
+/// One session's view of a repository on this host.
+pub struct Local {
+    repo: Repo,
+    store: ObjectStore,
+    branch: Branch,
+    my_uuid: String,
+    /// Whom the session serves, for the transfer records.
+    client_uuid: String,
+    /// Whether the journal gained lines this session, so the branch needs
+    /// a commit when it ends.
+    journalled: bool,
+    /// LOCKCONTENT's lock, until UNLOCKCONTENT.
+    lock: Option<ContentLock>,
+    /// The GET being answered, until the client's verdict.
+    upload: Option<UploadTransfer>,
+    /// The PUT being received.
+    receiving: Option<(Key, Receiver)>,
+}
+
+impl Local {
+    pub fn new(repo: Repo, store: ObjectStore, my_uuid: String, client_uuid: String) -> Self {
+        Local {
+            branch: repo.branch(),
+            repo,
+            store,
+            my_uuid,
+            client_uuid,
+            journalled: false,
+            lock: None,
+            upload: None,
+            receiving: None,
+        }
+    }
+
+    /// Record in the location log that this repository now has, or no
+    /// longer has, a key.
+    fn log_presence(&mut self, key: &Key, present: bool) -> Result<(), BackendError> {
+        let status = if present {
+            LogStatus::Present
+        } else {
+            LogStatus::Missing
+        };
+        if self.branch.log_key_location(key, &self.my_uuid, status)? {
+            self.journalled = true;
+        }
+        Ok(())
+    }
+
+    /// Records the stored key in the location log. A log that cannot be
+    /// written fails this key alone (the reason on stderr) instead of the
+    /// session; the object stays, and `git annex fsck` records it later.
+    fn log_stored(&mut self, key: &Key) -> bool {
+        match self.log_presence(key, true) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("git-annex-shell: {key}: stored, but not logged: {e}");
+                false
+            }
+        }
+    }
+}
+
+impl Backend for Local {
+    fn uuid(&self) -> &str {
+        &self.my_uuid
+    }
+
+    async fn negotiate(&mut self, offered: u32) -> u32 {
+        offered.min(MAX_PROTOCOL_VERSION)
+    }
+
+    /// A repository is the end of every route: nothing to pass on.
+    async fn bypass(&mut self, _set: Vec<String>) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn check_present(&mut self, key: &Key) -> Result<bool, BackendError> {
+        Ok(self.store.has(key))
+    }
+
+    async fn lock(&mut self, key: &Key) -> Result<bool, BackendError> {
+        self.lock = match self.store.lock_content(key) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("locking {key}: {e}");
+                None
+            }
+        };
+        Ok(self.lock.is_some())
+    }
+
+    async fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    async fn remove(&mut self, key: &Key, deadline: Option<u64>) -> Result<Outcome, BackendError> {
+        use annex::store::RemoveOutcome;
+        // The deadline is checked while the removal lock is held, so a lock
+        // that a client took just before the deadline cannot be raced.
+        let still_allowed = || match deadline {
+            Some(ts) => annex::clock::monotonic_seconds() < ts,
+            None => true,
+        };
+        let ok = match self.store.remove(key, still_allowed)? {
+            RemoveOutcome::NotPresent => true,
+            RemoveOutcome::Removed => {
+                self.log_presence(key, false)?;
+                true
+            }
+            // git-annex dies here with "content is locked"; a FAILURE tells
+            // the client the same thing and keeps the session.
+            RemoveOutcome::Locked | RemoveOutcome::TooLate => false,
+        };
+        Ok(Outcome::plain(ok))
+    }
+
+    async fn timestamp(&mut self) -> Result<u64, BackendError> {
+        Ok(annex::clock::monotonic_seconds())
+    }
+
+    async fn retrieve<R, W>(
+        &mut self,
+        key: &Key,
+        offset: u64,
+        file: Option<&str>,
+        client: &mut Connection<R, W>,
+    ) -> Result<bool, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let Some((content, size)) = self.store.open_content(key)? else {
+            client.send_data(0, &mut tokio::io::empty()).await?;
+            return Ok(false);
+        };
+        self.upload = Some(self.store.begin_upload(key, &self.client_uuid, file)?);
+        files::send_content(client, content, size, offset).await
+    }
+
+    /// GET never changes the location log: the client may not keep it.
+    /// The upload counts as failed unless the client says it got it.
+    async fn retrieved(&mut self, verdict: Option<bool>) {
+        if let Some(upload) = self.upload.take() {
+            upload.finish(verdict == Some(true));
+        }
+    }
+
+    async fn store_begin(
+        &mut self,
+        key: &Key,
+        file: Option<&str>,
+    ) -> Result<Storing, BackendError> {
+        self.receiving = None;
+        if self.store.has(key) {
+            return Ok(Storing::AlreadyHave(Vec::new()));
+        }
+        let receiver = match self.store.begin_receive(key, &self.client_uuid, file) {
+            Ok(incoming) => Receiver::Store {
+                incoming: Box::new(incoming),
+                failed: None,
+            },
+            // Another receiver, no room, a read-only or broken annex/:
+            // this key fails (the body is still read, to stay in step),
+            // the session goes on for the others.
+            Err(e) => Receiver::Refused(e),
+        };
+        let offset = receiver.offset();
+        self.receiving = Some((key.clone(), receiver));
+        Ok(Storing::From(offset))
+    }
+
+    async fn store_body<R, W>(
+        &mut self,
+        len: u64,
+        client: &mut Connection<R, W>,
+    ) -> Result<(), BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let Some((_, receiver)) = self.receiving.as_mut() else {
+            client.recv_data(len, &mut Vec::new()).await?;
+            return Ok(());
+        };
+        // More than the key can hold is refused before a byte is written;
+        // the body is still read, and thrown away.
+        receiver.expect_len(len);
+        // A short body ends the connection; the partial bytes stay in
+        // annex/tmp for a resumed PUT.
+        client.recv_data(len, receiver).await?;
+        Ok(())
+    }
+
+    async fn store_end(&mut self, end: StoreEnd) -> Result<Outcome, BackendError> {
+        let Some((key, receiver)) = self.receiving.take() else {
+            return Ok(Outcome::plain(false));
+        };
+        let stored = match end {
+            StoreEnd::Body(mode) => match receiver.finish(mode) {
+                Ok(()) => true,
+                // The client's offset probe (DATA 0, INVALID) is no error.
+                Err(StoreError::NoContentSent) => false,
+                Err(e) => {
+                    eprintln!("git-annex-shell: {key}: {e}");
+                    false
+                }
+            },
+            StoreEnd::Present => {
+                receiver.abandon();
+                self.store.has(&key)
+            }
+            StoreEnd::Abandon(_) => {
+                receiver.abandon();
+                return Ok(Outcome::plain(false));
+            }
+        };
+        Ok(Outcome::plain(stored && self.log_stored(&key)))
+    }
+
+    async fn changed_refs(&mut self) -> Result<Vec<String>, BackendError> {
+        let before = self.repo.ref_values()?;
+        loop {
+            tokio::time::sleep(POLL).await;
+            let changed = changed_values(&before, &self.repo.ref_values()?);
+            if !changed.is_empty() {
+                return Ok(changed);
+            }
+        }
+    }
+
+    async fn git_service<R, W>(
+        &mut self,
+        service: Service,
+        client: &mut Connection<R, W>,
+    ) -> Result<Option<i32>, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let dir = self.repo.work_dir().unwrap_or(self.repo.git_dir());
+        files::tunnel_git(dir, service, client).await.map(Some)
+    }
+
+    async fn finish(&mut self) -> Result<(), BackendError> {
+        // Like git-annex, commit whatever the journal holds, also lines an
+        // earlier `configlist` autoinit left there.
+        if self.journalled || self.branch.journal_dirty() {
+            self.branch.commit()?;
+        }
+        Ok(())
+    }
+}
+
+/// The new values of the refs that changed, each once.
+fn changed_values(
+    before: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = now
+        .iter()
+        .filter(|(name, sha)| before.get(*name) != Some(*sha))
+        .map(|(_, sha)| sha.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
