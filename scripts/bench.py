@@ -2,20 +2,23 @@
 """Real git-annex-shell vs ours, side by side, with this machine's limits.
 
 Driven by scripts/bench.sh (which builds and installs what this needs); run
-it directly only with --ours-bin and --venv. Standard library only.
+it directly only with --ours-bin, --reap and --venv, or with --readme to
+print the tables of a results JSON. Standard library only.
 
 Every scenario runs against two servers prepared the same way, one served
 by the real git-annex-shell and one by ours, in every round, the order of
 the two alternating between rounds so neither always runs on a warm or a
 cold cache. The client is the same real git-annex for both; it reaches the
 servers through the loopback ssh stand-in, which runs each server session
-under /usr/bin/time to learn its peak RSS.
+under bench-reap (scripts/bench-reap.c) to learn what its whole process
+tree spent: CPU, bytes written, peak RSS.
 
 Besides the plain server, each side has a gateway serving a 3-node cluster
 (set up alike on both sides by the real git-annex: initcluster,
 updatecluster); the client reaches the cluster as `<side>-gw-cl` and, as a
-single proxied node behind the same gateway, `<side>-gw-n1`. The client
-scenarios drive those unchanged through `Bench.via`.
+single proxied node behind the same gateway, `<side>-gw-n1`. A second
+gateway, `<side>-sgw`, reaches its three nodes over ssh (`<side>-far`).
+The client scenarios drive those unchanged through `Bench.via`.
 
 Adding a scenario: write a function `(bench, server) -> Sample` and append a
 Scenario to SCENARIOS (before any scenario that depends on the state it
