@@ -2,20 +2,23 @@
 """Real git-annex-shell vs ours, side by side, with this machine's limits.
 
 Driven by scripts/bench.sh (which builds and installs what this needs); run
-it directly only with --ours-bin and --venv. Standard library only.
+it directly only with --ours-bin, --reap and --venv, or with --readme to
+print the tables of a results JSON. Standard library only.
 
 Every scenario runs against two servers prepared the same way, one served
 by the real git-annex-shell and one by ours, in every round, the order of
 the two alternating between rounds so neither always runs on a warm or a
 cold cache. The client is the same real git-annex for both; it reaches the
 servers through the loopback ssh stand-in, which runs each server session
-under /usr/bin/time to learn its peak RSS.
+under bench-reap (scripts/bench-reap.c) to learn what its whole process
+tree spent: CPU, bytes written, peak RSS.
 
 Besides the plain server, each side has a gateway serving a 3-node cluster
 (set up alike on both sides by the real git-annex: initcluster,
 updatecluster); the client reaches the cluster as `<side>-gw-cl` and, as a
-single proxied node behind the same gateway, `<side>-gw-n1`. The client
-scenarios drive those unchanged through `Bench.via`.
+single proxied node behind the same gateway, `<side>-gw-n1`. A second
+gateway, `<side>-sgw`, reaches its three nodes over ssh (`<side>-far`).
+The client scenarios drive those unchanged through `Bench.via`.
 
 Adding a scenario: write a function `(bench, server) -> Sample` and append a
 Scenario to SCENARIOS (before any scenario that depends on the state it
@@ -29,6 +32,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,12 +62,52 @@ QUICK = Sizes(rounds=3, small_n=40, small_size=1000, big=30 * MB, startup_n=40, 
 
 
 @dataclass
+class Session:
+    """What one server session's whole process tree spent, as
+    scripts/bench-reap.c reports it."""
+
+    user: float
+    sys: float
+    rss_kb: int
+    written: int  # bytes dirtied for files (the kernel's write_bytes)
+
+    @staticmethod
+    def parse(line: str) -> "Session | None":
+        f = line.split()
+        if len(f) != 11 or f[0] != "session":
+            return None
+        return Session(float(f[4]), float(f[6]), int(f[8]), int(f[10]))
+
+
+@dataclass
 class Sample:
     seconds: float
     rss_kb: int | None = None
     # Seconds the server sessions went on after the client returned (not
     # part of `seconds`).
     tail: float = 0.0
+    # CPU seconds of every server-side process of the step, summed over
+    # its sessions (a gateway's node children included).
+    user: float = 0.0
+    sys: float = 0.0
+    written: int = 0  # bytes the server side wrote to files
+    sessions: int = 0
+
+    @staticmethod
+    def of(seconds: float, sessions: list[Session], tail: float = 0.0) -> "Sample":
+        return Sample(
+            seconds,
+            max((x.rss_kb for x in sessions), default=None),
+            tail,
+            sum(x.user for x in sessions),
+            sum(x.sys for x in sessions),
+            sum(x.written for x in sessions),
+            len(sessions),
+        )
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
 
 
 @dataclass
@@ -172,17 +216,18 @@ class Bench:
         self.ours_binary = Path(args.ours_bin).resolve() / "git-annex-shell"
         if not self.ours_binary.is_file():
             raise Failed(f"no {self.ours_binary}: build it first")
-        self.time_bin = shutil.which("time", path="/usr/bin") or ""
-        if not self.time_bin:
-            raise Failed("/usr/bin/time is missing (scripts/bench.sh installs it)")
+        self.reap = Path(args.reap).resolve()
+        if not os.access(self.reap, os.X_OK):
+            raise Failed(f"no {self.reap}: scripts/bench.sh builds it from scripts/bench-reap.c")
         self.results: dict[str, dict[str, list[Sample]]] = {}
         self.limits: dict[str, list[float]] = {}
+        self.rounds: list[dict] = []  # per round: the order and the load
 
     # ---------------------------------------------------------------- setup
 
     def setup(self) -> None:
         r = self.root
-        for d in ["client-bin", "real-bin", "ours-bin", "home", "server-home", "srv", "state", "data"]:
+        for d in ["client-bin", "real-bin", "ours-bin", "home", "server-home", "far-home", "srv", "far", "state", "data"]:
             (r / d).mkdir()
         # The client: the real git-annex binary itself (the venv's python
         # wrapper would add its start-up to every client command).
@@ -201,6 +246,7 @@ class Bench:
             "GIT_CONFIG_NOSYSTEM": "1",
             "LANG": "C.UTF-8",
             "USER": os.environ.get("USER", "bench"),
+            "BENCH_CLIENT": "1",
         }
         for k, v in [
             ("user.name", "Bench"),
@@ -212,8 +258,11 @@ class Bench:
         # The server account's git identity: without one, git refuses the
         # real server's git-annex branch commits on a host with no domain
         # name (and the real server would skip work ours does).
-        server_gitconfig = r / "server-home/.gitconfig"
-        server_gitconfig.write_text("[user]\n\tname = Bench Server\n\temail = server@example.org\n")
+        # No ssh connection caching for the gateways' node sessions either.
+        for home in ["server-home", "far-home"]:
+            (r / home / ".gitconfig").write_text(
+                "[user]\n\tname = Bench Server\n\temail = server@example.org\n[annex]\n\tsshcaching = false\n"
+            )
         for s in self.servers:
             # Both servers made alike, by plain git and the real git-annex;
             # only their UUIDs differ (one client talks to both).
@@ -248,65 +297,88 @@ class Bench:
     NODES = 3
 
     def setup_clusters(self) -> None:
-        """Per side: nodes n1..n3 and a gateway serving them as cluster
+        """Per side, two gateways, each serving three nodes as cluster
         `cl`, all made by the real git-annex the same way; the client
-        learns of them by a sync with the gateway."""
-        r = self.root
+        learns of them by a sync with each gateway. `gw` has its nodes in
+        directories on its machine (local remotes); `sgw` reaches its nodes
+        over ssh, in another account (`<side>-far`, see `write_ssh`)."""
         self.via_servers: dict[tuple[str, str], Server] = {}
-        self.node_repos: dict[str, list[Path]] = {}
+        self.node_repos: dict[tuple[str, str], list[Path]] = {}
         p = subprocess.run(["git-annex", "lookupkey", "big.bin"], cwd=self.client, env=self.env, capture_output=True, text=True)
         self.big_key = p.stdout.strip()
         for s in self.servers:
-            gw = r / f"srv/{s.kind}-gw.git"
-            self.git(["init", "-q", "--bare", str(gw)])
-            self.annex(["init", "-q", f"{s.kind} gateway"], cwd=gw)
-            for i in range(1, self.NODES + 1):
-                node = r / f"srv/{s.kind}-n{i}.git"
-                self.git(["init", "-q", "--bare", str(node)])
-                self.annex(["init", "-q", f"{s.kind} node {i}"], cwd=node)
-                self.git(["remote", "add", f"n{i}", str(node)], cwd=gw)
-                self.git(["config", f"remote.n{i}.annex-cluster-node", self.CLUSTER], cwd=gw)
-            self.annex(["initcluster", "-q", self.CLUSTER], cwd=gw)
-            self.annex(["updatecluster", "-q"], cwd=gw)
-            remote = f"{s.kind}-gw"
-            self.git(["remote", "add", remote, f"{s.ssh_host}:{gw}"], cwd=self.client)
-            self.annex(["sync", "-q", "--no-content", remote], cwd=self.client)
-            self.wait_sessions()
-            self.node_repos[s.kind] = [r / f"srv/{s.kind}-n{i}.git" for i in range(1, self.NODES + 1)]
-            for what, name in [("cluster", f"{remote}-{self.CLUSTER}"), ("node", f"{remote}-n1")]:
-                self.via_servers[(s.kind, what)] = Server(s.kind, s.bindir, gw, name, s.ssh_host)
-        # The client must see both through each gateway.
-        p = subprocess.run(
-            ["git-annex", "info", "--fast", f"{self.servers[0].kind}-gw"], cwd=self.client, env=self.env, capture_output=True, text=True
-        )
-        if f"gateway to cluster: {self.servers[0].kind}-gw-{self.CLUSTER}" not in p.stdout:
-            raise Failed(f"the client does not see the cluster:\n{p.stdout}{p.stderr}")
+            self.setup_gateway(s, "gw", far=False, via=[("cluster", self.CLUSTER), ("node", "n1")])
+            self.setup_gateway(s, "sgw", far=True, via=[("sshcluster", self.CLUSTER)])
+
+    def setup_gateway(self, s: Server, name: str, far: bool, via: list[tuple[str, str]]) -> None:
+        r = self.root
+        gw = r / f"srv/{s.kind}-{name}.git"
+        self.git(["init", "-q", "--bare", str(gw)])
+        self.annex(["init", "-q", f"{s.kind} {name}"], cwd=gw)
+        nodes = []
+        for i in range(1, self.NODES + 1):
+            node = r / ("far" if far else "srv") / f"{s.kind}-{name}-n{i}.git"
+            self.git(["init", "-q", "--bare", str(node)])
+            self.annex(["init", "-q", f"{s.kind} {name} node {i}"], cwd=node)
+            self.git(["remote", "add", f"n{i}", f"{self.node_host(s)}:{node}" if far else str(node)], cwd=gw)
+            self.git(["config", f"remote.n{i}.annex-cluster-node", self.CLUSTER], cwd=gw)
+            if far:
+                # What git-annex would learn from the node's configlist.
+                uuid = subprocess.run(["git", "config", "annex.uuid"], cwd=node, capture_output=True, text=True, check=True)
+                self.git(["config", f"remote.n{i}.annex-uuid", uuid.stdout.strip()], cwd=gw)
+            nodes.append(node)
+        self.annex(["initcluster", "-q", self.CLUSTER], cwd=gw)
+        self.annex(["updatecluster", "-q"], cwd=gw)
+        remote = f"{s.kind}-{name}"
+        self.git(["remote", "add", remote, f"{s.ssh_host}:{gw}"], cwd=self.client)
+        self.annex(["sync", "-q", "--no-content", remote], cwd=self.client)
+        self.wait_sessions()
+        # The client must see the cluster through the gateway.
+        p = subprocess.run(["git-annex", "info", "--fast", remote], cwd=self.client, env=self.env, capture_output=True, text=True)
+        if f"gateway to cluster: {remote}-{self.CLUSTER}" not in p.stdout:
+            raise Failed(f"the client does not see the cluster of {remote}:\n{p.stdout}{p.stderr}")
+        for what, behind in via:
+            self.node_repos[(s.kind, what)] = nodes
+            self.via_servers[(s.kind, what)] = Server(s.kind, s.bindir, gw, f"{remote}-{behind}", s.ssh_host)
 
     def via(self, s: Server, what: str) -> Server:
         """The cluster (`what` = "cluster") or its proxied node n1 ("node")
         on `s`'s side."""
         return self.via_servers[(s.kind, what)]
 
+    def node_host(self, s: Server) -> str:
+        """The ssh host of `s`'s side's far cluster nodes."""
+        return f"{s.kind}-far"
+
     def write_ssh(self) -> None:
+        """One ssh for the client and for the gateways (on the servers'
+        PATH): the host picks the side and the account, the server's own
+        (`real-server`, `ours-server`) or the far nodes' (`real-far`,
+        `ours-far`, another HOME, reached by the gateway of that side)."""
         r = self.root
         cases = "\n".join(
-            f"    {s.ssh_host}) ANNEXPROXY_SERVER_PATH='{s.path}'; break ;;" for s in self.servers
+            f"    {host}) ANNEXPROXY_SERVER_PATH='{s.path}'; ANNEXPROXY_SERVER_HOME='{home}'; break ;;"
+            for s in self.servers
+            for host, home in [(s.ssh_host, r / "server-home"), (self.node_host(s), r / "far-home")]
         )
+        standin = self.top / "scripts/ssh-standin"
         script = f"""#!/bin/sh
-# Bench ssh: the host picks the server (real or ours); every session is
-# counted in $BENCH_STATE/sessions and, when BENCH_RSS_FILE is set, run
-# under /usr/bin/time for its peak RSS.
+# Bench ssh. A session the client starts (BENCH_CLIENT set) is counted in
+# state/sessions and, when BENCH_RSS_FILE is set, run under bench-reap,
+# which adds a line for the session's whole process tree. A gateway's own
+# sessions to its nodes are part of its tree: neither counted nor wrapped.
 for a in "$@"; do
   case $a in
 {cases}
   esac
 done
-export ANNEXPROXY_SERVER_PATH ANNEXPROXY_SERVER_HOME='{r / "server-home"}'
+export ANNEXPROXY_SERVER_PATH ANNEXPROXY_SERVER_HOME
+[ -n "${{BENCH_CLIENT:-}}" ] || exec '{standin}' "$@"
 echo s >> '{r / "state/sessions"}'
 if [ -n "${{BENCH_RSS_FILE:-}}" ]; then
-  exec {self.time_bin} -f 'rss %M' -a -o "$BENCH_RSS_FILE" '{self.top / "scripts/ssh-standin"}' "$@"
+  exec '{self.reap}' "$BENCH_RSS_FILE" '{standin}' "$@"
 fi
-'{self.top / "scripts/ssh-standin"}' "$@"
+'{standin}' "$@"
 rc=$?
 echo e >> '{r / "state/ends"}'
 exit $rc
@@ -314,6 +386,8 @@ exit $rc
         ssh = r / "client-bin/ssh"
         ssh.write_text(script)
         ssh.chmod(0o755)
+        for s in self.servers:
+            (s.bindir / "ssh").symlink_to(ssh)
 
     # -------------------------------------------------------------- helpers
 
@@ -341,7 +415,7 @@ exit $rc
         step must not overlap with a server still committing."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            ended = self.count("ends") + (len(read_rss(rss_file)) if rss_file else 0)
+            ended = self.count("ends") + (len(read_sessions(rss_file)) if rss_file else 0)
             if ended >= self.count("sessions"):
                 return
             time.sleep(0.01)
@@ -358,8 +432,7 @@ exit $rc
         elapsed = time.perf_counter() - t0
         self.wait_sessions(rss_file)
         tail = time.perf_counter() - t0 - elapsed
-        rss = read_rss(rss_file)
-        return Sample(elapsed, max(rss) if rss else None, tail)
+        return Sample.of(elapsed, read_sessions(rss_file), tail)
 
     def server_env(self, server: Server) -> dict:
         return {
@@ -375,15 +448,24 @@ exit $rc
         for rnd in range(rounds):
             order = self.servers if rnd % 2 == 0 else list(reversed(self.servers))
             log(f"== round {rnd + 1}/{rounds} ({' then '.join(s.kind for s in order)})")
+            load = {"round": rnd + 1, "order": [s.kind for s in order], "loadavg_start": loadavg()}
             for sc in scenarios:
                 for s in order:
                     sample = sc.run(self, s)
                     self.results.setdefault(sc.name, {}).setdefault(s.kind, []).append(sample)
                     rss = f", rss {sample.rss_kb / 1024:.1f} MiB" if sample.rss_kb else ""
-                    log(f"  {sc.name:<34} {s.kind:<4} {sample.seconds:8.3f} s{rss}")
-            for name, rate in measure_limits(self).items():
-                self.limits.setdefault(name, []).append(rate)
-                log(f"  limit {name:<52} {rate:8.1f}")
+                    log(
+                        f"  {sc.name:<34} {s.kind:<4} {sample.seconds:8.3f} s, cpu {sample.cpu:.3f} s, "
+                        f"wrote {sample.written / MB:.1f} MB{rss}"
+                    )
+            # The machine's limits in the first and the last round only:
+            # they take several seconds (a GB hashed twice, copied, synced).
+            if rnd in (0, rounds - 1):
+                for name, rate in measure_limits(self).items():
+                    self.limits.setdefault(name, []).append(rate)
+                    log(f"  limit {name:<52} {rate:8.1f}")
+            load["loadavg_end"] = loadavg()
+            self.rounds.append(load)
 
     def cleanup(self) -> None:
         if self.keep:
@@ -392,14 +474,14 @@ exit $rc
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def read_rss(path: Path | None) -> list[int]:
+def read_sessions(path: Path | None) -> list[Session]:
     if path is None:
         return []
     try:
         text = path.read_text()
     except FileNotFoundError:
         return []
-    return [int(l.split()[1]) for l in text.splitlines() if l.startswith("rss ") and l.split()[1].isdigit()]
+    return [x for x in map(Session.parse, text.splitlines()) if x is not None]
 
 
 def find_real_git_annex(venv: Path) -> Path:
@@ -440,18 +522,28 @@ def startup(b: Bench, s: Server) -> Sample:
     env = b.server_env(s)
     argv = [str(s.shell), "configlist", str(s.repo)]
     quiet = dict(env=env, cwd=env["HOME"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # CPU and writes: what this process's reaped children spent meanwhile.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     for _ in range(b.sizes.startup_n):
         rc = subprocess.call(argv, **quiet)
         if rc != 0:
             raise Failed(f"{s.kind} configlist exited {rc}")
     elapsed = time.perf_counter() - t0
-    # The peak RSS from one more run under time, outside the timing: a
-    # child forked from this python would report python's RSS as its own.
-    rss_file = b.root / "state/rss.configlist"
-    subprocess.run([b.time_bin, "-f", "rss %M", "-o", str(rss_file), *argv], check=True, **quiet)
-    rss = read_rss(rss_file)
-    return Sample(elapsed, max(rss) if rss else None)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The peak RSS from one more run under the reaper, outside the timing:
+    # a child forked from this python would report python's RSS as its own.
+    rss_file = b.root / "state" / f"rss.configlist.{time.monotonic_ns()}"
+    subprocess.run([str(b.reap), str(rss_file), *argv], check=True, **quiet)
+    rss = max((x.rss_kb for x in read_sessions(rss_file)), default=None)
+    return Sample(
+        elapsed,
+        rss,
+        user=after.ru_utime - before.ru_utime,
+        sys=after.ru_stime - before.ru_stime,
+        written=(after.ru_oublock - before.ru_oublock) * 512,
+        sessions=b.sizes.startup_n,
+    )
 
 
 class P2P:
@@ -460,10 +552,10 @@ class P2P:
     def __init__(self, b: Bench, s: Server):
         self.kind = s.kind
         self.err = open(b.root / "state" / f"p2p-{s.kind}.stderr", "ab")
-        # Under time, for the peak RSS (see startup).
+        # Under the reaper, for what the session spends (see startup).
         self.rss_file = b.root / "state" / f"rss.p2p.{time.monotonic_ns()}"
         self.proc = subprocess.Popen(
-            [b.time_bin, "-f", "rss %M", "-o", str(self.rss_file), str(s.shell), "p2pstdio", str(s.repo), CLIENT_UUID],
+            [str(b.reap), str(self.rss_file), str(s.shell), "p2pstdio", str(s.repo), CLIENT_UUID],
             env=b.server_env(s),
             cwd=b.root / "server-home",
             stdin=subprocess.PIPE,
@@ -516,16 +608,16 @@ class P2P:
         self.expect("VALID")
         self.send("SUCCESS")
 
-    def close(self) -> int | None:
-        """Hangs up; the server's peak RSS in KiB."""
+    def close(self, seconds: float) -> Sample:
+        """Hangs up; the sample of the timed `seconds` with what the
+        server's session spent (its whole life, hand-shake included)."""
         self.proc.stdin.close()
         rc = self.proc.wait()
         self.proc.stdout.close()
         self.err.close()
         if rc != 0:
             raise Failed(f"{self.kind} p2pstdio exited {rc} (see {self.err.name})")
-        rss = read_rss(self.rss_file)
-        return max(rss) if rss else None
+        return Sample.of(seconds, read_sessions(self.rss_file))
 
 
 def p2p_put(b: Bench, s: Server) -> Sample:
@@ -533,7 +625,7 @@ def p2p_put(b: Bench, s: Server) -> Sample:
     t0 = time.perf_counter()
     sess.put(b.p2p_file, b.p2p_key)
     elapsed = time.perf_counter() - t0
-    return Sample(elapsed, sess.close())
+    return sess.close(elapsed)
 
 
 def p2p_get(b: Bench, s: Server) -> Sample:
@@ -544,7 +636,7 @@ def p2p_get(b: Bench, s: Server) -> Sample:
     # Leave the server as the round found it, for the next PUT.
     sess.send(f"REMOVE {b.p2p_key}")
     sess.expect("SUCCESS")
-    return Sample(elapsed, sess.close())
+    return sess.close(elapsed)
 
 
 def through(what: str, fn):
@@ -559,8 +651,8 @@ def big_copy_checked(what: str):
 
     def go(b: Bench, s: Server) -> Sample:
         sample = big_copy(b, b.via(s, what))
-        held = [bool(glob.glob(str(n / "annex/objects/*/*" / b.big_key / b.big_key))) for n in b.node_repos[s.kind]]
-        want = [True] * len(held) if what == "cluster" else [True] + [False] * (len(held) - 1)
+        held = [bool(glob.glob(str(n / "annex/objects/*/*" / b.big_key / b.big_key))) for n in b.node_repos[(s.kind, what)]]
+        want = [True] * len(held) if what != "node" else [True] + [False] * (len(held) - 1)
         if held != want:
             raise Failed(f"{s.kind}: after copy --to {s.remote} the nodes hold big.bin: {held}, expected {want}")
         return sample
@@ -582,6 +674,14 @@ def scenarios(z: Sizes) -> list[Scenario]:
             Scenario(f"{label}: {big} get --from", through(what, big_get), z.big, what),
             Scenario(f"{label}: {big} drop --from", through(what, big_drop), 0, what, True),
         ]
+    # Nodes behind ssh: what the fan-out to other machines costs.
+    what, label = "sshcluster", "3 ssh nodes cluster"
+    behind += [
+        Scenario(f"{label}: {small} copy --to", through(what, small_copy), 0, what),
+        Scenario(f"{label}: {small} drop --from", through(what, small_drop), 0, what, True),
+        Scenario(f"{label}: {big} copy --to", big_copy_checked(what), z.big, what),
+        Scenario(f"{label}: {big} drop --from", through(what, big_drop), 0, what, True),
+    ]
     direct = [
         Scenario(f"{small} copy --to", small_copy, 0, "direct"),
         Scenario(f"{small} drop --from", small_drop, 0, "direct", True),
@@ -655,25 +755,11 @@ def measure_limits(b: Bench) -> dict[str, float]:
 # --------------------------------------------------------------------- report
 
 
-def med(samples: list[Sample]) -> float:
-    return statistics.median(x.seconds for x in samples)
-
-
-def peak(samples: list[Sample]) -> str:
-    vals = [x.rss_kb for x in samples if x.rss_kb]
-    return f"{max(vals) / 1024:.1f}" if vals else "–"
-
-
-def rate(nbytes: int, seconds: float) -> str:
-    return f"{nbytes / seconds / MB:.0f}" if nbytes and seconds > 0 else "–"
-
-
-def load_note() -> str:
+def loadavg() -> list[float] | None:
     try:
-        one, five, fifteen = os.getloadavg()
-        return f"load average at the end {one:.2f} / {five:.2f} / {fifteen:.2f}"
+        return [round(x, 2) for x in os.getloadavg()]
     except OSError:
-        return "load average unknown"
+        return None
 
 
 def machine() -> dict:
@@ -700,51 +786,129 @@ def machine() -> dict:
     }
 
 
-def report(b: Bench, scs: list[Scenario], started: datetime.datetime, wall: float, quick: bool) -> tuple[str, dict]:
-    m = machine()
-    rounds = b.sizes.rounds
-    lines = [
-        f"`bash scripts/bench.sh{' --quick' if quick else ''}`, {started:%Y-%m-%d %H:%M} UTC, "
-        f"{rounds} rounds (medians), {wall / 60:.1f} min in all; "
-        f"{m['nproc']} cores ({m['cpu'] or 'cpu unknown'}), {m['memory_gib']} GiB memory, "
-        f"Linux {m['kernel']}; {load_note()}.",
-        "",
-        "| scenario | real (s) | ours (s) | real/ours | real MB/s | ours MB/s | real peak RSS (MiB) | ours peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    data = {"started": started.isoformat(), "wall_seconds": wall, "quick": quick, "sizes": vars(b.sizes), "machine": m, "scenarios": [], "limits": {}}
+# Every figure of a sample, as the JSON names it.
+FIGURES = ["seconds", "user", "sys", "cpu", "written", "rss_kb", "sessions", "tail"]
+
+
+def sample_json(x: Sample) -> dict:
+    return {
+        "seconds": x.seconds,
+        "user": x.user,
+        "sys": x.sys,
+        "cpu": x.cpu,
+        "written": x.written,
+        "rss_kb": x.rss_kb,
+        "sessions": x.sessions,
+        "tail": x.tail,
+    }
+
+
+def medians(samples: list[dict]) -> dict:
+    """Each figure's median over the rounds (the peak RSS: its maximum)."""
+    out = {}
+    for f in FIGURES:
+        vals = [x[f] for x in samples if x[f] is not None]
+        out[f] = (max(vals) if f == "rss_kb" else statistics.median(vals)) if vals else None
+    return out
+
+
+def results_json(b: Bench, scs: list[Scenario], started: datetime.datetime, wall: float, argv: list[str]) -> dict:
+    """Everything the run measured, every round of every row; `render`
+    makes the tables from it alone."""
+    data = {
+        "format": 2,
+        "command": " ".join(["bash scripts/bench.sh", *argv]),
+        "started": started.isoformat(),
+        "wall_seconds": wall,
+        "sizes": vars(b.sizes),
+        "machine": machine(),
+        "loadavg_end": loadavg(),
+        "rounds": b.rounds,
+        "units": {
+            "seconds": "wall seconds of the client step (or of the timed protocol exchange)",
+            "user": "CPU seconds in user mode of every server-side process of the step",
+            "sys": "CPU seconds in the kernel of the same processes",
+            "cpu": "user + sys",
+            "written": "bytes the server-side processes dirtied for files (the kernel's write_bytes)",
+            "rss_kb": "peak RSS of the largest server-side process, KiB",
+            "sessions": "server sessions the step started",
+            "tail": "seconds the server sessions ran after the client returned (not in seconds)",
+        },
+        "scenarios": [],
+        "limits": dict(b.limits),
+    }
     for sc in scs:
         res = b.results.get(sc.name, {})
-        real, ours = res.get("real", []), res.get("ours", [])
-        if not real or not ours:
+        if not res.get("real") or not res.get("ours"):
             continue
-        mr, mo = med(real), med(ours)
-        lines.append(
-            f"| {sc.name} | {mr:.3f} | {mo:.3f} | {mr / mo:.2f} | {rate(sc.nbytes, mr)} | {rate(sc.nbytes, mo)} | {peak(real)} | {peak(ours)} |"
-        )
+        per = {kind: [sample_json(x) for x in res[kind]] for kind in ["real", "ours"]}
         data["scenarios"].append(
-            {
-                "name": sc.name,
-                "bytes": sc.nbytes,
-                "real_seconds": [x.seconds for x in real],
-                "ours_seconds": [x.seconds for x in ours],
-                "real_rss_kb": [x.rss_kb for x in real],
-                "ours_rss_kb": [x.rss_kb for x in ours],
-                "real_server_tail_seconds": [x.tail for x in real],
-                "ours_server_tail_seconds": [x.tail for x in ours],
-            }
+            {"name": sc.name, "bytes": sc.nbytes, "samples": per, "median": {k: medians(v) for k, v in per.items()}}
         )
-    lines += ["", "| this machine, same run | median |", "|---|---:|"]
-    for name, rates in b.limits.items():
-        lines.append(f"| {name} | {statistics.median(rates):.1f} |")
-        data["limits"][name] = rates
-    return "\n".join(lines) + "\n", data
+    return data
+
+
+def ratio(real, ours, floor: float = 0) -> str:
+    """real/ours; "–" when either is unknown or both are under `floor`
+    (a ratio of two noises)."""
+    if real is None or ours is None or max(real, ours) < floor:
+        return "–"
+    if ours == 0:
+        return "–" if real == 0 else "∞"
+    return f"{real / ours:.2f}"
+
+
+def render(data: dict) -> str:
+    """The markdown tables of a results JSON (the README's are this)."""
+    m = data["machine"]
+    sizes = data["sizes"]
+    rounds = sizes["rounds"]
+    ends = [r["loadavg_end"] for r in data["rounds"] if r.get("loadavg_end")]
+    load = (
+        f"load average (1 min) {min(x[0] for x in ends):.1f}-{max(x[0] for x in ends):.1f} over the rounds"
+        if ends
+        else "load average unknown"
+    )
+    started = datetime.datetime.fromisoformat(data["started"])
+    lines = [
+        f"`{data['command']}`, {started:%Y-%m-%d %H:%M} UTC, "
+        f"{rounds} rounds (medians; peak RSS: the largest), {data['wall_seconds'] / 60:.1f} min in all; "
+        f"{m['nproc']} cores ({m['cpu'] or 'cpu unknown'}), {m['memory_gib']} GiB memory, "
+        f"Linux {m['kernel']}; {load}.",
+        "",
+        "| scenario | wall real (s) | wall ours (s) | real/ours | CPU real (s) | CPU ours (s) | real/ours "
+        "| written real (MB) | written ours (MB) | real/ours | peak RSS real (MiB) | peak RSS ours (MiB) | real/ours |",
+        "|---|" + "---:|" * 12,
+    ]
+    for sc in data["scenarios"]:
+        r, o = sc["median"]["real"], sc["median"]["ours"]
+        cells = [sc["name"]]
+        # Writes under 64 KiB on both sides are a few pages of logs: no ratio.
+        for f, scale, fmt, floor in [
+            ("seconds", 1, ".3f", 0),
+            ("cpu", 1, ".3f", 0),
+            ("written", MB, ".1f", 1 << 16),
+            ("rss_kb", 1024, ".1f", 0),
+        ]:
+            rv, ov = r[f], o[f]
+            cells += [
+                "–" if rv is None else format(rv / scale, fmt),
+                "–" if ov is None else format(ov / scale, fmt),
+                ratio(rv, ov, floor),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| this machine, same run | median | rounds measured |", "|---|---:|---:|"]
+    for name, rates in data["limits"].items():
+        lines.append(f"| {name} | {statistics.median(rates):.1f} | {len(rates)} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ours-bin", required=True, help="directory with our release git-annex-shell")
-    ap.add_argument("--venv", required=True, help="venv holding the real git-annex")
+    ap.add_argument("--ours-bin", help="directory with our release git-annex-shell")
+    ap.add_argument("--venv", help="venv holding the real git-annex")
+    ap.add_argument("--reap", help="the bench-reap binary (scripts/bench-reap.c)")
+    ap.add_argument("--readme", metavar="JSON", help="print the tables of a results JSON (the README's) and exit")
     ap.add_argument("--top", default=str(Path(__file__).resolve().parent.parent), help="workspace root")
     ap.add_argument("--quick", action="store_true", help="small sizes and 3 rounds (about a minute)")
     ap.add_argument("--rounds", type=int, help="rounds (default 5, 3 with --quick)")
@@ -753,6 +917,11 @@ def main() -> int:
     ap.add_argument("--tmpdir", help="where the servers and the client go (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the servers and the client afterwards")
     args = ap.parse_args()
+    if args.readme:
+        print(render(json.loads(Path(args.readme).read_text())), end="")
+        return 0
+    if not (args.ours_bin and args.venv and args.reap):
+        ap.error("--ours-bin, --venv and --reap are needed to run (scripts/bench.sh passes them)")
     base = QUICK if args.quick else DEFAULT
     sizes = Sizes(**dict(vars(base), rounds=args.rounds or base.rounds))
     scs = scenarios(sizes)
@@ -771,7 +940,10 @@ def main() -> int:
         b.cleanup()
         return 1
     wall = time.perf_counter() - t0
-    text, data = report(b, scs, started, wall, args.quick)
+    shown = (["--quick"] if args.quick else []) + ([f"--rounds {args.rounds}"] if args.rounds else [])
+    shown += [f"--only '{args.only}'"] if args.only else []
+    data = results_json(b, scs, started, wall, shown)
+    text = render(data)
     out = Path(args.out) if args.out else b.top / "target/bench-results.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

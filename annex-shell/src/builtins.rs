@@ -71,9 +71,17 @@ impl Served {
 /// `--uuid` would really serve: the same test the session makes
 /// ([`crate::proxy::select`]), so nothing is offered that would then be
 /// refused. Unreadable logs offer nothing: configlist must still answer.
+///
+/// A repository without any remote serves nothing (no node to relay to,
+/// no cluster with a node), so its git-annex branch is not read at all:
+/// that read (ref, object store, commit and tree) is most of what a plain
+/// server's configlist would otherwise spend after starting.
 pub fn served_remotes(repo: &Repo, my_uuid: &str) -> Vec<Served> {
     use crate::proxy::Selection;
     use annex::branch::maplog::{parse_proxy_log, valid_proxies};
+    if !repo.has_remotes() {
+        return Vec::new();
+    }
     let content = match repo.branch().read_file("proxy.log") {
         Ok(c) => c.unwrap_or_default(),
         Err(_) => return Vec::new(),

@@ -161,6 +161,17 @@ impl Repo {
         }
     }
 
+    /// Whether any `[remote "<name>"]` section exists, without building
+    /// [`Repo::remotes`].
+    pub fn has_remotes(&self) -> bool {
+        let repo = self.repo.to_thread_local();
+        let snapshot = repo.config_snapshot();
+        snapshot
+            .plumbing()
+            .sections_by_name("remote")
+            .is_some_and(|mut s| s.any(|section| section.header().subsection_name().is_some()))
+    }
+
     /// Every `[remote "<name>"]` section, merged across config files.
     pub fn remotes(&self) -> Vec<RemoteConfig> {
         let repo = self.repo.to_thread_local();
