@@ -7,8 +7,8 @@ use annex::repo::Repo;
 use annex::store::RemoveOutcome;
 
 use crate::args::BuiltinCall;
+use crate::error::ShellError;
 use crate::restrict::{Policy, Refused, READONLY};
-use crate::run::ShellError;
 
 /// `configlist`: the two config lines git-annex prints, then one line for
 /// each proxied remote and cluster this repository serves (see

@@ -12,7 +12,7 @@ use crate::restrict::Policy;
 use crate::{builtins, cluster, p2pstdio};
 
 // Where builtins (and older code) look for it.
-pub use crate::error::ShellError;
+use crate::error::ShellError;
 
 /// Run git-annex-shell with argv (without argv[0]); returns the exit code.
 pub fn run(argv: &[String]) -> Result<i32, ShellError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
-use annex::p2p::{Connection, Service, MAX_PROTOCOL_VERSION};
+use annex::p2p::{Connection, Service};
 use annex::repo::Repo;
 use annex::store::{ContentLock, ObjectStore, StoreError, UploadTransfer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -84,8 +84,9 @@ impl Backend for Local {
         &self.my_uuid
     }
 
+    /// What the client offered is capped already; we speak every version.
     async fn negotiate(&mut self, offered: u32) -> u32 {
-        offered.min(MAX_PROTOCOL_VERSION)
+        offered
     }
 
     /// A repository is the end of every route: nothing to pass on.

@@ -110,11 +110,11 @@ impl Outcome {
     /// The reply in protocol `version`: `-PLUS` forms only when others
     /// are named and the version has them.
     pub fn reply(self, version: u32) -> Message {
-        match (self.ok, self.also.is_empty() || version < 2) {
+        match (self.ok, self.also.is_empty()) {
             (true, true) => Message::Success,
             (false, true) => Message::Failure,
-            (true, false) => Message::SuccessPlus(self.also),
-            (false, false) => Message::FailurePlus(self.also),
+            (true, false) => Message::SuccessPlus(self.also).fit(version),
+            (false, false) => Message::FailurePlus(self.also).fit(version),
         }
     }
 }

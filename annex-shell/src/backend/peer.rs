@@ -249,8 +249,9 @@ impl Backend for Peer {
         set.push(self.my_uuid.clone());
         set.sort();
         set.dedup();
-        if self.node_version() >= 2 {
-            self.tell(Message::Bypass(set)).await;
+        let bypass = Message::Bypass(set);
+        if bypass.known_in(self.node_version()) {
+            self.tell(bypass).await;
         }
         Ok(())
     }
@@ -285,12 +286,14 @@ impl Backend for Peer {
 
     async fn remove(&mut self, key: &Key, deadline: Option<u64>) -> Result<Outcome, BackendError> {
         let msg = match deadline {
-            // A node too old for REMOVE-BEFORE gets a plain REMOVE, as
-            // git-annex sends it.
-            Some(timestamp) if self.node_version() >= 3 => Message::RemoveBefore {
-                timestamp,
-                key: key.clone(),
-            },
+            // A node too old for REMOVE-BEFORE (which came with
+            // GETTIMESTAMP) gets a plain REMOVE, as git-annex sends it.
+            Some(timestamp) if Message::GetTimestamp.known_in(self.node_version()) => {
+                Message::RemoveBefore {
+                    timestamp,
+                    key: key.clone(),
+                }
+            }
             _ => Message::Remove(key.clone()),
         };
         let reply = self.ask(msg).await?;

@@ -51,15 +51,18 @@ use annex::transport::{Location, NodeConnection};
 use tokio::io::{AsyncRead, AsyncWrite, Empty, Sink};
 use tokio::process::Command;
 
-use super::gateway::{Flow, Gateway};
+use super::gateway::Gateway;
 use super::lag::{self, Lag};
-use crate::proxy::relay::RelayError;
+use crate::backend::{BackendError, Failure};
 use crate::restrict::Rules;
 
+/// CONNECT through the gateway: git's service on the gateway's own
+/// repository (or, to fetch, a node's); the exit code for CONNECTDONE.
 pub(super) async fn handle<R, W>(
-    gw: &mut Gateway<R, W>,
+    gw: &mut Gateway,
     service: Service,
-) -> Result<Flow, RelayError>
+    client: &mut Connection<R, W>,
+) -> Result<Option<i32>, BackendError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -69,11 +72,8 @@ where
         .iter()
         .partition(|&&i| gw.git_relay.contains(gw.pool.slots[i].name()));
     let Some(own) = gw.own else {
-        gw.send(Message::Error(
-            "the cluster gateway has no repository of its own".into(),
-        ))
-        .await?;
-        return Ok(Flow::Stop);
+        let why = "the cluster gateway has no repository of its own";
+        return Err(gw.refusal("connect", why.into()));
     };
     let order: Vec<usize> = match service {
         Service::UploadPack => std::iter::once(own)
@@ -82,19 +82,17 @@ where
         Service::ReceivePack => vec![own],
     };
     let Some(i) = first_up(&mut gw.pool, order).await else {
-        gw.send(Message::Error(
-            "no node of the cluster can be reached".into(),
-        ))
-        .await?;
-        return Ok(Flow::Stop);
+        let why = "no node of the cluster can be reached";
+        return Err(gw.refusal("connect", why.into()));
     };
     let mut commands = Commands::default();
     let status = {
-        let Gateway { client, pool, .. } = &mut *gw;
+        let pool = &mut gw.pool;
         let nc = pool.slots[i].conn().expect("chosen because it is up");
         if let Err(e) = nc.conn.write_message(&Message::Connect(service)).await {
             let why = pool.slots[i].fail(e).await;
-            return Err(RelayError::Node(why));
+            let node = pool.slots[i].name().to_owned();
+            return Err(lost(node, why));
         }
         let watch = |bytes: &[u8]| {
             if service == Service::ReceivePack {
@@ -103,9 +101,9 @@ where
         };
         match relay(client, nc, watch).await {
             Ok(s) => s,
-            Err(RelayError::Node(why)) => {
-                eprintln!("git-annex-shell: {why}");
-                return Err(RelayError::Node(why));
+            Err(BackendError::Lost(f)) => {
+                eprintln!("git-annex-shell: {f}");
+                return Err(BackendError::Lost(f));
             }
             Err(e) => return Err(e),
         }
@@ -134,10 +132,18 @@ where
         (_, s) => s,
     };
     match status {
-        Relayed::Done(code) => gw.send(Message::ConnectDone(code)).await?,
-        Relayed::NodeError(e) => gw.send(Message::Error(e)).await?,
+        Relayed::Done(code) => Ok(Some(code)),
+        Relayed::NodeError(e) => Err(gw.refusal("connect", e)),
     }
-    Ok(Flow::Stop)
+}
+
+/// The node git was connected to failed: the session cannot go on.
+fn lost(node: String, why: String) -> BackendError {
+    BackendError::Lost(Failure {
+        node,
+        what: "connect",
+        why,
+    })
 }
 
 /// The first slot of `order` whose session can be started.
@@ -170,14 +176,15 @@ async fn relay<R, W>(
     client: &mut Connection<R, W>,
     node: &mut NodeConnection,
     mut watch: impl FnMut(&[u8]),
-) -> Result<Relayed, RelayError>
+) -> Result<Relayed, BackendError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
     let name = node.name().to_owned();
-    let lost =
-        |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
+    let lost = |e: &dyn std::fmt::Display| {
+        self::lost(name.clone(), format!("{name}: connection lost ({e})"))
+    };
     let mut from_client = client.split();
     let mut from_node = node.conn.split();
     // Set while a client body is on its way, so the node's end can let
@@ -202,13 +209,11 @@ where
                 }
                 // The client gives up; so does the node, when we close it.
                 Some(Message::ConnectDone(_)) | Some(Message::Error(_)) | None => {
-                    return Err(RelayError::Client(annex::p2p::ConnError::UnexpectedEof));
+                    return Err(BackendError::Client(annex::p2p::ConnError::UnexpectedEof));
                 }
                 Some(other) => {
-                    return Err(RelayError::Node(format!(
-                        "unexpected {} during CONNECT",
-                        other.verb()
-                    )));
+                    let why = format!("unexpected {} during CONNECT", other.verb());
+                    return Err(self::lost(name.clone(), why));
                 }
             }
         }
@@ -233,13 +238,14 @@ async fn node_to_client<R, W>(
     node: &mut Connection<R, Sink>,
     client: &mut Connection<Empty, W>,
     name: &str,
-) -> Result<Relayed, RelayError>
+) -> Result<Relayed, BackendError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let lost =
-        |e: &dyn std::fmt::Display| RelayError::Node(format!("{name}: connection lost ({e})"));
+    let lost = |e: &dyn std::fmt::Display| {
+        self::lost(name.to_owned(), format!("{name}: connection lost ({e})"))
+    };
     loop {
         match node.read_message().await {
             Ok(Some(Message::Data(len))) => node

@@ -1,29 +1,28 @@
-//! One client's session with a cluster (spec §7.3): the client speaks to
-//! the cluster's UUID as to one repository; each request is answered by
-//! asking the nodes — one of them (GET), those that should get the key
-//! (PUT), or all (REMOVE) — and the answer names the nodes that now hold
-//! or no longer hold the key, so the client's location log stays true.
+//! A cluster as one back-end (spec §7.3): the client speaks to the
+//! cluster's UUID as to one repository, through the one session loop;
+//! each request is answered by asking the nodes — one of them (GET),
+//! those that should get the key (PUT), or all (REMOVE) — and the answer
+//! names the nodes that now hold or no longer hold the key, so the
+//! client's location log stays true.
 //!
 //! The gateway's own location log learns the same, in its own git-annex
 //! branch, committed when the session ends. The cluster UUID itself is
 //! never logged: a key is in the cluster exactly when it is on a node.
+//! The gateway's own repository is one of the slots; like every node on
+//! this machine it is served in-process for transfers and removals (git's
+//! CONNECT goes through a child).
 
 use std::collections::BTreeSet;
 
 use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
-use annex::p2p::{ConnError, Connection, Message, MAX_PROTOCOL_VERSION};
-use annex::store::ObjectStore;
+use annex::p2p::{Connection, Message, Service};
+use annex::store::{ObjectStore, UploadTransfer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::pool::{fan_out, Pool};
-use crate::proxy::relay::{fit, RelayError};
-use crate::restrict::Rules;
-
-pub(super) enum Flow {
-    Continue,
-    Stop,
-}
+use super::put::Put;
+use crate::backend::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing};
 
 /// What the gateway knows about the placement of keys: which nodes want
 /// a key (preferred content), and whether the gateway itself does.
@@ -47,17 +46,33 @@ pub trait Placement: Send {
     }
 }
 
-pub struct Gateway<R, W> {
-    pub(super) client: Connection<R, W>,
+/// Builds the nodes' pool from the session's version and BYPASS set (our
+/// own UUID included); returns the slots and which one is the gateway's
+/// own repository.
+pub type MakePool = Box<dyn FnOnce(u32, BTreeSet<String>) -> (Pool, Option<usize>) + Send>;
+
+/// Who answers the client's verdict after a GET.
+pub(super) enum Serving {
+    /// An in-process node: its upload record ends with the verdict.
+    Local(Option<UploadTransfer>),
+    /// The node at this slot, which is told the verdict.
+    Node(usize),
+}
+
+pub struct Gateway {
+    cluster_uuid: String,
+    my_uuid: String,
+    /// Until the pool is built (at BYPASS, or at the first request of a
+    /// client too old to send one).
+    make_pool: Option<MakePool>,
     pub(super) pool: Pool,
-    /// Index of the slot that is the gateway's own repository, served by
-    /// a child of ours like any node.
+    /// Index of the slot that is the gateway's own repository.
     pub(super) own: Option<usize>,
     pub(super) store: ObjectStore,
     pub(super) branch: Branch,
     pub(super) placement: Box<dyn Placement>,
-    pub(super) rules: Rules,
-    /// The nodes git (CONNECT) may go on to (see [`Rules::relays_git_to`]).
+    /// The nodes git (CONNECT) may go on to (see
+    /// [`crate::restrict::Rules::relays_git_to`]).
     pub(super) git_relay: BTreeSet<String>,
     pub(super) version: u32,
     pub(super) jobs: usize,
@@ -65,6 +80,10 @@ pub struct Gateway<R, W> {
     /// REMOVE-BEFORE deadlines into each node's clock.
     pub(super) our_timestamp: Option<u64>,
     pub(super) journalled: bool,
+    /// The PUT under way, between `store_begin` and `store_end`.
+    pub(super) put: Option<Put>,
+    /// The GET under way, between `retrieve` and `retrieved`.
+    pub(super) serving: Option<Serving>,
 }
 
 pub struct Setup {
@@ -73,156 +92,50 @@ pub struct Setup {
     pub store: ObjectStore,
     pub branch: Branch,
     pub placement: Box<dyn Placement>,
-    pub rules: Rules,
     /// Names of the remotes git may be relayed to.
     pub git_relay: BTreeSet<String>,
     pub jobs: usize,
 }
 
-impl<R, W> Gateway<R, W>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
-    /// Greet the client, agree on the version and take its BYPASS set,
-    /// then serve it. `make_pool` gets the version and BYPASS set, and
-    /// returns the nodes (and which of them is the gateway itself).
-    pub async fn serve(
-        mut client: Connection<R, W>,
-        setup: Setup,
-        make_pool: impl FnOnce(u32, BTreeSet<String>) -> (Pool, Option<usize>),
-    ) -> Result<(), RelayError> {
-        client
-            .write_message(&Message::AuthSuccess(setup.cluster_uuid.clone()))
-            .await?;
-        let mut pending = None;
-        let version = match client.read_message().await {
-            Ok(None) => return Ok(()),
-            Ok(Some(Message::Version(v))) => {
-                let v = v.min(MAX_PROTOCOL_VERSION);
-                // Answered at once: nodes are only started when needed.
-                client.write_message(&Message::Version(v)).await?;
-                v
-            }
-            Ok(Some(other)) => {
-                pending = Some(Ok(other));
-                0
-            }
-            Err(e) if e.is_recoverable() => {
-                pending = Some(Err(e));
-                0
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut bypass = BTreeSet::new();
-        if version >= 2 && pending.is_none() {
-            match client.read_message().await {
-                Ok(None) => return Ok(()),
-                Ok(Some(Message::Bypass(us))) => bypass.extend(us),
-                Ok(Some(other)) => pending = Some(Ok(other)),
-                Err(e) if e.is_recoverable() => pending = Some(Err(e)),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        bypass.insert(setup.my_uuid.clone());
-        let (pool, own) = make_pool(version, bypass);
-        let mut gw = Gateway {
-            client,
-            pool,
-            own,
+impl Gateway {
+    pub fn new(setup: Setup, make_pool: MakePool) -> Gateway {
+        Gateway {
+            pool: Pool::empty(setup.my_uuid.clone()),
+            cluster_uuid: setup.cluster_uuid,
+            my_uuid: setup.my_uuid,
+            make_pool: Some(make_pool),
+            own: None,
             store: setup.store,
             branch: setup.branch,
             placement: setup.placement,
-            rules: setup.rules,
             git_relay: setup.git_relay,
-            version,
+            version: 0,
             jobs: setup.jobs,
             our_timestamp: None,
             journalled: false,
-        };
-        let result = gw.run(pending).await;
-        gw.pool.close().await;
-        if gw.journalled || gw.branch.journal_dirty() {
-            if let Err(e) = gw.branch.commit() {
-                eprintln!("git-annex-shell: committing the git-annex branch: {e}");
-            }
-        }
-        result
-    }
-
-    async fn run(
-        &mut self,
-        mut pending: Option<Result<Message, ConnError>>,
-    ) -> Result<(), RelayError> {
-        loop {
-            let msg = match pending.take() {
-                Some(m) => m,
-                None => match self.client.read_message().await {
-                    Ok(None) => return Ok(()),
-                    Ok(Some(m)) => Ok(m),
-                    Err(e) => Err(e),
-                },
-            };
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) if e.is_recoverable() => {
-                    self.send(Message::Error("unknown command".into())).await?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if let Flow::Stop = self.dispatch(msg).await? {
-                return Ok(());
-            }
+            put: None,
+            serving: None,
         }
     }
 
-    async fn dispatch(&mut self, msg: Message) -> Result<Flow, RelayError> {
-        if let Err(refusal) = self.rules.admit(&msg) {
-            let ends = refusal.ends_session;
-            self.send(refusal.into()).await?;
-            return Ok(if ends { Flow::Stop } else { Flow::Continue });
+    /// The nodes, reached lazily: building the pool starts no node.
+    fn build_pool(&mut self, bypass: impl IntoIterator<Item = String>) {
+        if let Some(make) = self.make_pool.take() {
+            let mut set: BTreeSet<String> = bypass.into_iter().collect();
+            set.insert(self.my_uuid.clone());
+            let (pool, own) = make(self.version, set);
+            self.pool = pool;
+            self.own = own;
         }
-        match msg {
-            Message::CheckPresent(key) => {
-                let present = self.in_cluster(&key);
-                self.send(if present {
-                    Message::Success
-                } else {
-                    Message::Failure
-                })
-                .await?;
-            }
-            // Clients lock content on individual nodes, which they reach
-            // as proxied remotes; a lock on "the cluster" would promise a
-            // copy no single node guarantees.
-            Message::LockContent(_) => self.send(Message::Failure).await?,
-            Message::GetTimestamp => self.get_timestamp().await?,
-            Message::Remove(key) => self.remove(key, None).await?,
-            Message::RemoveBefore { timestamp, key } => self.remove(key, Some(timestamp)).await?,
-            Message::Get { offset, file, key } => self.get(offset, file, key).await?,
-            Message::Put { file, key } => self.put(file, key).await?,
-            // Only the first message of a session may carry BYPASS.
-            Message::Bypass(_) => {}
-            Message::Connect(service) => return super::connect::handle(self, service).await,
-            Message::NotifyChange => {
-                self.send(Message::Error(
-                    "change notification is not available through a cluster".into(),
-                ))
-                .await?;
-            }
-            Message::Error(_) => return Ok(Flow::Stop),
-            _ => {
-                self.send(Message::Error("unexpected command".into()))
-                    .await?
-            }
-        }
-        Ok(Flow::Continue)
     }
 
-    pub(super) async fn send(&mut self, msg: Message) -> Result<(), RelayError> {
-        self.client.write_message(&fit(msg, self.version)).await?;
-        Ok(())
+    /// A failure of this request, named after the cluster.
+    pub(super) fn refusal(&self, what: &'static str, why: String) -> BackendError {
+        BackendError::Refused(Failure {
+            node: self.cluster_uuid.clone(),
+            what,
+            why,
+        })
     }
 
     /// UUIDs the gateway's location log says have the key.
@@ -247,13 +160,18 @@ where
 
     /// Several nodes each have their own clock: we answer with ours and
     /// remember each node's, to translate a later REMOVE-BEFORE.
-    async fn get_timestamp(&mut self) -> Result<(), RelayError> {
+    async fn get_timestamp(&mut self) -> Result<u64, BackendError> {
+        if !Message::GetTimestamp.known_in(self.version) {
+            let answer = Message::Timestamp(0).verb();
+            let why = format!("{answer} is not in protocol version {}", self.version);
+            return Err(self.refusal("timestamp", why));
+        }
         // Local nodes are served in-process: their clock is ours.
         let all: Vec<usize> = (0..self.pool.len())
             .filter(|&i| self.pool.slots[i].local.is_none())
             .collect();
         self.pool.ensure(&all, self.jobs).await;
-        fan_out(&mut self.pool.slots, None, |_, slot| async move {
+        fan_out(&mut self.pool.slots, Some(&all), |_, slot| async move {
             let answer = match slot.conn() {
                 Some(nc) => nc.exchange(&Message::GetTimestamp).await,
                 None => return,
@@ -270,7 +188,7 @@ where
         .await;
         let now = annex::clock::monotonic_seconds();
         self.our_timestamp = Some(now);
-        self.send(Message::Timestamp(now)).await
+        Ok(now)
     }
 
     /// Journal, in our own branch, what the nodes told us happened.
@@ -289,5 +207,139 @@ where
                 Err(e) => eprintln!("git-annex-shell: recording {key} for {u}: {e}"),
             }
         }
+    }
+}
+
+impl Backend for Gateway {
+    fn uuid(&self) -> &str {
+        &self.cluster_uuid
+    }
+
+    /// Answered at once: nodes are only started when needed.
+    async fn negotiate(&mut self, offered: u32) -> u32 {
+        self.version = offered;
+        offered
+    }
+
+    /// Only the first message of a session may carry BYPASS; a later one
+    /// changes nothing.
+    async fn bypass(&mut self, set: Vec<String>) -> Result<(), BackendError> {
+        self.build_pool(set);
+        Ok(())
+    }
+
+    async fn check_present(&mut self, key: &Key) -> Result<bool, BackendError> {
+        self.build_pool([]);
+        Ok(self.in_cluster(key))
+    }
+
+    /// Clients lock content on individual nodes, which they reach as
+    /// proxied remotes; a lock on "the cluster" would promise a copy no
+    /// single node guarantees.
+    async fn lock(&mut self, _key: &Key) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    async fn unlock(&mut self) {}
+
+    async fn remove(&mut self, key: &Key, deadline: Option<u64>) -> Result<Outcome, BackendError> {
+        self.build_pool([]);
+        Ok(self.remove_everywhere(key, deadline).await)
+    }
+
+    async fn timestamp(&mut self) -> Result<u64, BackendError> {
+        self.build_pool([]);
+        self.get_timestamp().await
+    }
+
+    async fn retrieve<R, W>(
+        &mut self,
+        key: &Key,
+        offset: u64,
+        file: Option<&str>,
+        client: &mut Connection<R, W>,
+    ) -> Result<bool, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.build_pool([]);
+        self.get(offset, file, key, client).await
+    }
+
+    async fn retrieved(&mut self, verdict: Option<bool>) {
+        match self.serving.take() {
+            Some(Serving::Local(Some(upload))) => upload.finish(verdict == Some(true)),
+            Some(Serving::Node(i)) => {
+                let Some(ok) = verdict else { return };
+                let slot = &mut self.pool.slots[i];
+                if let Some(nc) = slot.conn() {
+                    let word = crate::session::success(ok);
+                    if let Err(e) = nc.conn.write_message(&word).await {
+                        slot.fail(e).await;
+                    }
+                }
+            }
+            Some(Serving::Local(None)) | None => {}
+        }
+    }
+
+    async fn store_begin(
+        &mut self,
+        key: &Key,
+        file: Option<&str>,
+    ) -> Result<Storing, BackendError> {
+        self.build_pool([]);
+        Ok(self.offer(key, file).await)
+    }
+
+    async fn store_body<R, W>(
+        &mut self,
+        len: u64,
+        client: &mut Connection<R, W>,
+    ) -> Result<(), BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.take_body(len, client).await
+    }
+
+    async fn store_end(&mut self, end: StoreEnd) -> Result<Outcome, BackendError> {
+        Ok(self.conclude(end).await)
+    }
+
+    async fn changed_refs(&mut self) -> Result<Vec<String>, BackendError> {
+        let why = "change notification is not available through a cluster";
+        Err(self.refusal("notifychange", why.into()))
+    }
+
+    async fn git_service<R, W>(
+        &mut self,
+        service: Service,
+        client: &mut Connection<R, W>,
+    ) -> Result<Option<i32>, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.build_pool([]);
+        super::connect::handle(self, service, client).await
+    }
+
+    /// Close the nodes' sessions, drop what a PUT cut short left (kept for
+    /// a resume), and commit what the nodes told us.
+    async fn finish(&mut self) -> Result<(), BackendError> {
+        if let Some(put) = self.put.take() {
+            put.abandon();
+        }
+        self.pool.close().await;
+        if self.journalled || self.branch.journal_dirty() {
+            self.journalled = false;
+            if let Err(e) = self.branch.commit() {
+                eprintln!("git-annex-shell: committing the git-annex branch: {e}");
+            }
+        }
+        Ok(())
     }
 }

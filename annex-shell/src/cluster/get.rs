@@ -5,40 +5,42 @@
 //! it with a new GET, which may well go to another node).
 
 use annex::key::Key;
-use annex::p2p::{ConnError, Message};
+use annex::p2p::{ConnError, Connection, Message};
 use std::io::{Seek, SeekFrom};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::gateway::Gateway;
+use super::gateway::{Gateway, Serving};
 use super::policy;
 use super::put::{describe, join_reasons};
-use crate::backend::{same_file, send_body, BackendError};
-use crate::proxy::relay::RelayError;
-use crate::proxy::{client_verdict, node_validity};
+use crate::backend::peer::{node_validity, relay_body};
+use crate::backend::{same_file, send_body, BackendError, Failure};
 
-impl<R, W> Gateway<R, W>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
-    pub(super) async fn get(
+impl Gateway {
+    /// The content from `offset` as one DATA to `client`; whether what
+    /// was sent is intact.
+    pub(super) async fn get<R, W>(
         &mut self,
         offset: u64,
-        file: Option<String>,
-        key: Key,
-    ) -> Result<(), RelayError> {
+        file: Option<&str>,
+        key: &Key,
+        client: &mut Connection<R, W>,
+    ) -> Result<bool, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
         let msg = Message::Get {
             offset,
-            file,
+            file: file.map(str::to_owned),
             key: key.clone(),
         };
         let mut reasons = Vec::new();
-        for i in self.get_order(&key) {
+        for i in self.get_order(key) {
             if self.pool.slots[i].local.is_some() {
-                match self.get_local(i, offset, msg_file(&msg), &key).await? {
-                    None => return Ok(()),
-                    Some(why) => {
+                match self.get_local(i, offset, file, key, client).await? {
+                    Ok(valid) => return Ok(valid),
+                    Err(why) => {
                         reasons.push(why);
                         continue;
                     }
@@ -54,9 +56,9 @@ where
                 // git-annex-shell's way of saying it lacks the key: an
                 // empty body, then INVALID. Nothing reached the client
                 // yet, so the next node can be asked.
-                Ok(Message::Data(0)) if expects_bytes(&key, offset) => {
+                Ok(Message::Data(0)) if expects_bytes(key, offset) => {
                     let turned_down = async {
-                        if nc.version >= 1 {
+                        if Message::Invalid.known_in(nc.version) {
                             nc.reply().await?;
                         }
                         nc.conn.write_message(&Message::Failure).await
@@ -77,64 +79,64 @@ where
                     continue;
                 }
             };
-            return self.relay_get(i, len).await;
+            return self.relay_get(i, len, client).await;
         }
         let why = join_reasons(&reasons, "no node of the cluster has it");
-        self.send(Message::Error(format!("cannot get {key}: {why}")))
-            .await
+        Err(self.refusal("get", format!("cannot get {key}: {why}")))
     }
 
-    /// GET from a node on this machine, read in-process. `Some(reason)`
-    /// when it lacks the key (nothing was sent: the next node is asked).
-    async fn get_local(
+    /// GET from a node on this machine, read in-process: whether what was
+    /// sent is intact, or why the node lacks the key (nothing was sent:
+    /// the next node is asked).
+    async fn get_local<R, W>(
         &mut self,
         i: usize,
         offset: u64,
         file: Option<&str>,
         key: &Key,
-    ) -> Result<Option<String>, RelayError> {
+        client: &mut Connection<R, W>,
+    ) -> Result<Result<bool, String>, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
         let to = self.pool.my_uuid().to_owned();
         let slot = &self.pool.slots[i];
         let Some(local) = &slot.local else {
-            return Ok(Some(format!("{}: not local", slot.name())));
+            return Ok(Err(format!("{}: not local", slot.name())));
         };
         let (mut content, size) = match local.store.open_content(key) {
             Ok(Some(c)) => c,
-            Ok(None) => return Ok(Some(format!("{}: does not have it", slot.name()))),
-            Err(e) => return Ok(Some(format!("{}: {e}", slot.name()))),
+            Ok(None) => return Ok(Err(format!("{}: does not have it", slot.name()))),
+            Err(e) => return Ok(Err(format!("{}: {e}", slot.name()))),
         };
-        let failed = |e: std::io::Error| RelayError::Node(format!("{}: {e}", slot.name()));
-        let before = content.metadata().map_err(failed)?;
+        let name = slot.name().to_owned();
+        let failed = |e: &dyn std::fmt::Display| {
+            BackendError::Lost(Failure {
+                node: name.clone(),
+                what: "get",
+                why: format!("{name}: {e}"),
+            })
+        };
+        let before = content.metadata().map_err(|e| failed(&e))?;
         let len = size.saturating_sub(offset);
         content
             .seek(SeekFrom::Start(offset.min(size)))
-            .map_err(failed)?;
-        let probe = content.try_clone().map_err(failed)?;
+            .map_err(|e| failed(&e))?;
+        let probe = content.try_clone().map_err(|e| failed(&e))?;
         let upload = local.store.begin_upload(key, &to, file).ok();
-        let name = slot.name().to_owned();
-        if let Err(e) = send_body(&mut self.client, len, content).await {
+        if let Err(e) = send_body(client, len, content).await {
             return Err(match e {
-                BackendError::Client(c) => RelayError::Client(c),
-                other => RelayError::Node(format!("{name}: {other}")),
+                e @ BackendError::Client(_) => e,
+                other => failed(&other),
             });
         }
         let valid = probe
             .metadata()
             .map(|after| same_file(&before, &after))
             .unwrap_or(false);
-        if self.version >= 1 {
-            self.send(if valid {
-                Message::Valid
-            } else {
-                Message::Invalid
-            })
-            .await?;
-        }
-        let verdict = client_verdict(&mut self.client).await?;
-        if let Some(u) = upload {
-            u.finish(verdict == Some(Message::Success));
-        }
-        Ok(None)
+        self.serving = Some(Serving::Local(upload));
+        Ok(Ok(valid))
     }
 
     /// The gateway's own copy first; then the nodes the location log
@@ -163,44 +165,46 @@ where
         order
     }
 
-    /// The node's DATA streams through to the client, then its validity,
-    /// then the client's verdict goes back to the node.
-    async fn relay_get(&mut self, i: usize, len: u64) -> Result<(), RelayError> {
+    /// The node's DATA streams through to the client; then its
+    /// validity, which the session passes on. The client's verdict goes
+    /// back to the node (see `retrieved`).
+    async fn relay_get<R, W>(
+        &mut self,
+        i: usize,
+        len: u64,
+        client: &mut Connection<R, W>,
+    ) -> Result<bool, BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
         let version = self.version;
         let slot = &mut self.pool.slots[i];
         let Some(nc) = slot.conn() else {
-            return Ok(());
+            return Ok(false);
         };
-        if let Err(e) = crate::proxy::relay_body(nc, len, &mut self.client).await {
+        if let Err(e) = relay_body(nc, len, client).await {
             return Err(match e {
-                ConnError::Relay(inner) => RelayError::Client(*inner),
-                e => RelayError::Node(slot.fail(e).await),
+                ConnError::Relay(inner) => BackendError::Client(*inner),
+                e => {
+                    let why = slot.fail(e).await;
+                    BackendError::Lost(Failure {
+                        node: slot.name().to_owned(),
+                        what: "get",
+                        why,
+                    })
+                }
             });
         }
-        if version >= 1 {
-            let (validity, failed) = node_validity(slot.conn()).await;
-            if let Some(e) = failed {
-                slot.fail(e).await;
-            }
-            self.send(validity).await?;
+        self.serving = Some(Serving::Node(i));
+        if !Message::Valid.known_in(version) {
+            return Ok(true);
         }
-        let Some(verdict) = client_verdict(&mut self.client).await? else {
-            return Ok(());
-        };
-        let slot = &mut self.pool.slots[i];
-        if let Some(nc) = slot.conn() {
-            if let Err(e) = nc.conn.write_message(&verdict).await {
-                slot.fail(e).await;
-            }
+        let (validity, failed) = node_validity(slot.conn()).await;
+        if let Some(e) = failed {
+            slot.fail(e).await;
         }
-        Ok(())
-    }
-}
-
-fn msg_file(msg: &Message) -> Option<&str> {
-    match msg {
-        Message::Get { file, .. } => file.as_deref(),
-        _ => None,
+        Ok(validity == Message::Valid)
     }
 }
 

@@ -2,10 +2,12 @@
 //! repository is a gateway for gets one session that speaks for all the
 //! cluster's nodes.
 //!
-//! [`policy`] decides which nodes a request goes to; [`pool`] holds the
-//! node connections; [`gateway`] runs the session, with the fan-out PUT
-//! in [`put`], GET with fail-over in [`get`], REMOVE from every node
-//! in [`remove`] and git's fetch and push in [`connect`].
+//! The session is the one session loop ([`crate::session`]) over a
+//! [`gateway::Gateway`], the cluster as a back-end. [`policy`] decides
+//! which nodes a request goes to; [`pool`] holds the node connections and
+//! the one fan-out; the gateway's verbs are the fan-out PUT in [`put`]
+//! (in-process nodes in [`local`]), GET with fail-over in [`get`], REMOVE
+//! from every node in [`remove`] and git's fetch and push in [`connect`].
 
 mod connect;
 pub mod gateway;
@@ -28,9 +30,10 @@ use annex::p2p::Connection;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::args::BuiltinCall;
+use crate::backend::{BackendError, Failure};
 use crate::error::ShellError;
-use crate::proxy::relay::RelayError;
 use crate::restrict::{Policy, Rules};
+use crate::session::{ServeError, Session};
 use gateway::{Gateway, Placement, Setup};
 use pool::{Pool, Slot};
 
@@ -51,7 +54,8 @@ pub fn run(
     match result {
         Ok(()) => Ok(0),
         Err(e) if e.is_hangup() => Ok(0),
-        Err(RelayError::Node(_)) => Ok(1),
+        // Said on stderr when the node was lost; once is enough.
+        Err(ServeError::Backend(BackendError::Lost(_))) => Ok(1),
         Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
     }
 }
@@ -63,14 +67,18 @@ pub async fn gateway_session<R, W>(
     repo: Repo,
     cluster_uuid: String,
     rules: Rules,
-) -> Result<(), RelayError>
+) -> Result<(), ServeError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let my_uuid = repo
-        .uuid()
-        .ok_or_else(|| RelayError::Node("not a git-annex repository".into()))?;
+    let my_uuid = repo.uuid().ok_or_else(|| {
+        ServeError::Backend(BackendError::Lost(Failure {
+            node: cluster_uuid.clone(),
+            what: "serve",
+            why: "not a git-annex repository".into(),
+        }))
+    })?;
     // What clients pushed (synced/git-annex) is merged first, as git-annex
     // does on its first read of the branch: their preferred content and
     // groups decide where keys go.
@@ -91,17 +99,14 @@ where
             .map(|r| r.name)
             .filter(|name| rules.relays_git_to(&repo, name))
             .collect(),
-        rules,
         jobs: repo.jobs(),
     };
-    let make_pool = |version, bypass: BTreeSet<String>| {
+    let make_pool = move |version, bypass: BTreeSet<String>| {
         let (nodes, own) = node_slots(&repo, &cluster_uuid, &my_uuid, &bypass);
-        (
-            Pool::new(nodes, my_uuid.clone(), version, bypass, opts),
-            own,
-        )
+        (Pool::new(nodes, my_uuid, version, bypass, opts), own)
     };
-    Gateway::serve(conn, setup, make_pool).await
+    let gateway = Gateway::new(setup, Box::new(make_pool));
+    Session::new(conn, gateway, rules).run().await
 }
 
 /// The cluster's nodes as the gateway reaches them, then the gateway's

@@ -24,10 +24,10 @@ pub struct Slot {
     pub state: State,
     /// The node's GETTIMESTAMP answer, for translating REMOVE-BEFORE.
     pub timestamp: Option<u64>,
-    /// A node on this machine that our own shell would serve: uploads to
-    /// it and downloads from it are done in-process (no child, no pipe,
-    /// one hash for all such nodes); other requests still go through a
-    /// child.
+    /// A node on this machine that our own shell would serve: uploads,
+    /// downloads and removals are done in-process (no child, no pipe, one
+    /// hash for all such nodes), GETTIMESTAMP skips it (its clock is
+    /// ours); only git's CONNECT goes through a child.
     pub local: Option<Local>,
 }
 
@@ -212,6 +212,13 @@ impl Pool {
         }
     }
 
+    /// No nodes yet: the gateway's pool before the session's BYPASS set
+    /// is known (the options are never used to start a node).
+    pub fn empty(my_uuid: String) -> Pool {
+        let opts = ConnectOptions::new(std::path::PathBuf::new());
+        Pool::new(Vec::new(), my_uuid, 0, BTreeSet::new(), opts)
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }
@@ -287,7 +294,7 @@ async fn open(
 ) {
     slot.state = match connect(&slot.remote, my_uuid, version, opts).await {
         Ok(mut nc) => {
-            let told = if nc.version >= 2 {
+            let told = if Message::Bypass(Vec::new()).known_in(nc.version) {
                 let list = bypass.iter().cloned().collect();
                 nc.conn.write_message(&Message::Bypass(list)).await
             } else {

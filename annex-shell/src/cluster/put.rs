@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use annex::branch::LogStatus;
 use annex::key::Key;
 use annex::p2p::connection::DataWriter;
-use annex::p2p::{ConnError, Message};
+use annex::p2p::{ConnError, Connection, Message};
+use annex::store::{Incoming, VerifyMode};
 use annex::transport::{BoxRead, BoxWrite};
 use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,7 +23,7 @@ use super::gateway::Gateway;
 use super::local::{self, LocalOffer, Sinks};
 use super::policy;
 use super::pool::{fan_out, Slot};
-use crate::proxy::relay::{read_validity, RelayError};
+use crate::backend::{BackendError, Outcome, StoreEnd, Storing};
 
 /// How one node answered its PUT.
 enum Offer {
@@ -35,26 +36,63 @@ enum Offer {
     No(String),
 }
 
-impl<R, W> Gateway<R, W>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
-    pub(super) async fn put(&mut self, file: Option<String>, key: Key) -> Result<(), RelayError> {
-        let targets = self.put_targets(&key, file.as_deref());
+/// A PUT between the offers and the outcome.
+pub(super) enum Put {
+    /// No node can store the key: it fails alone (see
+    /// [`Gateway::refuse`]).
+    Refused,
+    Going(Box<Going>),
+}
+
+pub(super) struct Going {
+    key: Key,
+    /// The offset the client was asked from.
+    start: u64,
+    holding: BTreeSet<String>,
+    reasons: Vec<String>,
+    /// The nodes reached through a connection, each with its offset.
+    receiving: Vec<(usize, u64)>,
+    /// The in-process nodes' uploads, until the body comes.
+    incoming: BTreeMap<usize, Box<Incoming>>,
+    /// After the body: the in-process uploads, and the nodes whose
+    /// connection failed while it was sent.
+    sent: Option<(Sinks, Vec<(usize, ConnError)>)>,
+}
+
+impl Put {
+    /// The client never finished: partial files stay for a resume, as a
+    /// node's server keeps them.
+    pub(super) fn abandon(self) {
+        if let Put::Going(g) = self {
+            match g.sent {
+                Some((sinks, _)) => sinks.abandon(),
+                None => Sinks::new(&g.key, g.start, g.incoming).abandon(),
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Ask every node that should get the key; the client is asked from
+    /// the smallest offset a node wants.
+    pub(super) async fn offer(&mut self, key: &Key, file: Option<&str>) -> Storing {
+        if let Some(put) = self.put.take() {
+            put.abandon();
+        }
+        let targets = self.put_targets(key, file);
         let (in_process, remote): (Vec<usize>, Vec<usize>) = targets
             .iter()
             .partition(|&&i| self.pool.slots[i].local.is_some());
         self.pool.ensure(&remote, self.jobs).await;
         let msg = Message::Put {
-            file: file.clone(),
+            file: file.map(str::to_owned),
             key: key.clone(),
         };
         let mut offers = ask(&mut self.pool.slots, &remote, &msg).await;
         let mut incoming = BTreeMap::new();
         for i in in_process {
             let to = self.pool.my_uuid().to_owned();
-            let offer = match local::offer(&self.pool.slots[i], &key, file.as_deref(), &to) {
+            let offer = match local::offer(&self.pool.slots[i], key, file, &to) {
                 LocalOffer::Has => Offer::Has(Vec::new()),
                 LocalOffer::From(inc) => {
                     let o = inc.offset();
@@ -84,53 +122,114 @@ where
         if receiving.is_empty() {
             if holding.is_empty() {
                 if reasons.is_empty() {
-                    reasons = self.no_room(&key);
+                    reasons = self.no_room(key);
                 }
                 let why = join_reasons(&reasons, "no node has room for it");
-                return self.refuse(&key, &why).await;
+                return self.refuse(key, &why);
             }
-            self.record(&key, &holding, LogStatus::Present);
-            return self
-                .send(Message::AlreadyHavePlus(holding.into_iter().collect()))
-                .await;
+            self.record(key, &holding, LogStatus::Present);
+            return Storing::AlreadyHave(holding.into_iter().collect());
         }
         let start = receiving.iter().map(|&(_, o)| o).min().unwrap_or(0);
-        self.send(Message::PutFrom(start)).await?;
+        receiving.retain(|(i, _)| !incoming.contains_key(i));
+        self.put = Some(Put::Going(Box::new(Going {
+            key: key.clone(),
+            start,
+            holding,
+            reasons,
+            receiving,
+            incoming,
+            sent: None,
+        })));
+        Storing::From(start)
+    }
 
-        let next = match self.client.read_message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Err(RelayError::Client(ConnError::UnexpectedEof)),
-            Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
-            Err(e) => return Err(e.into()),
+    /// Fail this key alone. An ERROR answer to PUT would end the session:
+    /// git-annex's client answers it with an ERROR of its own, after which
+    /// a server gives up, and the next file meets a dead connection. So the
+    /// PUT is accepted from the key's end (`PUT-FROM <size>`: the client
+    /// sends `DATA 0`, no byte of content) and answered FAILURE, which the
+    /// client takes as "this key failed" and goes on. Without a size in
+    /// the key, the body is read and dropped. The reason goes to stderr,
+    /// which ssh carries to the user's terminal.
+    fn refuse(&mut self, key: &Key, why: &str) -> Storing {
+        eprintln!("git-annex-shell: {key}: no node can store it: {why}");
+        self.put = Some(Put::Refused);
+        Storing::From(key.size().unwrap_or(0))
+    }
+
+    /// The client's `DATA len`, read once: to the in-process nodes'
+    /// files and down every receiving node's connection. A refused PUT's
+    /// body is read and dropped.
+    pub(super) async fn take_body<R, W>(
+        &mut self,
+        len: u64,
+        client: &mut Connection<R, W>,
+    ) -> Result<(), BackendError>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let Some(Put::Going(going)) = self.put.as_mut() else {
+            let mut body = client.data_body(len);
+            while body.next_chunk().await?.is_some() {}
+            return Ok(());
         };
-        let remote_receiving: Vec<(usize, u64)> = receiving
-            .iter()
-            .copied()
-            .filter(|(i, _)| !incoming.contains_key(i))
-            .collect();
-        let results = match next {
-            Message::Data(len) => {
-                let mut sinks = Sinks::new(&key, start, incoming);
-                sinks.expect_end(start.saturating_add(len));
-                self.fan_out(start, len, &remote_receiving, sinks).await?
+        let incoming = std::mem::take(&mut going.incoming);
+        let mut sinks = Sinks::new(&going.key, going.start, incoming);
+        sinks.expect_end(going.start.saturating_add(len));
+        let (start, receiving) = (going.start, going.receiving.clone());
+        let failures = stream(
+            &mut self.pool.slots,
+            start,
+            len,
+            &receiving,
+            &mut sinks,
+            client,
+        )
+        .await?;
+        if let Some(Put::Going(going)) = self.put.as_mut() {
+            going.sent = Some((sinks, failures));
+        }
+        Ok(())
+    }
+
+    /// The nodes' answers once the client said how the PUT ends; the
+    /// outcome names exactly the nodes that then hold the key.
+    pub(super) async fn conclude(&mut self, end: StoreEnd) -> Outcome {
+        let Some(Put::Going(going)) = self.put.take() else {
+            return Outcome::plain(false);
+        };
+        let Going {
+            key,
+            start,
+            mut holding,
+            mut reasons,
+            receiving,
+            incoming,
+            sent,
+        } = *going;
+        let results = match (end, sent) {
+            (StoreEnd::Body(mode), Some((sinks, failures))) => {
+                self.verdicts(mode, &receiving, sinks, failures).await
             }
-            Message::DataPresent => {
-                let idx: Vec<usize> = remote_receiving.iter().map(|&(i, _)| i).collect();
+            (StoreEnd::Present, None) => {
+                let idx: Vec<usize> = receiving.iter().map(|&(i, _)| i).collect();
                 let mut r = collect(&mut self.pool.slots, &idx, Some(&Message::DataPresent)).await;
                 r.extend(local::data_present(incoming, &key, &mut self.pool.slots));
                 r
             }
-            // The client could not send after all; neither side answers.
-            e @ Message::Error(_) => {
+            (StoreEnd::Abandon(why), None) => {
+                // The client could not send after all: the nodes hear it too.
                 Sinks::new(&key, start, incoming).abandon();
-                tell(&mut self.pool.slots, &remote_receiving, &e).await;
-                return Ok(());
+                tell(&mut self.pool.slots, &receiving, &Message::Error(why)).await;
+                return Outcome::plain(false);
             }
-            _ => {
-                Sinks::new(&key, start, incoming).abandon();
-                let e = Message::Error("expected DATA".into());
-                tell(&mut self.pool.slots, &remote_receiving, &e).await;
-                return self.send(e).await;
+            (_, sent) => {
+                if let Some((sinks, _)) = sent {
+                    sinks.abandon();
+                }
+                return Outcome::plain(false);
             }
         };
         let mut stored = false;
@@ -158,45 +257,9 @@ where
         }
         self.record(&key, &holding, LogStatus::Present);
         self.placement.placed(&key, &holding);
-        if stored || !holding.is_empty() {
-            self.send(Message::SuccessPlus(holding.into_iter().collect()))
-                .await
-        } else {
-            self.send(Message::Failure).await
-        }
-    }
-
-    /// Fail this key alone. An ERROR answer to PUT would end the session:
-    /// git-annex's client answers it with an ERROR of its own, after which
-    /// a server gives up, and the next file meets a dead connection. So the
-    /// PUT is accepted from the key's end (`PUT-FROM <size>`: the client
-    /// sends `DATA 0`, no byte of content) and answered FAILURE, which the
-    /// client takes as "this key failed" and goes on. Without a size in
-    /// the key, the body is read and dropped. The reason goes to stderr,
-    /// which ssh carries to the user's terminal.
-    async fn refuse(&mut self, key: &Key, why: &str) -> Result<(), RelayError> {
-        eprintln!("git-annex-shell: {key}: no node can store it: {why}");
-        self.send(Message::PutFrom(key.size().unwrap_or(0))).await?;
-        let next = match self.client.read_message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Err(RelayError::Client(ConnError::UnexpectedEof)),
-            Err(e) if e.is_recoverable() => Message::Error("unparseable".into()),
-            Err(e) => return Err(e.into()),
-        };
-        match next {
-            Message::Data(len) => {
-                let mut body = self.client.data_body(len);
-                while body.next_chunk().await?.is_some() {}
-                drop(body);
-                if self.version >= 1 {
-                    read_validity(&mut self.client).await?;
-                }
-                self.send(Message::Failure).await
-            }
-            Message::DataPresent => self.send(Message::Failure).await,
-            // The client could not send after all; it expects no answer.
-            Message::Error(_) => Ok(()),
-            _ => self.send(Message::Error("expected DATA".into())).await,
+        Outcome {
+            ok: stored || !holding.is_empty(),
+            also: holding.into_iter().collect(),
         }
     }
 
@@ -234,65 +297,25 @@ where
         targets
     }
 
-    /// Stream the client's `DATA len` (starting at offset `start`) to the
-    /// receiving nodes (`receiving` through their connections, `local`
-    /// in-process), then pass on the client's verdict and collect each
-    /// node's answer.
-    async fn fan_out(
+    /// Pass on the client's verdict on the body and collect each node's
+    /// answer. A client that hung up instead of a verdict (protocol 1 and
+    /// up) leaves the connected nodes unanswered: they keep what came for
+    /// a resume when their session closes; the in-process ones verify in
+    /// full, as git-annex does for content that arrived whole.
+    async fn verdicts(
         &mut self,
-        start: u64,
-        len: u64,
+        mode: VerifyMode,
         receiving: &[(usize, u64)],
-        mut local: Sinks,
-    ) -> Result<Vec<(usize, Result<Message, String>)>, RelayError> {
-        let total = start.saturating_add(len);
-        let version = self.version;
-        let wanted: BTreeSet<usize> = receiving.iter().map(|&(i, _)| i).collect();
-        let offsets: Vec<u64> = receiving.iter().map(|&(_, o)| o).collect();
-        let mut lanes: Vec<Lane> = Vec::with_capacity(receiving.len());
-        let receivers = self
-            .pool
-            .slots
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| wanted.contains(i));
-        // `receiving` is in slot order (ask() keeps it), as are the slots.
-        for ((index, slot), &offset) in receivers.zip(&offsets) {
-            let Some(nc) = slot.conn() else { continue };
-            let state = match nc.conn.start_data(total.saturating_sub(offset)).await {
-                Ok(w) => LaneState::Writing(w),
-                Err(e) => LaneState::Failed(e),
-            };
-            lanes.push(Lane {
-                index,
-                offset,
-                state,
-            });
-        }
-
-        let mut body = self.client.data_body(len);
-        let mut pos = start;
-        while let Some(chunk) = body.next_chunk().await? {
-            let at = pos;
-            let remote = join_all(lanes.iter_mut().map(|lane| lane.write(at, chunk)));
-            // The local files are written while the pipes drain.
-            let (_, ()) = tokio::join!(remote, async { local.write(at, chunk) });
-            pos += chunk.len() as u64;
-        }
-        drop(body);
-        join_all(lanes.iter_mut().map(Lane::finish)).await;
-        let mut failures: Vec<(usize, ConnError)> = lanes
-            .into_iter()
-            .filter_map(|l| match l.state {
-                LaneState::Failed(e) => Some((l.index, e)),
-                _ => None,
-            })
-            .collect();
-        let validity = if version >= 1 {
-            Some(read_validity(&mut self.client).await?)
-        } else {
-            None
+        sinks: Sinks,
+        mut failures: Vec<(usize, ConnError)>,
+    ) -> Vec<(usize, Result<Message, String>)> {
+        let validity = match mode {
+            // (The session only hears VALID, INVALID or nothing.)
+            VerifyMode::Valid | VerifyMode::SizeOnly => Some(Message::Valid),
+            VerifyMode::Invalid => Some(Message::Invalid),
+            VerifyMode::Unknown => None,
         };
+        let hung_up = validity.is_none() && Message::Valid.known_in(self.version);
         let mut results = Vec::new();
         let mut ok: Vec<usize> = Vec::new();
         for &(i, _) in receiving {
@@ -302,19 +325,77 @@ where
                     let why = self.pool.slots[i].fail(e).await;
                     results.push((i, Err(why)));
                 }
+                None if hung_up => {}
                 None => ok.push(i),
             }
         }
         // Nodes speaking version 0 know no VALID; they just answer.
         let mut verdict_for = Vec::new();
         for &i in &ok {
-            let v = self.pool.slots[i].version();
-            verdict_for.push((i, if v >= 1 { validity.clone() } else { None }));
+            let knows = Message::Valid.known_in(self.pool.slots[i].version());
+            verdict_for.push((i, validity.clone().filter(|_| knows)));
         }
-        results.extend(local.finish(validity.as_ref(), &mut self.pool.slots));
+        results.extend(sinks.finish(validity.as_ref(), &mut self.pool.slots));
         results.extend(collect_each(&mut self.pool.slots, &verdict_for).await);
-        Ok(results)
+        results
     }
+}
+
+/// Stream the client's `DATA len` (starting at offset `start`) to the
+/// receiving nodes (`receiving` through their connections, `local`
+/// in-process); the nodes whose connection failed on the way.
+async fn stream<R, W>(
+    slots: &mut [Slot],
+    start: u64,
+    len: u64,
+    receiving: &[(usize, u64)],
+    local: &mut Sinks,
+    client: &mut Connection<R, W>,
+) -> Result<Vec<(usize, ConnError)>, BackendError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let total = start.saturating_add(len);
+    let wanted: BTreeSet<usize> = receiving.iter().map(|&(i, _)| i).collect();
+    let offsets: Vec<u64> = receiving.iter().map(|&(_, o)| o).collect();
+    let mut lanes: Vec<Lane> = Vec::with_capacity(receiving.len());
+    let receivers = slots
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| wanted.contains(i));
+    // `receiving` is in slot order (ask() keeps it), as are the slots.
+    for ((index, slot), &offset) in receivers.zip(&offsets) {
+        let Some(nc) = slot.conn() else { continue };
+        let state = match nc.conn.start_data(total.saturating_sub(offset)).await {
+            Ok(w) => LaneState::Writing(w),
+            Err(e) => LaneState::Failed(e),
+        };
+        lanes.push(Lane {
+            index,
+            offset,
+            state,
+        });
+    }
+
+    let mut body = client.data_body(len);
+    let mut pos = start;
+    while let Some(chunk) = body.next_chunk().await? {
+        let at = pos;
+        let remote = join_all(lanes.iter_mut().map(|lane| lane.write(at, chunk)));
+        // The local files are written while the pipes drain.
+        let (_, ()) = tokio::join!(remote, async { local.write(at, chunk) });
+        pos += chunk.len() as u64;
+    }
+    drop(body);
+    join_all(lanes.iter_mut().map(Lane::finish)).await;
+    Ok(lanes
+        .into_iter()
+        .filter_map(|l| match l.state {
+            LaneState::Failed(e) => Some((l.index, e)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// One node's share of a fanned-out body.

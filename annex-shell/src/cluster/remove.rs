@@ -13,25 +13,20 @@ use std::collections::BTreeSet;
 use annex::branch::LogStatus;
 use annex::key::Key;
 use annex::p2p::Message;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::gateway::Gateway;
 use super::local;
 use super::policy;
 use super::pool::fan_out;
 use super::put::describe;
-use crate::proxy::relay::RelayError;
+use crate::backend::Outcome;
 
-impl<R, W> Gateway<R, W>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
+impl Gateway {
     /// `before`: the client's REMOVE-BEFORE deadline, in our clock if we
     /// answered its GETTIMESTAMP.
-    pub(super) async fn remove(&mut self, key: Key, before: Option<u64>) -> Result<(), RelayError> {
+    pub(super) async fn remove_everywhere(&mut self, key: &Key, before: Option<u64>) -> Outcome {
         let targets: Vec<usize> = (0..self.pool.len())
-            .filter(|&i| Some(i) != self.own || self.store.has(&key))
+            .filter(|&i| Some(i) != self.own || self.store.has(key))
             .collect();
         let (in_process, targets): (Vec<usize>, Vec<usize>) = targets
             .into_iter()
@@ -39,7 +34,7 @@ where
         let mut local_answers = Vec::new();
         for i in in_process {
             let slot = &mut self.pool.slots[i];
-            let answer = local::remove(slot, &key, before);
+            let answer = local::remove(slot, key, before);
             let name = slot.name().to_owned();
             local_answers.push((slot.uuid().to_owned(), answer.map(|m| (m, name))));
         }
@@ -55,9 +50,11 @@ where
                 };
                 let msg = match (before, our_ts) {
                     (None, _) => Message::Remove(key),
-                    // Too old for REMOVE-BEFORE: plain REMOVE, as
-                    // git-annex sends it.
-                    (Some(_), _) if nc.version < 3 => Message::Remove(key),
+                    // Too old for REMOVE-BEFORE (which came with
+                    // GETTIMESTAMP): plain REMOVE, as git-annex sends it.
+                    (Some(_), _) if !Message::GetTimestamp.known_in(nc.version) => {
+                        Message::Remove(key)
+                    }
                     (Some(t), None) => Message::RemoveBefore { timestamp: t, key },
                     (Some(t), Some(ours)) => match slot.timestamp {
                         Some(theirs) => Message::RemoveBefore {
@@ -102,26 +99,16 @@ where
                 Err(why) => reasons.push(why),
             }
         }
-        self.record(&key, &removed, LogStatus::Missing);
-        let removed: Vec<String> = removed.into_iter().collect();
-        if reasons.is_empty() {
-            self.send(if removed.is_empty() {
-                Message::Success
-            } else {
-                Message::SuccessPlus(removed)
-            })
-            .await
-        } else {
+        self.record(key, &removed, LogStatus::Missing);
+        if !reasons.is_empty() {
             eprintln!(
                 "git-annex-shell: removing {key} from the cluster: {}",
                 reasons.join("; ")
             );
-            self.send(if removed.is_empty() {
-                Message::Failure
-            } else {
-                Message::FailurePlus(removed)
-            })
-            .await
+        }
+        Outcome {
+            ok: reasons.is_empty(),
+            also: removed.into_iter().collect(),
         }
     }
 }

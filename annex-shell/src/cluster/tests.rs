@@ -16,7 +16,7 @@ use tokio::io::duplex;
 use super::gateway::{Gateway, Placement, Setup};
 use super::pool::{Local, Pool, Slot};
 use super::EveryNode;
-use crate::proxy::relay::RelayError;
+use crate::session::{ServeError, Session};
 use crate::testutil::{hear, new_repo, real_shell, say, Client};
 
 const CLUSTER: &str = "ac0732ba-38cb-808b-9958-79c27a72784e";
@@ -97,7 +97,7 @@ impl World {
     }
 }
 
-type Task = tokio::task::JoinHandle<Result<(), RelayError>>;
+type Task = tokio::task::JoinHandle<Result<(), ServeError>>;
 
 fn start_with(w: &World, placement: Box<dyn Placement>) -> (Client, Task) {
     start_full(w, placement, &[])
@@ -115,7 +115,6 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
         store: repo.store(),
         branch: repo.branch(),
         placement,
-        rules: crate::restrict::Rules::OPEN,
         git_relay: BTreeSet::new(),
         jobs: 3,
     };
@@ -124,7 +123,7 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
     let (my_uuid, opts) = (w.my_uuid.clone(), w.opts.clone());
     let task = tokio::spawn(async move {
         let conn = Connection::new(s_read, s_write);
-        Gateway::serve(conn, setup, move |v, bypass| {
+        let make_pool = move |v, bypass| {
             let slots = nodes
                 .into_iter()
                 .enumerate()
@@ -137,8 +136,11 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
                 })
                 .collect();
             (Pool::new(slots, my_uuid, v, bypass, opts), None)
-        })
-        .await
+        };
+        let gateway = Gateway::new(setup, Box::new(make_pool));
+        Session::new(conn, gateway, crate::restrict::Rules::OPEN)
+            .run()
+            .await
     });
     (Connection::new(c_read, c_write), task)
 }
@@ -446,6 +448,27 @@ async fn in_process_nodes_refuse_corrupt_content() {
         assert!(!w.store(i).tmp_path(&w.key).expect("tmp").exists());
     }
     assert!(w.present_in_log().is_empty());
+}
+
+/// A client that hangs up after the whole body instead of sending VALID:
+/// what the in-process nodes received verifies in full, so it is kept and
+/// logged, as git-annex keeps content that arrived whole (the session
+/// loop's rule, which the gateway once broke off with an error).
+#[tokio::test]
+async fn in_process_nodes_keep_a_whole_body_when_the_client_hangs_up() {
+    let w = world();
+    let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1, 2]);
+    greet(&mut c, 4).await;
+    say(&mut c, put(&w)).await;
+    assert_eq!(hear(&mut c).await, Message::PutFrom(0));
+    c.send_data(w.data.len() as u64, &mut &w.data[..])
+        .await
+        .expect("data");
+    hang_up(c, task).await;
+    for i in 0..3 {
+        assert!(content(&w, i) == Some(w.data.clone()), "node {i} content");
+    }
+    assert_eq!(w.present_in_log(), w.uuids(&[0, 1, 2]));
 }
 
 /// REMOVE-BEFORE on in-process nodes keeps the deadline in this machine's

@@ -7,12 +7,7 @@
 //! is configured `annex-proxy=true`); the session is the one session loop
 //! over a [`Peer`] back-end.
 
-pub mod relay;
 pub mod select;
-mod transfer;
-
-pub(crate) use crate::backend::peer::{node_validity, relay_body};
-pub(crate) use transfer::client_verdict;
 
 use annex::p2p::Connection;
 use annex::repo::Repo;
@@ -27,6 +22,10 @@ use crate::restrict::{Policy, Rules};
 use crate::session::{ServeError, Session};
 
 pub use select::{select, Selection};
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod relay_tests;
 
 /// `p2pstdio` for a proxied node: relay the client on stdin/stdout to it.
 pub fn run(

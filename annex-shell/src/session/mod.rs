@@ -185,7 +185,7 @@ where
             self.negotiated = true;
             self.version = self.backend.negotiate(v.min(MAX_PROTOCOL_VERSION)).await;
             self.send(Message::Version(self.version)).await?;
-            self.bypass_due = self.version >= 2;
+            self.bypass_due = Message::Bypass(Vec::new()).known_in(self.version);
             return Ok(Flow::Continue);
         }
         if !self.negotiated {

@@ -37,7 +37,7 @@ where
             }
             Err(e) => return Err(e.into()),
         };
-        if self.version >= 1 {
+        if Message::Valid.known_in(self.version) {
             let validity = if valid {
                 Message::Valid
             } else {
@@ -63,10 +63,10 @@ where
         match self.backend.store_begin(&key, file.as_deref()).await {
             Ok(Storing::From(offset)) => self.send(Message::PutFrom(offset)).await?,
             Ok(Storing::AlreadyHave(also)) => {
-                let reply = if also.is_empty() || self.version < 2 {
+                let reply = if also.is_empty() {
                     Message::AlreadyHave
                 } else {
-                    Message::AlreadyHavePlus(also)
+                    Message::AlreadyHavePlus(also).fit(self.version)
                 };
                 self.send(reply).await?;
                 return Ok(Flow::Continue);
@@ -87,7 +87,7 @@ where
             Some(Message::Data(len)) => {
                 tracing::Span::current().record("bytes", len);
                 self.backend.store_body(len, &mut self.conn).await?;
-                let (mode, hung_up) = if self.version >= 1 {
+                let (mode, hung_up) = if Message::Valid.known_in(self.version) {
                     self.read_validity().await?
                 } else {
                     (VerifyMode::Unknown, false)
@@ -101,7 +101,9 @@ where
                 }
                 StoreEnd::Body(mode)
             }
-            Some(Message::DataPresent) if self.version >= 4 => StoreEnd::Present,
+            Some(Message::DataPresent) if Message::DataPresent.known_in(self.version) => {
+                StoreEnd::Present
+            }
             // The sender could not send after all; it expects no reply.
             Some(Message::Error(why)) => {
                 self.backend.store_end(StoreEnd::Abandon(why)).await?;
@@ -199,7 +201,7 @@ where
             Err(e) if e.is_recoverable() => None,
             Err(e) => return Err(e.into()),
         };
-        let plus = self.version >= 2;
+        let plus = Message::SuccessPlus(Vec::new()).known_in(self.version);
         Ok(Some(match msg {
             Some(Message::Success) => true,
             Some(Message::Failure) | Some(Message::Error(_)) => false,

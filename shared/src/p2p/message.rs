@@ -137,12 +137,18 @@ impl Message {
         }
     }
 
+    /// Whether a peer that negotiated `version` knows this message: the
+    /// one test of what each side may send or expect.
+    pub fn known_in(&self, version: u32) -> bool {
+        self.min_version() <= version
+    }
+
     /// This message as a peer speaking `version` may receive it: `-PLUS`
     /// forms lose their lists below version 2, and what the version does
     /// not know becomes an `ERROR`. (Both sides of a relay normally speak
     /// the same version; this is the guard for when they do not.)
     pub fn fit(self, version: u32) -> Message {
-        if self.min_version() <= version {
+        if self.known_in(version) {
             return self;
         }
         match self {
