@@ -173,10 +173,11 @@ fn configured_proxies(
     // says once that a remote cannot be proxied.
     let mut unknown = BTreeSet::new();
     for remote in repo.remotes() {
-        if wants_proxy(repo, &remote) && remote.annex_uuid().is_none() {
-            if known_uuid(repo, &remote, CANNOT_PROXY, asked, warn)?.is_none() {
-                unknown.insert(remote.name.clone());
-            }
+        if wants_proxy(repo, &remote)
+            && remote.annex_uuid().is_none()
+            && known_uuid(repo, &remote, CANNOT_PROXY, asked, warn)?.is_none()
+        {
+            unknown.insert(remote.name.clone());
         }
     }
     let mut out = BTreeSet::new();
