@@ -93,7 +93,7 @@ pub fn served_remotes(repo: &Repo, my_uuid: &str) -> Vec<Served> {
     listed
         .into_iter()
         .filter_map(|p| match crate::proxy::select(repo, my_uuid, &p.uuid) {
-            Ok(Selection::Node(_)) => Some(Served {
+            Ok(Selection::Node(_) | Selection::Special(_)) => Some(Served {
                 cluster: false,
                 name: p.name,
                 uuid: p.uuid,

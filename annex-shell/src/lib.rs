@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod restrict;
 pub mod run;
 pub mod session;
+pub mod special;
 
 #[cfg(test)]
 mod testutil;

@@ -414,6 +414,9 @@ where
         Target::Cluster(uuid) => {
             crate::cluster::gateway_session(conn, repo, uuid, Rules::OPEN).await
         }
+        Target::Special(remote) => {
+            crate::special::serve_session(conn, &repo, remote, Rules::OPEN).await
+        }
     };
     match relayed {
         Err(e) if !e.is_hangup() => Err(ServeError::Fatal(e.to_string())),
@@ -424,6 +427,7 @@ where
 enum Target {
     Node(annex::transport::NodeRemote),
     Cluster(String),
+    Special(crate::special::SpecialRemote),
 }
 
 /// What `--for NAME` names, as p2pstdio with `--uuid` would serve it.
@@ -444,6 +448,8 @@ fn resolve_served(repo: &Repo, my_uuid: &str, name: &str) -> Result<Target, Serv
     match crate::proxy::select(repo, my_uuid, &s.uuid) {
         Ok(crate::proxy::Selection::Node(node)) => Ok(Target::Node(node)),
         Ok(crate::proxy::Selection::Cluster(uuid)) => Ok(Target::Cluster(uuid)),
+        Ok(crate::proxy::Selection::Special(remote)) => Ok(Target::Special(remote)),
+        Ok(crate::proxy::Selection::Unserved(e)) => Err(ServeError::Fatal(e.to_string())),
         Ok(_) => Err(ServeError::Fatal(format!("{name}: no longer served"))),
         Err(e) => Err(ServeError::Fatal(e.to_string())),
     }

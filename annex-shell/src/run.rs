@@ -9,7 +9,7 @@ use annex::repo::Repo;
 use crate::args::{self, Builtin, BuiltinCall, Invocation};
 use crate::proxy::{self, Selection};
 use crate::restrict::Policy;
-use crate::{builtins, cluster, p2pstdio};
+use crate::{builtins, cluster, p2pstdio, special};
 
 // Where builtins (and older code) look for it.
 use crate::error::ShellError;
@@ -58,6 +58,7 @@ fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, Sh
         Builtin::ConfigList => builtins::configlist(&mut repo, &call, policy),
         Builtin::P2pStdio => match proxy_to {
             Some(Target::Node(node)) => proxy::run(repo, node, &call, policy),
+            Some(Target::Special(remote)) => special::run(repo, remote, &call, policy),
             Some(Target::Cluster(uuid)) => cluster::run(repo, uuid, &call, policy),
             None => p2pstdio::run(repo, &call, policy),
         },
@@ -80,6 +81,7 @@ fn run_builtin(call: BuiltinCall, policy: &Policy, home: &str) -> Result<i32, Sh
 /// Whom a proxied session is served for.
 enum Target {
     Node(annex::transport::NodeRemote),
+    Special(crate::special::SpecialRemote),
     Cluster(String),
 }
 
@@ -109,7 +111,9 @@ fn check_uuid(repo: &Repo, expected: &str, cmd: Builtin) -> Result<Option<Target
             })
         }
         Selection::NotConfigured(desc) => return Err(ShellError::NotConfiguredProxy(desc)),
+        Selection::Special(remote) => Target::Special(remote),
         Selection::Unreachable(e) => return Err(ShellError::Other(e.to_string())),
+        Selection::Unserved(e) => return Err(ShellError::Other(e.to_string())),
     };
     if !cmd.proxyable() {
         return Err(ShellError::CannotProxy(cmd.name()));

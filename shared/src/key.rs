@@ -155,6 +155,17 @@ impl Key {
         }
     }
 
+    /// Chunk `num` (from 1) of this key stored in chunks of `size` bytes
+    /// (`Remote/Helper/Chunked.hs: chunkKeyStream`): the key with `-S<size>
+    /// -C<num>` fields.
+    pub fn chunk(&self, size: u64, num: u64) -> Key {
+        Key {
+            chunk_size: Some(size),
+            chunk_num: Some(num),
+            ..self.non_chunk()
+        }
+    }
+
     /// The key as a single file name (`Annex/Locations.hs: keyFile`): when any
     /// of `& % : /` occurs, `&`→`&a`, `%`→`&s`, `:`→`&c`, `/`→`%`; otherwise
     /// the key text itself. Never contains `/`, and since every key contains

@@ -22,7 +22,7 @@ use annex::cluster::{
 use annex::repo::{RemoteConfig, Repo};
 
 use super::initcluster::UUID_LOG;
-use super::updateproxy::{known_uuid, private_uuids, update_proxies, Asked};
+use super::updateproxy::{known_uuid, private_uuids, special_remote, update_proxies, Asked};
 use super::{open_initialized, OperatorError};
 
 pub fn updatecluster(
@@ -113,6 +113,16 @@ fn configured_nodes(
             continue;
         };
         let cannot = "Cannot use this remote as a cluster node.";
+        // Cluster nodes are git-annex repositories for now; a special
+        // remote would be recorded but never written (issue 13).
+        if special_remote(repo, r)?.is_some() {
+            writeln!(
+                warn,
+                "  {}: special remotes are not served as cluster nodes by annexproxy yet. {cannot}",
+                r.name
+            )?;
+            continue;
+        }
         let Some(uuid) = known_uuid(repo, r, cannot, asked, warn)? else {
             continue;
         };

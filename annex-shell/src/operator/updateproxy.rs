@@ -20,6 +20,7 @@ use annex::repo::{RemoteConfig, Repo};
 use annex::transport::{discover_uuid, ConnectOptions, NodeRemote};
 
 use super::{open_initialized, sibling_shell, OperatorError};
+use crate::special::{SpecialError, SpecialRemote};
 
 pub const PROXY_LOG: &str = "proxy.log";
 const CANNOT_PROXY: &str = "Cannot proxy to this remote.";
@@ -211,6 +212,15 @@ pub(crate) fn known_uuid(
     asked: &mut Asked,
     warn: &mut dyn Write,
 ) -> Result<Option<String>, OperatorError> {
+    if let Some(special) = special_remote(repo, remote)? {
+        return Ok(match special {
+            Ok(s) => Some(s.uuid),
+            Err(e) => {
+                writeln!(warn, "  {e}. {cannot}")?;
+                None
+            }
+        });
+    }
     let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
     let node = match NodeRemote::from_config(remote, &base) {
         Ok(n) => n,
@@ -238,6 +248,23 @@ pub(crate) fn known_uuid(
         )?;
     }
     Ok(uuid)
+}
+
+/// The special remote `remote` is (one git-annex recorded with
+/// `initremote`, so it has no url), and whether we can serve it; `None`
+/// for a git remote.
+pub(crate) fn special_remote(
+    repo: &Repo,
+    remote: &RemoteConfig,
+) -> Result<Option<Result<SpecialRemote, SpecialError>>, OperatorError> {
+    if remote.url().is_some() {
+        return Ok(None);
+    }
+    let log = crate::special::config::remote_log(repo)?;
+    if !crate::special::config::is_special(remote, &log) {
+        return Ok(None);
+    }
+    Ok(Some(SpecialRemote::load(repo, remote, &log)))
 }
 
 /// A boolean remote setting; synthesised proxied remotes have theirs only

@@ -14,6 +14,8 @@ use annex::cluster::ClusterError;
 use annex::repo::{RemoteConfig, Repo};
 use annex::transport::{NodeRemote, TransportError};
 
+use crate::special::{SpecialError, SpecialRemote};
+
 #[derive(Debug)]
 pub enum Selection {
     /// Relay to this remote.
@@ -26,6 +28,11 @@ pub enum Selection {
     Cluster(String),
     /// The remote is configured but cannot be reached by any transport.
     Unreachable(TransportError),
+    /// A special remote (no url, recorded in remote.log) we serve
+    /// ourselves.
+    Special(SpecialRemote),
+    /// A special remote of a kind we cannot serve (its type named).
+    Unserved(SpecialError),
 }
 
 pub fn select(repo: &Repo, my_uuid: &str, wanted: &str) -> Result<Selection, ClusterError> {
@@ -59,13 +66,22 @@ pub fn select(repo: &Repo, my_uuid: &str, wanted: &str) -> Result<Selection, Clu
         .collect();
     // Stable: equal costs keep the order git lists the remotes in.
     candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
-    match candidates.into_iter().next() {
-        Some((_, remote)) => Ok(match NodeRemote::from_config(&remote, &base) {
-            Ok(node) => Selection::Node(node),
-            Err(e) => Selection::Unreachable(e),
-        }),
-        None => Ok(not_configured(repo, wanted)?),
+    let Some((_, remote)) = candidates.into_iter().next() else {
+        return not_configured(repo, wanted);
+    };
+    if remote.url().is_none() {
+        let specials = crate::special::config::remote_log(repo)?;
+        if crate::special::config::is_special(&remote, &specials) {
+            return Ok(match SpecialRemote::load(repo, &remote, &specials) {
+                Ok(special) => Selection::Special(special),
+                Err(e) => Selection::Unserved(e),
+            });
+        }
     }
+    Ok(match NodeRemote::from_config(&remote, &base) {
+        Ok(node) => Selection::Node(node),
+        Err(e) => Selection::Unreachable(e),
+    })
 }
 
 fn not_configured(repo: &Repo, wanted: &str) -> Result<Selection, ClusterError> {

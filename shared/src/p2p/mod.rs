@@ -8,5 +8,5 @@ pub mod message;
 mod zerocopy;
 
 pub use codec::{decode, encode, DecodeError, Decoded};
-pub use connection::{ConnError, Connection, DataBody, DataSink, Halves};
+pub use connection::{ConnError, Connection, DataBody, DataSink, DataWriter, Halves};
 pub use message::{fit, Message, Service, MAX_PROTOCOL_VERSION};

@@ -1,0 +1,209 @@
+//! A special remote as git-annex records it.
+//!
+//! `git annex initremote NAME type=T k=v…` writes, in the git-annex
+//! branch's `remote.log`, a line `<uuid> k=v… name=NAME type=T
+//! timestamp=…` (values escaped: whitespace and `&` as `&<code>;`, see
+//! `Logs/Remote/Pure.hs`), and in the git config `remote.NAME.annex-uuid`
+//! plus what varies between hosts (a directory remote's
+//! `remote.NAME.annex-directory`, not kept in the branch). Credentials of
+//! remotes that need them live in `.git/annex/creds/<uuid>`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use annex::branch::uuidlog::parse_remote_config;
+use annex::branch::{BranchError, UuidLog};
+use annex::repo::{RemoteConfig, Repo};
+
+use super::chunks::{ChunkConfig, ChunkConfigError};
+
+pub const REMOTE_LOG: &str = "remote.log";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecialError {
+    #[error("{name}: remote.log in the git-annex branch has no special remote with UUID {uuid}")]
+    NotRecorded { name: String, uuid: String },
+    #[error(
+        "{name}: special remote type {type_name} is not served by annexproxy yet (served: directory)"
+    )]
+    UnsupportedType { name: String, type_name: String },
+    #[error(
+        "{name}: encryption={encryption} is not served by annexproxy yet (only encryption=none)"
+    )]
+    Encrypted { name: String, encryption: String },
+    #[error("{name}: {setting} is not set")]
+    MissingSetting { name: String, setting: String },
+    #[error("{name}: {source}")]
+    Chunk {
+        name: String,
+        #[source]
+        source: ChunkConfigError,
+    },
+    #[error(transparent)]
+    Branch(#[from] BranchError),
+}
+
+/// Where a kind of remote keeps its objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Directory(PathBuf),
+}
+
+/// A special remote we can serve, resolved from its records.
+#[derive(Clone, Debug)]
+pub struct SpecialRemote {
+    pub name: String,
+    pub uuid: String,
+    /// `type=` in remote.log.
+    pub type_name: String,
+    /// Every parameter remote.log records, unescaped.
+    pub params: BTreeMap<String, String>,
+    pub kind: Kind,
+    pub chunking: ChunkConfig,
+}
+
+/// Every special remote `remote.log` records: UUID to parameters.
+pub fn remote_log(repo: &Repo) -> Result<BTreeMap<String, BTreeMap<String, String>>, BranchError> {
+    let text = repo.branch().read_file(REMOTE_LOG)?.unwrap_or_default();
+    let log = UuidLog::parse(&text);
+    Ok(log
+        .entries
+        .into_iter()
+        .map(|(uuid, e)| (uuid, unescape_all(parse_remote_config(&e.value))))
+        .collect())
+}
+
+fn unescape_all(params: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    params
+        .into_iter()
+        .map(|(k, v)| (k, config_unescape(&v)))
+        .collect()
+}
+
+/// `configUnEscape`: `&<decimal>;` is that character; any other `&` is
+/// itself.
+pub fn config_unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let decoded = (digits > 0 && after[digits..].starts_with(';'))
+            .then(|| after[..digits].parse::<u32>().ok().and_then(char::from_u32))
+            .flatten();
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &after[digits + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `configEscape`: whitespace and `&` as `&<decimal>;`.
+pub fn config_escape(v: &str) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '&' {
+                format!("&{};", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Whether git-annex would take the remote for a special remote: it has
+/// no url, and its UUID is in remote.log.
+pub fn is_special(remote: &RemoteConfig, log: &BTreeMap<String, BTreeMap<String, String>>) -> bool {
+    remote.url().is_none() && remote.annex_uuid().is_some_and(|u| log.contains_key(u))
+}
+
+impl SpecialRemote {
+    /// The remote named by `remote`'s git config, as remote.log records
+    /// it; an error names what we cannot serve (its type, encryption, a
+    /// missing setting).
+    pub fn load(
+        repo: &Repo,
+        remote: &RemoteConfig,
+        log: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<SpecialRemote, SpecialError> {
+        let name = remote.name.clone();
+        let uuid = remote.annex_uuid().unwrap_or_default().to_owned();
+        let Some(params) = log.get(&uuid).cloned() else {
+            return Err(SpecialError::NotRecorded { name, uuid });
+        };
+        let type_name = params.get("type").cloned().unwrap_or_default();
+        let kind = match type_name.as_str() {
+            "directory" => Kind::Directory(directory_of(repo, remote)?),
+            _ => return Err(SpecialError::UnsupportedType { name, type_name }),
+        };
+        match params.get("encryption").map(String::as_str) {
+            None | Some("none") => {}
+            Some(other) => {
+                return Err(SpecialError::Encrypted {
+                    name,
+                    encryption: other.to_owned(),
+                })
+            }
+        }
+        let chunking = ChunkConfig::from_params(
+            params.get("chunk").map(String::as_str),
+            params.get("chunksize").map(String::as_str),
+        )
+        .map_err(|source| SpecialError::Chunk {
+            name: name.clone(),
+            source,
+        })?;
+        Ok(SpecialRemote {
+            name,
+            uuid,
+            type_name,
+            params,
+            kind,
+            chunking,
+        })
+    }
+
+    /// Where git-annex keeps this remote's credentials (`Creds.hs`), for
+    /// the kinds that need them.
+    pub fn creds_path(&self, repo: &Repo) -> PathBuf {
+        repo.annex_dir().join("creds").join(&self.uuid)
+    }
+}
+
+/// `remote.NAME.annex-directory`, relative paths taken from the
+/// repository (git-annex stores it absolute).
+fn directory_of(repo: &Repo, remote: &RemoteConfig) -> Result<PathBuf, SpecialError> {
+    let Some(dir) = remote.get("annex-directory").filter(|d| !d.is_empty()) else {
+        return Err(SpecialError::MissingSetting {
+            name: remote.name.clone(),
+            setting: format!("remote.{}.annex-directory", remote.name),
+        });
+    };
+    let base: &Path = repo.work_dir().unwrap_or(repo.git_dir());
+    Ok(base.join(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_as_git_annex() {
+        assert_eq!(config_escape("a b&c"), "a&32;b&38;c");
+        assert_eq!(config_unescape("a&32;b&38;c"), "a b&c");
+        // Not an entity: kept as it is.
+        assert_eq!(config_unescape("x&y;&;&12"), "x&y;&;&12");
+        for s in ["/srv/with space", "tab\there", "amp&;", ""] {
+            assert_eq!(config_unescape(&config_escape(s)), s);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Special remotes (git-annex's `initremote` kinds) served behind the
+//! proxy: the client addresses the remote's UUID, and this repository
+//! stores into and reads from the remote itself, streaming, as git-annex's
+//! proxy does (`Annex/Proxy.hs: proxySpecialRemote`) but without a
+//! whole-object temporary file on the proxy.
+//!
+//! - [`config`]: a special remote as git-annex records it: `remote.log` in
+//!   the git-annex branch (type, name, every parameter), the git configs
+//!   `initremote` writes (`remote.NAME.annex-uuid`, `annex-directory`, …),
+//!   and where credentials would be (`annex/creds/<uuid>`).
+//! - [`storage`]: what a kind of remote must do (named objects: stat, read
+//!   from an offset, a staged write committed only once verified, remove);
+//!   [`directory`] is the first kind.
+//! - [`chunks`]: git-annex's chunk keys and chunk log.
+//! - [`remote`]: the [`crate::backend::Backend`] over any storage: the
+//!   session loop drives it as it drives a local repository or a peer.
+
+pub mod chunks;
+pub mod config;
+pub mod directory;
+mod put;
+pub mod remote;
+pub mod storage;
+
+use annex::p2p::Connection;
+use annex::repo::Repo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
+
+pub use config::{Kind, SpecialError, SpecialRemote};
+
+use crate::args::BuiltinCall;
+use crate::error::ShellError;
+use crate::restrict::{Policy, Rules};
+use crate::session::{ServeError, Session};
+
+/// `p2pstdio` for a special remote behind this repository: the session on
+/// stdin/stdout, served by the remote's storage.
+pub fn run(
+    repo: Repo,
+    remote: SpecialRemote,
+    call: &BuiltinCall,
+    policy: &Policy,
+) -> Result<i32, ShellError> {
+    if call.params.len() != 1 {
+        return Err(ShellError::Other("missing UUID parameter".into()));
+    }
+    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
+    let result = runtime.block_on(serve_session(conn, &repo, remote, policy.rules()));
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) if e.is_hangup() => Ok(0),
+        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
+    }
+}
+
+/// One client's session, on any connection, served by the special remote
+/// itself.
+pub async fn serve_session<R, W>(
+    conn: Connection<R, W>,
+    repo: &Repo,
+    remote: SpecialRemote,
+    rules: Rules,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let span = tracing::info_span!("special", remote = %remote.name, kind = %remote.type_name);
+    match &remote.kind {
+        Kind::Directory(root) => {
+            let storage = directory::Directory::new(&remote.name, root.clone());
+            let backend = remote::Special::new(storage, &remote, repo.branch());
+            Session::new(conn, backend, rules)
+                .run()
+                .instrument(span)
+                .await
+        }
+    }
+}

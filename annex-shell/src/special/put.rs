@@ -1,0 +1,228 @@
+//! A PUT into a special remote, streamed: the client's bytes go to the
+//! storage as they arrive and are hashed on the way; nothing is visible
+//! under the key until the hash matches.
+//!
+//! Unchunked, the key's one object stays staged (a directory's temporary
+//! file) until verified. Chunked, each full chunk is committed as the next
+//! one starts (so an interrupted upload resumes after the chunks already
+//! stored, as git-annex's `seekResume` does), but the *last* chunk stays
+//! staged until the whole content is verified: without it the key is
+//! never complete on the remote, so neither we nor git-annex (which also
+//! guesses chunks from the remote's `chunk=`) can find it present. A
+//! mismatch removes the chunks this upload committed.
+//!
+//! Resuming: complete chunks already on the remote and the bytes staged
+//! for the next one count towards the `PUT-FROM` offset; the framework
+//! reads them back once to hash them, so the whole content is verified.
+
+use annex::key::Key;
+use annex::store::{Verifier, VerifyMode};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::storage::{StagedWrite, Storage, StorageError};
+
+/// How much of a read-back is hashed at a time.
+const HASH_BUF: usize = 256 * 1024;
+
+/// Why a PUT did not store the key.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Verify(#[from] annex::store::Mismatch),
+    #[error("the sender said its content changed while it was sent (INVALID)")]
+    Invalid,
+    #[error("{offered} more bytes than the key's size of {size}")]
+    TooLong { offered: u64, size: u64 },
+}
+
+/// One key's upload into a storage.
+pub struct Upload<S: Storage> {
+    key: Key,
+    /// Chunk size, `None` for the key as one object.
+    chunk: Option<u64>,
+    /// The object being written: the key, or chunk `number`.
+    staged: S::Staged,
+    number: u64,
+    /// Bytes in the staged object.
+    in_staged: u64,
+    /// Chunks committed (by this upload or an earlier one), in order.
+    committed: Vec<Key>,
+    verifier: Verifier,
+    /// Where the client starts sending.
+    offset: u64,
+    /// The first storage failure while the body streamed.
+    failed: Option<PutError>,
+}
+
+impl<S: Storage> Upload<S> {
+    /// Start (or resume) storing `key`, in chunks of `chunk` bytes when
+    /// given.
+    pub async fn begin(storage: &S, key: &Key, chunk: Option<u64>) -> Result<Self, StorageError> {
+        let mut verifier = Verifier::new(key);
+        let mut committed = Vec::new();
+        let mut number = 1;
+        if let Some(size) = chunk {
+            // Complete chunks an earlier attempt stored, up to the one
+            // that would end the content (that one is only ever staged).
+            loop {
+                let ck = key.chunk(size, number);
+                let ends = key.size().is_some_and(|s| number * size >= s);
+                if ends || storage.stat(&ck).await? != Some(size) {
+                    break;
+                }
+                hash_from(storage.read(&ck, 0).await?, &mut verifier, storage, &ck).await?;
+                committed.push(ck);
+                number += 1;
+            }
+        }
+        let name = match chunk {
+            Some(size) => key.chunk(size, number),
+            None => key.non_chunk(),
+        };
+        let mut staged = storage.begin_write(&name, key.size()).await?;
+        let mut in_staged = staged.staged();
+        if in_staged > 0 {
+            match staged.read_staged().await? {
+                Some(r) => hash_from(r, &mut verifier, storage, &name).await?,
+                None => {
+                    staged.restart().await?;
+                    in_staged = 0;
+                }
+            }
+        }
+        let offset = committed.len() as u64 * chunk.unwrap_or(0) + in_staged;
+        tracing::debug!(key = %key, offset, chunks = committed.len(), "put begins");
+        Ok(Upload {
+            key: key.clone(),
+            chunk,
+            staged,
+            number,
+            in_staged,
+            committed,
+            verifier,
+            offset,
+            failed: None,
+        })
+    }
+
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// A body of `len` bytes follows: more than the key can hold is
+    /// refused before a byte is stored (the body is still read).
+    pub fn expect_len(&mut self, len: u64) {
+        if let Some(size) = self.key.size() {
+            if self.offset.saturating_add(len) > size && self.failed.is_none() {
+                self.failed = Some(PutError::TooLong {
+                    offered: len,
+                    size: size.saturating_sub(self.offset),
+                });
+            }
+        }
+    }
+
+    /// The next bytes of the body. A storage failure is kept for the end
+    /// (the body must still be read to stay in step).
+    pub async fn write(&mut self, storage: &S, mut bytes: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.verifier.update(bytes);
+        while !bytes.is_empty() {
+            if let Err(e) = self.next_chunk_if_full(storage).await {
+                self.failed = Some(e.into());
+                return;
+            }
+            let room = match self.chunk {
+                Some(size) => size - self.in_staged,
+                None => u64::MAX,
+            };
+            let take = usize::try_from(room).unwrap_or(usize::MAX).min(bytes.len());
+            if let Err(e) = self.staged.write(&bytes[..take]).await {
+                self.failed = Some(e.into());
+                return;
+            }
+            self.in_staged += take as u64;
+            bytes = &bytes[take..];
+        }
+    }
+
+    /// A full chunk with more bytes coming: it is stored, and the next
+    /// chunk staged.
+    async fn next_chunk_if_full(&mut self, storage: &S) -> Result<(), StorageError> {
+        let Some(size) = self.chunk else {
+            return Ok(());
+        };
+        if self.in_staged < size {
+            return Ok(());
+        }
+        let next_name = self.key.chunk(size, self.number + 1);
+        let mut next = storage.begin_write(&next_name, None).await?;
+        if next.staged() > 0 {
+            next.restart().await?;
+        }
+        let full = std::mem::replace(&mut self.staged, next);
+        full.commit().await?;
+        self.committed.push(self.key.chunk(size, self.number));
+        self.number += 1;
+        self.in_staged = 0;
+        Ok(())
+    }
+
+    /// The sender's word is in: verify, then make the content visible, or
+    /// remove what this upload stored. On success, the chunks it is in
+    /// (`Some((size, count))`), or `None` when stored whole.
+    pub async fn finish(
+        self,
+        storage: &S,
+        mode: VerifyMode,
+    ) -> Result<Option<(u64, u64)>, PutError> {
+        let checked = match (self.failed, mode) {
+            (Some(e), _) => Err(e),
+            (None, VerifyMode::Invalid) => Err(PutError::Invalid),
+            (None, _) => self.verifier.check().map(drop).map_err(PutError::from),
+        };
+        if let Err(e) = checked {
+            tracing::info!(key = %self.key, "put failed: {e}");
+            let _ = self.staged.abort().await;
+            for ck in &self.committed {
+                let _ = storage.remove(ck).await;
+            }
+            return Err(e);
+        }
+        self.staged.commit().await?;
+        Ok(self.chunk.map(|size| (size, self.number)))
+    }
+}
+
+/// Feed an object's bytes to the verifier.
+async fn hash_from<S: Storage, R: AsyncRead + Unpin>(
+    mut reader: R,
+    verifier: &mut Verifier,
+    storage: &S,
+    name: &Key,
+) -> Result<(), StorageError> {
+    let mut buf = vec![0u8; HASH_BUF];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|source| StorageError::Io {
+                remote: storage.remote().to_owned(),
+                op: "read back",
+                object: name.to_string(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(());
+        }
+        verifier.update(&buf[..n]);
+    }
+}

@@ -1,0 +1,111 @@
+//! What a kind of special remote (a directory, an S3 bucket, later an
+//! external program) must do: move the bytes of named objects, nothing
+//! more (see `/work/notes/s5/storage-contract.md`).
+//!
+//! The name of an object is a key: the content's key for an unchunked
+//! remote, or a chunk key (`KEY-S<size>-C<n>`) for a chunked one; the
+//! storage lays the name out as git-annex does for its kind (a directory:
+//! hash directories; S3: `fileprefix` + the key's file name). Chunking, the
+//! chunk log, hashing, verification and the location log are the
+//! framework's ([`super::remote::Special`]); a storage never sees a
+//! protocol message.
+
+use std::future::Future;
+
+use annex::key::Key;
+use tokio::io::AsyncRead;
+
+/// What went wrong in a storage, with the remote's name.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The remote cannot be reached at all (a directory that is not
+    /// there, a bucket that does not answer): nothing can be said about
+    /// its objects.
+    #[error("{remote}: {what}: not accessible: {why}")]
+    Unavailable {
+        remote: String,
+        what: String,
+        why: String,
+    },
+    /// One operation on one object failed.
+    #[error("{remote}: {op} {object}: {source}")]
+    Io {
+        remote: String,
+        op: &'static str,
+        object: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The object changed or ended while it was read.
+    #[error("{remote}: {object}: {why}")]
+    Changed {
+        remote: String,
+        object: String,
+        why: String,
+    },
+}
+
+/// A storage kind. One is made per session, for one remote.
+pub trait Storage: Send + Sync {
+    /// A byte stream from an object (bounded memory).
+    type Reader: AsyncRead + Unpin + Send;
+    /// A write that becomes visible only when committed.
+    type Staged: StagedWrite<Reader = Self::Reader>;
+
+    /// The remote's name, for errors and logs.
+    fn remote(&self) -> &str;
+
+    /// The object's size; `None` when it is absent (not an error).
+    fn stat(&self, name: &Key) -> impl Future<Output = Result<Option<u64>, StorageError>> + Send;
+
+    /// The object's bytes from `offset` to its end (a ranged read).
+    fn read(
+        &self,
+        name: &Key,
+        offset: u64,
+    ) -> impl Future<Output = Result<Self::Reader, StorageError>> + Send;
+
+    /// Start writing the object `name` of `size` bytes (when known). What
+    /// an earlier interrupted attempt staged for the same name is kept:
+    /// [`StagedWrite::staged`] says how much, and the bytes given next
+    /// follow it.
+    fn begin_write(
+        &self,
+        name: &Key,
+        size: Option<u64>,
+    ) -> impl Future<Output = Result<Self::Staged, StorageError>> + Send;
+
+    /// Remove the object; an absent one is removed already.
+    fn remove(&self, name: &Key) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// An object being written. Dropped without [`Self::commit`] or
+/// [`Self::abort`] (the client hung up), what was staged is kept where a
+/// later [`Storage::begin_write`] of the same name finds it.
+pub trait StagedWrite: Send {
+    type Reader: AsyncRead + Unpin + Send;
+
+    /// Bytes an earlier attempt left staged; the next write follows them.
+    fn staged(&self) -> u64;
+
+    /// The staged bytes from the start, where the storage can read them
+    /// back (a directory's temporary file), so the framework can hash
+    /// them before resuming; `None` where it cannot (S3 multipart parts),
+    /// and then the framework calls [`Self::restart`].
+    fn read_staged(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Self::Reader>, StorageError>> + Send;
+
+    /// Forget what was staged: the write starts at byte 0.
+    fn restart(&mut self) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The next bytes, in order.
+    fn write(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Make the object visible under its name (a rename; a completed
+    /// multipart upload). Only called once the content is verified.
+    fn commit(self) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Nothing becomes visible, and nothing staged is kept.
+    fn abort(self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
