@@ -295,6 +295,12 @@ fn fnv(bytes: &[u8]) -> u64 {
 }
 
 impl Shell {
+    /// Starts any prepared `git-annex-shell` command (a proxied remote's
+    /// `--uuid`, a repository outside a [`Fixture`]).
+    pub fn start(cmd: Command, kind: ServerKind) -> Shell {
+        Shell::spawn(cmd, kind)
+    }
+
     fn spawn(mut cmd: Command, kind: ServerKind) -> Shell {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())

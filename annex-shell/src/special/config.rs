@@ -19,6 +19,11 @@ use super::chunks::{ChunkConfig, ChunkConfigError};
 
 pub const REMOTE_LOG: &str = "remote.log";
 
+/// git-annex 10.20261026's record, outside the branch, of the remote.log
+/// configurations this repository's user accepted (`initremote` writes
+/// it, `enableremote` does not; `verifyremote --safe` does).
+pub const VERIFIED_LOG: &str = "verified-remote.log";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecialError {
     #[error("{name}: remote.log in the git-annex branch has no special remote with UUID {uuid}")]
@@ -31,6 +36,11 @@ pub enum SpecialError {
         "{name}: encryption={encryption} is not served by annexproxy yet (only encryption=none)"
     )]
     Encrypted { name: String, encryption: String },
+    #[error(
+        "{name}: this special remote's configuration (remote.log) is not verified in this repository; \
+         check it and run `git annex verifyremote {name}` as git-annex asks"
+    )]
+    NotVerified { name: String },
     #[error("{name}: {setting} is not set")]
     MissingSetting { name: String, setting: String },
     #[error("{name}: {source}")]
@@ -140,6 +150,11 @@ impl SpecialRemote {
         let Some(params) = log.get(&uuid).cloned() else {
             return Err(SpecialError::NotRecorded { name, uuid });
         };
+        // A client can push any remote.log; like git-annex, serve only
+        // a configuration the operator accepted.
+        if !is_verified(repo, &uuid, &params) {
+            return Err(SpecialError::NotVerified { name });
+        }
         let type_name = params.get("type").cloned().unwrap_or_default();
         let kind = match type_name.as_str() {
             "directory" => Kind::Directory(directory_of(repo, remote)?),
@@ -177,6 +192,18 @@ impl SpecialRemote {
     pub fn creds_path(&self, repo: &Repo) -> PathBuf {
         repo.annex_dir().join("creds").join(&self.uuid)
     }
+}
+
+/// Whether `annex/verified-remote.log` accepted exactly this
+/// configuration of `uuid`.
+fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -> bool {
+    let path = repo.annex_dir().join(VERIFIED_LOG);
+    let Ok(text) = std::fs::read(&path) else {
+        return false;
+    };
+    let log = UuidLog::parse(&text);
+    log.get(uuid)
+        .is_some_and(|v| &unescape_all(parse_remote_config(v)) == params)
 }
 
 /// `remote.NAME.annex-directory`, relative paths taken from the

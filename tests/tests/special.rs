@@ -1,0 +1,26 @@
+//! Special remotes behind our proxy (issue 13): the real client copies,
+//! gets, fscks, drops and moves through the proxy to a `directory`
+//! remote, unchunked and with `chunk=`; real git-annex inside the proxy's
+//! repository reads what we stored, and we read what it stored.
+//!
+//! The proxy is served by our git-annex-shell alone; real git-annex is
+//! used on the server only to set remotes up (`initremote`, as an
+//! operator would) and as the oracle afterwards.
+//!
+//! - `special/world.rs`: the shared set-up;
+//! - `flow`: the client's copy/get/fsck/drop/move, both directions of
+//!   interoperation with real git-annex;
+//! - `uploads`: corrupted and interrupted uploads;
+//! - `refusals`: what we do not serve is named as such.
+
+#[path = "special/world.rs"]
+mod world;
+
+#[path = "special/flow.rs"]
+mod flow;
+
+#[path = "special/uploads.rs"]
+mod uploads;
+
+#[path = "special/refusals.rs"]
+mod refusals;

@@ -1,0 +1,123 @@
+//! What we do not serve is named as such: a special remote type we do not
+//! serve yet (at `updateproxy` and in the session, where before it was
+//! "remote has no url"), a special remote as a cluster node, and a
+//! remote.log configuration the operator has not verified.
+
+use annexproxy_tests::p2p_driver::{Shell, CLIENT_UUID};
+use annexproxy_tests::{ServerKind, TestEnv};
+
+use super::world::*;
+
+const UNSERVED: &str = "h: special remote type hook is not served by annexproxy yet";
+
+/// A proxy with a `hook` special remote `h` (a type we do not serve),
+/// made by real `initremote`, marked `annex-proxy=true`.
+fn proxy_with_hook_remote(env: &TestEnv) -> std::path::PathBuf {
+    let proxy = env.server_bare("proxy.git");
+    env.annexproxy(&proxy, &["init", "the proxy"]).ok();
+    env.oracle_annex(
+        &proxy,
+        &[
+            "initremote",
+            "h",
+            "type=hook",
+            "hooktype=demo",
+            "encryption=none",
+        ],
+    )
+    .ok();
+    env.oracle(&proxy, &["config", "remote.h.annex-proxy", "true"])
+        .ok();
+    proxy
+}
+
+#[test]
+fn unserved_type_is_named_at_updateproxy() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let proxy = proxy_with_hook_remote(&env);
+    let out = env.annexproxy(&proxy, &["updateproxy"]).ok();
+    assert!(out.stderr.contains(UNSERVED), "{out}");
+    assert!(!out.all().contains("no url"), "{out}");
+    assert!(!out.stdout.contains("Started proxying for h"), "{out}");
+}
+
+/// Real git-annex's updateproxy records the hook remote; a client asking
+/// for it then hears which type we do not serve.
+#[test]
+fn unserved_type_is_named_in_the_session() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let proxy = proxy_with_hook_remote(&env);
+    env.oracle_annex(&proxy, &["updateproxy"])
+        .ok()
+        .says("Started proxying for h");
+    let uuid = env
+        .oracle(&proxy, &["config", "remote.h.annex-uuid"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let mut cmd = env.server_command("git-annex-shell");
+    cmd.args(["p2pstdio", &proxy.display().to_string(), CLIENT_UUID])
+        .args(["--uuid", &uuid])
+        .current_dir(&proxy);
+    let out = Shell::start(cmd, ServerKind::Ours).finish();
+    assert!(out.stderr.contains(UNSERVED), "{}", out.show());
+    assert!(!out.stderr.contains("no url"), "{}", out.show());
+    assert_ne!(out.code, Some(0));
+}
+
+#[test]
+fn special_remote_is_refused_as_a_cluster_node() {
+    let wd = world(&[]);
+    let env = &wd.env;
+    env.annexproxy(&wd.proxy, &["initcluster", "cl"]).ok();
+    env.oracle(&wd.proxy, &["config", "remote.d.annex-cluster-node", "cl"])
+        .ok();
+    let out = env.annexproxy(&wd.proxy, &["updatecluster"]).ok();
+    assert!(
+        out.stderr
+            .contains("d: special remotes are not served as cluster nodes by annexproxy yet"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("Added node d"), "{out}");
+}
+
+/// The remote.log configuration changed by a push to the proxy's
+/// git-annex branch (from a repository of its own that enabled the remote
+/// with another `chunk=`): until the operator verifies it, the proxy
+/// refuses to use the remote, as git-annex refuses.
+#[test]
+fn pushed_configuration_is_refused_until_verified() {
+    let wd = world(&[]);
+    let env = &wd.env;
+    let other = env.srv.join("other");
+    env.oracle(
+        &env.srv,
+        &["clone", "-q", &wd.proxy.display().to_string(), "other"],
+    )
+    .ok();
+    env.oracle_annex(&other, &["init", "other"]).ok();
+    let elsewhere = env.srv.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let dir_param = format!("directory={}", elsewhere.display());
+    env.oracle_annex(&other, &["enableremote", "d", &dir_param, "chunk=5000"])
+        .ok();
+    // Past git-annex's own pre-push check, as anyone can push.
+    env.oracle(
+        &other,
+        &["push", "-q", "--no-verify", "origin", "git-annex"],
+    )
+    .ok();
+    let client = &wd.client;
+    env.add_file(client, "f.txt", b"content\n");
+    let out = env
+        .annex(client, &["copy", "--to", "origin-d", "f.txt"])
+        .fails();
+    assert!(
+        out.all().contains("d: this special remote's configuration"),
+        "{out}"
+    );
+    verify_remote(env, &wd.proxy, "d");
+    env.annex(client, &["copy", "--to", "origin-d", "f.txt"])
+        .ok();
+}

@@ -1,0 +1,87 @@
+//! Uploads that go wrong: corrupted ones never appear under the key,
+//! interrupted ones resume where they stopped.
+
+use annexproxy_tests::p2p_driver::sha256e_key;
+use annexproxy_tests::pseudo_random_bytes;
+
+use super::world::*;
+
+/// A corrupted upload (wrong bytes with VALID, or the right bytes with
+/// INVALID) is answered FAILURE and leaves nothing under the key: no
+/// object, no chunk, and CHECKPRESENT says so.
+fn corrupted_upload_never_appears(extra: &[&str]) {
+    let wd = world(extra);
+    let content = pseudo_random_bytes(3, 250_000);
+    let key = sha256e_key(&content, ".bin");
+    let mut wrong = content.clone();
+    wrong[200_000] ^= 1;
+    let mut shell = shell_to_d(&wd);
+    for (body, verdict) in [(&wrong, "VALID"), (&content, "INVALID")] {
+        shell.send(&format!("PUT f.bin {key}"));
+        shell.expect("PUT-FROM 0");
+        shell.send_raw(&data(body, body.len()));
+        shell.send(verdict);
+        shell.expect("FAILURE");
+        assert_eq!(stored_files(&wd.store), Vec::<String>::new());
+        shell.send(&format!("CHECKPRESENT {key}"));
+        shell.expect("FAILURE");
+    }
+    let out = shell.finish();
+    out.assert_exit(0);
+    // The right bytes, VALID: stored.
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content, content.len()));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    shell.finish().assert_exit(0);
+    server_fsck_from_d(&wd);
+}
+
+#[test]
+fn corrupted_upload_never_appears_unchunked() {
+    corrupted_upload_never_appears(&[]);
+}
+
+#[test]
+fn corrupted_upload_never_appears_chunked() {
+    corrupted_upload_never_appears(&["chunk=100000"]);
+}
+
+/// An upload cut off after two and a half chunks resumes at the byte
+/// where it stopped: the two complete chunks are not sent again (nor the
+/// half chunk staged in the directory's `tmp/`), and the result is what
+/// real git-annex finds whole.
+#[test]
+fn interrupted_chunked_upload_resumes_where_it_stopped() {
+    let wd = world(&["chunk=100000"]);
+    let content = pseudo_random_bytes(5, 350_000);
+    let key = sha256e_key(&content, ".bin");
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content[..250_000], content.len()));
+    // The client goes away mid-body.
+    let out = shell.finish();
+    out.assert_exit(0);
+    let chunks = stored_files(&wd.store);
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    // The key is not on the remote, for us and for real git-annex.
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("CHECKPRESENT {key}"));
+    shell.expect("FAILURE");
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 250000");
+    shell.send_raw(&data(&content[250_000..], 100_000));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    shell.finish().assert_exit(0);
+    assert_eq!(stored_files(&wd.store).len(), 4);
+    server_fsck_from_d(&wd);
+    // The client gets it whole through the proxy.
+    let client = &wd.client;
+    wd.env.annex(client, &["sync"]).ok();
+    let out = wd.env.annex(client, &["whereis", "--key", &key]).ok();
+    assert!(out.stdout.contains("origin-d"), "{out}");
+}

@@ -1,0 +1,154 @@
+//! Shared set-up of the special-remote scenarios: a proxy made by our
+//! `annexproxy`, a directory special remote `d` behind it, a client.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use annexproxy_tests::observe::whereis;
+use annexproxy_tests::p2p_driver::{Shell, CLIENT_UUID};
+use annexproxy_tests::{ServerKind, TestEnv};
+
+pub struct World {
+    pub env: TestEnv,
+    pub proxy: PathBuf,
+    pub store: PathBuf,
+    pub client: PathBuf,
+}
+
+/// A proxy set up by `annexproxy init`, a directory special remote `d`
+/// made by real `git annex initremote` (with `extra` parameters), proxied
+/// with `annex-proxy=true` and our `updateproxy`; a client that cloned
+/// the proxy and synced.
+pub fn world(extra: &[&str]) -> World {
+    let env = TestEnv::new(ServerKind::Ours);
+    let proxy = env.server_bare("proxy.git");
+    env.annexproxy(&proxy, &["init", "the proxy"]).ok();
+    let store = env.srv.join("dstore");
+    fs::create_dir_all(&store).expect("store dir");
+    let dir_param = format!("directory={}", store.display());
+    let mut args = vec![
+        "initremote",
+        "d",
+        "type=directory",
+        &dir_param,
+        "encryption=none",
+    ];
+    args.extend_from_slice(extra);
+    env.oracle_annex(&proxy, &args).ok();
+    env.oracle(&proxy, &["config", "remote.d.annex-proxy", "true"])
+        .ok();
+    env.annexproxy(&proxy, &["updateproxy"])
+        .ok()
+        .says("Started proxying for d");
+    let client = env.clone_client(&proxy, "client");
+    env.annex(&client, &["sync"]).ok();
+    World {
+        env,
+        proxy,
+        store,
+        client,
+    }
+}
+
+/// Every regular file under the store, relative, except git-annex's
+/// `tmp/`.
+pub fn stored_files(store: &Path) -> Vec<String> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                let rel = p.strip_prefix(base).expect("under base");
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(store, store, &mut out);
+    out.retain(|f| !f.starts_with("tmp/"));
+    out.sort();
+    out
+}
+
+/// The path git-annex stores `key` at in a directory remote.
+pub fn object_path(store: &Path, key: &str, hashdir: &str) -> PathBuf {
+    store.join(hashdir).join(key).join(key)
+}
+
+/// `git annex examinekey --format='${hashdirlower}'` of the real client.
+pub fn hashdir(env: &TestEnv, client: &Path, key: &str) -> String {
+    env.annex(client, &["examinekey", "--format=${hashdirlower}", key])
+        .ok()
+        .stdout
+        .trim()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The special remote's UUID, as initremote recorded it.
+pub fn d_uuid(wd: &World) -> String {
+    wd.env
+        .oracle(&wd.proxy, &["config", "remote.d.annex-uuid"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// The client's view of where `file` is.
+pub fn is_on_d(wd: &World, file: &str) -> bool {
+    whereis(&wd.env, &wd.client)
+        .get(file)
+        .is_some_and(|locs| locs.iter().any(|l| l.contains("origin-d")))
+}
+
+/// Real `git annex fsck --from d` inside the proxy's repository, after
+/// learning what the client synced: it reads the directory itself.
+pub fn server_fsck_from_d(wd: &World) {
+    wd.env.wait_server_idle();
+    let out = wd
+        .env
+        .oracle_annex(&wd.proxy, &["fsck", "--from", "d", "--all"]);
+    assert!(
+        out.success() && !out.all().contains("failed"),
+        "real fsck --from d in the proxy:\n{out}"
+    );
+}
+
+/// Our git-annex-shell on the proxy, addressed at the special remote, as
+/// a client's ssh session starts it.
+pub fn shell_to_d(wd: &World) -> Shell {
+    let mut cmd = wd.env.server_command("git-annex-shell");
+    cmd.args(["p2pstdio", &wd.proxy.display().to_string(), CLIENT_UUID])
+        .args(["--uuid", &d_uuid(wd)])
+        .current_dir(&wd.proxy);
+    let mut shell = Shell::start(cmd, ServerKind::Ours);
+    shell.hello(Some(3));
+    shell
+}
+
+/// `DATA len` and the body, as one write.
+pub fn data(body: &[u8], len: usize) -> Vec<u8> {
+    let mut out = format!("DATA {len}\n").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Real `git annex verifyremote NAME`, then `--safe` with the ID it asks
+/// for: the operator accepts the remote's configuration.
+pub fn verify_remote(env: &TestEnv, repo: &Path, name: &str) {
+    let asked = env.oracle_annex(repo, &["verifyremote", name]);
+    let id = asked
+        .all()
+        .split("--safe ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no --safe ID in {asked}"));
+    env.oracle_annex(repo, &["verifyremote", name, "--safe", &id])
+        .ok();
+}
