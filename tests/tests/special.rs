@@ -24,3 +24,6 @@ mod uploads;
 
 #[path = "special/refusals.rs"]
 mod refusals;
+
+#[path = "special/setup.rs"]
+mod setup;

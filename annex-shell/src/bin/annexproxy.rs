@@ -53,6 +53,30 @@ enum Cmd {
         /// The cluster's name as that gateway knows it.
         name: String,
     },
+    /// Set up a special remote (type=directory directory=PATH
+    /// encryption=none [chunk=SIZE]), as `git annex initremote` does.
+    Initremote {
+        name: String,
+        /// key=value parameters.
+        #[arg(value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Enable a special remote recorded in remote.log on this host
+    /// (directory=PATH, other parameters changed), as `git annex
+    /// enableremote` does.
+    Enableremote {
+        name: String,
+        #[arg(value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Show a special remote's configuration; with --safe, accept it (the
+    /// proxy serves only accepted configurations), as `git annex
+    /// verifyremote` does.
+    Verifyremote {
+        name: String,
+        #[arg(long)]
+        safe: bool,
+    },
     /// Serve the P2P protocol to peers holding an auth token (what
     /// git-annex's remotedaemon does for tor and P2P networks), read-write,
     /// git clone/fetch/push included. Runs until killed.
@@ -132,6 +156,15 @@ fn main() -> ExitCode {
             annex_shell::operator::initcluster(&cli.dir, name, description.as_deref(), &mut out)
         }
         Cmd::Updatecluster => annex_shell::operator::updatecluster(&cli.dir, &mut out, &mut err),
+        Cmd::Initremote { name, params } => {
+            annex_shell::operator::initremote(&cli.dir, name, params, &mut out)
+        }
+        Cmd::Enableremote { name, params } => {
+            annex_shell::operator::enableremote(&cli.dir, name, params, &mut out)
+        }
+        Cmd::Verifyremote { name, safe } => {
+            annex_shell::operator::verifyremote(&cli.dir, name, *safe, &mut out)
+        }
         Cmd::Extendcluster { gateway, name } => {
             annex_shell::operator::extendcluster(&cli.dir, gateway, name, &mut out, &mut err)
         }

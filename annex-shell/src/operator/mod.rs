@@ -1,7 +1,8 @@
 //! The operator's commands (`annexproxy …`), run in the server repository
 //! itself, with no git-annex installed: what `git annex init`,
-//! `updateproxy`, `initcluster`, `updatecluster` and `extendcluster` would
-//! do there, with the same output lines; and `status`, which git-annex
+//! `updateproxy`, `initcluster`, `updatecluster`, `extendcluster`,
+//! `initremote`, `enableremote` and `verifyremote` would do there, with
+//! the same output lines; and `status`, which git-annex
 //! has no counterpart of.
 //!
 //! Output goes to the writers given (stdout for results, stderr for
@@ -9,6 +10,7 @@
 
 pub mod extendcluster;
 pub mod initcluster;
+pub mod initremote;
 pub mod p2p;
 pub mod status;
 pub mod updatecluster;
@@ -21,6 +23,7 @@ use annex::repo::{Repo, RepoError};
 
 pub use extendcluster::extendcluster;
 pub use initcluster::initcluster;
+pub use initremote::{enableremote, initremote, verifyremote};
 pub use status::status;
 pub use updatecluster::updatecluster;
 pub use updateproxy::updateproxy;
@@ -53,6 +56,8 @@ pub enum OperatorError {
     Served(String),
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    #[error(transparent)]
+    RemoteSetup(#[from] initremote::RemoteSetupError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }

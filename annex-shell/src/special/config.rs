@@ -19,6 +19,9 @@ use super::chunks::{ChunkConfig, ChunkConfigError};
 
 pub const REMOTE_LOG: &str = "remote.log";
 
+/// A special remote's parameters as remote.log records them (unescaped).
+pub type Params = BTreeMap<String, String>;
+
 /// git-annex 10.20261026's record, outside the branch, of the remote.log
 /// configurations this repository's user accepted (`initremote` writes
 /// it, `enableremote` does not; `verifyremote --safe` does).
@@ -196,7 +199,7 @@ impl SpecialRemote {
 
 /// Whether `annex/verified-remote.log` accepted exactly this
 /// configuration of `uuid`.
-fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -> bool {
+pub fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -> bool {
     let path = repo.annex_dir().join(VERIFIED_LOG);
     let Ok(text) = std::fs::read(&path) else {
         return false;

@@ -15,11 +15,25 @@ pub struct World {
     pub client: PathBuf,
 }
 
+/// Who ran `initremote` on the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// Real `git annex initremote`, as an operator with git-annex would.
+    Real,
+    /// Our `annexproxy initremote`.
+    Ours,
+}
+
 /// A proxy set up by `annexproxy init`, a directory special remote `d`
 /// made by real `git annex initremote` (with `extra` parameters), proxied
 /// with `annex-proxy=true` and our `updateproxy`; a client that cloned
 /// the proxy and synced.
 pub fn world(extra: &[&str]) -> World {
+    world_by(Setup::Real, extra)
+}
+
+/// [`world`], the remote made by `setup`.
+pub fn world_by(setup: Setup, extra: &[&str]) -> World {
     let env = TestEnv::new(ServerKind::Ours);
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
@@ -34,7 +48,11 @@ pub fn world(extra: &[&str]) -> World {
         "encryption=none",
     ];
     args.extend_from_slice(extra);
-    env.oracle_annex(&proxy, &args).ok();
+    match setup {
+        Setup::Real => env.oracle_annex(&proxy, &args).ok(),
+        Setup::Ours => env.annexproxy(&proxy, &args).ok(),
+    }
+    .says("initremote d ok");
     env.oracle(&proxy, &["config", "remote.d.annex-proxy", "true"])
         .ok();
     env.annexproxy(&proxy, &["updateproxy"])

@@ -21,7 +21,9 @@
 //! ```
 //!
 //! KIND is `gateway` (this repository), `proxied` (a remote with
-//! `annex-proxy`), `cluster`, `node` (a cluster node this gateway reaches
+//! `annex-proxy`), `special` (a proxied special remote, such as a
+//! directory, which this repository serves itself: reachable when its
+//! configuration is one we serve and its storage is there), `cluster`, `node` (a cluster node this gateway reaches
 //! directly), `via` (the same cluster behind another gateway) or
 //! `unreached` (a node `cluster.log` lists that no remote here leads to).
 //! A node behind another gateway is shown by the remote that proxies it
@@ -79,6 +81,8 @@ pub enum StatusError {
 pub enum Kind {
     Gateway,
     Proxied,
+    /// A proxied special remote (`initremote`), served by this repository.
+    Special,
     Cluster,
     Node,
     Via,
@@ -90,6 +94,7 @@ impl Kind {
         match self {
             Kind::Gateway => "gateway",
             Kind::Proxied => "proxied",
+            Kind::Special => "special",
             Kind::Cluster => "cluster",
             Kind::Node => "node",
             Kind::Via => "via",
@@ -175,14 +180,20 @@ fn layout(repo: &Repo, my_uuid: &str) -> Result<Vec<Row>, OperatorError> {
     here.reach = Reach::Yes;
     here.free = free_space(repo.git_dir());
     let mut rows = vec![here];
+    let specials = crate::special::config::remote_log(repo)?;
     for r in repo.remotes() {
         let proxied = repo
             .config_bool(&format!("remote.{}.annex-proxy", r.name))
             .unwrap_or(false);
         if let Some(u) = r.annex_uuid().filter(|_| proxied) {
+            let kind = if crate::special::config::is_special(&r, &specials) {
+                Kind::Special
+            } else {
+                Kind::Proxied
+            };
             rows.push(Row::new(
                 r.name.clone(),
-                Kind::Proxied,
+                kind,
                 u.to_owned(),
                 Some(r.clone()),
             ));
@@ -314,7 +325,9 @@ fn cluster_members(rows: &[Row]) -> Vec<(usize, BTreeSet<String>)> {
 fn probe_all(repo: &Repo, my_uuid: &str, rows: &mut [Row]) -> Result<(), OperatorError> {
     let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
     let mut targets: BTreeMap<String, Result<NodeRemote, String>> = BTreeMap::new();
-    for r in rows.iter().filter_map(|r| r.remote.as_ref()) {
+    check_specials(repo, rows);
+    let relayed = rows.iter().filter(|r| r.kind != Kind::Special);
+    for r in relayed.filter_map(|r| r.remote.as_ref()) {
         targets
             .entry(r.name.clone())
             .or_insert_with(|| NodeRemote::from_config(r, &base).map_err(|e| e.to_string()));
@@ -340,7 +353,7 @@ fn probe_all(repo: &Repo, my_uuid: &str, rows: &mut [Row]) -> Result<(), Operato
             .into_iter()
             .collect()
     });
-    for row in rows.iter_mut() {
+    for row in rows.iter_mut().filter(|r| r.kind != Kind::Special) {
         let Some(name) = row.remote.as_ref().map(|r| r.name.clone()) else {
             continue;
         };
@@ -365,6 +378,40 @@ fn probe_all(repo: &Repo, my_uuid: &str, rows: &mut [Row]) -> Result<(), Operato
         };
     }
     Ok(())
+}
+
+/// A special remote is reachable when we can serve it (a type we serve,
+/// a verified configuration) and its storage is there: for a directory,
+/// the directory, whose free space is shown.
+fn check_specials(repo: &Repo, rows: &mut [Row]) {
+    let log = match crate::special::config::remote_log(repo) {
+        Ok(log) => log,
+        Err(e) => {
+            for row in rows.iter_mut().filter(|r| r.kind == Kind::Special) {
+                row.reach = Reach::No(e.to_string());
+            }
+            return;
+        }
+    };
+    for row in rows.iter_mut().filter(|r| r.kind == Kind::Special) {
+        let Some(remote) = row.remote.as_ref() else {
+            continue;
+        };
+        row.reach = match crate::special::SpecialRemote::load(repo, remote, &log) {
+            Ok(special) => match &special.kind {
+                crate::special::Kind::Directory(root) if root.is_dir() => {
+                    row.free = free_space(root);
+                    Reach::Yes
+                }
+                crate::special::Kind::Directory(root) => Reach::No(format!(
+                    "{}: directory {} is not accessible",
+                    row.name,
+                    root.display()
+                )),
+            },
+            Err(e) => Reach::No(e.to_string()),
+        };
+    }
 }
 
 /// A P2P handshake with the node, closed at once.

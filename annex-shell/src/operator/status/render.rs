@@ -131,7 +131,7 @@ pub fn render_json(repository: &str, rows: &[Row]) -> String {
     for r in rows {
         match r.kind {
             Kind::Gateway => repo_row = format!("{}}}", row(r)),
-            Kind::Proxied => remotes.push(format!("{}}}", row(r))),
+            Kind::Proxied | Kind::Special => remotes.push(format!("{}}}", row(r))),
             Kind::Cluster => {
                 flush(&mut clusters, &mut nodes);
                 let (up, of) = match r.reach {

@@ -1,0 +1,290 @@
+//! `initremote NAME type=T k=v…`, `enableremote NAME k=v…` and
+//! `verifyremote NAME [--safe]`: special remotes set up as git-annex
+//! 10.20261026 sets them up, so either program uses what the other made.
+//!
+//! What `git annex initremote d type=directory directory=/p
+//! encryption=none [chunk=…]` writes, and so what we write:
+//! - `remote.log`: `<uuid> [chunk=…] encryption=none name=d
+//!   type=directory timestamp=…` (parameters sorted and escaped, the
+//!   directory left out: it may differ between hosts);
+//! - `uuid.log`: the name as the description;
+//! - git config `remote.d.annex-directory` (absolute), `annex-uuid`,
+//!   `skipFetchAll=true`, `annex-verified=verified`;
+//! - `annex/verified-remote.log`: the configuration this repository's
+//!   user accepted. `enableremote` of a remote not accepted here leaves it
+//!   `annex-verified=manual` until `verifyremote NAME --safe`, as git-annex
+//!   does; the proxy serves only an accepted configuration.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use annex::branch::uuidlog::change_uuid_log;
+use annex::branch::VectorClock;
+use annex::repo::Repo;
+
+use super::{open_initialized, OperatorError};
+use crate::special::chunks::{ChunkConfig, ChunkConfigError};
+use crate::special::config::{config_escape, remote_log, Params, REMOTE_LOG, VERIFIED_LOG};
+
+const UUID_LOG: &str = "uuid.log";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteSetupError {
+    #[error("{0:?} is not a parameter of the form key=value")]
+    BadParam(String),
+    #[error("Specify the type of remote with type=")]
+    NoType,
+    #[error("special remote type {0} is not served by annexproxy yet (served: directory)")]
+    UnsupportedType(String),
+    #[error("Specify encryption=none (annexproxy does not serve encrypted special remotes yet)")]
+    NoEncryption,
+    #[error("encryption={0} is not served by annexproxy yet (only encryption=none)")]
+    Encrypted(String),
+    #[error("Specify directory=")]
+    NoDirectory,
+    #[error("Directory does not exist: {}", .0.display())]
+    NoSuchDirectory(PathBuf),
+    #[error(
+        "There is already a special remote named \"{0}\". (Use enableremote to enable an existing special remote.)"
+    )]
+    AlreadyExists(String),
+    #[error("There is already a git remote named \"{0}\".")]
+    GitRemoteExists(String),
+    #[error("There is no special remote named \"{0}\".")]
+    NoSuchRemote(String),
+    #[error(transparent)]
+    Chunk(#[from] ChunkConfigError),
+}
+
+/// Parameters as typed: `k=v` each.
+fn parse_params(params: &[String]) -> Result<BTreeMap<String, String>, RemoteSetupError> {
+    params
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(RemoteSetupError::BadParam(p.clone())),
+        })
+        .collect()
+}
+
+/// remote.log's value: `k=v` sorted by key, values escaped.
+fn format_config(config: &BTreeMap<String, String>) -> String {
+    let words: Vec<String> = config
+        .iter()
+        .map(|(k, v)| format!("{k}={}", config_escape(v)))
+        .collect();
+    words.join(" ")
+}
+
+/// The special remote recorded under `name`: its UUID and parameters.
+fn find_by_name(repo: &Repo, name: &str) -> Result<Option<(String, Params)>, OperatorError> {
+    Ok(remote_log(repo)?
+        .into_iter()
+        .find(|(_, p)| p.get("name").map(String::as_str) == Some(name)))
+}
+
+/// The checks a directory remote's parameters get before anything is
+/// written; the directory, absolute (a relative one is taken from `base`,
+/// where the command runs, as `-C` says).
+fn check_directory(
+    base: &Path,
+    config: &BTreeMap<String, String>,
+) -> Result<PathBuf, RemoteSetupError> {
+    match config.get("type").map(String::as_str) {
+        None => return Err(RemoteSetupError::NoType),
+        Some("directory") => {}
+        Some(other) => return Err(RemoteSetupError::UnsupportedType(other.to_owned())),
+    }
+    match config.get("encryption").map(String::as_str) {
+        None => return Err(RemoteSetupError::NoEncryption),
+        Some("none") => {}
+        Some(other) => return Err(RemoteSetupError::Encrypted(other.to_owned())),
+    }
+    ChunkConfig::from_params(
+        config.get("chunk").map(String::as_str),
+        config.get("chunksize").map(String::as_str),
+    )?;
+    let dir = config
+        .get("directory")
+        .ok_or(RemoteSetupError::NoDirectory)?;
+    let abs = lexical_absolute(&base.join(dir));
+    if !abs.is_dir() {
+        return Err(RemoteSetupError::NoSuchDirectory(abs));
+    }
+    Ok(abs)
+}
+
+/// The path made absolute with `.` and `..` resolved by name, symlinks
+/// kept, as git-annex's `absPath` gives it.
+fn lexical_absolute(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Record in `annex/verified-remote.log` that this repository's user
+/// accepted `config` for `uuid`.
+fn record_verified(repo: &Repo, uuid: &str, config: &str) -> Result<(), OperatorError> {
+    let path = repo.annex_dir().join(VERIFIED_LOG);
+    let old = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let new = change_uuid_log(&old, uuid, config, VectorClock::candidate_now());
+    std::fs::create_dir_all(repo.annex_dir())?;
+    let tmp = path.with_extension("log.tmp");
+    std::fs::write(&tmp, new)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// The git configs git-annex's `gitConfigSpecialRemote` and its verifier
+/// write.
+fn set_git_config(
+    repo: &mut Repo,
+    name: &str,
+    uuid: &str,
+    dir: &Path,
+    verified: bool,
+) -> Result<(), OperatorError> {
+    repo.set_config(
+        &format!("remote.{name}.annex-directory"),
+        &dir.display().to_string(),
+    )?;
+    repo.set_config(&format!("remote.{name}.annex-uuid"), uuid)?;
+    repo.set_config(&format!("remote.{name}.skipFetchAll"), "true")?;
+    let state = if verified { "verified" } else { "manual" };
+    repo.set_config(&format!("remote.{name}.annex-verified"), state)?;
+    Ok(())
+}
+
+pub fn initremote(
+    dir: &Path,
+    name: &str,
+    params: &[String],
+    out: &mut dyn Write,
+) -> Result<(), OperatorError> {
+    let (mut repo, _) = open_initialized(dir)?;
+    let mut config = parse_params(params)?;
+    if find_by_name(&repo, name)?.is_some() {
+        return Err(RemoteSetupError::AlreadyExists(name.to_owned()).into());
+    }
+    if repo.remotes().iter().any(|r| r.name == name) {
+        return Err(RemoteSetupError::GitRemoteExists(name.to_owned()).into());
+    }
+    let directory = check_directory(dir, &config)?;
+    config.remove("directory");
+    config.insert("name".into(), name.to_owned());
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let value = format_config(&config);
+    let now = VectorClock::candidate_now();
+    let branch = repo.branch();
+    branch.change_file(REMOTE_LOG, |old| {
+        change_uuid_log(old.unwrap_or_default(), &uuid, &value, now)
+    })?;
+    branch.change_file(UUID_LOG, |old| {
+        change_uuid_log(old.unwrap_or_default(), &uuid, name, now)
+    })?;
+    set_git_config(&mut repo, name, &uuid, &directory, true)?;
+    record_verified(&repo, &uuid, &value)?;
+    branch.commit()?;
+    tracing::info!(remote = name, %uuid, "initremote");
+    writeln!(out, "initremote {name} ok")?;
+    writeln!(out, "(recording state in git...)")?;
+    Ok(())
+}
+
+pub fn enableremote(
+    dir: &Path,
+    name: &str,
+    params: &[String],
+    out: &mut dyn Write,
+) -> Result<(), OperatorError> {
+    let (mut repo, _) = open_initialized(dir)?;
+    let Some((uuid, old)) = find_by_name(&repo, name)? else {
+        return Err(RemoteSetupError::NoSuchRemote(name.to_owned()).into());
+    };
+    let given = parse_params(params)?;
+    let mut config = old.clone();
+    config.extend(given);
+    let directory = check_directory(dir, &config)?;
+    config.remove("directory");
+    // A configuration already accepted here stays accepted with what its
+    // user changed now; one never accepted waits for verifyremote.
+    let verified = crate::special::config::is_verified(&repo, &uuid, &old);
+    let value = format_config(&config);
+    if config != old {
+        let now = VectorClock::candidate_now();
+        repo.branch().change_file(REMOTE_LOG, |log| {
+            change_uuid_log(log.unwrap_or_default(), &uuid, &value, now)
+        })?;
+    }
+    set_git_config(&mut repo, name, &uuid, &directory, verified)?;
+    if verified {
+        record_verified(&repo, &uuid, &value)?;
+    }
+    repo.branch().commit()?;
+    writeln!(out, "enableremote {name} ")?;
+    if !verified {
+        ask_verification(name, &config, out)?;
+    }
+    writeln!(out, "ok")?;
+    Ok(())
+}
+
+/// `verifyremote NAME`: show the configuration; with `--safe`, accept it.
+pub fn verifyremote(
+    dir: &Path,
+    name: &str,
+    safe: bool,
+    out: &mut dyn Write,
+) -> Result<(), OperatorError> {
+    let (mut repo, _) = open_initialized(dir)?;
+    let Some((uuid, config)) = find_by_name(&repo, name)? else {
+        return Err(RemoteSetupError::NoSuchRemote(name.to_owned()).into());
+    };
+    if !safe {
+        return ask_verification(name, &config, out);
+    }
+    record_verified(&repo, &uuid, &format_config(&config))?;
+    repo.set_config(&format!("remote.{name}.annex-verified"), "verified")?;
+    writeln!(out, "verifyremote {name} ok")?;
+    Ok(())
+}
+
+/// git-annex's question: the configuration (type first, no name), and
+/// how to accept it.
+fn ask_verification(
+    name: &str,
+    config: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<(), OperatorError> {
+    let mut words = vec![format!(
+        "type={}",
+        config.get("type").map(String::as_str).unwrap_or_default()
+    )];
+    words.extend(
+        config
+            .iter()
+            .filter(|(k, _)| *k != "type" && *k != "name")
+            .map(|(k, v)| format!("{k}={}", config_escape(v))),
+    );
+    writeln!(out, "  This is the configuration of the remote:")?;
+    writeln!(out, "  \t{}", words.join(" "))?;
+    writeln!(out, "  ")?;
+    writeln!(out, "  Is this a location that you expected to be using?")?;
+    writeln!(out, "  If so, run:  annexproxy verifyremote {name} --safe")?;
+    Ok(())
+}
