@@ -18,6 +18,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use annex::key::Key;
+use annex::lockfile::{self, LockHandle, LockKind};
 
 use super::storage::{StagedWrite, Storage, StorageError};
 
@@ -123,7 +124,20 @@ impl Storage for Directory {
         let tmp_dir = self.tmp_dir(name);
         fs::create_dir_all(&tmp_dir).map_err(self.io("create", name))?;
         let tmp = tmp_dir.join(name.key_file());
-        // A symlink planted at the temporary name is never followed.
+        // Only a regular file is a partial write; a symlink planted there
+        // is removed, never followed.
+        if fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+            fs::remove_file(&tmp).map_err(self.io("remove", name))?;
+        }
+        // One writer per object: a second session appending to the same
+        // temporary file would interleave two bodies.
+        let lock = lockfile::try_lock(&tmp, LockKind::Exclusive, 0o644)
+            .map_err(self.io("lock", name))?
+            .ok_or_else(|| StorageError::Busy {
+                remote: self.name.clone(),
+                object: name.to_string(),
+            })?;
+        // Nor one planted since.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -138,6 +152,7 @@ impl Storage for Directory {
             tmp_dir,
             file,
             staged,
+            _lock: lock,
         })
     }
 
@@ -170,6 +185,8 @@ pub struct DirWrite {
     tmp_dir: PathBuf,
     file: File,
     staged: u64,
+    /// Held until the write is committed, aborted or dropped.
+    _lock: LockHandle,
 }
 
 impl DirWrite {
@@ -230,7 +247,6 @@ impl StagedWrite for DirWrite {
     }
 
     async fn abort(self) -> Result<(), StorageError> {
-        drop(self.file);
         match fs::remove_dir_all(&self.tmp_dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -238,3 +254,7 @@ impl StagedWrite for DirWrite {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "directory_tests.rs"]
+mod tests;

@@ -36,6 +36,9 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// Another session (ours or git-annex's) is writing the same object.
+    #[error("{remote}: {object}: another transfer of it is in progress")]
+    Busy { remote: String, object: String },
     /// The object changed or ended while it was read.
     #[error("{remote}: {object}: {why}")]
     Changed {
