@@ -27,6 +27,8 @@ use super::storage::{StagedWrite, Storage, StorageError};
 pub struct Directory {
     name: String,
     root: PathBuf,
+    /// Bytes kept free on the directory's disk (`annex.diskreserve`).
+    reserve: u64,
 }
 
 impl Directory {
@@ -34,7 +36,15 @@ impl Directory {
         Directory {
             name: name.to_owned(),
             root,
+            reserve: 0,
         }
+    }
+
+    /// Keep `bytes` free on the directory's disk, as git-annex keeps its
+    /// `annex.diskreserve` free there.
+    pub fn with_reserve(mut self, bytes: u64) -> Directory {
+        self.reserve = bytes;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -153,6 +163,23 @@ impl Storage for Directory {
             file,
             staged,
             _lock: lock,
+        })
+    }
+
+    async fn room_for(&self, bytes: u64) -> Result<(), StorageError> {
+        let Ok(st) = nix::sys::statvfs::statvfs(&self.root) else {
+            // Unknown free space does not stop a store, as in git-annex.
+            return Ok(());
+        };
+        #[allow(clippy::useless_conversion)] // the field types differ between platforms
+        let free = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
+        let want = bytes.saturating_add(self.reserve);
+        if want <= free {
+            return Ok(());
+        }
+        Err(StorageError::NoSpace {
+            remote: self.name.clone(),
+            need: crate::operator::status::human(want - free),
         })
     }
 

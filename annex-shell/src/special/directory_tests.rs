@@ -107,3 +107,14 @@ async fn object_in_the_old_mixed_case_directory_is_found() {
     assert_eq!(dir.stat(&k).await.expect("stat"), Some(10));
     assert_eq!(read_all(&dir, &k, 4).await, b"layout");
 }
+
+#[tokio::test]
+async fn room_is_checked_against_the_reserve() {
+    let (_t, dir) = storage();
+    dir.room_for(1).await.expect("room for a byte");
+    let dir = dir.with_reserve(u64::MAX / 2);
+    assert!(matches!(
+        dir.room_for(1).await,
+        Err(StorageError::NoSpace { .. })
+    ));
+}

@@ -70,7 +70,8 @@ where
     let span = tracing::info_span!("special", remote = %remote.name, kind = %remote.type_name);
     match &remote.kind {
         Kind::Directory(root) => {
-            let storage = directory::Directory::new(&remote.name, root.clone());
+            let storage = directory::Directory::new(&remote.name, root.clone())
+                .with_reserve(repo.disk_reserve());
             let backend = remote::Special::new(storage, &remote, repo.branch());
             Session::new(conn, backend, rules)
                 .run()

@@ -81,7 +81,9 @@ impl<S: Storage> Upload<S> {
             Some(size) => key.chunk(size, number),
             None => key.non_chunk(),
         };
-        let mut staged = storage.begin_write(&name, key.size()).await?;
+        let mut staged = storage
+            .begin_write(&name, object_size(key, chunk, number))
+            .await?;
         let mut in_staged = staged.staged();
         if in_staged > 0 {
             match staged.read_staged().await? {
@@ -93,6 +95,9 @@ impl<S: Storage> Upload<S> {
             }
         }
         let offset = committed.len() as u64 * chunk.unwrap_or(0) + in_staged;
+        // A key of unknown size counts as 1 byte, as in git-annex.
+        let rest = key.size().unwrap_or(1).saturating_sub(offset);
+        storage.room_for(rest).await?;
         tracing::debug!(key = %key, offset, chunks = committed.len(), "put begins");
         Ok(Upload {
             key: key.clone(),
@@ -164,7 +169,8 @@ impl<S: Storage> Upload<S> {
             return Ok(());
         }
         let next_name = self.key.chunk(size, self.number + 1);
-        let mut next = storage.begin_write(&next_name, None).await?;
+        let next_size = object_size(&self.key, self.chunk, self.number + 1);
+        let mut next = storage.begin_write(&next_name, next_size).await?;
         if next.staged() > 0 {
             next.restart().await?;
         }
@@ -200,6 +206,17 @@ impl<S: Storage> Upload<S> {
         self.staged.commit().await?;
         Ok(self.chunk.map(|size| (size, self.number)))
     }
+}
+
+/// The size object `number` of `key` will have: the key's, unchunked; a
+/// chunk's, or what is left of the key for its last chunk. `None` when
+/// the key's size is unknown.
+fn object_size(key: &Key, chunk: Option<u64>, number: u64) -> Option<u64> {
+    let size = key.size()?;
+    Some(match chunk {
+        None => size,
+        Some(c) => size.saturating_sub((number - 1) * c).min(c),
+    })
 }
 
 /// Feed an object's bytes to the verifier.

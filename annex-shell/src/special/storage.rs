@@ -36,6 +36,9 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// Storing would leave the remote with less room than it keeps free.
+    #[error("{remote}: not enough free space, need {need} more")]
+    NoSpace { remote: String, need: String },
     /// Another session (ours or git-annex's) is writing the same object.
     #[error("{remote}: {object}: another transfer of it is in progress")]
     Busy { remote: String, object: String },
@@ -77,6 +80,14 @@ pub trait Storage: Send + Sync {
         name: &Key,
         size: Option<u64>,
     ) -> impl Future<Output = Result<Self::Staged, StorageError>> + Send;
+
+    /// Whether `bytes` more can be stored (git-annex checks a key's size
+    /// against a directory's free space once, before storing it); a
+    /// storage without such a limit says yes.
+    fn room_for(&self, bytes: u64) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let _ = bytes;
+        async { Ok(()) }
+    }
 
     /// Remove the object; an absent one is removed already.
     fn remove(&self, name: &Key) -> impl Future<Output = Result<(), StorageError>> + Send;

@@ -85,3 +85,19 @@ fn interrupted_chunked_upload_resumes_where_it_stopped() {
     let out = wd.env.annex(client, &["whereis", "--key", &key]).ok();
     assert!(out.stdout.contains("origin-d"), "{out}");
 }
+
+/// The proxy keeps its `annex.diskreserve` free on the remote's disk, as
+/// git-annex does: a key that would eat into it fails, saying why, and
+/// nothing is stored.
+#[test]
+fn upload_that_would_eat_the_reserve_fails() {
+    let wd = world(&[]);
+    let (env, client) = (&wd.env, &wd.client);
+    env.oracle(&wd.proxy, &["config", "annex.diskreserve", "1000000TB"])
+        .ok();
+    env.add_file(client, "f.txt", b"content\n");
+    env.annex(client, &["copy", "--to", "origin-d", "f.txt"])
+        .fails()
+        .says("not enough free space");
+    assert_eq!(stored_files(&wd.store), Vec::<String>::new());
+}
