@@ -1,5 +1,6 @@
-//! Uploads that go wrong: corrupted ones never appear under the key,
-//! interrupted ones resume where they stopped.
+//! The data path in raw protocol: corrupted uploads never appear under
+//! the key, interrupted ones resume where they stopped, the reserve is
+//! kept, and GETs start at the client's offset across chunks.
 
 use annexproxy_tests::p2p_driver::sha256e_key;
 use annexproxy_tests::pseudo_random_bytes;
@@ -100,4 +101,30 @@ fn upload_that_would_eat_the_reserve_fails() {
         .fails()
         .says("not enough free space");
     assert_eq!(stored_files(&wd.store), Vec::<String>::new());
+}
+
+/// A GET from an offset inside the second chunk sends the rest of the
+/// content only, read across the chunks from there.
+#[test]
+fn get_from_an_offset_across_chunks() {
+    let wd = world(&["chunk=100000"]);
+    let content = pseudo_random_bytes(6, 320_000);
+    let key = sha256e_key(&content, ".bin");
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content, content.len()));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    shell.send(&format!("GET 150000 f.bin {key}"));
+    shell.expect("DATA 170000");
+    assert!(shell.body(170_000) == content[150_000..], "wrong bytes");
+    shell.expect("VALID");
+    shell.send("SUCCESS");
+    // Past the end: nothing to send.
+    shell.send(&format!("GET 320000 f.bin {key}"));
+    shell.expect("DATA 0");
+    shell.expect("VALID");
+    shell.send("SUCCESS");
+    shell.finish().assert_exit(0);
 }
