@@ -10,8 +10,12 @@
 //! - `special/world.rs`: the shared set-up;
 //! - `flow`: the client's copy/get/fsck/drop/move, both directions of
 //!   interoperation with real git-annex;
-//! - `uploads`: corrupted and interrupted uploads;
-//! - `refusals`: what we do not serve is named as such.
+//! - `uploads`: corrupted and interrupted uploads, the reserve, GET at
+//!   an offset;
+//! - `refusals`: what we do not serve is named as such;
+//! - `setup`: `annexproxy initremote`, `enableremote`, `verifyremote`
+//!   against git-annex's records, and `status`;
+//! - `p2p`: the remote at a P2P address (`serve-p2p --for d`).
 
 #[path = "special/world.rs"]
 mod world;
@@ -27,3 +31,6 @@ mod refusals;
 
 #[path = "special/setup.rs"]
 mod setup;
+
+#[path = "special/p2p.rs"]
+mod p2p;
