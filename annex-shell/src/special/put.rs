@@ -15,7 +15,10 @@
 //! for the next one count towards the `PUT-FROM` offset; the framework
 //! reads them back once to hash them, so the whole content is verified.
 
-use annex::key::Key;
+use std::path::{Path, PathBuf};
+
+use annex::key::{safe_path_component, Key};
+use annex::lockfile::{self, LockHandle, LockKind};
 use annex::store::{Verifier, VerifyMode};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -35,6 +38,39 @@ pub enum PutError {
     Invalid,
     #[error("{offered} more bytes than the key's size of {size}")]
     TooLong { offered: u64, size: u64 },
+    #[error("transfer already in progress, or unable to take transfer lock ({0})")]
+    Locked(String),
+}
+
+/// The lock git-annex takes while it uploads a key to a remote
+/// (`annex/transfer/upload/<uuid>/lck.<keyfile>`): one upload of a key to
+/// the remote at a time, ours or git-annex's in the same repository, so
+/// two never write the same chunks. The lock file goes when the upload
+/// ends, as git-annex removes it.
+pub struct KeyLock {
+    path: PathBuf,
+    _held: LockHandle,
+}
+
+impl KeyLock {
+    pub fn take(annex_dir: &Path, remote_uuid: &str, key: &Key) -> Result<KeyLock, PutError> {
+        let locked = |why: String| PutError::Locked(why);
+        let uuid = safe_path_component(remote_uuid).map_err(|e| locked(e.to_string()))?;
+        let dir = annex_dir.join("transfer/upload").join(uuid);
+        std::fs::create_dir_all(&dir).map_err(|e| locked(e.to_string()))?;
+        let path = dir.join(format!("lck.{}", key.key_file()));
+        match lockfile::try_lock(&path, LockKind::Exclusive, 0o644) {
+            Ok(Some(held)) => Ok(KeyLock { path, _held: held }),
+            Ok(None) => Err(locked("held by another process".into())),
+            Err(e) => Err(locked(e.to_string())),
+        }
+    }
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// One key's upload into a storage.
@@ -54,12 +90,18 @@ pub struct Upload<S: Storage> {
     offset: u64,
     /// The first storage failure while the body streamed.
     failed: Option<PutError>,
+    _lock: KeyLock,
 }
 
 impl<S: Storage> Upload<S> {
     /// Start (or resume) storing `key`, in chunks of `chunk` bytes when
     /// given.
-    pub async fn begin(storage: &S, key: &Key, chunk: Option<u64>) -> Result<Self, StorageError> {
+    pub async fn begin(
+        storage: &S,
+        key: &Key,
+        chunk: Option<u64>,
+        lock: KeyLock,
+    ) -> Result<Self, StorageError> {
         let mut verifier = Verifier::new(key);
         let mut committed = Vec::new();
         let mut number = 1;
@@ -109,6 +151,7 @@ impl<S: Storage> Upload<S> {
             verifier,
             offset,
             failed: None,
+            _lock: lock,
         })
     }
 

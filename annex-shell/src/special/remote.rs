@@ -14,6 +14,8 @@
 //! remote's UUID present or missing) and, for chunks, the chunk log, in
 //! this repository's git-annex branch, committed when the session ends.
 
+use std::path::PathBuf;
+
 use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
 use annex::p2p::MAX_PROTOCOL_VERSION;
@@ -21,7 +23,7 @@ use annex::p2p::{Connection, Service};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::chunks::{self, ChunkConfig, Layout};
-use super::put::Upload;
+use super::put::{KeyLock, Upload};
 use super::storage::Storage;
 use super::SpecialRemote;
 use crate::backend::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing};
@@ -47,6 +49,8 @@ pub struct Special<S: Storage> {
     uuid: String,
     chunking: ChunkConfig,
     branch: Branch,
+    /// The proxy's `annex/`, for the transfer locks.
+    annex_dir: PathBuf,
     journalled: bool,
     storing: Option<Result<Upload<S>, Failure>>,
 }
@@ -54,6 +58,7 @@ pub struct Special<S: Storage> {
 impl<S: Storage> Special<S> {
     pub fn new(storage: S, remote: &SpecialRemote, branch: Branch) -> Special<S> {
         Special {
+            annex_dir: branch.git_dir().join("annex"),
             storage,
             name: remote.name.clone(),
             uuid: remote.uuid.clone(),
@@ -314,10 +319,15 @@ impl<S: Storage> Backend for Special<S> {
             return Ok(Storing::AlreadyHave(Vec::new()));
         }
         let chunk = self.chunking.chunk_size_for(key);
-        let upload = Upload::begin(&self.storage, key, chunk).await;
+        let upload = match KeyLock::take(&self.annex_dir, &self.uuid, key) {
+            Ok(lock) => Upload::begin(&self.storage, key, chunk, lock)
+                .await
+                .map_err(|e| self.failure("PUT", e)),
+            Err(e) => Err(self.failure("PUT", e)),
+        };
         let offset = upload.as_ref().map_or(0, Upload::offset);
         // A remote that cannot take it fails this key after its body.
-        self.storing = Some(upload.map_err(|e| self.failure("PUT", e)));
+        self.storing = Some(upload);
         Ok(Storing::From(offset))
     }
 

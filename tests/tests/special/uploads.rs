@@ -128,3 +128,34 @@ fn get_from_an_offset_across_chunks() {
     shell.send("SUCCESS");
     shell.finish().assert_exit(0);
 }
+
+/// Two uploads of one key at once: the second fails that key (its body is
+/// still read), the first completes; they never write the same chunks.
+#[test]
+fn one_upload_of_a_key_at_a_time() {
+    let wd = world(&["chunk=100000"]);
+    let content = pseudo_random_bytes(8, 250_000);
+    let key = sha256e_key(&content, ".bin");
+    let mut first = shell_to_d(&wd);
+    first.send(&format!("PUT f.bin {key}"));
+    first.expect("PUT-FROM 0");
+    first.send_raw(&data(&content[..120_000], content.len()));
+    let mut second = shell_to_d(&wd);
+    second.send(&format!("PUT f.bin {key}"));
+    second.expect("PUT-FROM 0");
+    second.send_raw(&data(&content, content.len()));
+    second.send("VALID");
+    second.expect("FAILURE");
+    let out = second.finish();
+    assert!(
+        out.stderr.contains("transfer already in progress"),
+        "{}",
+        out.show()
+    );
+    first.send_raw(&content[120_000..]);
+    first.send("VALID");
+    first.expect("SUCCESS");
+    first.finish().assert_exit(0);
+    assert_eq!(stored_files(&wd.store).len(), 3);
+    server_fsck_from_d(&wd);
+}
