@@ -1,6 +1,7 @@
 //! What a kind of special remote (a directory, an S3 bucket, later an
 //! external program) must do: move the bytes of named objects, nothing
-//! more (see `/work/notes/s5/storage-contract.md`).
+//! more: the interface between the special-remote framework and each kind
+//! of storage (issue 13), so a kind plugs in as one module.
 //!
 //! The name of an object is a key: the content's key for an unchunked
 //! remote, or a chunk key (`KEY-S<size>-C<n>`) for a chunked one; the
