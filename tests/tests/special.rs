@@ -15,7 +15,8 @@
 //! - `refusals`: what we do not serve is named as such;
 //! - `setup`: `annexproxy initremote`, `enableremote`, `verifyremote`
 //!   against git-annex's records, and `status`;
-//! - `p2p`: the remote at a P2P address (`serve-p2p --for d`).
+//! - `p2p`: the remote at a P2P address (`serve-p2p --for d`);
+//! - `versus`: real git-annex as the proxy against ours, in raw protocol.
 
 #[path = "special/world.rs"]
 mod world;
@@ -34,3 +35,6 @@ mod setup;
 
 #[path = "special/p2p.rs"]
 mod p2p;
+
+#[path = "special/versus.rs"]
+mod versus;
