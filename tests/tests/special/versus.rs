@@ -10,7 +10,7 @@ use annexproxy_tests::{tools, ServerKind, TestEnv};
 
 /// Set up by real git-annex alike for both: a proxy and directory remote
 /// `d` behind it; then one session of raw requests to `d`.
-fn session(kind: ServerKind) -> Outcome {
+fn session(kind: ServerKind, connect_only: bool) -> Outcome {
     let env = TestEnv::new(kind);
     let proxy = env.server_bare("proxy.git");
     env.server_annex_init(&proxy, "the proxy");
@@ -52,6 +52,11 @@ fn session(kind: ServerKind) -> Outcome {
         .current_dir(&proxy);
     let mut shell = Shell::start(cmd, kind);
     shell.hello(Some(3));
+    if connect_only {
+        shell.send("CONNECT git-upload-pack");
+        shell.recv();
+        return shell.finish();
+    }
     let content = b"special remote content\n";
     let key = sha256e_key(content, ".txt");
     for line in [format!("CHECKPRESENT {key}"), format!("LOCKCONTENT {key}")] {
@@ -94,8 +99,8 @@ fn session(kind: ServerKind) -> Outcome {
 
 #[test]
 fn verbs_answered_as_git_annex_answers_them() {
-    let real = session(ServerKind::Real);
-    let ours = session(ServerKind::Ours);
+    let real = session(ServerKind::Real, false);
+    let ours = session(ServerKind::Ours, false);
     let shown = format!("\n{}\n{}", real.show(), ours.show());
     let cut = |o: &Outcome| {
         let at = o
@@ -116,4 +121,25 @@ fn verbs_answered_as_git_annex_answers_them() {
         "{shown}"
     );
     assert_eq!(ours_after[2], "<< FAILURE", "{shown}");
+}
+
+/// CONNECT: a special remote has no git repository. git-annex-shell
+/// ends the session without a word to the client (relaying to git is not
+/// supported there); ours answers CONNECTDONE 1, which ends it too.
+#[test]
+fn connect_ends_the_session() {
+    let real = session(ServerKind::Real, true);
+    let ours = session(ServerKind::Ours, true);
+    let shown = format!("\n{}\n{}", real.show(), ours.show());
+    let after = |o: &Outcome| {
+        let at = o
+            .transcript
+            .iter()
+            .position(|l| l == ">> CONNECT git-upload-pack")
+            .expect("CONNECT sent");
+        o.transcript[at + 1].clone()
+    };
+    assert_eq!(after(&real), "<< <eof>", "{shown}");
+    assert_eq!(after(&ours), "<< CONNECTDONE 1", "{shown}");
+    assert!(real.stderr.contains("not supported"), "{shown}");
 }
