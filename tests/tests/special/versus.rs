@@ -10,7 +10,16 @@ use annexproxy_tests::{tools, ServerKind, TestEnv};
 
 /// Set up by real git-annex alike for both: a proxy and directory remote
 /// `d` behind it; then one session of raw requests to `d`.
-fn session(kind: ServerKind, connect_only: bool) -> Outcome {
+/// What a session does after the greeting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Verbs,
+    Connect,
+    /// CHECKPRESENT twice with the directory gone.
+    Unavailable,
+}
+
+fn session(kind: ServerKind, script: Script) -> Outcome {
     let env = TestEnv::new(kind);
     let proxy = env.server_bare("proxy.git");
     env.server_annex_init(&proxy, "the proxy");
@@ -52,13 +61,24 @@ fn session(kind: ServerKind, connect_only: bool) -> Outcome {
         .current_dir(&proxy);
     let mut shell = Shell::start(cmd, kind);
     shell.hello(Some(3));
-    if connect_only {
-        shell.send("CONNECT git-upload-pack");
-        shell.recv();
-        return shell.finish();
-    }
     let content = b"special remote content\n";
     let key = sha256e_key(content, ".txt");
+    match script {
+        Script::Verbs => {}
+        Script::Connect => {
+            shell.send("CONNECT git-upload-pack");
+            shell.recv();
+            return shell.finish();
+        }
+        Script::Unavailable => {
+            fs::rename(&store, store.with_extension("gone")).expect("rename");
+            for _ in 0..2 {
+                shell.send(&format!("CHECKPRESENT {key}"));
+                shell.recv();
+            }
+            return shell.finish();
+        }
+    }
     for line in [format!("CHECKPRESENT {key}"), format!("LOCKCONTENT {key}")] {
         shell.send(&line);
         shell.recv();
@@ -99,8 +119,8 @@ fn session(kind: ServerKind, connect_only: bool) -> Outcome {
 
 #[test]
 fn verbs_answered_as_git_annex_answers_them() {
-    let real = session(ServerKind::Real, false);
-    let ours = session(ServerKind::Ours, false);
+    let real = session(ServerKind::Real, Script::Verbs);
+    let ours = session(ServerKind::Ours, Script::Verbs);
     let shown = format!("\n{}\n{}", real.show(), ours.show());
     let cut = |o: &Outcome| {
         let at = o
@@ -128,8 +148,8 @@ fn verbs_answered_as_git_annex_answers_them() {
 /// supported there); ours answers CONNECTDONE 1, which ends it too.
 #[test]
 fn connect_ends_the_session() {
-    let real = session(ServerKind::Real, true);
-    let ours = session(ServerKind::Ours, true);
+    let real = session(ServerKind::Real, Script::Connect);
+    let ours = session(ServerKind::Ours, Script::Connect);
     let shown = format!("\n{}\n{}", real.show(), ours.show());
     let after = |o: &Outcome| {
         let at = o
@@ -142,4 +162,23 @@ fn connect_ends_the_session() {
     assert_eq!(after(&real), "<< <eof>", "{shown}");
     assert_eq!(after(&ours), "<< CONNECTDONE 1", "{shown}");
     assert!(real.stderr.contains("not supported"), "{shown}");
+}
+
+/// The directory gone: each request fails with git-annex's words for a
+/// special remote's failure, and the session goes on.
+#[test]
+fn unavailable_remote_fails_each_request() {
+    for kind in [ServerKind::Real, ServerKind::Ours] {
+        let out = session(kind, Script::Unavailable);
+        let answers: Vec<&String> = out
+            .transcript
+            .iter()
+            .filter(|l| l.starts_with("<< "))
+            .collect();
+        let errors = answers
+            .iter()
+            .filter(|l| l.starts_with("<< ERROR proxied special remote reports: "))
+            .count();
+        assert_eq!(errors, 2, "{}", out.show());
+    }
 }
