@@ -233,6 +233,14 @@ impl<S: Storage> Upload<S> {
         storage: &S,
         mode: VerifyMode,
     ) -> Result<Option<(u64, u64)>, PutError> {
+        // INVALID before a byte came (the sender had nothing to send after
+        // all): what earlier attempts stored stays for a later resume.
+        if mode == VerifyMode::Invalid
+            && self.failed.is_none()
+            && self.verifier.bytes() == self.offset
+        {
+            return Err(PutError::Invalid);
+        }
         let checked = match (self.failed, mode) {
             (Some(e), _) => Err(e),
             (None, VerifyMode::Invalid) => Err(PutError::Invalid),

@@ -3,12 +3,13 @@
 //!
 //! What the client observes is what git-annex's proxy gives for a special
 //! remote (`Annex/Proxy.hs: proxySpecialRemote`): LOCKCONTENT fails
-//! (special remotes cannot lock content), CONNECT answers CONNECTDONE 1,
-//! NOTIFYCHANGE is refused with an ERROR, a storage failure is an ERROR
-//! for that request alone. Where we differ: a PUT resumes (git-annex's
-//! proxy always answers `PUT-FROM 0`) and answers ALREADY-HAVE for content
-//! the remote holds, and a GET streams from the remote without a copy on
-//! the proxy's disk.
+//! (special remotes cannot lock content), a storage failure is an ERROR
+//! for that request alone. CONNECT and NOTIFYCHANGE get that handler's
+//! answers (CONNECTDONE 1; an ERROR, the session going on), where
+//! git-annex-shell itself ends the session before they reach it. Where we
+//! differ too: a PUT resumes (git-annex's proxy always answers `PUT-FROM
+//! 0`) and answers ALREADY-HAVE for content the remote holds, and a GET
+//! streams from the remote without a copy on the proxy's disk.
 //!
 //! Changes are logged as for other proxied nodes: the location log (the
 //! remote's UUID present or missing) and, for chunks, the chunk log, in
@@ -125,7 +126,7 @@ impl<S: Storage> Special<S> {
         let mut out = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
             let stat = self.storage.stat(name).await;
-            let size = match stat.map_err(|e| self.refused("CHECKPRESENT", e))? {
+            let size = match stat.map_err(|e| self.refused("stat", e))? {
                 Some(s) => s,
                 None => return Ok(None),
             };
@@ -357,6 +358,8 @@ impl<S: Storage> Backend for Special<S> {
             Some(Ok(u)) => u,
             Some(Err(failure)) => {
                 tracing::warn!("{failure}");
+                // Our stderr reaches the client's terminal, as the local
+                // back-end's reasons do.
                 eprintln!("git-annex-shell: {failure}");
                 return Ok(Outcome::plain(false));
             }

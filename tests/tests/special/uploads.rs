@@ -72,6 +72,13 @@ fn interrupted_chunked_upload_resumes_where_it_stopped() {
     let mut shell = shell_to_d(&wd);
     shell.send(&format!("CHECKPRESENT {key}"));
     shell.expect("FAILURE");
+    // A sender with nothing to send after all (DATA 0, INVALID) fails
+    // the key but leaves what is stored for the next attempt.
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 250000");
+    shell.send_raw(b"DATA 0\n");
+    shell.send("INVALID");
+    shell.expect("FAILURE");
     shell.send(&format!("PUT f.bin {key}"));
     shell.expect("PUT-FROM 250000");
     shell.send_raw(&data(&content[250_000..], 100_000));
