@@ -56,7 +56,19 @@ fn corrupted_upload_never_appears_chunked() {
 /// real git-annex finds whole.
 #[test]
 fn interrupted_chunked_upload_resumes_where_it_stopped() {
-    let wd = world(&["chunk=100000"]);
+    interrupted_upload_resumes(&["chunk=100000"], 2, 4);
+}
+
+/// Unchunked, the staged `tmp/` file is continued.
+#[test]
+fn interrupted_unchunked_upload_resumes_where_it_stopped() {
+    interrupted_upload_resumes(&[], 0, 1);
+}
+
+/// Cut off after 250000 of 350000 bytes, `stored` objects visible; then
+/// resumed at 250000, `complete` objects in the end.
+fn interrupted_upload_resumes(extra: &[&str], stored: usize, complete: usize) {
+    let wd = world(extra);
     let content = pseudo_random_bytes(5, 350_000);
     let key = sha256e_key(&content, ".bin");
     let mut shell = shell_to_d(&wd);
@@ -66,8 +78,8 @@ fn interrupted_chunked_upload_resumes_where_it_stopped() {
     // The client goes away mid-body.
     let out = shell.finish();
     out.assert_exit(0);
-    let chunks = stored_files(&wd.store);
-    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    let objects = stored_files(&wd.store);
+    assert_eq!(objects.len(), stored, "{objects:?}");
     // The key is not on the remote, for us and for real git-annex.
     let mut shell = shell_to_d(&wd);
     shell.send(&format!("CHECKPRESENT {key}"));
@@ -85,7 +97,7 @@ fn interrupted_chunked_upload_resumes_where_it_stopped() {
     shell.send("VALID");
     shell.expect("SUCCESS");
     shell.finish().assert_exit(0);
-    assert_eq!(stored_files(&wd.store).len(), 4);
+    assert_eq!(stored_files(&wd.store).len(), complete);
     server_fsck_from_d(&wd);
     // The client gets it whole through the proxy.
     let client = &wd.client;
