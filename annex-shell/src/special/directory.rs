@@ -129,6 +129,13 @@ impl Storage for Directory {
         Ok(tokio::fs::File::from_std(file))
     }
 
+    fn local_file(&self, name: &Key) -> Result<Option<File>, StorageError> {
+        let Some((path, _)) = self.find(name)? else {
+            return Ok(None);
+        };
+        File::open(&path).map(Some).map_err(self.io("open", name))
+    }
+
     async fn begin_write(&self, name: &Key, _size: Option<u64>) -> Result<DirWrite, StorageError> {
         self.check_root()?;
         let tmp_dir = self.tmp_dir(name);

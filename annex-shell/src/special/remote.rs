@@ -15,6 +15,7 @@
 //! remote's UUID present or missing) and, for chunks, the chunk log, in
 //! this repository's git-annex branch, committed when the session ends.
 
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 
 use annex::branch::{Branch, LogStatus};
@@ -177,6 +178,16 @@ impl<S: Storage> Special<S> {
     {
         let len = found.size().saturating_sub(offset);
         tracing::Span::current().record("bytes", len);
+        if let [(name, size)] = found.objects.as_slice() {
+            // One object in a local file: the kernel sends it.
+            let file = self.storage.local_file(name);
+            if let Some(mut file) = file.map_err(|e| self.refused("GET", e))? {
+                file.seek(SeekFrom::Start(offset.min(*size)))?;
+                let before = file.metadata()?;
+                crate::backend::send_body(client, len, file.try_clone()?).await?;
+                return Ok(crate::backend::same_file(&before, &file.metadata()?));
+            }
+        }
         let mut writer = client.start_data(len).await?;
         let mut intact = true;
         let mut skip = offset;

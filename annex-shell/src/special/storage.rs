@@ -72,6 +72,14 @@ pub trait Storage: Send + Sync {
         offset: u64,
     ) -> impl Future<Output = Result<Self::Reader, StorageError>> + Send;
 
+    /// The object as a file of this host opened for reading, where the
+    /// storage keeps objects in files here, so a GET can hand the body to
+    /// the kernel (sendfile); `None` (the default) elsewhere.
+    fn local_file(&self, name: &Key) -> Result<Option<std::fs::File>, StorageError> {
+        let _ = name;
+        Ok(None)
+    }
+
     /// Start writing the object `name` of `size` bytes (when known). What
     /// an earlier interrupted attempt staged for the same name is kept:
     /// [`StagedWrite::staged`] says how much, and the bytes given next
