@@ -18,19 +18,11 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use crate::config::{RequestStyle, S3Config, Signature};
 use crate::creds::S3Credentials;
 use crate::error::{ErrorKind, SetupError};
-use crate::xml;
+use crate::xml::{self, Part};
 
 /// How long a signed URL is valid: the server checks it when a request
 /// starts, so this bounds the time between signing and sending only.
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
-
-/// One part already in the bucket for an in-progress multipart upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Part {
-    pub number: u16,
-    pub etag: String,
-    pub size: u64,
-}
 
 /// The signed requests to one bucket.
 #[derive(Debug)]
@@ -190,13 +182,9 @@ impl Client {
                 .await?
                 .text()
                 .await?;
-            let page = ListParts::parse_response(&body)?;
-            parts.extend(page.parts.into_iter().map(|p| Part {
-                number: p.number,
-                etag: p.etag,
-                size: p.size,
-            }));
-            match page.next_part_number_marker {
+            let (page, next) = xml::parse_list_parts(&body)?;
+            parts.extend(page);
+            match next {
                 Some(m) => marker = Some(m),
                 None => break,
             }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use crate::client::Part;
 use crate::error::{ErrorKind, Op, S3Error};
 use crate::storage::Inner;
+use crate::xml::Part;
 
 /// A write begun by [`crate::S3Storage::begin_write`].
 ///
@@ -132,8 +132,9 @@ impl StagedWrite {
     }
 
     /// Makes the object visible under its name: all `size` bytes must have
-    /// been given (staged ones included).
-    pub async fn commit(mut self) -> Result<(), S3Error> {
+    /// been given (staged ones included). Returns the bytes this attempt
+    /// sent to the bucket.
+    pub async fn commit(mut self) -> Result<u64, S3Error> {
         if self.accepted != self.size {
             let k = ErrorKind::SizeMismatch {
                 expected: self.size,
@@ -161,7 +162,7 @@ impl StagedWrite {
             r.map_err(|k| self.err(Op::Commit, k))?;
         }
         tracing::debug!(object = %self.object, size = self.size, uploaded = self.uploaded, "committed");
-        Ok(())
+        Ok(self.uploaded)
     }
 
     /// Drops the write: nothing becomes visible, and the staged parts are
