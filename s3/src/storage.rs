@@ -39,6 +39,11 @@ impl Inner {
 }
 
 impl S3Storage {
+    /// The object (under the file prefix, like every name) that holds the
+    /// remote's UUID, which git-annex writes when it sets up the bucket and
+    /// checks so that one bucket does not serve two remotes.
+    pub const UUID_OBJECT: &'static str = "annex-uuid";
+
     /// Parts of a staged write cannot be read back from S3 (an incomplete
     /// multipart upload has no readable object): after a resume the
     /// framework must restore the hash state it saved for the staged bytes,
