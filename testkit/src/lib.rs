@@ -9,6 +9,7 @@
 //! test that needs it fails when it is missing or of another version: a
 //! compatibility test that passes without its oracle proves nothing.
 
+pub mod counting_proxy;
 pub mod moto;
 
 use std::ffi::OsString;

@@ -4,6 +4,7 @@
 
 use annex_s3::config::MIN_PART_SIZE;
 use annex_s3::{ErrorKind, S3Storage};
+use testkit::counting_proxy::CountingProxy;
 use testkit::moto;
 
 use crate::{bytes, new_storage, read_all};
@@ -67,10 +68,13 @@ async fn small_write_is_invisible_until_commit() {
 }
 
 /// An upload interrupted after two parts resumes at their end: the second
-/// attempt sends only the rest, and the object is the whole.
+/// attempt sends only the rest (counted on the wire), and the object is
+/// the whole.
 #[tokio::test]
 async fn interrupted_multipart_write_resumes_after_the_staged_parts() {
-    let (s, bucket) = new_storage(&[("partsize", "5MiB")]);
+    let wire = CountingProxy::start(moto::shared().port());
+    let port = wire.port().to_string();
+    let (s, bucket) = new_storage(&[("partsize", "5MiB"), ("port", &port)]);
     let name = "SHA256E-s15730000--resume.bin";
     let data = bytes(3 * PART + 1234, 3);
     let size = data.len() as u64;
@@ -83,12 +87,19 @@ async fn interrupted_multipart_write_resumes_after_the_staged_parts() {
     assert_eq!(w.pause().await.unwrap(), 2 * PART as u64);
     assert_eq!(moto::shared().list_uploads(&bucket), [name]);
 
+    let before = wire.sent();
     let mut w = s.begin_write(name, size).await.unwrap();
     assert_eq!(w.staged(), 2 * PART as u64);
     write_in_pieces(&mut w, &data[2 * PART..]).await;
     assert_eq!(s.stat(name).await.unwrap(), None, "visible before commit");
     // Only what the bucket did not hold was sent again.
-    assert_eq!(w.commit().await.unwrap(), size - 2 * PART as u64);
+    let rest = size - 2 * PART as u64;
+    assert_eq!(w.commit().await.unwrap(), rest);
+    let resent = wire.sent() - before;
+    assert!(
+        (rest..rest + (64 << 10)).contains(&resent),
+        "the resume sent {resent} bytes for the last {rest}"
+    );
 
     assert_eq!(s.stat(name).await.unwrap(), Some(size));
     assert_eq!(read_all(&s, name, 0).await, data);
