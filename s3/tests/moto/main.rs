@@ -1,13 +1,15 @@
 //! annex-s3 against moto's S3 server (one per run of this binary, from
-//! testkit), alone (`storage`) and beside the real git-annex (`interop`).
+//! testkit), alone (`storage`) and beside the real git-annex (`interop`),
+//! and its signatures against an independent check (`signing`).
 
 mod interop;
+mod signing;
 mod storage;
 
 use std::collections::BTreeMap;
 
 use annex_s3::{S3Config, S3Credentials, S3Storage};
-use testkit::moto;
+pub use testkit::moto;
 
 /// The remote.log parameters of a path-style remote on moto.
 pub fn moto_params(bucket: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
