@@ -209,8 +209,8 @@ async fn objects_we_store_are_read_back_by_git_annex() {
     let repo = Repo::new();
     let bucket = moto::unique_bucket("gw");
     repo.initremote("s3", &bucket, &[]);
-    // Over one part, so the multipart path is the one checked.
-    let data = bytes(6 << 20, 12);
+    // Over one part (8 MiB without partsize=): the multipart path.
+    let data = bytes(9 << 20, 12);
     let key = repo.add("w.bin", &data);
 
     let s = repo.storage("s3");
