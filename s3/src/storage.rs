@@ -124,11 +124,11 @@ impl S3Storage {
         }
     }
 
-    /// Begins (or resumes) the write of `size` bytes under `name`; see
-    /// [`StagedWrite`]. Nothing is visible under `name` before
-    /// [`StagedWrite::commit`].
+    /// Begins (or resumes) the write of `size` bytes under `name` (`None`
+    /// for a key that does not say its size); see [`StagedWrite`]. Nothing
+    /// is visible under `name` before [`StagedWrite::commit`].
     #[tracing::instrument(level = "debug", skip(self), fields(remote = %self.inner.remote))]
-    pub async fn begin_write(&self, name: &str, size: u64) -> Result<StagedWrite, S3Error> {
+    pub async fn begin_write(&self, name: &str, size: Option<u64>) -> Result<StagedWrite, S3Error> {
         StagedWrite::begin(
             self.inner.clone(),
             self.inner.config.object_name(name),

@@ -5,7 +5,8 @@
 //!
 //! Memory is bounded by two parts: one filling while the one before it is
 //! sent. An object no larger than one part is held in memory and sent by
-//! one PutObject at commit (nothing to resume for it).
+//! one PutObject at commit (nothing to resume for it); so is one of
+//! unknown size that ends within its first part.
 
 use std::sync::Arc;
 
@@ -26,7 +27,8 @@ use crate::xml::Part;
 pub struct StagedWrite {
     inner: Arc<Inner>,
     object: String,
-    size: u64,
+    /// `None` when the key does not say its size.
+    size: Option<u64>,
     part_size: u64,
     /// Bytes the bucket held for this name when the write began.
     staged: u64,
@@ -40,7 +42,8 @@ pub struct StagedWrite {
 
 #[derive(Debug)]
 struct Multipart {
-    /// Created with the first part, or found for a resume.
+    /// Created with the first part, or found for a resume; never created
+    /// when the object ends within its first part (one PutObject then).
     upload_id: Option<String>,
     /// The ETags of parts 1..=n, in order.
     etags: Vec<String>,
@@ -51,9 +54,10 @@ impl StagedWrite {
     pub(crate) async fn begin(
         inner: Arc<Inner>,
         object: String,
-        size: u64,
+        size: Option<u64>,
     ) -> Result<Self, S3Error> {
-        let part_size = inner.config.part_size_for(size);
+        // Unknown, the size could be anything up to the part limit.
+        let part_size = inner.config.part_size_for(size.unwrap_or(0));
         let mut w = StagedWrite {
             inner,
             object,
@@ -65,7 +69,7 @@ impl StagedWrite {
             buf: Vec::new(),
             multipart: None,
         };
-        if size > part_size {
+        if size.is_none_or(|size| size > part_size) {
             let (upload_id, parts) = w
                 .find_staged()
                 .await
@@ -89,8 +93,8 @@ impl StagedWrite {
         self.staged
     }
 
-    /// The size the write was begun for.
-    pub fn size(&self) -> u64 {
+    /// The size the write was begun for, when known.
+    pub fn size(&self) -> Option<u64> {
         self.size
     }
 
@@ -103,11 +107,8 @@ impl StagedWrite {
     /// while the next one fills; this waits for the part before it.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
         let got = self.accepted + data.len() as u64;
-        if got > self.size {
-            let k = ErrorKind::SizeMismatch {
-                expected: self.size,
-                got,
-            };
+        if let Some(expected) = self.size.filter(|s| got > *s) {
+            let k = ErrorKind::SizeMismatch { expected, got };
             return Err(self.err(Op::WritePart, k));
         }
         while !data.is_empty() {
@@ -118,8 +119,8 @@ impl StagedWrite {
             };
             let n = room.min(data.len());
             if self.buf.capacity() == 0 {
-                self.buf
-                    .reserve_exact(self.part_size.min(self.size) as usize);
+                let whole = self.size.unwrap_or(self.part_size);
+                self.buf.reserve_exact(self.part_size.min(whole) as usize);
             }
             self.buf.extend_from_slice(&data[..n]);
             self.accepted += n as u64;
@@ -131,37 +132,40 @@ impl StagedWrite {
         Ok(())
     }
 
-    /// Makes the object visible under its name: all `size` bytes must have
-    /// been given (staged ones included). Returns the bytes this attempt
-    /// sent to the bucket.
+    /// Makes the object visible under its name: all its bytes must have
+    /// been given (staged ones included), `size` of them when it was
+    /// known. Returns the bytes this attempt sent to the bucket.
     pub async fn commit(mut self) -> Result<u64, S3Error> {
-        if self.accepted != self.size {
+        if let Some(expected) = self.size.filter(|s| *s != self.accepted) {
             let k = ErrorKind::SizeMismatch {
-                expected: self.size,
+                expected,
                 got: self.accepted,
             };
             return Err(self.err(Op::Commit, k));
         }
-        if self.multipart.is_none() {
-            let body = Bytes::from(std::mem::take(&mut self.buf));
-            self.uploaded += body.len() as u64;
-            let r = self.inner.client.put_object(&self.object, body).await;
-            r.map_err(|k| self.err(Op::Commit, k))?;
-        } else {
-            if !self.buf.is_empty() {
-                self.send_buffered().await?;
+        let upload_id = self.multipart.as_ref().and_then(|m| m.upload_id.clone());
+        match upload_id {
+            None => {
+                let body = Bytes::from(std::mem::take(&mut self.buf));
+                self.uploaded += body.len() as u64;
+                let r = self.inner.client.put_object(&self.object, body).await;
+                r.map_err(|k| self.err(Op::Commit, k))?;
             }
-            self.settle().await?;
-            let mp = self.multipart.as_mut().expect("multipart write");
-            let id = match &mp.upload_id {
-                Some(id) => id.clone(),
-                None => unreachable!("a write larger than one part sent a part"),
-            };
-            let etags = std::mem::take(&mut mp.etags);
-            let r = self.inner.client.complete(&self.object, &id, &etags).await;
-            r.map_err(|k| self.err(Op::Commit, k))?;
+            Some(id) => {
+                if !self.buf.is_empty() {
+                    self.send_buffered().await?;
+                }
+                self.settle().await?;
+                let mp = self
+                    .multipart
+                    .as_mut()
+                    .expect("an upload id is a multipart write");
+                let etags = std::mem::take(&mut mp.etags);
+                let r = self.inner.client.complete(&self.object, &id, &etags).await;
+                r.map_err(|k| self.err(Op::Commit, k))?;
+            }
         }
-        tracing::debug!(object = %self.object, size = self.size, uploaded = self.uploaded, "committed");
+        tracing::debug!(object = %self.object, size = self.accepted, uploaded = self.uploaded, "committed");
         Ok(self.uploaded)
     }
 

@@ -214,7 +214,7 @@ async fn objects_we_store_are_read_back_by_git_annex() {
     let key = repo.add("w.bin", &data);
 
     let s = repo.storage("s3");
-    let mut w = s.begin_write(&key, data.len() as u64).await.unwrap();
+    let mut w = s.begin_write(&key, Some(data.len() as u64)).await.unwrap();
     for piece in data.chunks(1 << 20) {
         w.write(piece).await.unwrap();
     }

@@ -19,7 +19,7 @@ async fn write_in_pieces(w: &mut annex_s3::StagedWrite, data: &[u8]) {
 }
 
 async fn put(s: &S3Storage, name: &str, data: &[u8]) {
-    let mut w = s.begin_write(name, data.len() as u64).await.unwrap();
+    let mut w = s.begin_write(name, Some(data.len() as u64)).await.unwrap();
     assert_eq!(w.staged(), 0);
     write_in_pieces(&mut w, data).await;
     w.commit().await.unwrap();
@@ -59,7 +59,7 @@ async fn fileprefix_is_put_before_the_name() {
 async fn small_write_is_invisible_until_commit() {
     let (s, bucket) = new_storage(&[]);
     let data = bytes(3000, 2);
-    let mut w = s.begin_write("K", 3000).await.unwrap();
+    let mut w = s.begin_write("K", Some(3000)).await.unwrap();
     write_in_pieces(&mut w, &data).await;
     assert_eq!(s.stat("K").await.unwrap(), None);
     assert!(moto::shared().list_objects(&bucket).is_empty());
@@ -79,7 +79,7 @@ async fn interrupted_multipart_write_resumes_after_the_staged_parts() {
     let data = bytes(3 * PART + 1234, 3);
     let size = data.len() as u64;
 
-    let mut w = s.begin_write(name, size).await.unwrap();
+    let mut w = s.begin_write(name, Some(size)).await.unwrap();
     assert_eq!(w.staged(), 0);
     write_in_pieces(&mut w, &data[..2 * PART + PART / 2]).await;
     assert_eq!(s.stat(name).await.unwrap(), None, "visible before commit");
@@ -88,7 +88,7 @@ async fn interrupted_multipart_write_resumes_after_the_staged_parts() {
     assert_eq!(moto::shared().list_uploads(&bucket), [name]);
 
     let before = wire.sent();
-    let mut w = s.begin_write(name, size).await.unwrap();
+    let mut w = s.begin_write(name, Some(size)).await.unwrap();
     assert_eq!(w.staged(), 2 * PART as u64);
     write_in_pieces(&mut w, &data[2 * PART..]).await;
     assert_eq!(s.stat(name).await.unwrap(), None, "visible before commit");
@@ -116,11 +116,11 @@ async fn restart_discards_the_staged_parts() {
     let (s, bucket) = new_storage(&[("partsize", "5MiB")]);
     let data = bytes(2 * PART + 10, 4);
     let size = data.len() as u64;
-    let mut w = s.begin_write("R", size).await.unwrap();
+    let mut w = s.begin_write("R", Some(size)).await.unwrap();
     write_in_pieces(&mut w, &data[..PART + 1]).await;
     assert_eq!(w.pause().await.unwrap(), PART as u64);
 
-    let mut w = s.begin_write("R", size).await.unwrap();
+    let mut w = s.begin_write("R", Some(size)).await.unwrap();
     assert_eq!(w.staged(), PART as u64);
     w.restart().await.unwrap();
     assert_eq!(w.staged(), 0);
@@ -135,20 +135,20 @@ async fn restart_discards_the_staged_parts() {
 async fn aborted_write_never_appears() {
     let (s, bucket) = new_storage(&[("partsize", "5MiB")]);
     let data = bytes(2 * PART + 10, 5);
-    let mut w = s.begin_write("A", data.len() as u64).await.unwrap();
+    let mut w = s.begin_write("A", Some(data.len() as u64)).await.unwrap();
     write_in_pieces(&mut w, &data[..PART + PART / 2]).await;
     w.abort().await.unwrap();
     assert_eq!(s.stat("A").await.unwrap(), None);
     assert!(moto::shared().list_objects(&bucket).is_empty());
     assert!(moto::shared().list_uploads(&bucket).is_empty());
-    let w = s.begin_write("A", data.len() as u64).await.unwrap();
+    let w = s.begin_write("A", Some(data.len() as u64)).await.unwrap();
     assert_eq!(w.staged(), 0);
 }
 
 #[tokio::test]
 async fn wrong_sizes_are_refused() {
     let (s, _) = new_storage(&[]);
-    let mut w = s.begin_write("Z", 3).await.unwrap();
+    let mut w = s.begin_write("Z", Some(3)).await.unwrap();
     let e = w.write(b"abcd").await.unwrap_err();
     assert!(
         matches!(
@@ -173,4 +173,27 @@ async fn wrong_sizes_are_refused() {
         "{e}"
     );
     assert_eq!(s.stat("Z").await.unwrap(), None);
+}
+
+/// A key that does not say its size: small objects still go in one PUT,
+/// large ones in parts, and an interrupted one resumes.
+#[tokio::test]
+async fn writes_of_unknown_size() {
+    let (s, bucket) = new_storage(&[("partsize", "5MiB")]);
+    let small = bytes(100, 6);
+    let mut w = s.begin_write("U-small", None).await.unwrap();
+    write_in_pieces(&mut w, &small).await;
+    assert_eq!(w.commit().await.unwrap(), 100);
+    assert_eq!(read_all(&s, "U-small", 0).await, small);
+
+    let data = bytes(2 * PART + 99, 7);
+    let mut w = s.begin_write("U-big", None).await.unwrap();
+    write_in_pieces(&mut w, &data[..PART + 5]).await;
+    assert_eq!(w.pause().await.unwrap(), PART as u64);
+    let mut w = s.begin_write("U-big", None).await.unwrap();
+    assert_eq!(w.staged(), PART as u64);
+    write_in_pieces(&mut w, &data[PART..]).await;
+    assert_eq!(w.commit().await.unwrap(), (PART + 99) as u64);
+    assert_eq!(read_all(&s, "U-big", 0).await, data);
+    assert!(moto::shared().list_uploads(&bucket).is_empty());
 }
