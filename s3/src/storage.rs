@@ -4,9 +4,13 @@
 //! remove. Names are git-annex's object names (keys, or chunk keys); the
 //! bucket's object is `fileprefix` + name, as git-annex names it.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use futures_util::Stream;
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::client::Client;
 use crate::config::S3Config;
@@ -99,22 +103,20 @@ impl S3Storage {
                 let remaining = resp.content_length().ok_or_else(|| {
                     err(ErrorKind::Response("GET without a Content-Length".into()))
                 })?;
-                Ok(ObjectReader {
-                    remaining,
-                    body: Some(resp),
-                    inner: self.inner.clone(),
+                let body: Body = Box::pin(resp.bytes_stream());
+                Ok(ObjectReader::new(
+                    self.inner.clone(),
                     object,
-                })
+                    remaining,
+                    Some(body),
+                ))
             }
             // The range starts at or past the end: empty at the end
             // itself, an error past it.
             Ok(None) => match self.stat(name).await? {
-                Some(size) if size == offset => Ok(ObjectReader {
-                    remaining: 0,
-                    body: None,
-                    inner: self.inner.clone(),
-                    object,
-                }),
+                Some(size) if size == offset => {
+                    Ok(ObjectReader::new(self.inner.clone(), object, 0, None))
+                }
                 Some(size) => Err(err(ErrorKind::Response(format!(
                     "offset {offset} is past the end of the object ({size} bytes)"
                 )))),
@@ -149,18 +151,43 @@ impl S3Storage {
     }
 }
 
+/// The body of a GET, as reqwest streams it.
+type Body = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
 /// An object's bytes as they arrive from the bucket (bounded memory: one
-/// network chunk at a time).
-#[derive(Debug)]
+/// network chunk at a time), by [`ObjectReader::chunk`] or as an
+/// [`AsyncRead`].
 pub struct ObjectReader {
     remaining: u64,
-    body: Option<reqwest::Response>,
+    body: Option<Body>,
+    /// What a read left of the last chunk.
+    pending: Bytes,
     inner: Arc<Inner>,
     object: String,
 }
 
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("object", &self.object)
+            .field("remaining", &self.remaining)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
 impl ObjectReader {
-    /// How many bytes are still to come.
+    fn new(inner: Arc<Inner>, object: String, remaining: u64, body: Option<Body>) -> Self {
+        ObjectReader {
+            remaining,
+            body,
+            pending: Bytes::new(),
+            inner,
+            object,
+        }
+    }
+
+    /// How many bytes are still to come from the bucket.
     pub fn remaining(&self) -> u64 {
         self.remaining
     }
@@ -168,18 +195,22 @@ impl ObjectReader {
     /// The next chunk, `None` at the end; a body that ends early is an
     /// error, not a short object.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, S3Error> {
+        if !self.pending.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.pending)));
+        }
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, S3Error>> {
         let Some(body) = self.body.as_mut() else {
-            return Ok(None);
+            return Poll::Ready(Ok(None));
         };
-        let got = body
-            .chunk()
-            .await
-            .map_err(|e| self.inner.error(Op::Read, &self.object, e.into()))?;
-        match got {
-            Some(b) => {
+        let got = match ready!(body.as_mut().poll_next(cx)) {
+            Some(Ok(b)) => {
                 self.remaining = self.remaining.saturating_sub(b.len() as u64);
                 Ok(Some(b))
             }
+            Some(Err(e)) => Err(self.inner.error(Op::Read, &self.object, e.into())),
             None if self.remaining > 0 => Err(self.inner.error(
                 Op::Read,
                 &self.object,
@@ -189,6 +220,27 @@ impl ObjectReader {
                 self.body = None;
                 Ok(None)
             }
+        };
+        Poll::Ready(got)
+    }
+}
+
+impl AsyncRead for ObjectReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        while this.pending.is_empty() {
+            match ready!(this.poll_chunk(cx)) {
+                Ok(Some(b)) => this.pending = b,
+                Ok(None) => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(std::io::Error::other(e))),
+            }
         }
+        let n = buf.remaining().min(this.pending.len());
+        buf.put_slice(&this.pending.split_to(n));
+        Poll::Ready(Ok(()))
     }
 }

@@ -62,6 +62,23 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Everything `read(name, offset)` gives as an `AsyncRead`, read in small
+/// pieces.
+pub async fn read_all_async(s: &S3Storage, name: &str, offset: u64) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut r = s.read(name, offset).await.expect("read");
+    let mut out = Vec::new();
+    let mut piece = [0u8; 1000];
+    loop {
+        let n = r.read(&mut piece).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&piece[..n]);
+    }
+    out
+}
+
 /// Everything `read(name, offset)` streams.
 pub async fn read_all(s: &S3Storage, name: &str, offset: u64) -> Vec<u8> {
     let mut r = s.read(name, offset).await.expect("read");

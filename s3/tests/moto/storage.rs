@@ -7,7 +7,7 @@ use annex_s3::{ErrorKind, S3Storage};
 use testkit::counting_proxy::CountingProxy;
 use testkit::moto;
 
-use crate::{bytes, new_storage, read_all};
+use crate::{bytes, new_storage, read_all, read_all_async};
 
 const PART: usize = MIN_PART_SIZE as usize;
 
@@ -38,6 +38,7 @@ async fn stat_read_ranges_and_remove() {
     assert_eq!(read_all(&s, name, 0).await, data);
     assert_eq!(read_all(&s, name, 1).await, &data[1..]);
     assert_eq!(read_all(&s, name, 999).await, &data[999..]);
+    assert_eq!(read_all_async(&s, name, 10).await, &data[10..]);
     assert_eq!(read_all(&s, name, 1000).await, b"");
     let past = s.read(name, 1001).await.unwrap_err();
     assert!(matches!(past.kind, ErrorKind::Response(_)), "{past}");
@@ -104,7 +105,7 @@ async fn interrupted_multipart_write_resumes_after_the_staged_parts() {
     assert_eq!(s.stat(name).await.unwrap(), Some(size));
     assert_eq!(read_all(&s, name, 0).await, data);
     assert_eq!(
-        read_all(&s, name, 2 * PART as u64 + 7).await,
+        read_all_async(&s, name, 2 * PART as u64 + 7).await,
         &data[2 * PART + 7..]
     );
     assert!(moto::shared().list_uploads(&bucket).is_empty());
