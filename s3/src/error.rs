@@ -46,6 +46,12 @@ impl S3Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self.kind, ErrorKind::NotFound)
     }
+
+    /// True when the bucket could not be reached at all (no connection,
+    /// or no answer in time), so nothing can be said about the object.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Transport(e) if e.is_connect() || e.is_timeout())
+    }
 }
 
 /// Why a request failed.

@@ -198,3 +198,17 @@ async fn writes_of_unknown_size() {
     assert_eq!(read_all(&s, "U-big", 0).await, data);
     assert!(moto::shared().list_uploads(&bucket).is_empty());
 }
+
+/// A bucket that does not answer is told apart from a missing object.
+#[tokio::test]
+async fn an_unreachable_bucket_is_named_so() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let params = crate::moto_params("nowhere", &[("port", &port)]);
+    let config = annex_s3::S3Config::from_params(&params).unwrap();
+    let s = S3Storage::new("gone", config, Some(crate::moto_creds())).unwrap();
+    let e = s.stat("K").await.unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    assert!(e.to_string().starts_with("S3 remote gone: stat K:"), "{e}");
+}
