@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Run every test: installs the real git-annex client the end-to-end tests
-# compare against and OpenSSH (one scenario runs a real sshd), builds our
-# binaries, then runs the whole workspace suite.
+# compare against, moto's S3 server (the S3 tests' bucket) and OpenSSH (one
+# scenario runs a real sshd), builds our binaries, then runs the whole
+# workspace suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-git-annex.sh
+bash scripts/install-moto.sh
 bash scripts/install-openssh.sh
 cargo build --workspace --bins
 # The end-to-end tests use the binaries just built; a build of their own

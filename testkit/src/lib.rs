@@ -1,12 +1,16 @@
 //! What the unit tests of every crate and the end-to-end tests share:
 //! where the real git-annex is (the oracle every compatibility test is
-//! judged by), and running git. It depends on nothing of ours, so any
-//! crate of the workspace can take it as a dev-dependency.
+//! judged by), running git, and moto's S3 server ([`moto`]). It depends
+//! on nothing of ours, so any crate of the workspace can take it as a
+//! dev-dependency.
 //!
 //! The real git-annex lives in a venv: `$ANNEX_VENV`, else
 //! `<workspace>/.venv`, where `scripts/install-git-annex.sh` puts it. A
 //! test that needs it fails when it is missing or of another version: a
 //! compatibility test that passes without its oracle proves nothing.
+
+pub mod counting_proxy;
+pub mod moto;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
