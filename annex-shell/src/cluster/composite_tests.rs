@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use annex::branch::LogStatus;
 use annex::key::Key;
-use annex::p2p::{ConnError, Connection};
+use annex::p2p::ConnError;
 use annex::repo::Repo;
 use annex::store::{Verifier, VerifyMode};
-use annex::transport::{ConnectOptions, NodeConnection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use annex::transport::ConnectOptions;
 
 use super::gateway::{Gateway, Setup};
 use super::node::{Answer, Deadline, Ending, Fut, Node, Offer, Source};
@@ -20,7 +19,6 @@ use super::pool::{Pool, Reach};
 use super::EveryNode;
 use crate::backend::Outcome;
 use crate::restrict::Rules;
-use crate::session::Session;
 
 const CLUSTER: &str = "ac0732ba-38cb-808b-9958-79c27a72784e";
 /// The content "hello".
@@ -91,14 +89,6 @@ impl Node for Mem {
 
     fn in_process(&self) -> bool {
         true
-    }
-
-    fn open<'a>(&'a mut self, _reach: &'a Reach) -> Fut<'a, ()> {
-        Box::pin(async {})
-    }
-
-    fn sync_clock(&mut self) -> Fut<'_, ()> {
-        Box::pin(async {})
     }
 
     fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, String>> {
@@ -177,10 +167,6 @@ impl Node for Mem {
         })
     }
 
-    fn end_body(&mut self) -> Fut<'_, ()> {
-        Box::pin(async {})
-    }
-
     fn conclude<'a>(&'a mut self, ending: &'a Ending<'a>) -> Fut<'a, Option<Answer>> {
         Box::pin(async move {
             let (key, got) = self.receiving.take()?;
@@ -207,18 +193,6 @@ impl Node for Mem {
 
     fn fail(&mut self, e: ConnError) -> Fut<'_, String> {
         Box::pin(async move { format!("{}: {e}", self.name) })
-    }
-
-    fn git(&mut self) -> Option<&mut NodeConnection> {
-        None
-    }
-
-    fn open_git<'a>(&'a mut self, _reach: &'a Reach) -> Fut<'a, ()> {
-        Box::pin(async {})
-    }
-
-    fn dir(&self) -> Option<&Path> {
-        None
     }
 
     fn close(&mut self) -> Fut<'_, ()> {
@@ -277,20 +251,7 @@ async fn session(root: &Path, nodes: Vec<Mem>, input: &[u8]) -> String {
         (Pool::new(nodes, reach), None)
     };
     let gateway = Gateway::new(setup, Box::new(make_pool));
-    let (client_end, server_end) = tokio::io::duplex(1 << 20);
-    let (server_r, server_w) = tokio::io::split(server_end);
-    let (mut client_r, mut client_w) = tokio::io::split(client_end);
-    client_w.write_all(input).await.expect("write");
-    client_w.shutdown().await.expect("shutdown");
-    let run = Session::new(Connection::new(server_r, server_w), gateway, Rules::OPEN).run();
-    let read = async {
-        let mut out = Vec::new();
-        client_r.read_to_end(&mut out).await.expect("read");
-        out
-    };
-    let (result, out) = tokio::join!(run, read);
-    result.expect("session");
-    String::from_utf8(out).expect("utf-8")
+    crate::testutil::run_session(gateway, Rules::OPEN, input).await
 }
 
 /// What the gateway's location log says of the key.

@@ -86,7 +86,8 @@ where
     let mut commands = Commands::default();
     let status = {
         let node = gw.pool.nodes[i].as_mut();
-        let nc = node.git().expect("chosen because it is up");
+        let link = node.link().expect("chosen because it has a link");
+        let nc = link.conn().expect("chosen because it is up");
         if let Err(e) = nc.conn.write_message(&Message::Connect(service)).await {
             let why = node.fail(e).await;
             return Err(lost(node.name().to_owned(), why));
@@ -109,7 +110,8 @@ where
         (Service::UploadPack, s) => s,
         (Service::ReceivePack, Relayed::Done(code)) => {
             let base = gw.pool.nodes[own]
-                .dir()
+                .link()
+                .and_then(|l| l.dir())
                 .map_or_else(PathBuf::new, Path::to_owned);
             let (nodes, kept_out) = {
                 let all = &gw.pool.nodes;
@@ -145,8 +147,11 @@ fn lost(node: String, why: String) -> BackendError {
 /// The first node of `order` whose session for git can be started.
 async fn first_up(pool: &mut super::pool::Pool, order: Vec<usize>) -> Option<usize> {
     for i in order {
-        pool.nodes[i].open_git(&pool.reach).await;
-        if pool.nodes[i].git().is_some() {
+        let Some(link) = pool.nodes[i].link() else {
+            continue;
+        };
+        link.open(&pool.reach).await;
+        if link.is_up() {
             return Some(i);
         }
     }

@@ -13,10 +13,10 @@ use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
 use annex::p2p::ConnError;
 use annex::store::{Incoming, ObjectStore, RemoveOutcome, UploadTransfer};
-use annex::transport::{Location, NodeConnection};
+use annex::transport::Location;
 
 use super::node::{Answer, Deadline, Ending, Fut, Node, Offer, Source};
-use super::pool::{Link, Reach};
+use super::pool::Link;
 use crate::backend::{same_file, Outcome};
 
 pub struct LocalNode {
@@ -169,15 +169,6 @@ impl Node for LocalNode {
         true
     }
 
-    fn open<'a>(&'a mut self, _reach: &'a Reach) -> Fut<'a, ()> {
-        Box::pin(async {})
-    }
-
-    /// Its clock is ours.
-    fn sync_clock(&mut self) -> Fut<'_, ()> {
-        Box::pin(async {})
-    }
-
     fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, String>> {
         Box::pin(async move { Ok(self.store.has(key)) })
     }
@@ -302,10 +293,6 @@ impl Node for LocalNode {
         })
     }
 
-    fn end_body(&mut self) -> Fut<'_, ()> {
-        Box::pin(async {})
-    }
-
     fn conclude<'a>(&'a mut self, ending: &'a Ending<'a>) -> Fut<'a, Option<Answer>> {
         Box::pin(async move { self.store(ending) })
     }
@@ -332,19 +319,8 @@ impl Node for LocalNode {
         })
     }
 
-    fn git(&mut self) -> Option<&mut NodeConnection> {
-        self.link.conn()
-    }
-
-    fn open_git<'a>(&'a mut self, reach: &'a Reach) -> Fut<'a, ()> {
-        Box::pin(self.link.open(reach))
-    }
-
-    fn dir(&self) -> Option<&std::path::Path> {
-        match &self.link.remote.location {
-            Location::Local(dir) => Some(dir),
-            Location::Ssh(_) | Location::P2p(_) => None,
-        }
+    fn link(&mut self) -> Option<&mut Link> {
+        Some(&mut self.link)
     }
 
     /// Lets go of git's session, and commits what the node journalled.

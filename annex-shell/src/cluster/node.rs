@@ -47,7 +47,8 @@
 //!   request (a peer's session; nothing for in-process kinds),
 //!   [`Node::abandon`] drops a store the client never finished (partial
 //!   content kept for a resume), and [`Node::close`] ends the node's part
-//!   in the session (commits what it journalled).
+//!   in the session (commits what it journalled). A kind that git can
+//!   reach (CONNECT) gives its P2P session in [`Node::link`].
 //!
 //! Methods return boxed futures ([`Fut`]) so that the gateway holds its
 //! nodes as `Box<dyn Node>` of any kind.
@@ -61,7 +62,7 @@ use annex::store::{Checked, Mismatch, VerifyMode};
 use annex::transport::NodeConnection;
 use tokio::io::AsyncRead;
 
-use super::pool::Reach;
+use super::pool::{Link, Reach};
 use crate::backend::Outcome;
 
 /// A node's future, boxed so that nodes of every kind are one type.
@@ -164,11 +165,17 @@ pub trait Node: Send {
 
     /// Start what requests need (a peer's session); nothing when it is
     /// running or cannot start (then requests are answered with why).
-    fn open<'a>(&'a mut self, reach: &'a Reach) -> Fut<'a, ()>;
+    /// Kinds that need nothing started keep this default.
+    fn open<'a>(&'a mut self, _reach: &'a Reach) -> Fut<'a, ()> {
+        Box::pin(async {})
+    }
 
     /// The client asked for our clock (GETTIMESTAMP): a node with a clock
-    /// of its own reads it now, to translate a later [`Deadline`].
-    fn sync_clock(&mut self) -> Fut<'_, ()>;
+    /// of its own reads it now, to translate a later [`Deadline`]. Nodes
+    /// with this machine's clock keep this default.
+    fn sync_clock(&mut self) -> Fut<'_, ()> {
+        Box::pin(async {})
+    }
 
     fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, String>>;
 
@@ -213,8 +220,10 @@ pub trait Node: Send {
     /// [`Node::conclude`].
     fn receive<'a>(&'a mut self, at: u64, chunk: &'a [u8], hashed: bool) -> Fut<'a, ()>;
 
-    /// The body's last chunk came (or the client's body broke off).
-    fn end_body(&mut self) -> Fut<'_, ()>;
+    /// The body's last chunk came.
+    fn end_body(&mut self) -> Fut<'_, ()> {
+        Box::pin(async {})
+    }
 
     /// The node's outcome of the PUT, `None` when it gives none (the
     /// client hung up, or abandoned the store).
@@ -228,15 +237,11 @@ pub trait Node: Send {
     /// node stays down.
     fn fail(&mut self, e: ConnError) -> Fut<'_, String>;
 
-    /// A P2P session with the node for git (CONNECT), started by
-    /// [`Node::open_git`]; kinds that serve no git have none.
-    fn git(&mut self) -> Option<&mut NodeConnection>;
-
-    /// Start the session [`Node::git`] gives.
-    fn open_git<'a>(&'a mut self, reach: &'a Reach) -> Fut<'a, ()>;
-
-    /// The node's directory on this machine, if it has one (for git).
-    fn dir(&self) -> Option<&std::path::Path>;
+    /// The node's P2P session through its shell, which git's CONNECT
+    /// goes through; kinds that serve no git have none.
+    fn link(&mut self) -> Option<&mut Link> {
+        None
+    }
 
     /// The session is over: let go, commit what was journalled.
     fn close(&mut self) -> Fut<'_, ()>;

@@ -10,7 +10,7 @@ use annex::key::Key;
 use annex::p2p::connection::ParkedData;
 use annex::p2p::{ConnError, Message};
 use annex::store::VerifyMode;
-use annex::transport::{Location, NodeConnection, NodeRemote};
+use annex::transport::NodeRemote;
 
 use super::node::{Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use super::policy;
@@ -139,7 +139,7 @@ impl Node for PeerNode {
     /// Known for nodes on this machine only: their stores count the
     /// uploads they serve.
     fn busy(&self) -> bool {
-        let Some(dir) = self.dir() else {
+        let Some(dir) = self.link.dir() else {
             return false;
         };
         let dot_git = dir.join(".git");
@@ -342,19 +342,8 @@ impl Node for PeerNode {
         Box::pin(self.link.fail(e))
     }
 
-    fn git(&mut self) -> Option<&mut NodeConnection> {
-        self.link.conn()
-    }
-
-    fn open_git<'a>(&'a mut self, reach: &'a Reach) -> Fut<'a, ()> {
-        Box::pin(self.link.open(reach))
-    }
-
-    fn dir(&self) -> Option<&std::path::Path> {
-        match &self.link.remote.location {
-            Location::Local(dir) => Some(dir),
-            Location::Ssh(_) | Location::P2p(_) => None,
-        }
+    fn link(&mut self) -> Option<&mut Link> {
+        Some(&mut self.link)
     }
 
     fn close(&mut self) -> Fut<'_, ()> {

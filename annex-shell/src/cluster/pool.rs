@@ -61,6 +61,14 @@ impl Link {
         }
     }
 
+    /// The node's directory, when it is on this machine.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match &self.remote.location {
+            annex::transport::Location::Local(dir) => Some(dir),
+            _ => None,
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         matches!(self.state, State::Up(_))
     }
