@@ -351,3 +351,28 @@ async fn remove_with_a_failing_node_names_those_that_dropped() {
     assert!(!holds(&sa) && !holds(&sc));
     assert!(holds(&sb));
 }
+
+/// The one fan-out runs on the chosen nodes only (all with `None`), at
+/// once, and answers in node order whatever order they finish in.
+#[tokio::test]
+async fn fan_out_reaches_the_chosen_nodes_at_once_in_node_order() {
+    use super::pool::fan_out;
+    let mut nodes: Vec<Box<dyn Node>> = (0..4)
+        .map(|i| Box::new(Mem::new(&format!("n{i}")).0) as Box<dyn Node>)
+        .collect();
+    let started = std::time::Instant::now();
+    let answers = fan_out(&mut nodes, Some(&[3, 1]), |i, slot| async move {
+        // The later slot finishes first.
+        let ms = if i == 1 { 250 } else { 200 };
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        (i, slot.name().to_owned())
+    })
+    .await;
+    assert_eq!(answers, [(1, "n1".to_owned()), (3, "n3".to_owned())]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(400),
+        "the nodes were asked at once (one after the other takes 450 ms)"
+    );
+    let all = fan_out(&mut nodes, None, |i, _| async move { i }).await;
+    assert_eq!(all, [0, 1, 2, 3]);
+}

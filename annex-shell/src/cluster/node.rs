@@ -8,8 +8,8 @@
 //! ([`super::peer::PeerNode`]: a child `git-annex-shell`, ssh, tor-annex,
 //! p2p-annex) and a repository on this machine served in-process
 //! ([`super::local::LocalNode`]). A new kind (a special remote) is one
-//! module implementing [`Node`], and one line where the gateway's nodes
-//! are built ([`super::node_set`]).
+//! module implementing [`Node`], and one line where the kind is chosen
+//! for a remote ([`super::node_for`]).
 //!
 //! # What a node kind implements
 //!
@@ -49,6 +49,11 @@
 //!   content kept for a resume), and [`Node::close`] ends the node's part
 //!   in the session (commits what it journalled). A kind that git can
 //!   reach (CONNECT) gives its P2P session in [`Node::link`].
+//!
+//! `open`, `sync_clock`, `end_body`, `busy`, `shares_hash` and `link` have
+//! defaults for kinds that need nothing started, have this machine's
+//! clock, write as they receive, know no load, hash for themselves and
+//! serve no git.
 //!
 //! Methods return boxed futures ([`Fut`]) so that the gateway holds its
 //! nodes as `Box<dyn Node>` of any kind.

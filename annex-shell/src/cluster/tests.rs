@@ -14,10 +14,7 @@ use annex::transport::{ConnectOptions, Location, NodeRemote};
 use tokio::io::duplex;
 
 use super::gateway::{Gateway, Placement, Setup};
-use super::local::LocalNode;
-use super::node::Node;
-use super::peer::PeerNode;
-use super::pool::{Link, Pool, Reach};
+use super::pool::{Pool, Reach};
 use super::EveryNode;
 use crate::session::{ServeError, Session};
 use crate::testutil::{hear, new_repo, real_shell, say, Client};
@@ -130,15 +127,13 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
             let nodes = nodes
                 .into_iter()
                 .enumerate()
-                .map(|(i, n)| -> Box<dyn Node> {
-                    let link = Link::new(n);
-                    if !in_process.contains(&i) {
-                        return Box::new(PeerNode::new(link));
+                .map(|(i, mut n)| {
+                    // Without a shell of its own, a node here is served
+                    // in-process.
+                    if in_process.contains(&i) {
+                        n.annex_shell = None;
                     }
-                    match LocalNode::open(link) {
-                        Ok(node) => Box::new(node),
-                        Err(link) => Box::new(PeerNode::new(*link)),
-                    }
+                    super::node_for(n)
                 })
                 .collect();
             let reach = Reach {
@@ -597,37 +592,4 @@ async fn put_no_node_takes_fails_that_key_alone() {
     for i in 0..3 {
         assert_eq!(content(&w, i), None);
     }
-}
-
-/// The one fan-out runs on the chosen nodes only (all with `None`), at
-/// once, and answers in node order whatever order they finish in.
-#[tokio::test]
-async fn fan_out_reaches_the_chosen_nodes_at_once_in_node_order() {
-    use super::pool::fan_out;
-    let mut nodes: Vec<Box<dyn Node>> = (0..4)
-        .map(|i| -> Box<dyn Node> {
-            Box::new(PeerNode::new(Link::new(NodeRemote {
-                name: format!("n{i}"),
-                uuid: format!("u{i}"),
-                location: Location::Local(format!("/nowhere/{i}").into()),
-                annex_shell: None,
-                ssh_options: vec![],
-            })))
-        })
-        .collect();
-    let started = std::time::Instant::now();
-    let answers = fan_out(&mut nodes, Some(&[3, 1]), |i, slot| async move {
-        // The later slot finishes first.
-        let ms = if i == 1 { 250 } else { 200 };
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-        (i, slot.name().to_owned())
-    })
-    .await;
-    assert_eq!(answers, [(1, "n1".to_owned()), (3, "n3".to_owned())]);
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(400),
-        "the nodes were asked at once (one after the other takes 450 ms)"
-    );
-    let all = fan_out(&mut nodes, None, |i, _| async move { i }).await;
-    assert_eq!(all, [0, 1, 2, 3]);
 }
