@@ -14,10 +14,10 @@ use annex::store::{Verifier, VerifyMode};
 use annex::transport::ConnectOptions;
 
 use super::gateway::{Gateway, Setup};
-use super::node::{Answer, Deadline, Ending, Fut, Node, Offer, Source};
+use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use super::pool::{Pool, Reach};
 use super::EveryNode;
-use crate::backend::Outcome;
+use crate::backend::{Failure, Outcome};
 use crate::restrict::Rules;
 
 const CLUSTER: &str = "ac0732ba-38cb-808b-9958-79c27a72784e";
@@ -91,7 +91,7 @@ impl Node for Mem {
         true
     }
 
-    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, String>> {
+    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, Failure>> {
         Box::pin(async move { Ok(self.st().objects.contains_key(key)) })
     }
 
@@ -99,7 +99,8 @@ impl Node for Mem {
         Box::pin(async move {
             self.call("remove");
             if self.st().stuck {
-                return Err(format!("{}: cannot remove", self.name));
+                let why = format!("{}: cannot remove", self.name);
+                return Err(failure(&self.name, "REMOVE")(why));
             }
             self.st().objects.remove(key);
             Ok(Outcome::plain(true))
@@ -112,11 +113,12 @@ impl Node for Mem {
         offset: u64,
         _file: Option<&'a str>,
         _to: &'a str,
-    ) -> Fut<'a, Result<Source<'a>, String>> {
+    ) -> Fut<'a, Result<Source<'a>, Failure>> {
         Box::pin(async move {
             self.call(format!("retrieve {offset}"));
             let Some(content) = self.st().objects.get(key).cloned() else {
-                return Err(format!("{}: does not have it", self.name));
+                let why = format!("{}: does not have it", self.name);
+                return Err(failure(&self.name, "GET")(why));
             };
             let rest = content[(offset as usize).min(content.len())..].to_vec();
             let len = rest.len() as u64;
@@ -172,7 +174,7 @@ impl Node for Mem {
             let (key, got) = self.receiving.take()?;
             let bytes = match got {
                 Ok(bytes) => bytes,
-                Err(why) => return Some(Err(why)),
+                Err(why) => return Some(Err(failure(&self.name, "PUT")(why))),
             };
             let Ending::Body { mode, .. } = ending else {
                 return None;
@@ -191,8 +193,8 @@ impl Node for Mem {
         self.receiving = None;
     }
 
-    fn fail(&mut self, e: ConnError) -> Fut<'_, String> {
-        Box::pin(async move { format!("{}: {e}", self.name) })
+    fn fail(&mut self, what: &'static str, e: ConnError) -> Fut<'_, Failure> {
+        Box::pin(async move { failure(&self.name, what)(format!("{}: {e}", self.name)) })
     }
 
     fn close(&mut self) -> Fut<'_, ()> {

@@ -89,8 +89,7 @@ where
         let link = node.link().expect("chosen because it has a link");
         let nc = link.conn().expect("chosen because it is up");
         if let Err(e) = nc.conn.write_message(&Message::Connect(service)).await {
-            let why = node.fail(e).await;
-            return Err(lost(node.name().to_owned(), why));
+            return Err(BackendError::Lost(node.fail("CONNECT", e).await));
         }
         let watch = |bytes: &[u8]| {
             if service == Service::ReceivePack {

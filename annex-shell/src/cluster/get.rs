@@ -13,7 +13,7 @@ use super::node::Source;
 use super::policy;
 use super::put::join_reasons;
 use crate::backend::peer::relay_body;
-use crate::backend::{send_body, BackendError, Failure};
+use crate::backend::{send_body, BackendError};
 
 /// Sending a node's body to the client broke, on one side or the other.
 enum Broke {
@@ -42,8 +42,8 @@ impl Gateway {
             let node = self.pool.nodes[i].as_mut();
             let source = match node.retrieve(key, offset, file, &to).await {
                 Ok(source) => source,
-                Err(why) => {
-                    reasons.push(why);
+                Err(f) => {
+                    reasons.push(super::noted(f));
                     continue;
                 }
             };
@@ -51,14 +51,7 @@ impl Gateway {
             match send(source, client).await {
                 Ok(()) => {}
                 Err(Broke::Client(e)) => return Err(BackendError::Client(e)),
-                Err(Broke::Node(e)) => {
-                    let why = node.fail(e).await;
-                    return Err(BackendError::Lost(Failure {
-                        node: node.name().to_owned(),
-                        what: "get",
-                        why,
-                    }));
-                }
+                Err(Broke::Node(e)) => return Err(BackendError::Lost(node.fail("GET", e).await)),
             }
             // The client's verdict goes back to the node (see `retrieved`).
             self.serving = Some(i);

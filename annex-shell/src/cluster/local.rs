@@ -15,9 +15,9 @@ use annex::p2p::ConnError;
 use annex::store::{Incoming, ObjectStore, RemoveOutcome, UploadTransfer};
 use annex::transport::Location;
 
-use super::node::{Answer, Deadline, Ending, Fut, Node, Offer, Source};
+use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use super::pool::Link;
-use crate::backend::{same_file, Outcome};
+use crate::backend::{same_file, Failure, Outcome};
 
 pub struct LocalNode {
     link: Link,
@@ -113,7 +113,7 @@ impl LocalNode {
 
     /// Verify and store what came, as the client's verdict allows; with
     /// the gateway's digest when this upload is the whole stream.
-    fn store(&mut self, ending: &Ending<'_>) -> Option<Answer> {
+    fn store(&mut self, ending: &Ending<'_>) -> Option<Result<Outcome, String>> {
         let Receiving { key, offset, state } = self.receiving.take()?;
         let key = &key;
         let inc = match state {
@@ -169,7 +169,7 @@ impl Node for LocalNode {
         true
     }
 
-    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, String>> {
+    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, Failure>> {
         Box::pin(async move { Ok(self.store.has(key)) })
     }
 
@@ -187,7 +187,7 @@ impl Node for LocalNode {
                     Ok(Outcome::plain(true))
                 }
                 Ok(RemoveOutcome::Locked | RemoveOutcome::TooLate) => Ok(Outcome::plain(false)),
-                Err(e) => Err(self.named(&e)),
+                Err(e) => Err(failure(self.name(), "REMOVE")(self.named(&e))),
             }
         })
     }
@@ -198,8 +198,9 @@ impl Node for LocalNode {
         offset: u64,
         file: Option<&'a str>,
         to: &'a str,
-    ) -> Fut<'a, Result<Source<'a>, String>> {
-        Box::pin(async move { self.content(key, offset, to, file) })
+    ) -> Fut<'a, Result<Source<'a>, Failure>> {
+        let failed = failure(self.name(), "GET");
+        Box::pin(async move { self.content(key, offset, to, file).map_err(failed) })
     }
 
     /// Intact if the object file did not change while it was sent.
@@ -237,7 +238,7 @@ impl Node for LocalNode {
                     });
                     Offer::From(offset)
                 }
-                Err(e) => Offer::No(self.named(&e)),
+                Err(e) => Offer::No(failure(self.name(), "PUT")(self.named(&e))),
             }
         })
     }
@@ -294,7 +295,8 @@ impl Node for LocalNode {
     }
 
     fn conclude<'a>(&'a mut self, ending: &'a Ending<'a>) -> Fut<'a, Option<Answer>> {
-        Box::pin(async move { self.store(ending) })
+        let failed = failure(self.name(), "PUT");
+        Box::pin(async move { self.store(ending).map(|a| a.map_err(failed)) })
     }
 
     /// Partial files stay for a resume, as a node's server keeps them.
@@ -305,17 +307,17 @@ impl Node for LocalNode {
     }
 
     /// Sending from the node's file broke, or its session for git did.
-    fn fail(&mut self, e: ConnError) -> Fut<'_, String> {
+    fn fail(&mut self, what: &'static str, e: ConnError) -> Fut<'_, Failure> {
+        let failed = failure(self.name(), what);
         Box::pin(async move {
             if self.link.is_up() {
-                return self.link.fail(e).await;
+                return failed(self.link.fail(e).await);
             }
             let why = match std::error::Error::source(&e) {
                 Some(cause) => self.named(&format!("{e}: {cause}")),
                 None => self.named(&e),
             };
-            tracing::warn!(node = %self.link.remote.name, %why, "node failed");
-            why
+            failed(why)
         })
     }
 

@@ -187,6 +187,13 @@ pub(crate) fn node_for(remote: NodeRemote) -> Box<dyn Node> {
     }
 }
 
+/// A node's failure, kept in the trace with its parts; the reason the
+/// client is told.
+pub(crate) fn noted(f: Failure) -> String {
+    tracing::warn!(node = %f.node, what = f.what, why = %f.why, "node failed");
+    f.why
+}
+
 /// A line for the user: ssh carries our stderr to the client's terminal,
 /// where git-annex shows it (why a key could not be stored or removed).
 /// Internal trouble goes to `tracing` instead.

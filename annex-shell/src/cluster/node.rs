@@ -19,7 +19,8 @@
 //! - **Presence** ([`Node::check_present`]) and **removal**
 //!   ([`Node::remove`]), with an [`Outcome`] (`ok`, and other repositories
 //!   that did it too when the node is itself a gateway), or the reason,
-//!   naming the node, why it could not answer. A deadline comes in the
+//!   why it could not answer (a [`Failure`]: the node, the request, the
+//!   reason as the client is told it, naming the node). A deadline comes in the
 //!   gateway's clock with the reading the client was given
 //!   ([`Deadline`]); a node with a clock of its own translates it (see
 //!   [`Node::sync_clock`]), one that cannot keep it does not remove.
@@ -68,7 +69,7 @@ use annex::transport::NodeConnection;
 use tokio::io::AsyncRead;
 
 use super::pool::{Link, Reach};
-use crate::backend::Outcome;
+use crate::backend::{Failure, Outcome};
 
 /// A node's future, boxed so that nodes of every kind are one type.
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -76,9 +77,16 @@ pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The check of the gateway's one hash of a body that began at offset 0.
 pub type Digest = Result<Checked, Mismatch>;
 
-/// A node's answer: what happened, or why it could not answer (the
-/// reason names the node).
-pub type Answer = Result<Outcome, String>;
+/// A node's answer: what happened, or why it could not answer.
+pub type Answer = Result<Outcome, Failure>;
+
+/// How a node kind makes its [`Failure`]s: `failure(name, "REMOVE")`
+/// turns a reason (which names the node, as the client is told it) into
+/// the node's failure at that request.
+pub fn failure(node: &str, what: &'static str) -> impl FnOnce(String) -> Failure {
+    let node = node.to_owned();
+    move |why| Failure { node, what, why }
+}
 
 /// How a node answers a PUT.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,8 +96,8 @@ pub enum Offer {
     /// Already has it (with the UUIDs a node that is itself a gateway
     /// names for the nodes behind it).
     Has(Vec<String>),
-    /// Refused or failed; the reason names the node.
-    No(String),
+    /// Refused or failed.
+    No(Failure),
 }
 
 /// How the client ended a PUT, as each receiving node hears it.
@@ -182,7 +190,7 @@ pub trait Node: Send {
         Box::pin(async {})
     }
 
-    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, String>>;
+    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, Failure>>;
 
     /// Remove the content (before the deadline, if any); content that is
     /// not there is removed already.
@@ -196,7 +204,7 @@ pub trait Node: Send {
         offset: u64,
         file: Option<&'a str>,
         to: &'a str,
-    ) -> Fut<'a, Result<Source<'a>, String>>;
+    ) -> Fut<'a, Result<Source<'a>, Failure>>;
 
     /// After the [`Source`] went to the client whole: whether it was
     /// intact.
@@ -238,9 +246,9 @@ pub trait Node: Send {
     /// resume.
     fn abandon(&mut self);
 
-    /// Sending from the node broke: the reason (naming the node), and the
-    /// node stays down.
-    fn fail(&mut self, e: ConnError) -> Fut<'_, String>;
+    /// Sending from the node broke during `what`: the node's failure, and
+    /// the node stays down.
+    fn fail(&mut self, what: &'static str, e: ConnError) -> Fut<'_, Failure>;
 
     /// The node's P2P session through its shell, which git's CONNECT
     /// goes through; kinds that serve no git have none.

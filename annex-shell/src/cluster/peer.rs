@@ -12,11 +12,11 @@ use annex::p2p::{ConnError, Message};
 use annex::store::VerifyMode;
 use annex::transport::NodeRemote;
 
-use super::node::{Answer, Deadline, Ending, Fut, Node, Offer, Source};
+use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use super::policy;
 use super::pool::{Link, Reach};
 use crate::backend::peer::{get_request, node_validity, put_request};
-use crate::backend::Outcome;
+use crate::backend::{Failure, Outcome};
 
 pub struct PeerNode {
     link: Link,
@@ -58,7 +58,7 @@ impl PeerNode {
     }
 
     /// The node's word on a store or a removal.
-    fn outcome(&self, reply: Message) -> Answer {
+    fn outcome(&self, reply: Message) -> Result<Outcome, String> {
         match reply {
             Message::Success => Ok(Outcome::plain(true)),
             Message::SuccessPlus(also) => Ok(Outcome { ok: true, also }),
@@ -91,6 +91,64 @@ impl PeerNode {
         })
     }
 
+    /// GET from the node: its DATA, ready to relay, or why not (nothing
+    /// reached the client then).
+    async fn get(
+        &mut self,
+        key: &Key,
+        offset: u64,
+        file: Option<&str>,
+    ) -> Result<Source<'_>, String> {
+        let len = match self.ask(&get_request(offset, file, key)).await? {
+            // git-annex-shell's way of saying it lacks the key: an empty
+            // body, then INVALID. Nothing reached the client yet, so the
+            // next node can be asked.
+            Message::Data(0) if key.size().is_some_and(|s| s > offset) => {
+                let Some(nc) = self.link.conn() else {
+                    return Err(self.link.why_not());
+                };
+                let turned_down = async {
+                    if Message::Invalid.known_in(nc.version) {
+                        nc.reply().await?;
+                    }
+                    nc.conn.write_message(&Message::Failure).await
+                };
+                return Err(match turned_down.await {
+                    Ok(()) => format!("{}: does not have it", self.name()),
+                    Err(e) => self.link.fail(e).await,
+                });
+            }
+            Message::Data(len) => len,
+            other => return Err(format!("{}: {}", self.name(), describe(&other))),
+        };
+        let why = self.link.why_not();
+        let nc = self.link.conn().ok_or(why)?;
+        Ok(Source::Relay(nc, len))
+    }
+
+    /// The node's outcome of the PUT once the client ended it, `None`
+    /// when it gives none.
+    async fn answer(&mut self, ending: &Ending<'_>) -> Option<Result<Outcome, String>> {
+        self.offset.take()?;
+        if let Some(e) = self.broke.take() {
+            return Some(Err(self.link.fail(e).await));
+        }
+        match ending {
+            // The node keeps what came for a resume when its session
+            // closes.
+            Ending::Body { hung_up: true, .. } => None,
+            Ending::Body { mode, .. } => self.verdict(*mode).await,
+            Ending::Present => Some(match self.ask(&Message::DataPresent).await {
+                Ok(m) => self.outcome(m),
+                Err(why) => Err(why),
+            }),
+            Ending::Abandon(why) => {
+                self.tell(&Message::Error((*why).to_owned())).await;
+                None
+            }
+        }
+    }
+
     /// Tell the node something it does not answer.
     async fn tell(&mut self, msg: &Message) {
         if let Some(nc) = self.link.conn() {
@@ -102,7 +160,7 @@ impl PeerNode {
 
     /// The node's answer once the client's body came: the client's
     /// verdict passed on (a version 0 node knows none), then its word.
-    async fn verdict(&mut self, mode: VerifyMode) -> Option<Answer> {
+    async fn verdict(&mut self, mode: VerifyMode) -> Option<Result<Outcome, String>> {
         let validity = match mode {
             VerifyMode::Valid | VerifyMode::SizeOnly => Some(Message::Valid),
             VerifyMode::Invalid => Some(Message::Invalid),
@@ -168,24 +226,32 @@ impl Node for PeerNode {
         })
     }
 
-    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, String>> {
+    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, Failure>> {
         Box::pin(async move {
-            match self.ask(&Message::CheckPresent(key.clone())).await? {
-                Message::Success => Ok(true),
-                Message::Failure => Ok(false),
-                other => Err(format!("{}: {}", self.name(), describe(&other))),
-            }
+            let failed = failure(self.name(), "CHECKPRESENT");
+            let answer = async {
+                match self.ask(&Message::CheckPresent(key.clone())).await? {
+                    Message::Success => Ok(true),
+                    Message::Failure => Ok(false),
+                    other => Err(format!("{}: {}", self.name(), describe(&other))),
+                }
+            };
+            answer.await.map_err(failed)
         })
     }
 
     fn remove<'a>(&'a mut self, key: &'a Key, deadline: Option<Deadline>) -> Fut<'a, Answer> {
         Box::pin(async move {
-            if !self.link.is_up() {
-                return Err(self.link.why_not());
-            }
-            let msg = self.removal(key, deadline)?;
-            let reply = self.ask(&msg).await?;
-            self.outcome(reply)
+            let failed = failure(self.name(), "REMOVE");
+            let answer = async {
+                if !self.link.is_up() {
+                    return Err(self.link.why_not());
+                }
+                let msg = self.removal(key, deadline)?;
+                let reply = self.ask(&msg).await?;
+                self.outcome(reply)
+            };
+            answer.await.map_err(failed)
         })
     }
 
@@ -195,34 +261,9 @@ impl Node for PeerNode {
         offset: u64,
         file: Option<&'a str>,
         _to: &'a str,
-    ) -> Fut<'a, Result<Source<'a>, String>> {
-        Box::pin(async move {
-            let len = match self.ask(&get_request(offset, file, key)).await? {
-                // git-annex-shell's way of saying it lacks the key: an
-                // empty body, then INVALID. Nothing reached the client
-                // yet, so the next node can be asked.
-                Message::Data(0) if key.size().is_some_and(|s| s > offset) => {
-                    let Some(nc) = self.link.conn() else {
-                        return Err(self.link.why_not());
-                    };
-                    let turned_down = async {
-                        if Message::Invalid.known_in(nc.version) {
-                            nc.reply().await?;
-                        }
-                        nc.conn.write_message(&Message::Failure).await
-                    };
-                    return Err(match turned_down.await {
-                        Ok(()) => format!("{}: does not have it", self.name()),
-                        Err(e) => self.link.fail(e).await,
-                    });
-                }
-                Message::Data(len) => len,
-                other => return Err(format!("{}: {}", self.name(), describe(&other))),
-            };
-            let why = self.link.why_not();
-            let nc = self.link.conn().ok_or(why)?;
-            Ok(Source::Relay(nc, len))
-        })
+    ) -> Fut<'a, Result<Source<'a>, Failure>> {
+        let failed = failure(self.name(), "GET");
+        Box::pin(async move { self.get(key, offset, file).await.map_err(failed) })
     }
 
     fn sent(&mut self) -> Fut<'_, bool> {
@@ -234,7 +275,6 @@ impl Node for PeerNode {
             validity == Message::Valid
         })
     }
-
     fn retrieved(&mut self, verdict: Option<bool>) -> Fut<'_, ()> {
         Box::pin(async move {
             if let Some(ok) = verdict {
@@ -259,8 +299,11 @@ impl Node for PeerNode {
                 }
                 Ok(Message::AlreadyHave) => Offer::Has(Vec::new()),
                 Ok(Message::AlreadyHavePlus(us)) => Offer::Has(us),
-                Ok(other) => Offer::No(format!("{}: {}", self.name(), describe(&other))),
-                Err(why) => Offer::No(why),
+                Ok(other) => {
+                    let why = format!("{}: {}", self.name(), describe(&other));
+                    Offer::No(failure(self.name(), "PUT")(why))
+                }
+                Err(why) => Offer::No(failure(self.name(), "PUT")(why)),
             }
         })
     }
@@ -309,25 +352,10 @@ impl Node for PeerNode {
     }
 
     fn conclude<'a>(&'a mut self, ending: &'a Ending<'a>) -> Fut<'a, Option<Answer>> {
+        let failed = failure(self.name(), "PUT");
         Box::pin(async move {
-            self.offset.take()?;
-            if let Some(e) = self.broke.take() {
-                return Some(Err(self.link.fail(e).await));
-            }
-            match ending {
-                // The node keeps what came for a resume when its session
-                // closes.
-                Ending::Body { hung_up: true, .. } => None,
-                Ending::Body { mode, .. } => self.verdict(*mode).await,
-                Ending::Present => Some(match self.ask(&Message::DataPresent).await {
-                    Ok(m) => self.outcome(m),
-                    Err(why) => Err(why),
-                }),
-                Ending::Abandon(why) => {
-                    self.tell(&Message::Error((*why).to_owned())).await;
-                    None
-                }
-            }
+            let answer = self.answer(ending).await?;
+            Some(answer.map_err(failed))
         })
     }
 
@@ -338,8 +366,9 @@ impl Node for PeerNode {
         self.parked = None;
     }
 
-    fn fail(&mut self, e: ConnError) -> Fut<'_, String> {
-        Box::pin(self.link.fail(e))
+    fn fail(&mut self, what: &'static str, e: ConnError) -> Fut<'_, Failure> {
+        let failed = failure(self.name(), what);
+        Box::pin(async move { failed(self.link.fail(e).await) })
     }
 
     fn link(&mut self) -> Option<&mut Link> {

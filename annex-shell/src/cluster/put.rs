@@ -70,7 +70,7 @@ impl Gateway {
                     holding.insert(self.pool.nodes[i].uuid().to_owned());
                     holding.extend(plus);
                 }
-                Offer::No(why) => reasons.push(why),
+                Offer::No(f) => reasons.push(super::noted(f)),
             }
         }
         if receiving.is_empty() {
@@ -209,7 +209,7 @@ impl Gateway {
                     holding.extend(o.also);
                 }
                 Some(Ok(_)) => reasons.push(format!("{}: failed", node.name())),
-                Some(Err(why)) => reasons.push(why),
+                Some(Err(f)) => reasons.push(super::noted(f)),
                 None => {}
             }
         }

@@ -50,7 +50,7 @@ impl Gateway {
                     // failed to.
                     removed.extend(o.also);
                 }
-                Err(why) => reasons.push(why),
+                Err(f) => reasons.push(super::noted(f)),
             }
         }
         self.record(key, &removed, LogStatus::Missing);
