@@ -405,11 +405,9 @@ where
         let local = Local::new(repo, store, my_uuid, client_uuid);
         return Session::new(conn, local, Rules::OPEN).run().await;
     };
-    let relayed = match resolve_served(&repo, &my_uuid, name)? {
+    let served = match resolve_served(&repo, &my_uuid, name)? {
         Target::Node(node) => {
-            return crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN)
-                .await
-                .or_else(|e| if e.is_hangup() { Ok(()) } else { Err(e) });
+            crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN).await
         }
         Target::Cluster(uuid) => {
             crate::cluster::gateway_session(conn, repo, uuid, Rules::OPEN).await
@@ -418,10 +416,11 @@ where
             crate::special::serve_session(conn, &repo, remote, Rules::OPEN).await
         }
     };
-    match relayed {
-        Err(e) if !e.is_hangup() => Err(ServeError::Fatal(e.to_string())),
-        _ => Ok(()),
-    }
+    // Whatever the back-end: a request it refused failed inside the
+    // session, which went on; what ends the session comes back as it is
+    // (a node lost, the client's connection), and a client that hung up
+    // is no error.
+    served.or_else(|e| if e.is_hangup() { Ok(()) } else { Err(e) })
 }
 
 enum Target {

@@ -41,3 +41,29 @@ pub async fn hear(c: &mut Client) -> Message {
         .expect("client read")
         .expect("not EOF")
 }
+
+/// Runs one session over `backend` under `rules` with `input` from the
+/// client, then EOF; everything the session sent (the reply bytes).
+pub async fn run_session<B: crate::backend::Backend>(
+    backend: B,
+    rules: crate::restrict::Rules,
+    input: &[u8],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (client_end, server_end) = tokio::io::duplex(1 << 20);
+    let (server_r, server_w) = tokio::io::split(server_end);
+    let (mut client_r, mut client_w) = tokio::io::split(client_end);
+    client_w.write_all(input).await.expect("write");
+    client_w.shutdown().await.expect("shutdown");
+    let conn = Connection::new(server_r, server_w);
+    let run = crate::session::Session::new(conn, backend, rules).run();
+    let read = async {
+        let mut out = Vec::new();
+        client_r.read_to_end(&mut out).await.expect("read");
+        out
+    };
+    // The session's end drops its connection: the reader sees EOF.
+    let (result, out) = tokio::join!(run, read);
+    result.expect("session");
+    String::from_utf8(out).expect("utf-8")
+}

@@ -164,7 +164,9 @@ impl Peer {
         for u in uuids {
             match self.branch.log_key_location(key, u, status) {
                 Ok(changed) => self.journalled |= changed,
-                Err(e) => eprintln!("git-annex-shell: recording {key} for {u}: {e}"),
+                Err(e) => {
+                    tracing::warn!(%key, uuid = %u, error = %e, "recording in the location log")
+                }
             }
         }
     }
@@ -319,12 +321,7 @@ impl Backend for Peer {
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send,
     {
-        let msg = Message::Get {
-            offset,
-            file: file.map(str::to_owned),
-            key: key.clone(),
-        };
-        let len = match self.ask(msg).await? {
+        let len = match self.ask(get_request(offset, file, key)).await? {
             Message::Data(len) => len,
             m => return Err(self.unexpected("GET", &m)),
         };
@@ -370,12 +367,8 @@ impl Backend for Peer {
         key: &Key,
         file: Option<&str>,
     ) -> Result<Storing, BackendError> {
-        let msg = Message::Put {
-            file: file.map(str::to_owned),
-            key: key.clone(),
-        };
         // The client sends its DATA from the node's offset.
-        match self.ask(msg).await? {
+        match self.ask(put_request(key, file)).await? {
             Message::PutFrom(offset) => {
                 self.storing = Some((key.clone(), None));
                 Ok(Storing::From(offset))
@@ -503,9 +496,27 @@ impl Backend for Peer {
         }
         if self.journalled || self.branch.journal_dirty() {
             if let Err(e) = self.branch.commit() {
-                eprintln!("git-annex-shell: committing the git-annex branch: {e}");
+                tracing::warn!(error = %e, "committing the git-annex branch");
             }
         }
         Ok(())
+    }
+}
+
+/// The GET a client sends for `key` from `offset`, as a node is asked it
+/// in turn (by the proxy and by the cluster gateway alike).
+pub(crate) fn get_request(offset: u64, file: Option<&str>, key: &Key) -> Message {
+    Message::Get {
+        offset,
+        file: file.map(str::to_owned),
+        key: key.clone(),
+    }
+}
+
+/// The PUT a client sends for `key`, as a node is asked it in turn.
+pub(crate) fn put_request(key: &Key, file: Option<&str>) -> Message {
+    Message::Put {
+        file: file.map(str::to_owned),
+        key: key.clone(),
     }
 }

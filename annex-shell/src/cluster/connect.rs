@@ -42,14 +42,12 @@
 //! as not updated.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use annex::p2p::{Connection, Message, Service};
 use annex::pktline::{is_zero_id, Commands, RefUpdate};
-use annex::transport::{Location, NodeConnection};
+use annex::transport::NodeConnection;
 use tokio::io::{AsyncRead, AsyncWrite, Empty, Sink};
-use tokio::process::Command;
 
 use super::gateway::Gateway;
 use super::lag::{self, Lag};
@@ -70,7 +68,7 @@ where
     let nodes: Vec<usize> = (0..gw.pool.len()).filter(|i| Some(*i) != gw.own).collect();
     let (reachable, kept_out): (Vec<usize>, Vec<usize>) = nodes
         .iter()
-        .partition(|&&i| gw.git_relay.contains(gw.pool.slots[i].name()));
+        .partition(|&&i| gw.git_relay.contains(gw.pool.nodes[i].name()));
     let Some(own) = gw.own else {
         let why = "the cluster gateway has no repository of its own";
         return Err(gw.refusal("connect", why.into()));
@@ -87,12 +85,11 @@ where
     };
     let mut commands = Commands::default();
     let status = {
-        let pool = &mut gw.pool;
-        let nc = pool.slots[i].conn().expect("chosen because it is up");
+        let node = gw.pool.nodes[i].as_mut();
+        let link = node.link().expect("chosen because it has a link");
+        let nc = link.conn().expect("chosen because it is up");
         if let Err(e) = nc.conn.write_message(&Message::Connect(service)).await {
-            let why = pool.slots[i].fail(e).await;
-            let node = pool.slots[i].name().to_owned();
-            return Err(lost(node, why));
+            return Err(BackendError::Lost(node.fail("CONNECT", e).await));
         }
         let watch = |bytes: &[u8]| {
             if service == Service::ReceivePack {
@@ -102,7 +99,7 @@ where
         match relay(client, nc, watch).await {
             Ok(s) => s,
             Err(BackendError::Lost(f)) => {
-                eprintln!("git-annex-shell: {f}");
+                super::tell_user(format_args!("{f}"));
                 return Err(BackendError::Lost(f));
             }
             Err(e) => return Err(e),
@@ -111,15 +108,15 @@ where
     let status = match (service, status) {
         (Service::UploadPack, s) => s,
         (Service::ReceivePack, Relayed::Done(code)) => {
-            let base = match &gw.pool.slots[own].remote.location {
-                Location::Local(p) => p.clone(),
-                Location::Ssh(_) | Location::P2p(_) => PathBuf::new(),
-            };
+            let base = gw.pool.nodes[own]
+                .link()
+                .and_then(|l| l.dir())
+                .map_or_else(PathBuf::new, Path::to_owned);
             let (nodes, kept_out) = {
-                let slots = &gw.pool.slots;
+                let all = &gw.pool.nodes;
                 let names = |of: &[usize]| -> Vec<(String, String)> {
                     of.iter()
-                        .map(|&n| (slots[n].name().to_owned(), slots[n].uuid().to_owned()))
+                        .map(|&n| (all[n].name().to_owned(), all[n].uuid().to_owned()))
                         .collect()
                 };
                 (names(&reachable), names(&kept_out))
@@ -146,11 +143,14 @@ fn lost(node: String, why: String) -> BackendError {
     })
 }
 
-/// The first slot of `order` whose session can be started.
+/// The first node of `order` whose session for git can be started.
 async fn first_up(pool: &mut super::pool::Pool, order: Vec<usize>) -> Option<usize> {
     for i in order {
-        pool.ensure(&[i], 1).await;
-        if pool.slots[i].conn().is_some() {
+        let Some(link) = pool.nodes[i].link() else {
+            continue;
+        };
+        link.open(&pool.reach).await;
+        if link.is_up() {
             return Some(i);
         }
     }
@@ -336,10 +336,10 @@ async fn propagate(
     if refused.is_empty() {
         return Ok(());
     }
-    eprintln!(
-        "git-annex-shell: the push reached the cluster's gateway but not every node: {}",
+    super::tell_user(format_args!(
+        "the push reached the cluster's gateway but not every node: {}",
         refused.join("; ")
-    );
+    ));
     Err(())
 }
 
@@ -381,14 +381,7 @@ async fn node_updates(
 }
 
 async fn git(base: &Path, args: &[&str]) -> Option<std::process::Output> {
-    Command::new("git")
-        .arg("-C")
-        .arg(base)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .ok()
+    lag::git(base, args).await.ok()
 }
 
 async fn rev_parse(base: &Path, name: &str) -> Option<String> {

@@ -90,7 +90,7 @@ async fn relay_moves_both_ways_at_once() {
     let node = NodeRemote {
         name: "n1".into(),
         uuid: NODE.into(),
-        location: Location::Local(t.path().to_owned()),
+        location: annex::transport::Location::Local(t.path().to_owned()),
         annex_shell: Some(script.display().to_string()),
         ssh_options: vec![],
     };

@@ -8,16 +8,21 @@
 //! The gateway's own location log learns the same, in its own git-annex
 //! branch, committed when the session ends. The cluster UUID itself is
 //! never logged: a key is in the cluster exactly when it is on a node.
-//! The gateway's own repository is one of the slots; like every node on
-//! this machine it is served in-process for transfers and removals (git's
-//! CONNECT goes through a child).
+//! The gateway is a composite of [`Node`]s: [`super::policy`] chooses
+//! which nodes a request goes to, and the same [`Node`] calls go to each
+//! of them through the one fan-out ([`super::pool::fan_out`]), whatever
+//! kind of node each is. The gateway's own repository is one of the
+//! nodes; like every node on this machine it is served in-process for
+//! transfers and removals (git's CONNECT goes through a child).
+//!
+//! [`Node`]: super::node::Node
 
 use std::collections::BTreeSet;
 
 use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
 use annex::p2p::{Connection, Message, Service};
-use annex::store::{ObjectStore, UploadTransfer};
+use annex::store::ObjectStore;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::pool::{fan_out, Pool};
@@ -47,17 +52,9 @@ pub trait Placement: Send {
 }
 
 /// Builds the nodes' pool from the session's version and BYPASS set (our
-/// own UUID included); returns the slots and which one is the gateway's
+/// own UUID included); returns the pool and which node is the gateway's
 /// own repository.
 pub type MakePool = Box<dyn FnOnce(u32, BTreeSet<String>) -> (Pool, Option<usize>) + Send>;
-
-/// Who answers the client's verdict after a GET.
-pub(super) enum Serving {
-    /// An in-process node: its upload record ends with the verdict.
-    Local(Option<UploadTransfer>),
-    /// The node at this slot, which is told the verdict.
-    Node(usize),
-}
 
 pub struct Gateway {
     cluster_uuid: String,
@@ -66,7 +63,7 @@ pub struct Gateway {
     /// client too old to send one).
     make_pool: Option<MakePool>,
     pub(super) pool: Pool,
-    /// Index of the slot that is the gateway's own repository.
+    /// Index of the node that is the gateway's own repository.
     pub(super) own: Option<usize>,
     pub(super) store: ObjectStore,
     pub(super) branch: Branch,
@@ -82,8 +79,9 @@ pub struct Gateway {
     pub(super) journalled: bool,
     /// The PUT under way, between `store_begin` and `store_end`.
     pub(super) put: Option<Put>,
-    /// The GET under way, between `retrieve` and `retrieved`.
-    pub(super) serving: Option<Serving>,
+    /// The node serving the GET under way, between `retrieve` and
+    /// `retrieved`.
+    pub(super) serving: Option<usize>,
 }
 
 pub struct Setup {
@@ -143,7 +141,7 @@ impl Gateway {
         match self.branch.key_locations(key) {
             Ok(us) => us.into_iter().collect(),
             Err(e) => {
-                eprintln!("git-annex-shell: reading the location log of {key}: {e}");
+                tracing::warn!(%key, error = %e, "reading the location log");
                 BTreeSet::new()
             }
         }
@@ -166,24 +164,13 @@ impl Gateway {
             let why = format!("{answer} is not in protocol version {}", self.version);
             return Err(self.refusal("timestamp", why));
         }
-        // Local nodes are served in-process: their clock is ours.
+        // (Nodes served in-process have our clock: they read none.)
         let all: Vec<usize> = (0..self.pool.len())
-            .filter(|&i| self.pool.slots[i].local.is_none())
+            .filter(|&i| !self.pool.nodes[i].in_process())
             .collect();
         self.pool.ensure(&all, self.jobs).await;
-        fan_out(&mut self.pool.slots, Some(&all), |_, slot| async move {
-            let answer = match slot.conn() {
-                Some(nc) => nc.exchange(&Message::GetTimestamp).await,
-                None => return,
-            };
-            slot.timestamp = match answer {
-                Ok(Message::Timestamp(t)) => Some(t),
-                Ok(_) => None,
-                Err(e) => {
-                    slot.fail(e).await;
-                    None
-                }
-            };
+        fan_out(&mut self.pool.nodes, Some(&all), |_, node| {
+            node.sync_clock()
         })
         .await;
         let now = annex::clock::monotonic_seconds();
@@ -204,7 +191,9 @@ impl Gateway {
             }
             match self.branch.log_key_location(key, u, status) {
                 Ok(changed) => self.journalled |= changed,
-                Err(e) => eprintln!("git-annex-shell: recording {key} for {u}: {e}"),
+                Err(e) => {
+                    tracing::warn!(%key, uuid = %u, error = %e, "recording in the location log")
+                }
             }
         }
     }
@@ -268,19 +257,8 @@ impl Backend for Gateway {
     }
 
     async fn retrieved(&mut self, verdict: Option<bool>) {
-        match self.serving.take() {
-            Some(Serving::Local(Some(upload))) => upload.finish(verdict == Some(true)),
-            Some(Serving::Node(i)) => {
-                let Some(ok) = verdict else { return };
-                let slot = &mut self.pool.slots[i];
-                if let Some(nc) = slot.conn() {
-                    let word = crate::session::success(ok);
-                    if let Err(e) = nc.conn.write_message(&word).await {
-                        slot.fail(e).await;
-                    }
-                }
-            }
-            Some(Serving::Local(None)) | None => {}
+        if let Some(i) = self.serving.take() {
+            self.pool.nodes[i].retrieved(verdict).await;
         }
     }
 
@@ -330,14 +308,12 @@ impl Backend for Gateway {
     /// Close the nodes' sessions, drop what a PUT cut short left (kept for
     /// a resume), and commit what the nodes told us.
     async fn finish(&mut self) -> Result<(), BackendError> {
-        if let Some(put) = self.put.take() {
-            put.abandon();
-        }
+        self.abandon_put();
         self.pool.close().await;
         if self.journalled || self.branch.journal_dirty() {
             self.journalled = false;
             if let Err(e) = self.branch.commit() {
-                eprintln!("git-annex-shell: committing the git-annex branch: {e}");
+                tracing::warn!(error = %e, "committing the git-annex branch");
             }
         }
         Ok(())

@@ -68,13 +68,7 @@ pub fn parse(listing: &str) -> Vec<Lag> {
 
 /// The records of the gateway at `base` (none if git cannot say).
 pub async fn read(base: &Path) -> Vec<Lag> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(base)
-        .args(LIST_ARGS)
-        .stdin(Stdio::null())
-        .output()
-        .await;
+    let out = git(base, &LIST_ARGS).await;
     match out {
         Ok(o) if o.status.success() => parse(&String::from_utf8_lossy(&o.stdout)),
         Ok(o) => {
@@ -121,15 +115,7 @@ pub async fn write(base: &Path, adds: &[Lag], drops: &[(&str, &str)]) {
 /// it is there: git's services (upload-pack, receive-pack, over ssh or
 /// CONNECT) then leave the records out of what they show and take.
 async fn hide_from_clients(base: &Path) -> Result<(), String> {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(base)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-    };
-    let set = git(&["config", "--get-all", "transfer.hideRefs"])
+    let set = git(base, &["config", "--get-all", "transfer.hideRefs"])
         .await
         .map_err(|e| e.to_string())?;
     let hidden = String::from_utf8_lossy(&set.stdout);
@@ -139,7 +125,7 @@ async fn hide_from_clients(base: &Path) -> Result<(), String> {
     {
         return Ok(());
     }
-    let out = git(&["config", "--add", "transfer.hideRefs", HIDDEN])
+    let out = git(base, &["config", "--add", "transfer.hideRefs", HIDDEN])
         .await
         .map_err(|e| e.to_string())?;
     if out.status.success() {
@@ -149,10 +135,21 @@ async fn hide_from_clients(base: &Path) -> Result<(), String> {
     }
 }
 
+/// git in the gateway's repository at `base`, with no input unless the
+/// caller gives it some.
+pub(super) fn git_in(base: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(base).stdin(Stdio::null());
+    cmd
+}
+
+/// `git -C base args…`, run to its end.
+pub(super) async fn git(base: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    git_in(base).args(args).output().await
+}
+
 async fn update_refs(base: &Path, script: &str) -> Result<(), String> {
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(base)
+    let mut child = git_in(base)
         .args(["update-ref", "--stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -1,215 +1,340 @@
-//! Requests to the nodes on this machine, done in-process. Uploads: the
-//! gateway writes each local node's temp file itself and hashes the
-//! stream once for all of them, where a child per node would read its own
-//! copy from a pipe and hash it again. Verified content goes into each
+//! A cluster node on this machine, served in-process: the gateway opens
+//! the node's repository itself. Uploads: the gateway writes the node's
+//! temp file and, for all such nodes of one upload, hashes the stream once
+//! ([`Node::shares_hash`]), where a child per node would read its own
+//! copy from a pipe and hash it again. Verified content goes into the
 //! node's object store and the node's own location log, as the node's
-//! server would do; removals likewise. The nodes share this machine's
-//! monotonic clock, so REMOVE-BEFORE deadlines need no translation.
+//! server would do; removals likewise. Downloads go from the node's object
+//! file by sendfile. The node shares this machine's monotonic clock, so a
+//! REMOVE-BEFORE deadline needs no translation. Only git's CONNECT goes
+//! through a child, over the node's [`Link`].
 
-use std::collections::BTreeMap;
-
-use annex::branch::LogStatus;
+use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
-use annex::p2p::Message;
-use annex::store::{Incoming, RemoveOutcome, Verifier, VerifyMode};
+use annex::p2p::ConnError;
+use annex::store::{Incoming, ObjectStore, RemoveOutcome, UploadTransfer};
+use annex::transport::Location;
 
-use super::pool::Slot;
+use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
+use super::pool::Link;
+use crate::backend::{same_file, Failure, Outcome};
 
-/// A local node's answer to PUT.
-pub(super) enum LocalOffer {
-    Has,
-    /// Receiving, from the partial file's offset.
-    From(Box<Incoming>),
-    No(String),
+pub struct LocalNode {
+    link: Link,
+    store: ObjectStore,
+    branch: Branch,
+    /// Whether its journal gained lines this session (committed on close).
+    journalled: bool,
+    /// The upload under way.
+    receiving: Option<Receiving>,
+    /// The GET under way: the file sent, as it was before, to tell
+    /// whether it changed while it was sent; the upload's record.
+    serving: Option<Serving>,
 }
 
-/// `to`: the UUID the node's transfer record names (the gateway).
-pub(super) fn offer(slot: &Slot, key: &Key, file: Option<&str>, to: &str) -> LocalOffer {
-    let Some(local) = &slot.local else {
-        return LocalOffer::No(format!("{}: not local", slot.name()));
-    };
-    if local.store.has(key) {
-        return LocalOffer::Has;
-    }
-    match local.store.begin_receive(key, to, file) {
-        Ok(inc) => LocalOffer::From(Box::new(inc)),
-        Err(e) => LocalOffer::No(format!("{}: {e}", slot.name())),
-    }
-}
-
-/// The local nodes' share of one fanned-out body.
-pub(super) struct Sinks {
+struct Receiving {
     key: Key,
-    /// Hash of the stream, kept when it covers some node's whole content
-    /// (the body starts at offset 0).
-    verifier: Option<Verifier>,
-    lanes: Vec<Lane>,
-}
-
-struct Lane {
-    index: usize,
     offset: u64,
+    /// The partial file, or why the node dropped out.
     state: Result<Box<Incoming>, String>,
 }
 
-impl Sinks {
-    /// `start`: where the client's body begins.
-    pub fn new(key: &Key, start: u64, incoming: BTreeMap<usize, Box<Incoming>>) -> Sinks {
-        let lanes: Vec<Lane> = incoming
-            .into_iter()
-            .map(|(index, inc)| Lane {
-                index,
-                offset: inc.offset(),
-                state: Ok(inc),
-            })
-            .collect();
-        let shared = start == 0 && lanes.iter().any(|l| l.offset == 0);
-        Sinks {
-            key: key.clone(),
-            verifier: shared.then(|| Verifier::new(key)),
-            lanes,
+struct Serving {
+    probe: std::fs::File,
+    before: std::fs::Metadata,
+    upload: Option<UploadTransfer>,
+}
+
+impl LocalNode {
+    /// The node at `link`'s directory, if it is there the annex
+    /// repository the link names.
+    pub fn open(link: Link) -> Result<LocalNode, Box<Link>> {
+        let Location::Local(dir) = &link.remote.location else {
+            return Err(Box::new(link));
+        };
+        let repo = match annex::repo::Repo::open(dir) {
+            Ok(r) if r.is_annex_initialized() && r.uuid().as_deref() == Some(&link.remote.uuid) => {
+                r
+            }
+            _ => return Err(Box::new(link)),
+        };
+        Ok(LocalNode {
+            store: repo.store(),
+            branch: repo.branch(),
+            link,
+            journalled: false,
+            receiving: None,
+            serving: None,
+        })
+    }
+
+    /// Journal a change of the node's own location log, as the node's
+    /// own server would.
+    fn log(&mut self, key: &Key, status: LogStatus) {
+        let uuid = &self.link.remote.uuid;
+        match self.branch.log_key_location(key, uuid, status) {
+            Ok(changed) => self.journalled |= changed,
+            Err(e) => {
+                tracing::warn!(node = %self.link.remote.name, %key, error = %e, "recording in the node's location log")
+            }
         }
     }
 
-    /// The body ends at byte `end` of the content: a node that would then
-    /// hold more than the key's size drops out before anything is written
-    /// (its partial file goes too), as its own server would refuse it.
-    pub fn expect_end(&mut self, end: u64) {
-        for lane in &mut self.lanes {
-            if let Ok(inc) = &mut lane.state {
-                if let Err(e) = inc.expect_end(end) {
-                    lane.state = Err(e.to_string());
+    fn named(&self, e: &dyn std::fmt::Display) -> String {
+        format!("{}: {e}", self.link.remote.name)
+    }
+
+    /// The content from `offset`: the file, positioned, and its length.
+    fn content(
+        &mut self,
+        key: &Key,
+        offset: u64,
+        to: &str,
+        file: Option<&str>,
+    ) -> Result<Source<'static>, String> {
+        use std::io::{Seek, SeekFrom};
+        let (mut content, size) = match self.store.open_content(key) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(self.named(&"does not have it")),
+            Err(e) => return Err(self.named(&e)),
+        };
+        let before = content.metadata().map_err(|e| self.named(&e))?;
+        content
+            .seek(SeekFrom::Start(offset.min(size)))
+            .map_err(|e| self.named(&e))?;
+        let probe = content.try_clone().map_err(|e| self.named(&e))?;
+        self.serving = Some(Serving {
+            probe,
+            before,
+            upload: self.store.begin_upload(key, to, file).ok(),
+        });
+        Ok(Source::File(content, size.saturating_sub(offset)))
+    }
+
+    /// Verify and store what came, as the client's verdict allows; with
+    /// the gateway's digest when this upload is the whole stream.
+    fn store(&mut self, ending: &Ending<'_>) -> Option<Result<Outcome, String>> {
+        let Receiving { key, offset, state } = self.receiving.take()?;
+        let key = &key;
+        let inc = match state {
+            Ok(inc) => inc,
+            Err(why) => return Some(Err(self.named(&why))),
+        };
+        let stored = match ending {
+            Ending::Body {
+                digest: Some(d), ..
+            } if offset == 0 => inc.finish_verified((*d).clone()),
+            Ending::Body { mode, .. } => inc.finish(*mode),
+            Ending::Present => {
+                inc.abandon();
+                if !self.store.has(key) {
+                    return Some(Ok(Outcome::plain(false)));
+                }
+                self.log(key, LogStatus::Present);
+                return Some(Ok(Outcome::plain(true)));
+            }
+            Ending::Abandon(_) => {
+                inc.abandon();
+                return None;
+            }
+        };
+        Some(match stored {
+            Ok(_) => {
+                self.log(key, LogStatus::Present);
+                Ok(Outcome::plain(true))
+            }
+            Err(e) => Err(self.named(&e)),
+        })
+    }
+}
+
+impl Node for LocalNode {
+    fn name(&self) -> &str {
+        &self.link.remote.name
+    }
+
+    fn uuid(&self) -> &str {
+        &self.link.remote.uuid
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn busy(&self) -> bool {
+        self.store.uploads_running() > 0
+    }
+
+    fn in_process(&self) -> bool {
+        true
+    }
+
+    fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, Failure>> {
+        Box::pin(async move { Ok(self.store.has(key)) })
+    }
+
+    /// Checked under the removal lock, as the node's server checks it.
+    fn remove<'a>(&'a mut self, key: &'a Key, deadline: Option<Deadline>) -> Fut<'a, Answer> {
+        Box::pin(async move {
+            let still_allowed = || match deadline {
+                Some(d) => annex::clock::monotonic_seconds() < d.at,
+                None => true,
+            };
+            match self.store.remove(key, still_allowed) {
+                Ok(RemoveOutcome::NotPresent) => Ok(Outcome::plain(true)),
+                Ok(RemoveOutcome::Removed) => {
+                    self.log(key, LogStatus::Missing);
+                    Ok(Outcome::plain(true))
+                }
+                Ok(RemoveOutcome::Locked | RemoveOutcome::TooLate) => Ok(Outcome::plain(false)),
+                Err(e) => Err(failure(self.name(), "REMOVE")(self.named(&e))),
+            }
+        })
+    }
+
+    fn retrieve<'a>(
+        &'a mut self,
+        key: &'a Key,
+        offset: u64,
+        file: Option<&'a str>,
+        to: &'a str,
+    ) -> Fut<'a, Result<Source<'a>, Failure>> {
+        let failed = failure(self.name(), "GET");
+        Box::pin(async move { self.content(key, offset, to, file).map_err(failed) })
+    }
+
+    /// Intact if the object file did not change while it was sent.
+    fn sent(&mut self) -> Fut<'_, bool> {
+        Box::pin(async move {
+            let Some(s) = &self.serving else { return false };
+            s.probe
+                .metadata()
+                .map(|after| same_file(&s.before, &after))
+                .unwrap_or(false)
+        })
+    }
+
+    fn retrieved(&mut self, verdict: Option<bool>) -> Fut<'_, ()> {
+        Box::pin(async move {
+            if let Some(upload) = self.serving.take().and_then(|s| s.upload) {
+                upload.finish(verdict == Some(true));
+            }
+        })
+    }
+
+    fn offer<'a>(&'a mut self, key: &'a Key, file: Option<&'a str>, to: &'a str) -> Fut<'a, Offer> {
+        Box::pin(async move {
+            self.abandon();
+            if self.store.has(key) {
+                return Offer::Has(Vec::new());
+            }
+            match self.store.begin_receive(key, to, file) {
+                Ok(inc) => {
+                    let offset = inc.offset();
+                    self.receiving = Some(Receiving {
+                        key: key.clone(),
+                        offset,
+                        state: Ok(Box::new(inc)),
+                    });
+                    Offer::From(offset)
+                }
+                Err(e) => Offer::No(failure(self.name(), "PUT")(self.named(&e))),
+            }
+        })
+    }
+
+    fn shares_hash(&self, start: u64) -> bool {
+        start == 0
+            && self
+                .receiving
+                .as_ref()
+                .is_some_and(|r| r.offset == 0 && r.state.is_ok())
+    }
+
+    /// A node that would then hold more than the key's size drops out
+    /// before anything is written (its partial file goes too), as its own
+    /// server would refuse it.
+    fn begin_body(&mut self, end: u64) -> Fut<'_, ()> {
+        Box::pin(async move {
+            if let Some(Receiving { state, .. }) = &mut self.receiving {
+                let refused = match state {
+                    Ok(inc) => inc.expect_end(end).err(),
+                    Err(_) => None,
+                };
+                if let Some(e) = refused {
+                    *state = Err(e.to_string());
                 }
             }
-        }
+        })
     }
 
-    /// The piece of the body that starts at offset `at`.
-    pub fn write(&mut self, at: u64, chunk: &[u8]) {
-        if let Some(v) = self.verifier.as_mut() {
-            v.update(chunk);
-        }
-        let hashed_here = self.verifier.is_some();
-        let end = at + chunk.len() as u64;
-        for lane in &mut self.lanes {
-            let Ok(inc) = &mut lane.state else { continue };
-            if end <= lane.offset {
-                continue;
+    fn receive<'a>(&'a mut self, at: u64, chunk: &'a [u8], hashed: bool) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let Some(Receiving { offset, state, .. }) = &mut self.receiving else {
+                return;
+            };
+            let offset = *offset;
+            let Ok(inc) = state else { return };
+            let end = at + chunk.len() as u64;
+            if end <= offset {
+                return;
             }
-            let skip = usize::try_from(lane.offset.saturating_sub(at)).unwrap_or(chunk.len());
+            let skip = usize::try_from(offset.saturating_sub(at)).unwrap_or(chunk.len());
             let piece = &chunk[skip..];
             // A node resuming from its own partial file hashes for itself:
             // its bytes before the offset are not in the stream.
-            let written = if hashed_here && lane.offset == 0 {
+            let written = if hashed && offset == 0 {
                 inc.write_chunk_unhashed(piece)
             } else {
                 inc.write_chunk(piece)
             };
             if let Err(e) = written {
-                lane.state = Err(e.to_string());
+                *state = Err(e.to_string());
             }
-        }
-    }
-
-    /// Verify and store, as the client's verdict (`None`: protocol version
-    /// 0) allows; each node's answer.
-    pub fn finish(
-        self,
-        validity: Option<&Message>,
-        slots: &mut [Slot],
-    ) -> Vec<(usize, Result<Message, String>)> {
-        let mode = match validity {
-            Some(Message::Valid) => VerifyMode::Valid,
-            Some(_) => VerifyMode::Invalid,
-            None => VerifyMode::Unknown,
-        };
-        let verdict = self.verifier.map(Verifier::check);
-        let mut out = Vec::new();
-        for lane in self.lanes {
-            let slot = &mut slots[lane.index];
-            let name = slot.name().to_owned();
-            let uuid = slot.uuid().to_owned();
-            let inc = match lane.state {
-                Ok(inc) => inc,
-                Err(why) => {
-                    out.push((lane.index, Err(format!("{name}: {why}"))));
-                    continue;
-                }
-            };
-            let stored = match (&verdict, lane.offset) {
-                (Some(v), 0) => inc.finish_verified(v.clone()),
-                _ => inc.finish(mode),
-            };
-            let answer = match stored {
-                Ok(_) => {
-                    if let Some(local) = slot.local.as_mut() {
-                        local.log(&self.key, &uuid, LogStatus::Present);
-                    }
-                    Ok(Message::Success)
-                }
-                Err(e) => Err(format!("{name}: {e}")),
-            };
-            out.push((lane.index, answer));
-        }
-        out
-    }
-
-    /// The body never came: keep partial files for a resume, as a node's
-    /// server does.
-    pub fn abandon(self) {
-        for lane in self.lanes {
-            if let Ok(inc) = lane.state {
-                inc.abandon();
-            }
-        }
-    }
-}
-
-/// DATA-PRESENT: the client says the content reached the node by other
-/// means; it counts if the node has it now.
-pub(super) fn data_present(
-    incoming: BTreeMap<usize, Box<Incoming>>,
-    key: &Key,
-    slots: &mut [Slot],
-) -> Vec<(usize, Result<Message, String>)> {
-    incoming
-        .into_iter()
-        .map(|(i, inc)| {
-            inc.abandon();
-            let slot = &mut slots[i];
-            let uuid = slot.uuid().to_owned();
-            let answer = match slot.local.as_mut() {
-                Some(local) if local.store.has(key) => {
-                    local.log(key, &uuid, LogStatus::Present);
-                    Ok(Message::Success)
-                }
-                _ => Ok(Message::Failure),
-            };
-            (i, answer)
         })
-        .collect()
-}
+    }
 
-/// REMOVE on a local node, in-process. `deadline`: a REMOVE-BEFORE time in
-/// this machine's monotonic clock (the node's too).
-pub(super) fn remove(slot: &mut Slot, key: &Key, deadline: Option<u64>) -> Result<Message, String> {
-    let name = slot.name().to_owned();
-    let uuid = slot.uuid().to_owned();
-    let Some(local) = slot.local.as_mut() else {
-        return Err(format!("{name}: not local"));
-    };
-    // Checked under the removal lock, as the node's server checks it.
-    let still_allowed = || match deadline {
-        Some(t) => annex::clock::monotonic_seconds() < t,
-        None => true,
-    };
-    match local.store.remove(key, still_allowed) {
-        Ok(RemoveOutcome::NotPresent) => Ok(Message::Success),
-        Ok(RemoveOutcome::Removed) => {
-            local.log(key, &uuid, LogStatus::Missing);
-            Ok(Message::Success)
+    fn conclude<'a>(&'a mut self, ending: &'a Ending<'a>) -> Fut<'a, Option<Answer>> {
+        let failed = failure(self.name(), "PUT");
+        Box::pin(async move { self.store(ending).map(|a| a.map_err(failed)) })
+    }
+
+    /// Partial files stay for a resume, as a node's server keeps them.
+    fn abandon(&mut self) {
+        if let Some(Receiving { state: Ok(inc), .. }) = self.receiving.take() {
+            inc.abandon();
         }
-        Ok(RemoveOutcome::Locked | RemoveOutcome::TooLate) => Ok(Message::Failure),
-        Err(e) => Err(format!("{name}: {e}")),
+    }
+
+    /// Sending from the node's file broke, or its session for git did.
+    fn fail(&mut self, what: &'static str, e: ConnError) -> Fut<'_, Failure> {
+        let failed = failure(self.name(), what);
+        Box::pin(async move {
+            if self.link.is_up() {
+                return failed(self.link.fail(e).await);
+            }
+            let why = match std::error::Error::source(&e) {
+                Some(cause) => self.named(&format!("{e}: {cause}")),
+                None => self.named(&e),
+            };
+            failed(why)
+        })
+    }
+
+    fn link(&mut self) -> Option<&mut Link> {
+        Some(&mut self.link)
+    }
+
+    /// Lets go of git's session, and commits what the node journalled.
+    fn close(&mut self) -> Fut<'_, ()> {
+        Box::pin(async move {
+            self.abandon();
+            self.link.close().await;
+            if std::mem::take(&mut self.journalled) {
+                if let Err(e) = self.branch.commit() {
+                    tracing::warn!(node = %self.link.remote.name, error = %e, "committing the node's git-annex branch");
+                }
+            }
+        })
     }
 }

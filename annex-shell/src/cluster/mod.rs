@@ -3,17 +3,22 @@
 //! cluster's nodes.
 //!
 //! The session is the one session loop ([`crate::session`]) over a
-//! [`gateway::Gateway`], the cluster as a back-end. [`policy`] decides
-//! which nodes a request goes to; [`pool`] holds the node connections and
-//! the one fan-out; the gateway's verbs are the fan-out PUT in [`put`]
-//! (in-process nodes in [`local`]), GET with fail-over in [`get`], REMOVE
-//! from every node in [`remove`] and git's fetch and push in [`connect`].
+//! [`gateway::Gateway`], the cluster as a back-end that is a composite of
+//! nodes. [`policy`] decides which nodes a request goes to; each node is
+//! a [`node::Node`] (what a node kind implements is said there): a P2P
+//! peer ([`peer`]) or a repository on this machine served in-process
+//! ([`local`]); [`pool`] holds them and has the one fan-out. The
+//! gateway's verbs are the fan-out PUT in [`put`], GET with fail-over in
+//! [`get`], REMOVE from every node in [`remove`] and git's fetch and push
+//! in [`connect`].
 
 mod connect;
 pub mod gateway;
 mod get;
 pub mod lag;
 mod local;
+pub mod node;
+mod peer;
 mod placement;
 pub mod policy;
 pub mod pool;
@@ -35,7 +40,8 @@ use crate::error::ShellError;
 use crate::restrict::{Policy, Rules};
 use crate::session::{ServeError, Session};
 use gateway::{Gateway, Placement, Setup};
-use pool::{Pool, Slot};
+use node::Node;
+use pool::{Link, Pool, Reach};
 
 /// `p2pstdio` for a cluster: serve the client on stdin/stdout as the
 /// cluster `cluster_uuid`.
@@ -83,7 +89,7 @@ where
     // does on its first read of the branch: their preferred content and
     // groups decide where keys go.
     if let Err(e) = repo.branch().commit() {
-        eprintln!("git-annex-shell: merging the git-annex branch: {e}");
+        tracing::warn!(error = %e, "merging the git-annex branch");
     }
     let mut opts = ConnectOptions::new(crate::proxy::our_shell()).with_repo(&repo);
     opts.forward_stderr = true;
@@ -102,40 +108,43 @@ where
         jobs: repo.jobs(),
     };
     let make_pool = move |version, bypass: BTreeSet<String>| {
-        let (nodes, own) = node_slots(&repo, &cluster_uuid, &my_uuid, &bypass);
-        (Pool::new(nodes, my_uuid, version, bypass, opts), own)
+        let (nodes, own) = node_set(&repo, &cluster_uuid, &my_uuid, &bypass);
+        let reach = Reach {
+            my_uuid,
+            version,
+            bypass,
+            opts,
+        };
+        (Pool::new(nodes, reach), own)
     };
     let gateway = Gateway::new(setup, Box::new(make_pool));
     Session::new(conn, gateway, rules).run().await
 }
 
 /// The cluster's nodes as the gateway reaches them, then the gateway's
-/// own repository, a local node like the others (see [`in_process`]). A
+/// own repository, a local node like the others (see [`node_for`]). A
 /// node whose remote cannot be reached by any transport is kept, already
 /// down: a REMOVE must report it as not removed from.
-fn node_slots(
+fn node_set(
     repo: &Repo,
     cluster_uuid: &str,
     my_uuid: &str,
     bypass: &BTreeSet<String>,
-) -> (Vec<Slot>, Option<usize>) {
+) -> (Vec<Box<dyn Node>>, Option<usize>) {
     let base = repo.work_dir().unwrap_or(repo.git_dir()).to_owned();
     let remotes = match annex::cluster::gateway_nodes(repo, cluster_uuid, bypass) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("git-annex-shell: finding the nodes of cluster {cluster_uuid}: {e}");
+            tracing::warn!(cluster = %cluster_uuid, error = %e, "finding the nodes of the cluster");
             Vec::new()
         }
     };
-    let mut slots: Vec<Slot> = remotes
+    let mut nodes: Vec<Box<dyn Node>> = remotes
         .iter()
         .filter(|r| r.annex_uuid().is_some_and(|u| !bypass.contains(u)))
         .map(|r| match NodeRemote::from_config(r, &base) {
-            Ok(node) => {
-                let local = in_process(&node);
-                Slot::new(node).with_local(local)
-            }
-            Err(e) => Slot::down(
+            Ok(node) => node_for(node),
+            Err(e) => Box::new(peer::PeerNode::new(Link::down(
                 NodeRemote {
                     name: r.name.clone(),
                     uuid: r.annex_uuid().unwrap_or_default().to_owned(),
@@ -144,7 +153,7 @@ fn node_slots(
                     ssh_options: Vec::new(),
                 },
                 e.to_string(),
-            ),
+            ))),
         })
         .collect();
     let own = NodeRemote {
@@ -154,21 +163,43 @@ fn node_slots(
         annex_shell: None,
         ssh_options: Vec::new(),
     };
-    let local = in_process(&own);
-    slots.push(Slot::new(own).with_local(local));
-    let own = slots.len() - 1;
-    (slots, Some(own))
+    nodes.push(node_for(own));
+    let own = nodes.len() - 1;
+    (nodes, Some(own))
 }
 
-/// A node our own shell would serve from this machine is served
-/// in-process for transfers and removals (git's CONNECT still goes through
-/// a child); one with an `annex-shell` of its own, or over ssh, through
-/// its shell.
-fn in_process(node: &NodeRemote) -> Option<pool::Local> {
-    match (&node.location, &node.annex_shell) {
-        (Location::Local(dir), None) => pool::Local::open(dir, &node.uuid),
-        _ => None,
+/// The node kind that serves `remote`. A node our own shell would serve
+/// from this machine is served in-process for transfers and removals
+/// (git's CONNECT still goes through a child); one with an `annex-shell`
+/// of its own, or over ssh or P2P, through its P2P session.
+pub(crate) fn node_for(remote: NodeRemote) -> Box<dyn Node> {
+    let link = Link::new(remote);
+    let ours = matches!(
+        (&link.remote.location, &link.remote.annex_shell),
+        (Location::Local(_), None)
+    );
+    if !ours {
+        return Box::new(peer::PeerNode::new(link));
     }
+    match local::LocalNode::open(link) {
+        Ok(node) => Box::new(node),
+        Err(link) => Box::new(peer::PeerNode::new(*link)),
+    }
+}
+
+/// A node's failure, kept in the trace with its parts; the reason the
+/// client is told.
+pub(crate) fn noted(f: Failure) -> String {
+    tracing::warn!(node = %f.node, what = f.what, why = %f.why, "node failed");
+    f.why
+}
+
+/// A line for the user: ssh carries our stderr to the client's terminal,
+/// where git-annex shows it (why a key could not be stored or removed).
+/// Internal trouble goes to `tracing` instead.
+pub(crate) fn tell_user(line: std::fmt::Arguments<'_>) {
+    tracing::info!(%line, "told the user");
+    eprintln!("git-annex-shell: {line}");
 }
 
 /// The nodes' preferred content; if the branch cannot be read for it,
@@ -177,7 +208,7 @@ fn placement(repo: &Repo, my_uuid: &str) -> Box<dyn Placement> {
     match placement::Preferred::load(repo.branch(), my_uuid.to_owned()) {
         Ok(p) => Box::new(p),
         Err(e) => {
-            eprintln!("git-annex-shell: reading preferred content: {e}");
+            tracing::warn!(error = %e, "reading preferred content");
             Box::new(EveryNode)
         }
     }
@@ -207,3 +238,7 @@ impl Placement for EveryNode {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "composite_tests.rs"]
+mod composite_tests;

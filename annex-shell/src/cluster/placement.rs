@@ -50,7 +50,7 @@ impl Preferred {
         if self.sizes.is_none() {
             let sizes = if self.needs_sizes() {
                 repo_sizes(&self.branch).unwrap_or_else(|e| {
-                    eprintln!("git-annex-shell: reading repository sizes: {e}");
+                    tracing::warn!(error = %e, "reading repository sizes");
                     RepoSizes::new()
                 })
             } else {

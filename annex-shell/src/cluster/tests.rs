@@ -14,7 +14,7 @@ use annex::transport::{ConnectOptions, Location, NodeRemote};
 use tokio::io::duplex;
 
 use super::gateway::{Gateway, Placement, Setup};
-use super::pool::{Local, Pool, Slot};
+use super::pool::{Pool, Reach};
 use super::EveryNode;
 use crate::session::{ServeError, Session};
 use crate::testutil::{hear, new_repo, real_shell, say, Client};
@@ -123,19 +123,26 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
     let (my_uuid, opts) = (w.my_uuid.clone(), w.opts.clone());
     let task = tokio::spawn(async move {
         let conn = Connection::new(s_read, s_write);
-        let make_pool = move |v, bypass| {
-            let slots = nodes
+        let make_pool = move |version, bypass| {
+            let nodes = nodes
                 .into_iter()
                 .enumerate()
-                .map(|(i, n)| {
-                    let local = match (&n.location, in_process.contains(&i)) {
-                        (Location::Local(dir), true) => Local::open(dir, &n.uuid),
-                        _ => None,
-                    };
-                    Slot::new(n).with_local(local)
+                .map(|(i, mut n)| {
+                    // Without a shell of its own, a node here is served
+                    // in-process.
+                    if in_process.contains(&i) {
+                        n.annex_shell = None;
+                    }
+                    super::node_for(n)
                 })
                 .collect();
-            (Pool::new(slots, my_uuid, v, bypass, opts), None)
+            let reach = Reach {
+                my_uuid,
+                version,
+                bypass,
+                opts,
+            };
+            (Pool::new(nodes, reach), None)
         };
         let gateway = Gateway::new(setup, Box::new(make_pool));
         Session::new(conn, gateway, crate::restrict::Rules::OPEN)
@@ -585,37 +592,4 @@ async fn put_no_node_takes_fails_that_key_alone() {
     for i in 0..3 {
         assert_eq!(content(&w, i), None);
     }
-}
-
-/// The one fan-out runs on the chosen slots only (all with `None`), at
-/// once, and answers in slot order whatever order they finish in.
-#[tokio::test]
-async fn fan_out_reaches_the_chosen_slots_at_once_in_slot_order() {
-    use super::pool::{fan_out, Slot};
-    let mut slots: Vec<Slot> = (0..4)
-        .map(|i| {
-            Slot::new(NodeRemote {
-                name: format!("n{i}"),
-                uuid: format!("u{i}"),
-                location: Location::Local(format!("/nowhere/{i}").into()),
-                annex_shell: None,
-                ssh_options: vec![],
-            })
-        })
-        .collect();
-    let started = std::time::Instant::now();
-    let answers = fan_out(&mut slots, Some(&[3, 1]), |i, slot| async move {
-        // The later slot finishes first.
-        let ms = if i == 1 { 250 } else { 200 };
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-        (i, slot.name().to_owned())
-    })
-    .await;
-    assert_eq!(answers, [(1, "n1".to_owned()), (3, "n3".to_owned())]);
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(400),
-        "the slots were asked at once (one after the other takes 450 ms)"
-    );
-    let all = fan_out(&mut slots, None, |i, _| async move { i }).await;
-    assert_eq!(all, [0, 1, 2, 3]);
 }

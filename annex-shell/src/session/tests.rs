@@ -6,8 +6,6 @@ mod memory;
 use std::sync::{Arc, Mutex};
 
 use annex::key::Key;
-use annex::p2p::Connection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::restrict::ServerMode;
@@ -23,21 +21,7 @@ fn key(s: &str) -> Key {
 /// Runs a session over `backend` under `rules` with `input` from the
 /// client, then EOF; everything the session sent.
 async fn session(backend: Memory, rules: Rules, input: &str) -> String {
-    let (client_end, server_end) = tokio::io::duplex(1 << 20);
-    let (server_r, server_w) = tokio::io::split(server_end);
-    let (mut client_r, mut client_w) = tokio::io::split(client_end);
-    client_w.write_all(input.as_bytes()).await.expect("write");
-    client_w.shutdown().await.expect("shutdown");
-    let run = Session::new(Connection::new(server_r, server_w), backend, rules).run();
-    let read = async {
-        let mut out = Vec::new();
-        client_r.read_to_end(&mut out).await.expect("read");
-        out
-    };
-    // The session's end drops its connection: the reader sees EOF.
-    let (result, out) = tokio::join!(run, read);
-    result.expect("session");
-    String::from_utf8(out).expect("utf-8")
+    crate::testutil::run_session(backend, rules, input.as_bytes()).await
 }
 
 fn greeting() -> String {

@@ -314,6 +314,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         })
     }
 
+    /// Take up a body parked by [`DataWriter::park`] on this connection.
+    pub fn resume_data(&mut self, parked: ParkedData) -> DataWriter<'_, R, W> {
+        DataWriter {
+            conn: self,
+            expected: parked.expected,
+            remaining: parked.remaining,
+        }
+    }
+
     /// The body of a `DATA len` just read, to be taken chunk by chunk.
     pub fn data_body(&mut self, len: u64) -> DataBody<'_, R, W> {
         DataBody {
@@ -522,6 +531,22 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DataWriter<'_, R, W> {
         Ok(())
     }
 
+    /// Put the body aside between chunks, for an owner that keeps the
+    /// connection and the body's progress in one place (a cluster node fed
+    /// chunk by chunk): [`Connection::resume_data`] takes it up again. A
+    /// parked body that is never resumed and finished leaves the peer
+    /// waiting for bytes, as a dropped writer does; its owner closes the
+    /// connection then.
+    pub fn park(mut self) -> ParkedData {
+        let parked = ParkedData {
+            expected: self.expected,
+            remaining: self.remaining,
+        };
+        // Not dropped short: the body goes on after resume_data.
+        self.remaining = 0;
+        parked
+    }
+
     /// Flush; fails (and breaks the connection) unless every byte was written.
     pub async fn finish(mut self) -> Result<(), ConnError> {
         self.conn.check()?;
@@ -535,6 +560,19 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DataWriter<'_, R, W> {
         }
         self.remaining = 0;
         Ok(())
+    }
+}
+
+/// A body being sent, put aside by [`DataWriter::park`].
+#[derive(Debug)]
+pub struct ParkedData {
+    expected: u64,
+    remaining: u64,
+}
+
+impl ParkedData {
+    pub fn remaining(&self) -> u64 {
+        self.remaining
     }
 }
 

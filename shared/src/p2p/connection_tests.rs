@@ -386,6 +386,28 @@ async fn fan_out_writer_checks_lengths() {
     assert_eq!(node.into_inner().1, b"DATA 5\nhelloDATA 5\nab");
 }
 
+/// A body parked between chunks goes on where it stopped; one left
+/// short still breaks the connection when its writer is dropped.
+#[tokio::test]
+async fn parked_body_resumes_where_it_stopped() {
+    let mut node = scripted(b"");
+    let mut w = node.start_data(5).await.unwrap();
+    w.write_chunk(b"he").await.unwrap();
+    let parked = w.park();
+    assert_eq!(parked.remaining(), 3);
+    assert!(!node.is_broken());
+    let mut w = node.resume_data(parked);
+    w.write_chunk(b"llo").await.unwrap();
+    w.finish().await.unwrap();
+    assert!(!node.is_broken());
+    let mut w = node.start_data(5).await.unwrap();
+    w.write_chunk(b"ab").await.unwrap();
+    let parked = w.park();
+    drop(node.resume_data(parked));
+    assert!(node.is_broken());
+    assert_eq!(node.into_inner().1, b"DATA 5\nhelloDATA 5\nab");
+}
+
 #[tokio::test]
 async fn duplex_round_trip_of_a_session() {
     let (a, b) = duplex(4096);
