@@ -229,7 +229,8 @@ fn main() -> ExitCode {
             .init();
     }
     let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Not locked: p2phttp and serve-p2p write to stderr from other threads.
+    let mut err = std::io::stderr();
     let result = match &cli.command {
         Cmd::Init { description } => {
             annex_shell::operator::init(&cli.dir, description.as_deref(), &mut out)

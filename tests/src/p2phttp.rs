@@ -1,0 +1,95 @@
+//! `annexproxy p2phttp` run by a test, and clients of it: the real
+//! git-annex client (an `annex+http://` remote) and raw requests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::http_raw::{self, Reply};
+use crate::serve_p2p::Listener;
+use crate::{ServerKind, TestEnv};
+
+/// A server repository initialised by `annexproxy init`, served by our
+/// p2phttp on a free loopback port.
+pub struct HttpServer {
+    pub env: TestEnv,
+    pub repo: PathBuf,
+    pub uuid: String,
+    pub http: Listener,
+    pub addr: SocketAddr,
+}
+
+impl HttpServer {
+    /// `annexproxy p2phttp --bind 127.0.0.1 --port 0 ARGS`, with `vars` in
+    /// its environment.
+    pub fn start(args: &[&str], vars: &[(&str, &str)]) -> HttpServer {
+        let env = TestEnv::new(ServerKind::Ours);
+        let repo = env.server_nonbare("server");
+        env.annexproxy(&repo, &["init", "server"]).ok();
+        HttpServer::serve(env, repo, args, vars)
+    }
+
+    /// Serves `repo` of `env`.
+    pub fn serve(env: TestEnv, repo: PathBuf, args: &[&str], vars: &[(&str, &str)]) -> Self {
+        let uuid = env.server_uuid(&repo);
+        let mut all = vec!["--bind", "127.0.0.1", "--port", "0"];
+        all.extend_from_slice(args);
+        let http = Listener::start_command(&env, &repo, "p2phttp", &all, vars);
+        let addr = http.bound.parse().expect("bound address");
+        HttpServer {
+            env,
+            repo,
+            uuid,
+            http,
+            addr,
+        }
+    }
+
+    /// The URL a client's `remote.NAME.annexUrl` holds.
+    pub fn annex_url(&self) -> String {
+        format!("annex+http://{}/git-annex/", self.addr)
+    }
+
+    /// A client clone whose `origin` is reachable only over p2phttp: its
+    /// git URL is made a dead one after cloning, so nothing can go by the
+    /// local path.
+    pub fn client(&self, name: &str) -> PathBuf {
+        let dir = self.env.clone_url(&self.repo.display().to_string(), name);
+        self.point_at_http(&dir, "origin");
+        dir
+    }
+
+    /// Makes `remote` of `client` reachable only through this server.
+    pub fn point_at_http(&self, client: &Path, remote: &str) {
+        let set = |k: &str, v: &str| {
+            self.env.git(client, &["config", k, v]).ok();
+        };
+        set(&format!("remote.{remote}.annexUrl"), &self.annex_url());
+        set(
+            &format!("remote.{remote}.url"),
+            "http://127.0.0.1:9/dead.git",
+        );
+        // git-annex refuses loopback addresses for HTTP without this.
+        set("annex.security.allowed-ip-addresses", "all");
+    }
+
+    /// `POST /git-annex/<uuid>/<path_and_query>` with no body.
+    pub fn post(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
+        let target = format!("/git-annex/{}/{path_and_query}", self.uuid);
+        http_raw::request(self.addr, "POST", &target, headers, b"")
+    }
+
+    /// `GET /git-annex/<uuid>/<path_and_query>`.
+    pub fn get(&self, path_and_query: &str) -> Reply {
+        let target = format!("/git-annex/{}/{path_and_query}", self.uuid);
+        http_raw::request(self.addr, "GET", &target, &[], b"")
+    }
+
+    /// A key of `len` pseudo-random bytes (SHA256E, as git-annex names it)
+    /// and its content.
+    pub fn made_up_key(seed: u64, len: usize) -> (String, Vec<u8>) {
+        use sha2::Digest;
+        let content = crate::pseudo_random_bytes(seed, len);
+        let hash = hex::encode(sha2::Sha256::digest(&content));
+        (format!("SHA256E-s{len}--{hash}.bin"), content)
+    }
+}
