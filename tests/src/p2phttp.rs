@@ -93,3 +93,27 @@ impl HttpServer {
         (format!("SHA256E-s{len}--{hash}.bin"), content)
     }
 }
+
+/// Children of `pid` still there (running, or zombies nobody reaped).
+pub fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...; comm may hold spaces, so from the ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next());
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        let me = head.split_whitespace().next().and_then(|p| p.parse().ok());
+        if let (Some(state), Some(ppid), Some(me)) = (state, ppid, me) {
+            if ppid == pid {
+                found.push((me, state));
+            }
+        }
+    }
+    found
+}

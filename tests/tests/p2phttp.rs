@@ -420,3 +420,49 @@ fn base64_std(b: &[u8]) -> String {
     }
     out
 }
+
+/// A remote the server proxies for, reached over HTTP by its own UUID:
+/// the same relay as over ssh, and every node process reaped after.
+#[test]
+fn a_proxied_node_over_http() {
+    let env = annexproxy_tests::TestEnv::new(annexproxy_tests::ServerKind::Ours);
+    let (proxy, nodes) = env.ours_proxy_with_nodes(&[("node1", "first node")]);
+    env.annexproxy(&proxy, &["updateproxy"])
+        .ok()
+        .says("Started proxying for node1");
+    // The client learns of the proxied node from the proxy's branch.
+    let cli = env.clone_url(&proxy.display().to_string(), "cli");
+    env.annex(&cli, &["sync", "-q"]).ok();
+    let s = HttpServer::serve(env, proxy, &["--wideopen"], &[]);
+    let env = &s.env;
+    s.point_at_http(&cli, "origin");
+    let content = pseudo_random_bytes(3, 200_000);
+    env.add_file(&cli, "n.bin", &content);
+    let key = env.key_of(&cli, "n.bin");
+
+    env.annex(&cli, &["copy", "--to", "origin-node1", "n.bin"])
+        .ok();
+    assert!(env.server_has_content(&nodes[0], &key));
+    assert!(!env.server_has_content(&s.repo, &key), "stored on the node");
+    env.annex(&cli, &["drop", "n.bin"])
+        .ok()
+        .says("locking origin-node1");
+    env.annex(&cli, &["get", "--from", "origin-node1", "n.bin"])
+        .ok();
+    assert_eq!(std::fs::read(cli.join("n.bin")).expect("read"), content);
+    env.annex(&cli, &["fsck", "--fast", "--from", "origin-node1"])
+        .ok();
+    env.annex(&cli, &["drop", "--from", "origin-node1", "n.bin"])
+        .ok();
+    assert!(!env.server_has_content(&nodes[0], &key));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !annexproxy_tests::p2phttp::children_of(s.http.pid()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "node processes left: {:?}",
+            annexproxy_tests::p2phttp::children_of(s.http.pid())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
