@@ -466,3 +466,75 @@ fn a_proxied_node_over_http() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Puts `content` under `key` with one raw request.
+fn put_raw(s: &HttpServer, key: &str, content: &[u8]) {
+    let target = format!("/git-annex/{}/v4/put?key={key}&clientuuid=c1", s.uuid);
+    let len = content.len().to_string();
+    let r = http_raw::request(
+        s.addr,
+        "POST",
+        &target,
+        &[("X-git-annex-data-length", &len)],
+        content,
+    );
+    assert_eq!(r.json()["stored"], true, "{}", r.text());
+}
+
+/// Readers that stop reading hold their GETs, not the server: with more
+/// of them than --jobs, other requests are still answered at once.
+#[test]
+fn stalled_readers_do_not_block_other_clients() {
+    let s = HttpServer::start(&["--wideopen", "-J", "2"], &[]);
+    let (big, content) = HttpServer::made_up_key(20, 32 << 20);
+    put_raw(&s, &big, &content);
+    drop(content);
+    let (small, small_content) = HttpServer::made_up_key(21, 1000);
+    put_raw(&s, &small, &small_content);
+
+    let stalled: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = http_raw::connect(s.addr);
+            let target = format!("/git-annex/{}/v4/key/{big}?clientuuid=c1", s.uuid);
+            write_head(&mut c, "GET", &target, &[], None);
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let started = Instant::now();
+        let r = s.get(&format!("v4/key/{small}?clientuuid=c1"));
+        assert_eq!(r.body, small_content);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "a GET took {took:?}");
+    }
+    drop(stalled);
+}
+
+/// An upload whose body stops mid-way is ended after the idle deadline,
+/// and what arrived is kept for a resume.
+#[test]
+fn a_stalled_upload_is_cut_off_and_resumable() {
+    let s = HttpServer::start(&["--wideopen", "--idle-timeout", "1"], &[]);
+    let (key, content) = HttpServer::made_up_key(22, 100_000);
+    let target = format!(
+        "/git-annex/{}/v4/put?key={key}&clientuuid=c1&offset=0",
+        s.uuid
+    );
+    let mut conn = http_raw::connect(s.addr);
+    write_head(
+        &mut conn,
+        "POST",
+        &target,
+        &[("X-git-annex-data-length", "100000")],
+        Some(100_000),
+    );
+    conn.write_all(&content[..30_000]).expect("send part");
+    let started = Instant::now();
+    let r = read_reply(&mut BufReader::new(conn));
+    let took = started.elapsed();
+    assert_eq!(r.json()["stored"], false);
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    let off = s.post(&format!("v4/putoffset?key={key}&clientuuid=c1"), &[]);
+    assert_eq!(off.json(), serde_json::json!({ "offset": 30_000 }));
+}
