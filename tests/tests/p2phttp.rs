@@ -538,3 +538,22 @@ fn a_stalled_upload_is_cut_off_and_resumable() {
     let off = s.post(&format!("v4/putoffset?key={key}&clientuuid=c1"), &[]);
     assert_eq!(off.json(), serde_json::json!({ "offset": 30_000 }));
 }
+
+/// A keep-alive connection that goes quiet after its request is closed
+/// at the idle deadline, so idle clients cannot hold every slot.
+#[test]
+fn quiet_keep_alive_connections_are_closed() {
+    let s = HttpServer::start(&["--wideopen", "--idle-timeout", "1"], &[]);
+    let mut conn = http_raw::connect(s.addr);
+    let target = format!("/git-annex/{}/v3/gettimestamp?clientuuid=c1", s.uuid);
+    write_head(&mut conn, "POST", &target, &[], Some(0));
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    assert_eq!(read_reply(&mut reader).status, 200);
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut conn, Duration::from_secs(5)),
+        "still open"
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+}

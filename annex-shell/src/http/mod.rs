@@ -37,6 +37,7 @@
 //! request bodies for keeplocked and put) is set here directly.
 
 pub mod auth;
+mod idle;
 mod locks;
 mod reply;
 mod requests;
@@ -77,7 +78,9 @@ pub struct Limits {
     pub queue: usize,
     /// From connecting (or a request's first byte) to its full headers.
     pub header_timeout: Duration,
-    /// A body (either way) that makes no progress for this long is cut off.
+    /// A body (either way) that makes no progress for this long is cut
+    /// off; a connection with no traffic for this long is closed once its
+    /// request (if any) ends, and dropped after twice that.
     pub idle_timeout: Duration,
 }
 
@@ -190,16 +193,17 @@ fn refuse_busy(stream: TcpStream) {
 }
 
 async fn connection(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphorePermit) {
-    let io = hyper_util::rt::TokioIo::new(stream);
+    let activity = idle::Activity::new();
+    let io = hyper_util::rt::TokioIo::new(idle::Watched::new(stream, activity.clone()));
     let svc_state = Arc::clone(&state);
     let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&svc_state)));
-    let served = hyper::server::conn::http1::Builder::new()
+    let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
-        .serve_connection(io, service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!("p2phttp connection: {e}");
+        .serve_connection(io, service);
+    match idle::watch(conn, activity, state.limits.idle_timeout).await {
+        Some(Err(e)) => tracing::debug!("p2phttp connection: {e}"),
+        Some(Ok(())) | None => {}
     }
 }
 
