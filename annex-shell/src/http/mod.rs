@@ -201,9 +201,9 @@ async fn connection(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphoreP
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
         .serve_connection(io, service);
-    match idle::watch(conn, activity, state.limits.idle_timeout).await {
-        Some(Err(e)) => tracing::debug!("p2phttp connection: {e}"),
-        Some(Ok(())) | None => {}
+    let served = idle::watch(conn, activity, state.limits.idle_timeout).await;
+    if let Some(Err(e)) = served {
+        tracing::debug!("p2phttp connection: {e}");
     }
 }
 
