@@ -557,3 +557,35 @@ fn quiet_keep_alive_connections_are_closed() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900), "closed after {took:?}");
 }
+
+/// With every --jobs slot busy and the queue full, a request gets a 503
+/// at once rather than waiting; once the slot frees, it is served.
+#[test]
+fn a_full_queue_answers_503() {
+    let s = HttpServer::start(&["--wideopen", "-J", "1", "--queue", "0"], &[]);
+    let (key, content) = HttpServer::made_up_key(23, 10_000);
+    // An upload that has not finished its body holds the one slot.
+    let target = format!(
+        "/git-annex/{}/v4/put?key={key}&clientuuid=c1&offset=0",
+        s.uuid
+    );
+    let mut busy = http_raw::connect(s.addr);
+    write_head(
+        &mut busy,
+        "POST",
+        &target,
+        &[("X-git-annex-data-length", "10000")],
+        Some(10_000),
+    );
+    busy.write_all(&content[..100]).expect("send part");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = s.post("v3/gettimestamp?clientuuid=c1", &[]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    busy.write_all(&content[100..]).expect("send the rest");
+    let done = read_reply(&mut BufReader::new(busy));
+    assert_eq!(done.json()["stored"], true);
+    let r = s.post("v3/gettimestamp?clientuuid=c1", &[]);
+    assert_eq!(r.status, 200);
+}

@@ -147,6 +147,10 @@ struct P2pHttpCli {
     /// Open connections at once (default 512); one more is answered 503.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Requests waiting for one of the --jobs (default 256); one more is
+    /// answered 503.
+    #[arg(long, value_name = "N")]
+    queue: Option<usize>,
     /// Seconds a client has to send a request's headers (default 20).
     #[arg(long, value_name = "SECS")]
     header_timeout: Option<u64>,
@@ -199,6 +203,7 @@ impl P2pHttpCli {
             wideopen: self.wideopen,
             locked_files: self.lockedfiles,
             max_connections: self.max_connections,
+            queue: self.queue,
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),

@@ -28,6 +28,7 @@ pub struct P2pHttpArgs {
     pub wideopen: bool,
     pub locked_files: Option<usize>,
     pub max_connections: Option<usize>,
+    pub queue: Option<usize>,
     pub header_timeout: Option<u64>,
     pub idle_timeout: Option<u64>,
     /// Options given that are not supported yet (by their flag).
@@ -76,6 +77,7 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
             "--max-connections",
             defaults.max_connections,
         )?,
+        queue: a.queue.unwrap_or(defaults.queue),
         header_timeout: a
             .header_timeout
             .map_or(defaults.header_timeout, Duration::from_secs),
