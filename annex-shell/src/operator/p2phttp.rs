@@ -84,7 +84,6 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
         idle_timeout: a
             .idle_timeout
             .map_or(defaults.idle_timeout, Duration::from_secs),
-        ..defaults
     };
     // The broadest of the unauth modes given wins, as in git-annex.
     let unauth = if a.wideopen {
