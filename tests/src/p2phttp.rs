@@ -117,3 +117,48 @@ pub fn children_of(pid: u32) -> Vec<(u32, char)> {
     }
     found
 }
+
+/// Real `git annex p2phttp` on `repo`, for comparisons; killed when
+/// dropped.
+pub struct RealHttpServer {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl RealHttpServer {
+    pub fn start(env: &TestEnv, repo: &Path, args: &[&str]) -> RealHttpServer {
+        // A free port: git-annex cannot be told to pick one and say it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        // git-annex itself, not `git annex`: killing git would leave
+        // git-annex running.
+        let mut cmd = env.oracle_command("git-annex");
+        cmd.current_dir(repo)
+            .args(["p2phttp", "-J2", "--bind", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        let child = cmd.spawn().expect("start git annex p2phttp");
+        let server = RealHttpServer { child, addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git annex p2phttp is not listening"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for RealHttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
