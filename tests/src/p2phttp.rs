@@ -162,3 +162,20 @@ impl Drop for RealHttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// Waits (up to 10 s) until `pid` has no child left, running or zombie.
+#[track_caller]
+pub fn assert_children_reaped(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = children_of(pid);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "children of {pid} left: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -456,15 +456,7 @@ fn a_proxied_node_over_http() {
         .ok();
     assert!(!env.server_has_content(&nodes[0], &key));
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !annexproxy_tests::p2phttp::children_of(s.http.pid()).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "node processes left: {:?}",
-            annexproxy_tests::p2phttp::children_of(s.http.pid())
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    annexproxy_tests::p2phttp::assert_children_reaped(s.http.pid());
 }
 
 /// Puts `content` under `key` with one raw request.
