@@ -114,7 +114,12 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
 pub fn run(dir: &Path, a: &P2pHttpArgs, out: &mut dyn Write) -> Result<(), P2pHttpError> {
     let opts = resolve(dir, a)?;
     warn_about(&opts);
+    // Each session runs on a thread of the blocking pool: one per
+    // connection at most, and one per content lock held, so the pool never
+    // makes a session wait for a thread.
+    let threads = opts.limits.max_connections + opts.locked_files + 16;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(threads)
         .enable_all()
         .build()
         .map_err(P2pHttpError::Runtime)?;
