@@ -199,14 +199,22 @@ fn versioned(m: &Method, v: u32, op: &[&str], q: &Query) -> Result<(Op, bool), R
             }
             Op::CheckPresent(q.key()?)
         }
-        ["lockcontent"] => (has(ALL)?, post()?, Op::LockContent(q.key()?)).2,
+        ["lockcontent"] => {
+            has(ALL)?;
+            post()?;
+            Op::LockContent(q.key()?)
+        }
         ["keeplocked"] => {
             has(ALL)?;
             post()?;
             let id = q.one("lockid").ok_or_else(|| required("lockid"))?;
             return Ok((Op::KeepLocked(uuid_value("lockid", id)?), true));
         }
-        ["remove"] => (has(ALL)?, post()?, Op::Remove(q.key()?)).2,
+        ["remove"] => {
+            has(ALL)?;
+            post()?;
+            Op::Remove(q.key()?)
+        }
         ["remove-before"] => {
             has(3..=4)?;
             post()?;
@@ -216,8 +224,16 @@ fn versioned(m: &Method, v: u32, op: &[&str], q: &Query) -> Result<(Op, bool), R
                 .ok_or_else(|| required("timestamp"))?;
             Op::RemoveBefore { key, timestamp }
         }
-        ["gettimestamp"] => (has(3..=4)?, post()?, Op::GetTimestamp).2,
-        ["putoffset"] => (has(1..=4)?, post()?, Op::PutOffset(q.key()?)).2,
+        ["gettimestamp"] => {
+            has(3..=4)?;
+            post()?;
+            Op::GetTimestamp
+        }
+        ["putoffset"] => {
+            has(1..=4)?;
+            post()?;
+            Op::PutOffset(q.key()?)
+        }
         ["put"] => {
             has(ALL)?;
             post()?;
