@@ -10,18 +10,18 @@ use super::reply::{self, Body};
 use super::session::{unexpected, SessionError};
 use super::Request;
 
-/// Run `ask` on a session for `req`, close it, and answer.
+/// Asks `msg` in a session of `req`'s, closes it, and answers what
+/// `answer` makes of the reply.
 async fn one_shot(
     req: &Request<'_>,
     msg: Message,
-    answer: impl FnOnce(u32, Message) -> Result<serde_json::Value, SessionError>,
+    answer: impl FnOnce(Message) -> Result<serde_json::Value, SessionError>,
 ) -> Response<Body> {
     let mut s = match req.open().await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let version = s.version;
-    let result = s.ask(msg).await.and_then(|m| answer(version, m));
+    let result = s.ask(msg).await.and_then(answer);
     s.close().await;
     match result {
         Ok(v) => reply::json(v),
@@ -30,7 +30,7 @@ async fn one_shot(
 }
 
 pub async fn check_present(req: &Request<'_>, key: Key) -> Response<Body> {
-    one_shot(req, Message::CheckPresent(key), |_, m| match m {
+    one_shot(req, Message::CheckPresent(key), |m| match m {
         Message::Success => Ok(json!({ "present": true })),
         Message::Failure => Ok(json!({ "present": false })),
         m => Err(unexpected(&m)),
@@ -47,7 +47,7 @@ pub async fn remove(req: &Request<'_>, key: Key, before: Option<u64>) -> Respons
         None => Message::Remove(key),
     };
     let api = req.api_version();
-    one_shot(req, msg, |_, m| {
+    one_shot(req, msg, |m| {
         let (ok, plus) = outcome(m)?;
         Ok(if api >= 2 {
             json!({ "removed": ok, "plusuuids": plus })
@@ -59,7 +59,7 @@ pub async fn remove(req: &Request<'_>, key: Key, before: Option<u64>) -> Respons
 }
 
 pub async fn timestamp(req: &Request<'_>) -> Response<Body> {
-    one_shot(req, Message::GetTimestamp, |_, m| match m {
+    one_shot(req, Message::GetTimestamp, |m| match m {
         Message::Timestamp(t) => Ok(json!({ "timestamp": t })),
         m => Err(unexpected(&m)),
     })
@@ -70,7 +70,7 @@ pub async fn timestamp(req: &Request<'_>) -> Response<Body> {
 /// upload that follows.
 pub async fn put_offset(req: &Request<'_>, key: Key) -> Response<Body> {
     let api = req.api_version();
-    one_shot(req, Message::Put { file: None, key }, |_, m| match m {
+    one_shot(req, Message::Put { file: None, key }, |m| match m {
         Message::PutFrom(n) => Ok(json!({ "offset": n })),
         m => {
             let plus = already_have(m)?;
