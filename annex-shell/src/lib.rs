@@ -10,6 +10,7 @@ pub mod backend;
 pub mod builtins;
 pub mod cluster;
 pub mod error;
+pub mod http;
 pub mod listen;
 pub mod operator;
 pub mod p2pstdio;

@@ -285,7 +285,20 @@ impl TestEnv {
     /// after a scenario. Never part of what our server is judged on.
     #[track_caller]
     pub fn oracle(&self, dir: &Path, args: &[&str]) -> Out {
-        let mut cmd = Command::new("git");
+        let mut cmd = self.oracle_command("git");
+        cmd.args(args);
+        run(cmd, dir)
+    }
+
+    /// `program` (`git`, `git-annex`) as [`TestEnv::oracle`] runs git, to
+    /// be given arguments and run or spawned (a real `git-annex p2phttp`
+    /// server, say).
+    pub fn oracle_command(&self, program: &str) -> Command {
+        // git from the system; git-annex's programs from the oracle's bin.
+        let mut cmd = match program {
+            "git" => Command::new("git"),
+            p => Command::new(self.oracle_bin.join(p)),
+        };
         cmd.env_clear()
             .env("HOME", &self.server_home)
             .env(
@@ -293,9 +306,8 @@ impl TestEnv {
                 format!("{}:{SYSTEM_PATH}", self.oracle_bin.display()),
             )
             .env("USER", tools::user_name())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args(args);
-        run(cmd, dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        cmd
     }
 
     /// `git annex args...` with the real git-annex inside a server repo.

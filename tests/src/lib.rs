@@ -14,10 +14,14 @@
 //!   addresses; [`serve_p2p`]: our P2P listener, run for a test.
 //! - [`p2p_driver`]: `git-annex-shell p2pstdio` driven with raw protocol
 //!   lines, no ssh and no client, for byte-level Real-vs-Ours checks.
+//! - [`p2phttp`]: our `annexproxy p2phttp`, with clients made to reach it
+//!   only over HTTP; [`http_raw`]: HTTP/1.1 by hand, for exact replies.
 
 pub mod env;
+pub mod http_raw;
 pub mod observe;
 pub mod p2p_driver;
+pub mod p2phttp;
 pub mod run;
 pub mod serve_p2p;
 pub mod socks;

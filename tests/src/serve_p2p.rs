@@ -17,19 +17,34 @@ pub struct Listener {
 
 impl Listener {
     pub fn start(env: &TestEnv, server: &Path, on: &[&str]) -> Listener {
+        Listener::start_command(env, server, "serve-p2p", on, &[])
+    }
+
+    /// `annexproxy SUBCOMMAND args...` in `server`, with `vars` added to
+    /// its environment, once it says where it listens.
+    pub fn start_command(
+        env: &TestEnv,
+        server: &Path,
+        subcommand: &str,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Listener {
         let mut cmd = Command::new(tools::ours_bin_dir().join("annexproxy"));
         cmd.env_clear()
             .env("HOME", &env.server_home)
             .env("PATH", &env.server_path)
             .env("USER", tools::user_name())
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            .envs(vars.iter().copied())
             .arg("-C")
             .arg(server)
-            .arg("serve-p2p")
-            .args(on)
+            .arg(subcommand)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
-        let mut child = cmd.spawn().expect("start annexproxy serve-p2p");
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start annexproxy {subcommand}: {e}"));
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout was piped");
         BufReader::new(stdout)
@@ -38,9 +53,13 @@ impl Listener {
         let bound = line
             .trim()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve-p2p said {line:?}, not `listening on …`"))
+            .unwrap_or_else(|| panic!("{subcommand} said {line:?}, not `listening on …`"))
             .to_owned();
         Listener { child, bound }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn port(&self) -> u16 {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use annex_shell::listen::{self, Endpoint};
 use annex_shell::operator::p2p;
+use annex_shell::operator::p2phttp::P2pHttpArgs;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -103,6 +104,10 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = listen::AUTH_TIMEOUT.as_secs())]
         auth_timeout: u64,
     },
+    /// Serve git-annex's P2P protocol over HTTP (annex+http:// remotes),
+    /// as `git annex p2phttp` does, from the repository and the remotes
+    /// and clusters it proxies for. Runs until killed.
+    P2phttp(Box<P2pHttpCli>),
     /// Manage the auth tokens peers use (annex/creds/p2pauth).
     P2pToken {
         #[command(subcommand)]
@@ -129,6 +134,107 @@ struct ListenOn {
     listen: Option<SocketAddr>,
 }
 
+/// `git annex p2phttp`'s options, and a few of our own.
+#[derive(Args)]
+struct P2pHttpCli {
+    /// Address to listen on (default: every address, IPv6 and IPv4).
+    #[arg(long, value_name = "ADDRESS")]
+    bind: Option<String>,
+    /// Port to listen on (default 9417).
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// Requests served at once (default 8); more wait in a bounded queue.
+    #[arg(short = 'J', long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Users from GIT_ANNEX_P2PHTTP_PASSWORD_<user> (and _PERMISSIONS_),
+    /// over HTTPS only.
+    #[arg(long)]
+    authenv: bool,
+    /// Users from the environment, over plain HTTP too.
+    #[arg(long = "authenv-http")]
+    authenv_http: bool,
+    /// Anonymous users may read (and lock).
+    #[arg(long = "unauth-readonly")]
+    unauth_readonly: bool,
+    /// Anonymous users may read and add content (and lock).
+    #[arg(long = "unauth-appendonly")]
+    unauth_appendonly: bool,
+    /// Anonymous users may not lock content.
+    #[arg(long = "unauth-nolocking")]
+    unauth_nolocking: bool,
+    /// Anonymous users may do everything.
+    #[arg(long)]
+    wideopen: bool,
+    /// Content locks held at once (default 100); more get {"locked":false}.
+    #[arg(long, value_name = "N")]
+    lockedfiles: Option<usize>,
+    /// Open connections at once (default 512); one more is answered 503.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Requests waiting for one of the --jobs (default 256); one more is
+    /// answered 503.
+    #[arg(long, value_name = "N")]
+    queue: Option<usize>,
+    /// Seconds a client has to send a request's headers (default 20).
+    #[arg(long, value_name = "SECS")]
+    header_timeout: Option<u64>,
+    /// Seconds a body may make no progress before it is cut off (default 120).
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u64>,
+    /// Not yet supported (HTTPS).
+    #[arg(long, value_name = "FILE")]
+    certfile: Option<PathBuf>,
+    /// Not yet supported (HTTPS).
+    #[arg(long, value_name = "FILE")]
+    privatekeyfile: Option<PathBuf>,
+    /// Not yet supported (HTTPS).
+    #[arg(long, value_name = "FILE")]
+    chainfile: Vec<PathBuf>,
+    /// Not yet supported (serving every repository under a directory).
+    #[arg(long, value_name = "DIR")]
+    directory: Vec<PathBuf>,
+    /// Not yet supported (listening on a unix socket).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Not yet supported (connections kept open to proxied remotes).
+    #[arg(long, value_name = "N")]
+    proxyconnections: Option<u64>,
+    /// Not yet supported (cluster nodes contacted at once).
+    #[arg(long, value_name = "N")]
+    clusterjobs: Option<u64>,
+}
+
+impl P2pHttpCli {
+    fn resolve(&self) -> P2pHttpArgs {
+        let given = [
+            ("--certfile", self.certfile.is_some()),
+            ("--privatekeyfile", self.privatekeyfile.is_some()),
+            ("--chainfile", !self.chainfile.is_empty()),
+            ("--directory", !self.directory.is_empty()),
+            ("--socket", self.socket.is_some()),
+            ("--proxyconnections", self.proxyconnections.is_some()),
+            ("--clusterjobs", self.clusterjobs.is_some()),
+        ];
+        P2pHttpArgs {
+            bind: self.bind.clone(),
+            port: self.port,
+            jobs: self.jobs,
+            authenv: self.authenv,
+            authenv_http: self.authenv_http,
+            unauth_readonly: self.unauth_readonly,
+            unauth_appendonly: self.unauth_appendonly,
+            unauth_nolocking: self.unauth_nolocking,
+            wideopen: self.wideopen,
+            locked_files: self.lockedfiles,
+            max_connections: self.max_connections,
+            queue: self.queue,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum TokenCmd {
     /// Generate and accept a token; prints ADDR:TOKEN (as
@@ -145,8 +251,15 @@ enum TokenCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if std::env::var_os("ANNEXPROXY_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("ANNEXPROXY_LOG"))
+            .init();
+    }
     let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Not locked: p2phttp and serve-p2p write to stderr from other threads.
+    let mut err = std::io::stderr();
     let result = match &cli.command {
         Cmd::Init { description } => {
             annex_shell::operator::init(&cli.dir, description.as_deref(), &mut out)
@@ -209,6 +322,8 @@ fn main() -> ExitCode {
             TokenCmd::List => p2p::token_list(&cli.dir, &mut out),
             TokenCmd::Remove { token } => p2p::token_remove(&cli.dir, token),
         },
+        Cmd::P2phttp(a) => annex_shell::operator::p2phttp::run(&cli.dir, &a.resolve(), &mut out)
+            .map_err(Into::into),
         Cmd::Status { json } => annex_shell::operator::status(&cli.dir, *json, &mut out),
     };
     match result {

@@ -12,6 +12,7 @@ pub mod extendcluster;
 pub mod initcluster;
 pub mod initremote;
 pub mod p2p;
+pub mod p2phttp;
 pub mod status;
 pub mod updatecluster;
 pub mod updateproxy;
@@ -52,6 +53,8 @@ pub enum OperatorError {
     NotAClusterRemote(String),
     #[error(transparent)]
     P2p(#[from] p2p::P2pError),
+    #[error(transparent)]
+    P2pHttp(#[from] p2phttp::P2pHttpError),
     #[error("{0}")]
     Served(String),
     #[error(transparent)]

@@ -1,0 +1,146 @@
+//! `annexproxy p2phttp`: git-annex's `git annex p2phttp` options, as
+//! typed, resolved into what [`crate::http`] serves.
+//!
+//! Options git-annex has that are not implemented yet are accepted by the
+//! parser and refused here with "not yet supported", so a deployment that
+//! relies on one finds out at start, not by its being ignored.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::http::auth::AuthConfig;
+use crate::http::{self, HttpError, Limits, Options};
+use crate::restrict::ServerMode;
+
+/// The command line, as typed.
+#[derive(Clone, Debug, Default)]
+pub struct P2pHttpArgs {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub jobs: Option<usize>,
+    pub authenv: bool,
+    pub authenv_http: bool,
+    pub unauth_readonly: bool,
+    pub unauth_appendonly: bool,
+    pub unauth_nolocking: bool,
+    pub wideopen: bool,
+    pub locked_files: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub queue: Option<usize>,
+    pub header_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    /// Options given that are not supported yet (by their flag).
+    pub unsupported: Vec<&'static str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum P2pHttpError {
+    #[error("{0} is not yet supported by annexproxy p2phttp")]
+    Unsupported(&'static str),
+    #[error("--bind {0}: not an IP address")]
+    BadBind(String),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("starting the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// The resolved options, with the users from the environment.
+pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
+    if let Some(flag) = a.unsupported.first() {
+        return Err(P2pHttpError::Unsupported(flag));
+    }
+    let ip = match a.bind.as_deref() {
+        // Both IPv6 and IPv4, as git-annex's "*".
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        Some("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(b) => b
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| P2pHttpError::BadBind(b.to_owned()))?,
+    };
+    let defaults = Limits::default();
+    let positive = |v: Option<usize>, flag, default| match v {
+        Some(0) => Err(P2pHttpError::Zero(flag)),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let limits = Limits {
+        jobs: positive(a.jobs, "--jobs", defaults.jobs)?,
+        max_connections: positive(
+            a.max_connections,
+            "--max-connections",
+            defaults.max_connections,
+        )?,
+        queue: a.queue.unwrap_or(defaults.queue),
+        header_timeout: a
+            .header_timeout
+            .map_or(defaults.header_timeout, Duration::from_secs),
+        idle_timeout: a
+            .idle_timeout
+            .map_or(defaults.idle_timeout, Duration::from_secs),
+    };
+    // The broadest of the unauth modes given wins, as in git-annex.
+    let unauth = if a.wideopen {
+        Some(ServerMode::ReadWrite)
+    } else if a.unauth_appendonly {
+        Some(ServerMode::AppendOnly)
+    } else if a.unauth_readonly {
+        Some(ServerMode::ReadOnly)
+    } else {
+        None
+    };
+    let mut auth = AuthConfig::default().with_users_from(std::env::vars());
+    auth.authenv = a.authenv;
+    auth.authenv_http = a.authenv_http;
+    auth.unauth = unauth;
+    auth.unauth_locking = !a.unauth_nolocking;
+    Ok(Options {
+        dir: dir.to_owned(),
+        addr: SocketAddr::new(ip, a.port.unwrap_or(http::DEFAULT_PORT)),
+        auth,
+        limits,
+        locked_files: positive(a.locked_files, "--lockedfiles", http::DEFAULT_LOCKED_FILES)?,
+        lock_retention: http::RETENTION,
+    })
+}
+
+/// Serve until killed; says where it listens on `out` once it does.
+pub fn run(dir: &Path, a: &P2pHttpArgs, out: &mut dyn Write) -> Result<(), P2pHttpError> {
+    let opts = resolve(dir, a)?;
+    warn_about(&opts);
+    // Each session runs on a thread of the blocking pool: one per
+    // connection at most, and one per content lock held, so the pool never
+    // makes a session wait for a thread.
+    let threads = opts.limits.max_connections + opts.locked_files + 16;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(P2pHttpError::Runtime)?;
+    runtime.block_on(http::serve(opts, |addr| {
+        let _ = writeln!(out, "listening on {addr}");
+        let _ = out.flush();
+    }))?;
+    Ok(())
+}
+
+fn warn_about(opts: &Options) {
+    let auth = &opts.auth;
+    if auth.unauth.is_none() && !auth.authenv_http {
+        // As git-annex: it starts, and answers 401 to everything.
+        tracing::warn!(
+            "no --wideopen, --unauth-* or --authenv-http: every request will be refused (401)"
+        );
+    }
+    if (auth.authenv || auth.authenv_http) && auth.user_count() == 0 {
+        tracing::warn!(
+            "no GIT_ANNEX_P2PHTTP_PASSWORD_<user> in the environment: no user can log in"
+        );
+    }
+}
