@@ -260,3 +260,7 @@ mod tests;
 #[cfg(test)]
 #[path = "composite_tests.rs"]
 mod composite_tests;
+
+#[cfg(test)]
+#[path = "special_tests.rs"]
+mod special_tests;
