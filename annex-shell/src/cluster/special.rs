@@ -40,7 +40,7 @@ pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Box<dyn Node> {
         Kind::Directory(root) => {
             let storage =
                 Directory::new(&remote.name, root.clone()).with_reserve(repo.disk_reserve());
-            let special = Special::new(storage, remote, repo.branch()).as_node();
+            let special = Special::new(storage, remote, repo.branch()).into_node();
             Box::new(SpecialNode::new(special))
         }
     }

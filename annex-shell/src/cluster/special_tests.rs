@@ -26,7 +26,7 @@ fn directory_node(root: &Path) -> Box<dyn Node> {
         chunking: ChunkConfig::Fixed(2),
     };
     let repo = gateway_repo(root);
-    let special = Special::new(Directory::new("d", store), &remote, repo.branch()).as_node();
+    let special = Special::new(Directory::new("d", store), &remote, repo.branch()).into_node();
     Box::new(SpecialNode::new(special))
 }
 

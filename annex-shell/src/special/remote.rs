@@ -79,7 +79,7 @@ impl<S: Storage> Special<S> {
 
     /// The remote as a cluster's node: its reasons start with its name
     /// alone, as every node's do.
-    pub(crate) fn as_node(mut self) -> Special<S> {
+    pub(crate) fn into_node(mut self) -> Special<S> {
         self.reports = "";
         self
     }
