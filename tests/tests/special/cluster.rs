@@ -227,3 +227,28 @@ fn node_whose_directory_is_gone_is_not_reported() {
     assert!(!holders.contains(&m.d_uuid()), "{holders:?}");
     assert!(holders.contains(&env.server_uuid(&m.node)), "{holders:?}");
 }
+
+/// The gateway places by the special remote's preferred content and
+/// maxsize, set by the client as for any repository.
+#[test]
+fn placement_applies_to_the_special_node() {
+    let m = mixed(&[]);
+    let (env, client) = (&m.env, &m.client);
+    let (d, node) = (m.d_uuid(), env.server_uuid(&m.node));
+    env.annex(client, &["wanted", &d, "include=*.txt"]).ok();
+    env.annex(client, &["maxsize", &d, "40"]).ok();
+    env.annex(client, &["sync"]).ok();
+    env.add_file(client, "big.bin", &pseudo_random_bytes(3, 4096));
+    env.add_file(client, "small.txt", b"small content\n");
+    m.copy(".").ok();
+    let big = m.holders("big.bin");
+    assert!(!big.contains(&d) && big.contains(&node), "{big:?}");
+    let small = m.holders("small.txt");
+    assert!(small.contains(&d) && small.contains(&node), "{small:?}");
+    // 14 bytes on d already: 30 more would pass its maxsize of 40.
+    env.add_file(client, "more.txt", &[b'x'; 30]);
+    m.copy("more.txt").ok();
+    let more = m.holders("more.txt");
+    assert!(!more.contains(&d) && more.contains(&node), "{more:?}");
+    assert_eq!(stored_files(&m.store).len(), 1);
+}
