@@ -54,6 +54,7 @@ fn mixed(extra: &[&str]) -> Mixed {
     env.annexproxy(&gateway, &["updatecluster"])
         .ok()
         .says("Added node d to cluster: mycl\n")
+        .says("Started proxying for d\n")
         .says("Added node node1 to cluster: mycl\n");
     let client = env.clone_client(&gateway, "client");
     fs::write(client.join("README"), "client\n").expect("README");
@@ -152,6 +153,22 @@ fn flow(extra: &[&str]) -> Mixed {
 #[test]
 fn directory_node_in_a_cluster() {
     flow(&[]);
+}
+
+/// Our `updatecluster` writes git-annex's records: real git-annex's sees
+/// nothing to change, and proxies the remote for the cluster as we do.
+#[test]
+fn records_are_git_annex_records() {
+    let m = mixed(&[]);
+    m.env
+        .oracle_annex(&m.gateway, &["updatecluster"])
+        .ok()
+        .says("No cluster node changes for cluster: mycl");
+    let log = m
+        .env
+        .oracle(&m.gateway, &["show", "git-annex:proxy.log"])
+        .ok();
+    assert!(log.stdout.contains(&format!("{}:d", m.d_uuid())), "{log}");
 }
 
 #[test]
