@@ -6,12 +6,13 @@
 //! log, verification before anything is visible and the location log are
 //! the framework's, over any [`Storage`] kind.
 //!
-//! Hashing: the node hashes its share itself (the framework's
-//! [`Upload`] owns verification: a resumed upload reads back and hashes
-//! what the remote already holds, and only then commits), so it does not
-//! take the gateway's one digest ([`Node::shares_hash`] stays false).
-//! The body still comes from the gateway's single read of the client's
-//! stream. A node whose storage fails while the body streams keeps
+//! Hashing: an upload that starts at byte 0 shares the gateway's one
+//! hash of the client's stream ([`Node::shares_hash`], as the
+//! in-process repositories do), so one hash serves every such node; one
+//! that resumes hashes for itself, because the framework's [`Upload`]
+//! first reads back and hashes what the remote already holds, which is
+//! not in the stream. Either way the body comes from the gateway's single
+//! read of the client's stream. A node whose storage fails while the body streams keeps
 //! reading nothing, removes what this upload committed, and answers its
 //! failure, so the cluster never names it among the holders.
 //!
@@ -59,6 +60,8 @@ struct Receiving<S: Storage> {
     key: Key,
     /// Where the node's share of the body starts.
     offset: u64,
+    /// Whether it was written unhashed, the gateway hashing the stream.
+    unhashed: bool,
     /// The upload, or why the node cannot take the key.
     state: Result<Upload<S>, Failure>,
 }
@@ -112,12 +115,15 @@ impl<S: Storage + 'static> SpecialNode<S> {
     /// Verify and commit the upload as the client ended it.
     async fn store(&mut self, ending: &Ending<'_>) -> Option<Answer> {
         let Receiving {
-            key, state: upload, ..
+            key,
+            state: upload,
+            unhashed,
+            ..
         } = self.receiving.take()?;
-        let mode = match ending {
+        let (mode, digest) = match ending {
             // The verdict never came: what was staged stays for a resume.
             Ending::Body { hung_up: true, .. } | Ending::Abandon(_) => return None,
-            Ending::Body { mode, .. } => *mode,
+            Ending::Body { mode, digest, .. } => (*mode, digest.filter(|_| unhashed)),
             Ending::Present => {
                 drop(upload);
                 return Some(match self.special.locate(&key).await {
@@ -130,18 +136,20 @@ impl<S: Storage + 'static> SpecialNode<S> {
             Ok(u) => u,
             Err(f) => return Some(Err(f)),
         };
-        Some(match self.special.finish_upload(upload, mode).await {
-            Ok(()) => Ok(Outcome::plain(true)),
-            // A storage error names the remote already.
-            Err(UploadError::Put(PutError::Storage(e))) => {
-                Err(failure(self.name(), "PUT")(e.to_string()))
-            }
-            Err(UploadError::Put(e)) => {
-                let why = format!("{}: {e}", self.name());
-                Err(failure(self.name(), "PUT")(why))
-            }
-            Err(UploadError::Backend(e)) => Err(self.failed("PUT", e)),
-        })
+        Some(
+            match self.special.finish_upload(upload, mode, digest).await {
+                Ok(()) => Ok(Outcome::plain(true)),
+                // A storage error names the remote already.
+                Err(UploadError::Put(PutError::Storage(e))) => {
+                    Err(failure(self.name(), "PUT")(e.to_string()))
+                }
+                Err(UploadError::Put(e)) => {
+                    let why = format!("{}: {e}", self.name());
+                    Err(failure(self.name(), "PUT")(why))
+                }
+                Err(UploadError::Backend(e)) => Err(self.failed("PUT", e)),
+            },
+        )
     }
 }
 
@@ -234,6 +242,7 @@ impl<S: Storage + 'static> Node for SpecialNode<S> {
             self.receiving = Some(Receiving {
                 key: key.clone(),
                 offset,
+                unhashed: false,
                 state: Ok(state),
             });
             Offer::From(offset)
@@ -254,10 +263,22 @@ impl<S: Storage + 'static> Node for SpecialNode<S> {
         })
     }
 
-    fn receive<'a>(&'a mut self, at: u64, chunk: &'a [u8], _hashed: bool) -> Fut<'a, ()> {
+    /// An upload from byte 0 verifies with the gateway's one hash of the
+    /// stream; one that resumed hashes for itself (what the remote held
+    /// before is not in the stream).
+    fn shares_hash(&self, start: u64) -> bool {
+        start == 0
+            && self
+                .receiving
+                .as_ref()
+                .is_some_and(|r| r.offset == 0 && r.state.is_ok())
+    }
+
+    fn receive<'a>(&'a mut self, at: u64, chunk: &'a [u8], hashed: bool) -> Fut<'a, ()> {
         Box::pin(async move {
             let Some(Receiving {
                 offset,
+                unhashed,
                 state: Ok(upload),
                 ..
             }) = &mut self.receiving
@@ -268,7 +289,13 @@ impl<S: Storage + 'static> Node for SpecialNode<S> {
                 return;
             }
             let skip = usize::try_from(offset.saturating_sub(at)).unwrap_or(chunk.len());
-            upload.write(self.special.storage(), &chunk[skip..]).await;
+            let storage = self.special.storage();
+            if hashed && *offset == 0 {
+                *unhashed = true;
+                upload.write_unhashed(storage, &chunk[skip..]).await;
+            } else {
+                upload.write(storage, &chunk[skip..]).await;
+            }
         })
     }
 

@@ -22,6 +22,7 @@ use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
 use annex::p2p::MAX_PROTOCOL_VERSION;
 use annex::p2p::{Connection, Service};
+use annex::store::{Checked, Mismatch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::chunks::{self, ChunkConfig, Layout};
@@ -304,9 +305,10 @@ impl<S: Storage> Special<S> {
         &mut self,
         upload: Upload<S>,
         mode: annex::store::VerifyMode,
+        digest: Option<&Result<Checked, Mismatch>>,
     ) -> Result<(), UploadError> {
         let key = upload.key().clone();
-        let chunks = upload.finish(&self.storage, mode).await?;
+        let chunks = upload.finish(&self.storage, mode, digest).await?;
         if let Some((size, count)) = chunks {
             self.log_chunks(&key, size, count)?;
         }
@@ -461,7 +463,7 @@ impl<S: Storage> Backend for Special<S> {
                 return Ok(Outcome::plain(self.locate(&key).await?.is_some()));
             }
         };
-        match self.finish_upload(upload, mode).await {
+        match self.finish_upload(upload, mode, None).await {
             Ok(()) => Ok(Outcome::plain(true)),
             Err(UploadError::Backend(e)) => Err(e),
             Err(UploadError::Put(e)) => {
