@@ -269,3 +269,22 @@ fn placement_applies_to_the_special_node() {
     assert!(!more.contains(&d) && more.contains(&node), "{more:?}");
     assert_eq!(stored_files(&m.store).len(), 1);
 }
+
+/// d's configuration is no longer the verified one: d is down for the
+/// session with that reason, and node1 alone is named.
+#[test]
+fn node_whose_configuration_is_unverified_is_not_reported() {
+    let m = mixed(&[]);
+    let (env, client) = (&m.env, &m.client);
+    env.add_file(client, "f.txt", b"other content\n");
+    fs::remove_file(m.gateway.join("annex/verified-remote.log")).expect("unverify");
+    let out = m.copy("f.txt").ok();
+    assert!(
+        out.all().contains("d: this special remote's configuration"),
+        "{out}"
+    );
+    let holders = m.holders("f.txt");
+    assert!(!holders.contains(&m.d_uuid()), "{holders:?}");
+    assert!(holders.contains(&env.server_uuid(&m.node)), "{holders:?}");
+    assert_eq!(stored_files(&m.store), Vec::<String>::new());
+}
