@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use annexproxy_tests::observe::{keys_held, whereis_uuids};
+use annexproxy_tests::observe::{json_lines, keys_held, whereis_uuids};
 use annexproxy_tests::run::Out;
 use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
@@ -169,6 +169,16 @@ fn records_are_git_annex_records() {
         .oracle(&m.gateway, &["show", "git-annex:proxy.log"])
         .ok();
     assert!(log.stdout.contains(&format!("{}:d", m.d_uuid())), "{log}");
+    // status lists d among the cluster's nodes, reachable, as a special
+    // remote.
+    let out = m.env.annexproxy(&m.gateway, &["status", "--json"]).ok();
+    let status = &json_lines(&out.stdout)[0];
+    let nodes = status["clusters"][0]["nodes"].as_array().expect("nodes");
+    let d = nodes.iter().find(|n| n["name"] == "d");
+    let d = d.unwrap_or_else(|| panic!("no node d in {out}"));
+    assert_eq!(d["kind"], "special", "{out}");
+    assert_eq!(d["reachable"], true, "{out}");
+    assert_eq!(status["clusters"][0]["nodes_reachable"], 2, "{out}");
 }
 
 #[test]
