@@ -84,3 +84,44 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// What an upload cut after "hel" leaves: chunk 1 ("he") stored, "l"
+/// staged for chunk 2.
+async fn cut_after_hel(root: &Path) {
+    use crate::special::storage::{StagedWrite, Storage};
+    drop(directory_node(root));
+    let store = Directory::new("d", root.join("dstore"));
+    let mut first = store
+        .begin_write(&key().chunk(2, 1), Some(2))
+        .await
+        .expect("begin");
+    first.write(b"he").await.expect("write");
+    first.commit().await.expect("commit");
+    let mut second = store
+        .begin_write(&key().chunk(2, 2), Some(2))
+        .await
+        .expect("begin");
+    second.write(b"l").await.expect("write");
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_on_the_directory_from_what_it_holds() {
+    let t = tempfile::tempdir().expect("tempdir");
+    cut_after_hel(t.path()).await;
+    let input = format!("VERSION 2\nPUT f {KEY}\nDATA 2\nloVALID\n");
+    let out = session_of(t.path(), vec![directory_node(t.path())], input.as_bytes()).await;
+    let replies = "VERSION 2\nPUT-FROM 3\nSUCCESS-PLUS d-uuid\n";
+    assert_eq!(out, format!("{}{replies}", greeting()));
+
+    // Beside a node that needs all of it: the client sends from 0, the
+    // directory keeps only what it lacks, and verifies the whole.
+    let t = tempfile::tempdir().expect("tempdir");
+    cut_after_hel(t.path()).await;
+    let (a, _) = Mem::new("a");
+    let nodes = vec![Box::new(a) as Box<dyn Node>, directory_node(t.path())];
+    let input = format!("VERSION 2\nPUT f {KEY}\nDATA 5\nhelloVALID\n");
+    let out = session_of(t.path(), nodes, input.as_bytes()).await;
+    let replies = "VERSION 2\nPUT-FROM 0\nSUCCESS-PLUS a-uuid d-uuid\n";
+    assert_eq!(out, format!("{}{replies}", greeting()));
+    assert!(chunk_log(t.path()).contains("d-uuid:2 3"));
+}
