@@ -20,17 +20,18 @@ use super::EveryNode;
 use crate::backend::{Failure, Outcome};
 use crate::restrict::Rules;
 
-const CLUSTER: &str = "ac0732ba-38cb-808b-9958-79c27a72784e";
+pub(super) const CLUSTER: &str = "ac0732ba-38cb-808b-9958-79c27a72784e";
 /// The content "hello".
-const KEY: &str = "SHA256E-s5--2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+pub(super) const KEY: &str =
+    "SHA256E-s5--2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
-fn key() -> Key {
+pub(super) fn key() -> Key {
     Key::parse(KEY).expect("key")
 }
 
 /// What an in-memory node holds and was asked, shared with the test.
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     objects: BTreeMap<Key, Vec<u8>>,
     /// Its writes fail once it would hold more than this many bytes of
     /// an upload.
@@ -41,7 +42,7 @@ struct State {
 }
 
 /// An in-memory cluster node.
-struct Mem {
+pub(super) struct Mem {
     name: String,
     uuid: String,
     state: Arc<Mutex<State>>,
@@ -50,7 +51,7 @@ struct Mem {
 }
 
 impl Mem {
-    fn new(name: &str) -> (Mem, Arc<Mutex<State>>) {
+    pub(super) fn new(name: &str) -> (Mem, Arc<Mutex<State>>) {
         let state = Arc::new(Mutex::new(State::default()));
         let node = Mem {
             name: name.into(),
@@ -205,7 +206,7 @@ impl Node for Mem {
 /// The gateway's own repository (its location log), made without git:
 /// the files of an empty bare repository, then annex-initialised; the
 /// one already made in `root`, if there is one.
-fn gateway_repo(root: &Path) -> Repo {
+pub(super) fn gateway_repo(root: &Path) -> Repo {
     let dir = root.join("gateway.git");
     if dir.exists() {
         return Repo::open(&dir).expect("open");
@@ -228,6 +229,15 @@ fn gateway_repo(root: &Path) -> Repo {
 /// repository in `root`; runs one session with `input` from the client
 /// (then EOF) and returns everything the gateway sent.
 async fn session(root: &Path, nodes: Vec<Mem>, input: &[u8]) -> String {
+    let nodes = nodes
+        .into_iter()
+        .map(|n| Box::new(n) as Box<dyn Node>)
+        .collect();
+    session_of(root, nodes, input).await
+}
+
+/// [`session`] over nodes of any kind.
+pub(super) async fn session_of(root: &Path, nodes: Vec<Box<dyn Node>>, input: &[u8]) -> String {
     let repo = gateway_repo(root);
     let my_uuid = repo.uuid().expect("uuid");
     let setup = Setup {
@@ -240,10 +250,6 @@ async fn session(root: &Path, nodes: Vec<Mem>, input: &[u8]) -> String {
         jobs: 3,
     };
     let make_pool = move |version, bypass| {
-        let nodes: Vec<Box<dyn Node>> = nodes
-            .into_iter()
-            .map(|n| Box::new(n) as Box<dyn Node>)
-            .collect();
         let reach = Reach {
             my_uuid,
             version,
@@ -272,7 +278,7 @@ fn calls(st: &Arc<Mutex<State>>) -> Vec<String> {
     st.lock().expect("state").calls.clone()
 }
 
-fn greeting() -> String {
+pub(super) fn greeting() -> String {
     format!("AUTH-SUCCESS {CLUSTER}\n")
 }
 

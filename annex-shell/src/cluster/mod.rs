@@ -24,6 +24,7 @@ pub mod policy;
 pub mod pool;
 mod put;
 mod remove;
+mod special;
 
 use std::collections::BTreeSet;
 
@@ -121,8 +122,9 @@ where
     Session::new(conn, gateway, rules).run().await
 }
 
-/// The cluster's nodes as the gateway reaches them, then the gateway's
-/// own repository, a local node like the others (see [`node_for`]). A
+/// The cluster's nodes as the gateway reaches them (a special remote by
+/// its storage, [`special`]), then the gateway's own repository, a local
+/// node like the others (see [`node_for`]). A
 /// node whose remote cannot be reached by any transport is kept, already
 /// down: a REMOVE must report it as not removed from.
 fn node_set(
@@ -139,21 +141,24 @@ fn node_set(
             Vec::new()
         }
     };
+    let specials = crate::special::config::remote_log(repo).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading remote.log");
+        Default::default()
+    });
     let mut nodes: Vec<Box<dyn Node>> = remotes
         .iter()
         .filter(|r| r.annex_uuid().is_some_and(|u| !bypass.contains(u)))
-        .map(|r| match NodeRemote::from_config(r, &base) {
-            Ok(node) => node_for(node),
-            Err(e) => Box::new(peer::PeerNode::new(Link::down(
-                NodeRemote {
-                    name: r.name.clone(),
-                    uuid: r.annex_uuid().unwrap_or_default().to_owned(),
-                    location: Location::Local(Default::default()),
-                    annex_shell: None,
-                    ssh_options: Vec::new(),
-                },
-                e.to_string(),
-            ))),
+        .map(|r| {
+            if crate::special::config::is_special(r, &specials) {
+                return match crate::special::SpecialRemote::load(repo, r, &specials) {
+                    Ok(remote) => special::open(repo, &remote),
+                    Err(e) => down(r, e.to_string()),
+                };
+            }
+            match NodeRemote::from_config(r, &base) {
+                Ok(node) => node_for(node),
+                Err(e) => down(r, e.to_string()),
+            }
         })
         .collect();
     let own = NodeRemote {
@@ -166,6 +171,19 @@ fn node_set(
     nodes.push(node_for(own));
     let own = nodes.len() - 1;
     (nodes, Some(own))
+}
+
+/// A node that cannot be reached: every request of it is answered with
+/// `why`.
+fn down(r: &annex::repo::RemoteConfig, why: String) -> Box<dyn Node> {
+    let remote = NodeRemote {
+        name: r.name.clone(),
+        uuid: r.annex_uuid().unwrap_or_default().to_owned(),
+        location: Location::Local(Default::default()),
+        annex_shell: None,
+        ssh_options: Vec::new(),
+    };
+    Box::new(peer::PeerNode::new(Link::down(remote, why)))
 }
 
 /// The node kind that serves `remote`. A node our own shell would serve
@@ -242,3 +260,7 @@ mod tests;
 #[cfg(test)]
 #[path = "composite_tests.rs"]
 mod composite_tests;
+
+#[cfg(test)]
+#[path = "special_tests.rs"]
+mod special_tests;

@@ -6,10 +6,11 @@
 //! request goes to, and the same [`Node`] calls go to each of them. The
 //! kinds today are a node reached through its own P2P session
 //! ([`super::peer::PeerNode`]: a child `git-annex-shell`, ssh, tor-annex,
-//! p2p-annex) and a repository on this machine served in-process
-//! ([`super::local::LocalNode`]). A new kind (a special remote) is one
-//! module implementing [`Node`], and one line where the kind is chosen
-//! for a remote ([`super::node_for`]).
+//! p2p-annex), a repository on this machine served in-process
+//! ([`super::local::LocalNode`]), and a special remote driven in-process
+//! through the special-remote framework ([`super::special::SpecialNode`]).
+//! A new kind is one module implementing [`Node`], and one line where the
+//! kind is chosen for a remote ([`super::node_set`], [`super::node_for`]).
 //!
 //! # What a node kind implements
 //!
@@ -144,7 +145,6 @@ pub enum Source<'a> {
     /// its pipe where both ends allow it).
     Relay(&'a mut NodeConnection, u64),
     /// Any reader of `len` bytes (a special remote's stream).
-    #[cfg_attr(not(test), allow(dead_code))]
     Reader(Box<dyn AsyncRead + Unpin + Send + 'a>, u64),
 }
 

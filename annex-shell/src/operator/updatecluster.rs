@@ -113,14 +113,11 @@ fn configured_nodes(
             continue;
         };
         let cannot = "Cannot use this remote as a cluster node.";
-        // Cluster nodes are git-annex repositories for now; a special
-        // remote would be recorded but never written (issue 13).
-        if special_remote(repo, r)?.is_some() {
-            writeln!(
-                warn,
-                "  {}: special remotes are not served as cluster nodes by annexproxy yet. {cannot}",
-                r.name
-            )?;
+        // A special remote is a node as in git-annex, if we can serve it
+        // (its kind, its verified configuration): one we could not write
+        // would be recorded and never get a key.
+        if let Some(Err(e)) = special_remote(repo, r)? {
+            writeln!(warn, "  {e}. {cannot}")?;
             continue;
         }
         let Some(uuid) = known_uuid(repo, r, cannot, asked, warn)? else {

@@ -18,7 +18,8 @@
 pub mod chunks;
 pub mod config;
 pub mod directory;
-mod put;
+pub(crate) mod put;
+pub(crate) mod read;
 pub mod remote;
 pub mod storage;
 

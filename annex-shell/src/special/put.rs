@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use annex::key::{safe_path_component, Key};
 use annex::lockfile::{self, LockHandle, LockKind};
-use annex::store::{Verifier, VerifyMode};
+use annex::store::{Checked, Mismatch, Verifier, VerifyMode};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::storage::{StagedWrite, Storage, StorageError};
@@ -88,6 +88,8 @@ pub struct Upload<S: Storage> {
     verifier: Verifier,
     /// Where the client starts sending.
     offset: u64,
+    /// Bytes of the body written (hashed here or not).
+    received: u64,
     /// The first storage failure while the body streamed.
     failed: Option<PutError>,
     _lock: KeyLock,
@@ -150,6 +152,7 @@ impl<S: Storage> Upload<S> {
             committed,
             verifier,
             offset,
+            received: 0,
             failed: None,
             _lock: lock,
         })
@@ -178,11 +181,22 @@ impl<S: Storage> Upload<S> {
 
     /// The next bytes of the body. A storage failure is kept for the end
     /// (the body must still be read to stay in step).
-    pub async fn write(&mut self, storage: &S, mut bytes: &[u8]) {
+    pub async fn write(&mut self, storage: &S, bytes: &[u8]) {
+        if self.failed.is_none() {
+            self.verifier.update(bytes);
+        }
+        self.write_unhashed(storage, bytes).await;
+    }
+
+    /// [`Self::write`] for a body that someone else hashes: a cluster's
+    /// gateway hashes the client's stream once for the nodes whose
+    /// upload starts at byte 0, and [`Self::finish`] then takes its
+    /// digest.
+    pub async fn write_unhashed(&mut self, storage: &S, mut bytes: &[u8]) {
         if self.failed.is_some() {
             return;
         }
-        self.verifier.update(bytes);
+        self.received += bytes.len() as u64;
         while !bytes.is_empty() {
             if let Err(e) = self.next_chunk_if_full(storage).await {
                 self.failed = Some(e.into());
@@ -225,26 +239,27 @@ impl<S: Storage> Upload<S> {
         Ok(())
     }
 
-    /// The sender's word is in: verify, then make the content visible, or
-    /// remove what this upload stored. On success, the chunks it is in
+    /// The sender's word is in: verify (with `digest`, the check of a
+    /// hash made elsewhere of the whole body, when it was written
+    /// unhashed), then make the content visible, or remove what this
+    /// upload stored. On success, the chunks it is in
     /// (`Some((size, count))`), or `None` when stored whole.
     pub async fn finish(
         self,
         storage: &S,
         mode: VerifyMode,
+        digest: Option<&Result<Checked, Mismatch>>,
     ) -> Result<Option<(u64, u64)>, PutError> {
         // INVALID before a byte came (the sender had nothing to send after
         // all): what earlier attempts stored stays for a later resume.
-        if mode == VerifyMode::Invalid
-            && self.failed.is_none()
-            && self.verifier.bytes() == self.offset
-        {
+        if mode == VerifyMode::Invalid && self.failed.is_none() && self.received == 0 {
             return Err(PutError::Invalid);
         }
-        let checked = match (self.failed, mode) {
-            (Some(e), _) => Err(e),
-            (None, VerifyMode::Invalid) => Err(PutError::Invalid),
-            (None, _) => self.verifier.check().map(drop).map_err(PutError::from),
+        let checked = match (self.failed, mode, digest) {
+            (Some(e), _, _) => Err(e),
+            (None, VerifyMode::Invalid, _) => Err(PutError::Invalid),
+            (None, _, Some(d)) if self.offset == 0 => d.clone().map(drop).map_err(PutError::from),
+            (None, _, _) => self.verifier.check().map(drop).map_err(PutError::from),
         };
         if let Err(e) = checked {
             tracing::info!(key = %self.key, "put failed: {e}");

@@ -22,10 +22,11 @@ use annex::branch::{Branch, LogStatus};
 use annex::key::Key;
 use annex::p2p::MAX_PROTOCOL_VERSION;
 use annex::p2p::{Connection, Service};
+use annex::store::{Checked, Mismatch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::chunks::{self, ChunkConfig, Layout};
-use super::put::{KeyLock, Upload};
+use super::put::{KeyLock, PutError, Upload};
 use super::storage::Storage;
 use super::SpecialRemote;
 use crate::backend::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing};
@@ -34,13 +35,13 @@ use crate::backend::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing}
 const READ_BUF: usize = 256 * 1024;
 
 /// Where a key's content is, once found: its objects and their sizes.
-struct Located {
+pub(crate) struct Located {
     layout: Layout,
-    objects: Vec<(Key, u64)>,
+    pub(crate) objects: Vec<(Key, u64)>,
 }
 
 impl Located {
-    fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.objects.iter().map(|(_, s)| s).sum()
     }
 }
@@ -55,6 +56,9 @@ pub struct Special<S: Storage> {
     annex_dir: PathBuf,
     journalled: bool,
     storing: Option<Result<Upload<S>, Failure>>,
+    /// What the reasons given to the client start with, before the
+    /// storage's error (which names the remote).
+    reports: &'static str,
 }
 
 impl<S: Storage> Special<S> {
@@ -68,16 +72,32 @@ impl<S: Storage> Special<S> {
             branch,
             journalled: false,
             storing: None,
+            // The words git-annex's proxy puts before a special remote's
+            // error.
+            reports: "proxied special remote reports: ",
         }
     }
 
-    fn failure(&self, what: &'static str, e: impl std::fmt::Display) -> Failure {
+    /// The remote as a cluster's node: its reasons start with its name
+    /// alone, as every node's do.
+    pub(crate) fn into_node(mut self) -> Special<S> {
+        self.reports = "";
+        self
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub(crate) fn failure(&self, what: &'static str, e: impl std::fmt::Display) -> Failure {
         Failure {
             node: self.name.clone(),
             what,
-            // The words git-annex's proxy puts before a special remote's
-            // error.
-            why: format!("proxied special remote reports: {e}"),
+            why: format!("{}{e}", self.reports),
         }
     }
 
@@ -87,7 +107,7 @@ impl<S: Storage> Special<S> {
 
     /// Find the key's content: the first layout (in git-annex's order)
     /// whose objects are all there with the sizes they must have.
-    async fn locate(&mut self, key: &Key) -> Result<Option<Located>, BackendError> {
+    pub(crate) async fn locate(&mut self, key: &Key) -> Result<Option<Located>, BackendError> {
         let log_text = self.branch.read_file(&chunks::chunk_log_path(key))?;
         let logged = chunks::recorded(
             &chunks::parse_chunk_log(&log_text.unwrap_or_default()),
@@ -223,7 +243,7 @@ impl<S: Storage> Special<S> {
         Ok(intact)
     }
 
-    async fn remove_now(&mut self, key: &Key) -> Result<Outcome, BackendError> {
+    pub(crate) async fn remove_now(&mut self, key: &Key) -> Result<Outcome, BackendError> {
         let log_text = self.branch.read_file(&chunks::chunk_log_path(key))?;
         let logged = chunks::recorded(
             &chunks::parse_chunk_log(&log_text.unwrap_or_default()),
@@ -240,6 +260,68 @@ impl<S: Storage> Special<S> {
         }
         self.log_presence(key, false)?;
         Ok(Outcome::plain(true))
+    }
+}
+
+/// Why [`Special::finish_upload`] did not store the key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UploadError {
+    /// Not stored (a mismatch, INVALID, the storage failing); nothing of
+    /// this upload is visible.
+    #[error(transparent)]
+    Put(#[from] PutError),
+    /// Stored, but the logs could not be written.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// The steps of a PUT into the remote, one implementation for the
+/// proxy's [`Backend`] and a cluster's node
+/// ([`crate::cluster`]'s special-remote node).
+impl<S: Storage> Special<S> {
+    /// Begin storing `key`: `None` when the remote has it already; else
+    /// the upload from its resume offset, or why the remote cannot take
+    /// it.
+    pub(crate) async fn begin_upload(
+        &mut self,
+        key: &Key,
+    ) -> Result<Option<Result<Upload<S>, Failure>>, BackendError> {
+        if self.locate(key).await?.is_some() {
+            return Ok(None);
+        }
+        let chunk = self.chunking.chunk_size_for(key);
+        let upload = match KeyLock::take(&self.annex_dir, &self.uuid, key) {
+            Ok(lock) => Upload::begin(&self.storage, key, chunk, lock)
+                .await
+                .map_err(|e| self.failure("PUT", e)),
+            Err(e) => Err(self.failure("PUT", e)),
+        };
+        Ok(Some(upload))
+    }
+
+    /// The sender's word is in: verify, make the content visible, and log
+    /// it (chunk log, location log) in the branch.
+    pub(crate) async fn finish_upload(
+        &mut self,
+        upload: Upload<S>,
+        mode: annex::store::VerifyMode,
+        digest: Option<&Result<Checked, Mismatch>>,
+    ) -> Result<(), UploadError> {
+        let key = upload.key().clone();
+        let chunks = upload.finish(&self.storage, mode, digest).await?;
+        if let Some((size, count)) = chunks {
+            self.log_chunks(&key, size, count)?;
+        }
+        self.log_presence(&key, true)?;
+        Ok(())
+    }
+
+    /// Commit what this remote's logs gained.
+    pub(crate) fn commit_logs(&mut self) -> Result<(), BackendError> {
+        if std::mem::take(&mut self.journalled) {
+            self.branch.commit()?;
+        }
+        Ok(())
     }
 }
 
@@ -327,20 +409,15 @@ impl<S: Storage> Backend for Special<S> {
         _file: Option<&str>,
     ) -> Result<Storing, BackendError> {
         self.storing = None;
-        if self.locate(key).await?.is_some() {
-            return Ok(Storing::AlreadyHave(Vec::new()));
+        match self.begin_upload(key).await? {
+            None => Ok(Storing::AlreadyHave(Vec::new())),
+            Some(upload) => {
+                let offset = upload.as_ref().map_or(0, Upload::offset);
+                // A remote that cannot take it fails this key after its body.
+                self.storing = Some(upload);
+                Ok(Storing::From(offset))
+            }
         }
-        let chunk = self.chunking.chunk_size_for(key);
-        let upload = match KeyLock::take(&self.annex_dir, &self.uuid, key) {
-            Ok(lock) => Upload::begin(&self.storage, key, chunk, lock)
-                .await
-                .map_err(|e| self.failure("PUT", e)),
-            Err(e) => Err(self.failure("PUT", e)),
-        };
-        let offset = upload.as_ref().map_or(0, Upload::offset);
-        // A remote that cannot take it fails this key after its body.
-        self.storing = Some(upload);
-        Ok(Storing::From(offset))
     }
 
     async fn store_body<R, W>(
@@ -386,15 +463,10 @@ impl<S: Storage> Backend for Special<S> {
                 return Ok(Outcome::plain(self.locate(&key).await?.is_some()));
             }
         };
-        match upload.finish(&self.storage, mode).await {
-            Ok(chunks) => {
-                if let Some((size, count)) = chunks {
-                    self.log_chunks(&key, size, count)?;
-                }
-                self.log_presence(&key, true)?;
-                Ok(Outcome::plain(true))
-            }
-            Err(e) => {
+        match self.finish_upload(upload, mode, None).await {
+            Ok(()) => Ok(Outcome::plain(true)),
+            Err(UploadError::Backend(e)) => Err(e),
+            Err(UploadError::Put(e)) => {
                 eprintln!("git-annex-shell: {}: {key}: {e}", self.name);
                 Ok(Outcome::plain(false))
             }
@@ -420,10 +492,7 @@ impl<S: Storage> Backend for Special<S> {
     }
 
     async fn finish(&mut self) -> Result<(), BackendError> {
-        if self.journalled {
-            self.branch.commit()?;
-        }
-        Ok(())
+        self.commit_logs()
     }
 }
 

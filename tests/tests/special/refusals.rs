@@ -1,6 +1,6 @@
 //! What we do not serve is named as such: a special remote type we do not
 //! serve yet (at `updateproxy` and in the session, where before it was
-//! "remote has no url"), a special remote as a cluster node, and a
+//! "remote has no url"), a special remote of that type as a cluster node, and a
 //! remote.log configuration the operator has not verified.
 
 use annexproxy_tests::p2p_driver::{Shell, CLIENT_UUID};
@@ -66,20 +66,23 @@ fn unserved_type_is_named_in_the_session() {
     assert_ne!(out.code, Some(0));
 }
 
+/// A special remote of a type we do not serve is refused as a cluster
+/// node by name (a directory remote is served: `special/cluster.rs`).
 #[test]
-fn special_remote_is_refused_as_a_cluster_node() {
-    let wd = world(&[]);
-    let env = &wd.env;
-    env.annexproxy(&wd.proxy, &["initcluster", "cl"]).ok();
-    env.oracle(&wd.proxy, &["config", "remote.d.annex-cluster-node", "cl"])
+fn unserved_type_is_refused_as_a_cluster_node() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let proxy = proxy_with_hook_remote(&env);
+    env.annexproxy(&proxy, &["initcluster", "cl"]).ok();
+    env.oracle(&proxy, &["config", "remote.h.annex-cluster-node", "cl"])
         .ok();
-    let out = env.annexproxy(&wd.proxy, &["updatecluster"]).ok();
+    let out = env.annexproxy(&proxy, &["updatecluster"]).ok();
+    assert!(out.stderr.contains(UNSERVED), "{out}");
     assert!(
         out.stderr
-            .contains("d: special remotes are not served as cluster nodes by annexproxy yet"),
+            .contains("Cannot use this remote as a cluster node."),
         "{out}"
     );
-    assert!(!out.stdout.contains("Added node d"), "{out}");
+    assert!(!out.stdout.contains("Added node h"), "{out}");
 }
 
 /// The remote.log configuration changed by a push to the proxy's

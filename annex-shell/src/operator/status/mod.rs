@@ -209,13 +209,19 @@ fn layout(repo: &Repo, my_uuid: &str) -> Result<Vec<Row>, OperatorError> {
         let mut seen = BTreeSet::new();
         for r in gateway_nodes(repo, &cluster, &BTreeSet::new())? {
             let uuid = r.annex_uuid().unwrap_or_default().to_owned();
-            let kind = if uuid == cluster {
+            // A special remote node is probed as the special remote it is.
+            let special = crate::special::config::is_special(&r, &specials);
+            let kind = if special {
+                Kind::Special
+            } else if uuid == cluster {
                 Kind::Via
             } else {
                 Kind::Node
             };
             seen.insert(uuid.clone());
-            rows.push(Row::new(r.name.clone(), kind, uuid, Some(r)));
+            let mut row = Row::new(r.name.clone(), kind, uuid, Some(r));
+            row.member = true;
+            rows.push(row);
         }
         // Nodes behind another gateway: the gateway relays to them through
         // that gateway's cluster (the `via` row), but its proxied remote

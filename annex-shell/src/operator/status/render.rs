@@ -131,7 +131,8 @@ pub fn render_json(repository: &str, rows: &[Row]) -> String {
     for r in rows {
         match r.kind {
             Kind::Gateway => repo_row = format!("{}}}", row(r)),
-            Kind::Proxied | Kind::Special => remotes.push(format!("{}}}", row(r))),
+            // A special remote under a cluster is one of its nodes.
+            Kind::Proxied | Kind::Special if !r.member => remotes.push(format!("{}}}", row(r))),
             Kind::Cluster => {
                 flush(&mut clusters, &mut nodes);
                 let (up, of) = match r.reach {
@@ -143,7 +144,7 @@ pub fn render_json(repository: &str, rows: &[Row]) -> String {
                     row(r)
                 ));
             }
-            Kind::Node | Kind::Via | Kind::Unreached => {
+            Kind::Node | Kind::Via | Kind::Unreached | Kind::Proxied | Kind::Special => {
                 let lacking: Vec<String> = r.lagging.iter().map(|n| json_str(n)).collect();
                 nodes.push(format!(
                     "{},\"lacking_refs\":[{}]}}",

@@ -1,0 +1,300 @@
+//! A special remote as a cluster node (issue 13): through our gateway, a
+//! cluster of one git-annex repository `node1` and one directory remote
+//! `d` (unchunked, and with `chunk=`), set up as git-annex does it
+//! (`initremote`, then `annex-cluster-node` on the special remote).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use annexproxy_tests::observe::{json_lines, keys_held, whereis_uuids};
+use annexproxy_tests::run::Out;
+use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
+
+use super::world::{hashdir, stored_files};
+
+struct Mixed {
+    env: TestEnv,
+    gateway: PathBuf,
+    node: PathBuf,
+    store: PathBuf,
+    client: PathBuf,
+}
+
+/// node1 (a git-annex repository) and `d` (a directory remote made by
+/// real `initremote` with `extra`), both nodes of cluster `mycl` of a
+/// gateway set up by our `annexproxy`; a client that cloned the gateway.
+fn mixed(extra: &[&str]) -> Mixed {
+    let env = TestEnv::new(ServerKind::Ours);
+    let node = env.server_bare("node1.git");
+    env.annexproxy(&node, &["init", "node 1"]).ok();
+    let gateway = env.server_bare("gateway.git");
+    env.annexproxy(&gateway, &["init", "gateway"]).ok();
+    env.annexproxy(&gateway, &["initcluster", "mycl"]).ok();
+    env.oracle(
+        &gateway,
+        &["remote", "add", "node1", &node.display().to_string()],
+    )
+    .ok();
+    let store = env.srv.join("dstore");
+    fs::create_dir_all(&store).expect("store dir");
+    let dir_param = format!("directory={}", store.display());
+    let mut args = vec![
+        "initremote",
+        "d",
+        "type=directory",
+        &dir_param,
+        "encryption=none",
+    ];
+    args.extend_from_slice(extra);
+    env.oracle_annex(&gateway, &args).ok();
+    for name in ["node1", "d"] {
+        let setting = format!("remote.{name}.annex-cluster-node");
+        env.oracle(&gateway, &["config", &setting, "mycl"]).ok();
+    }
+    env.annexproxy(&gateway, &["updatecluster"])
+        .ok()
+        .says("Added node d to cluster: mycl\n")
+        .says("Started proxying for d\n")
+        .says("Added node node1 to cluster: mycl\n");
+    let client = env.clone_client(&gateway, "client");
+    fs::write(client.join("README"), "client\n").expect("README");
+    env.git(&client, &["add", "README"]).ok();
+    env.git(&client, &["commit", "-q", "-m", "start"]).ok();
+    env.annex(&client, &["sync"]).ok();
+    Mixed {
+        env,
+        gateway,
+        node,
+        store,
+        client,
+    }
+}
+
+impl Mixed {
+    fn d_uuid(&self) -> String {
+        let out = self
+            .env
+            .oracle(&self.gateway, &["config", "remote.d.annex-uuid"]);
+        out.ok().stdout.trim().to_string()
+    }
+
+    /// The UUIDs the client's whereis names for `file`, after a sync.
+    fn holders(&self, file: &str) -> Vec<String> {
+        self.env.annex(&self.client, &["sync"]).ok();
+        let out = self.env.annex(&self.client, &["whereis", "--json", file]);
+        whereis_uuids(&out.stdout)
+    }
+
+    /// Real `git annex fsck --from d` in the gateway's repository (it
+    /// reads the directory itself), and real fsck in the node's.
+    fn real_fscks(&self) {
+        self.env.wait_server_idle();
+        let out = self
+            .env
+            .oracle_annex(&self.gateway, &["fsck", "--from", "d", "--all"]);
+        assert!(out.success() && !out.all().contains("failed"), "{out}");
+        self.env.assert_server_fsck_clean(&self.node);
+    }
+
+    fn copy(&self, file: &str) -> Out {
+        self.env
+            .annex(&self.client, &["copy", "--to", "origin-mycl", file])
+    }
+}
+
+const BIG: usize = 700 * 1024;
+
+/// Copy stores on both nodes, from one read of the client's stream; get
+/// comes back (also with node1 gone: from d, from an offset when
+/// resumed); `fsck --from` the cluster; real fsck on both sides; drop
+/// reaches both.
+fn flow(extra: &[&str]) -> Mixed {
+    let m = mixed(extra);
+    let (env, client) = (&m.env, &m.client);
+    let big = pseudo_random_bytes(13, BIG);
+    env.add_file(client, "big.bin", &big);
+    env.add_file(client, "small.txt", b"small content\n");
+    m.copy(".").ok();
+    let d = m.d_uuid();
+    let node = env.server_uuid(&m.node);
+    for f in ["big.bin", "small.txt"] {
+        let holders = m.holders(f);
+        assert!(holders.contains(&d), "{f} on d: {holders:?}");
+        assert!(holders.contains(&node), "{f} on node1: {holders:?}");
+    }
+    assert_eq!(keys_held(&m.node).len(), 2);
+    assert!(!stored_files(&m.store).is_empty());
+    m.real_fscks();
+
+    env.annex(client, &["fsck", "--from", "origin-mycl"]).ok();
+    env.annex(client, &["drop", "."]).ok();
+    env.annex(client, &["get", "--from", "origin-mycl", "."])
+        .ok();
+    assert_eq!(fs::read(client.join("big.bin")).expect("big"), big);
+
+    // node1 gone: the cluster falls over to d.
+    let away = m.node.with_extension("away");
+    fs::rename(&m.node, &away).expect("hide node1");
+    env.annex(client, &["drop", "."]).ok();
+    env.annex(client, &["get", "--from", "origin-mycl", "."])
+        .ok();
+    assert_eq!(fs::read(client.join("big.bin")).expect("big"), big);
+    fs::rename(&away, &m.node).expect("node1 back");
+
+    env.annex(client, &["drop", "--from", "origin-mycl", "."])
+        .ok();
+    assert!(keys_held(&m.node).is_empty());
+    assert_eq!(stored_files(&m.store), Vec::<String>::new());
+    let holders = m.holders("big.bin");
+    assert!(!holders.contains(&d), "{holders:?}");
+    m
+}
+
+#[test]
+fn directory_node_in_a_cluster() {
+    flow(&[]);
+}
+
+/// Our `updatecluster` writes git-annex's records: real git-annex's sees
+/// nothing to change, and proxies the remote for the cluster as we do.
+#[test]
+fn records_are_git_annex_records() {
+    let m = mixed(&[]);
+    m.env
+        .oracle_annex(&m.gateway, &["updatecluster"])
+        .ok()
+        .says("No cluster node changes for cluster: mycl");
+    let log = m
+        .env
+        .oracle(&m.gateway, &["show", "git-annex:proxy.log"])
+        .ok();
+    assert!(log.stdout.contains(&format!("{}:d", m.d_uuid())), "{log}");
+    // status lists d among the cluster's nodes, reachable, as a special
+    // remote.
+    let out = m.env.annexproxy(&m.gateway, &["status", "--json"]).ok();
+    let status = &json_lines(&out.stdout)[0];
+    let nodes = status["clusters"][0]["nodes"].as_array().expect("nodes");
+    let d = nodes.iter().find(|n| n["name"] == "d");
+    let d = d.unwrap_or_else(|| panic!("no node d in {out}"));
+    assert_eq!(d["kind"], "special", "{out}");
+    assert_eq!(d["reachable"], true, "{out}");
+    assert_eq!(status["clusters"][0]["nodes_reachable"], 2, "{out}");
+}
+
+#[test]
+fn chunked_directory_node_in_a_cluster() {
+    let m = flow(&["chunk=256KiB"]);
+    // The chunk log is git-annex's: real git-annex found the chunks
+    // (its fsck --from d above), and the log names d's chunk size.
+    let log = m
+        .env
+        .oracle(&m.gateway, &["log", "-p", "git-annex", "--", "*.log.cnk"])
+        .ok();
+    assert!(
+        log.stdout.contains(&format!("{}:262144", m.d_uuid())),
+        "{log}"
+    );
+}
+
+/// The path under `store` where `key`'s object directory goes.
+fn object_dir(m: &Mixed, key: &str) -> PathBuf {
+    m.store.join(hashdir(&m.env, &m.client, key)).join(key)
+}
+
+fn key_of(env: &TestEnv, client: &Path, file: &str) -> String {
+    let out = env.annex(client, &["lookupkey", file]).ok();
+    out.stdout.trim().to_string()
+}
+
+/// d's storage fails mid-PUT (its second chunk cannot be stored): d is
+/// not named among the holders, the client hears that d failed, node1
+/// keeps the key, and d holds nothing of it (its first chunk went).
+#[test]
+fn node_whose_storage_fails_mid_put_is_not_reported() {
+    let m = mixed(&["chunk=256KiB"]);
+    let (env, client) = (&m.env, &m.client);
+    env.add_file(client, "big.bin", &pseudo_random_bytes(7, BIG));
+    let key = key_of(env, client, "big.bin");
+    let second = key.replacen("--", "-S262144-C2--", 1);
+    let blocked = object_dir(&m, &second);
+    fs::create_dir_all(blocked.parent().expect("hash dir")).expect("mkdir");
+    fs::write(&blocked, "in the way\n").expect("block");
+
+    let out = m.copy("big.bin").ok();
+    let told = format!("{key}: d: store {second}: ");
+    assert!(
+        out.all().contains(&told),
+        "the client hears d failed:\n{out}"
+    );
+    let holders = m.holders("big.bin");
+    assert!(!holders.contains(&m.d_uuid()), "{holders:?}");
+    assert!(holders.contains(&env.server_uuid(&m.node)), "{holders:?}");
+    assert_eq!(keys_held(&m.node).len(), 1);
+    fs::remove_file(&blocked).expect("unblock");
+    assert_eq!(stored_files(&m.store), Vec::<String>::new());
+    env.annex(client, &["fsck", "--from", "origin-mycl", "big.bin"])
+        .ok();
+}
+
+/// d's directory is gone before the copy: the same, at the offer.
+#[test]
+fn node_whose_directory_is_gone_is_not_reported() {
+    let m = mixed(&[]);
+    let (env, client) = (&m.env, &m.client);
+    env.add_file(client, "f.txt", b"some content\n");
+    fs::remove_dir_all(&m.store).expect("remove store");
+    let out = m.copy("f.txt").ok();
+    let told = format!("{}: d: directory ", key_of(env, client, "f.txt"));
+    assert!(
+        out.all().contains(&told),
+        "the client hears d failed:\n{out}"
+    );
+    assert!(out.all().contains("not accessible"), "{out}");
+    let holders = m.holders("f.txt");
+    assert!(!holders.contains(&m.d_uuid()), "{holders:?}");
+    assert!(holders.contains(&env.server_uuid(&m.node)), "{holders:?}");
+}
+
+/// The gateway places by the special remote's preferred content and
+/// maxsize, set by the client as for any repository.
+#[test]
+fn placement_applies_to_the_special_node() {
+    let m = mixed(&[]);
+    let (env, client) = (&m.env, &m.client);
+    let (d, node) = (m.d_uuid(), env.server_uuid(&m.node));
+    env.annex(client, &["wanted", &d, "include=*.txt"]).ok();
+    env.annex(client, &["maxsize", &d, "40"]).ok();
+    env.annex(client, &["sync"]).ok();
+    env.add_file(client, "big.bin", &pseudo_random_bytes(3, 4096));
+    env.add_file(client, "small.txt", b"small content\n");
+    m.copy(".").ok();
+    let big = m.holders("big.bin");
+    assert!(!big.contains(&d) && big.contains(&node), "{big:?}");
+    let small = m.holders("small.txt");
+    assert!(small.contains(&d) && small.contains(&node), "{small:?}");
+    // 14 bytes on d already: 30 more would pass its maxsize of 40.
+    env.add_file(client, "more.txt", &[b'x'; 30]);
+    m.copy("more.txt").ok();
+    let more = m.holders("more.txt");
+    assert!(!more.contains(&d) && more.contains(&node), "{more:?}");
+    assert_eq!(stored_files(&m.store).len(), 1);
+}
+
+/// d's configuration is no longer the verified one: d is down for the
+/// session with that reason, and node1 alone is named.
+#[test]
+fn node_whose_configuration_is_unverified_is_not_reported() {
+    let m = mixed(&[]);
+    let (env, client) = (&m.env, &m.client);
+    env.add_file(client, "f.txt", b"other content\n");
+    fs::remove_file(m.gateway.join("annex/verified-remote.log")).expect("unverify");
+    let out = m.copy("f.txt").ok();
+    assert!(
+        out.all().contains("d: this special remote's configuration"),
+        "{out}"
+    );
+    let holders = m.holders("f.txt");
+    assert!(!holders.contains(&m.d_uuid()), "{holders:?}");
+    assert!(holders.contains(&env.server_uuid(&m.node)), "{holders:?}");
+    assert_eq!(stored_files(&m.store), Vec::<String>::new());
+}
