@@ -44,7 +44,9 @@ pub(crate) fn persist(repo: &mut gix::Repository) -> Result<(), BranchError> {
     if objects.len() >= PACK_FROM && repo.object_hash() == gix::hash::Kind::Sha1 {
         objects.sort_by_key(|o| o.0);
         let dir = repo.objects.store_ref().path().join("pack");
-        return write_pack(&dir, &objects).map_err(io_err("writing the git-annex branch's pack"));
+        write_pack(&dir, &objects).map_err(io_err("writing the git-annex branch's pack"))?;
+        collect_if_many(repo, &dir);
+        return Ok(());
     }
     for (_, kind, data) in &objects {
         gix::objs::Write::write_buf(&repo.objects, *kind, data).map_err(|e| BranchError::Io {
@@ -176,4 +178,40 @@ fn write_pack(dir: &Path, objects: &[(ObjectId, Kind, Vec<u8>)]) -> io::Result<(
         }
     }
     Ok(())
+}
+
+/// Every lookup of an object not in the first pack searches the others'
+/// indexes, so packs must not pile up: past `gc.autoPackLimit` (50 unless
+/// configured; 0 turns this off, as for git) runs `git gc --auto`, which
+/// folds them into one, in the background unless `gc.autoDetach` is false.
+/// A server that only ever gets P2P sessions has no `git push` to do that.
+fn collect_if_many(repo: &gix::Repository, dir: &Path) {
+    let limit = repo
+        .config_snapshot()
+        .integer("gc.autoPackLimit")
+        .unwrap_or(50);
+    if limit <= 0 {
+        return;
+    }
+    let packs = fs::read_dir(dir).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .filter(|e| e.file_name().as_encoded_bytes().ends_with(b".idx"))
+            .count()
+    });
+    if i64::try_from(packs).unwrap_or(i64::MAX) <= limit {
+        return;
+    }
+    // Nothing of git's may reach our stdout, the protocol stream.
+    let status = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo.git_dir())
+        .args(["gc", "--auto", "--quiet"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!(status = %s, "git gc --auto failed"),
+        Err(e) => tracing::warn!(error = %e, "could not run git gc --auto"),
+    }
 }

@@ -464,3 +464,29 @@ fn a_commit_of_many_keys_is_one_pack_git_reads() {
         20
     );
 }
+
+#[test]
+fn packs_past_gc_auto_pack_limit_are_collected() {
+    let (_t, dir) = new_git_repo(true);
+    git(&dir, &["config", "gc.autoPackLimit", "2"]);
+    git(&dir, &["config", "gc.autoDetach", "false"]);
+    let b = Branch::open(&dir).expect("open");
+    b.create().expect("create");
+    for round in 0..3 {
+        for i in 0..20 {
+            let p = location_log_path(&format!("{i:03x}/{round:03x}"), &format!("K{round}-{i}"));
+            b.log_location(&p, U1, LogStatus::Present).expect("log");
+        }
+        b.commit().expect("commit");
+    }
+    // The third pack made three, past the limit: git gc folded them.
+    let (_, packs) = object_counts(&dir);
+    assert!(packs <= 2, "{packs} packs");
+    git(&dir, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        git(&dir, &["ls-tree", "-r", "--name-only", "git-annex"])
+            .lines()
+            .count(),
+        60
+    );
+}
