@@ -103,7 +103,7 @@ fn deflate(z: &mut Compress, mut data: &[u8], out: &mut Vec<u8>) -> io::Result<(
 }
 
 /// The pack (version 2) and its index (version 2) of `objects`, sorted by
-/// id; returns the pack's checksum, which names both.
+/// id. The pack ends in its checksum, which names both files.
 pub(crate) fn encode(objects: &[(ObjectId, Kind, Vec<u8>)]) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let count = u32::try_from(objects.len()).map_err(io::Error::other)?;
     let mut pack = Vec::with_capacity(64 + objects.iter().map(|o| o.2.len()).sum::<usize>());
