@@ -71,5 +71,5 @@ fn stdio() -> std::io::Result<(ThreadReader, ReadGate, ThreadWriter)> {
     let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
     let (reader, gate) = ThreadReader::gated(input)?;
-    Ok((reader, gate, ThreadWriter::new(output)?))
+    Ok((reader, gate, ThreadWriter::direct(output)?))
 }

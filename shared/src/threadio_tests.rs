@@ -187,3 +187,39 @@ async fn a_paused_reader_reads_nothing_until_resumed() {
     assert_eq!(&rest, b"hij");
     assert_eq!(gate.bytes_read(), 10);
 }
+
+#[tokio::test]
+async fn a_direct_writer_keeps_order_between_small_flushes_and_large_buffers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("out");
+    let file = std::fs::File::create(&path).expect("create");
+    let mut w = ThreadWriter::direct(file).expect("writer");
+    let big = pattern(3 * BUF + 17);
+    let mut want = Vec::new();
+    for round in 0..3 {
+        let small = format!("reply {round}\n");
+        w.write_all(small.as_bytes()).await.expect("small");
+        w.flush().await.expect("flush small");
+        want.extend_from_slice(small.as_bytes());
+        // Written before flushing: the thread's buffers, then a tail that
+        // a flush writes directly only once the thread is idle.
+        w.write_all(&big).await.expect("big");
+        w.flush().await.expect("flush big");
+        want.extend_from_slice(&big);
+        assert_eq!(std::fs::read(&path).expect("read"), want, "round {round}");
+    }
+    w.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_direct_writer_reports_a_failed_write_and_it_sticks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("out");
+    std::fs::write(&path, b"").expect("create");
+    // Opened read-only: every write fails.
+    let file = std::fs::File::open(&path).expect("open");
+    let mut w = ThreadWriter::direct(file).expect("writer");
+    w.write_all(b"SUCCESS\n").await.expect("buffered");
+    assert!(w.flush().await.is_err());
+    assert!(w.write_all(b"more").await.is_err());
+}

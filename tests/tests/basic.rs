@@ -455,3 +455,55 @@ fn whereis_after_sync(kind: ServerKind) -> Transcript {
 }
 
 on_both_servers!(whereis_after_sync, compare);
+
+// ----- many keys in one session ---------------------------------------------
+
+/// One session storing, then one removing, enough keys that our server
+/// commits the git-annex branch as a pack (`shared/src/branch/pack.rs`):
+/// the server's own logs say so, and real `git annex fsck` and `git fsck`
+/// in the server repository are clean.
+fn many_keys_one_session(kind: ServerKind) -> Transcript {
+    let mut t = Transcript::default();
+    let names: Vec<String> = (0..12).map(|i| format!("m/{i:02}.txt")).collect();
+    let files: Vec<(&str, Vec<u8>)> = names
+        .iter()
+        .map(|n| (n.as_str(), format!("content of {n}\n").into_bytes()))
+        .collect();
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (*n, c.as_slice())).collect();
+    let (env, server, client) = setup(kind, &files);
+    let keys: Vec<String> = names.iter().map(|n| env.key_of(&client, n)).collect();
+    let out = env
+        .annex(&client, &["copy", "--to", "origin", "m", "--json"])
+        .ok();
+    t.note("copy --to results", action_results(&out.stdout));
+    for k in &keys {
+        assert!(
+            env.server_log_says_present(&server, k),
+            "server's log should list itself for {k}"
+        );
+    }
+    env.assert_server_fsck_clean(&server);
+    env.git(&server, &["fsck", "--strict", "--no-dangling"])
+        .ok();
+
+    let out = env
+        .annex(&client, &["drop", "--from", "origin", "m", "--json"])
+        .ok();
+    t.note("drop --from results", action_results(&out.stdout));
+    for k in &keys {
+        assert!(
+            !env.server_has_content(&server, k),
+            "server should no longer hold {k}"
+        );
+        assert!(
+            !env.server_log_says_present(&server, k),
+            "server's log should record the removal of {k}"
+        );
+    }
+    env.assert_server_fsck_clean(&server);
+    env.git(&server, &["fsck", "--strict", "--no-dangling"])
+        .ok();
+    t
+}
+
+on_both_servers!(many_keys_one_session, compare);

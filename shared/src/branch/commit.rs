@@ -34,6 +34,7 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::Target;
 use gix::ObjectId;
 
+use super::pack;
 use super::tree::{self, Union};
 use super::{io_err, Branch, BranchError, CommitOutcome, BRANCH_REF};
 
@@ -197,7 +198,9 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
         .lock()
         .map_err(io_err("locking the journal"))?;
     for _ in 0..MAX_ATTEMPTS {
-        let repo = branch.thread_repo();
+        // New objects stay in memory until the commit is complete, then go
+        // to disk together (see `pack`).
+        let mut repo = branch.thread_repo().with_object_memory();
         let Some(tip) = read_ref(&repo, BRANCH_REF)? else {
             create(branch)?;
             continue;
@@ -290,6 +293,7 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
             extra_headers: Default::default(),
         };
         let new = repo.write_object(&commit)?.detach();
+        pack::persist(&mut repo)?;
         let summary = message.lines().next().unwrap_or("update").to_owned();
         if let Err(e) = set_ref(&repo, Some(tip), new, &format!("commit: {summary}")) {
             if read_ref(&repo, BRANCH_REF)? == Some(tip) {

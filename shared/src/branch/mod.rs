@@ -13,6 +13,7 @@ mod commit;
 pub mod journal;
 pub mod location;
 pub mod maplog;
+mod pack;
 #[cfg(test)]
 pub(crate) mod tests;
 mod tree;

@@ -411,3 +411,82 @@ fn concurrent_with_real_git_annex() {
         "git-annex dropped ours"
     );
 }
+
+/// Loose objects and pack files of a repository, as `git count-objects -v`
+/// counts them.
+fn object_counts(dir: &Path) -> (usize, usize) {
+    let out = git(dir, &["count-objects", "-v"]);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("count-objects field")
+    };
+    (field("count:"), field("packs:"))
+}
+
+#[test]
+fn a_commit_of_many_keys_is_one_pack_git_reads() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    b.create().expect("create");
+    let before = object_counts(&dir);
+    let paths: Vec<String> = (0..20)
+        .map(|i| location_log_path(&format!("{i:03x}/f{i:02x}"), &format!("SHA256E-s{i}--k{i}")))
+        .collect();
+    for p in &paths {
+        b.log_location(p, U1, LogStatus::Present).expect("log");
+    }
+    b.commit().expect("commit");
+    // 20 blobs, 40 trees, the root and the commit: one pack, no loose.
+    assert_eq!(object_counts(&dir), (before.0, before.1 + 1));
+    git(&dir, &["fsck", "--strict", "--no-dangling"]);
+    let shown = git(&dir, &["show", &format!("git-annex:{}", paths[7])]);
+    assert!(shown.ends_with(&format!(" 1 {U1}\n")), "{shown}");
+
+    // Read back from the pack, changed, and committed again: a few objects
+    // go loose.
+    assert_eq!(b.location_log(&paths[7]).expect("read").present(), vec![U1]);
+    b.log_location(&paths[7], U1, LogStatus::Missing)
+        .expect("log");
+    b.commit().expect("commit");
+    assert_eq!(object_counts(&dir), (before.0 + 5, before.1 + 1));
+    assert!(b
+        .location_log(&paths[7])
+        .expect("read")
+        .present()
+        .is_empty());
+    git(&dir, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        git(&dir, &["ls-tree", "-r", "--name-only", "git-annex"])
+            .lines()
+            .count(),
+        20
+    );
+}
+
+#[test]
+fn packs_past_gc_auto_pack_limit_are_collected() {
+    let (_t, dir) = new_git_repo(true);
+    git(&dir, &["config", "gc.autoPackLimit", "2"]);
+    git(&dir, &["config", "gc.autoDetach", "false"]);
+    let b = Branch::open(&dir).expect("open");
+    b.create().expect("create");
+    for round in 0..3 {
+        for i in 0..20 {
+            let p = location_log_path(&format!("{i:03x}/{round:03x}"), &format!("K{round}-{i}"));
+            b.log_location(&p, U1, LogStatus::Present).expect("log");
+        }
+        b.commit().expect("commit");
+    }
+    // The third pack made three, past the limit: git gc folded them.
+    let (_, packs) = object_counts(&dir);
+    assert!(packs <= 2, "{packs} packs");
+    git(&dir, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        git(&dir, &["ls-tree", "-r", "--name-only", "git-annex"])
+            .lines()
+            .count(),
+        60
+    );
+}

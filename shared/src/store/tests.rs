@@ -130,7 +130,9 @@ fn transfer_info_while_receiving() {
     assert_eq!(rest, "sub/f.dat\n");
     let t = dir.path().join("annex/transfer/download");
     assert!(t.join(format!("lck/lck.{HELLO_KEY}")).exists());
-    assert!(t.join(format!("{UUID}/lck.{HELLO_KEY}")).exists());
+    // Not the per-UUID lock of git-annex 10.20240227 and older (see
+    // `transfer`): one file less created and deleted per received key.
+    assert!(!t.join(format!("{UUID}/lck.{HELLO_KEY}")).exists());
     drop(inc);
     assert!(!t.join(format!("{UUID}/{HELLO_KEY}")).exists());
     assert!(!t.join(format!("lck/lck.{HELLO_KEY}")).exists());

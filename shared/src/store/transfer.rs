@@ -5,9 +5,15 @@
 //!
 //! * info file `<dir>/<uuid>/<keyfile>`: `<start time>s\n<assoc file>\n`,
 //!   present while the transfer runs;
-//! * lock `<dir>/<uuid>/lck.<keyfile>`, and for downloads also
-//!   `download/lck/lck.<keyfile>` (taken first; the per-UUID one is what
-//!   git-annex before 10.20240227 used);
+//! * lock `upload/<uuid>/lck.<keyfile>`, for downloads
+//!   `download/lck/lck.<keyfile>` alone. git-annex also takes
+//!   `download/<uuid>/lck.<keyfile>`, only to exclude git-annex 10.20240227
+//!   and older (which took just that one) from receiving the same key from
+//!   the same remote at once; every later git-annex takes the per-key lock
+//!   first and tells running transfers by it. We leave the old lock out: it
+//!   was a file created and deleted per received key, and what an old
+//!   git-annex writing the same temp file could do is caught by the hash
+//!   check before anything is moved into the store;
 //! * on failure `failed/<dir>/<uuid>/<keyfile>` with the info, removed again
 //!   by a later success.
 
@@ -64,7 +70,7 @@ impl TransferRecord {
         let lck = format!("lck.{kf}");
         let lock_paths = match direction {
             Direction::Upload => vec![uuid_dir.join(&lck)],
-            Direction::Download => vec![tdir.join("download/lck").join(&lck), uuid_dir.join(&lck)],
+            Direction::Download => vec![tdir.join("download/lck").join(&lck)],
         };
         let info = format!("{}\n{}\n", PosixTime::now(), assoc_file.unwrap_or("")).into_bytes();
         let mut record = TransferRecord {
