@@ -181,13 +181,13 @@ struct P2pHttpCli {
     /// Seconds a body may make no progress before it is cut off (default 120).
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
-    /// Not yet supported (HTTPS).
+    /// Serve HTTPS with this certificate (PEM); needs --privatekeyfile.
     #[arg(long, value_name = "FILE")]
     certfile: Option<PathBuf>,
-    /// Not yet supported (HTTPS).
+    /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE")]
     privatekeyfile: Option<PathBuf>,
-    /// Not yet supported (HTTPS).
+    /// Intermediate certificates sent after --certfile (PEM; repeatable).
     #[arg(long, value_name = "FILE")]
     chainfile: Vec<PathBuf>,
     /// Not yet supported (serving every repository under a directory).
@@ -207,9 +207,6 @@ struct P2pHttpCli {
 impl P2pHttpCli {
     fn resolve(&self) -> P2pHttpArgs {
         let given = [
-            ("--certfile", self.certfile.is_some()),
-            ("--privatekeyfile", self.privatekeyfile.is_some()),
-            ("--chainfile", !self.chainfile.is_empty()),
             ("--directory", !self.directory.is_empty()),
             ("--socket", self.socket.is_some()),
             ("--proxyconnections", self.proxyconnections.is_some()),
@@ -230,6 +227,9 @@ impl P2pHttpCli {
             queue: self.queue,
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
+            certfile: self.certfile.clone(),
+            privatekeyfile: self.privatekeyfile.clone(),
+            chainfile: self.chainfile.clone(),
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
         }
     }

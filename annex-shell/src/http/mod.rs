@@ -43,6 +43,7 @@ mod reply;
 mod requests;
 pub mod route;
 mod session;
+pub mod tls;
 mod transfer;
 
 use std::convert::Infallible;
@@ -104,6 +105,8 @@ pub struct Options {
     pub limits: Limits,
     pub locked_files: usize,
     pub lock_retention: Duration,
+    /// `--certfile` and friends: serve HTTPS only.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,8 @@ pub enum HttpError {
     },
     #[error("accepting a connection: {0}")]
     Accept(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What every request shares.
@@ -128,11 +133,13 @@ struct State {
     jobs: Arc<Semaphore>,
     waiting: AtomicUsize,
     locks: Arc<locks::Locks>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Listen and serve until killed; `ready` hears the bound address.
 pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), HttpError> {
     check_repo(&opts.dir)?;
+    let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|source| HttpError::Bind {
@@ -147,6 +154,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         waiting: AtomicUsize::new(0),
         locks: locks::Locks::new(opts.locked_files, opts.lock_retention),
         limits: opts.limits,
+        tls,
     });
     let connections = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
     tracing::info!(%bound, "p2phttp listening");
@@ -167,7 +175,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         let _ = stream.set_nodelay(true);
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(slot) => {
-                tokio::spawn(connection(stream, Arc::clone(&state), slot));
+                tokio::spawn(accepted(stream, Arc::clone(&state), slot));
             }
             Err(_) => refuse_busy(stream),
         }
@@ -192,11 +200,28 @@ fn refuse_busy(stream: TcpStream) {
     tracing::info!("p2phttp: connection refused, at the connection cap");
 }
 
-async fn connection(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphorePermit) {
+/// A new connection: through TLS first when the server has it.
+async fn accepted(stream: TcpStream, state: Arc<State>, slot: OwnedSemaphorePermit) {
+    match &state.tls {
+        None => connection(stream, false, Arc::clone(&state), slot).await,
+        Some(acceptor) => {
+            let deadline = state.limits.header_timeout;
+            if let Some(tls) = tls::handshake(acceptor, stream, deadline).await {
+                connection(tls, true, Arc::clone(&state), slot).await;
+            }
+        }
+    }
+}
+
+async fn connection<S>(stream: S, secure: bool, state: Arc<State>, _slot: OwnedSemaphorePermit)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let activity = idle::Activity::new();
     let io = hyper_util::rt::TokioIo::new(idle::Watched::new(stream, activity.clone()));
     let svc_state = Arc::clone(&state);
-    let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&svc_state)));
+    let service =
+        hyper::service::service_fn(move |req| handle(req, secure, Arc::clone(&svc_state)));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
@@ -267,6 +292,7 @@ impl Request<'_> {
 
 async fn handle(
     req: hyper::Request<Incoming>,
+    secure: bool,
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
@@ -279,7 +305,7 @@ async fn handle(
     let authorization = parts.headers.get(hyper::header::AUTHORIZATION);
     let mode = match state
         .auth
-        .decide(false, authorization.map(|h| h.as_bytes()), ep.op.class())
+        .decide(secure, authorization.map(|h| h.as_bytes()), ep.op.class())
     {
         Ok(m) => m,
         Err(d) => return Ok(reply::denied(d)),
