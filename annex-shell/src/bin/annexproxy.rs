@@ -190,7 +190,8 @@ struct P2pHttpCli {
     /// Intermediate certificates sent after --certfile (PEM; repeatable).
     #[arg(long, value_name = "FILE")]
     chainfile: Vec<PathBuf>,
-    /// Not yet supported (serving every repository under a directory).
+    /// Serve every git-annex repository under this directory (repeatable),
+    /// found by UUID or by the URL's path; ones added later are found too.
     #[arg(long, value_name = "DIR")]
     directory: Vec<PathBuf>,
     /// Not yet supported (listening on a unix socket).
@@ -207,7 +208,6 @@ struct P2pHttpCli {
 impl P2pHttpCli {
     fn resolve(&self) -> P2pHttpArgs {
         let given = [
-            ("--directory", !self.directory.is_empty()),
             ("--socket", self.socket.is_some()),
             ("--proxyconnections", self.proxyconnections.is_some()),
             ("--clusterjobs", self.clusterjobs.is_some()),
@@ -230,6 +230,7 @@ impl P2pHttpCli {
             certfile: self.certfile.clone(),
             privatekeyfile: self.privatekeyfile.clone(),
             chainfile: self.chainfile.clone(),
+            directory: self.directory.clone(),
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
         }
     }

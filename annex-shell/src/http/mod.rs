@@ -37,6 +37,7 @@
 //! request bodies for keeplocked and put) is set here directly.
 
 pub mod auth;
+pub mod directory;
 mod idle;
 mod locks;
 mod reply;
@@ -107,6 +108,8 @@ pub struct Options {
     pub lock_retention: Duration,
     /// `--certfile` and friends: serve HTTPS only.
     pub tls: Option<tls::TlsFiles>,
+    /// `--directory`: serve every repository under these, not `dir`.
+    pub directory: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +126,8 @@ pub enum HttpError {
     Accept(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
 }
 
 /// What every request shares.
@@ -134,11 +139,24 @@ struct State {
     waiting: AtomicUsize,
     locks: Arc<locks::Locks>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// With `--directory`: the repositories, found by UUID or path.
+    repos: Option<Arc<directory::Repos>>,
 }
 
 /// Listen and serve until killed; `ready` hears the bound address.
 pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), HttpError> {
-    check_repo(&opts.dir)?;
+    let repos = if opts.directory.is_empty() {
+        check_repo(&opts.dir)?;
+        None
+    } else {
+        let roots = opts.directory.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            directory::Repos::new(&roots, directory::RESCAN_EVERY)
+        })
+        .await
+        .expect("the first walk of --directory does not panic")?;
+        Some(Arc::new(found))
+    };
     let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
@@ -155,6 +173,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         locks: locks::Locks::new(opts.locked_files, opts.lock_retention),
         limits: opts.limits,
         tls,
+        repos,
     });
     let connections = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
     tracing::info!(%bound, "p2phttp listening");
@@ -235,6 +254,8 @@ where
 /// One request, as the client is to see it.
 pub(crate) struct Request<'a> {
     state: &'a State,
+    /// The repository serving it.
+    dir: PathBuf,
     ep: &'a Endpoint,
     mode: ServerMode,
 }
@@ -257,7 +278,7 @@ impl Request<'_> {
     async fn open_session(&self) -> Result<SessionClient, Response<Body>> {
         let server = self.ep.server.as_str();
         let target = Target {
-            dir: &self.state.dir,
+            dir: &self.dir,
             server,
             // The unversioned endpoint has no client; as git-annex, the
             // server stands in for it.
@@ -311,16 +332,35 @@ async fn handle(
         Err(d) => return Ok(reply::denied(d)),
     };
     drop(_entered);
+    let Some(dir) = repository(&state, parts.uri.path(), &ep.server).await else {
+        return Ok(reply::empty(hyper::StatusCode::NOT_FOUND));
+    };
     let data_length = parts
         .headers
         .get(reply::DATA_LENGTH)
         .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()));
     let r = Request {
         state: &state,
+        dir,
         ep: &ep,
         mode,
     };
     Ok(dispatch(&r, data_length, body).await)
+}
+
+/// The repository a request is for: the one served, or with
+/// `--directory` the one its path or server UUID names.
+async fn repository(state: &State, path: &str, server: &str) -> Option<PathBuf> {
+    let Some(repos) = &state.repos else {
+        return Some(state.dir.clone());
+    };
+    let repos = Arc::clone(repos);
+    let (prefix, server) = (directory::prefix_of(path), server.to_owned());
+    // A walk of the roots blocks.
+    tokio::task::spawn_blocking(move || repos.find(&prefix, &server))
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn dispatch(

@@ -34,6 +34,7 @@ pub struct P2pHttpArgs {
     pub certfile: Option<PathBuf>,
     pub privatekeyfile: Option<PathBuf>,
     pub chainfile: Vec<PathBuf>,
+    pub directory: Vec<PathBuf>,
     /// Options given that are not supported yet (by their flag).
     pub unsupported: Vec<&'static str>,
 }
@@ -113,6 +114,7 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
         locked_files: positive(a.locked_files, "--lockedfiles", http::DEFAULT_LOCKED_FILES)?,
         lock_retention: http::RETENTION,
         tls: tls_files(a)?,
+        directory: a.directory.clone(),
     })
 }
 
