@@ -95,6 +95,15 @@ impl Repos {
         found.by_uuid.get(uuid).cloned()
     }
 
+    /// The repository `prefix` names (for git's requests, which carry no
+    /// UUID). Blocks on the file system.
+    pub fn find_by_path(&self, prefix: &str) -> Option<PathBuf> {
+        if prefix.is_empty() {
+            return None;
+        }
+        self.by_path(prefix)
+    }
+
     /// `prefix` under the first root that has it, if it is a repository.
     /// Only plain names: no `..`, nothing hidden, nothing absolute.
     fn by_path(&self, prefix: &str) -> Option<PathBuf> {

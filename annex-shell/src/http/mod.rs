@@ -37,7 +37,9 @@
 //! request bodies for keeplocked and put) is set here directly.
 
 pub mod auth;
+mod cgi;
 pub mod directory;
+pub mod git;
 mod idle;
 mod locks;
 mod reply;
@@ -317,6 +319,9 @@ async fn handle(
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
+    if let Some(g) = git::GitRequest::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
+        return Ok(git::serve(g, parts, body, secure, state).await);
+    }
     let ep = match route::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(ep) => ep,
         Err(e) => return Ok(reply::route_error(&e)),
