@@ -194,6 +194,11 @@ struct P2pHttpCli {
     /// found by UUID or by the URL's path; ones added later are found too.
     #[arg(long, value_name = "DIR")]
     directory: Vec<PathBuf>,
+    /// Ours: believe X-Annexproxy-User and X-Annexproxy-Mode
+    /// (readwrite, appendonly, readonly, none) from loopback peers: a forge
+    /// or reverse proxy on this host that authenticated the user.
+    #[arg(long = "forge-headers")]
+    forge_headers: bool,
     /// Not yet supported (listening on a unix socket).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
@@ -231,6 +236,7 @@ impl P2pHttpCli {
             privatekeyfile: self.privatekeyfile.clone(),
             chainfile: self.chainfile.clone(),
             directory: self.directory.clone(),
+            forge_headers: self.forge_headers,
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
         }
     }

@@ -87,16 +87,12 @@ pub(super) async fn serve(
     g: GitRequest,
     parts: Parts,
     body: Incoming,
-    secure: bool,
+    peer: super::forge::Peer,
     state: Arc<State>,
 ) -> Response<Body> {
     let span = tracing::info_span!("git-http", tail = g.tail, repo = %g.prefix);
     let _entered = span.enter();
-    let authorization = parts.headers.get(hyper::header::AUTHORIZATION);
-    let mode = match state
-        .auth
-        .decide(secure, authorization.map(|h| h.as_bytes()), g.class())
-    {
+    let mode = match super::forge::authorize(&state.auth, peer, &parts.headers, g.class()) {
         Ok(m) => m,
         Err(d) => return reply::denied(d),
     };
@@ -105,7 +101,7 @@ pub(super) async fn serve(
         return reply::empty(StatusCode::NOT_FOUND);
     };
     match g.service {
-        Service::Config => config(dir, &parts, secure, &g.prefix).await,
+        Service::Config => config(dir, &parts, peer.secure, &g.prefix).await,
         _ => {
             let deadline = state.limits.idle_timeout;
             super::cgi::http_backend(super::cgi::Cgi {

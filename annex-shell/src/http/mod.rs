@@ -39,6 +39,7 @@
 pub mod auth;
 mod cgi;
 pub mod directory;
+pub mod forge;
 pub mod git;
 mod idle;
 mod locks;
@@ -50,7 +51,7 @@ pub mod tls;
 mod transfer;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -112,6 +113,8 @@ pub struct Options {
     pub tls: Option<tls::TlsFiles>,
     /// `--directory`: serve every repository under these, not `dir`.
     pub directory: Vec<PathBuf>,
+    /// `--forge-headers`: believe a loopback peer's user and mode headers.
+    pub forge_headers: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,7 @@ struct State {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// With `--directory`: the repositories, found by UUID or path.
     repos: Option<Arc<directory::Repos>>,
+    forge_headers: bool,
 }
 
 /// Listen and serve until killed; `ready` hears the bound address.
@@ -176,13 +180,14 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         limits: opts.limits,
         tls,
         repos,
+        forge_headers: opts.forge_headers,
     });
     let connections = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
     tracing::info!(%bound, "p2phttp listening");
     ready(bound);
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok((s, peer)) => (s, peer.ip()),
             // A peer gone before we got to it, or a shortage of fds, must
             // not stop the server.
             Err(e) => {
@@ -196,7 +201,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         let _ = stream.set_nodelay(true);
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(slot) => {
-                tokio::spawn(accepted(stream, Arc::clone(&state), slot));
+                tokio::spawn(accepted(stream, peer, Arc::clone(&state), slot));
             }
             Err(_) => refuse_busy(stream),
         }
@@ -222,27 +227,27 @@ fn refuse_busy(stream: TcpStream) {
 }
 
 /// A new connection: through TLS first when the server has it.
-async fn accepted(stream: TcpStream, state: Arc<State>, slot: OwnedSemaphorePermit) {
+async fn accepted(stream: TcpStream, ip: IpAddr, state: Arc<State>, slot: OwnedSemaphorePermit) {
+    let peer = |secure| forge::Peer::new(secure, Some(ip), state.forge_headers);
     match &state.tls {
-        None => connection(stream, false, Arc::clone(&state), slot).await,
+        None => connection(stream, peer(false), Arc::clone(&state), slot).await,
         Some(acceptor) => {
             let deadline = state.limits.header_timeout;
             if let Some(tls) = tls::handshake(acceptor, stream, deadline).await {
-                connection(tls, true, Arc::clone(&state), slot).await;
+                connection(tls, peer(true), Arc::clone(&state), slot).await;
             }
         }
     }
 }
 
-async fn connection<S>(stream: S, secure: bool, state: Arc<State>, _slot: OwnedSemaphorePermit)
+async fn connection<S>(stream: S, peer: forge::Peer, state: Arc<State>, _slot: OwnedSemaphorePermit)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = idle::Activity::new();
     let io = hyper_util::rt::TokioIo::new(idle::Watched::new(stream, activity.clone()));
     let svc_state = Arc::clone(&state);
-    let service =
-        hyper::service::service_fn(move |req| handle(req, secure, Arc::clone(&svc_state)));
+    let service = hyper::service::service_fn(move |req| handle(req, peer, Arc::clone(&svc_state)));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
@@ -315,12 +320,12 @@ impl Request<'_> {
 
 async fn handle(
     req: hyper::Request<Incoming>,
-    secure: bool,
+    peer: forge::Peer,
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     if let Some(g) = git::GitRequest::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
-        return Ok(git::serve(g, parts, body, secure, state).await);
+        return Ok(git::serve(g, parts, body, peer, state).await);
     }
     let ep = match route::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(ep) => ep,
@@ -328,11 +333,7 @@ async fn handle(
     };
     let span = tracing::info_span!("p2phttp", op = ep.op.name(), server = %ep.server);
     let _entered = span.enter();
-    let authorization = parts.headers.get(hyper::header::AUTHORIZATION);
-    let mode = match state
-        .auth
-        .decide(secure, authorization.map(|h| h.as_bytes()), ep.op.class())
-    {
+    let mode = match forge::authorize(&state.auth, peer, &parts.headers, ep.op.class()) {
         Ok(m) => m,
         Err(d) => return Ok(reply::denied(d)),
     };

@@ -35,6 +35,7 @@ pub struct P2pHttpArgs {
     pub privatekeyfile: Option<PathBuf>,
     pub chainfile: Vec<PathBuf>,
     pub directory: Vec<PathBuf>,
+    pub forge_headers: bool,
     /// Options given that are not supported yet (by their flag).
     pub unsupported: Vec<&'static str>,
 }
@@ -115,6 +116,7 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
         lock_retention: http::RETENTION,
         tls: tls_files(a)?,
         directory: a.directory.clone(),
+        forge_headers: a.forge_headers,
     })
 }
 
@@ -153,7 +155,7 @@ pub fn run(dir: &Path, a: &P2pHttpArgs, out: &mut dyn Write) -> Result<(), P2pHt
 
 fn warn_about(opts: &Options) {
     let auth = &opts.auth;
-    if auth.unauth.is_none() && !auth.authenv_http {
+    if auth.unauth.is_none() && !auth.authenv_http && !opts.forge_headers {
         // As git-annex: it starts, and answers 401 to everything.
         tracing::warn!(
             "no --wideopen, --unauth-* or --authenv-http: every request will be refused (401)"
