@@ -2,10 +2,12 @@
 //! same host that authenticated the user hands over its mode for the
 //! repository in `X-Annexproxy-Mode` (and the user in
 //! `X-Annexproxy-User`); the server believes it only when told to, for
-//! the annex API and git alike.
+//! the annex API and git alike, from loopback peers or the `--socket`.
 
 use annexproxy_tests::http_raw::{self, Reply};
 use annexproxy_tests::p2phttp::HttpServer;
+use annexproxy_tests::serve_p2p::Listener;
+use annexproxy_tests::{ServerKind, TestEnv};
 
 fn as_forge(s: &HttpServer, path_and_query: &str, mode: Option<&str>, body: &[u8]) -> Reply {
     let target = format!("/git-annex/{}/{path_and_query}", s.uuid);
@@ -80,4 +82,50 @@ fn forge_headers_are_ignored_unless_trusted() {
     assert_eq!(as_forge(&s, &put, Some("readwrite"), &content).status, 403);
     let check = format!("v4/checkpresent?key={key}&clientuuid=c1");
     assert_eq!(as_forge(&s, &check, Some("none"), b"").status, 200);
+}
+
+/// `--socket`: the server on a unix socket, whose peers (whoever the
+/// socket's permissions let in) the forge headers are believed from.
+#[test]
+fn forge_on_a_unix_socket() {
+    use std::io::{BufReader, Write};
+    use std::os::unix::net::UnixStream;
+
+    let env = TestEnv::new(ServerKind::Ours);
+    let repo = env.server_nonbare("server");
+    env.annexproxy(&repo, &["init", "server"]).ok();
+    let uuid = env.server_uuid(&repo);
+    let path = env.root().join("p2phttp.sock");
+    let path_arg = path.display().to_string();
+    let server = Listener::start_command(
+        &env,
+        &repo,
+        "p2phttp",
+        &["--socket", &path_arg, "--forge-headers"],
+        &[],
+    );
+    assert_eq!(server.bound, path_arg);
+    let (key, content) = HttpServer::made_up_key(33, 2_000);
+    let ask = |op: &str, mode: Option<&str>, body: &[u8]| {
+        let mut s = UnixStream::connect(&path).expect("connect to the socket");
+        let mut head = format!(
+            "POST /git-annex/{uuid}/v4/{op}?key={key}&clientuuid=c1&offset=0 HTTP/1.1\r\n\
+             Host: localhost\r\nContent-Length: {}\r\nX-git-annex-data-length: {}\r\n",
+            body.len(),
+            body.len()
+        );
+        if let Some(m) = mode {
+            head.push_str(&format!("X-Annexproxy-Mode: {m}\r\n"));
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).expect("send head");
+        s.write_all(body).expect("send body");
+        http_raw::read_reply(&mut BufReader::new(s))
+    };
+    assert_eq!(ask("checkpresent", None, b"").status, 401);
+    assert_eq!(ask("put", Some("readonly"), &content).status, 403);
+    let stored = ask("put", Some("appendonly"), &content);
+    assert_eq!(stored.json()["stored"], true, "{stored:?}");
+    let present = ask("checkpresent", Some("readonly"), b"");
+    assert_eq!(present.json()["present"], true, "{present:?}");
 }

@@ -199,7 +199,8 @@ struct P2pHttpCli {
     /// or reverse proxy on this host that authenticated the user.
     #[arg(long = "forge-headers")]
     forge_headers: bool,
-    /// Not yet supported (listening on a unix socket).
+    /// Listen on this unix socket instead of TCP (plain HTTP, for a proxy
+    /// in front; with --forge-headers its peers are believed).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Not yet supported (connections kept open to proxied remotes).
@@ -213,7 +214,6 @@ struct P2pHttpCli {
 impl P2pHttpCli {
     fn resolve(&self) -> P2pHttpArgs {
         let given = [
-            ("--socket", self.socket.is_some()),
             ("--proxyconnections", self.proxyconnections.is_some()),
             ("--clusterjobs", self.clusterjobs.is_some()),
         ];
@@ -237,6 +237,7 @@ impl P2pHttpCli {
             chainfile: self.chainfile.clone(),
             directory: self.directory.clone(),
             forge_headers: self.forge_headers,
+            socket: self.socket.clone(),
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
         }
     }

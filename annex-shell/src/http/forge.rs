@@ -6,8 +6,9 @@
 //! - `X-Annexproxy-User: <name>` (for the logs),
 //! - `X-Annexproxy-Mode: readwrite | appendonly | readonly | none`.
 //!
-//! They are believed only from a loopback peer (the forge on the same
-//! host); from anyone else they are ignored and the request is
+//! They are believed only from the `--socket`'s peers (whom its file
+//! permissions let in) and loopback ones (the forge on the same host);
+//! from anyone else they are ignored and the request is
 //! authorised as usual. A forge decides per repository by setting the
 //! mode for the repository the URL names (with `--directory`, one
 //! server serves them all). Without the mode header a request from the

@@ -49,6 +49,7 @@ pub mod route;
 mod session;
 pub mod tls;
 mod transfer;
+mod unix;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -115,6 +116,8 @@ pub struct Options {
     pub directory: Vec<PathBuf>,
     /// `--forge-headers`: believe a loopback peer's user and mode headers.
     pub forge_headers: bool,
+    /// `--socket`: listen on this unix socket instead of `addr`.
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +136,14 @@ pub enum HttpError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Directory(#[from] directory::DirectoryError),
+    #[error("cannot listen on {}: {source}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--socket serves plain HTTP: give TLS to the proxy in front")]
+    SocketTls,
 }
 
 /// What every request shares.
@@ -149,8 +160,9 @@ struct State {
     forge_headers: bool,
 }
 
-/// Listen and serve until killed; `ready` hears the bound address.
-pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), HttpError> {
+/// Listen and serve until killed; `ready` hears the bound address (or
+/// the socket's path).
+pub async fn serve(opts: Options, ready: impl FnOnce(String)) -> Result<(), HttpError> {
     let repos = if opts.directory.is_empty() {
         check_repo(&opts.dir)?;
         None
@@ -164,13 +176,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         Some(Arc::new(found))
     };
     let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
-    let listener = tokio::net::TcpListener::bind(opts.addr)
-        .await
-        .map_err(|source| HttpError::Bind {
-            addr: opts.addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(HttpError::Accept)?;
+    let (addr, socket) = (opts.addr, opts.socket);
     let state = Arc::new(State {
         dir: opts.dir,
         auth: opts.auth,
@@ -183,8 +189,15 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         forge_headers: opts.forge_headers,
     });
     let connections = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
+    if let Some(path) = socket {
+        return unix::serve(&path, state, connections, ready).await;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(HttpError::Accept)?;
     tracing::info!(%bound, "p2phttp listening");
-    ready(bound);
+    ready(bound.to_string());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok((s, peer)) => (s, peer.ip()),
@@ -219,9 +232,11 @@ fn check_repo(dir: &Path) -> Result<(), HttpError> {
         .ok_or_else(|| bad("not a git-annex repository".into()))
 }
 
+/// The answer to a connection over the cap.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\ntoo many clients\r\n";
+
 /// One connection over the cap: 503, written without waiting, and closed.
 fn refuse_busy(stream: TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\ntoo many clients\r\n";
     let _ = stream.try_write(BUSY);
     tracing::info!("p2phttp: connection refused, at the connection cap");
 }

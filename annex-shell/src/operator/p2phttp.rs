@@ -36,6 +36,7 @@ pub struct P2pHttpArgs {
     pub chainfile: Vec<PathBuf>,
     pub directory: Vec<PathBuf>,
     pub forge_headers: bool,
+    pub socket: Option<PathBuf>,
     /// Options given that are not supported yet (by their flag).
     pub unsupported: Vec<&'static str>,
 }
@@ -117,6 +118,7 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
         tls: tls_files(a)?,
         directory: a.directory.clone(),
         forge_headers: a.forge_headers,
+        socket: a.socket.clone(),
     })
 }
 
