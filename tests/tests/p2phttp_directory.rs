@@ -2,27 +2,35 @@
 //! a root, found by the UUID the client puts in the URL or by the URL's
 //! path, including a repository made after the server started.
 
+use std::path::Path;
+
 use annexproxy_tests::http_raw;
 use annexproxy_tests::p2phttp::HttpServer;
 use annexproxy_tests::{ServerKind, TestEnv};
+
+/// `repo` (at `<root>/team/<name>`) initialised, and `--directory <root>`
+/// served wide open.
+fn serve_root_of(env: TestEnv, repo: &Path) -> HttpServer {
+    env.annexproxy(repo, &["init", "first"]).ok();
+    let root = repo
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("the root above team/")
+        .display()
+        .to_string();
+    HttpServer::serve(
+        env,
+        repo.to_owned(),
+        &["--wideopen", "--directory", &root],
+        &[],
+    )
+}
 
 #[test]
 fn two_repositories_one_added_after_start() {
     let env = TestEnv::new(ServerKind::Ours);
     let a = env.server_nonbare("team/a");
-    env.annexproxy(&a, &["init", "a"]).ok();
-    let root = a
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("the root above team/a")
-        .to_owned();
-    let root_arg = root.display().to_string();
-    let s = HttpServer::serve(
-        env,
-        a.clone(),
-        &["--wideopen", "--directory", &root_arg],
-        &[],
-    );
+    let s = serve_root_of(env, &a);
     let env = &s.env;
 
     let cli_a = s.client("cli-a");
@@ -74,4 +82,44 @@ fn two_repositories_one_added_after_start() {
     assert_eq!(check("/team", &uuid_b).status, 404);
     assert_eq!(check("/team/..", &uuid_b).status, 404);
     assert_eq!(check("", "no-such-uuid").status, 404);
+}
+
+/// git over HTTP under `--directory`: the URL's path names the repository,
+/// and the `annex.url` its `/config` gives leads the client back to it.
+#[test]
+fn git_clone_by_path_then_annex_get() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let x = env.server_bare("team/x.git");
+    let s = serve_root_of(env, &x);
+    let env = &s.env;
+    let home = env.root().to_owned();
+    env.git(
+        &home,
+        &[
+            "config",
+            "--global",
+            "annex.security.allowed-ip-addresses",
+            "all",
+        ],
+    )
+    .ok();
+    let url = format!("http://{}/team/x.git", s.addr);
+
+    let writer = env.clone_url(&url, "writer");
+    env.add_file(&writer, "x.txt", b"under a root\n");
+    env.annex(&writer, &["copy", "--to", "origin", "x.txt"])
+        .ok();
+    let branch = env.oracle(&x, &["symbolic-ref", "HEAD"]).ok().stdout;
+    let to_branch = format!("HEAD:{}", branch.trim());
+    env.git(&writer, &["push", "-q", "origin", &to_branch]).ok();
+
+    let reader = env.clone_url(&url, "reader");
+    env.annex(&reader, &["get", "x.txt"]).ok();
+    assert_eq!(
+        std::fs::read(reader.join("x.txt")).expect("read"),
+        b"under a root\n"
+    );
+    // A path that is no repository under the root.
+    let nothing = format!("http://{}/team/y.git", s.addr);
+    env.git(&home, &["ls-remote", &nothing]).fails();
 }
