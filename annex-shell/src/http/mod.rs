@@ -35,6 +35,10 @@
 //! plainly than extractors would; and the connection-level behaviour
 //! (header deadline, connection cap answered 503, TCP_NODELAY, streamed
 //! request bodies for keeplocked and put) is set here directly.
+//!
+//! Around that core: [`tls`] (HTTPS), [`directory`] (many repositories),
+//! [`git`] with `cgi` (git's smart HTTP and `/config` beside the API),
+//! [`forge`] (who decides a request's mode) and `unix` (`--socket`).
 
 pub mod auth;
 mod cgi;
