@@ -68,6 +68,19 @@ fn the_forge_decides_each_request_mode() {
     };
     push("readonly").fails().says("403");
     push("readwrite").ok();
+    // Append-only: no deleting a branch.
+    env.git(
+        &cli,
+        &[
+            "-c",
+            &header("appendonly"),
+            "push",
+            "origin",
+            ":refs/heads/forge",
+        ],
+    )
+    .fails()
+    .says("deletion prohibited");
     let head = env.git(&cli, &["rev-parse", "HEAD"]).ok().stdout;
     let there = env.oracle(&s.repo, &["rev-parse", "refs/heads/forge"]).ok();
     assert_eq!(there.stdout, head);
