@@ -15,7 +15,8 @@
 //! - [`p2p_driver`]: `git-annex-shell p2pstdio` driven with raw protocol
 //!   lines, no ssh and no client, for byte-level Real-vs-Ours checks.
 //! - [`p2phttp`]: our `annexproxy p2phttp`, with clients made to reach it
-//!   only over HTTP; [`http_raw`]: HTTP/1.1 by hand, for exact replies.
+//!   only over HTTP; [`http_raw`]: HTTP/1.1 by hand, for exact replies;
+//!   [`tls`]: a throw-away CA for HTTPS.
 
 pub mod env;
 pub mod http_raw;
@@ -27,6 +28,7 @@ pub mod serve_p2p;
 pub mod socks;
 pub mod sshd;
 pub mod standin;
+pub mod tls;
 pub mod tools;
 
 pub use env::{ServerKind, TestEnv};

@@ -181,19 +181,26 @@ struct P2pHttpCli {
     /// Seconds a body may make no progress before it is cut off (default 120).
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
-    /// Not yet supported (HTTPS).
+    /// Serve HTTPS with this certificate (PEM); needs --privatekeyfile.
     #[arg(long, value_name = "FILE")]
     certfile: Option<PathBuf>,
-    /// Not yet supported (HTTPS).
+    /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE")]
     privatekeyfile: Option<PathBuf>,
-    /// Not yet supported (HTTPS).
+    /// Intermediate certificates sent after --certfile (PEM; repeatable).
     #[arg(long, value_name = "FILE")]
     chainfile: Vec<PathBuf>,
-    /// Not yet supported (serving every repository under a directory).
+    /// Serve every git-annex repository under this directory (repeatable),
+    /// found by UUID or by the URL's path; ones added later are found too.
     #[arg(long, value_name = "DIR")]
     directory: Vec<PathBuf>,
-    /// Not yet supported (listening on a unix socket).
+    /// Ours: believe X-Annexproxy-User and X-Annexproxy-Mode
+    /// (readwrite, appendonly, readonly, none) from loopback peers: a forge
+    /// or reverse proxy on this host that authenticated the user.
+    #[arg(long = "forge-headers")]
+    forge_headers: bool,
+    /// Listen on this unix socket instead of TCP (plain HTTP, for a proxy
+    /// in front; with --forge-headers its peers are believed).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Not yet supported (connections kept open to proxied remotes).
@@ -207,11 +214,6 @@ struct P2pHttpCli {
 impl P2pHttpCli {
     fn resolve(&self) -> P2pHttpArgs {
         let given = [
-            ("--certfile", self.certfile.is_some()),
-            ("--privatekeyfile", self.privatekeyfile.is_some()),
-            ("--chainfile", !self.chainfile.is_empty()),
-            ("--directory", !self.directory.is_empty()),
-            ("--socket", self.socket.is_some()),
             ("--proxyconnections", self.proxyconnections.is_some()),
             ("--clusterjobs", self.clusterjobs.is_some()),
         ];
@@ -230,6 +232,12 @@ impl P2pHttpCli {
             queue: self.queue,
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
+            certfile: self.certfile.clone(),
+            privatekeyfile: self.privatekeyfile.clone(),
+            chainfile: self.chainfile.clone(),
+            directory: self.directory.clone(),
+            forge_headers: self.forge_headers,
+            socket: self.socket.clone(),
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
         }
     }

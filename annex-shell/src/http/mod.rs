@@ -35,18 +35,28 @@
 //! plainly than extractors would; and the connection-level behaviour
 //! (header deadline, connection cap answered 503, TCP_NODELAY, streamed
 //! request bodies for keeplocked and put) is set here directly.
+//!
+//! Around that core: [`tls`] (HTTPS), [`directory`] (many repositories),
+//! [`git`] with `cgi` (git's smart HTTP and `/config` beside the API),
+//! [`forge`] (who decides a request's mode) and `unix` (`--socket`).
 
 pub mod auth;
+mod cgi;
+pub mod directory;
+pub mod forge;
+pub mod git;
 mod idle;
 mod locks;
 mod reply;
 mod requests;
 pub mod route;
 mod session;
+pub mod tls;
 mod transfer;
+mod unix;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -104,6 +114,14 @@ pub struct Options {
     pub limits: Limits,
     pub locked_files: usize,
     pub lock_retention: Duration,
+    /// `--certfile` and friends: serve HTTPS only.
+    pub tls: Option<tls::TlsFiles>,
+    /// `--directory`: serve every repository under these, not `dir`.
+    pub directory: Vec<PathBuf>,
+    /// `--forge-headers`: believe a loopback peer's user and mode headers.
+    pub forge_headers: bool,
+    /// `--socket`: listen on this unix socket instead of `addr`.
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +136,18 @@ pub enum HttpError {
     },
     #[error("accepting a connection: {0}")]
     Accept(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
+    #[error("cannot listen on {}: {source}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--socket serves plain HTTP: give TLS to the proxy in front")]
+    SocketTls,
 }
 
 /// What every request shares.
@@ -128,18 +158,29 @@ struct State {
     jobs: Arc<Semaphore>,
     waiting: AtomicUsize,
     locks: Arc<locks::Locks>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// With `--directory`: the repositories, found by UUID or path.
+    repos: Option<Arc<directory::Repos>>,
+    forge_headers: bool,
 }
 
-/// Listen and serve until killed; `ready` hears the bound address.
-pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), HttpError> {
-    check_repo(&opts.dir)?;
-    let listener = tokio::net::TcpListener::bind(opts.addr)
+/// Listen and serve until killed; `ready` hears the bound address (or
+/// the socket's path).
+pub async fn serve(opts: Options, ready: impl FnOnce(String)) -> Result<(), HttpError> {
+    let repos = if opts.directory.is_empty() {
+        check_repo(&opts.dir)?;
+        None
+    } else {
+        let roots = opts.directory.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            directory::Repos::new(&roots, directory::RESCAN_EVERY)
+        })
         .await
-        .map_err(|source| HttpError::Bind {
-            addr: opts.addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(HttpError::Accept)?;
+        .expect("the first walk of --directory does not panic")?;
+        Some(Arc::new(found))
+    };
+    let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
+    let (addr, socket) = (opts.addr, opts.socket);
     let state = Arc::new(State {
         dir: opts.dir,
         auth: opts.auth,
@@ -147,13 +188,23 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         waiting: AtomicUsize::new(0),
         locks: locks::Locks::new(opts.locked_files, opts.lock_retention),
         limits: opts.limits,
+        tls,
+        repos,
+        forge_headers: opts.forge_headers,
     });
     let connections = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
+    if let Some(path) = socket {
+        return unix::serve(&path, state, connections, ready).await;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(HttpError::Accept)?;
     tracing::info!(%bound, "p2phttp listening");
-    ready(bound);
+    ready(bound.to_string());
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok((s, peer)) => (s, peer.ip()),
             // A peer gone before we got to it, or a shortage of fds, must
             // not stop the server.
             Err(e) => {
@@ -167,7 +218,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         let _ = stream.set_nodelay(true);
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(slot) => {
-                tokio::spawn(connection(stream, Arc::clone(&state), slot));
+                tokio::spawn(accepted(stream, peer, Arc::clone(&state), slot));
             }
             Err(_) => refuse_busy(stream),
         }
@@ -185,18 +236,37 @@ fn check_repo(dir: &Path) -> Result<(), HttpError> {
         .ok_or_else(|| bad("not a git-annex repository".into()))
 }
 
+/// The answer to a connection over the cap.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\ntoo many clients\r\n";
+
 /// One connection over the cap: 503, written without waiting, and closed.
 fn refuse_busy(stream: TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\ntoo many clients\r\n";
     let _ = stream.try_write(BUSY);
     tracing::info!("p2phttp: connection refused, at the connection cap");
 }
 
-async fn connection(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphorePermit) {
+/// A new connection: through TLS first when the server has it.
+async fn accepted(stream: TcpStream, ip: IpAddr, state: Arc<State>, slot: OwnedSemaphorePermit) {
+    let peer = |secure| forge::Peer::new(secure, Some(ip), state.forge_headers);
+    match &state.tls {
+        None => connection(stream, peer(false), Arc::clone(&state), slot).await,
+        Some(acceptor) => {
+            let deadline = state.limits.header_timeout;
+            if let Some(tls) = tls::handshake(acceptor, stream, deadline).await {
+                connection(tls, peer(true), Arc::clone(&state), slot).await;
+            }
+        }
+    }
+}
+
+async fn connection<S>(stream: S, peer: forge::Peer, state: Arc<State>, _slot: OwnedSemaphorePermit)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let activity = idle::Activity::new();
     let io = hyper_util::rt::TokioIo::new(idle::Watched::new(stream, activity.clone()));
     let svc_state = Arc::clone(&state);
-    let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&svc_state)));
+    let service = hyper::service::service_fn(move |req| handle(req, peer, Arc::clone(&svc_state)));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
@@ -210,6 +280,8 @@ async fn connection(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphoreP
 /// One request, as the client is to see it.
 pub(crate) struct Request<'a> {
     state: &'a State,
+    /// The repository serving it.
+    dir: PathBuf,
     ep: &'a Endpoint,
     mode: ServerMode,
 }
@@ -232,7 +304,7 @@ impl Request<'_> {
     async fn open_session(&self) -> Result<SessionClient, Response<Body>> {
         let server = self.ep.server.as_str();
         let target = Target {
-            dir: &self.state.dir,
+            dir: &self.dir,
             server,
             // The unversioned endpoint has no client; as git-annex, the
             // server stands in for it.
@@ -267,34 +339,53 @@ impl Request<'_> {
 
 async fn handle(
     req: hyper::Request<Incoming>,
+    peer: forge::Peer,
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
+    if let Some(g) = git::GitRequest::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
+        return Ok(git::serve(g, parts, body, peer, state).await);
+    }
     let ep = match route::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(ep) => ep,
         Err(e) => return Ok(reply::route_error(&e)),
     };
     let span = tracing::info_span!("p2phttp", op = ep.op.name(), server = %ep.server);
     let _entered = span.enter();
-    let authorization = parts.headers.get(hyper::header::AUTHORIZATION);
-    let mode = match state
-        .auth
-        .decide(false, authorization.map(|h| h.as_bytes()), ep.op.class())
-    {
+    let mode = match forge::authorize(&state.auth, peer, &parts.headers, ep.op.class()) {
         Ok(m) => m,
         Err(d) => return Ok(reply::denied(d)),
     };
     drop(_entered);
+    let Some(dir) = repository(&state, parts.uri.path(), &ep.server).await else {
+        return Ok(reply::empty(hyper::StatusCode::NOT_FOUND));
+    };
     let data_length = parts
         .headers
         .get(reply::DATA_LENGTH)
         .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()));
     let r = Request {
         state: &state,
+        dir,
         ep: &ep,
         mode,
     };
     Ok(dispatch(&r, data_length, body).await)
+}
+
+/// The repository a request is for: the one served, or with
+/// `--directory` the one its path or server UUID names.
+async fn repository(state: &State, path: &str, server: &str) -> Option<PathBuf> {
+    let Some(repos) = &state.repos else {
+        return Some(state.dir.clone());
+    };
+    let repos = Arc::clone(repos);
+    let (prefix, server) = (directory::prefix_of(path), server.to_owned());
+    // A walk of the roots blocks.
+    tokio::task::spawn_blocking(move || repos.find(&prefix, &server))
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn dispatch(

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::http::auth::AuthConfig;
@@ -31,6 +31,12 @@ pub struct P2pHttpArgs {
     pub queue: Option<usize>,
     pub header_timeout: Option<u64>,
     pub idle_timeout: Option<u64>,
+    pub certfile: Option<PathBuf>,
+    pub privatekeyfile: Option<PathBuf>,
+    pub chainfile: Vec<PathBuf>,
+    pub directory: Vec<PathBuf>,
+    pub forge_headers: bool,
+    pub socket: Option<PathBuf>,
     /// Options given that are not supported yet (by their flag).
     pub unsupported: Vec<&'static str>,
 }
@@ -41,6 +47,8 @@ pub enum P2pHttpError {
     Unsupported(&'static str),
     #[error("--bind {0}: not an IP address")]
     BadBind(String),
+    #[error("--certfile and --privatekeyfile go together")]
+    HalfTls,
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     #[error(transparent)]
@@ -107,7 +115,24 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
         limits,
         locked_files: positive(a.locked_files, "--lockedfiles", http::DEFAULT_LOCKED_FILES)?,
         lock_retention: http::RETENTION,
+        tls: tls_files(a)?,
+        directory: a.directory.clone(),
+        forge_headers: a.forge_headers,
+        socket: a.socket.clone(),
     })
+}
+
+/// HTTPS when given a certificate and its key (chain files only with them).
+fn tls_files(a: &P2pHttpArgs) -> Result<Option<http::tls::TlsFiles>, P2pHttpError> {
+    match (&a.certfile, &a.privatekeyfile) {
+        (Some(cert), Some(key)) => Ok(Some(http::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            chain: a.chainfile.clone(),
+        })),
+        (None, None) if a.chainfile.is_empty() => Ok(None),
+        _ => Err(P2pHttpError::HalfTls),
+    }
 }
 
 /// Serve until killed; says where it listens on `out` once it does.
@@ -132,7 +157,7 @@ pub fn run(dir: &Path, a: &P2pHttpArgs, out: &mut dyn Write) -> Result<(), P2pHt
 
 fn warn_about(opts: &Options) {
     let auth = &opts.auth;
-    if auth.unauth.is_none() && !auth.authenv_http {
+    if auth.unauth.is_none() && !auth.authenv_http && !opts.forge_headers {
         // As git-annex: it starts, and answers 401 to everything.
         tracing::warn!(
             "no --wideopen, --unauth-* or --authenv-http: every request will be refused (401)"

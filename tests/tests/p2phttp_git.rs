@@ -1,0 +1,89 @@
+//! git over HTTP from `annexproxy p2phttp`: real `git clone` of an
+//! `http://` URL, then real `git annex get`, against this one server and
+//! nothing else (git http-backend is run by it); pushes authorised by the
+//! same users and modes as the annex API.
+
+use std::path::Path;
+
+use annexproxy_tests::p2phttp::{assert_children_reaped, HttpServer};
+use annexproxy_tests::{ServerKind, TestEnv};
+
+/// Answers every credential question with `user`'s.
+fn as_user(env: &TestEnv, client: &Path, user: &str, password: &str) {
+    let helper = format!(
+        "!f() {{ test \"$1\" = get && printf 'username={user}\\npassword={password}\\n'; }}; f"
+    );
+    env.git(client, &["config", "credential.helper", &helper])
+        .ok();
+}
+
+#[test]
+fn clone_then_annex_get_and_pushes_by_mode() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let repo = env.server_bare("repo.git");
+    env.annexproxy(&repo, &["init", "srv"]).ok();
+    let s = HttpServer::serve(
+        env,
+        repo.clone(),
+        &["--authenv-http", "--unauth-readonly"],
+        &[
+            ("GIT_ANNEX_P2PHTTP_PASSWORD_alice", "pw1"),
+            ("GIT_ANNEX_P2PHTTP_PASSWORD_bob", "pw2"),
+            ("GIT_ANNEX_P2PHTTP_PERMISSIONS_bob", "readonly"),
+        ],
+    );
+    let env = &s.env;
+    let root = env.root().to_owned();
+    env.git(
+        &root,
+        &[
+            "config",
+            "--global",
+            "annex.security.allowed-ip-addresses",
+            "all",
+        ],
+    )
+    .ok();
+    let url = format!("http://{}/repo.git", s.addr);
+
+    // alice (read-write): clone anonymously, learn annex.url from /config,
+    // then add content over the API (the server logs where it is) and push
+    // the branch over git.
+    let alice = env.clone_url(&url, "alice");
+    let annex_url = env.git(&alice, &["config", "remote.origin.annexurl"]).ok();
+    assert_eq!(
+        annex_url.stdout.trim(),
+        format!("annex+http://{}/repo.git/git-annex/", s.addr)
+    );
+    as_user(env, &alice, "alice", "pw1");
+    env.add_file(&alice, "f.txt", b"over http\n");
+    let key = env.key_of(&alice, "f.txt");
+    env.annex(&alice, &["copy", "--to", "origin", "f.txt"]).ok();
+    assert!(env.server_has_content(&repo, &key));
+    // To the branch the server's HEAD names, which clones check out.
+    let branch = env.oracle(&repo, &["symbolic-ref", "HEAD"]).ok().stdout;
+    let branch = branch.trim();
+    let to_branch = format!("HEAD:{branch}");
+    env.git(&alice, &["push", "-q", "origin", &to_branch]).ok();
+    let pushed = env.git(&alice, &["rev-parse", "HEAD"]).ok().stdout;
+
+    // Anyone (--unauth-readonly): git clone, then git annex get.
+    let carol = env.clone_url(&url, "carol");
+    env.annex(&carol, &["get", "f.txt"]).ok();
+    assert_eq!(
+        std::fs::read(carol.join("f.txt")).expect("read"),
+        b"over http\n"
+    );
+
+    // bob (read-only) may fetch but not push.
+    let bob = env.clone_url(&url, "bob");
+    as_user(env, &bob, "bob", "pw2");
+    env.add_file(&bob, "g.txt", b"not to be pushed\n");
+    env.git(&bob, &["push", "origin", &to_branch])
+        .fails()
+        .says("403");
+    let server_master = env.oracle(&repo, &["rev-parse", branch]).ok();
+    assert_eq!(server_master.stdout, pushed);
+    // Every git http-backend it ran was waited for.
+    assert_children_reaped(s.http.pid());
+}
