@@ -285,6 +285,13 @@ impl TestEnv {
     /// after a scenario. Never part of what our server is judged on.
     #[track_caller]
     pub fn oracle(&self, dir: &Path, args: &[&str]) -> Out {
+        let mut cmd = self.oracle_git();
+        cmd.args(args);
+        run(cmd, dir)
+    }
+
+    /// Real git as the server user, with real git-annex on its PATH.
+    fn oracle_git(&self) -> Command {
         let mut cmd = Command::new("git");
         cmd.env_clear()
             .env("HOME", &self.server_home)
@@ -293,8 +300,16 @@ impl TestEnv {
                 format!("{}:{SYSTEM_PATH}", self.oracle_bin.display()),
             )
             .env("USER", tools::user_name())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args(args);
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        cmd
+    }
+
+    /// [`Self::oracle_annex`] with `vars` added to its environment (an
+    /// S3 remote's credentials, for `initremote`).
+    #[track_caller]
+    pub fn oracle_annex_with(&self, dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Out {
+        let mut cmd = self.oracle_git();
+        cmd.envs(vars.iter().copied()).arg("annex").args(args);
         run(cmd, dir)
     }
 

@@ -16,7 +16,9 @@
 //! - `setup`: `annexproxy initremote`, `enableremote`, `verifyremote`
 //!   against git-annex's records, and `status`;
 //! - `p2p`: the remote at a P2P address (`serve-p2p --for d`);
-//! - `versus`: real git-annex as the proxy against ours, in raw protocol.
+//! - `versus`: real git-annex as the proxy against ours, in raw protocol;
+//! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
+//!   and not, the bucket checked object by object.
 
 #[path = "special/world.rs"]
 mod world;
@@ -38,3 +40,6 @@ mod p2p;
 
 #[path = "special/versus.rs"]
 mod versus;
+
+#[path = "special/s3.rs"]
+mod s3;
