@@ -75,7 +75,7 @@ pub enum Kind {
     /// A bucket, and the credentials found for it (none for
     /// `signature=anonymous`, or none anywhere: the storage says so).
     S3 {
-        config: annex_s3::S3Config,
+        config: Box<annex_s3::S3Config>,
         creds: Option<annex_s3::S3Credentials>,
     },
 }
@@ -254,7 +254,7 @@ fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, S
         tracing::debug!(remote = name, ?source, "S3 credentials found");
     }
     Ok(Kind::S3 {
-        config,
+        config: Box::new(config),
         creds: found.map(|(c, _)| c),
     })
 }

@@ -80,7 +80,7 @@ where
                 .await
         }
         Kind::S3 { config, creds } => {
-            let storage = s3::S3::new(&remote.name, config.clone(), creds.clone())
+            let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| ServeError::Fatal(e.to_string()))?;
             let backend = remote::Special::new(storage, &remote, repo.branch());
             Session::new(conn, backend, rules)

@@ -18,6 +18,11 @@ use super::world::*;
 /// environment (it caches them in `annex/creds/<uuid>`, where our
 /// git-annex-shell finds them), proxied and `updateproxy`'d by us.
 fn s3_world(extra: &[&str]) -> World {
+    s3_world_by(Setup::Real, extra)
+}
+
+/// [`s3_world`], the remote made by `setup`.
+fn s3_world_by(setup: Setup, extra: &[&str]) -> World {
     let env = TestEnv::new(ServerKind::Ours);
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
@@ -49,7 +54,14 @@ fn s3_world(extra: &[&str]) -> World {
         ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID),
         ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY),
     ];
-    env.oracle_annex_with(&proxy, &args, &creds).ok();
+    match setup {
+        Setup::Real => env.oracle_annex_with(&proxy, &args, &creds).ok(),
+        Setup::Ours => {
+            let mut cmd = env.server_command("annexproxy");
+            cmd.envs(creds).args(&args);
+            annexproxy_tests::run::run(cmd, &proxy).ok()
+        }
+    };
     env.oracle(&proxy, &["config", "remote.d.annex-proxy", "true"])
         .ok();
     env.annexproxy(&proxy, &["updateproxy"])
@@ -80,8 +92,8 @@ fn pending_uploads(wd: &World) -> Vec<String> {
     moto::shared().list_uploads(wd.bucket.as_deref().expect("an S3 world"))
 }
 
-fn copy_get_fsck_drop_move(extra: &[&str], chunked: bool) {
-    let wd = s3_world(extra);
+fn copy_get_fsck_drop_move(setup: Setup, extra: &[&str], chunked: bool) {
+    let wd = s3_world_by(setup, extra);
     let (env, client) = (&wd.env, &wd.client);
     let big = pseudo_random_bytes(17, 300_000);
     env.add_file(client, "big.bin", &big);
@@ -137,12 +149,19 @@ fn copy_get_fsck_drop_move(extra: &[&str], chunked: bool) {
 
 #[test]
 fn unchunked_s3_remote_through_the_proxy() {
-    copy_get_fsck_drop_move(&[], false);
+    copy_get_fsck_drop_move(Setup::Real, &[], false);
+}
+
+/// A remote our `initremote` made (credentials cached, bucket claimed):
+/// served by our proxy, and real git-annex in the proxy takes it over.
+#[test]
+fn s3_remote_set_up_by_us_through_the_proxy() {
+    copy_get_fsck_drop_move(Setup::Ours, &["chunk=100000"], true);
 }
 
 #[test]
 fn chunked_s3_remote_through_the_proxy() {
-    copy_get_fsck_drop_move(&["chunk=100000"], true);
+    copy_get_fsck_drop_move(Setup::Real, &["chunk=100000"], true);
 }
 
 /// Wrong bytes with VALID, or the right ones with INVALID: FAILURE, and
@@ -215,4 +234,81 @@ fn interrupted_chunked_s3_upload_resumes_after_stored_chunks() {
     shell.finish().assert_exit(0);
     assert_eq!(objects(&wd).len(), 4);
     server_fsck_from_d(&wd);
+}
+
+/// `initremote d type=S3 …` by us and by real git-annex, each on a bucket
+/// of its own, credentials in the environment: the same records (bucket
+/// and UUID aside), the credentials cached the same way, and the
+/// bucket's `annex-uuid` object written.
+#[test]
+fn initremote_s3_writes_what_git_annex_writes() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let server = moto::shared();
+    let port = format!("port={}", server.port());
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY),
+    ];
+    let mut seen = Vec::new();
+    for ours in [true, false] {
+        let bucket = moto::unique_bucket("setup");
+        server.create_bucket(&bucket);
+        let bucket_param = format!("bucket={bucket}");
+        let args = [
+            "initremote",
+            "d",
+            "type=S3",
+            "host=127.0.0.1",
+            &port,
+            "protocol=http",
+            "requeststyle=path",
+            "signature=v4",
+            "encryption=none",
+            "chunk=1MiB",
+            &bucket_param,
+        ];
+        let repo = env.server_bare(if ours { "ours.git" } else { "real.git" });
+        env.annexproxy(&repo, &["init", "r"]).ok();
+        env.oracle(
+            &repo,
+            &["config", "annex.security.allowed-ip-addresses", "127.0.0.1"],
+        )
+        .ok();
+        let said = if ours {
+            let mut cmd = env.server_command("annexproxy");
+            cmd.envs(creds).args(args);
+            annexproxy_tests::run::run(cmd, &repo).ok().stdout
+        } else {
+            env.oracle_annex_with(&repo, &args, &creds).ok().stdout
+        };
+        assert!(
+            said.ends_with("ok\n(recording state in git...)\n"),
+            "{said}"
+        );
+        let uuid = d_uuid_in(&env, &repo);
+        let cached = std::fs::read_to_string(repo.join("annex/creds").join(&uuid))
+            .expect("credentials cached in annex/creds/<uuid>");
+        let records: Vec<String> = super::setup::records(&env, &repo)
+            .into_iter()
+            .map(|r| r.replace(&bucket, "BUCKET"))
+            .collect();
+        assert!(server
+            .list_objects(&bucket)
+            .contains(&"annex-uuid".to_owned()));
+        seen.push((records, cached, said));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert!(
+        !seen[0].0[1].contains(moto::SECRET_ACCESS_KEY),
+        "{:?}",
+        seen[0]
+    );
+}
+
+fn d_uuid_in(env: &TestEnv, repo: &std::path::Path) -> String {
+    env.oracle(repo, &["config", "remote.d.annex-uuid"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
 }

@@ -409,7 +409,7 @@ fn check_specials(repo: &Repo, rows: &mut [Row]) {
                     root.display()
                 )),
                 crate::special::Kind::S3 { config, creds } => {
-                    s3_reach(&special.name, config.clone(), creds.clone())
+                    s3_reach(&special.name, (**config).clone(), creds.clone())
                 }
             },
             Err(e) => Reach::No(e.to_string()),
