@@ -64,7 +64,7 @@ pub enum RemoteSetupError {
 enum TypeSetup {
     /// The directory, absolute (kept in git config, not remote.log).
     Directory(PathBuf),
-    S3(S3Setup),
+    S3(Box<S3Setup>),
 }
 
 impl TypeSetup {
@@ -129,7 +129,7 @@ fn check_type(
         config.get("chunksize").map(String::as_str),
     )?;
     if kind.as_deref() == Some("S3") {
-        return Ok(TypeSetup::S3(s3::prepare(name, uuid, config)?));
+        return Ok(TypeSetup::S3(Box::new(s3::prepare(name, uuid, config)?)));
     }
     let dir = check_directory(base, config)?;
     config.remove("directory");

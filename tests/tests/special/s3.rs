@@ -5,7 +5,7 @@
 //! corrupted uploads never appear under the key; an interrupted chunked
 //! upload resumes after the chunks the bucket holds.
 
-use annexproxy_tests::observe::{fsck_from, worktree_bytes};
+use annexproxy_tests::observe::{fsck_from, json_lines, worktree_bytes};
 use annexproxy_tests::p2p_driver::sha256e_key;
 use annexproxy_tests::pseudo_random_bytes;
 use annexproxy_tests::{ServerKind, TestEnv};
@@ -311,4 +311,27 @@ fn d_uuid_in(env: &TestEnv, repo: &std::path::Path) -> String {
         .stdout
         .trim()
         .to_string()
+}
+
+/// `annexproxy status` shows the S3 remote: a special remote whose bucket
+/// answers, with the keys the location log says it holds.
+#[test]
+fn status_shows_the_s3_remote() {
+    let wd = s3_world(&[]);
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, "f.txt", b"twelve bytes");
+    env.annex(client, &["copy", "--to", "origin-d", "f.txt"])
+        .ok();
+    env.wait_server_idle();
+    let out = env.annexproxy(&wd.proxy, &["status", "--json"]).ok();
+    let status = &json_lines(&out.stdout)[0];
+    let remotes = status["proxied"].as_array().expect("proxied");
+    let d = remotes
+        .iter()
+        .find(|r| r["name"] == "d")
+        .unwrap_or_else(|| panic!("no d in {out}"));
+    assert_eq!(d["kind"], "special", "{out}");
+    assert_eq!(d["reachable"], true, "{out}");
+    assert_eq!(d["keys"], 1, "{out}");
+    assert_eq!(d["bytes"], 12, "{out}");
 }

@@ -435,7 +435,8 @@ fn s3_reach(
         Ok(r) => r,
         Err(e) => return Reach::No(e.to_string()),
     };
-    let answer = runtime.block_on(tokio::time::timeout(PROBE_TIMEOUT, storage.reachable()));
+    let answer =
+        runtime.block_on(async { tokio::time::timeout(PROBE_TIMEOUT, storage.reachable()).await });
     match answer {
         Ok(Ok(())) => Reach::Yes,
         Ok(Err(e)) => Reach::No(one_line(&e.to_string())),
