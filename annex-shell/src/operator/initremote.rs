@@ -57,7 +57,13 @@ pub enum RemoteSetupError {
     #[error(transparent)]
     Chunk(#[from] ChunkConfigError),
     #[error(transparent)]
-    S3(#[from] S3SetupError),
+    S3(Box<S3SetupError>),
+}
+
+impl From<S3SetupError> for RemoteSetupError {
+    fn from(e: S3SetupError) -> RemoteSetupError {
+        RemoteSetupError::S3(Box::new(e))
+    }
 }
 
 /// What a type needs beyond remote.log, once its parameters are checked.

@@ -36,7 +36,7 @@ pub enum S3SetupError {
     Bucket {
         bucket: String,
         #[source]
-        source: annex_s3::S3Error,
+        source: Box<annex_s3::S3Error>,
     },
     #[error("reading the bucket's annex-uuid object: {0}")]
     Read(#[source] std::io::Error),
@@ -131,7 +131,7 @@ pub fn claim_bucket(
     let bucket = setup.config.bucket.clone();
     let failed = |source| S3SetupError::Bucket {
         bucket: bucket.clone(),
-        source,
+        source: Box::new(source),
     };
     runtime.block_on(async {
         let object = S3Storage::UUID_OBJECT;

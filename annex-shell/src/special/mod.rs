@@ -20,6 +20,7 @@ pub mod config;
 pub mod directory;
 mod put;
 pub mod remote;
+mod resume;
 pub mod s3;
 pub mod storage;
 

@@ -138,6 +138,14 @@ impl StagedWrite for S3Write {
         Ok(None)
     }
 
+    fn checkpoint(&self) -> Option<u64> {
+        self.staged.part_size()
+    }
+
+    fn token(&self) -> Option<String> {
+        self.staged.multipart_id().map(str::to_owned)
+    }
+
     async fn restart(&mut self) -> Result<(), StorageError> {
         let r = self.staged.restart().await;
         r.map_err(|e| self.error(e))
