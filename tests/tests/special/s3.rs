@@ -395,3 +395,38 @@ fn resumed_unchunked_s3_upload_with_wrong_bytes_never_appears() {
     assert_eq!(objects(&wd), Vec::<String>::new());
     assert_eq!(pending_uploads(&wd), Vec::<String>::new());
 }
+
+/// `enableremote d` of an S3 remote in another clone of the proxy's
+/// repository, by us and by real git-annex: the same git config, and the
+/// credentials given in the environment cached in `annex/creds/<uuid>`.
+#[test]
+fn enableremote_s3_writes_what_git_annex_writes() {
+    let wd = s3_world(&[]);
+    let env = &wd.env;
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY),
+    ];
+    let uuid = d_uuid(&wd);
+    let mut seen = Vec::new();
+    for side in ["side", "real-side"] {
+        let origin = wd.proxy.display().to_string();
+        env.oracle(&env.srv, &["clone", "-q", &origin, side]).ok();
+        let dir = env.srv.join(side);
+        env.oracle_annex(&dir, &["init", side]).ok();
+        if side == "side" {
+            let mut cmd = env.server_command("annexproxy");
+            cmd.envs(creds).args(["enableremote", "d"]);
+            annexproxy_tests::run::run(cmd, &dir)
+                .ok()
+                .says("enableremote d");
+        } else {
+            env.oracle_annex_with(&dir, &["enableremote", "d"], &creds)
+                .ok();
+        }
+        let cached = std::fs::read_to_string(dir.join(".git/annex/creds").join(&uuid))
+            .expect("credentials cached in annex/creds/<uuid>");
+        seen.push((super::setup::remote_settings(env, &dir), cached));
+    }
+    assert_eq!(seen[0], seen[1]);
+}

@@ -13,7 +13,7 @@ use annexproxy_tests::{ServerKind, TestEnv};
 use super::world::*;
 
 /// `remote.d.*` settings, with the UUID replaced.
-fn remote_settings(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
+pub(super) fn remote_settings(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
     let uuid = env
         .oracle(repo, &["config", "remote.d.annex-uuid"])
         .ok()
