@@ -23,6 +23,12 @@ fn s3_world(extra: &[&str]) -> World {
 
 /// [`s3_world`], the remote made by `setup`.
 fn s3_world_by(setup: Setup, extra: &[&str]) -> World {
+    s3_world_at(setup, moto::shared().port(), extra)
+}
+
+/// [`s3_world_by`], requests sent to `port` on the loopback (moto, or a
+/// forwarder to it).
+fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
     let env = TestEnv::new(ServerKind::Ours);
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
@@ -35,7 +41,7 @@ fn s3_world_by(setup: Setup, extra: &[&str]) -> World {
     let server = moto::shared();
     let bucket = moto::unique_bucket("proxied");
     server.create_bucket(&bucket);
-    let port = format!("port={}", server.port());
+    let port = format!("port={port}");
     let bucket_param = format!("bucket={bucket}");
     let mut args = vec![
         "initremote",
@@ -429,4 +435,33 @@ fn enableremote_s3_writes_what_git_annex_writes() {
         seen.push((super::setup::remote_settings(env, &dir), cached));
     }
     assert_eq!(seen[0], seen[1]);
+}
+
+/// A GET at an offset of an unchunked object asks the bucket for the rest
+/// only: the bytes coming back from the bucket (counted on the wire) are
+/// about the range, not the object.
+#[test]
+fn get_at_an_offset_reads_the_range_only() {
+    let forwarder = testkit::counting_proxy::CountingProxy::start(moto::shared().port());
+    let wd = s3_world_at(Setup::Real, forwarder.port(), &[]);
+    let content = pseudo_random_bytes(23, 3_000_000);
+    let key = sha256e_key(&content, ".bin");
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content, content.len()));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    let before = forwarder.received();
+    shell.send(&format!("GET 2800000 f.bin {key}"));
+    shell.expect("DATA 200000");
+    assert!(shell.body(200_000) == content[2_800_000..], "wrong bytes");
+    shell.expect("VALID");
+    shell.send("SUCCESS");
+    shell.finish().assert_exit(0);
+    let got = forwarder.received() - before;
+    assert!(
+        (200_000..300_000).contains(&got),
+        "{got} bytes came from the bucket for a 200000-byte range"
+    );
 }
