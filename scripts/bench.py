@@ -39,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import socket
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,6 +221,9 @@ class Bench:
         self.reap = Path(args.reap).resolve()
         if not os.access(self.reap, os.X_OK):
             raise Failed(f"no {self.reap}: scripts/bench.sh builds it from scripts/bench-reap.c")
+        self.venv = Path(args.venv)
+        self.want_s3 = False  # main sets it when the S3 group runs
+        self.moto: subprocess.Popen | None = None
         self.results: dict[str, dict[str, list[Sample]]] = {}
         self.limits: dict[str, list[float]] = {}
         self.rounds: list[dict] = []  # per round: the order and the load
@@ -287,6 +292,8 @@ class Bench:
             self.annex(["sync", "-q", "--no-content", s.remote], cwd=client)
             self.wait_sessions()
         self.setup_clusters()
+        if self.want_s3:
+            self.setup_s3()
         log(f"generating the {human(self.sizes.p2p)} P2P file")
         self.p2p_file = r / "data/p2p.bin"
         write_random(self.p2p_file, self.sizes.p2p)
@@ -340,6 +347,68 @@ class Bench:
         for what, behind in via:
             self.node_repos[(s.kind, what)] = nodes
             self.via_servers[(s.kind, what)] = Server(s.kind, s.bindir, gw, f"{remote}-{behind}", s.ssh_host)
+
+    S3_KEY = {"AWS_ACCESS_KEY_ID": "AKIABENCH0000000000", "AWS_SECRET_ACCESS_KEY": "benchsecretbenchsecretbenchsecret00000"}
+
+    def setup_s3(self) -> None:
+        """Per side, an S3 remote `s3` of the server repository in a bucket
+        of moto's (started from the venv), made by the real git-annex
+        (`initremote` caches the credentials in annex/creds/<uuid>, where
+        either proxy finds them), proxied (`annex-proxy=true`, then the
+        side's own `updateproxy`); the client learns of it by a sync. Also
+        the S3 group's small files (S3_SMALL_N of S3_SMALL_SIZE bytes)."""
+        r = self.root
+        port = free_port()
+        py = "import sys; from moto.server import main; main(sys.argv[1:])"
+        self.moto = subprocess.Popen(
+            [str(self.venv / "bin/python"), "-c", py, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(port)
+        client = self.client
+        (client / "s3small").mkdir()
+        for i in range(S3_SMALL_N):
+            write_random(client / f"s3small/{i:04}", S3_SMALL_SIZE)
+        self.annex(["add", "-q", "s3small"], cwd=client)
+        self.git(["commit", "-q", "-m", "s3 small files"], cwd=client)
+        real_path = f"{r / 'real-bin'}:{os.environ['PATH']}"
+        env = dict(self.server_env(self.servers[0]), PATH=real_path, **self.S3_KEY)
+        for s in self.servers:
+            bucket = f"bench-{s.kind}"
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/{bucket}", method="PUT")
+            urllib.request.urlopen(req).read()
+            setup = [
+                ["git", "config", "annex.security.allowed-ip-addresses", "127.0.0.1"],
+                ["git-annex", "initremote", "s3", "type=S3", "host=127.0.0.1", f"port={port}", "protocol=http",
+                 "requeststyle=path", "signature=v4", "encryption=none", f"bucket={bucket}"],
+                ["git", "config", "remote.s3.annex-proxy", "true"],
+                ["git-annex", "updateproxy"] if s.kind == "real" else [str(self.ours_binary.parent / "annexproxy"), "updateproxy"],
+            ]
+            for argv in setup:
+                p = subprocess.run(argv, cwd=s.repo, env=env, capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise Failed(f"{' '.join(argv)} (in {s.repo}) exited {p.returncode}:\n{p.stdout}{p.stderr}")
+            self.verify_proxied_special(s, f"{s.remote}-s3")
+            self.via_servers[(s.kind, "s3")] = Server(s.kind, s.bindir, s.repo, f"{s.remote}-s3", s.ssh_host)
+
+    def verify_proxied_special(self, s: Server, name: str) -> None:
+        """The client's first sync learns of the proxied special remote and
+        git-annex 10.20261026 refuses to push until the client's user
+        accepts its configuration (`verifyremote NAME --safe ID`)."""
+        argv = ["git-annex", "sync", "-q", "--no-content", s.remote]
+        subprocess.run(argv, cwd=self.client, env=self.env, capture_output=True, text=True)
+        self.wait_sessions()
+        p = subprocess.run(["git-annex", "verifyremote", name], cwd=self.client, env=self.env, capture_output=True, text=True)
+        words = (p.stdout + p.stderr).split("--safe ", 1)
+        if len(words) == 2:
+            self.annex(["verifyremote", name, "--safe", words[1].split()[0]], cwd=self.client)
+        # verifyremote leaves a `remote.NAME` section of its own, which
+        # hides the proxied remote git-annex makes from proxy.log; the
+        # acceptance itself is in annex/verified-remote.log.
+        subprocess.run(["git", "config", "--remove-section", f"remote.{name}"], cwd=self.client, env=self.env, capture_output=True)
+        self.annex(argv[1:], cwd=self.client)
+        self.wait_sessions()
 
     def via(self, s: Server, what: str) -> Server:
         """The cluster (`what` = "cluster") or its proxied node n1 ("node")
@@ -468,6 +537,9 @@ exit $rc
             self.rounds.append(load)
 
     def cleanup(self) -> None:
+        if self.moto:
+            self.moto.terminate()
+            self.moto.wait()
         if self.keep:
             log(f"kept {self.root}")
         else:
@@ -639,6 +711,55 @@ def p2p_get(b: Bench, s: Server) -> Sample:
     return sess.close(elapsed)
 
 
+S3_SMALL_N = 100
+S3_SMALL_SIZE = 16 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise Failed(f"moto did not listen on port {port} within 60 s")
+
+
+def s3_small(verb: list[str]):
+    def go(b: "Bench", s: Server) -> Sample:
+        if verb[0] == "get":
+            b.annex(["drop", "--quiet", "--force", "s3small"], cwd=b.client)
+        return b.client_step(s, [verb[0], "--quiet", verb[1], s.remote, "s3small"])
+
+    return go
+
+
+def s3_big_copy_checked(b: "Bench", s: Server) -> Sample:
+    """The big copy to the proxied S3 remote, then (untimed) the proxy's
+    disk: a file of the object's size left in its repository (a
+    store-and-forward temporary file) is reported; on our side it fails
+    the bench."""
+    via = b.via(s, "s3")
+    sample = big_copy(b, via)
+    left = [
+        p for p in glob.glob(str(via.repo / "annex/**"), recursive=True)
+        if os.path.isfile(p) and os.path.getsize(p) >= b.sizes.big
+    ]
+    if left:
+        msg = f"{s.kind}: after copy --to {via.remote}, files of the object's size on the proxy: {left}"
+        if s.kind == "ours":
+            raise Failed(msg)
+        log(f"  note: {msg}")
+    return sample
+
+
 def through(what: str, fn):
     """`fn` run against the cluster or the proxied node of the side."""
     return lambda b, s: fn(b, b.via(s, what))
@@ -682,6 +803,15 @@ def scenarios(z: Sizes) -> list[Scenario]:
         Scenario(f"{label}: {big} copy --to", big_copy_checked(what), z.big, what),
         Scenario(f"{label}: {big} drop --from", through(what, big_drop), 0, what, True),
     ]
+    # A proxied S3 remote (moto); only with --only s3 (see main).
+    s3 = [
+        Scenario(f"s3 proxied: {big} copy --to", s3_big_copy_checked, z.big, "s3"),
+        Scenario(f"s3 proxied: {big} get --from", through("s3", big_get), z.big, "s3"),
+        Scenario(f"s3 proxied: {big} drop --from", through("s3", big_drop), 0, "s3", True),
+        Scenario(f"s3 proxied: {S3_SMALL_N} x 16 KiB copy --to", through("s3", s3_small(["copy", "--to"])), 0, "s3"),
+        Scenario(f"s3 proxied: {S3_SMALL_N} x 16 KiB get --from", through("s3", s3_small(["get", "--from"])), 0, "s3"),
+        Scenario(f"s3 proxied: {S3_SMALL_N} x 16 KiB drop --from", through("s3", s3_small(["drop", "--from"])), 0, "s3", True),
+    ]
     direct = [
         Scenario(f"{small} copy --to", small_copy, 0, "direct"),
         Scenario(f"{small} drop --from", small_drop, 0, "direct", True),
@@ -689,7 +819,7 @@ def scenarios(z: Sizes) -> list[Scenario]:
         Scenario(f"{big} get --from", big_get, z.big, "direct"),
         Scenario(f"{big} drop --from", big_drop, 0, "direct", True),
     ]
-    return direct + behind + [
+    return direct + behind + s3 + [
         Scenario(f"{z.startup_n} x configlist (no ssh)", startup),
         Scenario(f"p2pstdio PUT {human(z.p2p)} (no client)", p2p_put, z.p2p, "p2p"),
         Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p, "p2p", True),
@@ -925,12 +1055,17 @@ def main() -> int:
     base = QUICK if args.quick else DEFAULT
     sizes = Sizes(**dict(vars(base), rounds=args.rounds or base.rounds))
     scs = scenarios(sizes)
-    if args.only:
-        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    wanted = [w.strip() for w in (args.only or "").split(",") if w.strip()]
+    # The S3 group (moto, a proxied S3 remote per side) runs only when
+    # asked for: the default bench stays as long as it was.
+    if not any("s3" in w for w in wanted):
+        scs = [sc for sc in scs if sc.group != "s3"]
+    if wanted:
         scs = only(scs, wanted)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     b = Bench(args, sizes)
+    b.want_s3 = any(sc.group == "s3" for sc in scs)
     try:
         b.setup()
         b.measure(sizes.rounds, scs)

@@ -98,6 +98,18 @@ impl StagedWrite {
         self.size
     }
 
+    /// The size of the parts a multipart write sends (a resume starts at a
+    /// multiple of it); `None` for an object sent in one PutObject.
+    pub fn part_size(&self) -> Option<u64> {
+        self.multipart.as_ref().map(|_| self.part_size)
+    }
+
+    /// The multipart upload's id, once it has one (created with the first
+    /// part, or found for a resume).
+    pub fn multipart_id(&self) -> Option<&str> {
+        self.multipart.as_ref()?.upload_id.as_deref()
+    }
+
     /// Bytes this attempt has sent to the bucket so far.
     pub fn bytes_uploaded(&self) -> u64 {
         self.uploaded

@@ -1,6 +1,8 @@
 //! A loopback TCP forwarder that counts the bytes clients send through it,
-//! so a test can check what went over the wire (a resumed upload sending
-//! only what the server lacked), not what the sender says it sent.
+//! and those the server sends back, so a test can check what went over
+//! the wire (a resumed upload sending only what the server lacked, a
+//! ranged read receiving only its range), not what the sender says it
+//! sent.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
@@ -12,6 +14,7 @@ use std::sync::Arc;
 pub struct CountingProxy {
     port: u16,
     sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
 }
 
 impl CountingProxy {
@@ -19,7 +22,9 @@ impl CountingProxy {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
         let port = listener.local_addr().expect("bound address").port();
         let sent = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
+        let back = received.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, target)) else {
@@ -30,11 +35,16 @@ impl CountingProxy {
                     _ => continue,
                 };
                 let up = counter.clone();
+                let down = back.clone();
                 std::thread::spawn(move || pipe(client, server, Some(up)));
-                std::thread::spawn(move || pipe(s2, c2, None));
+                std::thread::spawn(move || pipe(s2, c2, Some(down)));
             }
         });
-        CountingProxy { port, sent }
+        CountingProxy {
+            port,
+            sent,
+            received,
+        }
     }
 
     /// The port clients connect to.
@@ -45,6 +55,12 @@ impl CountingProxy {
     /// Bytes clients have sent so far (request lines and headers included).
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Bytes the server has sent back so far (status lines and headers
+    /// included).
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
     }
 }
 

@@ -310,6 +310,15 @@ impl TestEnv {
         cmd
     }
 
+    /// [`Self::oracle_annex`] with `vars` added to its environment (an
+    /// S3 remote's credentials, for `initremote`).
+    #[track_caller]
+    pub fn oracle_annex_with(&self, dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Out {
+        let mut cmd = self.oracle_command("git");
+        cmd.envs(vars.iter().copied()).arg("annex").args(args);
+        run(cmd, dir)
+    }
+
     /// `git annex args...` with the real git-annex inside a server repo.
     #[track_caller]
     pub fn oracle_annex(&self, dir: &Path, args: &[&str]) -> Out {

@@ -19,6 +19,8 @@
 //! - `versus`: real git-annex as the proxy against ours, in raw protocol;
 //! - `cluster`: a directory remote as a node of a cluster beside a
 //!   git-annex repository.
+//! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
+//!   and not, the bucket checked object by object.
 
 #[path = "special/world.rs"]
 mod world;
@@ -43,3 +45,5 @@ mod versus;
 
 #[path = "special/cluster.rs"]
 mod cluster;
+#[path = "special/s3.rs"]
+mod s3;

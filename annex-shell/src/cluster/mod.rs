@@ -151,7 +151,7 @@ fn node_set(
         .map(|r| {
             if crate::special::config::is_special(r, &specials) {
                 return match crate::special::SpecialRemote::load(repo, r, &specials) {
-                    Ok(remote) => special::open(repo, &remote),
+                    Ok(remote) => special::open(repo, &remote).unwrap_or_else(|why| down(r, why)),
                     Err(e) => down(r, e.to_string()),
                 };
             }

@@ -30,21 +30,30 @@ use crate::special::directory::Directory;
 use crate::special::put::{PutError, Upload};
 use crate::special::read::Objects;
 use crate::special::remote::{Special, UploadError};
+use crate::special::s3::S3;
 use crate::special::storage::Storage;
 use crate::special::{Kind, SpecialRemote};
 
 /// The node serving `remote` from this repository (`repo`, whose
-/// git-annex branch keeps the remote's logs).
-pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Box<dyn Node> {
+/// git-annex branch keeps the remote's logs), or why it cannot be served.
+pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Result<Box<dyn Node>, String> {
     // One arm per kind, as in `crate::special::serve_session`.
-    match &remote.kind {
+    Ok(match &remote.kind {
         Kind::Directory(root) => {
             let storage =
                 Directory::new(&remote.name, root.clone()).with_reserve(repo.disk_reserve());
-            let special = Special::new(storage, remote, repo.branch()).into_node();
-            Box::new(SpecialNode::new(special))
+            node(Special::new(storage, remote, repo.branch()))
         }
-    }
+        Kind::S3 { config, creds } => {
+            let storage = S3::new(&remote.name, (**config).clone(), creds.clone())
+                .map_err(|e| e.to_string())?;
+            node(Special::new(storage, remote, repo.branch()))
+        }
+    })
+}
+
+fn node<S: Storage + 'static>(special: Special<S>) -> Box<dyn Node> {
+    Box::new(SpecialNode::new(special.into_node()))
 }
 
 pub struct SpecialNode<S: Storage> {

@@ -23,6 +23,7 @@ use annex::branch::uuidlog::change_uuid_log;
 use annex::branch::VectorClock;
 use annex::repo::Repo;
 
+use super::initremote_s3::{self as s3, S3Setup, S3SetupError};
 use super::{open_initialized, OperatorError};
 use crate::special::chunks::{ChunkConfig, ChunkConfigError};
 use crate::special::config::{config_escape, remote_log, Params, REMOTE_LOG, VERIFIED_LOG};
@@ -35,7 +36,7 @@ pub enum RemoteSetupError {
     BadParam(String),
     #[error("Specify the type of remote with type=")]
     NoType,
-    #[error("special remote type {0} is not served by annexproxy yet (served: directory)")]
+    #[error("special remote type {0} is not served by annexproxy yet (served: directory, S3)")]
     UnsupportedType(String),
     #[error("Specify encryption=none (annexproxy does not serve encrypted special remotes yet)")]
     NoEncryption,
@@ -55,6 +56,31 @@ pub enum RemoteSetupError {
     NoSuchRemote(String),
     #[error(transparent)]
     Chunk(#[from] ChunkConfigError),
+    #[error(transparent)]
+    S3(Box<S3SetupError>),
+}
+
+impl From<S3SetupError> for RemoteSetupError {
+    fn from(e: S3SetupError) -> RemoteSetupError {
+        RemoteSetupError::S3(Box::new(e))
+    }
+}
+
+/// What a type needs beyond remote.log, once its parameters are checked.
+enum TypeSetup {
+    /// The directory, absolute (kept in git config, not remote.log).
+    Directory(PathBuf),
+    S3(Box<S3Setup>),
+}
+
+impl TypeSetup {
+    /// The type's own git configs (`gitConfigSpecialRemote`'s).
+    fn git_settings(&self) -> Vec<(&'static str, String)> {
+        match self {
+            TypeSetup::Directory(dir) => vec![("annex-directory", dir.display().to_string())],
+            TypeSetup::S3(_) => vec![("annex-s3", "true".to_owned())],
+        }
+    }
 }
 
 /// Parameters as typed: `k=v` each.
@@ -84,16 +110,19 @@ fn find_by_name(repo: &Repo, name: &str) -> Result<Option<(String, Params)>, Ope
         .find(|(_, p)| p.get("name").map(String::as_str) == Some(name)))
 }
 
-/// The checks a directory remote's parameters get before anything is
-/// written; the directory, absolute (a relative one is taken from `base`,
-/// where the command runs, as `-C` says).
-fn check_directory(
+/// The checks a remote's parameters get before anything is written, and
+/// what its type needs; `config` is left as remote.log records it (a
+/// directory's path taken out, an S3 remote's defaults put in).
+fn check_type(
     base: &Path,
-    config: &BTreeMap<String, String>,
-) -> Result<PathBuf, RemoteSetupError> {
-    match config.get("type").map(String::as_str) {
+    name: &str,
+    uuid: &str,
+    config: &mut Params,
+) -> Result<TypeSetup, RemoteSetupError> {
+    let kind = config.get("type").cloned();
+    match kind.as_deref() {
         None => return Err(RemoteSetupError::NoType),
-        Some("directory") => {}
+        Some("directory" | "S3") => {}
         Some(other) => return Err(RemoteSetupError::UnsupportedType(other.to_owned())),
     }
     match config.get("encryption").map(String::as_str) {
@@ -105,6 +134,20 @@ fn check_directory(
         config.get("chunk").map(String::as_str),
         config.get("chunksize").map(String::as_str),
     )?;
+    if kind.as_deref() == Some("S3") {
+        return Ok(TypeSetup::S3(Box::new(s3::prepare(name, uuid, config)?)));
+    }
+    let dir = check_directory(base, config)?;
+    config.remove("directory");
+    Ok(TypeSetup::Directory(dir))
+}
+
+/// A directory remote's directory, absolute (a relative one is taken
+/// from `base`, where the command runs, as `-C` says).
+fn check_directory(
+    base: &Path,
+    config: &BTreeMap<String, String>,
+) -> Result<PathBuf, RemoteSetupError> {
     let dir = config
         .get("directory")
         .ok_or(RemoteSetupError::NoDirectory)?;
@@ -156,13 +199,12 @@ fn set_git_config(
     repo: &mut Repo,
     name: &str,
     uuid: &str,
-    dir: &Path,
+    setup: &TypeSetup,
     verified: bool,
 ) -> Result<(), OperatorError> {
-    repo.set_config(
-        &format!("remote.{name}.annex-directory"),
-        &dir.display().to_string(),
-    )?;
+    for (k, v) in setup.git_settings() {
+        repo.set_config(&format!("remote.{name}.{k}"), &v)?;
+    }
     repo.set_config(&format!("remote.{name}.annex-uuid"), uuid)?;
     repo.set_config(&format!("remote.{name}.skipFetchAll"), "true")?;
     let state = if verified { "verified" } else { "manual" };
@@ -184,10 +226,14 @@ pub fn initremote(
     if repo.remotes().iter().any(|r| r.name == name) {
         return Err(RemoteSetupError::GitRemoteExists(name.to_owned()).into());
     }
-    let directory = check_directory(dir, &config)?;
-    config.remove("directory");
     config.insert("name".into(), name.to_owned());
     let uuid = uuid::Uuid::new_v4().to_string();
+    let setup = check_type(dir, name, &uuid, &mut config)?;
+    if let TypeSetup::S3(s3_setup) = &setup {
+        s3::claim_bucket(name, &uuid, repo.git_dir(), &config, s3_setup)
+            .map_err(RemoteSetupError::from)?;
+        s3::cache_creds(repo.git_dir(), &uuid, s3_setup).map_err(RemoteSetupError::from)?;
+    }
     let value = format_config(&config);
     let now = VectorClock::candidate_now();
     let branch = repo.branch();
@@ -197,11 +243,15 @@ pub fn initremote(
     branch.change_file(UUID_LOG, |old| {
         change_uuid_log(old.unwrap_or_default(), &uuid, name, now)
     })?;
-    set_git_config(&mut repo, name, &uuid, &directory, true)?;
+    set_git_config(&mut repo, name, &uuid, &setup, true)?;
     record_verified(&repo, &uuid, &value)?;
     branch.commit()?;
     tracing::info!(remote = name, %uuid, "initremote");
-    writeln!(out, "initremote {name} ok")?;
+    match setup {
+        // git-annex's words while it checks (or makes) the bucket.
+        TypeSetup::S3(_) => writeln!(out, "initremote {name} (checking bucket...) ok")?,
+        TypeSetup::Directory(_) => writeln!(out, "initremote {name} ok")?,
+    }
     writeln!(out, "(recording state in git...)")?;
     Ok(())
 }
@@ -219,8 +269,10 @@ pub fn enableremote(
     let given = parse_params(params)?;
     let mut config = old.clone();
     config.extend(given);
-    let directory = check_directory(dir, &config)?;
-    config.remove("directory");
+    let setup = check_type(dir, name, &uuid, &mut config)?;
+    if let TypeSetup::S3(s3_setup) = &setup {
+        s3::cache_creds(repo.git_dir(), &uuid, s3_setup).map_err(RemoteSetupError::from)?;
+    }
     // A configuration already accepted here stays accepted with what its
     // user changed now; one never accepted waits for verifyremote.
     let verified = crate::special::config::is_verified(&repo, &uuid, &old);
@@ -231,7 +283,7 @@ pub fn enableremote(
             change_uuid_log(log.unwrap_or_default(), &uuid, &value, now)
         })?;
     }
-    set_git_config(&mut repo, name, &uuid, &directory, verified)?;
+    set_git_config(&mut repo, name, &uuid, &setup, verified)?;
     if verified {
         record_verified(&repo, &uuid, &value)?;
     }

@@ -32,7 +32,7 @@ pub enum SpecialError {
     #[error("{name}: remote.log in the git-annex branch has no special remote with UUID {uuid}")]
     NotRecorded { name: String, uuid: String },
     #[error(
-        "{name}: special remote type {type_name} is not served by annexproxy yet (served: directory)"
+        "{name}: special remote type {type_name} is not served by annexproxy yet (served: directory, S3)"
     )]
     UnsupportedType { name: String, type_name: String },
     #[error(
@@ -52,6 +52,18 @@ pub enum SpecialError {
         #[source]
         source: ChunkConfigError,
     },
+    #[error("{name}: {source}")]
+    S3Config {
+        name: String,
+        #[source]
+        source: annex_s3::ConfigError,
+    },
+    #[error("{name}: {source}")]
+    S3Creds {
+        name: String,
+        #[source]
+        source: annex_s3::CredsError,
+    },
     #[error(transparent)]
     Branch(#[from] BranchError),
 }
@@ -60,6 +72,12 @@ pub enum SpecialError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Directory(PathBuf),
+    /// A bucket, and the credentials found for it (none for
+    /// `signature=anonymous`, or none anywhere: the storage says so).
+    S3 {
+        config: Box<annex_s3::S3Config>,
+        creds: Option<annex_s3::S3Credentials>,
+    },
 }
 
 /// A special remote we can serve, resolved from its records.
@@ -161,6 +179,7 @@ impl SpecialRemote {
         let type_name = params.get("type").cloned().unwrap_or_default();
         let kind = match type_name.as_str() {
             "directory" => Kind::Directory(directory_of(repo, remote)?),
+            "S3" => s3_of(repo, &name, &uuid, &params)?,
             _ => return Err(SpecialError::UnsupportedType { name, type_name }),
         };
         match params.get("encryption").map(String::as_str) {
@@ -207,6 +226,37 @@ pub fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -
     let log = UuidLog::parse(&text);
     log.get(uuid)
         .is_some_and(|v| &unescape_all(parse_remote_config(v)) == params)
+}
+
+/// An S3 remote's bucket and credentials, found where git-annex looks
+/// (the environment, `annex/creds/<uuid>`, embedded `s3creds=`).
+fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, SpecialError> {
+    let bad = |source| SpecialError::S3Config {
+        name: name.to_owned(),
+        source,
+    };
+    // Internet Archive's munged names are not git-annex's usual ones.
+    if let Some(v) = params.get("mungekeys") {
+        return Err(bad(annex_s3::ConfigError::Unsupported {
+            param: "mungekeys",
+            value: v.clone(),
+            reason: "objects are named by their key, unmunged",
+        }));
+    }
+    let config = annex_s3::S3Config::from_params(params).map_err(bad)?;
+    let found =
+        annex_s3::find_credentials(&annex_s3::creds::ProcessEnv, repo.git_dir(), uuid, params)
+            .map_err(|source| SpecialError::S3Creds {
+                name: name.to_owned(),
+                source,
+            })?;
+    if let Some((_, source)) = &found {
+        tracing::debug!(remote = name, ?source, "S3 credentials found");
+    }
+    Ok(Kind::S3 {
+        config: Box::new(config),
+        creds: found.map(|(c, _)| c),
+    })
 }
 
 /// `remote.NAME.annex-directory`, relative paths taken from the

@@ -10,7 +10,7 @@
 //!   and where credentials would be (`annex/creds/<uuid>`).
 //! - [`storage`]: what a kind of remote must do (named objects: stat, read
 //!   from an offset, a staged write committed only once verified, remove);
-//!   [`directory`] is the first kind.
+//!   [`directory`] and [`s3`] are the kinds served.
 //! - [`chunks`]: git-annex's chunk keys and chunk log.
 //! - [`remote`]: the [`crate::backend::Backend`] over any storage: the
 //!   session loop drives it as it drives a local repository or a peer.
@@ -21,6 +21,8 @@ pub mod directory;
 pub(crate) mod put;
 pub(crate) mod read;
 pub mod remote;
+mod resume;
+pub mod s3;
 pub mod storage;
 
 use annex::p2p::Connection;
@@ -73,6 +75,15 @@ where
         Kind::Directory(root) => {
             let storage = directory::Directory::new(&remote.name, root.clone())
                 .with_reserve(repo.disk_reserve());
+            let backend = remote::Special::new(storage, &remote, repo.branch());
+            Session::new(conn, backend, rules)
+                .run()
+                .instrument(span)
+                .await
+        }
+        Kind::S3 { config, creds } => {
+            let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())
+                .map_err(|e| ServeError::Fatal(e.to_string()))?;
             let backend = remote::Special::new(storage, &remote, repo.branch());
             Session::new(conn, backend, rules)
                 .run()

@@ -14,6 +14,10 @@
 //! Resuming: complete chunks already on the remote and the bytes staged
 //! for the next one count towards the `PUT-FROM` offset; the framework
 //! reads them back once to hash them, so the whole content is verified.
+//! Staged bytes that cannot be read back (S3 parts) are resumed from the
+//! hash state saved when they were written ([`super::resume`]), where
+//! the key's hash allows it (SHA-256 and SHA-512 varieties); otherwise
+//! the write starts again at byte 0.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +26,7 @@ use annex::lockfile::{self, LockHandle, LockKind};
 use annex::store::{Checked, Mismatch, Verifier, VerifyMode};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::resume::ResumeFile;
 use super::storage::{StagedWrite, Storage, StorageError};
 
 /// How much of a read-back is hashed at a time.
@@ -92,6 +97,8 @@ pub struct Upload<S: Storage> {
     received: u64,
     /// The first storage failure while the body streamed.
     failed: Option<PutError>,
+    /// Hash states saved at the staged write's checkpoints.
+    resume: ResumeFile,
     _lock: KeyLock,
 }
 
@@ -103,8 +110,9 @@ impl<S: Storage> Upload<S> {
         key: &Key,
         chunk: Option<u64>,
         lock: KeyLock,
+        resume: ResumeFile,
     ) -> Result<Self, StorageError> {
-        let mut verifier = Verifier::new(key);
+        let mut verifier = Verifier::resumable(key);
         let mut committed = Vec::new();
         let mut number = 1;
         if let Some(size) = chunk {
@@ -133,8 +141,16 @@ impl<S: Storage> Upload<S> {
             match staged.read_staged().await? {
                 Some(r) => hash_from(r, &mut verifier, storage, &name).await?,
                 None => {
-                    staged.restart().await?;
-                    in_staged = 0;
+                    let at = verifier.bytes() + in_staged;
+                    let saved = staged.token().and_then(|t| resume.find(&t, at));
+                    match saved.and_then(|state| Verifier::resume(key, &state)) {
+                        Some(restored) => verifier = restored,
+                        None => {
+                            tracing::debug!(key = %key, in_staged, "no hash state saved: restart");
+                            staged.restart().await?;
+                            in_staged = 0;
+                        }
+                    }
                 }
             }
         }
@@ -154,6 +170,7 @@ impl<S: Storage> Upload<S> {
             offset,
             received: 0,
             failed: None,
+            resume,
             _lock: lock,
         })
     }
@@ -182,17 +199,19 @@ impl<S: Storage> Upload<S> {
     /// The next bytes of the body. A storage failure is kept for the end
     /// (the body must still be read to stay in step).
     pub async fn write(&mut self, storage: &S, bytes: &[u8]) {
-        if self.failed.is_none() {
-            self.verifier.update(bytes);
-        }
-        self.write_unhashed(storage, bytes).await;
+        self.stream(storage, bytes, true).await;
     }
 
     /// [`Self::write`] for a body that someone else hashes: a cluster's
     /// gateway hashes the client's stream once for the nodes whose
     /// upload starts at byte 0, and [`Self::finish`] then takes its
-    /// digest.
-    pub async fn write_unhashed(&mut self, storage: &S, mut bytes: &[u8]) {
+    /// digest. No hash state is saved for a resume then (this upload's
+    /// verifier has none), so a resume of it starts again at 0.
+    pub async fn write_unhashed(&mut self, storage: &S, bytes: &[u8]) {
+        self.stream(storage, bytes, false).await;
+    }
+
+    async fn stream(&mut self, storage: &S, mut bytes: &[u8], hash: bool) {
         if self.failed.is_some() {
             return;
         }
@@ -206,13 +225,30 @@ impl<S: Storage> Upload<S> {
                 Some(size) => size - self.in_staged,
                 None => u64::MAX,
             };
+            // Up to the staged write's next checkpoint at most, so the
+            // hash state saved there covers exactly what is staged.
+            let checkpoint = self.staged.checkpoint();
+            let room = checkpoint.map_or(room, |p| room.min(p - self.in_staged % p));
             let take = usize::try_from(room).unwrap_or(usize::MAX).min(bytes.len());
+            if hash {
+                self.verifier.update(&bytes[..take]);
+            }
             if let Err(e) = self.staged.write(&bytes[..take]).await {
                 self.failed = Some(e.into());
                 return;
             }
             self.in_staged += take as u64;
             bytes = &bytes[take..];
+            if hash && checkpoint.is_some_and(|p| self.in_staged.is_multiple_of(p)) {
+                self.save_checkpoint();
+            }
+        }
+    }
+
+    /// The hash state after a whole number of the staged write's pieces.
+    fn save_checkpoint(&mut self) {
+        if let (Some(token), Some(state)) = (self.staged.token(), self.verifier.midstate()) {
+            self.resume.save(&token, &state);
         }
     }
 
@@ -261,6 +297,7 @@ impl<S: Storage> Upload<S> {
             (None, _, Some(d)) if self.offset == 0 => d.clone().map(drop).map_err(PutError::from),
             (None, _, _) => self.verifier.check().map(drop).map_err(PutError::from),
         };
+        self.resume.remove();
         if let Err(e) = checked {
             tracing::info!(key = %self.key, "put failed: {e}");
             let _ = self.staged.abort().await;

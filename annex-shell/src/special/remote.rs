@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::chunks::{self, ChunkConfig, Layout};
 use super::put::{KeyLock, PutError, Upload};
+use super::resume::ResumeFile;
 use super::storage::Storage;
 use super::SpecialRemote;
 use crate::backend::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing};
@@ -291,9 +292,12 @@ impl<S: Storage> Special<S> {
         }
         let chunk = self.chunking.chunk_size_for(key);
         let upload = match KeyLock::take(&self.annex_dir, &self.uuid, key) {
-            Ok(lock) => Upload::begin(&self.storage, key, chunk, lock)
-                .await
-                .map_err(|e| self.failure("PUT", e)),
+            Ok(lock) => {
+                let resume = ResumeFile::new(&self.annex_dir, &self.uuid, key);
+                Upload::begin(&self.storage, key, chunk, lock, resume)
+                    .await
+                    .map_err(|e| self.failure("PUT", e))
+            }
             Err(e) => Err(self.failure("PUT", e)),
         };
         Ok(Some(upload))

@@ -119,6 +119,21 @@ pub trait StagedWrite: Send {
         &mut self,
     ) -> impl Future<Output = Result<Option<Self::Reader>, StorageError>> + Send;
 
+    /// The size of the pieces a storage keeps of a staged write that it
+    /// cannot read back (S3's parts): a later attempt finds a whole number
+    /// of them, so the framework saves its hash state at each multiple.
+    /// `None` (the default) where there are no such pieces.
+    fn checkpoint(&self) -> Option<u64> {
+        None
+    }
+
+    /// What names this staged write in the storage (an S3 upload id),
+    /// once it has one: a saved hash state is used only for the write it
+    /// was saved with.
+    fn token(&self) -> Option<String> {
+        None
+    }
+
     /// Forget what was staged: the write starts at byte 0.
     fn restart(&mut self) -> impl Future<Output = Result<(), StorageError>> + Send;
 

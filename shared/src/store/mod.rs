@@ -21,6 +21,7 @@
 mod content_lock;
 mod fsutil;
 mod incoming;
+pub mod midstate;
 mod transfer;
 pub mod verify;
 

@@ -25,6 +25,8 @@ enum Hasher {
     Blake2sp(Box<blake2s_simd::blake2sp::State>),
     Blake3(Box<blake3::Hasher>),
     Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
+    /// SHA-256 or SHA-512 whose state can be saved ([`Verifier::resumable`]).
+    Resumable(Box<super::midstate::Resumable>),
 }
 
 fn blake2b(len: usize) -> Hasher {
@@ -103,6 +105,7 @@ impl Hasher {
                 h.update(data);
             }
             Hasher::Xxh3(h) => h.update(data),
+            Hasher::Resumable(h) => h.update(data),
         }
     }
 
@@ -116,6 +119,7 @@ impl Hasher {
             Hasher::Blake2sp(h) => h.finalize().to_hex().to_string(),
             Hasher::Blake3(h) => h.finalize().to_hex().to_string(),
             Hasher::Xxh3(h) => format!("{:016x}", h.digest()),
+            Hasher::Resumable(h) => h.finish_hex(),
         }
     }
 }
@@ -171,6 +175,46 @@ impl Verifier {
             expected_size: key.size(),
             seen: 0,
         }
+    }
+
+    /// [`Self::new`], with a hash state that [`Self::midstate`] can save
+    /// where the key's hash allows it (SHA-256 and SHA-512 varieties).
+    pub fn resumable(key: &Key) -> Verifier {
+        use super::midstate::Resumable;
+        let mut v = Verifier::new(key);
+        let hasher = match key.backend().hash() {
+            Some(HashKind::Sha256) => Resumable::sha256(),
+            Some(HashKind::Sha512) => Resumable::sha512(),
+            _ => return v,
+        };
+        v.hasher = Some(Hasher::Resumable(Box::new(hasher)));
+        v
+    }
+
+    /// The hash state after the bytes fed so far, as one line, when it
+    /// can be saved (a [`Self::resumable`] verifier at a block boundary).
+    pub fn midstate(&self) -> Option<String> {
+        match &self.hasher {
+            Some(Hasher::Resumable(h)) => h.save(),
+            _ => None,
+        }
+    }
+
+    /// A verifier of `key` that has been fed the bytes `midstate` saved.
+    pub fn resume(key: &Key, midstate: &str) -> Option<Verifier> {
+        let kind = match key.backend().hash() {
+            Some(HashKind::Sha256) => "sha256",
+            Some(HashKind::Sha512) => "sha512",
+            _ => return None,
+        };
+        if midstate.split(' ').next() != Some(kind) {
+            return None;
+        }
+        let restored = super::midstate::Resumable::restore(midstate)?;
+        let mut v = Verifier::resumable(key);
+        v.seen = restored.len();
+        v.hasher = Some(Hasher::Resumable(Box::new(restored)));
+        Some(v)
     }
 
     /// Whether the content will be checked against a digest.

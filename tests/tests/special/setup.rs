@@ -13,7 +13,7 @@ use annexproxy_tests::{ServerKind, TestEnv};
 use super::world::*;
 
 /// `remote.d.*` settings, with the UUID replaced.
-fn remote_settings(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
+pub(super) fn remote_settings(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
     let uuid = env
         .oracle(repo, &["config", "remote.d.annex-uuid"])
         .ok()
@@ -44,7 +44,7 @@ fn log_line(text: &str, uuid: &str) -> String {
 
 /// What initremote left: settings, remote.log, uuid.log and
 /// verified-remote.log lines for `d`.
-fn records(env: &TestEnv, repo: &Path) -> Vec<String> {
+pub(super) fn records(env: &TestEnv, repo: &Path) -> Vec<String> {
     let uuid = env
         .oracle(repo, &["config", "remote.d.annex-uuid"])
         .ok()
@@ -91,9 +91,9 @@ fn initremote_writes_what_git_annex_writes() {
     env.annexproxy(&ours, &args)
         .fails()
         .says("There is already a special remote named \"d\"");
-    env.annexproxy(&ours, &["initremote", "s", "type=S3", "encryption=none"])
+    env.annexproxy(&ours, &["initremote", "s", "type=rsync", "encryption=none"])
         .fails()
-        .says("special remote type S3 is not served by annexproxy yet");
+        .says("special remote type rsync is not served by annexproxy yet");
     let missing = format!("directory={}", env.srv.join("nowhere").display());
     env.annexproxy(
         &ours,

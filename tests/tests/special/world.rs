@@ -13,6 +13,8 @@ pub struct World {
     pub proxy: PathBuf,
     pub store: PathBuf,
     pub client: PathBuf,
+    /// For an S3 remote `d`: its bucket (`store` then holds nothing).
+    pub bucket: Option<String>,
 }
 
 /// Who ran `initremote` on the proxy.
@@ -65,6 +67,7 @@ pub fn world_by(setup: Setup, extra: &[&str]) -> World {
         proxy,
         store,
         client,
+        bucket: None,
     }
 }
 

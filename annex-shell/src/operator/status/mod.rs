@@ -414,9 +414,42 @@ fn check_specials(repo: &Repo, rows: &mut [Row]) {
                     row.name,
                     root.display()
                 )),
+                crate::special::Kind::S3 { config, creds } => {
+                    s3_reach(&special.name, (**config).clone(), creds.clone())
+                }
             },
             Err(e) => Reach::No(e.to_string()),
         };
+    }
+}
+
+/// Whether an S3 remote's bucket answers (a HEAD, within the probe's
+/// time).
+fn s3_reach(
+    name: &str,
+    config: annex_s3::S3Config,
+    creds: Option<annex_s3::S3Credentials>,
+) -> Reach {
+    let storage = match crate::special::s3::S3::new(name, config, creds) {
+        Ok(s) => s,
+        Err(e) => return Reach::No(e.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return Reach::No(e.to_string()),
+    };
+    let answer =
+        runtime.block_on(async { tokio::time::timeout(PROBE_TIMEOUT, storage.reachable()).await });
+    match answer {
+        Ok(Ok(())) => Reach::Yes,
+        Ok(Err(e)) => Reach::No(one_line(&e.to_string())),
+        Err(_) => Reach::No(format!(
+            "{name}: no answer within {} seconds",
+            PROBE_TIMEOUT.as_secs()
+        )),
     }
 }
 

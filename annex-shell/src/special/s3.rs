@@ -1,0 +1,174 @@
+//! The `S3` special remote as a [`Storage`]: git-annex's object names in
+//! a bucket, moved by the annex-s3 crate (ranged streaming GETs, multipart
+//! uploads committed only once the framework verified the content).
+//!
+//! git-annex names a key's object `fileprefix` + the serialized key
+//! (`Remote/S3.hs: getBucketObject`; `mungekeys=ia` aside, which we refuse
+//! in [`super::config`]); chunks are chunk keys named the same way, so
+//! either program finds what the other stored.
+
+use annex::key::Key;
+use annex_s3::{ObjectReader, Op, S3Config, S3Credentials, S3Error, S3Storage, SetupError};
+
+use super::storage::{StagedWrite, Storage, StorageError};
+
+/// An S3 remote's bucket.
+#[derive(Clone, Debug)]
+pub struct S3 {
+    bucket: S3Storage,
+}
+
+impl S3 {
+    /// The bucket of remote `name`; fails only on a configuration that
+    /// cannot make requests (no credentials for a signed remote, a bad
+    /// endpoint).
+    pub fn new(
+        name: &str,
+        config: S3Config,
+        creds: Option<S3Credentials>,
+    ) -> Result<S3, SetupError> {
+        Ok(S3 {
+            bucket: S3Storage::new(name, config, creds)?,
+        })
+    }
+
+    pub fn bucket(&self) -> &S3Storage {
+        &self.bucket
+    }
+
+    /// Whether the bucket answers: a HEAD of the object git-annex keeps
+    /// the remote's UUID in (absent or not, an answer is an answer).
+    pub async fn reachable(&self) -> Result<(), StorageError> {
+        self.bucket
+            .stat(S3Storage::UUID_OBJECT)
+            .await
+            .map(drop)
+            .map_err(|e| storage_error(e, self.bucket.remote()))
+    }
+}
+
+/// The bucket's name for `key` before the file prefix (which annex-s3
+/// adds): git-annex's serialized key.
+fn object_name(key: &Key) -> String {
+    key.to_string()
+}
+
+/// annex-s3's error as the framework's: a bucket that does not answer is
+/// [`StorageError::Unavailable`], anything else fails that one operation.
+fn storage_error(e: S3Error, remote: &str) -> StorageError {
+    if e.is_unreachable() {
+        return StorageError::Unavailable {
+            remote: remote.to_owned(),
+            what: format!("bucket {}", e.object),
+            why: e.kind.to_string(),
+        };
+    }
+    let op = match e.op {
+        Op::Stat => "stat",
+        Op::Read => "read",
+        Op::BeginWrite => "begin write of",
+        Op::WritePart => "write",
+        Op::Commit => "commit",
+        Op::Abort => "abort",
+        Op::Remove => "remove",
+    };
+    StorageError::Io {
+        remote: remote.to_owned(),
+        op,
+        object: e.object.clone(),
+        source: std::io::Error::other(e.kind),
+    }
+}
+
+impl Storage for S3 {
+    type Reader = ObjectReader;
+    type Staged = S3Write;
+
+    fn remote(&self) -> &str {
+        self.bucket.remote()
+    }
+
+    async fn stat(&self, name: &Key) -> Result<Option<u64>, StorageError> {
+        let r = self.bucket.stat(&object_name(name)).await;
+        r.map_err(|e| storage_error(e, self.remote()))
+    }
+
+    async fn read(&self, name: &Key, offset: u64) -> Result<ObjectReader, StorageError> {
+        let r = self.bucket.read(&object_name(name), offset).await;
+        r.map_err(|e| storage_error(e, self.remote()))
+    }
+
+    async fn begin_write(&self, name: &Key, size: Option<u64>) -> Result<S3Write, StorageError> {
+        let r = self.bucket.begin_write(&object_name(name), size).await;
+        let staged = r.map_err(|e| storage_error(e, self.remote()))?;
+        Ok(S3Write {
+            remote: self.remote().to_owned(),
+            staged,
+        })
+    }
+
+    async fn remove(&self, name: &Key) -> Result<(), StorageError> {
+        let r = self.bucket.remove(&object_name(name)).await;
+        r.map_err(|e| storage_error(e, self.remote()))
+    }
+}
+
+/// A multipart upload (or, for an object within one part, a buffered
+/// PutObject) that becomes the object at commit.
+pub struct S3Write {
+    remote: String,
+    staged: annex_s3::StagedWrite,
+}
+
+impl S3Write {
+    fn error(&self, e: S3Error) -> StorageError {
+        storage_error(e, &self.remote)
+    }
+}
+
+impl StagedWrite for S3Write {
+    type Reader = ObjectReader;
+
+    fn staged(&self) -> u64 {
+        self.staged.staged()
+    }
+
+    /// Parts of an incomplete multipart upload cannot be read back.
+    async fn read_staged(&mut self) -> Result<Option<ObjectReader>, StorageError> {
+        Ok(None)
+    }
+
+    fn checkpoint(&self) -> Option<u64> {
+        self.staged.part_size()
+    }
+
+    fn token(&self) -> Option<String> {
+        self.staged.multipart_id().map(str::to_owned)
+    }
+
+    async fn restart(&mut self) -> Result<(), StorageError> {
+        let r = self.staged.restart().await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let r = self.staged.write(bytes).await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn commit(self) -> Result<(), StorageError> {
+        let remote = self.remote;
+        let sent = self.staged.commit().await;
+        let sent = sent.map_err(|e| storage_error(e, &remote))?;
+        tracing::debug!(remote, sent, "S3 object committed");
+        Ok(())
+    }
+
+    async fn abort(self) -> Result<(), StorageError> {
+        let remote = self.remote;
+        self.staged
+            .abort()
+            .await
+            .map_err(|e| storage_error(e, &remote))
+    }
+}
