@@ -10,6 +10,8 @@ use annexproxy_tests::observe::{json_lines, keys_held, whereis_uuids};
 use annexproxy_tests::run::Out;
 use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
+use testkit::moto;
+
 use super::world::{hashdir, stored_files};
 
 struct Mixed {
@@ -17,6 +19,8 @@ struct Mixed {
     gateway: PathBuf,
     node: PathBuf,
     store: PathBuf,
+    /// `d`'s bucket, when it is an S3 remote.
+    bucket: Option<String>,
     client: PathBuf,
 }
 
@@ -24,6 +28,18 @@ struct Mixed {
 /// real `initremote` with `extra`), both nodes of cluster `mycl` of a
 /// gateway set up by our `annexproxy`; a client that cloned the gateway.
 fn mixed(extra: &[&str]) -> Mixed {
+    mixed_with(Store::Directory, extra)
+}
+
+/// What `d` keeps its objects in.
+enum Store {
+    Directory,
+    /// A fresh bucket in the tests' moto.
+    S3,
+}
+
+/// [`mixed`] with `d` of the kind `store`.
+fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     let env = TestEnv::new(ServerKind::Ours);
     let node = env.server_bare("node1.git");
     env.annexproxy(&node, &["init", "node 1"]).ok();
@@ -35,18 +51,45 @@ fn mixed(extra: &[&str]) -> Mixed {
         &["remote", "add", "node1", &node.display().to_string()],
     )
     .ok();
-    let store = env.srv.join("dstore");
-    fs::create_dir_all(&store).expect("store dir");
-    let dir_param = format!("directory={}", store.display());
-    let mut args = vec![
-        "initremote",
-        "d",
-        "type=directory",
-        &dir_param,
-        "encryption=none",
-    ];
+    let dir = env.srv.join("dstore");
+    let (params, bucket) = match store {
+        Store::Directory => {
+            fs::create_dir_all(&dir).expect("store dir");
+            let params = vec![
+                "type=directory".to_owned(),
+                format!("directory={}", dir.display()),
+            ];
+            (params, None)
+        }
+        Store::S3 => {
+            // git-annex refuses loopback addresses for S3 unless allowed.
+            env.oracle(
+                &gateway,
+                &["config", "annex.security.allowed-ip-addresses", "127.0.0.1"],
+            )
+            .ok();
+            let bucket = moto::unique_bucket("node");
+            moto::shared().create_bucket(&bucket);
+            let params = vec![
+                "type=S3".to_owned(),
+                "host=127.0.0.1".to_owned(),
+                format!("port={}", moto::shared().port()),
+                "protocol=http".to_owned(),
+                "requeststyle=path".to_owned(),
+                "signature=v4".to_owned(),
+                format!("bucket={bucket}"),
+            ];
+            (params, Some(bucket))
+        }
+    };
+    let mut args = vec!["initremote", "d", "encryption=none"];
+    args.extend(params.iter().map(String::as_str));
     args.extend_from_slice(extra);
-    env.oracle_annex(&gateway, &args).ok();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY),
+    ];
+    env.oracle_annex_with(&gateway, &args, &creds).ok();
     for name in ["node1", "d"] {
         let setting = format!("remote.{name}.annex-cluster-node");
         env.oracle(&gateway, &["config", &setting, "mycl"]).ok();
@@ -65,12 +108,26 @@ fn mixed(extra: &[&str]) -> Mixed {
         env,
         gateway,
         node,
-        store,
+        store: dir,
+        bucket,
         client,
     }
 }
 
 impl Mixed {
+    /// The objects `d` holds: files under its directory, or the bucket's
+    /// objects but the one git-annex keeps the UUID in.
+    fn stored(&self) -> Vec<String> {
+        match &self.bucket {
+            None => stored_files(&self.store),
+            Some(bucket) => {
+                let mut names = moto::shared().list_objects(bucket);
+                names.retain(|n| n != "annex-uuid");
+                names
+            }
+        }
+    }
+
     fn d_uuid(&self) -> String {
         let out = self
             .env
@@ -109,7 +166,12 @@ const BIG: usize = 700 * 1024;
 /// resumed); `fsck --from` the cluster; real fsck on both sides; drop
 /// reaches both.
 fn flow(extra: &[&str]) -> Mixed {
-    let m = mixed(extra);
+    flow_with(Store::Directory, extra)
+}
+
+/// [`flow`] with `d` of the kind `store`.
+fn flow_with(store: Store, extra: &[&str]) -> Mixed {
+    let m = mixed_with(store, extra);
     let (env, client) = (&m.env, &m.client);
     let big = pseudo_random_bytes(13, BIG);
     env.add_file(client, "big.bin", &big);
@@ -123,7 +185,7 @@ fn flow(extra: &[&str]) -> Mixed {
         assert!(holders.contains(&node), "{f} on node1: {holders:?}");
     }
     assert_eq!(keys_held(&m.node).len(), 2);
-    assert!(!stored_files(&m.store).is_empty());
+    assert!(!m.stored().is_empty());
     m.real_fscks();
 
     env.annex(client, &["fsck", "--from", "origin-mycl"]).ok();
@@ -144,7 +206,7 @@ fn flow(extra: &[&str]) -> Mixed {
     env.annex(client, &["drop", "--from", "origin-mycl", "."])
         .ok();
     assert!(keys_held(&m.node).is_empty());
-    assert_eq!(stored_files(&m.store), Vec::<String>::new());
+    assert_eq!(m.stored(), Vec::<String>::new());
     let holders = m.holders("big.bin");
     assert!(!holders.contains(&d), "{holders:?}");
     m
@@ -153,6 +215,15 @@ fn flow(extra: &[&str]) -> Mixed {
 #[test]
 fn directory_node_in_a_cluster() {
     flow(&[]);
+}
+
+/// The same with `d` an S3 remote (moto), chunked: both nodes get each
+/// key from the one read of the client's stream, the cluster falls over
+/// to the bucket, and drops empty it.
+#[test]
+fn s3_node_in_a_cluster() {
+    let m = flow_with(Store::S3, &["chunk=256KiB"]);
+    assert!(m.bucket.is_some());
 }
 
 /// Our `updatecluster` writes git-annex's records: real git-annex's sees
