@@ -181,6 +181,10 @@ struct P2pHttpCli {
     /// Seconds a body may make no progress before it is cut off (default 120).
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
+    /// Seconds requests in flight may go on after SIGTERM or SIGINT
+    /// (default 30).
+    #[arg(long, value_name = "SECS")]
+    grace: Option<u64>,
     /// Not yet supported (HTTPS).
     #[arg(long, value_name = "FILE")]
     certfile: Option<PathBuf>,
@@ -230,6 +234,7 @@ impl P2pHttpCli {
             queue: self.queue,
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
+            grace: self.grace,
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
         }
     }

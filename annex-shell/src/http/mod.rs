@@ -39,6 +39,9 @@
 pub mod auth;
 mod idle;
 mod locks;
+pub mod metrics;
+mod pool;
+mod range;
 mod reply;
 mod requests;
 pub mod route;
@@ -56,6 +59,7 @@ use hyper::body::Incoming;
 use hyper::Response;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::restrict::{Rules, ServerMode};
 use auth::AuthConfig;
@@ -104,7 +108,12 @@ pub struct Options {
     pub limits: Limits,
     pub locked_files: usize,
     pub lock_retention: Duration,
+    /// After a shutdown signal, how long requests in flight may go on.
+    pub grace: Duration,
 }
+
+/// Default of [`Options::grace`].
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -128,11 +137,25 @@ struct State {
     jobs: Arc<Semaphore>,
     waiting: AtomicUsize,
     locks: Arc<locks::Locks>,
+    /// Turns true when the server is shutting down.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    pool: Arc<pool::Pool>,
+    metrics: Arc<metrics::Metrics>,
+    /// This repository's UUID: requests for others go to proxied nodes.
+    uuid: String,
 }
 
-/// Listen and serve until killed; `ready` hears the bound address.
-pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), HttpError> {
-    check_repo(&opts.dir)?;
+/// Listen and serve until `shutdown` resolves; `ready` hears the bound
+/// address. Then no connection is accepted, connections close after the
+/// request in flight, and requests have [`Options::grace`] to finish;
+/// sessions still open are then left (partial uploads stay on disk, to be
+/// resumed), and the pooled ones closed, committing the journal.
+pub async fn serve(
+    opts: Options,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), HttpError> {
+    let uuid = check_repo(&opts.dir)?;
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|source| HttpError::Bind {
@@ -140,17 +163,43 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
             source,
         })?;
     let bound = listener.local_addr().map_err(HttpError::Accept)?;
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(State {
         dir: opts.dir,
         auth: opts.auth,
         jobs: Arc::new(Semaphore::new(opts.limits.jobs.max(1))),
         waiting: AtomicUsize::new(0),
         locks: locks::Locks::new(opts.locked_files, opts.lock_retention),
+        stopping,
+        pool: pool::Pool::new(opts.limits.jobs.max(1)),
+        metrics: Arc::default(),
+        uuid,
         limits: opts.limits,
     });
-    let connections = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
+    let max = state.limits.max_connections.max(1);
+    let connections = Arc::new(Semaphore::new(max));
     tracing::info!(%bound, "p2phttp listening");
     ready(bound);
+    tokio::select! {
+        () = accept(listener, &state, &connections) => {}
+        () = shutdown => {}
+    }
+    let _ = stop_tx.send(true);
+    tracing::info!(grace = ?opts.grace, "p2phttp: shutting down");
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(opts.grace, connections.acquire_many(all)).await;
+    if drained.is_err() {
+        tracing::warn!("p2phttp: requests still running after the grace period are cut off");
+    }
+    state.pool.close_idle(Duration::ZERO).await;
+    Ok(())
+}
+
+async fn accept(
+    listener: tokio::net::TcpListener,
+    state: &Arc<State>,
+    connections: &Arc<Semaphore>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -165,23 +214,22 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         // Small requests and answers go out at once, not after the
         // peer's delayed ACK (git-annex's 40 ms per upload).
         let _ = stream.set_nodelay(true);
-        match Arc::clone(&connections).try_acquire_owned() {
+        match Arc::clone(connections).try_acquire_owned() {
             Ok(slot) => {
-                tokio::spawn(connection(stream, Arc::clone(&state), slot));
+                tokio::spawn(connection(stream, Arc::clone(state), slot));
             }
             Err(_) => refuse_busy(stream),
         }
     }
 }
 
-fn check_repo(dir: &Path) -> Result<(), HttpError> {
+fn check_repo(dir: &Path) -> Result<String, HttpError> {
     let bad = |why: String| HttpError::Repo {
         dir: dir.to_owned(),
         why,
     };
     let repo = annex::repo::Repo::open(dir).map_err(|e| bad(e.to_string()))?;
     repo.uuid()
-        .map(|_| ())
         .ok_or_else(|| bad("not a git-annex repository".into()))
 }
 
@@ -201,7 +249,8 @@ async fn connection(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphoreP
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
         .serve_connection(io, service);
-    let served = idle::watch(conn, activity, state.limits.idle_timeout).await;
+    let stopping = state.stopping.clone();
+    let served = idle::watch(conn, activity, state.limits.idle_timeout, stopping).await;
     if let Some(Err(e)) = served {
         tracing::debug!("p2phttp connection: {e}");
     }
@@ -220,18 +269,36 @@ impl Request<'_> {
         self.ep.version.unwrap_or(0)
     }
 
-    /// A session holding a `--jobs` slot.
+    /// A session holding a `--jobs` slot: a pooled one for the same
+    /// target if one waits, else a new one.
     async fn open(&self) -> Result<SessionClient, Response<Body>> {
         let permit = self.job_slot().await.ok_or_else(reply::busy)?;
-        let mut s = self.open_session().await?;
+        let target = self.target();
+        let mut s = match self.state.pool.take(&target.pool_key()) {
+            Some(s) => s,
+            None => SessionClient::open(target)
+                .await
+                .map_err(|e| reply::session_error(&e))?,
+        };
         s.permit = Some(permit);
         Ok(s)
     }
 
-    /// A session with no `--jobs` slot (for locks).
+    /// A new session with no `--jobs` slot (for locks).
     async fn open_session(&self) -> Result<SessionClient, Response<Body>> {
+        SessionClient::open(self.target())
+            .await
+            .map_err(|e| reply::session_error(&e))
+    }
+
+    /// `s` answered its request cleanly: keep it for the next one.
+    fn release(&self, s: SessionClient) {
+        self.state.pool.put(s);
+    }
+
+    fn target(&self) -> Target<'_> {
         let server = self.ep.server.as_str();
-        let target = Target {
+        Target {
             dir: &self.state.dir,
             server,
             // The unversioned endpoint has no client; as git-annex, the
@@ -242,10 +309,7 @@ impl Request<'_> {
             version: self.ep.version.unwrap_or(annex::p2p::MAX_PROTOCOL_VERSION),
             bypass: self.ep.bypass.clone(),
             rules: Rules::from(self.mode),
-        };
-        SessionClient::open(target)
-            .await
-            .map_err(|e| reply::session_error(&e))
+        }
     }
 
     /// Waits for a job slot, unless too many wait already.
@@ -270,38 +334,72 @@ async fn handle(
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
+    if let Some(r) = operations(&parts, &state) {
+        return Ok(r);
+    }
     let ep = match route::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(ep) => ep,
         Err(e) => return Ok(reply::route_error(&e)),
     };
-    let span = tracing::info_span!("p2phttp", op = ep.op.name(), server = %ep.server);
-    let _entered = span.enter();
+    // One span per request; its outcome is logged when it is answered.
+    let span = tracing::info_span!(
+        "p2phttp",
+        op = ep.op.name(),
+        server = %ep.server,
+        key = ep.op.key().map(tracing::field::display),
+    );
+    let started = std::time::Instant::now();
     let authorization = parts.headers.get(hyper::header::AUTHORIZATION);
-    let mode = match state
-        .auth
-        .decide(false, authorization.map(|h| h.as_bytes()), ep.op.class())
-    {
-        Ok(m) => m,
-        Err(d) => return Ok(reply::denied(d)),
+    let decided = span.in_scope(|| {
+        state
+            .auth
+            .decide(false, authorization.map(|h| h.as_bytes()), ep.op.class())
+    });
+    let response = match decided {
+        Ok(mode) => {
+            let r = Request {
+                state: &state,
+                ep: &ep,
+                mode,
+            };
+            dispatch(&r, &parts.headers, body)
+                .instrument(span.clone())
+                .await
+        }
+        Err(d) => reply::denied(d),
     };
-    drop(_entered);
-    let data_length = parts
-        .headers
+    let status = response.status().as_u16();
+    state.metrics.count(ep.op.name(), status);
+    if status >= 500 && ep.server != state.uuid {
+        state.metrics.node_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    let bytes = response
+        .headers()
         .get(reply::DATA_LENGTH)
-        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()));
-    let r = Request {
-        state: &state,
-        ep: &ep,
-        mode,
-    };
-    Ok(dispatch(&r, data_length, body).await)
+        .and_then(|v| v.to_str().ok());
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status, bytes, elapsed_ms, "request done"));
+    Ok(response)
 }
 
-async fn dispatch(
-    r: &Request<'_>,
-    data_length: Option<Option<u64>>,
-    body: Incoming,
-) -> Response<Body> {
+/// The health and metrics endpoints, which need no auth and no session.
+fn operations(parts: &hyper::http::request::Parts, state: &State) -> Option<Response<Body>> {
+    if parts.method != hyper::Method::GET && parts.method != hyper::Method::HEAD {
+        return None;
+    }
+    match parts.uri.path() {
+        metrics::HEALTH_PATH => Some(reply::text(hyper::StatusCode::OK, "ok\n")),
+        metrics::METRICS_PATH => {
+            let text = state.metrics.render(state.pool.idle_count());
+            Some(reply::text(hyper::StatusCode::OK, text))
+        }
+        _ => None,
+    }
+}
+
+async fn dispatch(r: &Request<'_>, headers: &hyper::HeaderMap, body: Incoming) -> Response<Body> {
+    let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or_default());
+    let data_length = header(reply::DATA_LENGTH).map(|v| v.trim().parse::<u64>().ok());
     match r.ep.op.clone() {
         Op::Get {
             key,
@@ -314,6 +412,10 @@ async fn dispatch(
                 file,
                 offset,
                 head,
+                // Only the endpoint for plain HTTP clients takes a Range.
+                range: header(hyper::header::RANGE.as_str())
+                    .filter(|_| r.ep.version.is_none())
+                    .map(str::to_owned),
             };
             transfer::get(r, a).await
         }
