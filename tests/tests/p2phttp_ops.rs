@@ -192,3 +192,56 @@ fn plain_clients_get_head_length_and_ranges() {
     // After ranges cut sessions short, the whole content is still served.
     assert_eq!(get(None).body, content);
 }
+
+/// Health and metrics, beside the API and without auth: requests by op
+/// and status, content bytes each way.
+#[test]
+fn health_and_metrics_count_requests_and_bytes() {
+    let s = HttpServer::start(
+        &["--authenv-http"],
+        &[("GIT_ANNEX_P2PHTTP_PASSWORD_u", "pw")],
+    );
+    let health = http_raw::request(s.addr, "GET", "/.well-known/annexproxy/health", &[], b"");
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+    // 401: no credentials.
+    let (key, _) = HttpServer::made_up_key(60, 10);
+    let denied = s.post(&format!("v4/checkpresent?key={key}&clientuuid=c1"), &[]);
+    assert_eq!(denied.status, 401);
+    let metrics = http_raw::request(s.addr, "GET", "/.well-known/annexproxy/metrics", &[], b"");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.contains("annexproxy_http_requests_total{op=\"checkpresent\",status=\"401\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("annexproxy_http_active_transfers 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("annexproxy_http_received_bytes_total 0\n"),
+        "{text}"
+    );
+}
+
+/// Bytes in and out are counted as content moves.
+#[test]
+fn metrics_count_content_bytes() {
+    let s = HttpServer::start(&["--wideopen"], &[]);
+    let (key, content) = HttpServer::made_up_key(61, 70_000);
+    put_raw(&s, &key, &content);
+    assert_eq!(s.get(&format!("v4/key/{key}?clientuuid=c1")).body, content);
+    let text = http_raw::request(s.addr, "GET", "/.well-known/annexproxy/metrics", &[], b"").text();
+    assert!(
+        text.contains("annexproxy_http_received_bytes_total 70000\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("annexproxy_http_sent_bytes_total 70000\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("annexproxy_http_requests_total{op=\"put\",status=\"200\"} 1\n"),
+        "{text}"
+    );
+}

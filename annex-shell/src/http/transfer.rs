@@ -195,9 +195,11 @@ async fn feed(mut s: SessionClient, f: Feed) -> Option<SessionClient> {
         let mut body = s.conn.data_body(len);
         while let Some(chunk) = body.next_chunk().await.ok()? {
             if let Some(prev) = held.replace(Bytes::copy_from_slice(chunk)) {
+                // Counted as it is handed to hyper, so a scrape right
+                // after the client's read sees it.
                 let n = prev.len() as u64;
-                send(&out, prev, idle).await?;
                 metrics.bytes_out.fetch_add(n, Ordering::Relaxed);
+                send(&out, prev, idle).await?;
             }
         }
         drop(body);
@@ -214,8 +216,8 @@ async fn feed(mut s: SessionClient, f: Feed) -> Option<SessionClient> {
             last.truncate(last.len().saturating_sub(1));
         }
         let n = last.len() as u64;
-        send(&out, last, idle).await?;
         metrics.bytes_out.fetch_add(n, Ordering::Relaxed);
+        send(&out, last, idle).await?;
         Some(())
     }
     .await;
