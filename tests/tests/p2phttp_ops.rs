@@ -245,3 +245,27 @@ fn metrics_count_content_bytes() {
         "{text}"
     );
 }
+
+/// The real client asks putoffset before each put; that request ends its
+/// session, which must not commit the pooled sessions' lines each time:
+/// 20 copies make a commit or two, not 20.
+#[test]
+fn real_client_copies_share_a_branch_commit() {
+    let s = HttpServer::start(&["--wideopen"], &[]);
+    let cli = s.client("cli");
+    for i in 0..20u64 {
+        let content = annexproxy_tests::pseudo_random_bytes(200 + i, 2048);
+        s.env.add_file(&cli, &format!("f{i}"), &content);
+    }
+    let count = || {
+        let out = s
+            .env
+            .git(&s.repo, &["rev-list", "--count", "git-annex"])
+            .ok();
+        out.stdout.trim().parse::<u32>().expect("a count")
+    };
+    let before = count();
+    s.env.annex(&cli, &["copy", "--to", "origin", "."]).ok();
+    let made = count() - before;
+    assert!(made <= 2, "{made} commits for 20 copies");
+}

@@ -272,9 +272,21 @@ impl Request<'_> {
     /// A session holding a `--jobs` slot: a pooled one for the same
     /// target if one waits, else a new one.
     async fn open(&self) -> Result<SessionClient, Response<Body>> {
+        self.open_from(true).await
+    }
+
+    /// With `pooled` false, always a new session: for a request that
+    /// ends its session (putoffset hangs up mid-PUT), so a pooled one,
+    /// with lines in the journal to commit, is not closed for it.
+    async fn open_from(&self, pooled: bool) -> Result<SessionClient, Response<Body>> {
         let permit = self.job_slot().await.ok_or_else(reply::busy)?;
         let target = self.target();
-        let mut s = match self.state.pool.take(&target.pool_key()) {
+        let reused = if pooled {
+            self.state.pool.take(&target.pool_key())
+        } else {
+            None
+        };
+        let mut s = match reused {
             Some(s) => s,
             None => SessionClient::open(target)
                 .await

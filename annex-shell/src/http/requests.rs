@@ -17,13 +17,15 @@ async fn one_shot(
     msg: Message,
     answer: impl FnOnce(Message) -> Result<serde_json::Value, SessionError>,
 ) -> Response<Body> {
-    let mut s = match req.open().await {
+    // After PUT-FROM the session waits for DATA: putoffset hangs up
+    // there, so it gets a session of its own.
+    let pooled = !matches!(msg, Message::Put { .. });
+    let mut s = match req.open_from(pooled).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     let asked = s.ask(msg).await;
-    // After PUT-FROM the session waits for DATA (putoffset hangs up
-    // there); after any other answer it waits for the next request.
+    // After any other answer it waits for the next request.
     let reusable = matches!(&asked, Ok(m) if !matches!(m, Message::PutFrom(_)));
     let result = asked.and_then(answer);
     if reusable && result.is_ok() {

@@ -186,9 +186,8 @@ fn resolve(dir: &Path, server: &str, client: String) -> Result<Served, SessionEr
         .ok_or_else(|| SessionError::Repo("not a git-annex repository".into()))?;
     if server == my_uuid {
         let store = repo.store();
-        return Ok(Served::Local(Box::new(Local::new(
-            repo, store, my_uuid, client,
-        ))));
+        let local = Local::new(repo, store, my_uuid, client).commit_own_lines_only();
+        return Ok(Served::Local(Box::new(local)));
     }
     match crate::proxy::select(&repo, &my_uuid, server) {
         Ok(crate::proxy::Selection::Node(node)) => Ok(Served::Node(repo, my_uuid, node)),
