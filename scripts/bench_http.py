@@ -13,7 +13,9 @@ Measured per side, in one run:
   concurrent keep-alive clients (Python threads: the client's own cost is
   in the figures, alike for both sides);
 - server RSS idle, and its peak while 32 clients load it;
-- children of the server left (running or zombie) after the loads.
+- children of the server left (running or zombie) after the loads;
+- through a node the server proxies for: the 300 MB copy and the peak
+  RSS meanwhile, 10k checkpresent requests at c=32, children left then.
 """
 
 import http.client
@@ -31,9 +33,10 @@ BIG = 300_000_000
 LOAD_REQUESTS = 2000
 
 
-def run(argv, cwd, env=None, quiet=True):
-    out = subprocess.DEVNULL if quiet else None
-    subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=out, stderr=out)
+def run(argv, cwd, env=None):
+    p = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} in {cwd}: {p.stderr.strip()[-2000:]}")
 
 
 def proc_cpu(pid: int) -> float:
@@ -72,10 +75,22 @@ class Side:
         run(["git", "annex", "init", f"{name}-cli"], self.cli, env)
         self.uuid = self.config(self.srv, "annex.uuid")
         self.client_uuid = self.config(self.cli, "annex.uuid")
+        # A node the server proxies for (a local repository), which the
+        # client learns of from the server's git-annex branch.
+        node = root / f"{name}-node1.git"
+        run(["git", "init", "-q", "--bare", str(node)], root, env)
+        run(["git", "annex", "init", f"{name}-node1"], node, env)
+        self.node_uuid = self.config(node, "annex.uuid")
+        run(["git", "remote", "add", "node1", str(node)], self.srv, env)
+        run(["git", "config", "remote.node1.annex-proxy", "true"], self.srv, env)
+        run(["git", "annex", "updateproxy"], self.srv, env)
+        run(["git", "annex", "sync", "--no-content", "origin"], self.cli, env)
         if name == "ours":
             argv = [str(ours_bin / "annexproxy"), "-C", str(self.srv), "p2phttp", "-J8",
                     "--bind", "127.0.0.1", "--port", "0", "--wideopen"]
-            self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            # Its git-annex-shell serves the local node it proxies for.
+            served = dict(env, PATH=f"{ours_bin}:{env['PATH']}")
+            self.proc = subprocess.Popen(argv, env=served, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             self.addr = self.proc.stdout.readline().strip().removeprefix("listening on ")
         else:
             port = free_port()
@@ -208,7 +223,48 @@ def bench_side(side: Side, quick: bool) -> dict:
         r[f"get1m_c{c}"] = g
     time.sleep(2)
     r["children_left"] = children(side.proc.pid)
+    proxied(side, r, quick)
     return r
+
+
+def proxied(side: Side, r: dict, quick: bool) -> None:
+    """Peak RSS while the big file goes to the proxied node, and the
+    server's children after many proxied checkpresent requests."""
+    peak = [rss_kb(side.proc.pid)]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kb(side.proc.pid))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        r["proxied_put_s"], _ = side.annex_timed(["copy", "--to", "origin-node1", "big"])
+    finally:
+        done.set()
+        t.join()
+    r["proxied_put_peak_rss_mb"] = peak[0] / 1024
+    key = side.key_of("small/f0")
+    n = 1000 if quick else 10_000
+    path = f"/git-annex/{side.node_uuid}/v4/checkpresent?key={key}&clientuuid={side.client_uuid}"
+    r["proxied_checkpresent_c32"] = load(side, "POST", path, 32, n)
+    time.sleep(2)
+    r["proxied_children_left"] = children(side.proc.pid)
+    r["proxied_zombies"] = zombies(side.proc.pid)
+
+
+def zombies(pid: int) -> int:
+    n = 0
+    for d in Path("/proc").iterdir():
+        try:
+            rest = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if rest[1] == str(pid) and rest[0] == "Z":
+            n += 1
+    return n
 
 
 def table(res: dict) -> str:
@@ -226,6 +282,11 @@ def table(res: dict) -> str:
         ("RSS idle, MB", lambda x: f"{x['idle_rss_mb']:.1f}"),
         ("RSS peak at 32 clients, MB", lambda x: f"{max(x['checkpresent_c32']['peak_rss_mb'], x['get1m_c32']['peak_rss_mb']):.1f}"),
         ("children left after the loads", lambda x: str(x["children_left"])),
+        ("300 MB copy to a proxied node, s", lambda x: f"{x['proxied_put_s']:.2f}"),
+        ("RSS peak during that proxied put, MB", lambda x: f"{x['proxied_put_peak_rss_mb']:.1f}"),
+        ("proxied checkpresent c=32 (10k): p50 / p99 ms, req/s",
+         lambda x: "{p50_ms:.2f} / {p99_ms:.1f}, {rps:.0f}".format(**x["proxied_checkpresent_c32"])),
+        ("children after them (zombies)", lambda x: f"{x['proxied_children_left']} ({x['proxied_zombies']})"),
     ]
     out = ["| p2phttp | ours | git-annex |", "|---|---:|---:|"]
     out += [f"| {name} | {f(o)} | {f(g)} |" for name, f in rows]
