@@ -284,7 +284,7 @@ def table(res: dict) -> str:
         ("children left after the loads", lambda x: str(x["children_left"])),
         ("300 MB copy to a proxied node, s", lambda x: f"{x['proxied_put_s']:.2f}"),
         ("RSS peak during that proxied put, MB", lambda x: f"{x['proxied_put_peak_rss_mb']:.1f}"),
-        ("proxied checkpresent c=32 (10k): p50 / p99 ms, req/s",
+        ("proxied checkpresent c=32 (10k, 1k with --quick): p50 / p99 ms, req/s",
          lambda x: "{p50_ms:.2f} / {p99_ms:.1f}, {rps:.0f}".format(**x["proxied_checkpresent_c32"])),
         ("children after them (zombies)", lambda x: f"{x['proxied_children_left']} ({x['proxied_zombies']})"),
     ]
