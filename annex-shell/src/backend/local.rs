@@ -28,6 +28,9 @@ pub struct Local {
     /// Whether the journal gained lines this session, so the branch needs
     /// a commit when it ends.
     journalled: bool,
+    /// Whether ending commits lines other sessions left in the journal
+    /// too (as git-annex does); see [`Local::commit_own_lines_only`].
+    commit_others: bool,
     /// LOCKCONTENT's lock, until UNLOCKCONTENT.
     lock: Option<ContentLock>,
     /// The GET being answered, until the client's verdict.
@@ -45,10 +48,20 @@ impl Local {
             my_uuid,
             client_uuid,
             journalled: false,
+            commit_others: true,
             lock: None,
             upload: None,
             receiving: None,
         }
+    }
+
+    /// Ending commits the branch only if this session journalled: for
+    /// p2phttp, whose pooled sessions commit what they journalled when they
+    /// close, so a short session ending (a putoffset) does not commit their
+    /// lines once per request.
+    pub fn commit_own_lines_only(mut self) -> Self {
+        self.commit_others = false;
+        self
     }
 
     /// Record in the location log that this repository now has, or no
@@ -264,7 +277,7 @@ impl Backend for Local {
     async fn finish(&mut self) -> Result<(), BackendError> {
         // Like git-annex, commit whatever the journal holds, also lines an
         // earlier `configlist` autoinit left there.
-        if self.journalled || self.branch.journal_dirty() {
+        if self.journalled || (self.commit_others && self.branch.journal_dirty()) {
             self.branch.commit()?;
         }
         Ok(())

@@ -181,6 +181,10 @@ struct P2pHttpCli {
     /// Seconds a body may make no progress before it is cut off (default 120).
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
+    /// Seconds requests in flight may go on after SIGTERM or SIGINT
+    /// (default 30).
+    #[arg(long, value_name = "SECS")]
+    grace: Option<u64>,
     /// Serve HTTPS with this certificate (PEM); needs --privatekeyfile.
     #[arg(long, value_name = "FILE")]
     certfile: Option<PathBuf>,
@@ -238,6 +242,7 @@ impl P2pHttpCli {
             directory: self.directory.clone(),
             forge_headers: self.forge_headers,
             socket: self.socket.clone(),
+            grace: self.grace,
             unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
         }
     }

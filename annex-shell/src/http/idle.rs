@@ -110,11 +110,13 @@ where
     }
 }
 
-/// Runs `conn` until it ends, or until it has been idle too long.
+/// Runs `conn` until it ends, or until it has been idle too long; once
+/// `stopping` says so, it ends after the request in flight (if any).
 pub async fn watch<C: GracefulShutdown>(
     conn: C,
     activity: Activity,
     idle: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Option<C::Output> {
     tokio::pin!(conn);
     let tick = (idle / 4).max(Duration::from_millis(50));
@@ -123,6 +125,11 @@ pub async fn watch<C: GracefulShutdown>(
         tokio::select! {
             out = conn.as_mut() => return Some(out),
             _ = tokio::time::sleep(tick) => {}
+            _ = stopping.wait_for(|s| *s), if !asked => {
+                asked = true;
+                conn.as_mut().shut_down();
+                continue;
+            }
         }
         let quiet = activity.idle_for();
         if quiet >= idle * 2 {

@@ -47,6 +47,9 @@ pub mod forge;
 pub mod git;
 mod idle;
 mod locks;
+pub mod metrics;
+mod pool;
+mod range;
 mod reply;
 mod requests;
 pub mod route;
@@ -66,6 +69,7 @@ use hyper::body::Incoming;
 use hyper::Response;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::restrict::{Rules, ServerMode};
 use auth::AuthConfig;
@@ -122,7 +126,12 @@ pub struct Options {
     pub forge_headers: bool,
     /// `--socket`: listen on this unix socket instead of `addr`.
     pub socket: Option<PathBuf>,
+    /// After a shutdown signal, how long requests in flight may go on.
+    pub grace: Duration,
 }
+
+/// Default of [`Options::grace`].
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -162,14 +171,28 @@ struct State {
     /// With `--directory`: the repositories, found by UUID or path.
     repos: Option<Arc<directory::Repos>>,
     forge_headers: bool,
+    /// Turns true when the server is shutting down.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    pool: Arc<pool::Pool>,
+    metrics: Arc<metrics::Metrics>,
+    /// The served repository's UUID (none with `--directory`): requests
+    /// for others go to proxied nodes.
+    uuid: Option<String>,
 }
 
-/// Listen and serve until killed; `ready` hears the bound address (or
-/// the socket's path).
-pub async fn serve(opts: Options, ready: impl FnOnce(String)) -> Result<(), HttpError> {
-    let repos = if opts.directory.is_empty() {
-        check_repo(&opts.dir)?;
-        None
+/// Listen and serve until `shutdown` resolves; `ready` hears the bound
+/// address (or the socket's path). Then no connection is accepted,
+/// connections close after the request in flight, and requests have
+/// [`Options::grace`] to finish; sessions still open are then left
+/// (partial uploads stay on disk, to be resumed), and the pooled ones
+/// closed, committing the journal.
+pub async fn serve(
+    opts: Options,
+    ready: impl FnOnce(String),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), HttpError> {
+    let (repos, uuid) = if opts.directory.is_empty() {
+        (None, Some(check_repo(&opts.dir)?))
     } else {
         let roots = opts.directory.clone();
         let found = tokio::task::spawn_blocking(move || {
@@ -177,31 +200,61 @@ pub async fn serve(opts: Options, ready: impl FnOnce(String)) -> Result<(), Http
         })
         .await
         .expect("the first walk of --directory does not panic")?;
-        Some(Arc::new(found))
+        (Some(Arc::new(found)), None)
     };
     let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
     let (addr, socket) = (opts.addr, opts.socket);
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(State {
         dir: opts.dir,
         auth: opts.auth,
         jobs: Arc::new(Semaphore::new(opts.limits.jobs.max(1))),
         waiting: AtomicUsize::new(0),
         locks: locks::Locks::new(opts.locked_files, opts.lock_retention),
+        stopping,
+        pool: pool::Pool::new(opts.limits.jobs.max(1)),
+        metrics: Arc::default(),
+        uuid,
         limits: opts.limits,
         tls,
         repos,
         forge_headers: opts.forge_headers,
     });
-    let connections = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
-    if let Some(path) = socket {
-        return unix::serve(&path, state, connections, ready).await;
+    let max = state.limits.max_connections.max(1);
+    let connections = Arc::new(Semaphore::new(max));
+    let serving = async {
+        if let Some(path) = &socket {
+            return unix::serve(path, Arc::clone(&state), Arc::clone(&connections), ready).await;
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(HttpError::Accept)?;
+        tracing::info!(%bound, "p2phttp listening");
+        ready(bound.to_string());
+        accept(listener, &state, &connections).await;
+        Ok(())
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = shutdown => {}
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| HttpError::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(HttpError::Accept)?;
-    tracing::info!(%bound, "p2phttp listening");
-    ready(bound.to_string());
+    let _ = stop_tx.send(true);
+    tracing::info!(grace = ?opts.grace, "p2phttp: shutting down");
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(opts.grace, connections.acquire_many(all)).await;
+    if drained.is_err() {
+        tracing::warn!("p2phttp: requests still running after the grace period are cut off");
+    }
+    state.pool.close_idle(Duration::ZERO).await;
+    Ok(())
+}
+
+async fn accept(
+    listener: tokio::net::TcpListener,
+    state: &Arc<State>,
+    connections: &Arc<Semaphore>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok((s, peer)) => (s, peer.ip()),
@@ -216,23 +269,22 @@ pub async fn serve(opts: Options, ready: impl FnOnce(String)) -> Result<(), Http
         // Small requests and answers go out at once, not after the
         // peer's delayed ACK (git-annex's 40 ms per upload).
         let _ = stream.set_nodelay(true);
-        match Arc::clone(&connections).try_acquire_owned() {
+        match Arc::clone(connections).try_acquire_owned() {
             Ok(slot) => {
-                tokio::spawn(accepted(stream, peer, Arc::clone(&state), slot));
+                tokio::spawn(accepted(stream, peer, Arc::clone(state), slot));
             }
             Err(_) => refuse_busy(stream),
         }
     }
 }
 
-fn check_repo(dir: &Path) -> Result<(), HttpError> {
+fn check_repo(dir: &Path) -> Result<String, HttpError> {
     let bad = |why: String| HttpError::Repo {
         dir: dir.to_owned(),
         why,
     };
     let repo = annex::repo::Repo::open(dir).map_err(|e| bad(e.to_string()))?;
     repo.uuid()
-        .map(|_| ())
         .ok_or_else(|| bad("not a git-annex repository".into()))
 }
 
@@ -271,7 +323,8 @@ where
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
         .serve_connection(io, service);
-    let served = idle::watch(conn, activity, state.limits.idle_timeout).await;
+    let stopping = state.stopping.clone();
+    let served = idle::watch(conn, activity, state.limits.idle_timeout, stopping).await;
     if let Some(Err(e)) = served {
         tracing::debug!("p2phttp connection: {e}");
     }
@@ -292,18 +345,48 @@ impl Request<'_> {
         self.ep.version.unwrap_or(0)
     }
 
-    /// A session holding a `--jobs` slot.
+    /// A session holding a `--jobs` slot: a pooled one for the same
+    /// target if one waits, else a new one.
     async fn open(&self) -> Result<SessionClient, Response<Body>> {
+        self.open_from(true).await
+    }
+
+    /// With `pooled` false, always a new session: for a request that
+    /// ends its session (putoffset hangs up mid-PUT), so a pooled one,
+    /// with lines in the journal to commit, is not closed for it.
+    async fn open_from(&self, pooled: bool) -> Result<SessionClient, Response<Body>> {
         let permit = self.job_slot().await.ok_or_else(reply::busy)?;
-        let mut s = self.open_session().await?;
+        let target = self.target();
+        let reused = if pooled {
+            self.state.pool.take(&target.pool_key())
+        } else {
+            None
+        };
+        let mut s = match reused {
+            Some(s) => s,
+            None => SessionClient::open(target)
+                .await
+                .map_err(|e| reply::session_error(&e))?,
+        };
         s.permit = Some(permit);
         Ok(s)
     }
 
-    /// A session with no `--jobs` slot (for locks).
+    /// A new session with no `--jobs` slot (for locks).
     async fn open_session(&self) -> Result<SessionClient, Response<Body>> {
+        SessionClient::open(self.target())
+            .await
+            .map_err(|e| reply::session_error(&e))
+    }
+
+    /// `s` answered its request cleanly: keep it for the next one.
+    fn release(&self, s: SessionClient) {
+        self.state.pool.put(s);
+    }
+
+    fn target(&self) -> Target<'_> {
         let server = self.ep.server.as_str();
-        let target = Target {
+        Target {
             dir: &self.dir,
             server,
             // The unversioned endpoint has no client; as git-annex, the
@@ -314,10 +397,7 @@ impl Request<'_> {
             version: self.ep.version.unwrap_or(annex::p2p::MAX_PROTOCOL_VERSION),
             bypass: self.ep.bypass.clone(),
             rules: Rules::from(self.mode),
-        };
-        SessionClient::open(target)
-            .await
-            .map_err(|e| reply::session_error(&e))
+        }
     }
 
     /// Waits for a job slot, unless too many wait already.
@@ -346,31 +426,52 @@ async fn handle(
     if let Some(g) = git::GitRequest::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         return Ok(git::serve(g, parts, body, peer, state).await);
     }
+    if let Some(r) = operations(&parts, &state) {
+        return Ok(r);
+    }
     let ep = match route::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(ep) => ep,
         Err(e) => return Ok(reply::route_error(&e)),
     };
-    let span = tracing::info_span!("p2phttp", op = ep.op.name(), server = %ep.server);
-    let _entered = span.enter();
-    let mode = match forge::authorize(&state.auth, peer, &parts.headers, ep.op.class()) {
-        Ok(m) => m,
-        Err(d) => return Ok(reply::denied(d)),
+    // One span per request; its outcome is logged when it is answered.
+    let span = tracing::info_span!(
+        "p2phttp",
+        op = ep.op.name(),
+        server = %ep.server,
+        key = ep.op.key().map(tracing::field::display),
+    );
+    let started = std::time::Instant::now();
+    let decided =
+        span.in_scope(|| forge::authorize(&state.auth, peer, &parts.headers, ep.op.class()));
+    let response = match decided {
+        Ok(mode) => match repository(&state, parts.uri.path(), &ep.server).await {
+            None => reply::empty(hyper::StatusCode::NOT_FOUND),
+            Some(dir) => {
+                let r = Request {
+                    state: &state,
+                    dir,
+                    ep: &ep,
+                    mode,
+                };
+                dispatch(&r, &parts.headers, body)
+                    .instrument(span.clone())
+                    .await
+            }
+        },
+        Err(d) => reply::denied(d),
     };
-    drop(_entered);
-    let Some(dir) = repository(&state, parts.uri.path(), &ep.server).await else {
-        return Ok(reply::empty(hyper::StatusCode::NOT_FOUND));
-    };
-    let data_length = parts
-        .headers
+    let status = response.status().as_u16();
+    state.metrics.count(ep.op.name(), status);
+    if status >= 500 && state.uuid.as_deref().is_some_and(|u| u != ep.server) {
+        state.metrics.node_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    let bytes = response
+        .headers()
         .get(reply::DATA_LENGTH)
-        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()));
-    let r = Request {
-        state: &state,
-        dir,
-        ep: &ep,
-        mode,
-    };
-    Ok(dispatch(&r, data_length, body).await)
+        .and_then(|v| v.to_str().ok());
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status, bytes, elapsed_ms, "request done"));
+    Ok(response)
 }
 
 /// The repository a request is for: the one served, or with
@@ -388,11 +489,24 @@ async fn repository(state: &State, path: &str, server: &str) -> Option<PathBuf> 
         .flatten()
 }
 
-async fn dispatch(
-    r: &Request<'_>,
-    data_length: Option<Option<u64>>,
-    body: Incoming,
-) -> Response<Body> {
+/// The health and metrics endpoints, which need no auth and no session.
+fn operations(parts: &hyper::http::request::Parts, state: &State) -> Option<Response<Body>> {
+    if parts.method != hyper::Method::GET && parts.method != hyper::Method::HEAD {
+        return None;
+    }
+    match parts.uri.path() {
+        metrics::HEALTH_PATH => Some(reply::text(hyper::StatusCode::OK, "ok\n")),
+        metrics::METRICS_PATH => {
+            let text = state.metrics.render(state.pool.idle_count());
+            Some(reply::text(hyper::StatusCode::OK, text))
+        }
+        _ => None,
+    }
+}
+
+async fn dispatch(r: &Request<'_>, headers: &hyper::HeaderMap, body: Incoming) -> Response<Body> {
+    let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or_default());
+    let data_length = header(reply::DATA_LENGTH).map(|v| v.trim().parse::<u64>().ok());
     match r.ep.op.clone() {
         Op::Get {
             key,
@@ -405,6 +519,10 @@ async fn dispatch(
                 file,
                 offset,
                 head,
+                // Only the endpoint for plain HTTP clients takes a Range.
+                range: header(hyper::header::RANGE.as_str())
+                    .filter(|_| r.ep.version.is_none())
+                    .map(str::to_owned),
             };
             transfer::get(r, a).await
         }

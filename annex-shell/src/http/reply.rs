@@ -48,6 +48,15 @@ fn full(s: String) -> Body {
     Full::new(Bytes::from(s)).map_err(|e| match e {}).boxed()
 }
 
+/// 416 for a range past the end of `total` bytes.
+pub fn unsatisfiable(total: u64) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .header(header::CONTENT_RANGE, format!("bytes */{total}"))
+        .body(Empty::new().map_err(|e| match e {}).boxed())
+        .expect("static headers are valid")
+}
+
 pub fn route_error(e: &RouteError) -> Response<Body> {
     match e {
         // Unknown server, op or version: empty, as git-annex.

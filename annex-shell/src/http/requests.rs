@@ -10,19 +10,29 @@ use super::reply::{self, Body};
 use super::session::{unexpected, SessionError};
 use super::Request;
 
-/// Asks `msg` in a session of `req`'s, closes it, and answers what
-/// `answer` makes of the reply.
+/// Asks `msg` in a session of `req`'s, gives it back to the pool (or
+/// closes it), and answers what `answer` makes of the reply.
 async fn one_shot(
     req: &Request<'_>,
     msg: Message,
     answer: impl FnOnce(Message) -> Result<serde_json::Value, SessionError>,
 ) -> Response<Body> {
-    let mut s = match req.open().await {
+    // After PUT-FROM the session waits for DATA: putoffset hangs up
+    // there, so it gets a session of its own.
+    let pooled = !matches!(msg, Message::Put { .. });
+    let mut s = match req.open_from(pooled).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let result = s.ask(msg).await.and_then(answer);
-    s.close().await;
+    let asked = s.ask(msg).await;
+    // After any other answer it waits for the next request.
+    let reusable = matches!(&asked, Ok(m) if !matches!(m, Message::PutFrom(_)));
+    let result = asked.and_then(answer);
+    if reusable && result.is_ok() {
+        req.release(s);
+    } else {
+        s.close().await;
+    }
     match result {
         Ok(v) => reply::json(v),
         Err(e) => reply::session_error(&e),

@@ -62,6 +62,20 @@ impl Op {
         }
     }
 
+    /// The key the request is about, if any.
+    pub fn key(&self) -> Option<&Key> {
+        match self {
+            Op::Get { key, .. }
+            | Op::CheckPresent(key)
+            | Op::LockContent(key)
+            | Op::Remove(key)
+            | Op::RemoveBefore { key, .. }
+            | Op::PutOffset(key)
+            | Op::Put { key, .. } => Some(key),
+            Op::KeepLocked(_) | Op::GetTimestamp => None,
+        }
+    }
+
     /// A short name for logs.
     pub fn name(&self) -> &'static str {
         match self {

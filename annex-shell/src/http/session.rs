@@ -57,6 +57,21 @@ pub struct Target<'a> {
     pub rules: Rules,
 }
 
+impl Target<'_> {
+    /// What sessions for this target have in common, so a pooled one can
+    /// serve the next request like it ([`super::pool`]).
+    pub fn pool_key(&self) -> String {
+        format!(
+            "{}\0{}\0{}\0{}\0{:?}",
+            self.server,
+            self.client,
+            self.version,
+            self.bypass.join(","),
+            self.rules
+        )
+    }
+}
+
 /// The client end of a running session.
 pub struct SessionClient {
     pub conn: Pipe,
@@ -64,6 +79,8 @@ pub struct SessionClient {
     done: tokio::task::JoinHandle<()>,
     /// The `--jobs` slot the session holds, if any.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its [`Target::pool_key`].
+    target: String,
 }
 
 enum Served {
@@ -81,6 +98,7 @@ impl SessionClient {
         let handle = tokio::runtime::Handle::current();
         let (dir, server, client) = (t.dir.to_owned(), t.server.to_owned(), t.client.to_owned());
         let rules = t.rules;
+        let target = t.pool_key();
         let done = tokio::task::spawn_blocking(move || {
             let served = match resolve(&dir, &server, client) {
                 Ok(s) => s,
@@ -100,6 +118,7 @@ impl SessionClient {
             version: t.version,
             done,
             permit: None,
+            target,
         };
         match s.read().await? {
             Message::AuthSuccess(_) => {}
@@ -115,6 +134,15 @@ impl SessionClient {
             s.conn.write_message(&Message::Bypass(t.bypass)).await?;
         }
         Ok(s)
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Whether the session loop still runs (it ends when it fails).
+    pub fn is_running(&self) -> bool {
+        !self.done.is_finished()
     }
 
     /// The next message; the session ending is [`SessionError::Ended`].
@@ -158,9 +186,8 @@ fn resolve(dir: &Path, server: &str, client: String) -> Result<Served, SessionEr
         .ok_or_else(|| SessionError::Repo("not a git-annex repository".into()))?;
     if server == my_uuid {
         let store = repo.store();
-        return Ok(Served::Local(Box::new(Local::new(
-            repo, store, my_uuid, client,
-        ))));
+        let local = Local::new(repo, store, my_uuid, client).commit_own_lines_only();
+        return Ok(Served::Local(Box::new(local)));
     }
     match crate::proxy::select(&repo, &my_uuid, server) {
         Ok(crate::proxy::Selection::Node(node)) => Ok(Served::Node(repo, my_uuid, node)),

@@ -9,6 +9,7 @@
 //! - content found bad after it was sent ends one byte short, so the
 //!   length no longer matches the header (the client's only way to know).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use annex::key::Key;
@@ -19,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::range::{self, Wanted};
 use super::reply::{self, Body, BodySender, DATA_LENGTH};
 use super::requests::{already_have, outcome};
 use super::session::{unexpected, SessionClient, SessionError};
@@ -32,15 +34,23 @@ pub struct GetArgs {
     pub file: Option<String>,
     pub offset: u64,
     pub head: bool,
+    /// The Range header (unversioned endpoint only).
+    pub range: Option<String>,
 }
 
 pub async fn get(req: &Request<'_>, a: GetArgs) -> Response<Body> {
+    let wanted = range::resolve(a.range.as_deref(), a.key.size());
+    let (offset, limit) = match wanted {
+        Wanted::All => (a.offset, None),
+        Wanted::Part { start, end, .. } => (start, Some(end - start + 1)),
+        Wanted::Unsatisfiable { total } => return reply::unsatisfiable(total),
+    };
     let mut s = match req.open().await {
         Ok(s) => s,
         Err(r) => return r,
     };
     let msg = Message::Get {
-        offset: a.offset,
+        offset,
         file: a.file,
         key: a.key,
     };
@@ -51,19 +61,53 @@ pub async fn get(req: &Request<'_>, a: GetArgs) -> Response<Body> {
     };
     let plain_client = req.ep.version.is_none();
     if len == 0 || a.head {
-        return short_get(s, len, plain_client).await;
+        return short_get(req, s, len, plain_client).await;
     }
     // A reader that stops reading holds its session, but not a --jobs
     // slot: other requests go on (git-annex's pool is taken by them).
     s.permit = None;
+    let count = limit.map_or(len, |l| l.min(len));
     let (sender, body) = reply::channel_body(BODY_DEPTH);
-    let idle = req.state.limits.idle_timeout;
-    tokio::spawn(feed(s, len, sender, !plain_client, idle));
-    Response::builder()
+    let pool = std::sync::Arc::clone(&req.state.pool);
+    let f = Feed {
+        len,
+        count,
+        out: sender,
+        truncate: !plain_client,
+        idle: req.state.limits.idle_timeout,
+        metrics: std::sync::Arc::clone(&req.state.metrics),
+    };
+    tokio::spawn(async move {
+        if let Some(s) = feed(s, f).await {
+            pool.put(s);
+        }
+    });
+    let mut r = Response::builder()
         .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-        .header(DATA_LENGTH, len.to_string())
-        .body(BodyExt::boxed(body))
+        .header(DATA_LENGTH, count.to_string());
+    if plain_client {
+        r = r
+            .header(hyper::header::ACCEPT_RANGES, "bytes")
+            .header(hyper::header::CONTENT_LENGTH, count.to_string());
+    }
+    if let Wanted::Part { start, total, .. } = wanted {
+        let end = start + count - 1;
+        r = r.status(StatusCode::PARTIAL_CONTENT).header(
+            hyper::header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{total}"),
+        );
+    }
+    r.body(BodyExt::boxed(body))
         .expect("static headers are valid")
+}
+
+/// Back to the pool after a clean answer, else closed.
+async fn finish(req: &Request<'_>, s: SessionClient, clean: bool) {
+    if clean {
+        req.release(s);
+    } else {
+        s.close().await;
+    }
 }
 
 async fn fail(s: SessionClient, e: SessionError) -> Response<Body> {
@@ -72,24 +116,40 @@ async fn fail(s: SessionClient, e: SessionError) -> Response<Body> {
 }
 
 /// An empty body (content absent, or empty) or HEAD's headers alone.
-async fn short_get(mut s: SessionClient, len: u64, plain_client: bool) -> Response<Body> {
+async fn short_get(
+    req: &Request<'_>,
+    mut s: SessionClient,
+    len: u64,
+    plain_client: bool,
+) -> Response<Body> {
     let mut valid = true;
-    if len == 0 {
-        if s.version >= 1 {
-            valid = matches!(s.read().await, Ok(Message::Valid));
-        }
-        let _ = s.conn.write_message(&success(valid)).await;
-    }
     // HEAD: hanging up mid-DATA ends the session; the upload counts as
     // failed, as it should.
-    s.close().await;
+    let mut clean = false;
+    if len == 0 {
+        let verdict = if s.version >= 1 {
+            s.read().await.ok()
+        } else {
+            Some(Message::Valid)
+        };
+        valid = matches!(verdict, Some(Message::Valid));
+        let answered = s.conn.write_message(&success(valid)).await.is_ok();
+        clean = answered && matches!(verdict, Some(Message::Valid | Message::Invalid));
+    }
+    finish(req, s, clean).await;
     if !valid && plain_client {
         return reply::empty(StatusCode::NOT_FOUND);
     }
-    Response::builder()
+    let mut r = Response::builder()
         .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-        .header(DATA_LENGTH, len.to_string())
-        .body(reply::empty(StatusCode::OK).into_body())
+        .header(DATA_LENGTH, len.to_string());
+    if plain_client {
+        // HEAD's answer says what a GET's would.
+        r = r
+            .header(hyper::header::ACCEPT_RANGES, "bytes")
+            .header(hyper::header::CONTENT_LENGTH, len.to_string());
+    }
+    r.body(reply::empty(StatusCode::OK).into_body())
         .expect("static headers are valid")
 }
 
@@ -101,30 +161,100 @@ fn success(ok: bool) -> Message {
     }
 }
 
+/// Where a GET's DATA goes.
+struct Feed {
+    len: u64,
+    /// The bytes of the DATA the body holds: fewer than `len` for a range.
+    count: u64,
+    out: BodySender,
+    /// Content found bad ends one byte short (versioned endpoint).
+    truncate: bool,
+    idle: Duration,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
+}
+
 /// The DATA body to the response, holding back the last chunk until the
-/// session says whether the content was intact.
-async fn feed(mut s: SessionClient, len: u64, out: BodySender, truncate: bool, idle: Duration) {
+/// session says whether the content was intact. The session comes back
+/// when it answered cleanly, to be pooled.
+async fn feed(mut s: SessionClient, f: Feed) -> Option<SessionClient> {
+    if f.count < f.len {
+        feed_part(s, f).await;
+        return None;
+    }
+    let Feed {
+        len,
+        out,
+        truncate,
+        idle,
+        metrics,
+        ..
+    } = f;
+    let _streaming = metrics.transfer();
     let sent = async {
         let mut held: Option<Bytes> = None;
         let mut body = s.conn.data_body(len);
         while let Some(chunk) = body.next_chunk().await.ok()? {
             if let Some(prev) = held.replace(Bytes::copy_from_slice(chunk)) {
+                // Counted as it is handed to hyper, so a scrape right
+                // after the client's read sees it.
+                let n = prev.len() as u64;
+                metrics.bytes_out.fetch_add(n, Ordering::Relaxed);
                 send(&out, prev, idle).await?;
             }
         }
         drop(body);
-        let valid = s.version == 0 || matches!(s.read().await, Ok(Message::Valid));
+        let valid = match s.version {
+            0 => true,
+            _ => match s.read().await.ok()? {
+                Message::Valid => true,
+                Message::Invalid => false,
+                _ => return None,
+            },
+        };
         let mut last = held.unwrap_or_default();
         if !valid && truncate {
             last.truncate(last.len().saturating_sub(1));
         }
+        let n = last.len() as u64;
+        metrics.bytes_out.fetch_add(n, Ordering::Relaxed);
         send(&out, last, idle).await?;
         Some(())
     }
     .await;
     if sent.is_some() {
         out.complete();
-        let _ = s.conn.write_message(&Message::Success).await;
+        if s.conn.write_message(&Message::Success).await.is_ok() {
+            return Some(s);
+        }
+    }
+    s.close().await;
+    None
+}
+
+/// The first `count` bytes of the DATA, for a range; the session is
+/// then hung up on mid-DATA (the upload counts as failed, which for a
+/// range it is), so it ends rather than going back to the pool.
+async fn feed_part(mut s: SessionClient, f: Feed) {
+    let _streaming = f.metrics.transfer();
+    let mut left = f.count;
+    let mut body = s.conn.data_body(f.len);
+    while left > 0 {
+        let Ok(Some(chunk)) = body.next_chunk().await else {
+            break;
+        };
+        let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let part = Bytes::copy_from_slice(&chunk[..take]);
+        if send(&f.out, part, f.idle).await.is_none() {
+            break;
+        }
+        left -= take as u64;
+        f.metrics
+            .bytes_out
+            .fetch_add(take as u64, Ordering::Relaxed);
+    }
+    drop(body);
+    if left == 0 {
+        f.out.complete();
     }
     s.close().await;
 }
@@ -165,18 +295,23 @@ pub async fn put(req: &Request<'_>, a: PutArgs, body: Incoming) -> Response<Body
         Ok(Message::PutFrom(n)) => n,
         Ok(m) => {
             let r = already_have(m).map(|plus| (true, plus));
-            s.close().await;
+            finish(req, s, r.is_ok()).await;
             return put_reply(api, r);
         }
         Err(e) => return fail(s, e).await,
     };
     let result = if a.data_present {
-        s.ask(Message::DataPresent).await.and_then(outcome)
+        s.ask(Message::DataPresent)
+            .await
+            .and_then(outcome)
+            .map(Some)
     } else {
-        send_body(&mut s, &a, from, body, req.state.limits.idle_timeout).await
+        let _streaming = req.state.metrics.transfer();
+        send_body(&mut s, &a, from, body, req.state).await
     };
-    s.close().await;
-    put_reply(api, result)
+    // A body cut short (None) ends the session: not stored, and closed.
+    finish(req, s, matches!(result, Ok(Some(_)))).await;
+    put_reply(api, result.map(|r| r.unwrap_or((false, Vec::new()))))
 }
 
 fn put_reply(api: u32, r: Result<(bool, Vec<String>), SessionError>) -> Response<Body> {
@@ -191,18 +326,19 @@ fn put_reply(api: u32, r: Result<(bool, Vec<String>), SessionError>) -> Response
 /// The client sends from `a.offset`: bytes the session has already are
 /// skipped; if it has fewer than the client thinks, what is sent is
 /// marked INVALID, as git-annex does. A body cut short hangs up mid-DATA,
-/// which keeps what arrived for a resume, and is `stored: false`.
+/// which keeps what arrived for a resume, and is `None` (`stored: false`).
 async fn send_body(
     s: &mut SessionClient,
     a: &PutArgs,
     from: u64,
     mut body: Incoming,
-    idle: Duration,
-) -> Result<(bool, Vec<String>), SessionError> {
+    state: &super::State,
+) -> Result<Option<(bool, Vec<String>)>, SessionError> {
     let (mut skip, len, mut invalid) = match from.checked_sub(a.offset) {
         Some(ahead) => (ahead, a.len.saturating_sub(ahead), false),
         None => (0, a.len, true),
     };
+    let idle = state.limits.idle_timeout;
     let mut w = s.conn.start_data(len).await?;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
@@ -224,13 +360,15 @@ async fn send_body(
         }
         if !d.is_empty() {
             w.write_chunk(d).await?;
+            let n = d.len() as u64;
+            state.metrics.bytes_in.fetch_add(n, Ordering::Relaxed);
         }
     }
     if w.remaining() > 0 {
         // Dropping the writer short breaks the pipe's DATA: the session
         // keeps what arrived, and ends.
         drop(w);
-        return Ok((false, Vec::new()));
+        return Ok(None);
     }
     w.finish().await?;
     if s.version >= 1 {
@@ -241,5 +379,5 @@ async fn send_body(
         };
         s.conn.write_message(&v).await?;
     }
-    s.read().await.and_then(outcome)
+    s.read().await.and_then(outcome).map(Some)
 }

@@ -37,6 +37,7 @@ pub struct P2pHttpArgs {
     pub directory: Vec<PathBuf>,
     pub forge_headers: bool,
     pub socket: Option<PathBuf>,
+    pub grace: Option<u64>,
     /// Options given that are not supported yet (by their flag).
     pub unsupported: Vec<&'static str>,
 }
@@ -119,6 +120,7 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
         directory: a.directory.clone(),
         forge_headers: a.forge_headers,
         socket: a.socket.clone(),
+        grace: a.grace.map_or(http::DEFAULT_GRACE, Duration::from_secs),
     })
 }
 
@@ -140,19 +142,42 @@ pub fn run(dir: &Path, a: &P2pHttpArgs, out: &mut dyn Write) -> Result<(), P2pHt
     let opts = resolve(dir, a)?;
     warn_about(&opts);
     // Each session runs on a thread of the blocking pool: one per
-    // connection at most, and one per content lock held, so the pool never
-    // makes a session wait for a thread.
-    let threads = opts.limits.max_connections + opts.locked_files + 16;
+    // connection at most, one per content lock held, and one per session
+    // kept open between requests (at most --jobs), so the pool never makes
+    // a session wait for a thread.
+    let threads = opts.limits.max_connections + opts.locked_files + opts.limits.jobs + 16;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(threads)
         .enable_all()
         .build()
         .map_err(P2pHttpError::Runtime)?;
-    runtime.block_on(http::serve(opts, |addr| {
+    let ready = |addr| {
         let _ = writeln!(out, "listening on {addr}");
         let _ = out.flush();
-    }))?;
+    };
+    runtime.block_on(async {
+        let stop = stop_signal().await?;
+        http::serve(opts, ready, stop)
+            .await
+            .map_err(P2pHttpError::from)
+    })?;
+    // Sessions cut off after the grace period are not waited for: what
+    // they received stays on disk for a resume.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+async fn stop_signal() -> Result<impl std::future::Future<Output = ()>, P2pHttpError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(P2pHttpError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(P2pHttpError::Runtime)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn warn_about(opts: &Options) {
