@@ -82,13 +82,32 @@ impl Repos {
         if !prefix.is_empty() {
             return self.by_path(prefix);
         }
+        let hit = |found: &Found| found.by_uuid.get(uuid).filter(|d| d.exists()).cloned();
         let mut found = self.lock();
-        if let Some(dir) = found.by_uuid.get(uuid).filter(|d| d.exists()) {
-            return Some(dir.clone());
+        if let Some(dir) = hit(&found) {
+            return Some(dir);
+        }
+        // A miss walks the roots at most once per `rescan_every`: one
+        // that comes sooner waits for the next walk (without holding the
+        // map, so known repositories are still found meanwhile) rather
+        // than be told 404 about a repository made just now.
+        if let Some(at) = found.scanned {
+            let wait = self.rescan_every.saturating_sub(at.elapsed());
+            if !wait.is_zero() {
+                drop(found);
+                std::thread::sleep(wait);
+                found = self.lock();
+                if let Some(dir) = hit(&found) {
+                    return Some(dir);
+                }
+            }
         }
         let due = found
             .scanned
             .is_none_or(|at| at.elapsed() >= self.rescan_every);
+        // Not due: another miss walked the roots while this one waited,
+        // after this request came, so what that walk did not find is not
+        // there.
         if due {
             self.rescan(&mut found);
         }
@@ -213,20 +232,23 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("root");
         git_repo(&root.join("team/a"), "uuid-a");
-        let repos =
-            Repos::new(std::slice::from_ref(&root), Duration::from_secs(3600)).expect("repos");
+        let every = Duration::from_millis(300);
+        let repos = Repos::new(std::slice::from_ref(&root), every).expect("repos");
         assert!(repos.find("", "uuid-a").is_some());
         assert!(repos.find("team/a", "uuid-a").is_some());
         assert_eq!(repos.find("team/../team/a", "uuid-a"), None);
         assert_eq!(repos.find("team/a/.git", "uuid-a"), None);
         assert_eq!(repos.find("team", "uuid-a"), None);
 
-        // Added later: not found while the last walk is recent …
+        // Added later: found on the first miss, which waits for the next
+        // walk if the last one is recent.
         git_repo(&root.join("b"), "uuid-b");
-        assert_eq!(repos.find("", "uuid-b"), None);
-        // … and found on the first miss once it is not.
-        repos.lock().scanned = Some(Instant::now() - Duration::from_secs(3601));
         assert!(repos.find("", "uuid-b").is_some());
+        // Misses walk at most once per `every`.
+        let started = Instant::now();
+        assert_eq!(repos.find("", "uuid-none"), None);
+        assert_eq!(repos.find("", "uuid-none"), None);
+        assert!(started.elapsed() >= every, "{:?}", started.elapsed());
         assert!(repos.find("b", "whatever").is_some());
     }
 

@@ -103,6 +103,11 @@ pub(super) async fn serve(
     match g.service {
         Service::Config => config(dir, &parts, peer.secure, &g.prefix).await,
         _ => {
+            // Sessions kept between requests commit the git-annex branch
+            // when they close: close the idle ones first, so git shows
+            // the locations of transfers already answered (a clone right
+            // after a copy finds the content).
+            state.pool.close_idle(std::time::Duration::ZERO).await;
             let deadline = state.limits.idle_timeout;
             super::cgi::http_backend(super::cgi::Cgi {
                 dir,

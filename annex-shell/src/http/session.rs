@@ -59,10 +59,13 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     /// What sessions for this target have in common, so a pooled one can
-    /// serve the next request like it ([`super::pool`]).
+    /// serve the next request like it ([`super::pool`]). The repository
+    /// is part of it: with `--directory`, a UUID a request names need not
+    /// be the repository its path names.
     pub fn pool_key(&self) -> String {
         format!(
-            "{}\0{}\0{}\0{}\0{:?}",
+            "{}\0{}\0{}\0{}\0{}\0{:?}",
+            self.dir.display(),
             self.server,
             self.client,
             self.version,
