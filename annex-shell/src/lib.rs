@@ -19,6 +19,7 @@ pub mod restrict;
 pub mod run;
 pub mod session;
 pub mod special;
+pub mod units;
 
 #[cfg(test)]
 mod testutil;

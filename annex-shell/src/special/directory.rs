@@ -186,7 +186,7 @@ impl Storage for Directory {
         }
         Err(StorageError::NoSpace {
             remote: self.name.clone(),
-            need: crate::operator::status::human(want - free),
+            need: crate::units::human(want - free),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The report as text (an aligned table) or as one JSON object.
 
 use super::{Kind, Reach, Row};
+pub use crate::units::human;
 
 fn reach_text(r: &Reach) -> String {
     match r {
@@ -9,21 +10,6 @@ fn reach_text(r: &Reach) -> String {
         Reach::Unknown => "-".into(),
         Reach::Nodes { up, of } => format!("{up}/{of}"),
     }
-}
-
-/// Bytes in IEC units, one decimal from KiB up.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// A count as shown: a `via` row stands for the whole cluster behind
