@@ -125,4 +125,73 @@ mod tests {
         // A deadline already past stays past.
         assert_eq!(translate_deadline(10, 3000, 100), 100);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Up to 6 nodes named n0..n5, and which of them hold or want.
+        fn world() -> impl Strategy<Value = (Vec<String>, BTreeSet<String>, BTreeSet<String>)> {
+            (1usize..=6).prop_flat_map(|n| {
+                let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+                let pick = proptest::collection::btree_set(0..n, 0..=n);
+                (Just(names), pick.clone(), pick).prop_map(|(names, h, w)| {
+                    let holders = h.iter().map(|&i| names[i].clone()).collect();
+                    let wanted = w.iter().map(|&i| names[i].clone()).collect();
+                    (names, holders, wanted)
+                })
+            })
+        }
+
+        proptest! {
+            /// A PUT goes to wanted nodes lacking the key when there are
+            /// any, else exactly to the holders; never twice to a node.
+            #[test]
+            fn put_targets_are_wanted_newcomers_or_else_the_holders(
+                (names, holders, wanted) in world()
+            ) {
+                let nodes: Vec<&str> = names.iter().map(String::as_str).collect();
+                let targets = put_targets(&nodes, &holders, &wanted);
+                let chosen: BTreeSet<&str> = targets.iter().map(|&i| nodes[i]).collect();
+                prop_assert_eq!(chosen.len(), targets.len());
+                let newcomers: BTreeSet<&str> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|u| wanted.contains(*u) && !holders.contains(*u))
+                    .collect();
+                if newcomers.is_empty() {
+                    let held: BTreeSet<&str> = nodes.iter().copied().filter(|u| holders.contains(*u)).collect();
+                    prop_assert_eq!(chosen, held);
+                } else {
+                    prop_assert_eq!(chosen, newcomers);
+                }
+            }
+
+            /// A GET tries every holder exactly once, and a busy one only
+            /// after every free one.
+            #[test]
+            fn get_order_tries_each_holder_once_busy_last(
+                holding in proptest::collection::btree_set(0usize..8, 0..8),
+                busy in proptest::collection::btree_set(0usize..8, 0..8),
+                connected in proptest::collection::btree_set(0usize..8, 0..8),
+                spin in 0usize..20,
+            ) {
+                let holding: Vec<usize> = holding.into_iter().collect();
+                let order = get_order(&holding, &|i| connected.contains(&i), &|i| busy.contains(&i), spin);
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                prop_assert_eq!(&sorted, &holding);
+                let first_busy = order.iter().position(|i| busy.contains(i)).unwrap_or(order.len());
+                prop_assert!(order[first_busy..].iter().all(|i| busy.contains(i)));
+            }
+
+            /// A deadline keeps its distance from "now" in the node's clock,
+            /// and one already past stays past.
+            #[test]
+            fn deadlines_keep_their_distance(t in 0u64..1 << 40, ours in 0u64..1 << 40, node in 0u64..1 << 40) {
+                let moved = translate_deadline(t, ours, node);
+                prop_assert_eq!(moved - node, t.saturating_sub(ours));
+            }
+        }
+    }
 }
