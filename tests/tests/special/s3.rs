@@ -5,7 +5,7 @@
 //! corrupted uploads never appear under the key; an interrupted chunked
 //! upload resumes after the chunks the bucket holds.
 
-use annexproxy_tests::observe::{fsck_from, json_lines, worktree_bytes};
+use annexproxy_tests::observe::{fsck_from, worktree_bytes};
 use annexproxy_tests::p2p_driver::sha256e_key;
 use annexproxy_tests::pseudo_random_bytes;
 use annexproxy_tests::{ServerKind, TestEnv};
@@ -84,15 +84,6 @@ fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
     }
 }
 
-/// The bucket's objects but the one git-annex keeps the UUID in, sorted.
-fn objects(wd: &World) -> Vec<String> {
-    let bucket = wd.bucket.as_deref().expect("an S3 world");
-    let mut names = moto::shared().list_objects(bucket);
-    names.retain(|n| n != "annex-uuid");
-    names.sort();
-    names
-}
-
 /// Multipart uploads begun and neither completed nor aborted.
 fn pending_uploads(wd: &World) -> Vec<String> {
     moto::shared().list_uploads(wd.bucket.as_deref().expect("an S3 world"))
@@ -130,7 +121,7 @@ fn copy_get_fsck_drop_move(setup: Setup, extra: &[&str], chunked: bool) {
         want.push(key.clone());
     }
     want.sort();
-    assert_eq!(objects(&wd), want);
+    assert_eq!(held(&wd), want);
     assert_eq!(pending_uploads(&wd), Vec::<String>::new());
     let (ok, results) = fsck_from(env, client, "origin-d");
     assert!(ok, "{results:?}");
@@ -144,13 +135,13 @@ fn copy_get_fsck_drop_move(setup: Setup, extra: &[&str], chunked: bool) {
     env.annex(client, &["drop", "--from", "origin-d", "small.txt"])
         .ok();
     assert!(!is_on_d(&wd, "small.txt"));
-    assert!(!objects(&wd).contains(&small_object));
+    assert!(!held(&wd).contains(&small_object));
     env.annex(client, &["move", "--to", "origin-d", "small.txt"])
         .ok();
     assert!(is_on_d(&wd, "small.txt"));
     env.annex(client, &["drop", "--from", "origin-d", "big.bin"])
         .ok();
-    assert_eq!(objects(&wd), vec![small_object]);
+    assert_eq!(held(&wd), vec![small_object]);
 }
 
 #[test]
@@ -170,34 +161,12 @@ fn chunked_s3_remote_through_the_proxy() {
     copy_get_fsck_drop_move(Setup::Real, &["chunk=100000"], true);
 }
 
-/// Wrong bytes with VALID, or the right ones with INVALID: FAILURE, and
-/// no object under the key (nor a multipart upload left behind).
+/// See [`corrupted_upload_never_appears_in`]; no multipart upload is
+/// left behind either.
 fn corrupted_upload_never_appears(extra: &[&str]) {
     let wd = s3_world(extra);
-    let content = pseudo_random_bytes(13, 250_000);
-    let key = sha256e_key(&content, ".bin");
-    let mut wrong = content.clone();
-    wrong[200_000] ^= 1;
-    let mut shell = shell_to_d(&wd);
-    for (body, verdict) in [(&wrong, "VALID"), (&content, "INVALID")] {
-        shell.send(&format!("PUT f.bin {key}"));
-        shell.expect("PUT-FROM 0");
-        shell.send_raw(&data(body, body.len()));
-        shell.send(verdict);
-        shell.expect("FAILURE");
-        assert_eq!(objects(&wd), Vec::<String>::new());
-        shell.send(&format!("CHECKPRESENT {key}"));
-        shell.expect("FAILURE");
-    }
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content, content.len()));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
-    shell.finish().assert_exit(0);
-    assert!(!objects(&wd).is_empty());
+    corrupted_upload_never_appears_in(&wd);
     assert_eq!(pending_uploads(&wd), Vec::<String>::new());
-    server_fsck_from_d(&wd);
 }
 
 #[test]
@@ -222,7 +191,7 @@ fn interrupted_chunked_s3_upload_resumes_after_stored_chunks() {
     shell.expect("PUT-FROM 0");
     shell.send_raw(&data(&content[..250_000], content.len()));
     shell.finish().assert_exit(0);
-    assert_eq!(objects(&wd).len(), 2, "{:?}", objects(&wd));
+    assert_eq!(held(&wd).len(), 2, "{:?}", held(&wd));
     let mut shell = shell_to_d(&wd);
     shell.send(&format!("CHECKPRESENT {key}"));
     shell.expect("FAILURE");
@@ -238,7 +207,7 @@ fn interrupted_chunked_s3_upload_resumes_after_stored_chunks() {
     shell.expect("VALID");
     shell.send("SUCCESS");
     shell.finish().assert_exit(0);
-    assert_eq!(objects(&wd).len(), 4);
+    assert_eq!(held(&wd).len(), 4);
     server_fsck_from_d(&wd);
 }
 
@@ -323,23 +292,7 @@ fn d_uuid_in(env: &TestEnv, repo: &std::path::Path) -> String {
 /// answers, with the keys the location log says it holds.
 #[test]
 fn status_shows_the_s3_remote() {
-    let wd = s3_world(&[]);
-    let (env, client) = (&wd.env, &wd.client);
-    env.add_file(client, "f.txt", b"twelve bytes");
-    env.annex(client, &["copy", "--to", "origin-d", "f.txt"])
-        .ok();
-    env.wait_server_idle();
-    let out = env.annexproxy(&wd.proxy, &["status", "--json"]).ok();
-    let status = &json_lines(&out.stdout)[0];
-    let remotes = status["proxied"].as_array().expect("proxied");
-    let d = remotes
-        .iter()
-        .find(|r| r["name"] == "d")
-        .unwrap_or_else(|| panic!("no d in {out}"));
-    assert_eq!(d["kind"], "special", "{out}");
-    assert_eq!(d["reachable"], true, "{out}");
-    assert_eq!(d["keys"], 1, "{out}");
-    assert_eq!(d["bytes"], 12, "{out}");
+    status_row_of_d_after_a_copy(&s3_world(&[]));
 }
 
 /// An unchunked upload larger than a part, cut off after its first part
@@ -359,7 +312,7 @@ fn interrupted_unchunked_s3_upload_resumes_after_its_parts() {
     // The first part goes to the bucket while the rest is buffered.
     std::thread::sleep(std::time::Duration::from_secs(3));
     shell.finish().assert_exit(0);
-    assert_eq!(objects(&wd), Vec::<String>::new());
+    assert_eq!(held(&wd), Vec::<String>::new());
     assert_eq!(pending_uploads(&wd).len(), 1);
     let mut shell = shell_to_d(&wd);
     shell.send(&format!("PUT f.bin {key}"));
@@ -368,7 +321,7 @@ fn interrupted_unchunked_s3_upload_resumes_after_its_parts() {
     shell.send("VALID");
     shell.expect("SUCCESS");
     shell.finish().assert_exit(0);
-    assert_eq!(objects(&wd), vec![key.clone()]);
+    assert_eq!(held(&wd), vec![key.clone()]);
     assert_eq!(pending_uploads(&wd), Vec::<String>::new());
     server_fsck_from_d(&wd);
 }
@@ -398,7 +351,7 @@ fn resumed_unchunked_s3_upload_with_wrong_bytes_never_appears() {
     shell.send(&format!("CHECKPRESENT {key}"));
     shell.expect("FAILURE");
     shell.finish().assert_exit(0);
-    assert_eq!(objects(&wd), Vec::<String>::new());
+    assert_eq!(held(&wd), Vec::<String>::new());
     assert_eq!(pending_uploads(&wd), Vec::<String>::new());
 }
 

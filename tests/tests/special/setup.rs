@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use annexproxy_tests::observe::{fsck_from, json_lines};
+use annexproxy_tests::observe::fsck_from;
 use annexproxy_tests::{ServerKind, TestEnv};
 
 use super::world::*;
@@ -175,22 +175,8 @@ fn enableremote_then_verifyremote() {
 #[test]
 fn status_shows_the_special_remote() {
     let wd = world(&[]);
-    let (env, client) = (&wd.env, &wd.client);
-    env.add_file(client, "f.txt", b"twelve bytes");
-    env.annex(client, &["copy", "--to", "origin-d", "f.txt"])
-        .ok();
-    env.wait_server_idle();
-    let out = env.annexproxy(&wd.proxy, &["status", "--json"]).ok();
-    let status = &json_lines(&out.stdout)[0];
-    let remotes = status["proxied"].as_array().expect("proxied");
-    let d = remotes
-        .iter()
-        .find(|r| r["name"] == "d")
-        .unwrap_or_else(|| panic!("no d in {out}"));
-    assert_eq!(d["kind"], "special", "{out}");
-    assert_eq!(d["reachable"], true, "{out}");
-    assert_eq!(d["keys"], 1, "{out}");
-    assert_eq!(d["bytes"], 12, "{out}");
+    status_row_of_d_after_a_copy(&wd);
+    let env = &wd.env;
     // Its directory gone: not reachable, and why.
     fs::rename(&wd.store, wd.store.with_extension("moved")).expect("rename");
     let out = env.annexproxy(&wd.proxy, &["status"]).ok();

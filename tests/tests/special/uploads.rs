@@ -7,37 +7,8 @@ use annexproxy_tests::pseudo_random_bytes;
 
 use super::world::*;
 
-/// A corrupted upload (wrong bytes with VALID, or the right bytes with
-/// INVALID) is answered FAILURE and leaves nothing under the key: no
-/// object, no chunk, and CHECKPRESENT says so.
 fn corrupted_upload_never_appears(extra: &[&str]) {
-    let wd = world(extra);
-    let content = pseudo_random_bytes(3, 250_000);
-    let key = sha256e_key(&content, ".bin");
-    let mut wrong = content.clone();
-    wrong[200_000] ^= 1;
-    let mut shell = shell_to_d(&wd);
-    for (body, verdict) in [(&wrong, "VALID"), (&content, "INVALID")] {
-        shell.send(&format!("PUT f.bin {key}"));
-        shell.expect("PUT-FROM 0");
-        shell.send_raw(&data(body, body.len()));
-        shell.send(verdict);
-        shell.expect("FAILURE");
-        assert_eq!(stored_files(&wd.store), Vec::<String>::new());
-        shell.send(&format!("CHECKPRESENT {key}"));
-        shell.expect("FAILURE");
-    }
-    let out = shell.finish();
-    out.assert_exit(0);
-    // The right bytes, VALID: stored.
-    let mut shell = shell_to_d(&wd);
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content, content.len()));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
-    shell.finish().assert_exit(0);
-    server_fsck_from_d(&wd);
+    corrupted_upload_never_appears_in(&world(extra));
 }
 
 #[test]

@@ -173,3 +173,68 @@ pub fn verify_remote(env: &TestEnv, repo: &Path, name: &str) {
     env.oracle_annex(repo, &["verifyremote", name, "--safe", &id])
         .ok();
 }
+
+/// What `d` holds: the files under its directory, or its bucket's
+/// objects but the one git-annex keeps the UUID in, sorted.
+pub fn held(wd: &World) -> Vec<String> {
+    let Some(bucket) = &wd.bucket else {
+        return stored_files(&wd.store);
+    };
+    let mut names = testkit::moto::shared().list_objects(bucket);
+    names.retain(|n| n != "annex-uuid");
+    names.sort();
+    names
+}
+
+/// A corrupted upload (wrong bytes with VALID, or the right bytes with
+/// INVALID) is answered FAILURE and leaves nothing under the key: no
+/// object, no chunk, and CHECKPRESENT says so. The right bytes with
+/// VALID are then stored, and real `git annex fsck --from d` agrees.
+pub fn corrupted_upload_never_appears_in(wd: &World) {
+    let content = annexproxy_tests::pseudo_random_bytes(3, 250_000);
+    let key = annexproxy_tests::p2p_driver::sha256e_key(&content, ".bin");
+    let mut wrong = content.clone();
+    wrong[200_000] ^= 1;
+    let mut shell = shell_to_d(wd);
+    for (body, verdict) in [(&wrong, "VALID"), (&content, "INVALID")] {
+        shell.send(&format!("PUT f.bin {key}"));
+        shell.expect("PUT-FROM 0");
+        shell.send_raw(&data(body, body.len()));
+        shell.send(verdict);
+        shell.expect("FAILURE");
+        assert_eq!(held(wd), Vec::<String>::new());
+        shell.send(&format!("CHECKPRESENT {key}"));
+        shell.expect("FAILURE");
+    }
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content, content.len()));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    shell.finish().assert_exit(0);
+    assert!(!held(wd).is_empty());
+    server_fsck_from_d(wd);
+}
+
+/// `d`'s row in `annexproxy status --json` after the client copied a
+/// 12-byte file to it: a special remote that answers, with that key.
+pub fn status_row_of_d_after_a_copy(wd: &World) -> serde_json::Value {
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, "f.txt", b"twelve bytes");
+    env.annex(client, &["copy", "--to", "origin-d", "f.txt"])
+        .ok();
+    env.wait_server_idle();
+    let out = env.annexproxy(&wd.proxy, &["status", "--json"]).ok();
+    let status = &annexproxy_tests::observe::json_lines(&out.stdout)[0];
+    let remotes = status["proxied"].as_array().expect("proxied");
+    let d = remotes
+        .iter()
+        .find(|r| r["name"] == "d")
+        .unwrap_or_else(|| panic!("no d in {out}"))
+        .clone();
+    assert_eq!(d["kind"], "special", "{out}");
+    assert_eq!(d["reachable"], true, "{out}");
+    assert_eq!(d["keys"], 1, "{out}");
+    assert_eq!(d["bytes"], 12, "{out}");
+    d
+}
