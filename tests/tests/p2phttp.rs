@@ -60,21 +60,9 @@ fn real_client_copy_get_drop_fsck_move() {
 fn an_interrupted_upload_resumes() {
     let s = HttpServer::start(&["--wideopen"], &[]);
     let (key, content) = HttpServer::made_up_key(7, 100_000);
-    let target = format!(
-        "/git-annex/{}/v4/put?key={key}&clientuuid=c1&offset=0",
-        s.uuid
-    );
 
     // Says 100000, sends 50000, half-closes.
-    let mut conn = http_raw::connect(s.addr);
-    write_head(
-        &mut conn,
-        "POST",
-        &target,
-        &[("X-git-annex-data-length", "100000")],
-        Some(100_000),
-    );
-    conn.write_all(&content[..50_000]).expect("send half");
+    let conn = put_begun(&s, &key, &content[..50_000], 100_000);
     conn.shutdown(std::net::Shutdown::Write)
         .expect("half-close");
     let cut = read_reply(&mut BufReader::new(conn));
@@ -525,19 +513,7 @@ fn stalled_readers_do_not_block_other_clients() {
 fn a_stalled_upload_is_cut_off_and_resumable() {
     let s = HttpServer::start(&["--wideopen", "--idle-timeout", "1"], &[]);
     let (key, content) = HttpServer::made_up_key(22, 100_000);
-    let target = format!(
-        "/git-annex/{}/v4/put?key={key}&clientuuid=c1&offset=0",
-        s.uuid
-    );
-    let mut conn = http_raw::connect(s.addr);
-    write_head(
-        &mut conn,
-        "POST",
-        &target,
-        &[("X-git-annex-data-length", "100000")],
-        Some(100_000),
-    );
-    conn.write_all(&content[..30_000]).expect("send part");
+    let conn = put_begun(&s, &key, &content[..30_000], 100_000);
     let started = Instant::now();
     let r = read_reply(&mut BufReader::new(conn));
     let took = started.elapsed();
@@ -572,19 +548,7 @@ fn a_full_queue_answers_503() {
     let s = HttpServer::start(&["--wideopen", "-J", "1", "--queue", "0"], &[]);
     let (key, content) = HttpServer::made_up_key(23, 10_000);
     // An upload that has not finished its body holds the one slot.
-    let target = format!(
-        "/git-annex/{}/v4/put?key={key}&clientuuid=c1&offset=0",
-        s.uuid
-    );
-    let mut busy = http_raw::connect(s.addr);
-    write_head(
-        &mut busy,
-        "POST",
-        &target,
-        &[("X-git-annex-data-length", "10000")],
-        Some(10_000),
-    );
-    busy.write_all(&content[..100]).expect("send part");
+    let mut busy = put_begun(&s, &key, &content[..100], 10_000);
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let r = s.post("v3/gettimestamp?clientuuid=c1", &[]);
@@ -595,4 +559,24 @@ fn a_full_queue_answers_503() {
     assert_eq!(done.json()["stored"], true);
     let r = s.post("v3/gettimestamp?clientuuid=c1", &[]);
     assert_eq!(r.status, 200);
+}
+
+/// A raw v4 put of `key` from offset 0 that announces `len` bytes and has
+/// sent only `part` so far: the connection, to go on with or leave.
+fn put_begun(s: &HttpServer, key: &str, part: &[u8], len: usize) -> std::net::TcpStream {
+    let target = format!(
+        "/git-annex/{}/v4/put?key={key}&clientuuid=c1&offset=0",
+        s.uuid
+    );
+    let mut conn = http_raw::connect(s.addr);
+    let length = len.to_string();
+    write_head(
+        &mut conn,
+        "POST",
+        &target,
+        &[("X-git-annex-data-length", &length)],
+        Some(len),
+    );
+    conn.write_all(part).expect("send part of the body");
+    conn
 }
