@@ -8,38 +8,51 @@ use annex::threadio::{ReadGate, ThreadReader, ThreadWriter};
 
 use crate::args::BuiltinCall;
 use crate::backend::local::Local;
+use crate::backend::BackendError;
 use crate::error::ShellError;
 use crate::restrict::Policy;
-use crate::session::Session;
+use crate::session::{ServeError, Session};
 
 pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
+    let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
+    serve(call, |conn, client_uuid| {
+        let store = repo.store();
+        let local = Local::new(repo, store, my_uuid, client_uuid);
+        Session::new(conn, local, policy.rules()).run()
+    })
+}
+
+/// The connection every P2P session on stdin/stdout is served on.
+pub(crate) type Stdio = Connection<ThreadReader, ThreadWriter>;
+
+/// Serve one P2P session on stdin/stdout, whatever serves it (the local
+/// repository, a proxied node, a special remote, a cluster): `session`
+/// gets the connection and the client's UUID (the one parameter of
+/// `p2pstdio`). The exit code: 0 when the session ended or the client hung
+/// up, 1 when a node was lost (said on stderr already; once is enough).
+pub(crate) fn serve<F, Fut>(call: &BuiltinCall, session: F) -> Result<i32, ShellError>
+where
+    F: FnOnce(Stdio, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ServeError>>,
+{
     let [client_uuid] = call.params.as_slice() else {
         return Err(ShellError::Other("missing UUID parameter".into()));
     };
-    let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     let (runtime, conn) = runtime_and_stdio()?;
-    let store = repo.store();
-    let local = Local::new(repo, store, my_uuid, client_uuid.clone());
-    let session = Session::new(conn, local, policy.rules());
-    let result = runtime.block_on(session.run());
+    let result = runtime.block_on(session(conn, client_uuid.clone()));
     // Child processes and blocked stdin reads must not keep us alive.
     runtime.shutdown_background();
     match result {
         Ok(()) => Ok(0),
         Err(e) if e.is_hangup() => Ok(0),
+        Err(ServeError::Backend(BackendError::Lost(_))) => Ok(1),
         Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
     }
 }
 
 /// What every P2P session on stdin/stdout runs on, served locally or
 /// relayed: a small runtime, and the protocol connection over stdio.
-pub(crate) fn runtime_and_stdio() -> Result<
-    (
-        tokio::runtime::Runtime,
-        Connection<ThreadReader, ThreadWriter>,
-    ),
-    ShellError,
-> {
+fn runtime_and_stdio() -> Result<(tokio::runtime::Runtime, Stdio), ShellError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -52,19 +52,9 @@ pub fn run(
     call: &BuiltinCall,
     policy: &Policy,
 ) -> Result<i32, ShellError> {
-    if call.params.len() != 1 {
-        return Err(ShellError::Other("missing UUID parameter".into()));
-    }
-    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let result = runtime.block_on(gateway_session(conn, repo, cluster_uuid, policy.rules()));
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => Ok(0),
-        Err(e) if e.is_hangup() => Ok(0),
-        // Said on stderr when the node was lost; once is enough.
-        Err(ServeError::Backend(BackendError::Lost(_))) => Ok(1),
-        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
-    }
+    crate::p2pstdio::serve(call, |conn, _client| {
+        gateway_session(conn, repo, cluster_uuid, policy.rules())
+    })
 }
 
 /// One client's session with the cluster `cluster_uuid`, on any

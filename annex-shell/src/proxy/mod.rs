@@ -16,7 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::args::BuiltinCall;
 use crate::backend::peer::Peer;
-use crate::backend::BackendError;
 use crate::error::ShellError;
 use crate::restrict::{Policy, Rules};
 use crate::session::{ServeError, Session};
@@ -34,21 +33,11 @@ pub fn run(
     call: &BuiltinCall,
     policy: &Policy,
 ) -> Result<i32, ShellError> {
-    // The client's UUID is not needed: the node is told ours.
-    if call.params.len() != 1 {
-        return Err(ShellError::Other("missing UUID parameter".into()));
-    }
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
-    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let result = runtime.block_on(relay_session(conn, &repo, my_uuid, node, policy.rules()));
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => Ok(0),
-        Err(e) if e.is_hangup() => Ok(0),
-        // Said on stderr when the node was taken down; once is enough.
-        Err(ServeError::Backend(BackendError::Lost(_))) => Ok(1),
-        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
-    }
+    // The client's UUID is not needed: the node is told ours.
+    crate::p2pstdio::serve(call, |conn, _client| {
+        relay_session(conn, &repo, my_uuid, node, policy.rules())
+    })
 }
 
 /// One client's session, on any connection, relayed to `node`.

@@ -45,17 +45,9 @@ pub fn run(
     call: &BuiltinCall,
     policy: &Policy,
 ) -> Result<i32, ShellError> {
-    if call.params.len() != 1 {
-        return Err(ShellError::Other("missing UUID parameter".into()));
-    }
-    let (runtime, conn) = crate::p2pstdio::runtime_and_stdio()?;
-    let result = runtime.block_on(serve_session(conn, &repo, remote, policy.rules()));
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => Ok(0),
-        Err(e) if e.is_hangup() => Ok(0),
-        Err(e) => Err(ShellError::Other(format!("p2pstdio: {e}"))),
-    }
+    crate::p2pstdio::serve(call, |conn, _client| {
+        serve_session(conn, &repo, remote, policy.rules())
+    })
 }
 
 /// One client's session, on any connection, served by the special remote
