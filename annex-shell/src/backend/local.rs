@@ -147,10 +147,6 @@ impl Backend for Local {
         Ok(Outcome::plain(ok))
     }
 
-    async fn timestamp(&mut self) -> Result<u64, BackendError> {
-        Ok(annex::clock::monotonic_seconds())
-    }
-
     async fn retrieve<R, W>(
         &mut self,
         key: &Key,

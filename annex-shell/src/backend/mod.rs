@@ -179,8 +179,12 @@ pub trait Backend: Send {
         deadline: Option<u64>,
     ) -> impl Future<Output = Result<Outcome, BackendError>> + Send;
 
-    /// The back-end's monotonic clock, in seconds, for REMOVE-BEFORE.
-    fn timestamp(&mut self) -> impl Future<Output = Result<u64, BackendError>> + Send;
+    /// The back-end's monotonic clock, in seconds, for REMOVE-BEFORE: this
+    /// machine's, unless the content lives behind another server whose
+    /// clock decides when its removal is too late (a peer, a cluster).
+    fn timestamp(&mut self) -> impl Future<Output = Result<u64, BackendError>> + Send {
+        async { Ok(annex::clock::monotonic_seconds()) }
+    }
 
     /// Send the content from `offset` to `client` as one DATA message
     /// (`DATA 0` when it is not here), and return whether what was sent is

@@ -76,6 +76,18 @@ fn start(
     (Connection::new(c_read, c_write), task)
 }
 
+/// A session started and past the greeting, at version 4.
+async fn greeted(
+    w: &World,
+    rules: impl Into<Rules>,
+) -> (Client, tokio::task::JoinHandle<Result<(), ServeError>>) {
+    let (mut c, task) = start(w, rules);
+    hear(&mut c).await;
+    say(&mut c, Message::Version(4)).await;
+    hear(&mut c).await;
+    (c, task)
+}
+
 async fn hang_up(c: Client, task: tokio::task::JoinHandle<Result<(), ServeError>>) {
     drop(c);
     task.await.expect("relay task").expect("relay ends cleanly");
@@ -308,10 +320,7 @@ async fn connect_tunnels_raw_bytes_both_ways_until_the_node_ends() {
             got = got.display()
         ),
     );
-    let (mut c, task) = start(&w, ServerMode::ReadWrite);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::ReadWrite).await;
     say(&mut c, Message::Connect(annex::p2p::Service::UploadPack)).await;
     c.send_data(4, &mut &b"want"[..]).await.expect("data");
     assert_eq!(hear(&mut c).await, Message::Data(3));
@@ -332,10 +341,7 @@ async fn connect_tunnels_raw_bytes_both_ways_until_the_node_ends() {
 async fn notifychange_waits_for_the_node() {
     let mut w = world();
     scripted_node(&mut w, "read n\nsleep 0.2\necho \"CHANGED $n\"\nread x\n");
-    let (mut c, task) = start(&w, ServerMode::ReadWrite);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::ReadWrite).await;
     say(&mut c, Message::NotifyChange).await;
     assert_eq!(
         hear(&mut c).await,
@@ -347,10 +353,7 @@ async fn notifychange_waits_for_the_node() {
 #[tokio::test]
 async fn restricted_modes_refuse_before_the_node_is_asked() {
     let w = world();
-    let (mut c, task) = start(&w, ServerMode::ReadOnly);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::ReadOnly).await;
     say(
         &mut c,
         Message::Put {
@@ -365,10 +368,7 @@ async fn restricted_modes_refuse_before_the_node_is_asked() {
     say(&mut c, Message::CheckPresent(key())).await;
     assert_eq!(hear(&mut c).await, Message::Failure);
     hang_up(c, task).await;
-    let (mut c, task) = start(&w, ServerMode::AppendOnly);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::AppendOnly).await;
     say(&mut c, Message::Remove(key())).await;
     assert_eq!(hear(&mut c).await, Message::Error(APPENDONLY_ERROR.into()));
     hang_up(c, task).await;
@@ -382,10 +382,7 @@ async fn a_request_that_already_passed_this_proxy_is_a_loop() {
         &mut w,
         &format!("echo \"$bypass\" > '{}'\nread x\n", got.display()),
     );
-    let (mut c, task) = start(&w, ServerMode::ReadWrite);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::ReadWrite).await;
     say(&mut c, Message::Bypass(vec![w.my_uuid.clone()])).await;
     let Message::Error(why) = hear(&mut c).await else {
         panic!("expected ERROR")
@@ -394,10 +391,7 @@ async fn a_request_that_already_passed_this_proxy_is_a_loop() {
     hang_up(c, task).await;
 
     // Otherwise the node hears the client's set and ours.
-    let (mut c, task) = start(&w, ServerMode::ReadWrite);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::ReadWrite).await;
     say(&mut c, Message::Bypass(vec!["0000-client-side".into()])).await;
     say(&mut c, Message::CheckPresent(key())).await;
     // The script ends there, which the client hears about.
@@ -437,10 +431,7 @@ async fn nothing_the_client_says_while_waiting_for_a_change_reaches_the_node() {
         &mut w,
         &format!("read n\nread x\necho \"$n|$x\" > '{}'\n", got.display()),
     );
-    let (mut c, task) = start(&w, ServerMode::ReadOnly);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::ReadOnly).await;
     say(&mut c, Message::NotifyChange).await;
     say(&mut c, Message::Remove(key())).await;
     assert_eq!(
@@ -464,10 +455,7 @@ async fn only_unlockcontent_reaches_a_node_holding_a_lock() {
             got.display()
         ),
     );
-    let (mut c, task) = start(&w, ServerMode::ReadOnly);
-    hear(&mut c).await;
-    say(&mut c, Message::Version(4)).await;
-    hear(&mut c).await;
+    let (mut c, task) = greeted(&w, ServerMode::ReadOnly).await;
     say(&mut c, Message::LockContent(key())).await;
     assert_eq!(hear(&mut c).await, Message::Success);
     say(&mut c, Message::Remove(key())).await;

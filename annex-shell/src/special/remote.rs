@@ -380,10 +380,6 @@ impl<S: Storage> Backend for Special<S> {
         self.remove_now(key).await
     }
 
-    async fn timestamp(&mut self) -> Result<u64, BackendError> {
-        Ok(annex::clock::monotonic_seconds())
-    }
-
     async fn retrieve<R, W>(
         &mut self,
         key: &Key,
