@@ -371,20 +371,13 @@ fn connections_over_the_cap_get_503() {
 }
 
 #[test]
-fn options_not_built_yet_fail_at_start() {
+fn options_that_cannot_work_fail_at_start() {
     let env = annexproxy_tests::TestEnv::new(annexproxy_tests::ServerKind::Ours);
     let repo = env.server_nonbare("server");
     env.annexproxy(&repo, &["init", "server"]).ok();
-    for opt in [&["--proxyconnections", "2"][..], &["--clusterjobs", "2"]] {
-        let mut args = vec!["p2phttp", "--wideopen", "--port", "0"];
-        args.extend_from_slice(opt);
-        env.annexproxy(&repo, &args)
-            .fails()
-            .says(&format!("{} is not yet supported", opt[0]));
-    }
-    // Options that are built fail at start when they cannot work.
     for (opt, says) in [
         (&["--certfile", "c.pem"][..], "go together"),
+        (&["--clusterjobs", "0"], "--clusterjobs must be at least 1"),
         (
             &["--directory", "/no/such/root"],
             "--directory /no/such/root",
