@@ -118,6 +118,25 @@ pub fn children_of(pid: u32) -> Vec<(u32, char)> {
     found
 }
 
+/// Runs `f`, watching how many children `pid` has meanwhile: its result
+/// and the most seen at once.
+pub fn most_children_while<T>(pid: u32, f: impl FnOnce() -> T) -> (T, usize) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (most, done) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let out = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                most.fetch_max(children_of(pid).len(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let out = f();
+        done.store(true, Ordering::Relaxed);
+        out
+    });
+    (out, most.into_inner())
+}
+
 /// Real `git annex p2phttp` on `repo`, for comparisons; killed when
 /// dropped.
 pub struct RealHttpServer {

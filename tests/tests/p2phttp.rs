@@ -371,20 +371,13 @@ fn connections_over_the_cap_get_503() {
 }
 
 #[test]
-fn options_not_built_yet_fail_at_start() {
+fn options_that_cannot_work_fail_at_start() {
     let env = annexproxy_tests::TestEnv::new(annexproxy_tests::ServerKind::Ours);
     let repo = env.server_nonbare("server");
     env.annexproxy(&repo, &["init", "server"]).ok();
-    for opt in [&["--proxyconnections", "2"][..], &["--clusterjobs", "2"]] {
-        let mut args = vec!["p2phttp", "--wideopen", "--port", "0"];
-        args.extend_from_slice(opt);
-        env.annexproxy(&repo, &args)
-            .fails()
-            .says(&format!("{} is not yet supported", opt[0]));
-    }
-    // Options that are built fail at start when they cannot work.
     for (opt, says) in [
         (&["--certfile", "c.pem"][..], "go together"),
+        (&["--clusterjobs", "0"], "--clusterjobs must be at least 1"),
         (
             &["--directory", "/no/such/root"],
             "--directory /no/such/root",
@@ -579,4 +572,29 @@ fn put_begun(s: &HttpServer, key: &str, part: &[u8], len: usize) -> std::net::Tc
     );
     conn.write_all(part).expect("send part of the body");
     conn
+}
+
+/// Small answers go out at once (TCP_NODELAY): a GET's last piece (the
+/// chunked body's end) written after the rest would otherwise wait for
+/// the client's delayed ACK, about 40 ms per request on one keep-alive
+/// connection.
+#[test]
+fn small_gets_on_one_connection_do_not_wait_for_delayed_acks() {
+    let s = HttpServer::start(&["--wideopen"], &[]);
+    let (key, content) = HttpServer::made_up_key(29, 2048);
+    put_raw(&s, &key, &content);
+    let target = format!("/git-annex/{}/v4/key/{key}?clientuuid=c1", s.uuid);
+    let mut conn = http_raw::connect(s.addr);
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut took: Vec<Duration> = (0..30)
+        .map(|_| {
+            let started = Instant::now();
+            write_head(&mut conn, "GET", &target, &[], None);
+            let r = read_reply(&mut reader);
+            assert_eq!(r.body, content);
+            started.elapsed()
+        })
+        .collect();
+    took.sort();
+    assert!(took[15] < Duration::from_millis(25), "{took:?}");
 }

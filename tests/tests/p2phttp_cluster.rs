@@ -62,3 +62,59 @@ fn a_three_node_cluster_over_http() {
     }
     annexproxy_tests::p2phttp::assert_children_reaped(s.http.pid());
 }
+
+/// `--clusterjobs 3`: a cluster request opens its three nodes at once,
+/// though the gateway's `annex.jobs` (what ssh clients get) is 1. Each
+/// node's shell is a wrapper that notes when it starts and takes 0.5 s
+/// to answer, so nodes opened one after another start 0.5 s apart.
+#[test]
+fn clusterjobs_opens_that_many_nodes_at_once() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let starts = env.root().join("node-starts");
+    let wrapper = env.root().join("slow-shell");
+    let shell = annexproxy_tests::tools::ours_bin_dir().join("git-annex-shell");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ndate +%s%N >> '{}'\nsleep 0.5\nexec '{}' \"$@\"\n",
+            starts.display(),
+            shell.display()
+        ),
+    )
+    .expect("write wrapper");
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&wrapper, mode).expect("chmod wrapper");
+    let gw = env.server_bare("gateway.git");
+    env.annexproxy(&gw, &["init", "gateway"]).ok();
+    env.annexproxy(&gw, &["initcluster", "c"]).ok();
+    for n in ["n1", "n2", "n3"] {
+        let dir = env.server_bare(&format!("{n}.git"));
+        env.annexproxy(&dir, &["init", n]).ok();
+        env.oracle(&gw, &["remote", "add", n, &dir.display().to_string()])
+            .ok();
+        let wrapper = wrapper.to_str().expect("utf-8 path");
+        for (k, v) in [("annex-cluster-node", "c"), ("annex-shell", wrapper)] {
+            env.oracle(&gw, &["config", &format!("remote.{n}.{k}"), v])
+                .ok();
+        }
+    }
+    env.annexproxy(&gw, &["updatecluster"]).ok();
+    let cli = env.clone_url(&gw.display().to_string(), "cli");
+    env.annex(&cli, &["sync", "-q"]).ok();
+    let s = HttpServer::serve(env, gw, &["--wideopen", "--clusterjobs", "3"], &[]);
+    let env = &s.env;
+    s.point_at_http(&cli, "origin");
+    env.add_file(&cli, "c.bin", &pseudo_random_bytes(41, 10_000));
+    env.annex(&cli, &["copy", "--to", "origin-c", "c.bin"]).ok();
+
+    let text = std::fs::read_to_string(&starts).expect("node starts");
+    let mut at: Vec<u64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+    at.sort_unstable();
+    assert!(at.len() >= 3, "{text}");
+    let spread_ms = (at[2] - at[0]) / 1_000_000;
+    assert!(
+        spread_ms < 400,
+        "the first three node starts spread over {spread_ms} ms: {at:?}"
+    );
+    annexproxy_tests::p2phttp::assert_children_reaped(s.http.pid());
+}

@@ -3,8 +3,11 @@
 //! nothing else (git http-backend is run by it); pushes authorised by the
 //! same users and modes as the annex API.
 
+use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use annexproxy_tests::http_raw::{self, closed_within, write_head};
 use annexproxy_tests::p2phttp::{assert_children_reaped, HttpServer};
 use annexproxy_tests::{ServerKind, TestEnv};
 
@@ -85,5 +88,40 @@ fn clone_then_annex_get_and_pushes_by_mode() {
     let server_master = env.oracle(&repo, &["rev-parse", branch]).ok();
     assert_eq!(server_master.stdout, pushed);
     // Every git http-backend it ran was waited for.
+    assert_children_reaped(s.http.pid());
+}
+
+/// A git client that sends part of its request and stalls holds one of
+/// the `--jobs` while git http-backend runs for it (with -J1 and no queue
+/// an annex request is then answered 503), and only until the git
+/// deadline: then its child is killed and reaped, and the slot is back.
+#[test]
+fn a_stalled_git_request_holds_a_job_until_its_deadline() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let repo = env.server_bare("repo.git");
+    env.annexproxy(&repo, &["init", "srv"]).ok();
+    let args = ["--wideopen", "-J1", "--queue", "0", "--git-timeout", "2"];
+    let s = HttpServer::serve(env, repo, &args, &[]);
+    let started = Instant::now();
+    let mut git = http_raw::connect(s.addr);
+    let kind = ("Content-Type", "application/x-git-upload-pack-request");
+    write_head(&mut git, "POST", "/git-upload-pack", &[kind], Some(1000));
+    git.write_all(b"0032want ").expect("send a part");
+    git.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(300));
+    let (key, _) = HttpServer::made_up_key(5, 10);
+    let checkpresent = &format!("v4/checkpresent?key={key}&clientuuid=c1");
+    assert_eq!(s.post(checkpresent, &[]).status, 503, "git holds no job");
+
+    let status = loop {
+        let status = s.post(checkpresent, &[]).status;
+        if status != 503 || started.elapsed() > Duration::from_secs(10) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "the job is still held after 10 s");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(closed_within(&mut git, Duration::from_secs(5)));
     assert_children_reaped(s.http.pid());
 }

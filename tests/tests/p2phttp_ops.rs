@@ -2,9 +2,12 @@
 //! requests, child processes reaped, the journal committed once idle.
 
 use std::io::{BufReader, Write};
+use std::time::{Duration, Instant};
 
 use annexproxy_tests::http_raw::{self, read_reply, write_head};
-use annexproxy_tests::p2phttp::{assert_children_reaped, children_of, HttpServer};
+use annexproxy_tests::p2phttp::{
+    assert_children_reaped, children_of, most_children_while, HttpServer,
+};
 
 /// Many requests on one keep-alive connection, one after another.
 fn keep_alive_posts(s: &HttpServer, server: &str, paths: &[String]) -> Vec<u16> {
@@ -21,52 +24,79 @@ fn keep_alive_posts(s: &HttpServer, server: &str, paths: &[String]) -> Vec<u16> 
     statuses
 }
 
+/// `clients` keep-alive clients at once, each with its share of `n`
+/// checkpresent requests to `server`; the statuses and the most children
+/// the server had meanwhile.
+fn concurrent_checkpresent(
+    s: &HttpServer,
+    server: &str,
+    n: usize,
+    clients: usize,
+) -> (Vec<u16>, usize) {
+    let (key, _) = HttpServer::made_up_key(31, 10);
+    let paths: Vec<String> = (0..n)
+        .map(|_| format!("v4/checkpresent?key={key}&clientuuid=c1"))
+        .collect();
+    most_children_while(s.http.pid(), || {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = paths
+                .chunks(n.div_ceil(clients))
+                .map(|c| sc.spawn(|| keep_alive_posts(s, server, c)))
+                .collect();
+            hs.into_iter()
+                .flat_map(|h| h.join().expect("client thread"))
+                .collect()
+        })
+    })
+}
+
+/// A proxy with one node, served over HTTP with `args`: the server and
+/// the node's UUID.
+fn proxy_over_http(args: &[&str]) -> (HttpServer, String) {
+    let env = annexproxy_tests::TestEnv::new(annexproxy_tests::ServerKind::Ours);
+    let (proxy, nodes) = env.ours_proxy_with_nodes(&[("node1", "first node")]);
+    env.annexproxy(&proxy, &["updateproxy"]).ok();
+    let node_uuid = env.server_uuid(&nodes[0]);
+    (HttpServer::serve(env, proxy, args, &[]), node_uuid)
+}
+
 /// 500 checkpresent requests to a proxied node: the node's session is
 /// reused across them (a handful of node processes at most while they
 /// run, not one per request), and none is left, running or zombie, once
 /// the server is idle.
 #[test]
 fn many_proxied_requests_leave_no_child() {
-    let env = annexproxy_tests::TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let (proxy, nodes) = env.ours_proxy_with_nodes(&[("node1", "first node")]);
-    env.annexproxy(&proxy, &["updateproxy"]).ok();
-    let node_uuid = env.server_uuid(&nodes[0]);
-    let s = HttpServer::serve(env, proxy, &["--wideopen", "-J", "4"], &[]);
-    let (key, _) = HttpServer::made_up_key(31, 10);
-    let paths: Vec<String> = (0..500)
-        .map(|_| format!("v4/checkpresent?key={key}&clientuuid=c1"))
-        .collect();
-    let pid = s.http.pid();
-    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let watch = {
-        let most = std::sync::Arc::clone(&most);
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let d = std::sync::Arc::clone(&done);
-        let t = std::thread::spawn(move || {
-            while !d.load(std::sync::atomic::Ordering::Relaxed) {
-                most.fetch_max(children_of(pid).len(), std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        });
-        (t, done)
-    };
-    let statuses = std::thread::scope(|sc| {
-        let hs: Vec<_> = paths
-            .chunks(125)
-            .map(|c| sc.spawn(|| keep_alive_posts(&s, &node_uuid, c)))
-            .collect();
-        hs.into_iter()
-            .flat_map(|h| h.join().expect("client thread"))
-            .collect::<Vec<_>>()
-    });
-    watch.1.store(true, std::sync::atomic::Ordering::Relaxed);
-    watch.0.join().expect("watcher");
+    let (s, node_uuid) = proxy_over_http(&["--wideopen", "-J", "4"]);
+    let (statuses, most) = concurrent_checkpresent(&s, &node_uuid, 500, 4);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let most = most.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         most <= 8,
         "{most} children at once: node sessions are not reused"
     );
+    assert_children_reaped(s.http.pid());
+}
+
+/// `--proxyconnections 1`: however many node sessions ran at once, one
+/// stays open for later requests when they end (the pool would keep
+/// `--jobs` of them for most of a second otherwise).
+#[test]
+fn proxyconnections_caps_the_node_sessions_kept() {
+    let (s, node_uuid) = proxy_over_http(&["--wideopen", "-J", "4", "--proxyconnections", "1"]);
+    let (statuses, most) = concurrent_checkpresent(&s, &node_uuid, 200, 4);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        most >= 2,
+        "the requests never ran at once ({most} node processes)"
+    );
+    // Those over the cap are closed at once; the pool would close idle
+    // ones only after 750 ms.
+    let pid = s.http.pid();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while children_of(pid).len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kept = children_of(pid);
+    assert!(kept.len() <= 1, "node sessions kept: {kept:?}");
     assert_children_reaped(pid);
 }
 

@@ -21,6 +21,7 @@
 //!   git-annex repository.
 //! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
 //!   and not, the bucket checked object by object.
+//! - `http`: the directory remote reached over `annexproxy p2phttp`.
 
 #[path = "special/world.rs"]
 mod world;
@@ -45,5 +46,7 @@ mod versus;
 
 #[path = "special/cluster.rs"]
 mod cluster;
+#[path = "special/http.rs"]
+mod http;
 #[path = "special/s3.rs"]
 mod s3;

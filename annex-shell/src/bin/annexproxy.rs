@@ -207,20 +207,21 @@ struct P2pHttpCli {
     /// in front; with --forge-headers its peers are believed).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Not yet supported (connections kept open to proxied remotes).
+    /// Idle connections to proxied remotes and clusters kept per
+    /// repository for later requests (default: --jobs; 0 keeps none).
     #[arg(long, value_name = "N")]
-    proxyconnections: Option<u64>,
-    /// Not yet supported (cluster nodes contacted at once).
+    proxyconnections: Option<usize>,
+    /// Cluster nodes one request reaches at once (default: annex.jobs).
     #[arg(long, value_name = "N")]
-    clusterjobs: Option<u64>,
+    clusterjobs: Option<usize>,
+    /// Ours: seconds a git request over HTTP may take in all (default
+    /// 3600); it holds one of the --jobs meanwhile.
+    #[arg(long, value_name = "SECS")]
+    git_timeout: Option<u64>,
 }
 
 impl P2pHttpCli {
     fn resolve(&self) -> P2pHttpArgs {
-        let given = [
-            ("--proxyconnections", self.proxyconnections.is_some()),
-            ("--clusterjobs", self.clusterjobs.is_some()),
-        ];
         P2pHttpArgs {
             bind: self.bind.clone(),
             port: self.port,
@@ -243,7 +244,9 @@ impl P2pHttpCli {
             forge_headers: self.forge_headers,
             socket: self.socket.clone(),
             grace: self.grace,
-            unsupported: given.iter().filter(|g| g.1).map(|g| g.0).collect(),
+            proxy_connections: self.proxyconnections,
+            cluster_jobs: self.clusterjobs,
+            git_timeout: self.git_timeout,
         }
     }
 }

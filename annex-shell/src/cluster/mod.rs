@@ -58,12 +58,30 @@ pub fn run(
 }
 
 /// One client's session with the cluster `cluster_uuid`, on any
-/// connection.
+/// connection, reaching `annex.jobs` nodes at once (as git-annex's
+/// gateway over ssh).
 pub async fn gateway_session<R, W>(
     conn: Connection<R, W>,
     repo: Repo,
     cluster_uuid: String,
     rules: Rules,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let jobs = repo.jobs();
+    gateway_session_with_jobs(conn, repo, cluster_uuid, rules, jobs).await
+}
+
+/// [`gateway_session`] reaching at most `jobs` nodes at once when it
+/// opens them for a request (p2phttp's `--clusterjobs`).
+pub async fn gateway_session_with_jobs<R, W>(
+    conn: Connection<R, W>,
+    repo: Repo,
+    cluster_uuid: String,
+    rules: Rules,
+    jobs: usize,
 ) -> Result<(), ServeError>
 where
     R: AsyncRead + Unpin + Send,
@@ -96,7 +114,7 @@ where
             .map(|r| r.name)
             .filter(|name| rules.relays_git_to(&repo, name))
             .collect(),
-        jobs: repo.jobs(),
+        jobs: jobs.max(1),
     };
     let make_pool = move |version, bypass: BTreeSet<String>| {
         let (nodes, own) = node_set(&repo, &cluster_uuid, &my_uuid, &bypass);

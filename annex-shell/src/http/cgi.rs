@@ -1,12 +1,17 @@
 //! `git http-backend` as a CGI child of the p2phttp server: the request
 //! body streams to its stdin and its stdout streams back as the response,
 //! through small bounded buffers either way, each step bounded by the
-//! idle deadline. The child is always waited for (killed first when the
+//! idle deadline and the whole run by a total one, so a client that
+//! trickles its bytes cannot keep the child (and the `--jobs` slot it
+//! holds) for ever. The child is always waited for (killed first when the
 //! client goes away or a deadline passes), so none is left a zombie.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -32,14 +37,32 @@ pub struct Cgi<'a> {
     pub parts: &'a Parts,
     pub body: Incoming,
     pub mode: ServerMode,
+    pub limit: Limit,
+    /// The `--jobs` slot the run holds until the child is reaped.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// How long each step may make no progress, and when the run must end.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
     pub idle: Duration,
+    pub deadline: Instant,
+}
+
+impl Limit {
+    /// `f`, or `None` if it made no progress within the idle time or the
+    /// run's deadline came first.
+    async fn within<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
+        let by = self.deadline.min(Instant::now() + self.idle);
+        tokio::time::timeout_at(by, f).await.ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum CgiError {
     #[error("git http-backend: {0}")]
     Io(#[from] std::io::Error),
-    #[error("git http-backend made no progress within the deadline")]
+    #[error("git http-backend made no progress in time, or ran past its deadline")]
     Deadline,
     #[error("git http-backend answered no header block")]
     BadHead,
@@ -59,10 +82,15 @@ pub async fn http_backend(c: Cgi<'_>) -> Response<Body> {
         reap(child).await;
         return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "git http-backend");
     };
-    tokio::spawn(feed(c.body, stdin, c.idle));
+    tokio::spawn(feed(c.body, stdin, c.limit));
     tokio::spawn(log_stderr(stderr));
     let mut stdout = BufReader::new(stdout);
-    let head = match within(c.idle, read_head(&mut stdout)).await {
+    let head = match c.limit.within(read_head(&mut stdout)).await {
+        Some(Ok(h)) => Ok(h),
+        Some(Err(e)) => Err(e),
+        None => Err(CgiError::Deadline),
+    };
+    let head = match head {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!("{e}");
@@ -72,7 +100,11 @@ pub async fn http_backend(c: Cgi<'_>) -> Response<Body> {
     };
     let (sender, body) = reply::channel_body(4);
     let response = head.into_response(body.boxed());
-    tokio::spawn(pump(stdout, sender, child, c.idle));
+    let (limit, slot) = (c.limit, c.slot);
+    tokio::spawn(async move {
+        pump(stdout, sender, child, limit).await;
+        drop(slot);
+    });
     response
 }
 
@@ -127,33 +159,24 @@ fn command(c: &Cgi<'_>) -> Command {
     cmd
 }
 
-async fn within<T>(
-    idle: Duration,
-    f: impl std::future::Future<Output = Result<T, CgiError>>,
-) -> Result<T, CgiError> {
-    tokio::time::timeout(idle, f)
-        .await
-        .map_err(|_| CgiError::Deadline)?
-}
-
 /// The request body into the child's stdin, then EOF.
-async fn feed(mut body: Incoming, mut stdin: ChildStdin, idle: Duration) {
+async fn feed(mut body: Incoming, mut stdin: ChildStdin, limit: Limit) {
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Ok(Some(Ok(f))) => f,
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
+        let frame = match limit.within(body.frame()).await {
+            Some(Some(Ok(f))) => f,
+            Some(None) => break,
+            Some(Some(Err(e))) => {
                 tracing::debug!("git request body: {e}");
                 return;
             }
-            Err(_) => {
-                tracing::debug!("git request body: no progress within {idle:?}");
+            None => {
+                tracing::debug!("git request body: {}", CgiError::Deadline);
                 return;
             }
         };
         if let Ok(data) = frame.into_data() {
-            let wrote = tokio::time::timeout(idle, stdin.write_all(&data)).await;
-            if !matches!(wrote, Ok(Ok(()))) {
+            let wrote = limit.within(stdin.write_all(&data)).await;
+            if !matches!(wrote, Some(Ok(()))) {
                 return;
             }
         }
@@ -219,16 +242,16 @@ async fn read_head(out: &mut BufReader<ChildStdout>) -> Result<Head, CgiError> {
 
 /// The rest of the child's stdout into the response body; the body is
 /// complete only if the child exits well.
-async fn pump(mut out: BufReader<ChildStdout>, sender: BodySender, child: Child, idle: Duration) {
+async fn pump(mut out: BufReader<ChildStdout>, sender: BodySender, child: Child, limit: Limit) {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match tokio::time::timeout(idle, out.read(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
+        let n = match limit.within(out.read(&mut buf)).await {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
                 tracing::warn!("git http-backend output: {e}");
                 return reap(child).await;
             }
-            Err(_) => {
+            None => {
                 tracing::warn!("{}", CgiError::Deadline);
                 return reap(child).await;
             }
@@ -238,21 +261,21 @@ async fn pump(mut out: BufReader<ChildStdout>, sender: BodySender, child: Child,
         }
         let chunk = Bytes::copy_from_slice(&buf[..n]);
         // A client that stops reading for the whole deadline is let go.
-        let sent = tokio::time::timeout(idle, sender.tx.send(chunk)).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        let sent = limit.within(sender.tx.send(chunk)).await;
+        if !matches!(sent, Some(Ok(()))) {
             return reap(child).await;
         }
     }
-    if wait(child, idle).await {
+    if wait(child, limit).await {
         sender.complete();
     }
 }
 
-/// Waits for the child to exit (killing it after `idle`); whether it
-/// exited well.
-async fn wait(mut child: Child, idle: Duration) -> bool {
-    match tokio::time::timeout(idle, child.wait()).await {
-        Ok(Ok(status)) => {
+/// Waits for the child to exit (killing it when the limit comes);
+/// whether it exited well.
+async fn wait(mut child: Child, limit: Limit) -> bool {
+    match limit.within(child.wait()).await {
+        Some(Ok(status)) => {
             if !status.success() {
                 tracing::warn!("git http-backend exited with {status}");
             }

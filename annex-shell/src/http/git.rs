@@ -108,14 +108,23 @@ pub(super) async fn serve(
             // the locations of transfers already answered (a clone right
             // after a copy finds the content).
             state.pool.close_idle(std::time::Duration::ZERO).await;
-            let deadline = state.limits.idle_timeout;
+            // git's work takes one of the --jobs like the API's, and
+            // gives it back by the deadline at the latest.
+            let Some(slot) = super::job_slot(&state).await else {
+                return reply::busy();
+            };
+            let limit = super::cgi::Limit {
+                idle: state.limits.idle_timeout,
+                deadline: tokio::time::Instant::now() + state.limits.git_deadline,
+            };
             super::cgi::http_backend(super::cgi::Cgi {
                 dir,
                 tail: g.tail,
                 parts: &parts,
                 body,
                 mode,
-                idle: deadline,
+                limit,
+                slot,
             })
             .await
         }

@@ -96,6 +96,15 @@ pub struct Limits {
     /// off; a connection with no traffic for this long is closed once its
     /// request (if any) ends, and dropped after twice that.
     pub idle_timeout: Duration,
+    /// `--proxyconnections`: idle sessions with a proxied remote or a
+    /// cluster (each holding its node connections) kept per repository
+    /// for the next request; `None`: as many as `jobs`.
+    pub proxy_connections: Option<usize>,
+    /// `--clusterjobs`: nodes a cluster request reaches at once; `None`:
+    /// the repository's `annex.jobs`, as over ssh.
+    pub cluster_jobs: Option<usize>,
+    /// The most a git request (http-backend) may take in all.
+    pub git_deadline: Duration,
 }
 
 impl Default for Limits {
@@ -106,6 +115,9 @@ impl Default for Limits {
             queue: 256,
             header_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(120),
+            proxy_connections: None,
+            cluster_jobs: None,
+            git_deadline: Duration::from_secs(3600),
         }
     }
 }
@@ -212,7 +224,10 @@ pub async fn serve(
         waiting: AtomicUsize::new(0),
         locks: locks::Locks::new(opts.locked_files, opts.lock_retention),
         stopping,
-        pool: pool::Pool::new(opts.limits.jobs.max(1)),
+        pool: pool::Pool::new(
+            opts.limits.jobs.max(1),
+            opts.limits.proxy_connections.unwrap_or(opts.limits.jobs),
+        ),
         metrics: Arc::default(),
         uuid,
         limits: opts.limits,
@@ -397,24 +412,29 @@ impl Request<'_> {
             version: self.ep.version.unwrap_or(annex::p2p::MAX_PROTOCOL_VERSION),
             bypass: self.ep.bypass.clone(),
             rules: Rules::from(self.mode),
+            cluster_jobs: self.state.limits.cluster_jobs,
         }
     }
 
-    /// Waits for a job slot, unless too many wait already.
     async fn job_slot(&self) -> Option<OwnedSemaphorePermit> {
-        let jobs = Arc::clone(&self.state.jobs);
-        if let Ok(p) = Arc::clone(&jobs).try_acquire_owned() {
-            return Some(p);
-        }
-        let waiting = &self.state.waiting;
-        if waiting.fetch_add(1, Ordering::AcqRel) >= self.state.limits.queue {
-            waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        let slot = tokio::time::timeout(self.state.limits.idle_timeout, jobs.acquire_owned()).await;
-        waiting.fetch_sub(1, Ordering::AcqRel);
-        slot.ok()?.ok()
+        job_slot(self.state).await
     }
+}
+
+/// Waits for a `--jobs` slot, unless too many wait already.
+async fn job_slot(state: &State) -> Option<OwnedSemaphorePermit> {
+    let jobs = Arc::clone(&state.jobs);
+    if let Ok(p) = Arc::clone(&jobs).try_acquire_owned() {
+        return Some(p);
+    }
+    let waiting = &state.waiting;
+    if waiting.fetch_add(1, Ordering::AcqRel) >= state.limits.queue {
+        waiting.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    let slot = tokio::time::timeout(state.limits.idle_timeout, jobs.acquire_owned()).await;
+    waiting.fetch_sub(1, Ordering::AcqRel);
+    slot.ok()?.ok()
 }
 
 async fn handle(

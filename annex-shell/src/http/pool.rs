@@ -11,6 +11,10 @@
 //! What bounds it:
 //! - at most `cap` (`--jobs`) sessions wait here in all; one more is
 //!   closed at once;
+//! - of those with a proxied remote or a cluster, which hold node
+//!   processes or connections, at most `proxy_cap`
+//!   (`--proxyconnections`) per repository; one more closes the
+//!   repository's longest unused one, as git-annex evicts from its pool;
 //! - a session waits at most [`IDLE`]; then it is closed, which commits
 //!   what its requests journalled: the branch is committed about a second
 //!   after the server goes idle, as after an ssh session, instead of once
@@ -36,6 +40,7 @@ const SWEEP: Duration = Duration::from_millis(250);
 /// Idle sessions by target.
 pub struct Pool {
     cap: usize,
+    proxy_cap: usize,
     idle: Mutex<Idle>,
 }
 
@@ -57,13 +62,49 @@ impl Idle {
         self.count -= out.len();
         out
     }
+
+    /// Idle sessions proxied by the repository `dir`.
+    fn proxied_by(&self, dir: &std::path::Path) -> usize {
+        self.by_target
+            .values()
+            .flatten()
+            .filter(|(s, _)| s.proxied_by() == Some(dir))
+            .count()
+    }
+
+    /// Takes out the longest unused session proxied by `dir`.
+    fn take_oldest_proxied(&mut self, dir: &std::path::Path) -> Option<SessionClient> {
+        let (target, i) = self
+            .by_target
+            .iter()
+            .flat_map(|(k, l)| l.iter().enumerate().map(move |(i, e)| (k, i, e)))
+            .filter(|(_, _, (s, _))| s.proxied_by() == Some(dir))
+            .min_by_key(|(_, _, (_, t))| *t)
+            .map(|(k, i, _)| (k.clone(), i))?;
+        let list = self.by_target.get_mut(&target)?;
+        let (s, _) = list.remove(i);
+        if list.is_empty() {
+            self.by_target.remove(&target);
+        }
+        self.count -= 1;
+        Some(s)
+    }
+
+    fn insert(&mut self, s: SessionClient, at: Instant) {
+        self.count += 1;
+        let target = s.target().to_owned();
+        self.by_target.entry(target).or_default().push((s, at));
+    }
 }
 
 impl Pool {
-    /// A pool of at most `cap` idle sessions, swept in the background.
-    pub fn new(cap: usize) -> Arc<Pool> {
+    /// A pool of at most `cap` idle sessions, `proxy_cap` of them per
+    /// repository with a proxied remote or cluster, swept in the
+    /// background.
+    pub fn new(cap: usize, proxy_cap: usize) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             cap,
+            proxy_cap,
             idle: Mutex::new(Idle::default()),
         });
         let weak = Arc::downgrade(&pool);
@@ -113,18 +154,30 @@ impl Pool {
     /// its target; close it if the pool is full.
     pub fn put(&self, mut s: SessionClient) {
         s.permit = None;
-        let mut idle = self.lock();
-        if idle.count >= self.cap || !s.is_running() {
-            drop(idle);
-            tokio::spawn(s.close());
-            return;
+        let mut closing = Vec::new();
+        {
+            let mut idle = self.lock();
+            let proxied = s.proxied_by().map(std::path::Path::to_owned);
+            if idle.count >= self.cap || !s.is_running() {
+                closing.push(s);
+            } else if let Some(dir) = proxied.as_ref().filter(|_| self.proxy_cap == 0) {
+                tracing::debug!(repo = %dir.display(), "no proxied session is kept");
+                closing.push(s);
+            } else {
+                if let Some(dir) = proxied {
+                    while idle.proxied_by(&dir) >= self.proxy_cap {
+                        match idle.take_oldest_proxied(&dir) {
+                            Some(old) => closing.push(old),
+                            None => break,
+                        }
+                    }
+                }
+                idle.insert(s, Instant::now());
+            }
         }
-        idle.count += 1;
-        let target = s.target().to_owned();
-        idle.by_target
-            .entry(target)
-            .or_default()
-            .push((s, Instant::now()));
+        for s in closing {
+            tokio::spawn(s.close());
+        }
     }
 
     /// Close the sessions unused for `after` (all of them for zero),

@@ -55,6 +55,8 @@ pub struct Target<'a> {
     pub version: u32,
     pub bypass: Vec<String>,
     pub rules: Rules,
+    /// Nodes a cluster request reaches at once; `None`: `annex.jobs`.
+    pub cluster_jobs: Option<usize>,
 }
 
 impl Target<'_> {
@@ -84,12 +86,17 @@ pub struct SessionClient {
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Its [`Target::pool_key`].
     target: String,
+    /// The repository proxying, when the session is with a proxied
+    /// remote or a cluster (it holds node connections).
+    proxied_by: Option<std::path::PathBuf>,
 }
 
 enum Served {
     Local(Box<Local>),
     Node(Repo, String, annex::transport::NodeRemote),
     Cluster(Repo, String),
+    /// A special remote the repository serves itself.
+    Special(Repo, Box<crate::special::SpecialRemote>),
 }
 
 impl SessionClient {
@@ -100,7 +107,7 @@ impl SessionClient {
         let (found_tx, found_rx) = oneshot::channel();
         let handle = tokio::runtime::Handle::current();
         let (dir, server, client) = (t.dir.to_owned(), t.server.to_owned(), t.client.to_owned());
-        let rules = t.rules;
+        let (rules, cluster_jobs) = (t.rules, t.cluster_jobs);
         let target = t.pool_key();
         let done = tokio::task::spawn_blocking(move || {
             let served = match resolve(&dir, &server, client) {
@@ -110,11 +117,11 @@ impl SessionClient {
                     return;
                 }
             };
-            let _ = found_tx.send(Ok(()));
+            let _ = found_tx.send(Ok(!matches!(served, Served::Local(_))));
             let (r, w) = tokio::io::split(theirs);
-            handle.block_on(run(served, Connection::new(r, w), rules));
+            handle.block_on(run(served, Connection::new(r, w), rules, cluster_jobs));
         });
-        found_rx.await.map_err(|_| SessionError::Ended)??;
+        let proxied = found_rx.await.map_err(|_| SessionError::Ended)??;
         let (r, w) = tokio::io::split(ours);
         let mut s = SessionClient {
             conn: Connection::new(r, w),
@@ -122,6 +129,7 @@ impl SessionClient {
             done,
             permit: None,
             target,
+            proxied_by: proxied.then(|| t.dir.to_owned()),
         };
         match s.read().await? {
             Message::AuthSuccess(_) => {}
@@ -141,6 +149,11 @@ impl SessionClient {
 
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The repository proxying for the session's remote or cluster.
+    pub fn proxied_by(&self) -> Option<&Path> {
+        self.proxied_by.as_deref()
     }
 
     /// Whether the session loop still runs (it ends when it fails).
@@ -195,19 +208,25 @@ fn resolve(dir: &Path, server: &str, client: String) -> Result<Served, SessionEr
     match crate::proxy::select(&repo, &my_uuid, server) {
         Ok(crate::proxy::Selection::Node(node)) => Ok(Served::Node(repo, my_uuid, node)),
         Ok(crate::proxy::Selection::Cluster(uuid)) => Ok(Served::Cluster(repo, uuid)),
+        Ok(crate::proxy::Selection::Special(remote)) => Ok(Served::Special(repo, Box::new(remote))),
+        Ok(crate::proxy::Selection::Unserved(e)) => Err(SessionError::Repo(e.to_string())),
         Ok(_) => Err(SessionError::NotServed),
         Err(e) => Err(SessionError::Repo(e.to_string())),
     }
 }
 
-async fn run(served: Served, conn: Pipe, rules: Rules) {
+async fn run(served: Served, conn: Pipe, rules: Rules, cluster_jobs: Option<usize>) {
     let result = match served {
         Served::Local(local) => Session::new(conn, *local, rules).run().await,
         Served::Node(repo, my_uuid, node) => {
             crate::proxy::relay_session(conn, &repo, my_uuid, node, rules).await
         }
         Served::Cluster(repo, uuid) => {
-            crate::cluster::gateway_session(conn, repo, uuid, rules).await
+            let jobs = cluster_jobs.unwrap_or_else(|| repo.jobs());
+            crate::cluster::gateway_session_with_jobs(conn, repo, uuid, rules, jobs).await
+        }
+        Served::Special(repo, remote) => {
+            crate::special::serve_session(conn, &repo, *remote, rules).await
         }
     };
     match result {

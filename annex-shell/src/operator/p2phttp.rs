@@ -1,9 +1,5 @@
 //! `annexproxy p2phttp`: git-annex's `git annex p2phttp` options, as
 //! typed, resolved into what [`crate::http`] serves.
-//!
-//! Options git-annex has that are not implemented yet are accepted by the
-//! parser and refused here with "not yet supported", so a deployment that
-//! relies on one finds out at start, not by its being ignored.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -38,14 +34,13 @@ pub struct P2pHttpArgs {
     pub forge_headers: bool,
     pub socket: Option<PathBuf>,
     pub grace: Option<u64>,
-    /// Options given that are not supported yet (by their flag).
-    pub unsupported: Vec<&'static str>,
+    pub proxy_connections: Option<usize>,
+    pub cluster_jobs: Option<usize>,
+    pub git_timeout: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum P2pHttpError {
-    #[error("{0} is not yet supported by annexproxy p2phttp")]
-    Unsupported(&'static str),
     #[error("--bind {0}: not an IP address")]
     BadBind(String),
     #[error("--certfile and --privatekeyfile go together")]
@@ -60,9 +55,6 @@ pub enum P2pHttpError {
 
 /// The resolved options, with the users from the environment.
 pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
-    if let Some(flag) = a.unsupported.first() {
-        return Err(P2pHttpError::Unsupported(flag));
-    }
     let ip = match a.bind.as_deref() {
         // Both IPv6 and IPv4, as git-annex's "*".
         None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -93,6 +85,14 @@ pub fn resolve(dir: &Path, a: &P2pHttpArgs) -> Result<Options, P2pHttpError> {
         idle_timeout: a
             .idle_timeout
             .map_or(defaults.idle_timeout, Duration::from_secs),
+        proxy_connections: a.proxy_connections,
+        cluster_jobs: a
+            .cluster_jobs
+            .map(|n| positive(Some(n), "--clusterjobs", 1))
+            .transpose()?,
+        git_deadline: a
+            .git_timeout
+            .map_or(defaults.git_deadline, Duration::from_secs),
     };
     // The broadest of the unauth modes given wins, as in git-annex.
     let unauth = if a.wideopen {
