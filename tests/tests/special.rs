@@ -21,6 +21,8 @@
 //!   git-annex repository.
 //! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
 //!   and not, the bucket checked object by object.
+//! - `external`: external special remotes (rclone's, datalad's ora, a
+//!   misbehaving program of ours).
 
 #[path = "special/world.rs"]
 mod world;
@@ -45,5 +47,7 @@ mod versus;
 
 #[path = "special/cluster.rs"]
 mod cluster;
+#[path = "special/external.rs"]
+mod external;
 #[path = "special/s3.rs"]
 mod s3;

@@ -113,19 +113,22 @@ impl External {
         }
     }
 
-    /// A new file name for one transfer of `key`, and the path the
-    /// program is given (relative to where it runs: the protocol's file
-    /// names carry no whitespace, a repository's path might).
-    fn transfer_file(&self, key: &Key) -> Result<(PathBuf, String), StorageError> {
-        std::fs::create_dir_all(&self.shared.tmp).map_err(self.io("create", key))?;
+    /// A new file for one transfer of `key`: `<keyfile>` in a directory
+    /// of its own, as git-annex hands over an object file named by its key
+    /// (git-annex-remote-rclone names what it stores after the file); and
+    /// the path the program is given (relative to where it runs: the
+    /// protocol's file names carry no whitespace, a repository's path
+    /// might).
+    fn transfer_file(&self, key: &Key) -> Result<TransferFile, StorageError> {
         let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
-        let file = format!("{}.{}.{n}", key.key_file(), std::process::id());
-        let path = self.shared.tmp.join(file);
+        let dir = self.shared.tmp.join(format!("{}.{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(self.io("create", key))?;
+        let path = dir.join(key.key_file());
         let given = match path.strip_prefix(&self.shared.cwd) {
             Ok(rel) => rel.display().to_string(),
             Err(_) => path.display().to_string(),
         };
-        Ok((path, given))
+        Ok(TransferFile { dir, path, given })
     }
 
     fn io(&self, op: &'static str, key: &Key) -> impl FnOnce(io::Error) -> StorageError {
@@ -145,11 +148,11 @@ impl External {
 
     /// `TRANSFER RETRIEVE` into a new file, opened and unlinked.
     async fn retrieve(&self, key: &Key) -> Result<File, StorageError> {
-        let (path, given) = self.transfer_file(key)?;
+        let file = self.transfer_file(key)?;
         let request = Request::Transfer {
             direction: Direction::Retrieve,
             key: key.to_string(),
-            file: given,
+            file: file.given.clone(),
         };
         let result = self
             .shared
@@ -158,12 +161,11 @@ impl External {
             .await
             .request(request, transfer_reply(Direction::Retrieve, key))
             .await;
-        let opened = result
+        // Unlinked when `file` goes: the open file serves the read, and
+        // no file stays.
+        result
             .map_err(|e| self.failed("retrieve", key, e))
-            .and_then(|()| File::open(&path).map_err(self.io("open", key)));
-        // Unlinked now: the open file serves the read, and no file stays.
-        let _ = std::fs::remove_file(&path);
-        opened
+            .and_then(|()| File::open(&file.path).map_err(self.io("open", key)))
     }
 
     async fn check_present(&self, key: &Key) -> Result<bool, StorageError> {
@@ -188,6 +190,21 @@ impl External {
                 why: or_no_reason("CHECKPRESENT", why),
             }),
         }
+    }
+}
+
+/// One transfer's file and its directory, both removed when dropped.
+struct TransferFile {
+    dir: PathBuf,
+    path: PathBuf,
+    /// The name the program is given.
+    given: String,
+}
+
+impl Drop for TransferFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -255,18 +272,17 @@ impl Storage for External {
         name: &Key,
         _size: Option<u64>,
     ) -> Result<ExternalWrite, StorageError> {
-        let (path, given) = self.transfer_file(name)?;
+        let transfer = self.transfer_file(name)?;
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(&transfer.path)
             .map_err(self.io("create", name))?;
         Ok(ExternalWrite {
             remote: self.clone(),
             key: name.clone(),
-            path,
-            given,
+            transfer,
             file,
         })
     }
@@ -292,15 +308,8 @@ impl Storage for External {
 pub struct ExternalWrite {
     remote: External,
     key: Key,
-    path: PathBuf,
-    given: String,
+    transfer: TransferFile,
     file: File,
-}
-
-impl Drop for ExternalWrite {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 impl StagedWrite for ExternalWrite {
@@ -335,7 +344,7 @@ impl StagedWrite for ExternalWrite {
         let request = Request::Transfer {
             direction: Direction::Store,
             key: self.key.to_string(),
-            file: self.given.clone(),
+            file: self.transfer.given.clone(),
         };
         let result = self
             .remote
