@@ -67,24 +67,31 @@ while read -r line; do
 done
 "#;
 
+/// git-annex-remote-rclone on the server's (and the oracle's) PATH, an
+/// rclone remote `loc` of the `local` type in the server user's rclone
+/// config, and `initremote`'s parameters for a remote storing under
+/// `store`.
+pub fn install_rclone(env: &TestEnv, store: &Path) -> Vec<String> {
+    fs::create_dir_all(store).expect("store");
+    let name = "git-annex-remote-rclone";
+    env.add_server_program(name, &installed("external-remotes", name));
+    let conf = env.server_home.join(".config/rclone");
+    fs::create_dir_all(&conf).expect("rclone config dir");
+    fs::write(conf.join("rclone.conf"), "[loc]\ntype = local\n").expect("rclone.conf");
+    vec![
+        "type=external".into(),
+        "externaltype=rclone".into(),
+        "target=loc".into(),
+        format!("prefix={}", store.display()),
+    ]
+}
+
 /// The remote's program on the server's (and the oracle's) PATH, what it
 /// needs set up, and `initremote`'s parameters for it.
 fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
     fs::create_dir_all(store).expect("store");
     match program {
-        Program::Rclone => {
-            let name = "git-annex-remote-rclone";
-            env.add_server_program(name, &installed("external-remotes", name));
-            // rclone's own config, in the server user's home.
-            let conf = env.server_home.join(".config/rclone");
-            fs::create_dir_all(&conf).expect("rclone config dir");
-            fs::write(conf.join("rclone.conf"), "[loc]\ntype = local\n").expect("rclone.conf");
-            vec![
-                "externaltype=rclone".into(),
-                "target=loc".into(),
-                format!("prefix={}", store.display()),
-            ]
-        }
+        Program::Rclone => install_rclone(env, store),
         Program::Ora => {
             let name = "git-annex-remote-ora";
             env.add_server_program(name, &installed("bin", name));
@@ -121,7 +128,10 @@ fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
     let store = env.srv.join("estore");
     let params = install(&env, program, &store);
-    let mut args = vec!["initremote", "d", "type=external", "encryption=none"];
+    let mut args = vec!["initremote", "d", "encryption=none"];
+    if program != Program::Rclone {
+        args.push("type=external");
+    }
     args.extend(params.iter().map(String::as_str));
     args.extend_from_slice(extra);
     match setup {
