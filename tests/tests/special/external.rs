@@ -199,6 +199,15 @@ fn copy_fsck_get_drop(wd: &World, stored_at: impl Fn(&str) -> PathBuf) {
 #[test]
 fn rclone_remote_through_the_proxy() {
     let wd = external_world(Setup::Real, Program::Rclone, &[]);
+    // Our status finds the program for the remote real git-annex made.
+    let out = wd.env.annexproxy(&wd.proxy, &["status", "--json"]).ok();
+    let status = &annexproxy_tests::observe::json_lines(&out.stdout)[0];
+    let d = status["proxied"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "d"))
+        .unwrap_or_else(|| panic!("no d in {out}"));
+    assert_eq!(d["kind"], "special", "{out}");
+    assert_eq!(d["reachable"], true, "{out}");
     // The script's default layout: the lower-case hash directories.
     let store = wd.store.clone();
     let (env, client) = (&wd.env, &wd.client);
@@ -220,6 +229,11 @@ fn ora_remote_set_up_by_us_through_the_proxy() {
         "{log}"
     );
     assert!(log.contains("url=ria+file://"), "{log}");
+    // enableremote runs INITREMOTE again, and the remote stays served.
+    wd.env
+        .annexproxy(&wd.proxy, &["enableremote", "d"])
+        .ok()
+        .says("enableremote d");
     // The RIA layout: annex/objects with the mixed-case hash directories.
     let objects = wd
         .store
