@@ -41,7 +41,8 @@ fn installed(dir: &str, name: &str) -> PathBuf {
 }
 
 /// A directory store of ours, run by `sh`: CHECKPRESENT looks for the
-/// key's file; a TRANSFER of a key whose name ends in `.boom` exits,
+/// key's file; a TRANSFER of a key whose name ends in `.boom` exits (of
+/// `.gone`, a RETRIEVE exits),
 /// `.hang` sleeps, `.junk` answers garbage; any other is copied.
 const WOBBLY: &str = r#"#!/bin/sh
 echo VERSION 1
@@ -56,6 +57,8 @@ while read -r line; do
     TRANSFER)
       case "$3" in
         *.boom) echo "wobbly: crashing on $3" >&2; exit 7 ;;
+        *.gone) if [ "$2" = RETRIEVE ]; then echo "wobbly: lost $3" >&2; exit 9; fi
+           cp "$4" "$store/$3"; echo TRANSFER-SUCCESS "$2" "$3" ;;
         *.hang) sleep 600 ;;
         *.junk) echo "HELLO I AM NOT A PROTOCOL LINE" ;;
         *) if [ "$2" = STORE ]; then cp "$4" "$store/$3"; else cp "$store/$3" "$4"; fi
@@ -315,5 +318,18 @@ fn misbehaving_program_fails_the_key_and_the_session_goes_on() {
         fs::read(wd.store.join(&key)).expect("d.txt stored"),
         b"content of d.txt\n"
     );
+    no_transfer_files(&wd);
+    // A GET whose RETRIEVE fails: that key fails with the reason, the
+    // next one is retrieved by the program started again.
+    env.add_file(client, "e.gone", b"content of e.gone\n");
+    env.annex(client, &["copy", "--to", "origin-d", "e.gone"])
+        .ok();
+    env.annex(client, &["drop", "--force", "e.gone", "d.txt"])
+        .ok();
+    let out = env.annex(client, &["get", "--from", "origin-d", "e.gone", "d.txt"]);
+    assert!(!out.success(), "{out}");
+    assert!(out.all().contains("wobbly: lost"), "{out}");
+    assert_eq!(worktree_bytes(client, "d.txt"), b"content of d.txt\n");
+    assert!(worktree_bytes(client, "e.gone").is_empty());
     no_transfer_files(&wd);
 }
