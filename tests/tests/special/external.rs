@@ -333,3 +333,38 @@ fn misbehaving_program_fails_the_key_and_the_session_goes_on() {
     assert!(worktree_bytes(client, "e.gone").is_empty());
     no_transfer_files(&wd);
 }
+
+/// Content real git-annex stored through datalad's program (from a
+/// repository of its own on the server that enabled the same remote) is
+/// read through our proxy: the client gets and fscks it, and drops it.
+#[test]
+fn ora_content_stored_by_real_git_annex_is_read_through_ours() {
+    let wd = external_world(Setup::Real, Program::Ora, &[]);
+    let env = &wd.env;
+    let side = env.srv.join("side");
+    let proxy = wd.proxy.display().to_string();
+    env.oracle(&env.srv, &["clone", "-q", &proxy, "side"]).ok();
+    env.oracle_annex(&side, &["init", "side"]).ok();
+    env.oracle_annex(&side, &["enableremote", "d"]).ok();
+    verify_remote(env, &side, "d");
+    let content = pseudo_random_bytes(31, 230_000);
+    fs::write(side.join("theirs.bin"), &content).expect("write");
+    env.oracle_annex(&side, &["add", "theirs.bin"]).ok();
+    env.oracle(&side, &["commit", "-q", "-m", "theirs"]).ok();
+    env.oracle_annex(&side, &["copy", "--to", "d", "theirs.bin"])
+        .ok();
+    env.oracle(&side, &["push", "-q", "origin", "main", "git-annex"])
+        .ok();
+    let client = &wd.client;
+    env.git(client, &["pull", "-q", "origin", "main"]).ok();
+    env.annex(client, &["sync", "--no-content"]).ok();
+    env.annex(client, &["get", "--from", "origin-d", "theirs.bin"])
+        .ok();
+    assert_eq!(worktree_bytes(client, "theirs.bin"), content);
+    let (ok, results) = fsck_from(env, client, "origin-d");
+    assert!(ok, "{results:?}");
+    env.annex(client, &["drop", "--from", "origin-d", "theirs.bin"])
+        .ok();
+    assert!(!is_on_d(&wd, "theirs.bin"));
+    no_transfer_files(&wd);
+}
