@@ -142,20 +142,7 @@ fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
         Setup::Ours => env.annexproxy(&proxy, &args).ok(),
     }
     .says("initremote d");
-    env.oracle(&proxy, &["config", "remote.d.annex-proxy", "true"])
-        .ok();
-    env.annexproxy(&proxy, &["updateproxy"])
-        .ok()
-        .says("Started proxying for d");
-    let client = env.clone_client(&proxy, "client");
-    env.annex(&client, &["sync"]).ok();
-    World {
-        env,
-        proxy,
-        store,
-        client,
-        bucket: None,
-    }
+    proxied_world(env, proxy, store)
 }
 
 /// No transfer file is left in the proxy's `annex/tmp/external/`.
@@ -340,31 +327,6 @@ fn misbehaving_program_fails_the_key_and_the_session_goes_on() {
 #[test]
 fn ora_content_stored_by_real_git_annex_is_read_through_ours() {
     let wd = external_world(Setup::Real, Program::Ora, &[]);
-    let env = &wd.env;
-    let side = env.srv.join("side");
-    let proxy = wd.proxy.display().to_string();
-    env.oracle(&env.srv, &["clone", "-q", &proxy, "side"]).ok();
-    env.oracle_annex(&side, &["init", "side"]).ok();
-    env.oracle_annex(&side, &["enableremote", "d"]).ok();
-    verify_remote(env, &side, "d");
-    let content = pseudo_random_bytes(31, 230_000);
-    fs::write(side.join("theirs.bin"), &content).expect("write");
-    env.oracle_annex(&side, &["add", "theirs.bin"]).ok();
-    env.oracle(&side, &["commit", "-q", "-m", "theirs"]).ok();
-    env.oracle_annex(&side, &["copy", "--to", "d", "theirs.bin"])
-        .ok();
-    env.oracle(&side, &["push", "-q", "origin", "main", "git-annex"])
-        .ok();
-    let client = &wd.client;
-    env.git(client, &["pull", "-q", "origin", "main"]).ok();
-    env.annex(client, &["sync", "--no-content"]).ok();
-    env.annex(client, &["get", "--from", "origin-d", "theirs.bin"])
-        .ok();
-    assert_eq!(worktree_bytes(client, "theirs.bin"), content);
-    let (ok, results) = fsck_from(env, client, "origin-d");
-    assert!(ok, "{results:?}");
-    env.annex(client, &["drop", "--from", "origin-d", "theirs.bin"])
-        .ok();
-    assert!(!is_on_d(&wd, "theirs.bin"));
+    real_stored_is_read_through(&wd, &[]);
     no_transfer_files(&wd);
 }

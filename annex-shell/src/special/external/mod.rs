@@ -60,6 +60,21 @@ impl ExternalSetup {
     pub fn program(&self) -> String {
         format!("git-annex-remote-{}", self.externaltype)
     }
+
+    /// The driver of the program for `remote` (not started yet).
+    fn driver(&self, remote: &SpecialRemote) -> Driver {
+        let host = Host::new(
+            &remote.name,
+            &remote.uuid,
+            &self.git_dir,
+            remote.params.clone(),
+        );
+        let limits = Limits {
+            reply: self.reply_timeout,
+            ..Limits::default()
+        };
+        Driver::new(self.program(), &self.cwd, limits, host)
+    }
 }
 
 /// Whether `externaltype` can name a program: no path, no spaces.
@@ -90,17 +105,7 @@ struct Shared {
 
 impl External {
     pub fn new(remote: &SpecialRemote, setup: &ExternalSetup) -> External {
-        let host = Host::new(
-            &remote.name,
-            &remote.uuid,
-            &setup.git_dir,
-            remote.params.clone(),
-        );
-        let limits = Limits {
-            reply: setup.reply_timeout,
-            ..Limits::default()
-        };
-        let driver = Driver::new(setup.program(), &setup.cwd, limits, host);
+        let driver = setup.driver(remote);
         External {
             shared: Arc::new(Shared {
                 name: remote.name.clone(),
@@ -371,17 +376,7 @@ pub async fn init_remote(
     remote: &SpecialRemote,
     setup: &ExternalSetup,
 ) -> Result<crate::special::config::Params, ExternalError> {
-    let host = Host::new(
-        &remote.name,
-        &remote.uuid,
-        &setup.git_dir,
-        remote.params.clone(),
-    );
-    let limits = Limits {
-        reply: setup.reply_timeout,
-        ..Limits::default()
-    };
-    let mut driver = Driver::new(setup.program(), &setup.cwd, limits, host);
+    let mut driver = setup.driver(remote);
     driver
         .request(Request::InitRemote, |r| match r {
             Reply::InitRemoteSuccess => Some(Ok(())),
