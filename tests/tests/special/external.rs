@@ -330,3 +330,42 @@ fn ora_content_stored_by_real_git_annex_is_read_through_ours() {
     real_stored_is_read_through(&wd, &[]);
     no_transfer_files(&wd);
 }
+
+/// `annexproxy initremote` of an external remote whose program refuses
+/// the configuration (INITREMOTE-FAILURE), or is not on PATH, fails with
+/// the program's reason and records nothing.
+#[test]
+fn initremote_refused_by_the_program_records_nothing() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let proxy = env.server_bare("proxy.git");
+    env.annexproxy(&proxy, &["init", "the proxy"]).ok();
+    let mut args = vec!["initremote", "r", "encryption=none"];
+    let params = install_rclone(&env, &env.srv.join("rstore"));
+    // No target=: the script refuses.
+    args.extend(
+        params
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.starts_with("target=")),
+    );
+    env.annexproxy(&proxy, &args)
+        .fails()
+        .says("rclone remote target must be specified");
+    env.annexproxy(
+        &proxy,
+        &[
+            "initremote",
+            "n",
+            "type=external",
+            "externaltype=nosuch",
+            "encryption=none",
+        ],
+    )
+    .fails()
+    .says("cannot run git-annex-remote-nosuch");
+    let log = env.oracle(&proxy, &["show", "git-annex:remote.log"]);
+    assert!(
+        !log.stdout.contains("name=r") && !log.stdout.contains("name=n"),
+        "{log}"
+    );
+}
