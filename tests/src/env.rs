@@ -520,6 +520,15 @@ impl TestEnv {
         (proxy, dirs)
     }
 
+    /// Puts `program` (an external special remote, `git-annex-remote-*`)
+    /// on the server's PATH and on the oracle's, named `name`, so both our
+    /// server and real git-annex run on the server can use the remote.
+    pub fn add_server_program(&self, name: &str, program: &Path) {
+        assert!(program.is_file(), "{} is not installed", program.display());
+        link(program, &self.root().join("server-bin").join(name));
+        link(program, &self.oracle_bin.join(name));
+    }
+
     /// Puts the ssh stand-in on the server's PATH as well, so that a
     /// server-side program (a proxy reaching a node over ssh) can use it.
     pub fn server_can_ssh(&self) {

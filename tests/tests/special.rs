@@ -22,6 +22,8 @@
 //! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
 //!   and not, the bucket checked object by object.
 //! - `http`: the directory remote reached over `annexproxy p2phttp`.
+//! - `external`: external special remotes (rclone's, datalad's ora, a
+//!   misbehaving program of ours).
 
 #[path = "special/world.rs"]
 mod world;
@@ -48,5 +50,7 @@ mod versus;
 mod cluster;
 #[path = "special/http.rs"]
 mod http;
+#[path = "special/external.rs"]
+mod external;
 #[path = "special/s3.rs"]
 mod s3;

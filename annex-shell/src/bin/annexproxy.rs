@@ -55,7 +55,9 @@ enum Cmd {
         name: String,
     },
     /// Set up a special remote (type=directory directory=PATH
-    /// encryption=none [chunk=SIZE]), as `git annex initremote` does.
+    /// encryption=none [chunk=SIZE]; type=S3 …; type=external
+    /// externaltype=NAME … runs git-annex-remote-NAME's INITREMOTE), as
+    /// `git annex initremote` does.
     Initremote {
         name: String,
         /// key=value parameters.

@@ -27,6 +27,7 @@ use annex::repo::Repo;
 use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use crate::backend::{same_file, Backend, BackendError, Failure, Outcome};
 use crate::special::directory::Directory;
+use crate::special::external::External;
 use crate::special::put::{PutError, Upload};
 use crate::special::read::Objects;
 use crate::special::remote::{Special, UploadError};
@@ -47,6 +48,10 @@ pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Result<Box<dyn Node>,
         Kind::S3 { config, creds } => {
             let storage = S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| e.to_string())?;
+            node(Special::new(storage, remote, repo.branch()))
+        }
+        Kind::External(setup) => {
+            let storage = External::new(remote, setup);
             node(Special::new(storage, remote, repo.branch()))
         }
     })

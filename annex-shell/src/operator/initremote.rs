@@ -23,6 +23,7 @@ use annex::branch::uuidlog::change_uuid_log;
 use annex::branch::VectorClock;
 use annex::repo::Repo;
 
+use super::initremote_external::{self as ext, ExternalSetupError};
 use super::initremote_s3::{self as s3, S3Setup, S3SetupError};
 use super::{open_initialized, OperatorError};
 use crate::special::chunks::{ChunkConfig, ChunkConfigError};
@@ -36,7 +37,9 @@ pub enum RemoteSetupError {
     BadParam(String),
     #[error("Specify the type of remote with type=")]
     NoType,
-    #[error("special remote type {0} is not served by annexproxy yet (served: directory, S3)")]
+    #[error(
+        "special remote type {0} is not served by annexproxy yet (served: directory, S3, external)"
+    )]
     UnsupportedType(String),
     #[error("Specify encryption=none (annexproxy does not serve encrypted special remotes yet)")]
     NoEncryption,
@@ -58,6 +61,14 @@ pub enum RemoteSetupError {
     Chunk(#[from] ChunkConfigError),
     #[error(transparent)]
     S3(Box<S3SetupError>),
+    #[error(transparent)]
+    External(Box<ExternalSetupError>),
+}
+
+impl From<ExternalSetupError> for RemoteSetupError {
+    fn from(e: ExternalSetupError) -> RemoteSetupError {
+        RemoteSetupError::External(Box::new(e))
+    }
 }
 
 impl From<S3SetupError> for RemoteSetupError {
@@ -71,6 +82,7 @@ enum TypeSetup {
     /// The directory, absolute (kept in git config, not remote.log).
     Directory(PathBuf),
     S3(Box<S3Setup>),
+    External(Box<crate::special::external::ExternalSetup>),
 }
 
 impl TypeSetup {
@@ -79,6 +91,7 @@ impl TypeSetup {
         match self {
             TypeSetup::Directory(dir) => vec![("annex-directory", dir.display().to_string())],
             TypeSetup::S3(_) => vec![("annex-s3", "true".to_owned())],
+            TypeSetup::External(e) => vec![("annex-externaltype", e.externaltype.clone())],
         }
     }
 }
@@ -114,6 +127,7 @@ fn find_by_name(repo: &Repo, name: &str) -> Result<Option<(String, Params)>, Ope
 /// what its type needs; `config` is left as remote.log records it (a
 /// directory's path taken out, an S3 remote's defaults put in).
 fn check_type(
+    repo: &Repo,
     base: &Path,
     name: &str,
     uuid: &str,
@@ -122,7 +136,7 @@ fn check_type(
     let kind = config.get("type").cloned();
     match kind.as_deref() {
         None => return Err(RemoteSetupError::NoType),
-        Some("directory" | "S3") => {}
+        Some("directory" | "S3" | "external") => {}
         Some(other) => return Err(RemoteSetupError::UnsupportedType(other.to_owned())),
     }
     match config.get("encryption").map(String::as_str) {
@@ -136,6 +150,11 @@ fn check_type(
     )?;
     if kind.as_deref() == Some("S3") {
         return Ok(TypeSetup::S3(Box::new(s3::prepare(name, uuid, config)?)));
+    }
+    if kind.as_deref() == Some("external") {
+        let cwd = crate::special::external::program_dir(repo.git_dir(), repo.work_dir());
+        let setup = ext::prepare(repo.git_dir(), &cwd, config)?;
+        return Ok(TypeSetup::External(Box::new(setup)));
     }
     let dir = check_directory(base, config)?;
     config.remove("directory");
@@ -228,11 +247,14 @@ pub fn initremote(
     }
     config.insert("name".into(), name.to_owned());
     let uuid = uuid::Uuid::new_v4().to_string();
-    let setup = check_type(dir, name, &uuid, &mut config)?;
+    let setup = check_type(&repo, dir, name, &uuid, &mut config)?;
     if let TypeSetup::S3(s3_setup) = &setup {
         s3::claim_bucket(name, &uuid, repo.git_dir(), &config, s3_setup)
             .map_err(RemoteSetupError::from)?;
         s3::cache_creds(repo.git_dir(), &uuid, s3_setup).map_err(RemoteSetupError::from)?;
+    }
+    if let TypeSetup::External(e) = &setup {
+        ext::init(name, &uuid, &mut config, e).map_err(RemoteSetupError::from)?;
     }
     let value = format_config(&config);
     let now = VectorClock::candidate_now();
@@ -250,7 +272,7 @@ pub fn initremote(
     match setup {
         // git-annex's words while it checks (or makes) the bucket.
         TypeSetup::S3(_) => writeln!(out, "initremote {name} (checking bucket...) ok")?,
-        TypeSetup::Directory(_) => writeln!(out, "initremote {name} ok")?,
+        TypeSetup::Directory(_) | TypeSetup::External(_) => writeln!(out, "initremote {name} ok")?,
     }
     writeln!(out, "(recording state in git...)")?;
     Ok(())
@@ -269,9 +291,12 @@ pub fn enableremote(
     let given = parse_params(params)?;
     let mut config = old.clone();
     config.extend(given);
-    let setup = check_type(dir, name, &uuid, &mut config)?;
+    let setup = check_type(&repo, dir, name, &uuid, &mut config)?;
     if let TypeSetup::S3(s3_setup) = &setup {
         s3::cache_creds(repo.git_dir(), &uuid, s3_setup).map_err(RemoteSetupError::from)?;
+    }
+    if let TypeSetup::External(e) = &setup {
+        ext::init(name, &uuid, &mut config, e).map_err(RemoteSetupError::from)?;
     }
     // A configuration already accepted here stays accepted with what its
     // user changed now; one never accepted waits for verifyremote.

@@ -32,7 +32,7 @@ pub enum SpecialError {
     #[error("{name}: remote.log in the git-annex branch has no special remote with UUID {uuid}")]
     NotRecorded { name: String, uuid: String },
     #[error(
-        "{name}: special remote type {type_name} is not served by annexproxy yet (served: directory, S3)"
+        "{name}: special remote type {type_name} is not served by annexproxy yet (served: directory, S3, external)"
     )]
     UnsupportedType { name: String, type_name: String },
     #[error(
@@ -64,6 +64,10 @@ pub enum SpecialError {
         #[source]
         source: annex_s3::CredsError,
     },
+    #[error("{name}: externaltype={value} cannot name a git-annex-remote-* program")]
+    BadExternalType { name: String, value: String },
+    #[error("{name}: an external remote with exporttree=yes is not served by annexproxy")]
+    ExternalExport { name: String },
     #[error(transparent)]
     Branch(#[from] BranchError),
 }
@@ -78,6 +82,8 @@ pub enum Kind {
         config: Box<annex_s3::S3Config>,
         creds: Option<annex_s3::S3Credentials>,
     },
+    /// A `git-annex-remote-NAME` program.
+    External(Box<super::external::ExternalSetup>),
 }
 
 /// A special remote we can serve, resolved from its records.
@@ -180,6 +186,7 @@ impl SpecialRemote {
         let kind = match type_name.as_str() {
             "directory" => Kind::Directory(directory_of(repo, remote)?),
             "S3" => s3_of(repo, &name, &uuid, &params)?,
+            "external" => external_of(repo, remote, &params)?,
             _ => return Err(SpecialError::UnsupportedType { name, type_name }),
         };
         match params.get("encryption").map(String::as_str) {
@@ -257,6 +264,44 @@ fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, S
         config: Box::new(config),
         creds: found.map(|(c, _)| c),
     })
+}
+
+/// Default of `annexproxy.externaltimeout`, in seconds.
+pub const EXTERNAL_TIMEOUT_SECS: u64 = 120;
+
+/// An external remote's program (`externaltype=`, which git-annex's
+/// `remote.NAME.annex-externaltype` overrides) and where it runs.
+fn external_of(repo: &Repo, remote: &RemoteConfig, params: &Params) -> Result<Kind, SpecialError> {
+    let name = remote.name.clone();
+    let value = remote
+        .get("annex-externaltype")
+        .or(params.get("externaltype").map(String::as_str))
+        .unwrap_or_default()
+        .to_owned();
+    if value.is_empty() {
+        return Err(SpecialError::MissingSetting {
+            name,
+            setting: "externaltype".into(),
+        });
+    }
+    if params.get("exporttree").map(String::as_str) == Some("yes") {
+        return Err(SpecialError::ExternalExport { name });
+    }
+    // `readonly` is git-annex's own web-only mode, not a program.
+    if value == "readonly" || !super::external::valid_externaltype(&value) {
+        return Err(SpecialError::BadExternalType { name, value });
+    }
+    let secs = repo
+        .config_get("annexproxy.externaltimeout")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(EXTERNAL_TIMEOUT_SECS);
+    Ok(Kind::External(Box::new(super::external::ExternalSetup {
+        externaltype: value,
+        git_dir: repo.git_dir().to_owned(),
+        cwd: super::external::program_dir(repo.git_dir(), repo.work_dir()),
+        reply_timeout: std::time::Duration::from_secs(secs),
+    })))
 }
 
 /// `remote.NAME.annex-directory`, relative paths taken from the

@@ -10,7 +10,7 @@
 //!   and where credentials would be (`annex/creds/<uuid>`).
 //! - [`storage`]: what a kind of remote must do (named objects: stat, read
 //!   from an offset, a staged write committed only once verified, remove);
-//!   [`directory`] and [`s3`] are the kinds served.
+//!   [`directory`], [`s3`] and [`external`] are the kinds served.
 //! - [`chunks`]: git-annex's chunk keys and chunk log.
 //! - [`remote`]: the [`crate::backend::Backend`] over any storage: the
 //!   session loop drives it as it drives a local repository or a peer.
@@ -18,6 +18,7 @@
 pub mod chunks;
 pub mod config;
 pub mod directory;
+pub mod external;
 pub(crate) mod put;
 pub(crate) mod read;
 pub mod remote;
@@ -76,6 +77,14 @@ where
         Kind::S3 { config, creds } => {
             let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| ServeError::Fatal(e.to_string()))?;
+            let backend = remote::Special::new(storage, &remote, repo.branch());
+            Session::new(conn, backend, rules)
+                .run()
+                .instrument(span)
+                .await
+        }
+        Kind::External(setup) => {
+            let storage = external::External::new(&remote, setup);
             let backend = remote::Special::new(storage, &remote, repo.branch());
             Session::new(conn, backend, rules)
                 .run()

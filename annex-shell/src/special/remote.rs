@@ -231,7 +231,13 @@ impl<S: Storage> Special<S> {
                         left -= n as u64;
                     }
                 }
-                Err(e) => tracing::warn!("{e}"),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    // The client hears INVALID; our stderr reaches its
+                    // terminal with the reason (an external program's
+                    // failed RETRIEVE, say).
+                    eprintln!("git-annex-shell: {e}");
+                }
             }
             if left > 0 {
                 intact = false;

@@ -36,6 +36,8 @@ enum Store {
     Directory,
     /// A fresh bucket in the tests' moto.
     S3,
+    /// An external remote: git-annex-remote-rclone on a local directory.
+    Rclone,
 }
 
 /// [`mixed`] with `d` of the kind `store`.
@@ -81,6 +83,7 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
             ];
             (params, Some(bucket))
         }
+        Store::Rclone => (super::external::install_rclone(&env, &dir), None),
     };
     let mut args = vec!["initremote", "d", "encryption=none"];
     args.extend(params.iter().map(String::as_str));
@@ -224,6 +227,22 @@ fn directory_node_in_a_cluster() {
 fn s3_node_in_a_cluster() {
     let m = flow_with(Store::S3, &["chunk=256KiB"]);
     assert!(m.bucket.is_some());
+}
+
+/// The same with `d` an external remote (git-annex-remote-rclone),
+/// chunked: fan-out into the program's store, fail-over to it, drops
+/// empty it, real git-annex in the gateway reads it through the program.
+#[test]
+fn external_node_in_a_cluster() {
+    let m = flow_with(Store::Rclone, &["chunk=256KiB"]);
+    assert!(m.bucket.is_none());
+    assert_eq!(
+        fs::read_dir(m.gateway.join("annex/tmp/external"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "transfer files left"
+    );
 }
 
 /// Our `updatecluster` writes git-annex's records: real git-annex's sees

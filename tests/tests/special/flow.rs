@@ -87,38 +87,8 @@ fn chunked_directory_remote_through_the_proxy() {
 /// our proxy: the client gets it and fsck's it, and drops it from there.
 fn real_stored_is_read_through_ours(extra: &[&str]) {
     let wd = world(extra);
-    let env = &wd.env;
-    let side = env.srv.join("side");
-    env.oracle(
-        &env.srv,
-        &["clone", "-q", &wd.proxy.display().to_string(), "side"],
-    )
-    .ok();
-    env.oracle_annex(&side, &["init", "side"]).ok();
     let dir_param = format!("directory={}", wd.store.display());
-    env.oracle_annex(&side, &["enableremote", "d", &dir_param])
-        .ok();
-    // git-annex 10.20261026 uses an enabled remote once its user checked
-    // the configuration.
-    verify_remote(env, &side, "d");
-    let content = pseudo_random_bytes(9, 230_000);
-    fs::write(side.join("theirs.bin"), &content).expect("write");
-    env.oracle_annex(&side, &["add", "theirs.bin"]).ok();
-    env.oracle(&side, &["commit", "-q", "-m", "theirs"]).ok();
-    env.oracle_annex(&side, &["copy", "--to", "d", "theirs.bin"])
-        .ok();
-    env.oracle(&side, &["push", "-q", "origin", "main", "git-annex"])
-        .ok();
-    let client = &wd.client;
-    env.git(client, &["pull", "-q", "origin", "main"]).ok();
-    env.annex(client, &["sync", "--no-content"]).ok();
-    env.annex(client, &["get", "--from", "origin-d", "theirs.bin"])
-        .ok();
-    assert_eq!(worktree_bytes(client, "theirs.bin"), content);
-    let (ok, results) = fsck_from(env, client, "origin-d");
-    assert!(ok, "{results:?}");
-    env.annex(client, &["drop", "--from", "origin-d", "theirs.bin"])
-        .ok();
+    real_stored_is_read_through(&wd, &[&dir_param]);
     assert_eq!(stored_files(&wd.store), Vec::<String>::new());
 }
 

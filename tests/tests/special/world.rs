@@ -55,6 +55,12 @@ pub fn world_by(setup: Setup, extra: &[&str]) -> World {
         Setup::Ours => env.annexproxy(&proxy, &args).ok(),
     }
     .says("initremote d ok");
+    proxied_world(env, proxy, store)
+}
+
+/// The world once `d` is set up in `proxy`: proxied with `annex-proxy=true`
+/// and our `updateproxy`, and a client that cloned the proxy and synced.
+pub fn proxied_world(env: TestEnv, proxy: PathBuf, store: PathBuf) -> World {
     env.oracle(&proxy, &["config", "remote.d.annex-proxy", "true"])
         .ok();
     env.annexproxy(&proxy, &["updateproxy"])
@@ -237,4 +243,47 @@ pub fn status_row_of_d_after_a_copy(wd: &World) -> serde_json::Value {
     assert_eq!(d["keys"], 1, "{out}");
     assert_eq!(d["bytes"], 12, "{out}");
     d
+}
+
+/// Content real git-annex stored in `d` (from a repository of its own on
+/// the server, `side`, that enabled the same remote with `enable`
+/// parameters) is read through our proxy: the client gets it and fscks
+/// it, and drops it from there.
+pub fn real_stored_is_read_through(wd: &World, enable: &[&str]) {
+    let env = &wd.env;
+    let side = env.srv.join("side");
+    env.oracle(
+        &env.srv,
+        &["clone", "-q", &wd.proxy.display().to_string(), "side"],
+    )
+    .ok();
+    env.oracle_annex(&side, &["init", "side"]).ok();
+    let mut args = vec!["enableremote", "d"];
+    args.extend_from_slice(enable);
+    env.oracle_annex(&side, &args).ok();
+    // git-annex 10.20261026 uses an enabled remote once its user checked
+    // the configuration.
+    verify_remote(env, &side, "d");
+    let content = annexproxy_tests::pseudo_random_bytes(9, 230_000);
+    fs::write(side.join("theirs.bin"), &content).expect("write");
+    env.oracle_annex(&side, &["add", "theirs.bin"]).ok();
+    env.oracle(&side, &["commit", "-q", "-m", "theirs"]).ok();
+    env.oracle_annex(&side, &["copy", "--to", "d", "theirs.bin"])
+        .ok();
+    env.oracle(&side, &["push", "-q", "origin", "main", "git-annex"])
+        .ok();
+    let client = &wd.client;
+    env.git(client, &["pull", "-q", "origin", "main"]).ok();
+    env.annex(client, &["sync", "--no-content"]).ok();
+    env.annex(client, &["get", "--from", "origin-d", "theirs.bin"])
+        .ok();
+    assert_eq!(
+        annexproxy_tests::observe::worktree_bytes(client, "theirs.bin"),
+        content
+    );
+    let (ok, results) = annexproxy_tests::observe::fsck_from(env, client, "origin-d");
+    assert!(ok, "{results:?}");
+    env.annex(client, &["drop", "--from", "origin-d", "theirs.bin"])
+        .ok();
+    assert!(!is_on_d(wd, "theirs.bin"));
 }

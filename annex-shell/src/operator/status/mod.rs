@@ -417,6 +417,16 @@ fn check_specials(repo: &Repo, rows: &mut [Row]) {
                 crate::special::Kind::S3 { config, creds } => {
                     s3_reach(&special.name, (**config).clone(), creds.clone())
                 }
+                // Without running it (a program may be slow to start or
+                // ask for a network): whether it is there to run.
+                crate::special::Kind::External(setup) => {
+                    match crate::special::external::find_program(&setup.program()) {
+                        Some(_) => Reach::Yes,
+                        None => {
+                            Reach::No(format!("{}: {} is not on PATH", row.name, setup.program()))
+                        }
+                    }
+                }
             },
             Err(e) => Reach::No(e.to_string()),
         };

@@ -1,0 +1,517 @@
+//! One `git-annex-remote-NAME` program per session, driven over its
+//! stdin and stdout with the [`super::protocol`] codec.
+//!
+//! The program starts at the first request that needs it: VERSION,
+//! EXTENSIONS, then PREPARE (INITREMOTE instead, for `initremote`).
+//! Every line it sends must come within the reply deadline of the one
+//! before (PROGRESS and the other queries count, so a long transfer that
+//! reports progress never times out) and be shorter than the line limit.
+//! A program that exits, hangs, sends an overlong line or garbage, or
+//! sends ERROR fails the request under way with the reason, and is ended;
+//! the next request starts it again, as git-annex starts a new one after
+//! a protocol error. A FAILURE reply fails only that request.
+//!
+//! Its stderr is read apart: each line is logged, and the last few are
+//! kept to say why a program exited.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use super::host::Host;
+use super::protocol::{self, Message, Reply, Request, VERSION};
+
+/// Lines of the program's stderr kept for an error message.
+const STDERR_KEPT: usize = 4;
+
+/// How long a program whose stdin closed may take to exit before it is
+/// killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The bounds a program must keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest silence while we wait for its next line.
+    pub reply: Duration,
+    /// Longest line, in bytes.
+    pub line: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            reply: Duration::from_secs(120),
+            line: 256 * 1024,
+        }
+    }
+}
+
+/// Why a request to the program did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalError {
+    #[error("cannot run {program} (is it on PATH?): {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} exited while handling {request}{}", stderr_note(.stderr))]
+    Exited {
+        program: String,
+        request: &'static str,
+        stderr: String,
+    },
+    #[error("{program} did not answer {request} within {} s", .after.as_secs())]
+    Timeout {
+        program: String,
+        request: &'static str,
+        after: Duration,
+    },
+    #[error("{program} sent a line longer than {limit} bytes while handling {request}")]
+    LineTooLong {
+        program: String,
+        request: &'static str,
+        limit: usize,
+    },
+    #[error("{program}: external special remote protocol error, unexpectedly received {line:?} while handling {request}")]
+    Garbage {
+        program: String,
+        request: &'static str,
+        line: String,
+    },
+    #[error("{program}: external special remote error: {message}")]
+    Program { program: String, message: String },
+    #[error("{program} speaks protocol version {version}; annexproxy speaks {VERSION}")]
+    Version { program: String, version: u32 },
+    #[error("{program}: {why}")]
+    Failed { program: String, why: String },
+    #[error("talking to {program}: {source}")]
+    Io {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn stderr_note(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(" (its last words: {stderr})")
+    }
+}
+
+impl ExternalError {
+    /// Whether the program can go on after this: only a FAILURE reply
+    /// leaves it in a known state.
+    fn keeps_program(&self) -> bool {
+        matches!(self, ExternalError::Failed { .. })
+    }
+}
+
+/// A running program.
+struct Process {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// ASYNC negotiated: our lines carry a job number.
+    asynchronous: bool,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    /// The task reading stderr; it ends when the program does.
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
+    /// Killed at once when dropped (it misbehaved), rather than asked to
+    /// exit.
+    kill: bool,
+}
+
+impl Process {
+    /// The program runs in a process group of its own: ending it ends
+    /// what it started too (rclone under git-annex-remote-rclone, a
+    /// `sleep` under a shell).
+    fn kill_group(child: &Child) {
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for Process {
+    /// Closing stdin asks the program to exit; one that does not within
+    /// [`EXIT_GRACE`] is killed (and it is killed anyway when no runtime
+    /// is left to wait for it).
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if self.kill {
+            Process::kill_group(&child);
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            Process::kill_group(&child);
+            return;
+        };
+        let graceful = !self.kill;
+        runtime.spawn(async move {
+            if graceful && tokio::time::timeout(EXIT_GRACE, child.wait()).await.is_ok() {
+                return;
+            }
+            Process::kill_group(&child);
+            let _ = child.wait().await;
+        });
+    }
+}
+
+/// One program for one remote, started when first needed.
+pub struct Driver {
+    program: String,
+    cwd: PathBuf,
+    limits: Limits,
+    host: Host,
+    running: Option<Process>,
+    prepared: bool,
+}
+
+impl Driver {
+    /// The driver of `program` (`git-annex-remote-<externaltype>`, found
+    /// on PATH), run in `cwd`.
+    pub fn new(program: String, cwd: &Path, limits: Limits, host: Host) -> Driver {
+        Driver {
+            program,
+            cwd: cwd.to_owned(),
+            limits,
+            host,
+            running: None,
+            prepared: false,
+        }
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Send `request` (after PREPARE, unless it is INITREMOTE) and take
+    /// its reply with `handle`: `Some(Ok)` ends it, `Some(Err(why))` is a
+    /// failure reply, `None` a reply that does not belong to it.
+    pub async fn request<T>(
+        &mut self,
+        request: Request,
+        handle: impl FnMut(Reply) -> Option<Result<T, String>>,
+    ) -> Result<T, ExternalError> {
+        let result = self.request_inner(request, handle).await;
+        if let Err(e) = &result {
+            if !e.keeps_program() {
+                tracing::warn!(program = %self.program, "{e}; ending it");
+                if let Some(p) = self.running.as_mut() {
+                    p.kill = true;
+                }
+                self.stop();
+            }
+        }
+        result
+    }
+
+    async fn request_inner<T>(
+        &mut self,
+        request: Request,
+        handle: impl FnMut(Reply) -> Option<Result<T, String>>,
+    ) -> Result<T, ExternalError> {
+        if self.running.is_none() {
+            self.start().await?;
+        }
+        if request != Request::InitRemote && !self.prepared {
+            self.exchange(Request::Prepare, |r| match r {
+                Reply::PrepareSuccess => Some(Ok(())),
+                Reply::PrepareFailure(why) => Some(Err(or_no_reason("PREPARE", why))),
+                _ => None,
+            })
+            .await
+            .map_err(|e| match e {
+                // A program that cannot prepare is started again next time.
+                ExternalError::Failed { program, why } => ExternalError::Program {
+                    program,
+                    message: why,
+                },
+                e => e,
+            })?;
+            self.prepared = true;
+        }
+        self.exchange(request, handle).await
+    }
+
+    /// End the program: its stdin closes, and it is killed if it has not
+    /// exited soon after (the next request starts it again).
+    pub fn stop(&mut self) {
+        self.running = None;
+        self.prepared = false;
+    }
+
+    /// Start the program: its VERSION, then EXTENSIONS.
+    async fn start(&mut self) -> Result<(), ExternalError> {
+        let mut child = Command::new(&self.program)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ExternalError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_reader = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(keep_stderr(self.program.clone(), err, stderr.clone())));
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(self.io(std::io::Error::other("no pipes to the program")));
+        };
+        self.running = Some(Process {
+            child: Some(child),
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            asynchronous: false,
+            stderr,
+            stderr_reader,
+            kill: false,
+        });
+        self.prepared = false;
+        match self.next_message("VERSION").await? {
+            (Message::Version(VERSION), _) => {}
+            (Message::Version(version), _) => {
+                return Err(ExternalError::Version {
+                    program: self.program.clone(),
+                    version,
+                })
+            }
+            (_, line) => return Err(self.garbage("VERSION", line)),
+        }
+        let wanted = self
+            .exchange(Request::Extensions, |r| match r {
+                Reply::Extensions(l) => Some(Ok(l)),
+                Reply::UnsupportedRequest => Some(Ok(Vec::new())),
+                _ => None,
+            })
+            .await?;
+        let asynchronous = wanted.iter().any(|e| e == "ASYNC");
+        tracing::debug!(program = %self.program, ?wanted, "started");
+        if let Some(p) = self.running.as_mut() {
+            p.asynchronous = asynchronous;
+        }
+        Ok(())
+    }
+
+    /// Send one request and serve the program's queries until its reply.
+    async fn exchange<T>(
+        &mut self,
+        request: Request,
+        mut handle: impl FnMut(Reply) -> Option<Result<T, String>>,
+    ) -> Result<T, ExternalError> {
+        let name = request.name();
+        self.send(&request.line()).await?;
+        loop {
+            let (message, line) = self.next_message(name).await?;
+            match message {
+                Message::Reply(reply) => {
+                    return match handle(reply) {
+                        Some(Ok(t)) => Ok(t),
+                        Some(Err(why)) => Err(ExternalError::Failed {
+                            program: self.program.clone(),
+                            why,
+                        }),
+                        None => Err(self.garbage(name, line)),
+                    }
+                }
+                Message::Query(q) => {
+                    if let Some(answer) = self.host.answer(&q) {
+                        self.send(&answer.line()).await?;
+                    }
+                }
+                Message::Error(message) => {
+                    return Err(ExternalError::Program {
+                        program: self.program.clone(),
+                        message,
+                    })
+                }
+                Message::Version(_) => return Err(self.garbage(name, line)),
+            }
+        }
+    }
+
+    async fn send(&mut self, line: &str) -> Result<(), ExternalError> {
+        let program = self.program.clone();
+        let io = |source| ExternalError::Io { program, source };
+        let Some(p) = self.running.as_mut() else {
+            return Err(io(std::io::ErrorKind::NotConnected.into()));
+        };
+        let text = protocol::tag(line, p.asynchronous) + "\n";
+        tracing::trace!(program = %self.program, "> {}", text.trim_end());
+        let Some(stdin) = p.stdin.as_mut() else {
+            return Err(io(std::io::ErrorKind::NotConnected.into()));
+        };
+        let sent = async {
+            stdin.write_all(text.as_bytes()).await?;
+            stdin.flush().await
+        };
+        match sent.await {
+            Ok(()) => Ok(()),
+            // The program went away: say so with what it said last.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(self.exited("write").await),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The program's next line, parsed; the line itself for errors.
+    async fn next_message(
+        &mut self,
+        request: &'static str,
+    ) -> Result<(Message, String), ExternalError> {
+        let limits = self.limits;
+        let Some(p) = self.running.as_mut() else {
+            return Err(self.exited(request).await);
+        };
+        let read = read_line(&mut p.stdout, limits.line);
+        let line = match tokio::time::timeout(limits.reply, read).await {
+            Err(_) => {
+                return Err(ExternalError::Timeout {
+                    program: self.program.clone(),
+                    request,
+                    after: limits.reply,
+                })
+            }
+            Ok(Err(e)) => return Err(self.io(e)),
+            Ok(Ok(Line::Eof)) => return Err(self.exited(request).await),
+            Ok(Ok(Line::TooLong)) => {
+                return Err(ExternalError::LineTooLong {
+                    program: self.program.clone(),
+                    request,
+                    limit: limits.line,
+                })
+            }
+            Ok(Ok(Line::Text(bytes))) => bytes,
+        };
+        let Ok(text) = String::from_utf8(line) else {
+            return Err(self.garbage(request, "(not UTF-8)".into()));
+        };
+        tracing::trace!(program = %self.program, "< {text}");
+        let asynchronous = self.running.as_ref().is_some_and(|p| p.asynchronous);
+        let parsed = protocol::untag(&text, asynchronous).and_then(protocol::parse);
+        match parsed {
+            Some(m) => Ok((m, text)),
+            None => Err(self.garbage(request, text)),
+        }
+    }
+
+    fn garbage(&self, request: &'static str, line: String) -> ExternalError {
+        ExternalError::Garbage {
+            program: self.program.clone(),
+            request,
+            line,
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> ExternalError {
+        ExternalError::Io {
+            program: self.program.clone(),
+            source,
+        }
+    }
+
+    /// The program is gone: why, with the last lines of its stderr (read
+    /// to their end, briefly waited for).
+    async fn exited(&mut self, request: &'static str) -> ExternalError {
+        let mut stderr = String::new();
+        if let Some(p) = self.running.as_mut() {
+            if let Some(reader) = p.stderr_reader.as_mut() {
+                let _ = tokio::time::timeout(Duration::from_millis(500), reader).await;
+            }
+            if let Ok(kept) = p.stderr.lock() {
+                stderr = Vec::from(kept.clone()).join(" / ");
+            }
+        }
+        ExternalError::Exited {
+            program: self.program.clone(),
+            request,
+            stderr,
+        }
+    }
+}
+
+/// `PREPARE failed with no reason given`, as git-annex words an empty
+/// failure.
+pub fn or_no_reason(request: &str, why: String) -> String {
+    if why.is_empty() {
+        format!("{request} failed with no reason given")
+    } else {
+        why
+    }
+}
+
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+    Eof,
+}
+
+/// One line without its `\n` (and a `\r` before it), never buffering
+/// more than `limit` bytes of it.
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, limit: usize) -> std::io::Result<Line> {
+    let mut line = Vec::new();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(Line::Eof);
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > limit {
+            return Ok(Line::TooLong);
+        }
+        line.extend_from_slice(&buf[..take]);
+        r.consume(take + usize::from(done));
+        if done {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Line::Text(line));
+        }
+    }
+}
+
+/// Log the program's stderr, keeping its last lines.
+async fn keep_stderr(
+    program: String,
+    err: tokio::process::ChildStderr,
+    kept: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(err).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(program = %program, "stderr: {line}");
+        if let Ok(mut k) = kept.lock() {
+            if k.len() == STDERR_KEPT {
+                k.pop_front();
+            }
+            k.push_back(line);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -1,0 +1,233 @@
+//! Our side of the program's queries: what git-annex answers to
+//! GETCONFIG, GETCREDS, DIRHASH, GETUUID, … (`Remote/External.hs:
+//! handleRemoteRequest`), answered from the remote's records in this
+//! repository.
+//!
+//! - GETCONFIG: the remote's parameters as remote.log records them, plus
+//!   what the program set with SETCONFIG; SETCONFIG changes are kept as
+//!   [`Host::changes`], which `initremote`/`enableremote` write to
+//!   remote.log (at other times they last as long as the program runs,
+//!   as in git-annex);
+//! - SETCREDS/GETCREDS: `annex/creds/<uuid>-<setting>` (two lines, owner
+//!   only), and with `embedcreds=yes` the pair base64-encoded in the
+//!   remote's config under the setting's name, as git-annex stores an
+//!   unencrypted remote's credentials;
+//! - what we do not keep (remote state, preferred content, URLs) is
+//!   answered as git-annex answers where it cannot: ERROR for SETSTATE,
+//!   GETSTATE and SETWANTED, nothing known for GETWANTED and GETURLS.
+
+use std::path::{Path, PathBuf};
+
+use annex::key::Key;
+use base64::Engine as _;
+
+use super::protocol::{Answer, Query};
+use crate::special::config::Params;
+
+/// The remote as the program sees it.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// The git remote's name (GETGITREMOTENAME).
+    pub remote: String,
+    pub uuid: String,
+    pub git_dir: PathBuf,
+    /// GETCONFIG's answers.
+    pub config: Params,
+    /// What SETCONFIG and SETCREDS changed in [`Self::config`].
+    pub changes: Params,
+}
+
+impl Host {
+    pub fn new(remote: &str, uuid: &str, git_dir: &Path, config: Params) -> Host {
+        Host {
+            remote: remote.to_owned(),
+            uuid: uuid.to_owned(),
+            git_dir: git_dir.to_owned(),
+            config,
+            changes: Params::new(),
+        }
+    }
+
+    /// The answer to `query`, or `None` where none is sent (PROGRESS,
+    /// DEBUG, INFO, SETCONFIG, SETCREDS, the URL notices).
+    pub fn answer(&mut self, query: &Query) -> Option<Answer> {
+        let value = |v: String| Some(Answer::Value(v));
+        match query {
+            Query::GetConfig(k) => value(self.config.get(k).cloned().unwrap_or_default()),
+            Query::SetConfig(k, v) => {
+                self.set(k, v);
+                None
+            }
+            Query::DirHash(k) => value(dirhash(k, Key::hash_dir_mixed)),
+            Query::DirHashLower(k) => value(dirhash(k, Key::hash_dir_lower)),
+            Query::GetUuid => value(self.uuid.clone()),
+            Query::GetGitDir => value(self.git_dir.display().to_string()),
+            Query::GetGitRemoteName => value(self.remote.clone()),
+            Query::GetCreds(setting) => Some(match self.creds(setting) {
+                Some((login, password)) => Answer::Creds { login, password },
+                None => Answer::Creds {
+                    login: String::new(),
+                    password: String::new(),
+                },
+            }),
+            Query::SetCreds {
+                setting,
+                login,
+                password,
+            } => match self.set_creds(setting, login, password) {
+                Ok(()) => None,
+                Err(e) => Some(Answer::Error(format!("SETCREDS {setting}: {e}"))),
+            },
+            Query::GetWanted => value(String::new()),
+            // The end of an empty list.
+            Query::GetUrls(..) => value(String::new()),
+            Query::SetWanted(_) | Query::SetState(..) | Query::GetState(_) => Some(Answer::Error(
+                "annexproxy does not keep preferred content or remote state for external remotes"
+                    .into(),
+            )),
+            Query::SetUrlPresent(k, u)
+            | Query::SetUrlMissing(k, u)
+            | Query::SetUriPresent(k, u)
+            | Query::SetUriMissing(k, u) => {
+                tracing::debug!(key = %k, url = %u, "URL notice not recorded");
+                None
+            }
+            Query::Debug(m) => {
+                tracing::debug!(remote = %self.remote, "{m}");
+                None
+            }
+            Query::Info(m) => {
+                tracing::info!(remote = %self.remote, "{m}");
+                None
+            }
+            Query::Progress(_) => None,
+        }
+    }
+
+    fn set(&mut self, k: &str, v: &str) {
+        self.config.insert(k.to_owned(), v.to_owned());
+        self.changes.insert(k.to_owned(), v.to_owned());
+    }
+
+    /// `annex/creds/<uuid>-<setting>`, `/` made `_` (`credstorage`).
+    fn creds_name(&self, setting: &str) -> String {
+        format!("{}-{setting}", self.uuid).replace('/', "_")
+    }
+
+    fn creds(&self, setting: &str) -> Option<(String, String)> {
+        let path = annex_s3::creds::creds_file(&self.git_dir, &self.creds_name(setting));
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return decode_pair(&text);
+        }
+        if self.config.contains_key("cipher") {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.config.get(setting)?.trim())
+            .ok()?;
+        decode_pair(&String::from_utf8_lossy(&bytes))
+    }
+
+    fn set_creds(
+        &mut self,
+        setting: &str,
+        login: &str,
+        password: &str,
+    ) -> Result<(), annex_s3::CredsError> {
+        let name = self.creds_name(setting);
+        annex_s3::creds::write_creds_file(&self.git_dir, &name, login, password)?;
+        if self.config.get("embedcreds").map(String::as_str) == Some("yes") {
+            let embedded = annex_s3::creds::encode_embedded(login, password);
+            self.set(setting, &embedded);
+        }
+        Ok(())
+    }
+}
+
+/// A key's hash directories with the trailing `/` git-annex sends (a
+/// program appends the key's name to it); a key we cannot parse gets
+/// the hash of its text as a key would have it.
+fn dirhash(key: &str, f: fn(&Key) -> String) -> String {
+    match Key::parse(key) {
+        Ok(k) => format!("{}/", f(&k)),
+        Err(_) => String::new(),
+    }
+}
+
+/// git-annex's `decodeCredPair`: two lines.
+fn decode_pair(text: &str) -> Option<(String, String)> {
+    let mut lines = text.lines();
+    let login = lines.next()?.to_owned();
+    let password = lines.next()?.to_owned();
+    lines.next().is_none().then_some((login, password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(dir: &Path) -> Host {
+        let config = Params::from([("url".to_owned(), "ria+file:///s".to_owned())]);
+        Host::new("ora", "u-1", dir, config)
+    }
+
+    #[test]
+    fn config_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = host(dir.path());
+        let v = |h: &mut Host, q| h.answer(&q).map(|a| a.line());
+        assert_eq!(
+            v(&mut h, Query::GetConfig("url".into())).unwrap(),
+            "VALUE ria+file:///s"
+        );
+        assert_eq!(
+            v(&mut h, Query::GetConfig("nope".into())).unwrap(),
+            "VALUE "
+        );
+        assert_eq!(
+            v(&mut h, Query::SetConfig("prefix".into(), "p".into())),
+            None
+        );
+        assert_eq!(
+            v(&mut h, Query::GetConfig("prefix".into())).unwrap(),
+            "VALUE p"
+        );
+        assert_eq!(h.changes.get("prefix").unwrap(), "p");
+        assert_eq!(v(&mut h, Query::GetUuid).unwrap(), "VALUE u-1");
+        assert_eq!(v(&mut h, Query::GetGitRemoteName).unwrap(), "VALUE ora");
+        // git-annex's hash directories, with the trailing slash.
+        let key = "SHA256E-s0--e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let k = Key::parse(key).unwrap();
+        assert_eq!(
+            v(&mut h, Query::DirHashLower(key.into())).unwrap(),
+            format!("VALUE {}/", k.hash_dir_lower())
+        );
+        assert!(matches!(
+            h.answer(&Query::GetState(key.into())),
+            Some(Answer::Error(_))
+        ));
+    }
+
+    #[test]
+    fn creds_cached_and_embedded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = host(dir.path());
+        let get = |h: &mut Host| h.answer(&Query::GetCreds("c/x".into())).unwrap().line();
+        assert_eq!(get(&mut h), "CREDS  ");
+        let set = Query::SetCreds {
+            setting: "c/x".into(),
+            login: "me".into(),
+            password: "pw".into(),
+        };
+        assert_eq!(h.answer(&set), None);
+        assert!(dir.path().join("annex/creds/u-1-c_x").is_file());
+        assert_eq!(get(&mut h), "CREDS me pw");
+        assert!(h.changes.is_empty());
+        // Embedded: in the config, readable without the cache file.
+        h.config.insert("embedcreds".into(), "yes".into());
+        h.answer(&set);
+        std::fs::remove_file(dir.path().join("annex/creds/u-1-c_x")).unwrap();
+        assert!(h.changes.contains_key("c/x"));
+        assert_eq!(get(&mut h), "CREDS me pw");
+    }
+}
