@@ -139,7 +139,7 @@ pub fn dropkey(repo: &Repo, call: &BuiltinCall) -> Result<i32, ShellError> {
             }
             RemoveOutcome::NotPresent => {}
             RemoveOutcome::Locked | RemoveOutcome::TooLate => {
-                eprintln!("git-annex-shell: {key} is locked; not dropped");
+                crate::user::tell(format_args!("{key} is locked; not dropped"));
                 ok = false;
             }
         }

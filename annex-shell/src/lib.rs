@@ -20,6 +20,7 @@ pub mod run;
 pub mod session;
 pub mod special;
 pub mod units;
+mod user;
 
 #[cfg(test)]
 mod testutil;

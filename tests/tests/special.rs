@@ -48,9 +48,9 @@ mod versus;
 
 #[path = "special/cluster.rs"]
 mod cluster;
-#[path = "special/http.rs"]
-mod http;
 #[path = "special/external.rs"]
 mod external;
+#[path = "special/http.rs"]
+mod http;
 #[path = "special/s3.rs"]
 mod s3;

@@ -85,7 +85,7 @@ impl Local {
         match self.log_presence(key, true) {
             Ok(()) => true,
             Err(e) => {
-                eprintln!("git-annex-shell: {key}: stored, but not logged: {e}");
+                crate::user::tell(format_args!("{key}: stored, but not logged: {e}"));
                 false
             }
         }
@@ -230,7 +230,7 @@ impl Backend for Local {
                 // The client's offset probe (DATA 0, INVALID) is no error.
                 Err(StoreError::NoContentSent) => false,
                 Err(e) => {
-                    eprintln!("git-annex-shell: {key}: {e}");
+                    crate::user::tell(format_args!("{key}: {e}"));
                     false
                 }
             },

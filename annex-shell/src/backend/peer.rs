@@ -116,7 +116,7 @@ impl Peer {
             }
             Node::Down(why) => why,
         };
-        eprintln!("git-annex-shell: {why}");
+        crate::user::tell(format_args!("{why}"));
         self.node = Node::Down(why.clone());
         why
     }
@@ -225,7 +225,7 @@ impl Backend for Peer {
                 v
             }
             Err(e) => {
-                eprintln!("git-annex-shell: {e}");
+                crate::user::tell(format_args!("{e}"));
                 self.node = Node::Down(e.to_string());
                 offered
             }
@@ -241,7 +241,7 @@ impl Backend for Peer {
     async fn bypass(&mut self, mut set: Vec<String>) -> Result<(), BackendError> {
         if set.contains(&self.my_uuid) {
             let why = format!("proxy loop: this request already passed {}", self.my_uuid);
-            eprintln!("git-annex-shell: {why}");
+            crate::user::tell(format_args!("{why}"));
             return Err(BackendError::Refused(Failure {
                 node: self.my_uuid.clone(),
                 what: "BYPASS",

@@ -99,7 +99,7 @@ where
         match relay(client, nc, watch).await {
             Ok(s) => s,
             Err(BackendError::Lost(f)) => {
-                super::tell_user(format_args!("{f}"));
+                crate::user::tell(format_args!("{f}"));
                 return Err(BackendError::Lost(f));
             }
             Err(e) => return Err(e),
@@ -336,7 +336,7 @@ async fn propagate(
     if refused.is_empty() {
         return Ok(());
     }
-    super::tell_user(format_args!(
+    crate::user::tell(format_args!(
         "the push reached the cluster's gateway but not every node: {}",
         refused.join("; ")
     ));

@@ -220,14 +220,6 @@ pub(crate) fn noted(f: Failure) -> String {
     f.why
 }
 
-/// A line for the user: ssh carries our stderr to the client's terminal,
-/// where git-annex shows it (why a key could not be stored or removed).
-/// Internal trouble goes to `tracing` instead.
-pub(crate) fn tell_user(line: std::fmt::Arguments<'_>) {
-    tracing::info!(%line, "told the user");
-    eprintln!("git-annex-shell: {line}");
-}
-
 /// The nodes' preferred content; if the branch cannot be read for it,
 /// git-annex's default (every node wants every key).
 fn placement(repo: &Repo, my_uuid: &str) -> Box<dyn Placement> {

@@ -108,7 +108,7 @@ impl Link {
                 return;
             }
             Err(e) => {
-                super::tell_user(format_args!("{e}"));
+                crate::user::tell(format_args!("{e}"));
                 State::Down(e.to_string())
             }
         };
@@ -129,7 +129,7 @@ impl Link {
             State::Down(why) => why,
             State::Idle => format!("{name}: {e}"),
         };
-        super::tell_user(format_args!("{why}"));
+        crate::user::tell(format_args!("{why}"));
         self.state = State::Down(why.clone());
         why
     }

@@ -115,7 +115,7 @@ impl Gateway {
     /// the key, the body is read and dropped. The reason goes to stderr,
     /// which ssh carries to the user's terminal.
     fn refuse(&mut self, key: &Key, why: &str) -> Storing {
-        super::tell_user(format_args!("{key}: no node can store it: {why}"));
+        crate::user::tell(format_args!("{key}: no node can store it: {why}"));
         self.put = Some(Put::Refused);
         Storing::From(key.size().unwrap_or(0))
     }
@@ -214,7 +214,7 @@ impl Gateway {
             }
         }
         if !reasons.is_empty() {
-            super::tell_user(format_args!("{key}: {}", reasons.join("; ")));
+            crate::user::tell(format_args!("{key}: {}", reasons.join("; ")));
         }
         self.record(&key, &holding, LogStatus::Present);
         self.placement.placed(&key, &holding);

@@ -55,7 +55,7 @@ impl Gateway {
         }
         self.record(key, &removed, LogStatus::Missing);
         if !reasons.is_empty() {
-            super::tell_user(format_args!(
+            crate::user::tell(format_args!(
                 "removing {key} from the cluster: {}",
                 reasons.join("; ")
             ));

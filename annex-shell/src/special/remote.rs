@@ -236,7 +236,7 @@ impl<S: Storage> Special<S> {
                     // The client hears INVALID; our stderr reaches its
                     // terminal with the reason (an external program's
                     // failed RETRIEVE, say).
-                    eprintln!("git-annex-shell: {e}");
+                    crate::user::tell(format_args!("{e}"));
                 }
             }
             if left > 0 {
@@ -454,7 +454,7 @@ impl<S: Storage> Backend for Special<S> {
                 tracing::warn!("{failure}");
                 // Our stderr reaches the client's terminal, as the local
                 // back-end's reasons do.
-                eprintln!("git-annex-shell: {failure}");
+                crate::user::tell(format_args!("{failure}"));
                 return Ok(Outcome::plain(false));
             }
             None => return Ok(Outcome::plain(false)),
@@ -473,7 +473,7 @@ impl<S: Storage> Backend for Special<S> {
             Ok(()) => Ok(Outcome::plain(true)),
             Err(UploadError::Backend(e)) => Err(e),
             Err(UploadError::Put(e)) => {
-                eprintln!("git-annex-shell: {}: {key}: {e}", self.name);
+                crate::user::tell(format_args!("{}: {key}: {e}", self.name));
                 Ok(Outcome::plain(false))
             }
         }
