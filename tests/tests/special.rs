@@ -21,6 +21,8 @@
 //!   git-annex repository.
 //! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
 //!   and not, the bucket checked object by object.
+//! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
+//!   S3) through the proxy, both directions of interoperation.
 
 #[path = "special/world.rs"]
 mod world;
@@ -47,3 +49,6 @@ mod versus;
 mod cluster;
 #[path = "special/s3.rs"]
 mod s3;
+
+#[path = "special/crypto.rs"]
+mod crypto;

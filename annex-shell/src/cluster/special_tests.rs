@@ -24,6 +24,7 @@ fn directory_node(root: &Path) -> Box<dyn Node> {
         params: Default::default(),
         kind: Kind::Directory(store.clone()),
         chunking: ChunkConfig::Fixed(2),
+        encryption: None,
     };
     let repo = gateway_repo(root);
     let special = Special::new(Directory::new("d", store), &remote, repo.branch()).into_node();

@@ -10,12 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use annex::branch::uuidlog::parse_remote_config;
 use annex::branch::{BranchError, UuidLog};
 use annex::repo::{RemoteConfig, Repo};
 
 use super::chunks::{ChunkConfig, ChunkConfigError};
+use super::crypto::Encryption;
 
 pub const REMOTE_LOG: &str = "remote.log";
 
@@ -35,10 +37,12 @@ pub enum SpecialError {
         "{name}: special remote type {type_name} is not served by annexproxy yet (served: directory, S3)"
     )]
     UnsupportedType { name: String, type_name: String },
-    #[error(
-        "{name}: encryption={encryption} is not served by annexproxy yet (only encryption=none)"
-    )]
-    Encrypted { name: String, encryption: String },
+    #[error("{name}: {source}")]
+    Crypto {
+        name: String,
+        #[source]
+        source: super::crypto::CryptoError,
+    },
     #[error(
         "{name}: this special remote's configuration (remote.log) is not verified in this repository; \
          check it and run `git annex verifyremote {name}` as git-annex asks"
@@ -91,6 +95,9 @@ pub struct SpecialRemote {
     pub params: BTreeMap<String, String>,
     pub kind: Kind,
     pub chunking: ChunkConfig,
+    /// The decrypted cipher of a remote with `encryption=` other than
+    /// none.
+    pub encryption: Option<Arc<Encryption>>,
 }
 
 /// Every special remote `remote.log` records: UUID to parameters.
@@ -182,15 +189,12 @@ impl SpecialRemote {
             "S3" => s3_of(repo, &name, &uuid, &params)?,
             _ => return Err(SpecialError::UnsupportedType { name, type_name }),
         };
-        match params.get("encryption").map(String::as_str) {
-            None | Some("none") => {}
-            Some(other) => {
-                return Err(SpecialError::Encrypted {
-                    name,
-                    encryption: other.to_owned(),
-                })
-            }
-        }
+        let encryption = Encryption::from_params(&params)
+            .map_err(|source| SpecialError::Crypto {
+                name: name.clone(),
+                source,
+            })?
+            .map(Arc::new);
         let chunking = ChunkConfig::from_params(
             params.get("chunk").map(String::as_str),
             params.get("chunksize").map(String::as_str),
@@ -206,6 +210,7 @@ impl SpecialRemote {
             params,
             kind,
             chunking,
+            encryption,
         })
     }
 
@@ -225,7 +230,19 @@ pub fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -
     };
     let log = UuidLog::parse(&text);
     log.get(uuid)
-        .is_some_and(|v| &unescape_all(parse_remote_config(v)) == params)
+        .is_some_and(|v| unescape_all(parse_remote_config(v)) == verified_part(params))
+}
+
+/// The parameters `verified-remote.log` records: git-annex 10.20261026
+/// leaves out the cipher and how objects are named from it (`cipher=`,
+/// `cipherkeys=`, `pubkeys=`, `mac=`), so only where the data goes is
+/// accepted.
+pub fn verified_part(params: &Params) -> Params {
+    let mut p = params.clone();
+    for field in ["cipher", "cipherkeys", "pubkeys", "mac"] {
+        p.remove(field);
+    }
+    p
 }
 
 /// An S3 remote's bucket and credentials, found where git-annex looks

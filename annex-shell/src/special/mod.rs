@@ -12,11 +12,15 @@
 //!   from an offset, a staged write committed only once verified, remove);
 //!   [`directory`] and [`s3`] are the kinds served.
 //! - [`chunks`]: git-annex's chunk keys and chunk log.
+//! - [`crypto`]: git-annex's encryption (ciphers, HMAC names, gpg), and
+//!   [`crypt`] the storage wrapper that applies it to any kind.
 //! - [`remote`]: the [`crate::backend::Backend`] over any storage: the
 //!   session loop drives it as it drives a local repository or a peer.
 
 pub mod chunks;
 pub mod config;
+pub mod crypt;
+pub mod crypto;
 pub mod directory;
 pub(crate) mod put;
 pub(crate) mod read;
@@ -75,6 +79,7 @@ where
         Kind::Directory(root) => {
             let storage = directory::Directory::new(&remote.name, root.clone())
                 .with_reserve(repo.disk_reserve());
+            let storage = crypt::Crypt::new(storage, remote.encryption.clone());
             let backend = remote::Special::new(storage, &remote, repo.branch());
             Session::new(conn, backend, rules)
                 .run()
@@ -84,6 +89,7 @@ where
         Kind::S3 { config, creds } => {
             let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| ServeError::Fatal(e.to_string()))?;
+            let storage = crypt::Crypt::new(storage, remote.encryption.clone());
             let backend = remote::Special::new(storage, &remote, repo.branch());
             Session::new(conn, backend, rules)
                 .run()
