@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use annexproxy_tests::observe::{fsck_from, worktree_bytes};
+use annexproxy_tests::p2p_driver::sha256e_key;
 use annexproxy_tests::{pseudo_random_bytes, TestEnv};
 
 use super::world::*;
@@ -208,4 +209,56 @@ fn hybrid_encrypted_s3_through_the_proxy() {
         &["encryption=hybrid", &keyid, "chunk=1MiB"],
     );
     copy_fsck_get_drop(&wd, 3);
+}
+
+/// `encryption=pubkey` (made by real git-annex): content encrypted to the
+/// server's key, decrypted with its secret key, unchunked.
+#[test]
+fn pubkey_encrypted_directory_through_the_proxy() {
+    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
+    let _key = ServerKey::make(&env);
+    let keyid = format!("keyid={KEY_ID}");
+    let wd = world_in(env, Setup::Real, &["encryption=pubkey", &keyid]);
+    copy_fsck_get_drop(&wd, 1);
+}
+
+/// Wrong bytes with VALID, or INVALID, leave no encrypted object behind.
+#[test]
+fn corrupted_encrypted_upload_never_appears() {
+    corrupted_upload_never_appears_in(&world(&["encryption=shared", "chunk=100000"]));
+}
+
+/// Cut off after two and a half chunks: the two encrypted chunks stay,
+/// and the PUT resumes after them (the half chunk staged is encrypted
+/// again from its start); real git-annex finds the key whole.
+#[test]
+fn interrupted_encrypted_upload_resumes_after_complete_chunks() {
+    let wd = world(&["encryption=shared", "chunk=100000"]);
+    let content = pseudo_random_bytes(47, 350_000);
+    let key = sha256e_key(&content, ".bin");
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content[..250_000], content.len()));
+    shell.finish().assert_exit(0);
+    assert_eq!(held(&wd).len(), 2, "{:?}", held(&wd));
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("CHECKPRESENT {key}"));
+    shell.expect("FAILURE");
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 200000");
+    shell.send_raw(&data(&content[200_000..], 150_000));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    // A GET from an offset inside the third chunk.
+    shell.send(&format!("GET 250000 f.bin {key}"));
+    shell.expect("DATA 100000");
+    assert!(shell.body(100_000) == content[250_000..], "wrong bytes");
+    shell.expect("VALID");
+    shell.send("SUCCESS");
+    shell.finish().assert_exit(0);
+    assert_eq!(held(&wd).len(), 4, "{:?}", held(&wd));
+    let client = &wd.client;
+    wd.env.annex(client, &["sync"]).ok();
+    server_fsck_from_d(&wd);
 }
