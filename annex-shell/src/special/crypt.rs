@@ -80,7 +80,8 @@ where
         skip: u64,
     ) -> Result<Decrypting, StorageError> {
         let mut source = self.inner.read(&enc.object_name(key), 0).await?;
-        let mut child = gpg(&enc.decrypt_args()).map_err(|e| self.gpg_error("decrypt", key, e))?;
+        let mut child =
+            gpg(enc, &enc.decrypt_args()).map_err(|e| self.gpg_error("decrypt", key, e))?;
         let mut stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let preamble = enc.stdin_preamble();
@@ -133,9 +134,12 @@ fn plain_size_of(key: &Key) -> Option<u64> {
 }
 
 /// gpg with piped stdin and stdout; killed when dropped.
-fn gpg(args: &[String]) -> io::Result<Child> {
-    Command::new(GPG)
-        .args(base_args())
+fn gpg(enc: &Encryption, args: &[String]) -> io::Result<Child> {
+    let mut cmd = Command::new(GPG);
+    if let Some(home) = &enc.gnupg_home {
+        cmd.env("GNUPGHOME", home);
+    }
+    cmd.args(base_args())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -327,7 +331,8 @@ impl<W: StagedWrite> Encrypting<W> {
 
     /// A new gpg, its passphrase given.
     async fn start(&mut self) -> Result<(), StorageError> {
-        let mut child = gpg(&self.enc.encrypt_args()).map_err(|e| self.error("encrypt", e))?;
+        let mut child =
+            gpg(&self.enc, &self.enc.encrypt_args()).map_err(|e| self.error("encrypt", e))?;
         let mut stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         // A line, well under a pipe's buffer: gpg need not read yet.
@@ -465,3 +470,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "crypt_tests.rs"]
+mod tests;

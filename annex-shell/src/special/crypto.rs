@@ -147,6 +147,8 @@ pub struct Encryption {
     pub mac: MacKind,
     mac_key: Vec<u8>,
     pub content: Content,
+    /// gpg's home directory when not the user's (`GNUPGHOME`; tests).
+    pub gnupg_home: Option<std::path::PathBuf>,
 }
 
 /// The cipher stays out of logs.
@@ -210,6 +212,7 @@ impl Encryption {
                 mac,
                 mac_key: cipher,
                 content: Content::PubKey(keys()?),
+                gnupg_home: None,
             },
             Method::Shared | Method::Hybrid => {
                 let split = MAC_PART.min(cipher.len());
@@ -223,6 +226,7 @@ impl Encryption {
                     mac,
                     mac_key: cipher[..split].to_vec(),
                     content: Content::Symmetric(pass),
+                    gnupg_home: None,
                 }
             }
         })
