@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: installs the real git-annex client the end-to-end tests
 # compare against, moto's S3 server (the S3 tests' bucket) and OpenSSH (one
-# scenario runs a real sshd), openssl and curl (the HTTPS tests), builds our binaries, then runs the whole
+# scenario runs a real sshd), openssl and curl (the HTTPS tests), gpg (encrypted
+# special remotes), builds our binaries, then runs the whole
 # workspace suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ bash scripts/install-git-annex.sh
 bash scripts/install-moto.sh
 bash scripts/install-openssh.sh
 bash scripts/install-tls-tools.sh
+bash scripts/install-gnupg.sh
 cargo build --workspace --bins
 # The end-to-end tests use the binaries just built; a build of their own
 # from inside a test would resolve features differently and recompile.
