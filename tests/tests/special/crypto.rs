@@ -262,3 +262,35 @@ fn interrupted_encrypted_upload_resumes_after_complete_chunks() {
     wd.env.annex(client, &["sync"]).ok();
     server_fsck_from_d(&wd);
 }
+
+/// `annexproxy enableremote` of an encrypted remote in another
+/// repository of the server keeps its cipher and refuses to change its
+/// encryption, as git-annex does; accepted with our `verifyremote
+/// --safe`, real git-annex there stores into it.
+#[test]
+fn enableremote_of_an_encrypted_remote() {
+    let wd = world(&["encryption=shared", "chunk=1MiB"]);
+    let env = &wd.env;
+    let side = env.srv.join("side");
+    let proxy = wd.proxy.display().to_string();
+    env.oracle(&env.srv, &["clone", "-q", &proxy, "side"]).ok();
+    env.oracle_annex(&side, &["init", "side"]).ok();
+    let dir_param = format!("directory={}", wd.store.display());
+    let change = ["enableremote", "d", "encryption=none", &dir_param];
+    let refused = "Cannot set encryption type of existing remotes.";
+    env.oracle_annex(&side, &change).fails().says(refused);
+    env.annexproxy(&side, &change).fails().says(refused);
+    env.annexproxy(&side, &["enableremote", "d", &dir_param])
+        .ok();
+    env.annexproxy(&side, &["verifyremote", "d", "--safe"]).ok();
+    let log = |repo: &Path| {
+        let out = env.oracle(repo, &["show", "git-annex:remote.log"]).ok();
+        out.stdout
+    };
+    assert_eq!(log(&side), log(&wd.proxy));
+    std::fs::write(side.join("x.txt"), b"x\n").expect("write");
+    env.oracle_annex(&side, &["add", "x.txt"]).ok();
+    env.oracle_annex(&side, &["copy", "--to", "d", "x.txt"])
+        .ok();
+    assert!(held(&wd)[0].contains("GPGHMACSHA1--"), "{:?}", held(&wd));
+}
