@@ -105,8 +105,12 @@ where
             stdout,
             feed,
             skip,
-            scratch: Vec::new(),
-            ended: false,
+            expect: plain_size_of(key),
+            seen: 0,
+            buf: vec![0; PIPE_BUF],
+            pos: 0,
+            len: 0,
+            end: None,
         })
     }
 
@@ -239,53 +243,81 @@ impl<R: AsyncRead + Unpin> AsyncRead for CryptReader<R> {
     }
 }
 
-/// gpg's decrypted output of an object fed to it by a task; at its end,
-/// gpg's exit says whether the object was whole and unaltered (its MDC).
+/// gpg's decrypted output of an object fed to it by a task. gpg checks
+/// the object's integrity (its MDC) only after all the plaintext, so the
+/// bytes that complete the size the key gives are handed out only once
+/// gpg has ended well: a reader that takes exactly the object's size
+/// still hears of an altered object.
 pub struct Decrypting {
     stdout: ChildStdout,
     feed: JoinHandle<io::Result<()>>,
     /// Plaintext bytes still to drop before the offset asked for.
     skip: u64,
-    scratch: Vec<u8>,
-    ended: bool,
+    /// The plaintext's size, when the key gives it.
+    expect: Option<u64>,
+    /// Plaintext bytes read from gpg so far (dropped ones included).
+    seen: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    /// How gpg ended, once it has.
+    end: Option<Result<(), String>>,
+}
+
+impl Decrypting {
+    /// Wait for gpg's end: no more output, and a good exit.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.end.is_none() {
+            let mut probe = [0u8; 1];
+            let mut probe = ReadBuf::new(&mut probe);
+            ready!(Pin::new(&mut self.stdout).poll_read(cx, &mut probe))?;
+            let end = if probe.filled().is_empty() {
+                match ready!(Pin::new(&mut self.feed).poll(cx)) {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            } else {
+                Err("more plaintext than the key's size".to_owned())
+            };
+            self.end = Some(end);
+        }
+        match self.end.as_ref().expect("set above") {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(why) => Poll::Ready(Err(io::Error::other(why.clone()))),
+        }
+    }
 }
 
 impl AsyncRead for Decrypting {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(Ok(()));
-        }
-        while this.skip > 0 {
-            if this.scratch.is_empty() {
-                this.scratch = vec![0; PIPE_BUF];
+        loop {
+            if this.pos < this.len {
+                if this.expect.is_some_and(|e| this.seen >= e) {
+                    ready!(this.poll_end(cx))?;
+                }
+                let n = out.remaining().min(this.len - this.pos);
+                out.put_slice(&this.buf[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
             }
-            let want = this
-                .scratch
-                .len()
-                .min(usize::try_from(this.skip).unwrap_or(PIPE_BUF));
-            let mut sbuf = ReadBuf::new(&mut this.scratch[..want]);
-            ready!(Pin::new(&mut this.stdout).poll_read(cx, &mut sbuf))?;
-            match sbuf.filled().len() {
-                0 => break,
-                n => this.skip -= n as u64,
+            if this.end.is_some() {
+                return this.poll_end(cx);
             }
-        }
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.stdout).poll_read(cx, buf))?;
-        if buf.filled().len() > before {
-            return Poll::Ready(Ok(()));
-        }
-        // End of gpg's output: was it all right?
-        let done = ready!(Pin::new(&mut this.feed).poll(cx));
-        this.ended = true;
-        match done {
-            Ok(result) => Poll::Ready(result),
-            Err(e) => Poll::Ready(Err(io::Error::other(e))),
+            let mut rb = ReadBuf::new(&mut this.buf);
+            ready!(Pin::new(&mut this.stdout).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                return this.poll_end(cx);
+            }
+            this.seen += n as u64;
+            let dropped = usize::try_from(this.skip).unwrap_or(usize::MAX).min(n);
+            this.skip -= dropped as u64;
+            (this.pos, this.len) = (dropped, n);
         }
     }
 }

@@ -294,3 +294,36 @@ fn enableremote_of_an_encrypted_remote() {
         .ok();
     assert!(held(&wd)[0].contains("GPGHMACSHA1--"), "{:?}", held(&wd));
 }
+
+/// Ciphertext altered where only gpg's integrity check (its MDC, at the
+/// end) notices: all the plaintext comes out, then gpg fails; the GET
+/// ends INVALID, not VALID (a key without a hash could not tell).
+#[test]
+fn altered_ciphertext_is_sent_invalid() {
+    let wd = world(&["encryption=shared"]);
+    let content = pseudo_random_bytes(53, 50_000);
+    let key = sha256e_key(&content, ".bin");
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content, content.len()));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    let [object] = held(&wd).try_into().expect("one object");
+    let path = wd.store.join(object);
+    let mut bytes = std::fs::read(&path).expect("object");
+    *bytes.last_mut().expect("not empty") ^= 1;
+    let dir = path.parent().expect("its directory");
+    for p in [dir, &path] {
+        let mode = if p == dir { 0o755 } else { 0o644 };
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
+        std::fs::set_permissions(p, perms).expect("chmod");
+    }
+    std::fs::write(&path, bytes).expect("alter");
+    shell.send(&format!("GET 0 f.bin {key}"));
+    shell.expect("DATA 50000");
+    shell.body(50_000);
+    shell.expect("INVALID");
+    shell.send("FAILURE");
+    shell.finish().assert_exit(0);
+}
