@@ -327,3 +327,49 @@ fn altered_ciphertext_is_sent_invalid() {
     shell.send("FAILURE");
     shell.finish().assert_exit(0);
 }
+
+/// Peak resident memory of process `pid`, while it runs.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("kB");
+    kib * 1024
+}
+
+/// A 300 MiB upload to an unchunked encrypted remote (where git-annex
+/// stages a whole encrypted copy) streams through gpg: the proxy's
+/// git-annex-shell stays under 64 MiB.
+#[test]
+fn encrypted_upload_of_300_mib_in_bounded_memory() {
+    use sha2::Digest;
+    const PIECES: usize = 300;
+    let wd = world(&["encryption=shared"]);
+    let piece = pseudo_random_bytes(59, 1 << 20);
+    let mut hash = sha2::Sha256::new();
+    for _ in 0..PIECES {
+        hash.update(&piece);
+    }
+    let len = PIECES << 20;
+    let key = format!("SHA256E-s{len}--{}.bin", hex::encode(hash.finalize()));
+    let mut shell = shell_to_d(&wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(format!("DATA {len}\n").as_bytes());
+    for _ in 0..PIECES {
+        shell.send_quiet(&piece);
+    }
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    let peak = peak_rss(shell.pid());
+    shell.finish().assert_exit(0);
+    eprintln!("peak RSS of the proxy: {} KiB", peak >> 10);
+    assert!(peak < 64 << 20, "peak RSS {peak} bytes");
+    assert_eq!(held(&wd).len(), 1);
+}
