@@ -332,8 +332,9 @@ fn ask_verification(
         "type={}",
         config.get("type").map(String::as_str).unwrap_or_default()
     )];
+    // What is verified only: not the cipher (git-annex shows the same).
     words.extend(
-        config
+        verified_part(config)
             .iter()
             .filter(|(k, _)| *k != "type" && *k != "name")
             .map(|(k, v)| format!("{k}={}", config_escape(v))),

@@ -280,8 +280,10 @@ fn enableremote_of_an_encrypted_remote() {
     let refused = "Cannot set encryption type of existing remotes.";
     env.oracle_annex(&side, &change).fails().says(refused);
     env.annexproxy(&side, &change).fails().says(refused);
+    // The question shows where the data goes, not the cipher.
     env.annexproxy(&side, &["enableremote", "d", &dir_param])
-        .ok();
+        .ok()
+        .says("\ttype=directory chunk=1MiB encryption=shared\n");
     env.annexproxy(&side, &["verifyremote", "d", "--safe"]).ok();
     let log = |repo: &Path| {
         let out = env.oracle(repo, &["show", "git-annex:remote.log"]).ok();
