@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine;
+
 use annex::branch::uuidlog::parse_remote_config;
 use annex::branch::{BranchError, UuidLog};
 use annex::repo::{RemoteConfig, Repo};
@@ -184,17 +186,19 @@ impl SpecialRemote {
             return Err(SpecialError::NotVerified { name });
         }
         let type_name = params.get("type").cloned().unwrap_or_default();
-        let kind = match type_name.as_str() {
-            "directory" => Kind::Directory(directory_of(repo, remote)?),
-            "S3" => s3_of(repo, &name, &uuid, &params)?,
-            _ => return Err(SpecialError::UnsupportedType { name, type_name }),
-        };
+        if !matches!(type_name.as_str(), "directory" | "S3") {
+            return Err(SpecialError::UnsupportedType { name, type_name });
+        }
         let encryption = Encryption::from_params(&params)
             .map_err(|source| SpecialError::Crypto {
                 name: name.clone(),
                 source,
             })?
             .map(Arc::new);
+        let kind = match type_name.as_str() {
+            "S3" => s3_of(repo, &name, &uuid, &params, encryption.as_deref())?,
+            _ => Kind::Directory(directory_of(repo, remote)?),
+        };
         let chunking = ChunkConfig::from_params(
             params.get("chunk").map(String::as_str),
             params.get("chunksize").map(String::as_str),
@@ -246,8 +250,15 @@ pub fn verified_part(params: &Params) -> Params {
 }
 
 /// An S3 remote's bucket and credentials, found where git-annex looks
-/// (the environment, `annex/creds/<uuid>`, embedded `s3creds=`).
-fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, SpecialError> {
+/// (the environment, `annex/creds/<uuid>`, embedded `s3creds=`, which
+/// git-annex encrypts with the cipher of a hybrid or pubkey remote).
+fn s3_of(
+    repo: &Repo,
+    name: &str,
+    uuid: &str,
+    params: &Params,
+    enc: Option<&Encryption>,
+) -> Result<Kind, SpecialError> {
     let bad = |source| SpecialError::S3Config {
         name: name.to_owned(),
         source,
@@ -261,12 +272,29 @@ fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, S
         }));
     }
     let config = annex_s3::S3Config::from_params(params).map_err(bad)?;
-    let found =
+    let find = |params: &Params| {
         annex_s3::find_credentials(&annex_s3::creds::ProcessEnv, repo.git_dir(), uuid, params)
-            .map_err(|source| SpecialError::S3Creds {
-                name: name.to_owned(),
-                source,
-            })?;
+    };
+    let found = match (find(params), enc, params.get("s3creds")) {
+        (Err(annex_s3::CredsError::Encrypted), Some(enc), Some(embedded)) => {
+            let plain = enc
+                .decrypt_value(embedded)
+                .map_err(|source| SpecialError::Crypto {
+                    name: name.to_owned(),
+                    source,
+                })?;
+            let mut decrypted = params.clone();
+            decrypted.remove("cipher");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
+            decrypted.insert("s3creds".into(), b64);
+            find(&decrypted)
+        }
+        (found, _, _) => found,
+    };
+    let found = found.map_err(|source| SpecialError::S3Creds {
+        name: name.to_owned(),
+        source,
+    })?;
     if let Some((_, source)) = &found {
         tracing::debug!(remote = name, ?source, "S3 credentials found");
     }

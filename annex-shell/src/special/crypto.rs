@@ -245,6 +245,17 @@ impl Encryption {
         Key::parse(&format!("GPG{}--{hex}", self.mac.name())).expect("GPG<mac>--<hex> is a key")
     }
 
+    /// A small value git-annex encrypted with this cipher, in base64
+    /// (embedded credentials, `s3creds=`).
+    pub fn decrypt_value(&self, b64: &str) -> Result<Vec<u8>, CryptoError> {
+        let data = base64::engine::general_purpose::STANDARD.decode(b64.trim())?;
+        let mut input = self.stdin_preamble();
+        input.extend_from_slice(&data);
+        let args = self.decrypt_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        gpg_pipe("decrypt s3creds=", &args, &input)
+    }
+
     /// gpg's arguments to encrypt content; a symmetric passphrase comes
     /// first on its stdin (`--passphrase-fd 0`).
     pub fn encrypt_args(&self) -> Vec<String> {

@@ -197,7 +197,8 @@ fn mask_cipher(line: &str) -> String {
 
 /// An S3 remote with `encryption=hybrid chunk=1MiB` (made by real
 /// git-annex, which decrypts the cipher with the server's key, as our
-/// git-annex-shell does) through the proxy.
+/// git-annex-shell does) through the proxy, its credentials found only
+/// embedded in remote.log, encrypted with the cipher.
 #[test]
 fn hybrid_encrypted_s3_through_the_proxy() {
     let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
@@ -208,6 +209,12 @@ fn hybrid_encrypted_s3_through_the_proxy() {
         Setup::Real,
         &["encryption=hybrid", &keyid, "chunk=1MiB"],
     );
+    // Only the credentials git-annex embedded in remote.log, encrypted
+    // with the cipher, are left to find.
+    let log = wd.env.oracle(&wd.proxy, &["show", "git-annex:remote.log"]);
+    assert!(log.ok().stdout.contains(" s3creds="));
+    let cache = wd.proxy.join("annex/creds").join(d_uuid(&wd));
+    std::fs::remove_file(&cache).expect("git-annex cached the credentials");
     copy_fsck_get_drop(&wd, 3);
 }
 
