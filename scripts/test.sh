@@ -2,7 +2,8 @@
 # Run every test: installs the real git-annex client the end-to-end tests
 # compare against, moto's S3 server (the S3 tests' bucket) and OpenSSH (one
 # scenario runs a real sshd), openssl and curl (the HTTPS tests), the external
-# special remote programs (datalad's ora, rclone's), builds our binaries, then runs the whole
+# special remote programs (datalad's ora, rclone's), gpg (encrypted special
+# remotes), builds our binaries, then runs the whole
 # workspace suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ bash scripts/install-moto.sh
 bash scripts/install-openssh.sh
 bash scripts/install-tls-tools.sh
 bash scripts/install-external-remotes.sh
+bash scripts/install-gnupg.sh
 cargo build --workspace --bins
 # The end-to-end tests use the binaries just built; a build of their own
 # from inside a test would resolve features differently and recompile.

@@ -57,7 +57,7 @@ pub enum CredsError {
     Base64(#[from] base64::DecodeError),
     #[error(
         "s3creds= in the remote's config is encrypted with the remote's cipher (gpg), \
-         which annexproxy does not decrypt: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+         which only the proxy's sessions decrypt: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
          or write .git/annex/creds/<uuid>"
     )]
     Encrypted,

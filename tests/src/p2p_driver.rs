@@ -341,6 +341,11 @@ impl Shell {
         }
     }
 
+    /// The server process's id (to watch its memory, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kind(&self) -> ServerKind {
         self.kind
     }

@@ -24,6 +24,8 @@
 //! - `http`: the directory remote reached over `annexproxy p2phttp`.
 //! - `external`: external special remotes (rclone's, datalad's ora, a
 //!   misbehaving program of ours).
+//! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
+//!   S3) through the proxy, both directions of interoperation.
 
 #[path = "special/world.rs"]
 mod world;
@@ -54,3 +56,6 @@ mod external;
 mod http;
 #[path = "special/s3.rs"]
 mod s3;
+
+#[path = "special/crypto.rs"]
+mod crypto;

@@ -26,6 +26,7 @@ use annex::repo::Repo;
 
 use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use crate::backend::{same_file, Backend, BackendError, Failure, Outcome};
+use crate::special::crypt::Crypt;
 use crate::special::directory::Directory;
 use crate::special::external::External;
 use crate::special::put::{PutError, Upload};
@@ -43,22 +44,31 @@ pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Result<Box<dyn Node>,
         Kind::Directory(root) => {
             let storage =
                 Directory::new(&remote.name, root.clone()).with_reserve(repo.disk_reserve());
-            node(Special::new(storage, remote, repo.branch()))
+            node(Special::new(crypt(storage, remote), remote, repo.branch()))
         }
         Kind::S3 { config, creds } => {
             let storage = S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| e.to_string())?;
-            node(Special::new(storage, remote, repo.branch()))
+            node(Special::new(crypt(storage, remote), remote, repo.branch()))
         }
         Kind::External(setup) => {
             let storage = External::new(remote, setup);
-            node(Special::new(storage, remote, repo.branch()))
+            node(Special::new(crypt(storage, remote), remote, repo.branch()))
         }
     })
 }
 
-fn node<S: Storage + 'static>(special: Special<S>) -> Box<dyn Node> {
+/// Every kind behind the encryption layer (a pass-through when the
+/// remote does not encrypt).
+fn node<S: Storage + 'static>(special: Special<Crypt<S>>) -> Box<dyn Node>
+where
+    S::Reader: 'static,
+{
     Box::new(SpecialNode::new(special.into_node()))
+}
+
+fn crypt<S: Storage>(storage: S, remote: &SpecialRemote) -> Crypt<S> {
+    Crypt::new(storage, remote.encryption.clone())
 }
 
 pub struct SpecialNode<S: Storage> {

@@ -24,6 +24,7 @@ fn directory_node(root: &Path) -> Box<dyn Node> {
         params: Default::default(),
         kind: Kind::Directory(store.clone()),
         chunking: ChunkConfig::Fixed(2),
+        encryption: None,
     };
     let repo = gateway_repo(root);
     let special = Special::new(Directory::new("d", store), &remote, repo.branch()).into_node();
@@ -124,4 +125,68 @@ async fn an_interrupted_upload_resumes_on_the_directory_from_what_it_holds() {
     let replies = "VERSION 2\nPUT-FROM 0\nSUCCESS-PLUS a-uuid d-uuid\n";
     assert_eq!(out, format!("{}{replies}", greeting()));
     assert!(chunk_log(t.path()).contains("d-uuid:2 3"));
+}
+
+/// `d` encrypted (a shared cipher, unchunked), gpg's home under `root`.
+fn encrypted_node(root: &Path) -> Box<dyn Node> {
+    use crate::special::crypt::Crypt;
+    use crate::special::crypto::{Encryption, MacKind};
+    let store = root.join("dstore");
+    std::fs::create_dir_all(&store).expect("store");
+    let home = root.join("gnupg");
+    std::fs::create_dir_all(&home).expect("gnupg home");
+    let mut enc = Encryption::shared(&[b'k'; 300], MacKind::Sha1);
+    enc.gnupg_home = Some(home);
+    let remote = SpecialRemote {
+        name: "d".into(),
+        uuid: "d-uuid".into(),
+        type_name: "directory".into(),
+        params: Default::default(),
+        kind: Kind::Directory(store.clone()),
+        chunking: ChunkConfig::Whole,
+        encryption: Some(std::sync::Arc::new(enc)),
+    };
+    let storage = Crypt::new(Directory::new("d", store), remote.encryption.clone());
+    let repo = gateway_repo(root);
+    Box::new(SpecialNode::new(
+        Special::new(storage, &remote, repo.branch()).into_node(),
+    ))
+}
+
+/// Ciphertext altered in gpg's integrity check only (its last byte):
+/// all of "hello" comes out of gpg, then gpg fails; the node's DATA
+/// source fails before its last byte, so the client never gets it whole
+/// (the gateway ends the session, as for any node whose read fails
+/// mid-DATA) instead of hearing VALID.
+#[tokio::test]
+async fn altered_ciphertext_on_an_encrypted_node_is_never_sent_whole() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let input = format!("VERSION 2\nPUT f {KEY}\nDATA 5\nhelloVALID\n");
+    let out = session_of(t.path(), vec![encrypted_node(t.path())], input.as_bytes()).await;
+    let replies = "VERSION 2\nPUT-FROM 0\nSUCCESS-PLUS d-uuid\n";
+    assert_eq!(out, format!("{}{replies}", greeting()));
+    let [object] = <[String; 1]>::try_from(walk(&t.path().join("dstore"))).expect("one object");
+    let path = Path::new(&object);
+    for p in [path.parent().expect("dir"), path] {
+        let mode = if p == path { 0o644 } else { 0o755 };
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
+        std::fs::set_permissions(p, perms).expect("chmod");
+    }
+    let mut bytes = std::fs::read(path).expect("object");
+    *bytes.last_mut().expect("not empty") ^= 1;
+    std::fs::write(path, bytes).expect("alter");
+    let input = format!("VERSION 2\nGET 0 f {KEY}\nFAILURE\n");
+    let root = t.path().to_owned();
+    let session = tokio::spawn(async move {
+        session_of(&root, vec![encrypted_node(&root)], input.as_bytes()).await
+    });
+    let ended = session.await;
+    let _ = std::process::Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(t.path().join("gnupg"))
+        .args(["--kill", "gpg-agent"])
+        .status();
+    let panic = ended.expect_err("the session fails").into_panic();
+    let said = panic.downcast_ref::<String>().expect("a message");
+    assert!(said.contains("reading the DATA source failed"), "{said}");
 }

@@ -23,11 +23,14 @@ use annex::branch::uuidlog::change_uuid_log;
 use annex::branch::VectorClock;
 use annex::repo::Repo;
 
+use super::initremote_crypto::{self, CryptoSetupError};
 use super::initremote_external::{self as ext, ExternalSetupError};
 use super::initremote_s3::{self as s3, S3Setup, S3SetupError};
 use super::{open_initialized, OperatorError};
 use crate::special::chunks::{ChunkConfig, ChunkConfigError};
-use crate::special::config::{config_escape, remote_log, Params, REMOTE_LOG, VERIFIED_LOG};
+use crate::special::config::{
+    config_escape, remote_log, verified_part, Params, REMOTE_LOG, VERIFIED_LOG,
+};
 
 const UUID_LOG: &str = "uuid.log";
 
@@ -41,10 +44,8 @@ pub enum RemoteSetupError {
         "special remote type {0} is not served by annexproxy yet (served: directory, S3, external)"
     )]
     UnsupportedType(String),
-    #[error("Specify encryption=none (annexproxy does not serve encrypted special remotes yet)")]
-    NoEncryption,
-    #[error("encryption={0} is not served by annexproxy yet (only encryption=none)")]
-    Encrypted(String),
+    #[error(transparent)]
+    Crypto(#[from] CryptoSetupError),
     #[error("Specify directory=")]
     NoDirectory,
     #[error("Directory does not exist: {}", .0.display())]
@@ -125,40 +126,40 @@ fn find_by_name(repo: &Repo, name: &str) -> Result<Option<(String, Params)>, Ope
 
 /// The checks a remote's parameters get before anything is written, and
 /// what its type needs; `config` is left as remote.log records it (a
-/// directory's path taken out, an S3 remote's defaults put in).
+/// directory's path taken out, an S3 remote's defaults put in, a new
+/// cipher in). `old`: an existing remote's recorded configuration. With
+/// the setup, what git-annex says of the encryption set up.
 fn check_type(
     repo: &Repo,
     base: &Path,
     name: &str,
     uuid: &str,
     config: &mut Params,
-) -> Result<TypeSetup, RemoteSetupError> {
+    old: Option<&Params>,
+) -> Result<(TypeSetup, Option<String>), RemoteSetupError> {
     let kind = config.get("type").cloned();
     match kind.as_deref() {
         None => return Err(RemoteSetupError::NoType),
         Some("directory" | "S3" | "external") => {}
         Some(other) => return Err(RemoteSetupError::UnsupportedType(other.to_owned())),
     }
-    match config.get("encryption").map(String::as_str) {
-        None => return Err(RemoteSetupError::NoEncryption),
-        Some("none") => {}
-        Some(other) => return Err(RemoteSetupError::Encrypted(other.to_owned())),
-    }
     ChunkConfig::from_params(
         config.get("chunk").map(String::as_str),
         config.get("chunksize").map(String::as_str),
     )?;
-    if kind.as_deref() == Some("S3") {
-        return Ok(TypeSetup::S3(Box::new(s3::prepare(name, uuid, config)?)));
-    }
-    if kind.as_deref() == Some("external") {
+    let setup = if kind.as_deref() == Some("S3") {
+        TypeSetup::S3(Box::new(s3::prepare(name, uuid, config)?))
+    } else if kind.as_deref() == Some("external") {
         let cwd = crate::special::external::program_dir(repo.git_dir(), repo.work_dir());
-        let setup = ext::prepare(repo.git_dir(), &cwd, config)?;
-        return Ok(TypeSetup::External(Box::new(setup)));
-    }
-    let dir = check_directory(base, config)?;
-    config.remove("directory");
-    Ok(TypeSetup::Directory(dir))
+        TypeSetup::External(Box::new(ext::prepare(repo.git_dir(), &cwd, config)?))
+    } else {
+        let dir = check_directory(base, config)?;
+        config.remove("directory");
+        TypeSetup::Directory(dir)
+    };
+    // Last: a new cipher is made only for a remote that will be made.
+    let said = initremote_crypto::setup(config, old)?;
+    Ok((setup, said))
 }
 
 /// A directory remote's directory, absolute (a relative one is taken
@@ -197,14 +198,15 @@ fn lexical_absolute(p: &Path) -> PathBuf {
 
 /// Record in `annex/verified-remote.log` that this repository's user
 /// accepted `config` for `uuid`.
-fn record_verified(repo: &Repo, uuid: &str, config: &str) -> Result<(), OperatorError> {
+fn record_verified(repo: &Repo, uuid: &str, config: &Params) -> Result<(), OperatorError> {
+    let config = format_config(&verified_part(config));
     let path = repo.annex_dir().join(VERIFIED_LOG);
     let old = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    let new = change_uuid_log(&old, uuid, config, VectorClock::candidate_now());
+    let new = change_uuid_log(&old, uuid, &config, VectorClock::candidate_now());
     std::fs::create_dir_all(repo.annex_dir())?;
     let tmp = path.with_extension("log.tmp");
     std::fs::write(&tmp, new)?;
@@ -247,7 +249,7 @@ pub fn initremote(
     }
     config.insert("name".into(), name.to_owned());
     let uuid = uuid::Uuid::new_v4().to_string();
-    let setup = check_type(&repo, dir, name, &uuid, &mut config)?;
+    let (setup, said) = check_type(&repo, dir, name, &uuid, &mut config, None)?;
     if let TypeSetup::S3(s3_setup) = &setup {
         s3::claim_bucket(name, &uuid, repo.git_dir(), &config, s3_setup)
             .map_err(RemoteSetupError::from)?;
@@ -266,13 +268,16 @@ pub fn initremote(
         change_uuid_log(old.unwrap_or_default(), &uuid, name, now)
     })?;
     set_git_config(&mut repo, name, &uuid, &setup, true)?;
-    record_verified(&repo, &uuid, &value)?;
+    record_verified(&repo, &uuid, &config)?;
     branch.commit()?;
     tracing::info!(remote = name, %uuid, "initremote");
+    let encryption = said.map_or(String::new(), |s| format!(" (encryption setup) {s}"));
     match setup {
         // git-annex's words while it checks (or makes) the bucket.
-        TypeSetup::S3(_) => writeln!(out, "initremote {name} (checking bucket...) ok")?,
-        TypeSetup::Directory(_) | TypeSetup::External(_) => writeln!(out, "initremote {name} ok")?,
+        TypeSetup::S3(_) => writeln!(out, "initremote {name}{encryption} (checking bucket...) ok")?,
+        TypeSetup::Directory(_) | TypeSetup::External(_) => {
+            writeln!(out, "initremote {name}{encryption} ok")?
+        }
     }
     writeln!(out, "(recording state in git...)")?;
     Ok(())
@@ -291,7 +296,7 @@ pub fn enableremote(
     let given = parse_params(params)?;
     let mut config = old.clone();
     config.extend(given);
-    let setup = check_type(&repo, dir, name, &uuid, &mut config)?;
+    let (setup, _) = check_type(&repo, dir, name, &uuid, &mut config, Some(&old))?;
     if let TypeSetup::S3(s3_setup) = &setup {
         s3::cache_creds(repo.git_dir(), &uuid, s3_setup).map_err(RemoteSetupError::from)?;
     }
@@ -310,7 +315,7 @@ pub fn enableremote(
     }
     set_git_config(&mut repo, name, &uuid, &setup, verified)?;
     if verified {
-        record_verified(&repo, &uuid, &value)?;
+        record_verified(&repo, &uuid, &config)?;
     }
     repo.branch().commit()?;
     writeln!(out, "enableremote {name} ")?;
@@ -335,7 +340,7 @@ pub fn verifyremote(
     if !safe {
         return ask_verification(name, &config, out);
     }
-    record_verified(&repo, &uuid, &format_config(&config))?;
+    record_verified(&repo, &uuid, &config)?;
     repo.set_config(&format!("remote.{name}.annex-verified"), "verified")?;
     writeln!(out, "verifyremote {name} ok")?;
     Ok(())
@@ -352,8 +357,9 @@ fn ask_verification(
         "type={}",
         config.get("type").map(String::as_str).unwrap_or_default()
     )];
+    // What is verified only: not the cipher (git-annex shows the same).
     words.extend(
-        config
+        verified_part(config)
             .iter()
             .filter(|(k, _)| *k != "type" && *k != "name")
             .map(|(k, v)| format!("{k}={}", config_escape(v))),

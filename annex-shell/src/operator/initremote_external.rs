@@ -60,6 +60,8 @@ pub fn init(
         params: config.clone(),
         kind: Kind::External(Box::new(setup.clone())),
         chunking: ChunkConfig::Whole,
+        // INITREMOTE runs no transfer: nothing to encrypt.
+        encryption: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

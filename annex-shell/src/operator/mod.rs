@@ -11,6 +11,7 @@
 pub mod extendcluster;
 pub mod initcluster;
 pub mod initremote;
+mod initremote_crypto;
 mod initremote_external;
 mod initremote_s3;
 pub mod p2p;

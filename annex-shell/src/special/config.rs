@@ -10,12 +10,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
 
 use annex::branch::uuidlog::parse_remote_config;
 use annex::branch::{BranchError, UuidLog};
 use annex::repo::{RemoteConfig, Repo};
 
 use super::chunks::{ChunkConfig, ChunkConfigError};
+use super::crypto::Encryption;
 
 pub const REMOTE_LOG: &str = "remote.log";
 
@@ -35,10 +39,12 @@ pub enum SpecialError {
         "{name}: special remote type {type_name} is not served by annexproxy yet (served: directory, S3, external)"
     )]
     UnsupportedType { name: String, type_name: String },
-    #[error(
-        "{name}: encryption={encryption} is not served by annexproxy yet (only encryption=none)"
-    )]
-    Encrypted { name: String, encryption: String },
+    #[error("{name}: {source}")]
+    Crypto {
+        name: String,
+        #[source]
+        source: super::crypto::CryptoError,
+    },
     #[error(
         "{name}: this special remote's configuration (remote.log) is not verified in this repository; \
          check it and run `git annex verifyremote {name}` as git-annex asks"
@@ -97,6 +103,9 @@ pub struct SpecialRemote {
     pub params: BTreeMap<String, String>,
     pub kind: Kind,
     pub chunking: ChunkConfig,
+    /// The decrypted cipher of a remote with `encryption=` other than
+    /// none.
+    pub encryption: Option<Arc<Encryption>>,
 }
 
 /// Every special remote `remote.log` records: UUID to parameters.
@@ -183,21 +192,20 @@ impl SpecialRemote {
             return Err(SpecialError::NotVerified { name });
         }
         let type_name = params.get("type").cloned().unwrap_or_default();
-        let kind = match type_name.as_str() {
-            "directory" => Kind::Directory(directory_of(repo, remote)?),
-            "S3" => s3_of(repo, &name, &uuid, &params)?,
-            "external" => external_of(repo, remote, &params)?,
-            _ => return Err(SpecialError::UnsupportedType { name, type_name }),
-        };
-        match params.get("encryption").map(String::as_str) {
-            None | Some("none") => {}
-            Some(other) => {
-                return Err(SpecialError::Encrypted {
-                    name,
-                    encryption: other.to_owned(),
-                })
-            }
+        if !matches!(type_name.as_str(), "directory" | "S3" | "external") {
+            return Err(SpecialError::UnsupportedType { name, type_name });
         }
+        let encryption = Encryption::from_params(&params)
+            .map_err(|source| SpecialError::Crypto {
+                name: name.clone(),
+                source,
+            })?
+            .map(Arc::new);
+        let kind = match type_name.as_str() {
+            "S3" => s3_of(repo, &name, &uuid, &params, encryption.as_deref())?,
+            "external" => external_of(repo, remote, &params)?,
+            _ => Kind::Directory(directory_of(repo, remote)?),
+        };
         let chunking = ChunkConfig::from_params(
             params.get("chunk").map(String::as_str),
             params.get("chunksize").map(String::as_str),
@@ -213,6 +221,7 @@ impl SpecialRemote {
             params,
             kind,
             chunking,
+            encryption,
         })
     }
 
@@ -232,12 +241,31 @@ pub fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -
     };
     let log = UuidLog::parse(&text);
     log.get(uuid)
-        .is_some_and(|v| &unescape_all(parse_remote_config(v)) == params)
+        .is_some_and(|v| unescape_all(parse_remote_config(v)) == verified_part(params))
+}
+
+/// The parameters `verified-remote.log` records: git-annex 10.20261026
+/// leaves out the cipher and how objects are named from it (`cipher=`,
+/// `cipherkeys=`, `pubkeys=`, `mac=`), so only where the data goes is
+/// accepted.
+pub fn verified_part(params: &Params) -> Params {
+    let mut p = params.clone();
+    for field in ["cipher", "cipherkeys", "pubkeys", "mac"] {
+        p.remove(field);
+    }
+    p
 }
 
 /// An S3 remote's bucket and credentials, found where git-annex looks
-/// (the environment, `annex/creds/<uuid>`, embedded `s3creds=`).
-fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, SpecialError> {
+/// (the environment, `annex/creds/<uuid>`, embedded `s3creds=`, which
+/// git-annex encrypts with the cipher of a hybrid or pubkey remote).
+fn s3_of(
+    repo: &Repo,
+    name: &str,
+    uuid: &str,
+    params: &Params,
+    enc: Option<&Encryption>,
+) -> Result<Kind, SpecialError> {
     let bad = |source| SpecialError::S3Config {
         name: name.to_owned(),
         source,
@@ -251,12 +279,29 @@ fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, S
         }));
     }
     let config = annex_s3::S3Config::from_params(params).map_err(bad)?;
-    let found =
+    let find = |params: &Params| {
         annex_s3::find_credentials(&annex_s3::creds::ProcessEnv, repo.git_dir(), uuid, params)
-            .map_err(|source| SpecialError::S3Creds {
-                name: name.to_owned(),
-                source,
-            })?;
+    };
+    let found = match (find(params), enc, params.get("s3creds")) {
+        (Err(annex_s3::CredsError::Encrypted), Some(enc), Some(embedded)) => {
+            let plain = enc
+                .decrypt_value(embedded)
+                .map_err(|source| SpecialError::Crypto {
+                    name: name.to_owned(),
+                    source,
+                })?;
+            let mut decrypted = params.clone();
+            decrypted.remove("cipher");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
+            decrypted.insert("s3creds".into(), b64);
+            find(&decrypted)
+        }
+        (found, _, _) => found,
+    };
+    let found = found.map_err(|source| SpecialError::S3Creds {
+        name: name.to_owned(),
+        source,
+    })?;
     if let Some((_, source)) = &found {
         tracing::debug!(remote = name, ?source, "S3 credentials found");
     }

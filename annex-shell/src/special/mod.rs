@@ -12,11 +12,15 @@
 //!   from an offset, a staged write committed only once verified, remove);
 //!   [`directory`], [`s3`] and [`external`] are the kinds served.
 //! - [`chunks`]: git-annex's chunk keys and chunk log.
+//! - [`crypto`]: git-annex's encryption (ciphers, HMAC names, gpg), and
+//!   [`crypt`] the storage wrapper that applies it to any kind.
 //! - [`remote`]: the [`crate::backend::Backend`] over any storage: the
 //!   session loop drives it as it drives a local repository or a peer.
 
 pub mod chunks;
 pub mod config;
+pub mod crypt;
+pub mod crypto;
 pub mod directory;
 pub mod external;
 pub(crate) mod put;
@@ -63,33 +67,44 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let span = tracing::info_span!("special", remote = %remote.name, kind = %remote.type_name);
     match &remote.kind {
         Kind::Directory(root) => {
             let storage = directory::Directory::new(&remote.name, root.clone())
                 .with_reserve(repo.disk_reserve());
-            let backend = remote::Special::new(storage, &remote, repo.branch());
-            Session::new(conn, backend, rules)
-                .run()
-                .instrument(span)
-                .await
+            serve_storage(conn, repo, &remote, storage, rules).await
         }
         Kind::S3 { config, creds } => {
             let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| ServeError::Fatal(e.to_string()))?;
-            let backend = remote::Special::new(storage, &remote, repo.branch());
-            Session::new(conn, backend, rules)
-                .run()
-                .instrument(span)
-                .await
+            serve_storage(conn, repo, &remote, storage, rules).await
         }
         Kind::External(setup) => {
             let storage = external::External::new(&remote, setup);
-            let backend = remote::Special::new(storage, &remote, repo.branch());
-            Session::new(conn, backend, rules)
-                .run()
-                .instrument(span)
-                .await
+            serve_storage(conn, repo, &remote, storage, rules).await
         }
     }
+}
+
+/// The session over one kind's storage, behind the encryption layer (a
+/// pass-through when the remote does not encrypt).
+async fn serve_storage<R, W, S>(
+    conn: Connection<R, W>,
+    repo: &Repo,
+    remote: &SpecialRemote,
+    storage: S,
+    rules: Rules,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    S: storage::Storage + 'static,
+    S::Reader: 'static,
+{
+    let span = tracing::info_span!("special", remote = %remote.name, kind = %remote.type_name);
+    let storage = crypt::Crypt::new(storage, remote.encryption.clone());
+    let backend = remote::Special::new(storage, remote, repo.branch());
+    Session::new(conn, backend, rules)
+        .run()
+        .instrument(span)
+        .await
 }

@@ -12,7 +12,7 @@ use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
 use testkit::moto;
 
-use super::world::{hashdir, stored_files};
+use super::world::{default_encryption, hashdir, stored_files};
 
 struct Mixed {
     env: TestEnv,
@@ -85,7 +85,8 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
         }
         Store::Rclone => (super::external::install_rclone(&env, &dir), None),
     };
-    let mut args = vec!["initremote", "d", "encryption=none"];
+    let mut args = vec!["initremote", "d"];
+    args.extend(default_encryption(extra));
     args.extend(params.iter().map(String::as_str));
     args.extend_from_slice(extra);
     let creds = [
@@ -218,6 +219,14 @@ fn flow_with(store: Store, extra: &[&str]) -> Mixed {
 #[test]
 fn directory_node_in_a_cluster() {
     flow(&[]);
+}
+
+/// The same with `d` encrypted (`encryption=shared`, in chunks): the
+/// gateway's one hash of the client's stream verifies the plaintext the
+/// node encrypts on its way.
+#[test]
+fn encrypted_directory_node_in_a_cluster() {
+    flow(&["encryption=shared", "chunk=256KiB"]);
 }
 
 /// The same with `d` an S3 remote (moto), chunked: both nodes get each

@@ -85,7 +85,7 @@ fn chunked_directory_remote_through_the_proxy() {
 /// Content real git-annex stored in the directory (from a repository of
 /// its own on the server that enabled the same remote) is read through
 /// our proxy: the client gets it and fsck's it, and drops it from there.
-fn real_stored_is_read_through_ours(extra: &[&str]) {
+pub(super) fn real_stored_is_read_through_ours(extra: &[&str]) {
     let wd = world(extra);
     let dir_param = format!("directory={}", wd.store.display());
     real_stored_is_read_through(&wd, &[&dir_param]);

@@ -29,7 +29,15 @@ fn s3_world_by(setup: Setup, extra: &[&str]) -> World {
 /// [`s3_world_by`], requests sent to `port` on the loopback (moto, or a
 /// forwarder to it).
 fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
-    let env = TestEnv::new(ServerKind::Ours);
+    s3_world_with(TestEnv::new(ServerKind::Ours), setup, port, extra)
+}
+
+/// [`s3_world_by`] in `env` (whose server user may have a gpg key made).
+pub(super) fn s3_world_in(env: TestEnv, setup: Setup, extra: &[&str]) -> World {
+    s3_world_with(env, setup, moto::shared().port(), extra)
+}
+
+fn s3_world_with(env: TestEnv, setup: Setup, port: u16, extra: &[&str]) -> World {
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
     // git-annex refuses loopback addresses for S3 unless allowed.
@@ -52,9 +60,9 @@ fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
         "protocol=http",
         "requeststyle=path",
         "signature=v4",
-        "encryption=none",
         &bucket_param,
     ];
+    args.extend(default_encryption(extra));
     args.extend_from_slice(extra);
     let creds = [
         ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID),

@@ -36,25 +36,25 @@ pub fn world(extra: &[&str]) -> World {
 
 /// [`world`], the remote made by `setup`.
 pub fn world_by(setup: Setup, extra: &[&str]) -> World {
-    let env = TestEnv::new(ServerKind::Ours);
+    world_in(TestEnv::new(ServerKind::Ours), setup, extra)
+}
+
+/// [`world_by`] in `env` (whose server user may have a gpg key made).
+pub fn world_in(env: TestEnv, setup: Setup, extra: &[&str]) -> World {
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
     let store = env.srv.join("dstore");
     fs::create_dir_all(&store).expect("store dir");
     let dir_param = format!("directory={}", store.display());
-    let mut args = vec![
-        "initremote",
-        "d",
-        "type=directory",
-        &dir_param,
-        "encryption=none",
-    ];
+    let mut args = vec!["initremote", "d", "type=directory", &dir_param];
+    args.extend(default_encryption(extra));
     args.extend_from_slice(extra);
     match setup {
         Setup::Real => env.oracle_annex(&proxy, &args).ok(),
         Setup::Ours => env.annexproxy(&proxy, &args).ok(),
     }
-    .says("initremote d ok");
+    .says("initremote d ")
+    .says(" ok\n");
     proxied_world(env, proxy, store)
 }
 
@@ -75,6 +75,12 @@ pub fn proxied_world(env: TestEnv, proxy: PathBuf, store: PathBuf) -> World {
         client,
         bucket: None,
     }
+}
+
+/// `encryption=none`, unless `extra` says otherwise.
+pub fn default_encryption(extra: &[&str]) -> Option<&'static str> {
+    let given = extra.iter().any(|p| p.starts_with("encryption="));
+    (!given).then_some("encryption=none")
 }
 
 /// Every regular file under the store, relative, except git-annex's
