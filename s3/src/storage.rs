@@ -91,6 +91,19 @@ impl S3Storage {
             .map_err(|k| self.inner.error(Op::Stat, &object, k))
     }
 
+    /// Whether the bucket answers, with [`Self::UUID_OBJECT`] in it or
+    /// not; a missing bucket (NoSuchBucket), refused credentials or no
+    /// answer are errors.
+    #[tracing::instrument(level = "debug", skip(self), fields(remote = %self.inner.remote))]
+    pub async fn check_bucket(&self) -> Result<(), S3Error> {
+        let object = self.inner.config.object_name(Self::UUID_OBJECT);
+        self.inner
+            .client
+            .probe(&object)
+            .await
+            .map_err(|k| self.inner.error(Op::Stat, &object, k))
+    }
+
     /// The object's bytes from `offset` to its end, streamed: only that
     /// range is asked of the bucket. An absent object is an error for
     /// which [`S3Error::is_not_found`] holds.

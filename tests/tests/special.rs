@@ -21,6 +21,8 @@
 //!   git-annex repository.
 //! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
 //!   and not, the bucket checked object by object.
+//! - `s3_faults`: a bucket in trouble: transient failures retried,
+//!   abandoned multipart uploads aborted, a missing bucket not reachable.
 
 #[path = "special/world.rs"]
 mod world;
@@ -47,3 +49,5 @@ mod versus;
 mod cluster;
 #[path = "special/s3.rs"]
 mod s3;
+#[path = "special/s3_faults.rs"]
+mod s3_faults;

@@ -228,6 +228,10 @@ pub fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -
         .is_some_and(|v| &unescape_all(parse_remote_config(v)) == params)
 }
 
+/// The git config (`remote.NAME.…`) of how old an S3 remote's unfinished
+/// upload of a key must be to be aborted as abandoned.
+pub const STALE_UPLOAD_AGE: &str = "annexproxy-s3-stale-upload-age";
+
 /// An S3 remote's bucket and credentials, found where git-annex looks
 /// (the environment, `annex/creds/<uuid>`, embedded `s3creds=`).
 fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, SpecialError> {
@@ -243,7 +247,17 @@ fn s3_of(repo: &Repo, name: &str, uuid: &str, params: &Params) -> Result<Kind, S
             reason: "objects are named by their key, unmunged",
         }));
     }
-    let config = annex_s3::S3Config::from_params(params).map_err(bad)?;
+    let mut config = annex_s3::S3Config::from_params(params).map_err(bad)?;
+    let age_setting = format!("remote.{name}.{STALE_UPLOAD_AGE}");
+    if let Some(v) = repo.config_get(&age_setting) {
+        config.stale_upload_age = annex_s3::config::parse_age(&v).ok_or_else(|| {
+            bad(annex_s3::ConfigError::Invalid {
+                param: STALE_UPLOAD_AGE,
+                value: v,
+                reason: "not an age (seconds, or a number with s, m, h or d)",
+            })
+        })?;
+    }
     let found =
         annex_s3::find_credentials(&annex_s3::creds::ProcessEnv, repo.git_dir(), uuid, params)
             .map_err(|source| SpecialError::S3Creds {

@@ -7,6 +7,9 @@
 //! in [`super::config`]); chunks are chunk keys named the same way, so
 //! either program finds what the other stored.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use annex::key::Key;
 use annex_s3::{ObjectReader, Op, S3Config, S3Credentials, S3Error, S3Storage, SetupError};
 
@@ -16,6 +19,8 @@ use super::storage::{StagedWrite, Storage, StorageError};
 #[derive(Clone, Debug)]
 pub struct S3 {
     bucket: S3Storage,
+    /// Set once this session swept the bucket's stale uploads.
+    swept: Arc<AtomicBool>,
 }
 
 impl S3 {
@@ -29,6 +34,7 @@ impl S3 {
     ) -> Result<S3, SetupError> {
         Ok(S3 {
             bucket: S3Storage::new(name, config, creds)?,
+            swept: Arc::default(),
         })
     }
 
@@ -36,14 +42,39 @@ impl S3 {
         &self.bucket
     }
 
-    /// Whether the bucket answers: a HEAD of the object git-annex keeps
-    /// the remote's UUID in (absent or not, an answer is an answer).
+    /// Whether the bucket answers: a GET of the object git-annex keeps
+    /// the remote's UUID in, present or not; a bucket that is not there
+    /// (NoSuchBucket) is no bucket to store in.
     pub async fn reachable(&self) -> Result<(), StorageError> {
         self.bucket
-            .stat(S3Storage::UUID_OBJECT)
+            .check_bucket()
             .await
             .map(drop)
             .map_err(|e| storage_error(e, self.bucket.remote()))
+    }
+}
+
+impl S3 {
+    /// Once a session, before its first write: aborts the uploads of keys
+    /// (git-annex's object names, chunk keys included) abandoned longer
+    /// ago than the remote's stale-upload age. A write costs one more
+    /// request a session, not one a key; a failed sweep only leaves the
+    /// uploads for the next session.
+    async fn sweep_once(&self) {
+        if self.swept.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let swept = self
+            .bucket
+            .abort_stale_uploads(|name| Key::parse(name).is_ok())
+            .await;
+        match swept {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(remote = %self.bucket.remote(), aborted = n, "stale uploads aborted")
+            }
+            Err(e) => tracing::warn!("sweeping stale uploads: {e}"),
+        }
     }
 }
 
@@ -99,6 +130,7 @@ impl Storage for S3 {
     }
 
     async fn begin_write(&self, name: &Key, size: Option<u64>) -> Result<S3Write, StorageError> {
+        self.sweep_once().await;
         let r = self.bucket.begin_write(&object_name(name), size).await;
         let staged = r.map_err(|e| storage_error(e, self.remote()))?;
         Ok(S3Write {

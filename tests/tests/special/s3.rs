@@ -28,7 +28,7 @@ fn s3_world_by(setup: Setup, extra: &[&str]) -> World {
 
 /// [`s3_world_by`], requests sent to `port` on the loopback (moto, or a
 /// forwarder to it).
-fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
+pub(super) fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
     let env = TestEnv::new(ServerKind::Ours);
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
@@ -85,7 +85,7 @@ fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
 }
 
 /// Multipart uploads begun and neither completed nor aborted.
-fn pending_uploads(wd: &World) -> Vec<String> {
+pub(super) fn pending_uploads(wd: &World) -> Vec<String> {
     moto::shared().list_uploads(wd.bucket.as_deref().expect("an S3 world"))
 }
 
