@@ -137,6 +137,53 @@ impl Client {
         }
     }
 
+    /// A GET of the object's first `window` bytes: its size and, when it
+    /// is no larger than `window`, all its bytes (else `None`: the first
+    /// bytes are read and dropped, keeping the connection). `None` when
+    /// the object is absent. One request where a HEAD and a GET would be
+    /// two, for a small object read right after it is found.
+    pub async fn get_head(
+        &self,
+        object: &str,
+        window: u64,
+    ) -> Result<Option<(u64, Option<Bytes>)>, ErrorKind> {
+        let url = GetObject::new(&self.bucket, self.creds.as_ref(), object).sign(SIGNED_FOR);
+        let range = format!("bytes=0-{}", window.saturating_sub(1));
+        let resp = self
+            .send(|| {
+                self.http
+                    .get(url.clone())
+                    .header(reqwest::header::RANGE, range.clone())
+            })
+            .await?;
+        let size = match resp.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            // Only an empty object has no first byte.
+            StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Some((0, Some(Bytes::new())))),
+            StatusCode::PARTIAL_CONTENT => resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit_once('/'))
+                .and_then(|(_, total)| total.parse().ok())
+                .ok_or_else(|| ErrorKind::Response("a ranged GET without its total size".into()))?,
+            _ => {
+                let resp = check(resp).await?;
+                let len = resp
+                    .content_length()
+                    .ok_or_else(|| ErrorKind::Response("GET without a Content-Length".into()))?;
+                // The whole object came (the Range ignored): read it only
+                // if it is small; dropping it closes the connection.
+                if len > window {
+                    return Ok(Some((len, None)));
+                }
+                return Ok(Some((len, Some(resp.bytes().await?))));
+            }
+        };
+        let body = resp.bytes().await?;
+        Ok(Some((size, (size == body.len() as u64).then_some(body))))
+    }
+
     /// PUT of a whole (small) object.
     pub async fn put_object(&self, object: &str, body: Bytes) -> Result<(), ErrorKind> {
         let mut action = PutObject::new(&self.bucket, self.creds.as_ref(), object);

@@ -17,9 +17,10 @@ const SWEEP_PAGES: usize = 5;
 
 impl S3Storage {
     /// Aborts the unfinished uploads under the file prefix whose name
-    /// (prefix removed) `is_ours` accepts and that began longer ago than
-    /// the remote's stale-upload age; returns how many it aborted. An
-    /// upload with no start time is left alone.
+    /// (prefix removed) `is_ours` accepts, that began longer ago than the
+    /// remote's stale-upload age and have no part stored since; returns
+    /// how many it aborted. An upload with no start time, or a part with
+    /// no time, is left alone.
     #[tracing::instrument(level = "debug", skip_all, fields(remote = %self.inner.remote))]
     pub async fn abort_stale_uploads(
         &self,
@@ -41,6 +42,21 @@ impl S3Storage {
             };
             let began = u.initiated.as_deref().and_then(|t| t.parse().ok());
             if !is_ours(name) || !began.is_some_and(|b| older_than(now, b, age)) {
+                continue;
+            }
+            // Old, but a part stored within the age: still being written,
+            // or cut off lately and to be resumed. (moto also reports a
+            // fixed start time of 2010 for every upload.)
+            let parts = inner
+                .client
+                .list_parts(&u.key, &u.upload_id)
+                .await
+                .map_err(|k| inner.error(Op::Abort, &u.key, k))?;
+            let lately = parts.iter().any(|p| {
+                let stored = p.last_modified.as_deref().and_then(|t| t.parse().ok());
+                stored.is_none_or(|t| !older_than(now, t, age))
+            });
+            if lately {
                 continue;
             }
             tracing::info!(object = %u.key, upload_id = %u.upload_id, initiated = ?u.initiated, "aborting a stale upload");

@@ -8,7 +8,9 @@
 //! either program finds what the other stored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use annex::key::Key;
 use annex_s3::{ObjectReader, Op, S3Config, S3Credentials, S3Error, S3Storage, SetupError};
@@ -21,7 +23,16 @@ pub struct S3 {
     bucket: S3Storage,
     /// Set once this session swept the bucket's stale uploads.
     swept: Arc<AtomicBool>,
+    /// The last object found by [`Storage::stat`], when it was small
+    /// enough to come whole with the answer: the read that follows (a
+    /// GET after its CHECKPRESENT-like locate) costs no second request.
+    small: Arc<Mutex<Option<(Key, Bytes)>>>,
 }
+
+/// Objects up to this size come whole with the request that finds them
+/// (a ranged GET instead of a HEAD); a larger one costs that many bytes
+/// more than a HEAD would.
+const SMALL_OBJECT: u64 = 64 * 1024;
 
 impl S3 {
     /// The bucket of remote `name`; fails only on a configuration that
@@ -35,6 +46,7 @@ impl S3 {
         Ok(S3 {
             bucket: S3Storage::new(name, config, creds)?,
             swept: Arc::default(),
+            small: Arc::default(),
         })
     }
 
@@ -55,6 +67,19 @@ impl S3 {
 }
 
 impl S3 {
+    /// The content [`Storage::stat`] brought of `name`, if that was the
+    /// last object it found; taken, so it serves one read.
+    fn take_small(&self, name: &Key) -> Option<Bytes> {
+        let mut small = self.small.lock().unwrap_or_else(|e| e.into_inner());
+        match small.take() {
+            Some((k, bytes)) if &k == name => Some(bytes),
+            other => {
+                *small = other;
+                None
+            }
+        }
+    }
+
     /// Once a session, before its first write: aborts the uploads of keys
     /// (git-annex's object names, chunk keys included) abandoned longer
     /// ago than the remote's stale-upload age. A write costs one more
@@ -120,16 +145,37 @@ impl Storage for S3 {
     }
 
     async fn stat(&self, name: &Key) -> Result<Option<u64>, StorageError> {
-        let r = self.bucket.stat(&object_name(name)).await;
-        r.map_err(|e| storage_error(e, self.remote()))
+        let r = self
+            .bucket
+            .stat_with_head(&object_name(name), SMALL_OBJECT)
+            .await;
+        let found = r.map_err(|e| storage_error(e, self.remote()))?;
+        let mut small = self.small.lock().unwrap_or_else(|e| e.into_inner());
+        *small = match &found {
+            Some((_, Some(bytes))) => Some((name.clone(), bytes.clone())),
+            _ => None,
+        };
+        Ok(found.map(|(size, _)| size))
     }
 
     async fn read(&self, name: &Key, offset: u64) -> Result<ObjectReader, StorageError> {
+        if let Some(bytes) = self.take_small(name) {
+            let from = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let object = object_name(name);
+            return Ok(ObjectReader::from_bytes(
+                &self.bucket,
+                &object,
+                bytes.slice(from..),
+            ));
+        }
         let r = self.bucket.read(&object_name(name), offset).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }
 
     async fn begin_write(&self, name: &Key, size: Option<u64>) -> Result<S3Write, StorageError> {
+        self.take_small(name);
         self.sweep_once().await;
         let r = self.bucket.begin_write(&object_name(name), size).await;
         let staged = r.map_err(|e| storage_error(e, self.remote()))?;
@@ -140,6 +186,7 @@ impl Storage for S3 {
     }
 
     async fn remove(&self, name: &Key) -> Result<(), StorageError> {
+        self.take_small(name);
         let r = self.bucket.remove(&object_name(name)).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }

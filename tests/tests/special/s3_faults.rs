@@ -136,3 +136,25 @@ fn status_calls_a_missing_bucket_unreachable() {
         "{out}"
     );
 }
+
+/// Getting a small object costs one request to the bucket: the GET that
+/// finds it brings its bytes (a HEAD, then a GET, was two).
+#[test]
+fn a_small_get_is_one_request() {
+    let (wd, forwarder) = world_behind(&[]);
+    let (env, client) = (&wd.env, &wd.client);
+    let content = pseudo_random_bytes(35, 16 * 1024);
+    env.add_file(client, "s.bin", &content);
+    env.annex(client, &["copy", "--to", "origin-d", "s.bin"])
+        .ok();
+    env.annex(client, &["drop", "--force", "s.bin"]).ok();
+    let key = env.key_of(client, "s.bin");
+    let before = forwarder.requests().len();
+    env.annex(client, &["get", "--from", "origin-d", "s.bin"])
+        .ok();
+    assert!(worktree_bytes(client, "s.bin") == content, "wrong bytes");
+    let sent: Vec<String> = forwarder.requests()[before..].to_vec();
+    let of_key: Vec<&String> = sent.iter().filter(|r| r.contains(&key)).collect();
+    assert_eq!(of_key.len(), 1, "{sent:#?}");
+    assert!(of_key[0].starts_with("GET "), "{sent:#?}");
+}
