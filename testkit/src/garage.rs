@@ -250,7 +250,7 @@ fn config_text(dir: &Path, port: u16, rpc: u16, admin: u16) -> String {
     format!(
         "metadata_dir = \"{meta}\"\n\
          data_dir = \"{data}\"\n\
-         db_engine = \"sqlite\"\n\
+         db_engine = \"lmdb\"\n\
          replication_factor = 1\n\
          rpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
          rpc_public_addr = \"127.0.0.1:{rpc}\"\n\
