@@ -188,3 +188,24 @@ fn garage_multipart_upload_resumes_after_its_parts() {
         .unwrap_or_default();
     assert!(d.contains("\"reachable\":true"), "{out}");
 }
+
+/// Garage checks what moto does not: with a wrong secret cached for the
+/// remote, every request is refused, and `status` says so.
+#[test]
+#[ignore = "needs Garage: scripts/install-garage.sh, then ANNEXPROXY_GARAGE=1 scripts/test.sh"]
+fn garage_refuses_a_wrong_signature() {
+    let wd = garage_world(&[]);
+    let uuid = d_uuid(&wd);
+    let cached = wd.proxy.join("annex/creds").join(&uuid);
+    let text = std::fs::read_to_string(&cached).expect("cached credentials");
+    let key_id = text.lines().next().expect("the key id line").to_string();
+    std::fs::write(&cached, format!("{key_id}\nnot-the-secret\n")).expect("rewrite creds");
+    let out = wd.env.annexproxy(&wd.proxy, &["status", "--json"]).ok();
+    let d = out
+        .stdout
+        .split("\"name\":\"d\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(d.contains("\"reachable\":false"), "{out}");
+    assert!(d.contains("HTTP 403"), "{out}");
+}
