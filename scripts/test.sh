@@ -4,7 +4,10 @@
 # scenario runs a real sshd), openssl and curl (the HTTPS tests), the external
 # special remote programs (datalad's ora, rclone's), gpg (encrypted special
 # remotes), builds our binaries, then runs the whole
-# workspace suite.
+# workspace suite. With ANNEXPROXY_GARAGE=1 it also installs Garage
+# (scripts/install-garage.sh: a 10+ minute build the first time) and runs
+# the S3 scenarios against it (tests/tests/garage.rs), which the default
+# run leaves out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-git-annex.sh
@@ -17,3 +20,8 @@ cargo build --workspace --bins
 # The end-to-end tests use the binaries just built; a build of their own
 # from inside a test would resolve features differently and recompile.
 ANNEXPROXY_NO_BUILD=1 cargo test --workspace --no-fail-fast "$@"
+if [ "${ANNEXPROXY_GARAGE:-}" = 1 ]; then
+  bash scripts/install-garage.sh
+  export GARAGE_BIN=${GARAGE_BIN:-${GARAGE_ROOT:-$PWD/target/tools}/bin/garage}
+  ANNEXPROXY_NO_BUILD=1 cargo test -p annexproxy-tests --test garage -- --ignored
+fi

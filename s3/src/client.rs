@@ -18,6 +18,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use crate::config::{RequestStyle, S3Config, Signature};
 use crate::creds::S3Credentials;
 use crate::error::{ErrorKind, SetupError};
+use crate::retry;
 use crate::xml::{self, Part};
 
 /// How long a signed URL is valid: the server checks it when a request
@@ -93,7 +94,7 @@ impl Client {
     /// HEAD: the object's size, `None` when it is absent.
     pub async fn head(&self, object: &str) -> Result<Option<u64>, ErrorKind> {
         let url = HeadObject::new(&self.bucket, self.creds.as_ref(), object).sign(SIGNED_FOR);
-        let resp = self.http.head(url).send().await?;
+        let resp = self.send(|| self.http.head(url.clone())).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -116,11 +117,16 @@ impl Client {
         offset: u64,
     ) -> Result<Option<reqwest::Response>, ErrorKind> {
         let url = GetObject::new(&self.bucket, self.creds.as_ref(), object).sign(SIGNED_FOR);
-        let mut req = self.http.get(url);
-        if offset > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
-        }
-        let resp = req.send().await?;
+        let resp = self
+            .send(|| {
+                let req = self.http.get(url.clone());
+                if offset > 0 {
+                    req.header(reqwest::header::RANGE, format!("bytes={offset}-"))
+                } else {
+                    req
+                }
+            })
+            .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Err(ErrorKind::NotFound),
             StatusCode::RANGE_NOT_SATISFIABLE => Ok(None),
@@ -131,21 +137,75 @@ impl Client {
         }
     }
 
+    /// A GET of the object's first `window` bytes: its size and, when it
+    /// is no larger than `window`, all its bytes (else `None`: the first
+    /// bytes are read and dropped, keeping the connection). `None` when
+    /// the object is absent. One request where a HEAD and a GET would be
+    /// two, for a small object read right after it is found.
+    pub async fn get_head(
+        &self,
+        object: &str,
+        window: u64,
+    ) -> Result<Option<(u64, Option<Bytes>)>, ErrorKind> {
+        let url = GetObject::new(&self.bucket, self.creds.as_ref(), object).sign(SIGNED_FOR);
+        let range = format!("bytes=0-{}", window.saturating_sub(1));
+        let resp = self
+            .send(|| {
+                self.http
+                    .get(url.clone())
+                    .header(reqwest::header::RANGE, range.clone())
+            })
+            .await?;
+        let size = match resp.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            // Only an empty object has no first byte.
+            StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Some((0, Some(Bytes::new())))),
+            StatusCode::PARTIAL_CONTENT => resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit_once('/'))
+                .and_then(|(_, total)| total.parse().ok())
+                .ok_or_else(|| ErrorKind::Response("a ranged GET without its total size".into()))?,
+            _ => {
+                let resp = check(resp).await?;
+                let len = resp
+                    .content_length()
+                    .ok_or_else(|| ErrorKind::Response("GET without a Content-Length".into()))?;
+                // The whole object came (the Range ignored): read it only
+                // if it is small; dropping it closes the connection.
+                if len > window {
+                    return Ok(Some((len, None)));
+                }
+                return Ok(Some((len, Some(resp.bytes().await?))));
+            }
+        };
+        let body = resp.bytes().await?;
+        Ok(Some((size, (size == body.len() as u64).then_some(body))))
+    }
+
     /// PUT of a whole (small) object.
     pub async fn put_object(&self, object: &str, body: Bytes) -> Result<(), ErrorKind> {
         let mut action = PutObject::new(&self.bucket, self.creds.as_ref(), object);
         self.add_write_headers(action.headers_mut());
         let url = action.sign(SIGNED_FOR);
-        let req = self.with_write_headers(self.http.put(url)).body(body);
-        check(req.send().await?).await.map(drop)
+        let resp = self
+            .send(|| {
+                self.with_write_headers(self.http.put(url.clone()))
+                    .body(body.clone())
+            })
+            .await?;
+        check(resp).await.map(drop)
     }
 
     pub async fn create_upload(&self, object: &str) -> Result<String, ErrorKind> {
         let mut action = CreateMultipartUpload::new(&self.bucket, self.creds.as_ref(), object);
         self.add_write_headers(action.headers_mut());
         let url = action.sign(SIGNED_FOR);
-        let req = self.with_write_headers(self.http.post(url));
-        let body = check(req.send().await?).await?.text().await?;
+        let resp = self
+            .send(|| self.with_write_headers(self.http.post(url.clone())))
+            .await?;
+        let body = check(resp).await?.text().await?;
         let parsed = CreateMultipartUpload::parse_response(&body)?;
         Ok(parsed.upload_id().to_string())
     }
@@ -160,7 +220,10 @@ impl Client {
     ) -> Result<String, ErrorKind> {
         let url = UploadPart::new(&self.bucket, self.creds.as_ref(), object, number, upload_id)
             .sign(SIGNED_FOR);
-        let resp = check(self.http.put(url).body(body).send().await?).await?;
+        let resp = self
+            .send(|| self.http.put(url.clone()).body(body.clone()))
+            .await?;
+        let resp = check(resp).await?;
         resp.headers()
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
@@ -178,10 +241,8 @@ impl Client {
                 action.set_part_number_marker(m);
             }
             let url = action.sign(SIGNED_FOR);
-            let body = check(self.http.get(url).send().await?)
-                .await?
-                .text()
-                .await?;
+            let resp = self.send(|| self.http.get(url.clone())).await?;
+            let body = check(resp).await?.text().await?;
             let (page, next) = xml::parse_list_parts(&body)?;
             parts.extend(page);
             match next {
@@ -195,21 +256,31 @@ impl Client {
 
     /// The in-progress multipart uploads of exactly `object`.
     pub async fn list_uploads(&self, object: &str) -> Result<Vec<xml::Upload>, ErrorKind> {
+        let mut uploads = self.list_uploads_under(object, usize::MAX).await?;
+        uploads.retain(|u| u.key == object);
+        Ok(uploads)
+    }
+
+    /// The in-progress multipart uploads of the objects whose names start
+    /// with `prefix`, from at most `pages` pages (1000 uploads each).
+    pub async fn list_uploads_under(
+        &self,
+        prefix: &str,
+        pages: usize,
+    ) -> Result<Vec<xml::Upload>, ErrorKind> {
         let mut uploads = Vec::new();
         let mut markers: Option<(String, String)> = None;
-        loop {
-            let mut query = vec![("prefix", object.to_string()), ("uploads", String::new())];
+        for _ in 0..pages {
+            let mut query = vec![("prefix", prefix.to_string()), ("uploads", String::new())];
             if let Some((key, id)) = &markers {
                 query.push(("key-marker", key.clone()));
                 query.push(("upload-id-marker", id.clone()));
             }
             let url = self.sign_bucket_get(&mut query);
-            let body = check(self.http.get(url).send().await?)
-                .await?
-                .text()
-                .await?;
+            let resp = self.send(|| self.http.get(url.clone())).await?;
+            let body = check(resp).await?.text().await?;
             let page = xml::parse_list_uploads(&body)?;
-            uploads.extend(page.uploads.into_iter().filter(|u| u.key == object));
+            uploads.extend(page.uploads);
             match page.next {
                 Some(next) if page.truncated => markers = Some(next),
                 _ => break,
@@ -218,6 +289,8 @@ impl Client {
         Ok(uploads)
     }
 
+    /// Makes the upload the object. S3 may answer 200 and still fail
+    /// (the error is in the body): a transient one there is retried too.
     pub async fn complete(
         &self,
         object: &str,
@@ -233,23 +306,32 @@ impl Client {
         );
         let url = action.sign(SIGNED_FOR);
         let body = action.body();
-        let resp = check(self.http.post(url).body(body).send().await?).await?;
-        // S3 may answer 200 and still fail: the error is in the body.
-        let text = resp.text().await?;
-        if let Some(e) = xml::parse_error(&text) {
-            return Err(ErrorKind::Status {
-                status: 200,
-                code: e.code,
-                message: e.message,
-            });
+        for attempt in 1.. {
+            let resp = self
+                .send(|| self.http.post(url.clone()).body(body.clone()))
+                .await?;
+            let text = check(resp).await?.text().await?;
+            let Some(e) = xml::parse_error(&text) else {
+                return Ok(());
+            };
+            let again = e.code.as_deref().is_some_and(retry::transient_code);
+            if !again || attempt >= retry::ATTEMPTS {
+                return Err(ErrorKind::Status {
+                    status: 200,
+                    code: e.code,
+                    message: e.message,
+                });
+            }
+            tracing::debug!(attempt, code = ?e.code, "completing the upload failed; retrying");
+            tokio::time::sleep(retry::delay(attempt)).await;
         }
-        Ok(())
+        unreachable!("the loop returns by its last attempt")
     }
 
     pub async fn abort(&self, object: &str, upload_id: &str) -> Result<(), ErrorKind> {
         let url = AbortMultipartUpload::new(&self.bucket, self.creds.as_ref(), object, upload_id)
             .sign(SIGNED_FOR);
-        let resp = self.http.delete(url).send().await?;
+        let resp = self.send(|| self.http.delete(url.clone())).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(()); // already gone: nothing will become visible
         }
@@ -258,11 +340,58 @@ impl Client {
 
     pub async fn delete(&self, object: &str) -> Result<(), ErrorKind> {
         let url = DeleteObject::new(&self.bucket, self.creds.as_ref(), object).sign(SIGNED_FOR);
-        let resp = self.http.delete(url).send().await?;
+        let resp = self.send(|| self.http.delete(url.clone())).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(());
         }
         check(resp).await.map(drop)
+    }
+
+    /// Whether the bucket answers: a GET of `object` (git-annex's small
+    /// `annex-uuid`), present or not. A HEAD cannot tell a missing object
+    /// from a missing bucket (neither has a body); a GET's error document
+    /// does (NoSuchKey against NoSuchBucket).
+    pub async fn probe(&self, object: &str) -> Result<(), ErrorKind> {
+        let url = GetObject::new(&self.bucket, self.creds.as_ref(), object).sign(SIGNED_FOR);
+        let resp = self.send(|| self.http.get(url.clone())).await?;
+        match check(resp).await {
+            Ok(_) => Ok(()),
+            Err(ErrorKind::Status {
+                status: 404,
+                code: Some(code),
+                ..
+            }) if code == "NoSuchKey" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the request `build` makes, again while it fails in a way
+    /// another try may not ([`retry`]): a 5xx answer (its body read, so
+    /// the connection is kept), or no answer at all. The last answer or
+    /// error is the caller's.
+    async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ErrorKind> {
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= retry::ATTEMPTS;
+            match build().send().await {
+                Ok(resp) if !last && retry::transient_status(resp.status()) => {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    let code = xml::parse_error(&body).and_then(|e| e.code);
+                    tracing::debug!(attempt, %status, ?code, "transient S3 answer; retrying");
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if !last && retry::transient_transport(&e) => {
+                    tracing::debug!(attempt, "S3 request failed: {e}; retrying");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tokio::time::sleep(retry::delay(attempt)).await;
+            attempt += 1;
+        }
     }
 
     /// A GET on the bucket with `query` (sorted here), for the actions

@@ -11,6 +11,7 @@
 //! and the host name itself for any other host.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use annex::repo::parse_data_size;
 
@@ -27,6 +28,11 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 
 /// S3's limit on one part.
 pub const MAX_PART_SIZE: u64 = 5 << 30;
+
+/// How old an unfinished multipart upload of a key must be before a
+/// session aborts it as abandoned, unless the operator says otherwise:
+/// a client that comes back within a week still resumes.
+pub const DEFAULT_STALE_UPLOAD_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A parameter of the remote that cannot be used, named.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,6 +103,9 @@ pub struct S3Config {
     /// `chunk=`, untouched: chunking belongs to the special-remote
     /// framework, which names the chunk keys this crate stores.
     pub chunk: Option<String>,
+    /// Unfinished uploads older than this are abandoned (not a git-annex
+    /// parameter: the proxy's operator sets it, see the README).
+    pub stale_upload_age: Duration,
 }
 
 impl S3Config {
@@ -156,6 +165,7 @@ impl S3Config {
             storage_class: get("storageclass").unwrap_or("STANDARD").to_string(),
             public: yes_no("public", get("public"))?,
             chunk: get("chunk").map(str::to_string),
+            stale_upload_age: DEFAULT_STALE_UPLOAD_AGE,
         })
     }
 
@@ -190,6 +200,25 @@ impl S3Config {
         let fewest = size.div_ceil(10_000);
         wanted.max(fewest).clamp(MIN_PART_SIZE, MAX_PART_SIZE)
     }
+}
+
+/// An age as the operator writes one: a number of seconds, or a number
+/// with `s`, `m`, `h` or `d` after it (`90s`, `12h`, `7d`).
+pub fn parse_age(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c),
+        _ => (v, 's'),
+    };
+    let n: u64 = digits.trim().parse().ok()?;
+    let secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(secs)?))
 }
 
 fn invalid(param: &'static str, value: &str, reason: &'static str) -> ConfigError {

@@ -152,3 +152,15 @@ fn part_size_stays_within_what_s3_accepts() {
     let big = 1u64 << 40;
     assert!(c.part_size_for(big) * 10_000 >= big);
 }
+
+#[test]
+fn ages_in_seconds_or_with_a_unit() {
+    use std::time::Duration;
+    assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_age("0"), Some(Duration::ZERO));
+    assert_eq!(parse_age("15m"), Some(Duration::from_secs(900)));
+    assert_eq!(parse_age(" 7d "), Some(Duration::from_secs(7 * 86_400)));
+    for bad in ["", "d", "7w", "-1", "1.5h"] {
+        assert_eq!(parse_age(bad), None, "{bad}");
+    }
+}

@@ -13,6 +13,8 @@ mod client;
 pub mod config;
 pub mod creds;
 pub mod error;
+mod retry;
+mod stale;
 mod storage;
 mod write;
 mod xml;

@@ -91,6 +91,36 @@ impl S3Storage {
             .map_err(|k| self.inner.error(Op::Stat, &object, k))
     }
 
+    /// [`Self::stat`] by a GET of the first `window` bytes: the size, and
+    /// the whole content when it is that small (for a read that follows:
+    /// [`ObjectReader::from_bytes`]).
+    #[tracing::instrument(level = "debug", skip(self), fields(remote = %self.inner.remote))]
+    pub async fn stat_with_head(
+        &self,
+        name: &str,
+        window: u64,
+    ) -> Result<Option<(u64, Option<Bytes>)>, S3Error> {
+        let object = self.inner.config.object_name(name);
+        self.inner
+            .client
+            .get_head(&object, window)
+            .await
+            .map_err(|k| self.inner.error(Op::Stat, &object, k))
+    }
+
+    /// Whether the bucket answers, with [`Self::UUID_OBJECT`] in it or
+    /// not; a missing bucket (NoSuchBucket), refused credentials or no
+    /// answer are errors.
+    #[tracing::instrument(level = "debug", skip(self), fields(remote = %self.inner.remote))]
+    pub async fn check_bucket(&self) -> Result<(), S3Error> {
+        let object = self.inner.config.object_name(Self::UUID_OBJECT);
+        self.inner
+            .client
+            .probe(&object)
+            .await
+            .map_err(|k| self.inner.error(Op::Stat, &object, k))
+    }
+
     /// The object's bytes from `offset` to its end, streamed: only that
     /// range is asked of the bucket. An absent object is an error for
     /// which [`S3Error::is_not_found`] holds.
@@ -185,6 +215,15 @@ impl ObjectReader {
             inner,
             object,
         }
+    }
+
+    /// A reader of bytes already fetched (`name`'s, from the offset the
+    /// caller cut them at).
+    pub fn from_bytes(storage: &S3Storage, name: &str, bytes: Bytes) -> ObjectReader {
+        let object = storage.inner.config.object_name(name);
+        let mut r = ObjectReader::new(storage.inner.clone(), object, bytes.len() as u64, None);
+        r.pending = bytes;
+        r
     }
 
     /// How many bytes are still to come from the bucket.

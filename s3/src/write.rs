@@ -222,9 +222,15 @@ impl StagedWrite {
     /// size (the most of them, if several), so the write continues at
     /// byte k × part size. Parts after those are overwritten or left out
     /// of the completed object.
+    ///
+    /// Every other upload of the object is an abandoned attempt (ours with
+    /// another part size, or another program's) that nothing will resume
+    /// or complete: it is aborted here, or the bucket would keep (and bill)
+    /// its parts for ever. One attempt writes a key at a time (the
+    /// transfer lock), so none of them is still being written.
     async fn find_staged(&self) -> Result<(Option<String>, Vec<Part>), ErrorKind> {
         let client = &self.inner.client;
-        let mut best: (Option<String>, Vec<Part>) = (None, Vec::new());
+        let mut found: Vec<(String, Vec<Part>)> = Vec::new();
         for upload in client.list_uploads(&self.object).await? {
             let parts = client.list_parts(&self.object, &upload.upload_id).await?;
             let usable: Vec<Part> = parts
@@ -233,11 +239,25 @@ impl StagedWrite {
                 .take_while(|(i, p)| usize::from(p.number) == i + 1 && p.size == self.part_size)
                 .map(|(_, p)| p)
                 .collect();
-            if best.0.is_none() || usable.len() > best.1.len() {
-                best = (Some(upload.upload_id), usable);
+            found.push((upload.upload_id, usable));
+        }
+        let best = (0..found.len()).rev().max_by_key(|i| found[*i].1.len());
+        for (i, (id, parts)) in found.iter().enumerate() {
+            if Some(i) == best {
+                continue;
+            }
+            tracing::info!(object = %self.object, upload_id = %id, parts = parts.len(), "aborting an abandoned upload");
+            if let Err(e) = client.abort(&self.object, id).await {
+                tracing::warn!(object = %self.object, upload_id = %id, "aborting an abandoned upload: {e}");
             }
         }
-        Ok(best)
+        Ok(match best {
+            Some(i) => {
+                let (id, parts) = found.swap_remove(i);
+                (Some(id), parts)
+            }
+            None => (None, Vec::new()),
+        })
     }
 
     /// Sends the buffer as the next part, after the part before it is in.

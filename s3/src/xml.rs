@@ -64,6 +64,9 @@ pub(crate) struct Part {
     pub etag: String,
     #[xml(rename = "Size")]
     pub size: u64,
+    /// ISO 8601: when the part was stored.
+    #[xml(rename = "LastModified")]
+    pub last_modified: Option<String>,
 }
 
 /// A ListParts page as S3 names it.

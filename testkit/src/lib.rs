@@ -10,6 +10,8 @@
 //! compatibility test that passes without its oracle proves nothing.
 
 pub mod counting_proxy;
+pub mod garage;
+pub mod http_proxy;
 pub mod moto;
 
 use std::ffi::OsString;

@@ -142,12 +142,47 @@ impl Moto {
         elements(&body, "Key")
     }
 
+    /// Begins a multipart upload of `object` (as an attempt that is then
+    /// abandoned); its upload id.
+    pub fn begin_upload(&self, bucket: &str, object: &str) -> String {
+        let (status, body) = self.request("POST", &format!("/{bucket}/{object}?uploads"));
+        assert!(status == 200, "beginning an upload: HTTP {status}: {body}");
+        elements(&body, "UploadId")
+            .pop()
+            .unwrap_or_else(|| panic!("no UploadId in {body}"))
+    }
+
+    /// Deletes the bucket and every object in it. moto refuses anonymous
+    /// deletes of what a signed request wrote: these name the tests' key
+    /// (moto checks no signature).
+    pub fn delete_bucket(&self, bucket: &str) {
+        let auth = format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20261206/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=00\r\n"
+        );
+        for object in self.list_objects(bucket) {
+            let path = format!("/{bucket}/{object}");
+            let (status, body) = self.request_with("DELETE", &path, &auth);
+            assert!(status == 204, "deleting {object}: HTTP {status}: {body}");
+        }
+        let (status, body) = self.request_with("DELETE", &format!("/{bucket}"), &auth);
+        assert!(
+            status == 204,
+            "deleting bucket {bucket}: HTTP {status}: {body}"
+        );
+    }
+
     /// A bodiless HTTP/1.1 request; the status and the body.
     pub fn request(&self, method: &str, path: &str) -> (u16, String) {
+        self.request_with(method, path, "")
+    }
+
+    /// [`Self::request`] with more header lines (each ending in CRLF).
+    pub fn request_with(&self, method: &str, path: &str, headers: &str) -> (u16, String) {
         let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("connect to moto");
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
-             Connection: close\r\n\r\n",
+             {headers}Connection: close\r\n\r\n",
             self.port
         );
         s.write_all(req.as_bytes()).expect("send to moto");

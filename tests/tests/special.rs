@@ -26,6 +26,8 @@
 //!   misbehaving program of ours).
 //! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
 //!   S3) through the proxy, both directions of interoperation.
+//! - `s3_faults`: a bucket in trouble: transient failures retried,
+//!   abandoned multipart uploads aborted, a missing bucket not reachable.
 
 #[path = "special/world.rs"]
 mod world;
@@ -59,3 +61,5 @@ mod s3;
 
 #[path = "special/crypto.rs"]
 mod crypto;
+#[path = "special/s3_faults.rs"]
+mod s3_faults;

@@ -256,6 +256,10 @@ pub fn verified_part(params: &Params) -> Params {
     p
 }
 
+/// The git config (`remote.NAME.…`) of how old an S3 remote's unfinished
+/// upload of a key must be to be aborted as abandoned.
+pub const STALE_UPLOAD_AGE: &str = "annexproxy-s3-stale-upload-age";
+
 /// An S3 remote's bucket and credentials, found where git-annex looks
 /// (the environment, `annex/creds/<uuid>`, embedded `s3creds=`, which
 /// git-annex encrypts with the cipher of a hybrid or pubkey remote).
@@ -278,7 +282,17 @@ fn s3_of(
             reason: "objects are named by their key, unmunged",
         }));
     }
-    let config = annex_s3::S3Config::from_params(params).map_err(bad)?;
+    let mut config = annex_s3::S3Config::from_params(params).map_err(bad)?;
+    let age_setting = format!("remote.{name}.{STALE_UPLOAD_AGE}");
+    if let Some(v) = repo.config_get(&age_setting) {
+        config.stale_upload_age = annex_s3::config::parse_age(&v).ok_or_else(|| {
+            bad(annex_s3::ConfigError::Invalid {
+                param: STALE_UPLOAD_AGE,
+                value: v,
+                reason: "not an age (seconds, or a number with s, m, h or d)",
+            })
+        })?;
+    }
     let find = |params: &Params| {
         annex_s3::find_credentials(&annex_s3::creds::ProcessEnv, repo.git_dir(), uuid, params)
     };

@@ -7,6 +7,11 @@
 //! in [`super::config`]); chunks are chunk keys named the same way, so
 //! either program finds what the other stored.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
 use annex::key::Key;
 use annex_s3::{ObjectReader, Op, S3Config, S3Credentials, S3Error, S3Storage, SetupError};
 
@@ -16,7 +21,18 @@ use super::storage::{StagedWrite, Storage, StorageError};
 #[derive(Clone, Debug)]
 pub struct S3 {
     bucket: S3Storage,
+    /// Set once this session swept the bucket's stale uploads.
+    swept: Arc<AtomicBool>,
+    /// The last object found by [`Storage::stat`], when it was small
+    /// enough to come whole with the answer: the read that follows (a
+    /// GET after its CHECKPRESENT-like locate) costs no second request.
+    small: Arc<Mutex<Option<(Key, Bytes)>>>,
 }
+
+/// Objects up to this size come whole with the request that finds them
+/// (a ranged GET instead of a HEAD); a larger one costs that many bytes
+/// more than a HEAD would.
+const SMALL_OBJECT: u64 = 64 * 1024;
 
 impl S3 {
     /// The bucket of remote `name`; fails only on a configuration that
@@ -29,6 +45,8 @@ impl S3 {
     ) -> Result<S3, SetupError> {
         Ok(S3 {
             bucket: S3Storage::new(name, config, creds)?,
+            swept: Arc::default(),
+            small: Arc::default(),
         })
     }
 
@@ -36,14 +54,52 @@ impl S3 {
         &self.bucket
     }
 
-    /// Whether the bucket answers: a HEAD of the object git-annex keeps
-    /// the remote's UUID in (absent or not, an answer is an answer).
+    /// Whether the bucket answers: a GET of the object git-annex keeps
+    /// the remote's UUID in, present or not; a bucket that is not there
+    /// (NoSuchBucket) is no bucket to store in.
     pub async fn reachable(&self) -> Result<(), StorageError> {
         self.bucket
-            .stat(S3Storage::UUID_OBJECT)
+            .check_bucket()
             .await
             .map(drop)
             .map_err(|e| storage_error(e, self.bucket.remote()))
+    }
+}
+
+impl S3 {
+    /// The content [`Storage::stat`] brought of `name`, if that was the
+    /// last object it found; taken, so it serves one read.
+    fn take_small(&self, name: &Key) -> Option<Bytes> {
+        let mut small = self.small.lock().unwrap_or_else(|e| e.into_inner());
+        match small.take() {
+            Some((k, bytes)) if &k == name => Some(bytes),
+            other => {
+                *small = other;
+                None
+            }
+        }
+    }
+
+    /// Once a session, before its first write: aborts the uploads of keys
+    /// (git-annex's object names, chunk keys included) abandoned longer
+    /// ago than the remote's stale-upload age. A write costs one more
+    /// request a session, not one a key; a failed sweep only leaves the
+    /// uploads for the next session.
+    async fn sweep_once(&self) {
+        if self.swept.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let swept = self
+            .bucket
+            .abort_stale_uploads(|name| Key::parse(name).is_ok())
+            .await;
+        match swept {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(remote = %self.bucket.remote(), aborted = n, "stale uploads aborted")
+            }
+            Err(e) => tracing::warn!("sweeping stale uploads: {e}"),
+        }
     }
 }
 
@@ -89,16 +145,38 @@ impl Storage for S3 {
     }
 
     async fn stat(&self, name: &Key) -> Result<Option<u64>, StorageError> {
-        let r = self.bucket.stat(&object_name(name)).await;
-        r.map_err(|e| storage_error(e, self.remote()))
+        let r = self
+            .bucket
+            .stat_with_head(&object_name(name), SMALL_OBJECT)
+            .await;
+        let found = r.map_err(|e| storage_error(e, self.remote()))?;
+        let mut small = self.small.lock().unwrap_or_else(|e| e.into_inner());
+        *small = match &found {
+            Some((_, Some(bytes))) => Some((name.clone(), bytes.clone())),
+            _ => None,
+        };
+        Ok(found.map(|(size, _)| size))
     }
 
     async fn read(&self, name: &Key, offset: u64) -> Result<ObjectReader, StorageError> {
+        if let Some(bytes) = self.take_small(name) {
+            let from = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let object = object_name(name);
+            return Ok(ObjectReader::from_bytes(
+                &self.bucket,
+                &object,
+                bytes.slice(from..),
+            ));
+        }
         let r = self.bucket.read(&object_name(name), offset).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }
 
     async fn begin_write(&self, name: &Key, size: Option<u64>) -> Result<S3Write, StorageError> {
+        self.take_small(name);
+        self.sweep_once().await;
         let r = self.bucket.begin_write(&object_name(name), size).await;
         let staged = r.map_err(|e| storage_error(e, self.remote()))?;
         Ok(S3Write {
@@ -108,6 +186,7 @@ impl Storage for S3 {
     }
 
     async fn remove(&self, name: &Key) -> Result<(), StorageError> {
+        self.take_small(name);
         let r = self.bucket.remove(&object_name(name)).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }

@@ -28,7 +28,7 @@ fn s3_world_by(setup: Setup, extra: &[&str]) -> World {
 
 /// [`s3_world_by`], requests sent to `port` on the loopback (moto, or a
 /// forwarder to it).
-fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
+pub(super) fn s3_world_at(setup: Setup, port: u16, extra: &[&str]) -> World {
     s3_world_with(TestEnv::new(ServerKind::Ours), setup, port, extra)
 }
 
@@ -93,7 +93,7 @@ fn s3_world_with(env: TestEnv, setup: Setup, port: u16, extra: &[&str]) -> World
 }
 
 /// Multipart uploads begun and neither completed nor aborted.
-fn pending_uploads(wd: &World) -> Vec<String> {
+pub(super) fn pending_uploads(wd: &World) -> Vec<String> {
     moto::shared().list_uploads(wd.bucket.as_deref().expect("an S3 world"))
 }
 
