@@ -12,6 +12,7 @@
 //!   from an offset, a staged write committed only once verified, remove);
 //!   [`directory`], [`s3`] and [`external`] are the kinds served.
 //! - [`chunks`]: git-annex's chunk keys and chunk log.
+//! - [`present`]: a direct upload (DATA-PRESENT) checked and logged.
 //! - [`remote`]: the [`crate::backend::Backend`] over any storage: the
 //!   session loop drives it as it drives a local repository or a peer.
 
@@ -19,6 +20,7 @@ pub mod chunks;
 pub mod config;
 pub mod directory;
 pub mod external;
+pub(crate) mod present;
 pub(crate) mod put;
 pub(crate) mod read;
 pub mod remote;
