@@ -6,9 +6,10 @@
 //! it can: every object there with the sizes the key and its chunks must
 //! have and, where the storage reads back cheaply (a directory), the
 //! content hashed against the key, read in bounded pieces. Where reading
-//! back would cost a download of the whole object (S3, an external
-//! program), the sizes are what is checked. git-annex's proxy asks the
-//! remote's CHECKPRESENT alone.
+//! back would cost a download of the whole object, what the storage's
+//! stat says is what is checked: S3 objects' sizes; an external program's
+//! CHECKPRESENT (its protocol gives no size), which is all git-annex's
+//! proxy asks of any remote.
 
 use annex::key::Key;
 use annex::store::{Mismatch, Verifier};

@@ -83,7 +83,7 @@ pub trait Storage: Send + Sync {
     /// Whether reading an object back costs no more than reading a local
     /// file, so a direct upload (DATA-PRESENT) is hashed before it is
     /// believed; where it would be a download of the whole object (S3,
-    /// an external program's RETRIEVE), its size alone is checked.
+    /// an external program's RETRIEVE), [`Self::stat`] alone is believed.
     fn read_back_is_cheap(&self) -> bool {
         false
     }
