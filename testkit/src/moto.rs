@@ -172,6 +172,13 @@ impl Moto {
         );
     }
 
+    /// Puts an object (unsigned), as a client uploading to the bucket
+    /// itself does.
+    pub fn put_object(&self, bucket: &str, name: &str, body: &[u8]) {
+        let (status, reply) = self.request_full("PUT", &format!("/{bucket}/{name}"), "", body);
+        assert!(status == 200, "putting {name}: HTTP {status}: {reply}");
+    }
+
     /// A bodiless HTTP/1.1 request; the status and the body.
     pub fn request(&self, method: &str, path: &str) -> (u16, String) {
         self.request_with(method, path, "")
@@ -179,13 +186,27 @@ impl Moto {
 
     /// [`Self::request`] with more header lines (each ending in CRLF).
     pub fn request_with(&self, method: &str, path: &str, headers: &str) -> (u16, String) {
+        self.request_full(method, path, headers, b"")
+    }
+
+    /// An HTTP/1.1 request with more header lines and `body`; the status
+    /// and the reply's body.
+    pub fn request_full(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> (u16, String) {
         let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("connect to moto");
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\
              {headers}Connection: close\r\n\r\n",
-            self.port
+            self.port,
+            body.len()
         );
         s.write_all(req.as_bytes()).expect("send to moto");
+        s.write_all(body).expect("send to moto");
         let mut resp = Vec::new();
         s.read_to_end(&mut resp).expect("read from moto");
         let text = String::from_utf8_lossy(&resp).into_owned();

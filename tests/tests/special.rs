@@ -22,6 +22,8 @@
 //! - `s3`: the same through our proxy to an S3 remote `d` (moto), chunked
 //!   and not, the bucket checked object by object.
 //! - `http`: the directory remote reached over `annexproxy p2phttp`.
+//! - `direct`: content the client put into the remote itself, announced
+//!   with DATA-PRESENT (a direct upload): checked, verified, recorded.
 //! - `external`: external special remotes (rclone's, datalad's ora, a
 //!   misbehaving program of ours).
 //! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
@@ -52,6 +54,8 @@ mod versus;
 
 #[path = "special/cluster.rs"]
 mod cluster;
+#[path = "special/direct.rs"]
+mod direct;
 #[path = "special/external.rs"]
 mod external;
 #[path = "special/http.rs"]

@@ -29,6 +29,7 @@ use crate::backend::{same_file, Backend, BackendError, Failure, Outcome};
 use crate::special::crypt::Crypt;
 use crate::special::directory::Directory;
 use crate::special::external::External;
+use crate::special::present::PresentError;
 use crate::special::put::{PutError, Upload};
 use crate::special::read::Objects;
 use crate::special::remote::{Special, UploadError};
@@ -150,9 +151,10 @@ impl<S: Storage + 'static> SpecialNode<S> {
             Ending::Body { mode, digest, .. } => (*mode, digest.filter(|_| unhashed)),
             Ending::Present => {
                 drop(upload);
-                return Some(match self.special.locate(&key).await {
-                    Ok(found) => Ok(Outcome::plain(found.is_some())),
-                    Err(e) => Err(self.failed("PUT", e)),
+                return Some(match self.special.accept_present(&key).await {
+                    Ok(()) => Ok(Outcome::plain(true)),
+                    Err(PresentError::Backend(e)) => Err(self.failed("PUT", e)),
+                    Err(e) => Err(failure(self.name(), "PUT")(e.to_string())),
                 });
             }
         };

@@ -14,6 +14,7 @@
 //! - [`chunks`]: git-annex's chunk keys and chunk log.
 //! - [`crypto`]: git-annex's encryption (ciphers, HMAC names, gpg), and
 //!   [`crypt`] the storage wrapper that applies it to any kind.
+//! - [`present`]: a direct upload (DATA-PRESENT) checked and logged.
 //! - [`remote`]: the [`crate::backend::Backend`] over any storage: the
 //!   session loop drives it as it drives a local repository or a peer.
 
@@ -23,6 +24,7 @@ pub mod crypt;
 pub mod crypto;
 pub mod directory;
 pub mod external;
+pub(crate) mod present;
 pub(crate) mod put;
 pub(crate) mod read;
 pub mod remote;

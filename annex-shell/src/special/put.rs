@@ -323,7 +323,7 @@ fn object_size(key: &Key, chunk: Option<u64>, number: u64) -> Option<u64> {
 }
 
 /// Feed an object's bytes to the verifier.
-async fn hash_from<S: Storage, R: AsyncRead + Unpin>(
+pub(crate) async fn hash_from<S: Storage, R: AsyncRead + Unpin>(
     mut reader: R,
     verifier: &mut Verifier,
     storage: &S,

@@ -26,6 +26,7 @@ use annex::store::{Checked, Mismatch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::chunks::{self, ChunkConfig, Layout};
+use super::present::PresentError;
 use super::put::{KeyLock, PutError, Upload};
 use super::resume::ResumeFile;
 use super::storage::Storage;
@@ -172,7 +173,7 @@ impl<S: Storage> Special<S> {
         Ok(())
     }
 
-    fn log_presence(&mut self, key: &Key, present: bool) -> Result<(), BackendError> {
+    pub(crate) fn log_presence(&mut self, key: &Key, present: bool) -> Result<(), BackendError> {
         let status = if present {
             LogStatus::Present
         } else {
@@ -288,12 +289,16 @@ pub(crate) enum UploadError {
 impl<S: Storage> Special<S> {
     /// Begin storing `key`: `None` when the remote has it already; else
     /// the upload from its resume offset, or why the remote cannot take
-    /// it.
+    /// it. Content there that the location log does not record (a direct
+    /// upload not yet announced, or one whose announcement was refused)
+    /// is not vouched for: the client is asked for it, and may answer
+    /// DATA-PRESENT ([`Special::accept_present`]) or send it.
     pub(crate) async fn begin_upload(
         &mut self,
         key: &Key,
     ) -> Result<Option<Result<Upload<S>, Failure>>, BackendError> {
-        if self.locate(key).await?.is_some() {
+        let recorded = self.branch.key_locations(key)?.contains(&self.uuid);
+        if recorded && self.locate(key).await?.is_some() {
             return Ok(None);
         }
         let chunk = self.chunking.chunk_size_for(key);
@@ -466,7 +471,14 @@ impl<S: Storage> Backend for Special<S> {
             StoreEnd::Abandon(_) => return Ok(Outcome::plain(false)),
             StoreEnd::Present => {
                 drop(upload);
-                return Ok(Outcome::plain(self.locate(&key).await?.is_some()));
+                return match self.accept_present(&key).await {
+                    Ok(()) => Ok(Outcome::plain(true)),
+                    Err(PresentError::Backend(e)) => Err(e),
+                    Err(e) => {
+                        crate::user::tell(format_args!("{e}"));
+                        Ok(Outcome::plain(false))
+                    }
+                };
             }
         };
         match self.finish_upload(upload, mode, None).await {

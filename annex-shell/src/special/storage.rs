@@ -80,6 +80,14 @@ pub trait Storage: Send + Sync {
         Ok(None)
     }
 
+    /// Whether reading an object back costs no more than reading a local
+    /// file, so a direct upload (DATA-PRESENT) is hashed before it is
+    /// believed; where it would be a download of the whole object (S3,
+    /// an external program's RETRIEVE), [`Self::stat`] alone is believed.
+    fn read_back_is_cheap(&self) -> bool {
+        false
+    }
+
     /// Start writing the object `name` of `size` bytes (when known). What
     /// an earlier interrupted attempt staged for the same name is kept:
     /// [`StagedWrite::staged`] says how much, and the bytes given next

@@ -426,3 +426,38 @@ fn get_at_an_offset_reads_the_range_only() {
         "{got} bytes came from the bucket for a 200000-byte range"
     );
 }
+
+/// A direct upload to the bucket announced with DATA-PRESENT: its size is
+/// what is checked (reading it back would download it all): the object
+/// with the key's size is recorded, one of another size refused and not
+/// recorded.
+#[test]
+fn direct_upload_to_s3_is_checked_by_size() {
+    let wd = s3_world(&[]);
+    let bucket = wd.bucket.as_deref().expect("an S3 world");
+    let content = pseudo_random_bytes(27, 50_000);
+    let key = sha256e_key(&content, ".bin");
+    moto::shared().put_object(bucket, &key, &content);
+    let other = pseudo_random_bytes(28, 50_000);
+    let other_key = sha256e_key(&other, ".bin");
+    moto::shared().put_object(bucket, &other_key, &other[1..]);
+    let mut shell = shell_to_d_speaking(&wd, 4);
+    for (k, answer) in [(&key, "SUCCESS"), (&other_key, "FAILURE")] {
+        shell.send(&format!("PUT f.bin {k}"));
+        shell.expect("PUT-FROM 0");
+        shell.send("DATA-PRESENT");
+        shell.expect(answer);
+    }
+    shell.finish().assert_exit(0);
+    wd.env.annex(&wd.client, &["sync"]).ok();
+    let whereis = |k: &str| wd.env.annex(&wd.client, &["whereis", "--key", k]).stdout;
+    assert!(whereis(&key).contains("origin-d"), "{}", whereis(&key));
+    assert!(!whereis(&other_key).contains("origin-d"));
+    // Real git-annex in the proxy reads it from the bucket whole.
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY),
+    ];
+    let fsck = ["fsck", "--from", "d", "--key", &key];
+    wd.env.oracle_annex_with(&wd.proxy, &fsck, &creds).ok();
+}

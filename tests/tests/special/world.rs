@@ -155,12 +155,17 @@ pub fn server_fsck_from_d(wd: &World) {
 /// Our git-annex-shell on the proxy, addressed at the special remote, as
 /// a client's ssh session starts it.
 pub fn shell_to_d(wd: &World) -> Shell {
+    shell_to_d_speaking(wd, 3)
+}
+
+/// [`shell_to_d`], the client offering protocol `version`.
+pub fn shell_to_d_speaking(wd: &World, version: u32) -> Shell {
     let mut cmd = wd.env.server_command("git-annex-shell");
     cmd.args(["p2pstdio", &wd.proxy.display().to_string(), CLIENT_UUID])
         .args(["--uuid", &d_uuid(wd)])
         .current_dir(&wd.proxy);
     let mut shell = Shell::start(cmd, ServerKind::Ours);
-    shell.hello(Some(3));
+    shell.hello(Some(version));
     shell
 }
 
@@ -169,6 +174,15 @@ pub fn data(body: &[u8], len: usize) -> Vec<u8> {
     let mut out = format!("DATA {len}\n").into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// PUT `key` with all of `content` from offset 0; it is stored.
+pub fn put_whole(shell: &mut Shell, key: &str, content: &[u8]) {
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(content, content.len()));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
 }
 
 /// Real `git annex verifyremote NAME`, then `--safe` with the ID it asks
@@ -218,11 +232,7 @@ pub fn corrupted_upload_never_appears_in(wd: &World) {
         shell.send(&format!("CHECKPRESENT {key}"));
         shell.expect("FAILURE");
     }
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content, content.len()));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
+    put_whole(&mut shell, &key, &content);
     shell.finish().assert_exit(0);
     assert!(!held(wd).is_empty());
     server_fsck_from_d(wd);
