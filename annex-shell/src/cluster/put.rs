@@ -310,6 +310,11 @@ where
     let rest = body.remaining();
     match body.tee_rest(input, pipes).await? {
         TeeRest::Done(got) => {
+            tracing::debug!(
+                nodes = got.len(),
+                bytes = rest,
+                "body teed into the nodes' pipes"
+            );
             for (&i, got) in receiving.iter().zip(got) {
                 nodes[i].piped(got);
             }
