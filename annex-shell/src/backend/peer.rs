@@ -161,13 +161,9 @@ impl Peer {
         uuids: impl IntoIterator<Item = &'a str>,
         status: LogStatus,
     ) {
-        for u in uuids {
-            match self.branch.log_key_location(key, u, status) {
-                Ok(changed) => self.journalled |= changed,
-                Err(e) => {
-                    tracing::warn!(%key, uuid = %u, error = %e, "recording in the location log")
-                }
-            }
+        match self.branch.log_key_locations(key, uuids, status) {
+            Ok(changed) => self.journalled |= changed,
+            Err(e) => tracing::warn!(%key, error = %e, "recording in the location log"),
         }
     }
 
@@ -186,13 +182,13 @@ impl Peer {
             Message::FailurePlus(us) => (false, us),
             m => return Err(self.unexpected("outcome", &m)),
         };
-        if ok {
-            self.record(key, [node_uuid.as_str()], status);
-        }
         // Others that removed it did so even when the node failed to.
-        if ok || status == LogStatus::Missing {
-            self.record(key, also.iter().map(String::as_str), status);
-        }
+        let others = (ok || status == LogStatus::Missing).then_some(&also);
+        let node = ok.then_some(node_uuid.as_str());
+        let all = node
+            .into_iter()
+            .chain(others.into_iter().flatten().map(String::as_str));
+        self.record(key, all, status);
         Ok(Outcome { ok, also })
     }
 

@@ -185,16 +185,10 @@ impl Gateway {
         uuids: impl IntoIterator<Item = &'a String>,
         status: LogStatus,
     ) {
-        for u in uuids {
-            if annex::branch::maplog::is_cluster_uuid(u) {
-                continue;
-            }
-            match self.branch.log_key_location(key, u, status) {
-                Ok(changed) => self.journalled |= changed,
-                Err(e) => {
-                    tracing::warn!(%key, uuid = %u, error = %e, "recording in the location log")
-                }
-            }
+        let uuids = uuids.into_iter().map(String::as_str);
+        match self.branch.log_key_locations(key, uuids, status) {
+            Ok(changed) => self.journalled |= changed,
+            Err(e) => tracing::warn!(%key, error = %e, "recording in the location log"),
         }
     }
 }

@@ -40,7 +40,10 @@
 //!   ([`Ending`]) and answers the node's [`Outcome`]. The client's body is
 //!   read once by the gateway for all nodes, and hashed once for all the
 //!   nodes that let it ([`Node::shares_hash`]): those get the stream's
-//!   digest in [`Ending::Body`] instead of hashing again.
+//!   digest in [`Ending::Body`] instead of hashing again. When every
+//!   receiving node is a pipe ([`Node::body_pipe`]) and nothing is hashed,
+//!   the kernel tees the body into the pipes instead, and
+//!   [`Node::piped`] says what each got.
 //! - **Failure**: a node's failure costs the requests made of it, never
 //!   the session; a node that is lost mid-way answers with the reason, and
 //!   [`Node::fail`] (the gateway calls it when sending from the node broke)
@@ -52,19 +55,20 @@
 //!   in the session (commits what it journalled). A kind that git can
 //!   reach (CONNECT) gives its P2P session in [`Node::link`].
 //!
-//! `open`, `sync_clock`, `end_body`, `busy`, `shares_hash` and `link` have
-//! defaults for kinds that need nothing started, have this machine's
-//! clock, write as they receive, know no load, hash for themselves and
-//! serve no git.
+//! `open`, `sync_clock`, `end_body`, `busy`, `shares_hash`, `body_pipe`,
+//! `piped` and `link` have defaults for kinds that need nothing started,
+//! have this machine's clock, write as they receive, know no load, hash
+//! for themselves, are no pipe and serve no git.
 //!
 //! Methods return boxed futures ([`Fut`]) so that the gateway holds its
 //! nodes as `Box<dyn Node>` of any kind.
 
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 
 use annex::key::Key;
-use annex::p2p::ConnError;
+use annex::p2p::{ConnError, TeeOut};
 use annex::store::{Checked, Mismatch, VerifyMode};
 use annex::transport::NodeConnection;
 use tokio::io::AsyncRead;
@@ -226,6 +230,18 @@ pub trait Node: Send {
     /// The client's body (after an accepted offer) ends at byte `end` of
     /// the content.
     fn begin_body(&mut self, end: u64) -> Fut<'_, ()>;
+
+    /// The pipe into which the kernel may write the node's share of the
+    /// body from offset `start` on (tee, see [`annex::p2p::DataBody::tee_rest`]),
+    /// instead of handing it to [`Node::receive`]; `None` for nodes that
+    /// are no pipe or want another part of the body.
+    fn body_pipe(&mut self, _start: u64) -> Option<OwnedFd> {
+        None
+    }
+
+    /// What the kernel wrote into [`Node::body_pipe`] (and why it
+    /// stopped, when it did).
+    fn piped(&mut self, _got: TeeOut) {}
 
     /// The piece of the body that starts at byte `at` of the content;
     /// `hashed`: the gateway hashes the stream for the nodes sharing one

@@ -6,9 +6,11 @@
 //! The node has a clock of its own: a REMOVE-BEFORE deadline is moved
 //! into it with the node's GETTIMESTAMP answer.
 
+use std::os::fd::OwnedFd;
+
 use annex::key::Key;
 use annex::p2p::connection::ParkedData;
-use annex::p2p::{ConnError, Message};
+use annex::p2p::{ConnError, Message, TeeOut};
 use annex::store::VerifyMode;
 use annex::transport::NodeRemote;
 
@@ -338,6 +340,26 @@ impl Node for PeerNode {
                 Err(e) => self.broke = Some(e),
             }
         })
+    }
+
+    /// The node's stdin when it is a pipe (a child's: ssh or a local
+    /// `git-annex-shell`) and it wants all of the body.
+    fn body_pipe(&mut self, start: u64) -> Option<OwnedFd> {
+        if self.offset != Some(start) || self.parked.is_none() || self.broke.is_some() {
+            return None;
+        }
+        self.link.conn()?.input_pipe()
+    }
+
+    fn piped(&mut self, got: TeeOut) {
+        if let Some(parked) = self.parked.as_mut() {
+            parked.sent_around(got.sent);
+        }
+        if let Some(e) = got.error {
+            // Its session is broken: nothing more goes down it.
+            self.parked = None;
+            self.broke = Some(ConnError::Io(e));
+        }
     }
 
     fn end_body(&mut self) -> Fut<'_, ()> {

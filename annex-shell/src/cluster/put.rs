@@ -7,20 +7,24 @@
 //! keeps only the bytes past its own, so no byte is lost or doubled
 //! whatever the mix of offsets. When the body covers the whole content,
 //! the gateway hashes it once for every node that can verify with that
-//! one hash (the in-process ones). A node that fails mid-stream drops
-//! out; the others go on, and the answer names exactly the nodes that
-//! then hold the key.
+//! one hash (the in-process ones). When all the receiving nodes are
+//! pipes (ssh or child sessions) that verify for themselves, the kernel
+//! tees the body from the client's pipe into theirs ([`tee_body`]). A
+//! node that fails mid-stream drops out; the others go on, and the
+//! answer names exactly the nodes that then hold the key.
 
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
 
 use annex::branch::LogStatus;
 use annex::key::Key;
-use annex::p2p::{Connection, Message};
+use annex::p2p::connection::TeeRest;
+use annex::p2p::{Connection, DataBody, Message};
 use annex::store::{Verifier, VerifyMode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::gateway::Gateway;
-use super::node::{Digest, Ending, Offer};
+use super::node::{Digest, Ending, Node, Offer};
 use super::policy;
 use super::pool::fan_out;
 use crate::backend::{BackendError, Outcome, StoreEnd, Storing};
@@ -144,6 +148,9 @@ impl Gateway {
         let mut verifier = hashed.then(|| Verifier::new(&going.key));
         let mut body = client.data_body(len);
         let mut at = start;
+        if !hashed && len >= TEE_FROM {
+            at = tee_body(nodes, &receiving, start, &mut body).await?;
+        }
         while let Some(chunk) = body.next_chunk().await? {
             if let Some(v) = verifier.as_mut() {
                 v.update(chunk);
@@ -256,6 +263,64 @@ impl Gateway {
             }
         }
         targets
+    }
+}
+
+/// Bodies from this size on are worth the kernel's tee (below it, the
+/// system calls cost more than the copies they save).
+const TEE_FROM: u64 = 64 * 1024;
+
+/// When every receiving node is a pipe that wants the whole body and the
+/// client's body is still in our input pipe: the bytes already read go
+/// to the nodes the ordinary way, and the rest is teed by the kernel
+/// from our input into the nodes' pipes (issue 16: no copy per node in
+/// user space), each node told what it got. Returns the offset the body
+/// is at afterwards (its end, unless the kernel could not tee: then the
+/// rest comes by [`annex::p2p::DataBody::next_chunk`]).
+async fn tee_body<R, W>(
+    nodes: &mut [Box<dyn Node>],
+    receiving: &[usize],
+    start: u64,
+    body: &mut DataBody<'_, R, W>,
+) -> Result<u64, BackendError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let pipes = |nodes: &mut [Box<dyn Node>], at: u64| -> Option<Vec<OwnedFd>> {
+        let pipes: Option<Vec<OwnedFd>> =
+            receiving.iter().map(|&i| nodes[i].body_pipe(at)).collect();
+        pipes.filter(|p| !p.is_empty())
+    };
+    if pipes(nodes, start).is_none() {
+        return Ok(start);
+    }
+    let Some(input) = body.kernel_input().await else {
+        return Ok(start);
+    };
+    let mut at = start;
+    while let Some(chunk) = body.next_buffered(&input).await? {
+        fan_out(nodes, Some(receiving), |_, n| n.receive(at, chunk, false)).await;
+        at += chunk.len() as u64;
+    }
+    // Asked again: a node may have failed on the bytes already read.
+    let Some(pipes) = pipes(nodes, start) else {
+        return Ok(at);
+    };
+    let rest = body.remaining();
+    match body.tee_rest(input, pipes).await? {
+        TeeRest::Done(got) => {
+            tracing::debug!(
+                nodes = got.len(),
+                bytes = rest,
+                "body teed into the nodes' pipes"
+            );
+            for (&i, got) in receiving.iter().zip(got) {
+                nodes[i].piped(got);
+            }
+            Ok(at + rest)
+        }
+        TeeRest::Unsupported => Ok(at),
     }
 }
 

@@ -262,6 +262,34 @@ impl Branch {
         self.log_location(&location_log_path_for(key), uuid, status)
     }
 
+    /// [`Branch::log_key_location`] for several UUIDs at once (a gateway
+    /// logging every node it stored a key on or removed it from): one
+    /// journal write for all of them, where one per UUID would create a
+    /// journal file each, the costliest thing a server does per key (see
+    /// `pack`). Cluster UUIDs are skipped. Returns whether the log changed.
+    pub fn log_key_locations<'a>(
+        &self,
+        key: &crate::key::Key,
+        uuids: impl IntoIterator<Item = &'a str>,
+        status: LogStatus,
+    ) -> Result<bool, BranchError> {
+        let uuids: Vec<&str> = uuids.into_iter().filter(|u| !is_cluster_uuid(u)).collect();
+        if uuids.is_empty() {
+            return Ok(false);
+        }
+        let candidate = VectorClock::candidate_now();
+        self.maybe_change_file(&location_log_path_for(key), |old| {
+            let mut changed: Option<Vec<u8>> = None;
+            for u in &uuids {
+                let base = changed.as_deref().or(old).unwrap_or_default();
+                if let Some(new) = change_location_log(base, u, status, candidate) {
+                    changed = Some(new);
+                }
+            }
+            changed
+        })
+    }
+
     /// UUIDs the location log says have the key.
     pub fn key_locations(&self, key: &crate::key::Key) -> Result<Vec<String>, BranchError> {
         let log = self.location_log(&location_log_path_for(key))?;

@@ -90,6 +90,31 @@ fn journal_commit_and_read_back() {
     assert!(!b.journal_dirty());
 }
 
+/// A gateway logs every node of a key at once: all the lines, one journal
+/// file, cluster UUIDs left out, and nothing written when the log already
+/// says so.
+#[test]
+fn several_uuids_logged_at_once() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    let key: crate::key::Key = "SHA256E-s1--aa".parse().expect("key");
+    let cluster = "ac9d2b2e-0000-8000-8000-000000000001";
+    let uuids = [U1, U2, cluster];
+    assert!(b
+        .log_key_locations(&key, uuids, LogStatus::Present)
+        .expect("log"));
+    let path = location_log_path_for(&key);
+    assert_eq!(b.location_log(&path).expect("read").present(), vec![U1, U2]);
+    assert_eq!(b.journal.list().expect("list").len(), 1);
+    assert!(!b
+        .log_key_locations(&key, [U2, U1], LogStatus::Present)
+        .expect("no-op"));
+    assert!(b
+        .log_key_locations(&key, [U2], LogStatus::Missing)
+        .expect("log"));
+    assert_eq!(b.location_log(&path).expect("read").present(), vec![U1]);
+}
+
 /// A client pushed `git-annex` straight to us between our journal write and
 /// our commit (autoinit in `configlist`, then `git annex sync`): the
 /// pushed lines must survive next to ours.

@@ -18,6 +18,7 @@ use super::message::Message;
 mod kernel;
 mod split;
 
+pub use kernel::{KernelInput, TeeRest};
 pub use split::Halves;
 
 /// Largest piece of a body handed out or written at once.
@@ -573,6 +574,12 @@ pub struct ParkedData {
 impl ParkedData {
     pub fn remaining(&self) -> u64 {
         self.remaining
+    }
+
+    /// `n` bytes of the body reached the peer by another way (the kernel
+    /// wrote them straight into its pipe, see [`DataBody::tee_rest`]).
+    pub fn sent_around(&mut self, n: u64) {
+        self.remaining = self.remaining.saturating_sub(n);
     }
 }
 

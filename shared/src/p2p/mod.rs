@@ -5,8 +5,10 @@
 pub mod codec;
 pub mod connection;
 pub mod message;
+mod tee;
 mod zerocopy;
 
 pub use codec::{decode, encode, DecodeError, Decoded};
 pub use connection::{ConnError, Connection, DataBody, DataSink, DataWriter, Halves};
 pub use message::{fit, Message, Service, MAX_PROTOCOL_VERSION};
+pub use tee::TeeOut;

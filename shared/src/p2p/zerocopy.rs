@@ -99,7 +99,7 @@ pub(super) fn splice_all(from: &OwnedFd, out: &OwnedFd, len: u64) -> Result<(), 
 /// After `EAGAIN`: wait for whichever side held the splice up. The output
 /// is asked first, since a full output with input waiting would otherwise
 /// have poll return at once, again and again.
-fn wait_ready(from: &OwnedFd, out: &OwnedFd) -> Result<(), Errno> {
+pub(super) fn wait_ready(from: &OwnedFd, out: &OwnedFd) -> Result<(), Errno> {
     let mut room = [PollFd::new(out.as_fd(), PollFlags::POLLOUT)];
     let (fd, flags) = match poll(&mut room, PollTimeout::ZERO) {
         Ok(0) => (out.as_fd(), PollFlags::POLLOUT),

@@ -229,6 +229,17 @@ fn killing_wrapper(shell: &Path, fault: &Path) -> String {
 /// `annex-shell` (for a local-path node real git-annex ignores it and runs
 /// `git-annex-shell` from PATH: Remote/Helper/Ssh.hs, git_annex_shell).
 fn node_killed_mid_fanout(kind: ServerKind) {
+    killed_mid_fanout(kind, false);
+}
+
+/// The same with every node reached over ssh, where our gateway tees the
+/// body from the client's pipe into the nodes' pipes: node2's pipe breaks
+/// under the kernel's tee and the others still get every byte.
+fn node_killed_mid_tee(kind: ServerKind) {
+    killed_mid_fanout(kind, true);
+}
+
+fn killed_mid_fanout(kind: ServerKind, all_over_ssh: bool) {
     let fault = std::cell::RefCell::new(PathBuf::new());
     let c = cluster(kind, Setup::matching(kind), 3, |env, gateway| {
         env.server_can_ssh();
@@ -239,14 +250,20 @@ fn node_killed_mid_fanout(kind: ServerKind) {
             .expect("write the wrapper");
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
             .expect("chmod the wrapper");
-        let node2 = env.srv.join("node2.git");
-        for (k, v) in [
-            ("url", env.url(&node2)),
-            ("annex-shell", script.display().to_string()),
-        ] {
-            env.oracle(gateway, &["config", &format!("remote.node2.{k}"), &v])
+        for i in 1..=3 {
+            let node = env.srv.join(format!("node{i}.git"));
+            let name = format!("remote.node{i}");
+            if all_over_ssh || i == 2 {
+                env.oracle(
+                    gateway,
+                    &["config", &format!("{name}.url"), &env.url(&node)],
+                )
                 .ok();
+            }
         }
+        let shell = script.display().to_string();
+        env.oracle(gateway, &["config", "remote.node2.annex-shell", &shell])
+            .ok();
         *fault.borrow_mut() = f;
     });
     let fault = fault.into_inner();
@@ -285,3 +302,4 @@ fn node_killed_mid_fanout(kind: ServerKind) {
 }
 
 on_both_servers!(node_killed_mid_fanout);
+on_both_servers!(node_killed_mid_tee);

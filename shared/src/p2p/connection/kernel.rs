@@ -1,6 +1,7 @@
 //! Bodies moved by the kernel rather than through our buffers: sendfile
 //! from an object file to the peer, splice from a node's pipe to the peer,
-//! and splice from the peer to a node's pipe.
+//! splice from the peer to a node's pipe, and tee from the peer to
+//! several nodes' pipes (a cluster's fan-out).
 //!
 //! Each needs the descriptor under the async pipe. Bytes that already left
 //! a descriptor (in our read buffer, or read ahead by a reader thread) go
@@ -11,9 +12,10 @@ use std::os::fd::OwnedFd;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{ConnError, Connection, DataWriter};
+use super::{ConnError, Connection, DataBody, DataWriter};
 use crate::p2p::codec;
 use crate::p2p::message::Message;
+use crate::p2p::tee::{self, TeeOut};
 use crate::p2p::zerocopy::{self, KernelCopy, SpliceStop};
 use crate::threadio::ReadGate;
 
@@ -295,6 +297,93 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             }
         }
         Ok(remaining)
+    }
+}
+
+/// The input descriptor of a body being received, its reader parked
+/// until this is dropped (see [`DataBody::kernel_input`]).
+pub struct KernelInput {
+    fd: OwnedFd,
+    reopen: Reopen,
+}
+
+/// How [`DataBody::tee_rest`] ended.
+pub enum TeeRest {
+    /// The rest of the body went to the pipes: what each got.
+    Done(Vec<TeeOut>),
+    /// The kernel cannot tee these descriptors; nothing was taken, so the
+    /// rest comes by [`DataBody::next_chunk`].
+    Unsupported,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> DataBody<'_, R, W> {
+    /// For a body the kernel is to take where it is still in the
+    /// connection's input descriptor: parks the reader's thread and gives
+    /// the descriptor. `None` when this connection has none, or already
+    /// read the whole body ([`Self::next_chunk`] then).
+    pub async fn kernel_input(&mut self) -> Option<KernelInput> {
+        let input = self
+            .conn
+            .splice_from
+            .as_ref()
+            .filter(|_| !self.conn.broken)?;
+        let (fd, gate) = (input.fd.try_clone().ok()?, input.gate.clone());
+        // As in relay_data_spliced: pause only while the descriptor still
+        // owes bytes of this body.
+        let have = (self.conn.end - self.conn.start) as u64 + gate.held();
+        if have >= self.remaining {
+            return None;
+        }
+        gate.pause().await;
+        Some(KernelInput {
+            fd,
+            reopen: Reopen(gate),
+        })
+    }
+
+    /// With the reader parked: the next piece that already left the
+    /// descriptor, `None` once the rest is only in the descriptor.
+    pub async fn next_buffered(&mut self, input: &KernelInput) -> Result<Option<&[u8]>, ConnError> {
+        if self.conn.start == self.conn.end && input.reopen.0.held() == 0 {
+            return Ok(None);
+        }
+        self.next_chunk().await
+    }
+
+    /// The rest of the body, from the descriptor into every pipe of
+    /// `outs` (tee, then splice into the last: no byte through our
+    /// buffers); the reader's thread goes on afterwards. An output that
+    /// fails drops out and the others go on; the input failing or ending
+    /// early breaks the connection.
+    pub async fn tee_rest(
+        &mut self,
+        input: KernelInput,
+        outs: Vec<OwnedFd>,
+    ) -> Result<TeeRest, ConnError> {
+        let KernelInput { fd, reopen } = input;
+        let len = self.remaining;
+        let moved = tokio::task::spawn_blocking(move || tee::tee_all(&fd, &outs, len))
+            .await
+            .unwrap_or_else(|join| {
+                let e = std::io::Error::other(join.to_string());
+                Err((0, SpliceStop::Input(e)))
+            });
+        drop(reopen);
+        let (taken, stop) = match moved {
+            Ok(got) => {
+                self.remaining = 0;
+                return Ok(TeeRest::Done(got));
+            }
+            Err(failed) => failed,
+        };
+        self.remaining -= taken;
+        let received = self.expected - self.remaining;
+        let expected = self.expected;
+        match stop {
+            SpliceStop::Unsupported => Ok(TeeRest::Unsupported),
+            SpliceStop::InputEnded => self.conn.fail(ConnError::ShortData { expected, received }),
+            SpliceStop::Input(e) | SpliceStop::Output(e) => self.conn.fail(ConnError::Io(e)),
+        }
     }
 }
 

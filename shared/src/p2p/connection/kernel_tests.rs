@@ -227,3 +227,112 @@ async fn without_a_descriptor_the_body_is_copied() {
     drop(node);
     assert_eq!(node_reader.join().expect("node"), input[..input.len() - 6]);
 }
+
+/// A node's pipe for a teed body: non-blocking on our side (as a child's
+/// stdin under tokio), read by a thread that starts late (so the pipe
+/// fills and the tee must wait, or take only part of a step) and stops
+/// after `take` bytes, closing its end.
+fn pipe_taking(take: usize, late_ms: u64) -> (OwnedFd, JoinHandle<Vec<u8>>) {
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    nix::fcntl::fcntl(
+        &wr,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .expect("non-blocking");
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(late_ms));
+        let mut got = Vec::new();
+        let mut from = std::fs::File::from(rd);
+        let mut buf = vec![0; 7000];
+        while got.len() < take {
+            // Small, uneven reads: the pipes drain at different paces.
+            let want = buf.len().min(take - got.len());
+            match from.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    (wr, reader)
+}
+
+/// Read `DATA len`, tee the body into `outs`, and find `VALID` next.
+async fn tee_then_valid(
+    conn: &mut Connection<ThreadReader, tokio::io::Sink>,
+    outs: Vec<OwnedFd>,
+) -> (Vec<u8>, Vec<super::TeeOut>) {
+    let len = data_header(conn).await;
+    let mut body = conn.data_body(len);
+    let input = body.kernel_input().await.expect("a descriptor to tee from");
+    let mut head = Vec::new();
+    while let Some(chunk) = body.next_buffered(&input).await.expect("buffered") {
+        head.extend_from_slice(chunk);
+    }
+    let got = match body.tee_rest(input, outs).await.expect("teed") {
+        super::TeeRest::Done(got) => got,
+        super::TeeRest::Unsupported => panic!("pipes can be teed"),
+    };
+    drop(body);
+    assert_eq!(
+        conn.read_message().await.expect("next"),
+        Some(Message::Valid)
+    );
+    (head, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_is_teed_into_every_nodes_pipe_and_the_session_goes_on() {
+    let (rd, client) = client_sending(LEN, LEN);
+    let (mut conn, gate) = served(rd);
+    let nodes: Vec<_> = [0, 30, 80].map(|late| pipe_taking(usize::MAX, late)).into();
+    let outs = nodes
+        .iter()
+        .map(|(w, _)| w.try_clone().expect("dup"))
+        .collect();
+    let (head, got) = tee_then_valid(&mut conn, outs).await;
+    let rest = LEN - head.len();
+    for (out, (w, reader)) in got.iter().zip(nodes) {
+        assert_eq!((out.sent, out.error.is_none()), (rest as u64, true));
+        drop(w);
+        let mut whole = head.clone();
+        whole.extend_from_slice(&reader.join().expect("node"));
+        assert!(whole == body(LEN), "a node got {} bytes", whole.len());
+    }
+    client.join().expect("client");
+    // Only what the reader thread read ahead went through our buffers.
+    let read = gate.bytes_read();
+    assert!(
+        read < (LEN as u64) / 2,
+        "the reader thread read {read} of {LEN} bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_gone_mid_tee_drops_out_and_the_others_get_it_all() {
+    let (rd, client) = client_sending(LEN, LEN);
+    let (mut conn, _gate) = served(rd);
+    let nodes: Vec<_> = [(usize::MAX, 0), (300_000, 10), (usize::MAX, 40)]
+        .map(|(take, late)| pipe_taking(take, late))
+        .into();
+    let outs = nodes
+        .iter()
+        .map(|(w, _)| w.try_clone().expect("dup"))
+        .collect();
+    let (head, got) = tee_then_valid(&mut conn, outs).await;
+    let rest = (LEN - head.len()) as u64;
+    assert!(got[1].error.is_some() && got[1].sent < rest, "{:?}", got[1]);
+    for (i, (w, reader)) in nodes.into_iter().enumerate() {
+        drop(w);
+        let got_here = reader.join().expect("node");
+        if i == 1 {
+            assert_eq!(got_here.len(), 300_000);
+            continue;
+        }
+        assert_eq!(got[i].sent, rest);
+        let mut whole = head.clone();
+        whole.extend_from_slice(&got_here);
+        assert!(whole == body(LEN), "node {i} got {} bytes", whole.len());
+    }
+    client.join().expect("client");
+}
