@@ -9,8 +9,8 @@ real git-annex, and its own client clone driven by the same real client.
 Measured per side, in one run:
 - 200 x 2 KiB `git annex copy --to`, wall time and server CPU;
 - 300 MB `copy --to` and `get` through the real client;
-- checkpresent and 1 MiB GET latency p50/p99 and throughput at 8 and 32
-  concurrent keep-alive clients (Python threads: the client's own cost is
+- 1 MiB GET latency from one client alone; checkpresent and 1 MiB GET
+  latency p50/p99 and throughput at 8 and 32 concurrent keep-alive clients (Python threads: the client's own cost is
   in the figures, alike for both sides);
 - server RSS idle, and its peak while 32 clients load it;
 - children of the server left (running or zombie) after the loads;
@@ -216,6 +216,9 @@ def bench_side(side: Side, quick: bool) -> dict:
     q = f"clientuuid={side.client_uuid}"
     small_key, mib_key = side.key_of("small/f0"), side.key_of("mib")
     total = 400 if quick else LOAD_REQUESTS
+    # One client alone: a GET's latency, not the machine's throughput
+    # shared among clients (at c=8, p50 is about 8 / req/s).
+    r["get1m_c1"] = load(side, "GET", f"/git-annex/{side.uuid}/v4/key/{mib_key}?{q}", 1, total // 8)
     for c in (8, 32):
         cp = load(side, "POST", f"/git-annex/{side.uuid}/v4/checkpresent?key={small_key}&{q}", c, total)
         r[f"checkpresent_c{c}"] = cp
@@ -274,6 +277,8 @@ def table(res: dict) -> str:
         ("300 MB copy --to, s", lambda x: f"{x['big_copy_s']:.2f}"),
         ("300 MB get, s", lambda x: f"{x['big_get_s']:.2f}"),
     ]
+    rows.append(("1 MiB GET c=1: p50 / p99 ms, req/s",
+                 lambda x: "{p50_ms:.2f} / {p99_ms:.1f}, {rps:.0f}".format(**x["get1m_c1"])))
     for c in (8, 32):
         for k, label in (("checkpresent", "checkpresent"), ("get1m", "1 MiB GET")):
             rows.append((f"{label} c={c}: p50 / p99 ms, req/s",

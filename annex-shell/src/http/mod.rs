@@ -42,6 +42,7 @@
 
 pub mod auth;
 mod cgi;
+mod content;
 pub mod directory;
 pub mod forge;
 pub mod git;
@@ -53,6 +54,7 @@ mod range;
 mod reply;
 mod requests;
 pub mod route;
+mod sendfile;
 mod session;
 pub mod tls;
 mod transfer;
@@ -316,28 +318,47 @@ fn refuse_busy(stream: TcpStream) {
 async fn accepted(stream: TcpStream, ip: IpAddr, state: Arc<State>, slot: OwnedSemaphorePermit) {
     let peer = |secure| forge::Peer::new(secure, Some(ip), state.forge_headers);
     match &state.tls {
-        None => connection(stream, peer(false), Arc::clone(&state), slot).await,
+        None => {
+            // Plain TCP: file bodies go out by sendfile.
+            let files = sendfile::FileSlot::default();
+            let io = sendfile::Sendfile::new(stream, files.clone());
+            connection(io, peer(false), Arc::clone(&state), slot, Some(files)).await;
+        }
         Some(acceptor) => {
             let deadline = state.limits.header_timeout;
             if let Some(tls) = tls::handshake(acceptor, stream, deadline).await {
-                connection(tls, peer(true), Arc::clone(&state), slot).await;
+                connection(tls, peer(true), Arc::clone(&state), slot, None).await;
             }
         }
     }
 }
 
-async fn connection<S>(stream: S, peer: forge::Peer, state: Arc<State>, _slot: OwnedSemaphorePermit)
-where
+async fn connection<S>(
+    stream: S,
+    peer: forge::Peer,
+    state: Arc<State>,
+    _slot: OwnedSemaphorePermit,
+    files: Option<sendfile::FileSlot>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = idle::Activity::new();
     let io = hyper_util::rt::TokioIo::new(idle::Watched::new(stream, activity.clone()));
     let svc_state = Arc::clone(&state);
-    let service = hyper::service::service_fn(move |req| handle(req, peer, Arc::clone(&svc_state)));
-    let conn = hyper::server::conn::http1::Builder::new()
+    // Body chunks written as they are, never copied into hyper's buffer:
+    // sendfile's markers must reach the socket ([`sendfile`]).
+    let writev = files.is_some();
+    let service = hyper::service::service_fn(move |req| {
+        handle(req, peer, Arc::clone(&svc_state), files.clone())
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(state.limits.header_timeout)
-        .serve_connection(io, service);
+        .header_read_timeout(state.limits.header_timeout);
+    if writev {
+        builder.writev(true);
+    }
+    let conn = builder.serve_connection(io, service);
     let stopping = state.stopping.clone();
     let served = idle::watch(conn, activity, state.limits.idle_timeout, stopping).await;
     if let Some(Err(e)) = served {
@@ -352,6 +373,8 @@ pub(crate) struct Request<'a> {
     dir: PathBuf,
     ep: &'a Endpoint,
     mode: ServerMode,
+    /// Where file bodies go by sendfile (plain TCP only).
+    files: Option<sendfile::FileSlot>,
 }
 
 impl Request<'_> {
@@ -441,6 +464,7 @@ async fn handle(
     req: hyper::Request<Incoming>,
     peer: forge::Peer,
     state: Arc<State>,
+    files: Option<sendfile::FileSlot>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     if let Some(g) = git::GitRequest::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
@@ -472,6 +496,7 @@ async fn handle(
                     dir,
                     ep: &ep,
                     mode,
+                    files,
                 };
                 dispatch(&r, &parts.headers, body)
                     .instrument(span.clone())

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use annex::p2p::{ConnError, Connection, Message};
+use annex::p2p::{ConnError, Connection, FileTaker, Message};
 use annex::repo::Repo;
 use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
@@ -80,6 +80,8 @@ impl Target<'_> {
 /// The client end of a running session.
 pub struct SessionClient {
     pub conn: Pipe,
+    /// Files the session hands over as GET bodies, to be sent from here.
+    pub files: FileTaker,
     pub version: u32,
     done: tokio::task::JoinHandle<()>,
     /// The `--jobs` slot the session holds, if any.
@@ -104,6 +106,7 @@ impl SessionClient {
     /// (from version 1) and BYPASS (from version 2, when there is one).
     pub async fn open(t: Target<'_>) -> Result<SessionClient, SessionError> {
         let (ours, theirs) = tokio::io::duplex(PIPE_BUFFER);
+        let (giver, files) = annex::p2p::file_handoff();
         let (found_tx, found_rx) = oneshot::channel();
         let handle = tokio::runtime::Handle::current();
         let (dir, server, client) = (t.dir.to_owned(), t.server.to_owned(), t.client.to_owned());
@@ -119,12 +122,14 @@ impl SessionClient {
             };
             let _ = found_tx.send(Ok(!matches!(served, Served::Local(_))));
             let (r, w) = tokio::io::split(theirs);
-            handle.block_on(run(served, Connection::new(r, w), rules, cluster_jobs));
+            let conn = Connection::new(r, w).with_file_handoff(giver);
+            handle.block_on(run(served, conn, rules, cluster_jobs));
         });
         let proxied = found_rx.await.map_err(|_| SessionError::Ended)??;
         let (r, w) = tokio::io::split(ours);
         let mut s = SessionClient {
             conn: Connection::new(r, w),
+            files,
             version: t.version,
             done,
             permit: None,
@@ -176,8 +181,15 @@ impl SessionClient {
     /// committed is in place before the HTTP answer goes out.
     pub async fn close(self) {
         let SessionClient {
-            conn, done, permit, ..
+            conn,
+            files,
+            done,
+            permit,
+            ..
         } = self;
+        // A file handed over and not sent is cut off with the taker: the
+        // session then ends rather than wait for it.
+        drop(files);
         drop(conn);
         let _permit = permit;
         if let Err(e) = done.await {

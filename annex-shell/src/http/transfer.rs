@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::content::{FileChunks, Source};
 use super::range::{self, Wanted};
 use super::reply::{self, Body, BodySender, DATA_LENGTH};
 use super::requests::{already_have, outcome};
@@ -76,6 +77,7 @@ pub async fn get(req: &Request<'_>, a: GetArgs) -> Response<Body> {
         truncate: !plain_client,
         idle: req.state.limits.idle_timeout,
         metrics: std::sync::Arc::clone(&req.state.metrics),
+        files: req.files.clone(),
     };
     tokio::spawn(async move {
         if let Some(s) = feed(s, f).await {
@@ -171,92 +173,89 @@ struct Feed {
     truncate: bool,
     idle: Duration,
     metrics: std::sync::Arc<super::metrics::Metrics>,
+    /// The connection's sendfile, over plain TCP.
+    files: Option<super::sendfile::FileSlot>,
 }
 
 /// The DATA body to the response, holding back the last chunk until the
 /// session says whether the content was intact. The session comes back
-/// when it answered cleanly, to be pooled.
+/// when it answered cleanly, to be pooled. For a range, the session is
+/// hung up on after `count` bytes, mid-DATA (the upload counts as failed,
+/// which for a range it is), so it ends rather than going back to the pool.
 async fn feed(mut s: SessionClient, f: Feed) -> Option<SessionClient> {
-    if f.count < f.len {
-        feed_part(s, f).await;
-        return None;
-    }
-    let Feed {
-        len,
-        out,
-        truncate,
-        idle,
-        metrics,
-        ..
-    } = f;
-    let _streaming = metrics.transfer();
-    let sent = async {
-        let mut held: Option<Bytes> = None;
-        let mut body = s.conn.data_body(len);
-        while let Some(chunk) = body.next_chunk().await.ok()? {
-            if let Some(prev) = held.replace(Bytes::copy_from_slice(chunk)) {
-                // Counted as it is handed to hyper, so a scrape right
-                // after the client's read sees it.
-                let n = prev.len() as u64;
-                metrics.bytes_out.fetch_add(n, Ordering::Relaxed);
-                send(&out, prev, idle).await?;
+    let _streaming = f.metrics.transfer();
+    let whole = f.count == f.len;
+    let held = match body(&mut s, &f, whole).await {
+        Some(held) if whole => held,
+        streamed => {
+            if streamed.is_some() {
+                f.out.complete();
             }
+            s.close().await;
+            return None;
         }
-        drop(body);
-        let valid = match s.version {
-            0 => true,
-            _ => match s.read().await.ok()? {
-                Message::Valid => true,
-                Message::Invalid => false,
-                _ => return None,
-            },
-        };
+    };
+    let valid = match s.version {
+        0 => Some(true),
+        _ => match s.read().await {
+            Ok(Message::Valid) => Some(true),
+            Ok(Message::Invalid) => Some(false),
+            _ => None,
+        },
+    };
+    if let Some(valid) = valid {
         let mut last = held.unwrap_or_default();
-        if !valid && truncate {
+        if !valid && f.truncate {
             last.truncate(last.len().saturating_sub(1));
         }
-        let n = last.len() as u64;
-        metrics.bytes_out.fetch_add(n, Ordering::Relaxed);
-        send(&out, last, idle).await?;
-        Some(())
-    }
-    .await;
-    if sent.is_some() {
-        out.complete();
-        if s.conn.write_message(&Message::Success).await.is_ok() {
-            return Some(s);
+        if f.send(last).await.is_some() {
+            f.out.complete();
+            if s.conn.write_message(&Message::Success).await.is_ok() {
+                return Some(s);
+            }
         }
     }
     s.close().await;
     None
 }
 
-/// The first `count` bytes of the DATA, for a range; the session is
-/// then hung up on mid-DATA (the upload counts as failed, which for a
-/// range it is), so it ends rather than going back to the pool.
-async fn feed_part(mut s: SessionClient, f: Feed) {
-    let _streaming = f.metrics.transfer();
+/// The first `f.count` bytes of the DATA to the response, from the file
+/// the session handed over or else from its pipe; when `whole`, all but
+/// the last chunk, which is returned.
+async fn body(s: &mut SessionClient, f: &Feed, whole: bool) -> Option<Option<Bytes>> {
+    let mut src = match s.files.take() {
+        Some(h) => Source::File(FileChunks::new(h, f.count, f.files.as_ref()).ok()?),
+        None => Source::Pipe(s.conn.data_body(f.len)),
+    };
+    let mut held: Option<Bytes> = None;
     let mut left = f.count;
-    let mut body = s.conn.data_body(f.len);
     while left > 0 {
-        let Ok(Some(chunk)) = body.next_chunk().await else {
-            break;
+        let chunk = src.next(left).await?;
+        left -= chunk.len() as u64;
+        let ready = if whole {
+            held.replace(chunk)
+        } else {
+            Some(chunk)
         };
-        let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let part = Bytes::copy_from_slice(&chunk[..take]);
-        if send(&f.out, part, f.idle).await.is_none() {
-            break;
+        if let Some(c) = ready {
+            f.send(c).await?;
         }
-        left -= take as u64;
-        f.metrics
-            .bytes_out
-            .fetch_add(take as u64, Ordering::Relaxed);
     }
-    drop(body);
-    if left == 0 {
-        f.out.complete();
+    if whole {
+        src.sent();
     }
-    s.close().await;
+    Some(held)
+}
+
+impl Feed {
+    /// `None` when the reader has gone, or read nothing for `idle`.
+    /// Counted as it is handed to hyper, so a scrape right after the
+    /// client's read sees it.
+    async fn send(&self, chunk: Bytes) -> Option<()> {
+        let n = chunk.len() as u64;
+        self.metrics.bytes_out.fetch_add(n, Ordering::Relaxed);
+        send(&self.out, chunk, self.idle).await
+    }
 }
 
 /// `None` when the reader has gone, or read nothing for `idle`.

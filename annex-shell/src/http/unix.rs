@@ -45,7 +45,7 @@ pub(super) async fn serve(
         };
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(slot) => {
-                tokio::spawn(connection(stream, peer, Arc::clone(&state), slot));
+                tokio::spawn(connection(stream, peer, Arc::clone(&state), slot, None));
             }
             Err(_) => {
                 let _ = stream.try_write(BUSY);

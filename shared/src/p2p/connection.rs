@@ -15,9 +15,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::codec::{self, DecodeError, Decoded};
 use super::message::Message;
 
+mod handoff;
 mod kernel;
 mod split;
 
+pub use handoff::{file_handoff, FileGiver, FileTaker, HandedFile};
 pub use kernel::{KernelInput, TeeRest};
 pub use split::Halves;
 
@@ -119,6 +121,8 @@ pub struct Connection<R, W> {
     /// The fd `reader` reads, when bodies may be spliced on from it
     /// ([`Self::relay_data_spliced`]).
     splice_from: Option<kernel::SpliceInput>,
+    /// An in-process peer that sends file bodies itself.
+    handoff: Option<handoff::FileGiver>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
@@ -133,6 +137,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             broken: false,
             sendfile_to: None,
             splice_from: None,
+            handoff: None,
         }
     }
 

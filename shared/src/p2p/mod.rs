@@ -9,6 +9,9 @@ mod tee;
 mod zerocopy;
 
 pub use codec::{decode, encode, DecodeError, Decoded};
-pub use connection::{ConnError, Connection, DataBody, DataSink, DataWriter, Halves};
+pub use connection::{
+    file_handoff, ConnError, Connection, DataBody, DataSink, DataWriter, FileGiver, FileTaker,
+    Halves, HandedFile,
+};
 pub use message::{fit, Message, Service, MAX_PROTOCOL_VERSION};
 pub use tee::TeeOut;

@@ -54,13 +54,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
 
     /// Send `DATA len` and `len` bytes of `file` from its current position,
     /// moved by the kernel (sendfile) rather than through our buffers.
-    /// Returns `Ok(false)`, having sent nothing, when this connection was
-    /// not given a descriptor for it, so the caller sends the body itself.
-    /// If the kernel cannot do it for this pair (`EINVAL`), the body is
-    /// copied the ordinary way after all.
+    /// Without a descriptor for it, the file is handed to an in-process
+    /// peer that takes files ([`Self::with_file_handoff`]); else this
+    /// returns `Ok(false)`, having sent nothing, so the caller sends the
+    /// body itself. If the kernel cannot do it for this pair (`EINVAL`),
+    /// the body is copied the ordinary way after all.
     pub async fn send_file(&mut self, len: u64, file: std::fs::File) -> Result<bool, ConnError> {
         let Some(out) = self.sendfile_to.as_ref().and_then(|fd| fd.try_clone().ok()) else {
-            return Ok(false);
+            return self.hand_file(len, file).await;
         };
         self.check()?;
         self.write_header(len, &[]).await?;
@@ -98,7 +99,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
 
     /// `DATA len` and the start of its body, flushed: everything before
     /// the kernel's part must have left the writer first.
-    async fn write_header(&mut self, len: u64, head: &[u8]) -> Result<(), ConnError> {
+    pub(super) async fn write_header(&mut self, len: u64, head: &[u8]) -> Result<(), ConnError> {
         self.out.clear();
         codec::encode(&Message::Data(len), &mut self.out);
         self.out.extend_from_slice(head);
