@@ -59,19 +59,10 @@ fn garage_world(extra: &[&str]) -> World {
     let mut cmd = env.server_command("annexproxy");
     cmd.envs(creds(g)).args(&args);
     annexproxy_tests::run::run(cmd, &proxy).ok();
-    env.oracle(&proxy, &["config", "remote.d.annex-proxy", "true"])
-        .ok();
-    env.annexproxy(&proxy, &["updateproxy"])
-        .ok()
-        .says("Started proxying for d");
-    let client = env.clone_client(&proxy, "client");
-    env.annex(&client, &["sync"]).ok();
+    let store = env.srv.join("no-store");
     World {
-        store: env.srv.join("no-store"),
-        env,
-        proxy,
-        client,
         bucket: Some(bucket),
+        ..proxied_world(env, proxy, store)
     }
 }
 

@@ -76,19 +76,10 @@ fn s3_world_with(env: TestEnv, setup: Setup, port: u16, extra: &[&str]) -> World
             annexproxy_tests::run::run(cmd, &proxy).ok()
         }
     };
-    env.oracle(&proxy, &["config", "remote.d.annex-proxy", "true"])
-        .ok();
-    env.annexproxy(&proxy, &["updateproxy"])
-        .ok()
-        .says("Started proxying for d");
-    let client = env.clone_client(&proxy, "client");
-    env.annex(&client, &["sync"]).ok();
+    let store = env.srv.join("no-store");
     World {
-        store: env.srv.join("no-store"),
-        env,
-        proxy,
-        client,
         bucket: Some(bucket),
+        ..proxied_world(env, proxy, store)
     }
 }
 
