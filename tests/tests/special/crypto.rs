@@ -258,11 +258,7 @@ fn interrupted_encrypted_upload_resumes_after_complete_chunks() {
     shell.send("VALID");
     shell.expect("SUCCESS");
     // A GET from an offset inside the third chunk.
-    shell.send(&format!("GET 250000 f.bin {key}"));
-    shell.expect("DATA 100000");
-    assert!(shell.body(100_000) == content[250_000..], "wrong bytes");
-    shell.expect("VALID");
-    shell.send("SUCCESS");
+    get_rest(&mut shell, &key, &content, 250_000);
     shell.finish().assert_exit(0);
     assert_eq!(held(&wd).len(), 4, "{:?}", held(&wd));
     let client = &wd.client;
@@ -313,11 +309,7 @@ fn altered_ciphertext_is_sent_invalid() {
     let content = pseudo_random_bytes(53, 50_000);
     let key = sha256e_key(&content, ".bin");
     let mut shell = shell_to_d(&wd);
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content, content.len()));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
+    put_whole(&mut shell, &key, &content);
     let [object] = held(&wd).try_into().expect("one object");
     let path = wd.store.join(object);
     let mut bytes = std::fs::read(&path).expect("object");

@@ -200,11 +200,7 @@ fn interrupted_chunked_s3_upload_resumes_after_stored_chunks() {
     shell.send("VALID");
     shell.expect("SUCCESS");
     // GET from inside the second chunk: the rest only.
-    shell.send(&format!("GET 150000 f.bin {key}"));
-    shell.expect("DATA 200000");
-    assert!(shell.body(200_000) == content[150_000..], "wrong bytes");
-    shell.expect("VALID");
-    shell.send("SUCCESS");
+    get_rest(&mut shell, &key, &content, 150_000);
     shell.finish().assert_exit(0);
     assert_eq!(held(&wd).len(), 4);
     server_fsck_from_d(&wd);
@@ -399,17 +395,9 @@ fn get_at_an_offset_reads_the_range_only() {
     let content = pseudo_random_bytes(23, 3_000_000);
     let key = sha256e_key(&content, ".bin");
     let mut shell = shell_to_d(&wd);
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content, content.len()));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
+    put_whole(&mut shell, &key, &content);
     let before = forwarder.received();
-    shell.send(&format!("GET 2800000 f.bin {key}"));
-    shell.expect("DATA 200000");
-    assert!(shell.body(200_000) == content[2_800_000..], "wrong bytes");
-    shell.expect("VALID");
-    shell.send("SUCCESS");
+    get_rest(&mut shell, &key, &content, 2_800_000);
     shell.finish().assert_exit(0);
     let got = forwarder.received() - before;
     assert!(

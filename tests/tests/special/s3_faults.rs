@@ -66,11 +66,7 @@ fn uploads_of_the_key_not_resumed_are_aborted() {
     moto::shared().begin_upload(&bucket, &key);
     assert_eq!(pending_uploads(&wd).len(), 2);
     let mut shell = shell_to_d(&wd);
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content, content.len()));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
+    put_whole(&mut shell, &key, &content);
     shell.finish().assert_exit(0);
     assert_eq!(held(&wd), vec![key]);
     assert_eq!(pending_uploads(&wd), Vec::<String>::new());

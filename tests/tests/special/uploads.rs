@@ -101,16 +101,8 @@ fn get_from_an_offset_across_chunks() {
     let content = pseudo_random_bytes(6, 320_000);
     let key = sha256e_key(&content, ".bin");
     let mut shell = shell_to_d(&wd);
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content, content.len()));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
-    shell.send(&format!("GET 150000 f.bin {key}"));
-    shell.expect("DATA 170000");
-    assert!(shell.body(170_000) == content[150_000..], "wrong bytes");
-    shell.expect("VALID");
-    shell.send("SUCCESS");
+    put_whole(&mut shell, &key, &content);
+    get_rest(&mut shell, &key, &content, 150_000);
     // Past the end: nothing to send.
     shell.send(&format!("GET 320000 f.bin {key}"));
     shell.expect("DATA 0");

@@ -303,3 +303,13 @@ pub fn real_stored_is_read_through(wd: &World, enable: &[&str]) {
         .ok();
     assert!(!is_on_d(wd, "theirs.bin"));
 }
+
+/// A GET of `key` from `offset`: exactly the rest of `content`, valid.
+pub fn get_rest(shell: &mut Shell, key: &str, content: &[u8], offset: usize) {
+    let rest = content.len() - offset;
+    shell.send(&format!("GET {offset} f.bin {key}"));
+    shell.expect(&format!("DATA {rest}"));
+    assert!(shell.body(rest) == content[offset..], "wrong bytes");
+    shell.expect("VALID");
+    shell.send("SUCCESS");
+}
