@@ -243,20 +243,7 @@ fn interrupted_encrypted_upload_resumes_after_complete_chunks() {
     let wd = world(&["encryption=shared", "chunk=100000"]);
     let content = pseudo_random_bytes(47, 350_000);
     let key = sha256e_key(&content, ".bin");
-    let mut shell = shell_to_d(&wd);
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content[..250_000], content.len()));
-    shell.finish().assert_exit(0);
-    assert_eq!(held(&wd).len(), 2, "{:?}", held(&wd));
-    let mut shell = shell_to_d(&wd);
-    shell.send(&format!("CHECKPRESENT {key}"));
-    shell.expect("FAILURE");
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 200000");
-    shell.send_raw(&data(&content[200_000..], 150_000));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
+    let mut shell = cut_off_then_resumed(&wd, &key, &content, 250_000, 200_000);
     // A GET from an offset inside the third chunk.
     get_rest(&mut shell, &key, &content, 250_000);
     shell.finish().assert_exit(0);

@@ -185,20 +185,7 @@ fn interrupted_chunked_s3_upload_resumes_after_stored_chunks() {
     let wd = s3_world(&["chunk=100000"]);
     let content = pseudo_random_bytes(15, 350_000);
     let key = sha256e_key(&content, ".bin");
-    let mut shell = shell_to_d(&wd);
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 0");
-    shell.send_raw(&data(&content[..250_000], content.len()));
-    shell.finish().assert_exit(0);
-    assert_eq!(held(&wd).len(), 2, "{:?}", held(&wd));
-    let mut shell = shell_to_d(&wd);
-    shell.send(&format!("CHECKPRESENT {key}"));
-    shell.expect("FAILURE");
-    shell.send(&format!("PUT f.bin {key}"));
-    shell.expect("PUT-FROM 200000");
-    shell.send_raw(&data(&content[200_000..], 150_000));
-    shell.send("VALID");
-    shell.expect("SUCCESS");
+    let mut shell = cut_off_then_resumed(&wd, &key, &content, 250_000, 200_000);
     // GET from inside the second chunk: the rest only.
     get_rest(&mut shell, &key, &content, 150_000);
     shell.finish().assert_exit(0);

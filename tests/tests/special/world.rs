@@ -313,3 +313,30 @@ pub fn get_rest(shell: &mut Shell, key: &str, content: &[u8], offset: usize) {
     shell.expect("VALID");
     shell.send("SUCCESS");
 }
+
+/// An upload of `content` as `key` cut off after `sent` bytes, with the
+/// two complete chunks kept; a second session finds the key absent and
+/// resumes the PUT at `resume_at`, stored. That session, for more.
+pub fn cut_off_then_resumed(
+    wd: &World,
+    key: &str,
+    content: &[u8],
+    sent: usize,
+    resume_at: usize,
+) -> Shell {
+    let mut shell = shell_to_d(wd);
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect("PUT-FROM 0");
+    shell.send_raw(&data(&content[..sent], content.len()));
+    shell.finish().assert_exit(0);
+    assert_eq!(held(wd).len(), 2, "{:?}", held(wd));
+    let mut shell = shell_to_d(wd);
+    shell.send(&format!("CHECKPRESENT {key}"));
+    shell.expect("FAILURE");
+    shell.send(&format!("PUT f.bin {key}"));
+    shell.expect(&format!("PUT-FROM {resume_at}"));
+    shell.send_raw(&data(&content[resume_at..], content.len() - resume_at));
+    shell.send("VALID");
+    shell.expect("SUCCESS");
+    shell
+}
