@@ -1,0 +1,216 @@
+//! An `exporttree=yes annexobjects=yes` S3 remote `d` (moto) behind our
+//! proxy, with `remote.d.annex-tracking-branch=main` there: the real
+//! client's `git annex push` sends content to `origin-d` (kept by key)
+//! and pushes `main`, and the proxy's post-receive hook (ours, installed
+//! by `updateproxy`) changes the export to the pushed tree, as
+//! git-annex's `post-receive` does: files land under their tree paths in
+//! the bucket, byte for byte; copy, get, drop and `fsck --from` work
+//! through the proxy; real git-annex in the proxy's repository takes the
+//! export for its own (`fsck --from d`), and an export real git-annex
+//! made is read through ours.
+
+use annexproxy_tests::observe::{fsck_from, worktree_bytes};
+use annexproxy_tests::TestEnv;
+use testkit::moto;
+
+use super::world::*;
+
+const EXPORT: [&str; 2] = ["exporttree=yes", "annexobjects=yes"];
+
+/// The S3 world with `d` an export remote tracking `main`, set up by
+/// `setup`; `updateproxy` run again once the tracking branch is set, so
+/// it installs the hook.
+fn export_world(setup: Setup) -> World {
+    let wd = super::s3::s3_world_at(setup, moto::shared().port(), &EXPORT);
+    wd.env
+        .oracle(
+            &wd.proxy,
+            &["config", "remote.d.annex-tracking-branch", "main"],
+        )
+        .ok();
+    wd.env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
+    let hook = std::fs::read_to_string(wd.proxy.join("hooks/post-receive")).expect("hook");
+    assert!(hook.contains("annexproxy"), "{hook}");
+    wd
+}
+
+fn bucket(wd: &World) -> &str {
+    wd.bucket.as_deref().expect("an S3 world")
+}
+
+/// The object's content, read from the bucket directly (moto refuses
+/// anonymous reads of what a signed request wrote: this names the tests'
+/// key, and moto checks no signature).
+fn object(wd: &World, name: &str) -> String {
+    let auth = format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential={}/20261206/us-east-1/s3/aws4_request, \
+         SignedHeaders=host, Signature=00\r\n",
+        moto::ACCESS_KEY_ID
+    );
+    let path = format!("/{}/{name}", bucket(wd));
+    let (status, body) = moto::shared().request_with("GET", &path, &auth);
+    assert_eq!(status, 200, "{name}: {body}");
+    body
+}
+
+/// The bucket's objects outside git-annex's `.git/annex/objects/`.
+fn tree_objects(wd: &World) -> Vec<String> {
+    held(wd)
+        .into_iter()
+        .filter(|n| !n.starts_with(".git/"))
+        .collect()
+}
+
+fn kept_by_key(wd: &World) -> Vec<String> {
+    held(wd)
+        .into_iter()
+        .filter(|n| n.starts_with(".git/annex/objects/"))
+        .collect()
+}
+
+/// Whether the client's `whereis` lists `origin-d` for `file`: among the
+/// untrusted locations, where git-annex puts an export remote.
+fn on_d(wd: &World, file: &str) -> bool {
+    let out = wd.env.annex(&wd.client, &["whereis", file]);
+    out.stdout.contains("[origin-d]")
+}
+
+/// A client's file that git itself holds (not annexed).
+fn add_git_file(env: &TestEnv, client: &std::path::Path, file: &str, content: &str) {
+    std::fs::write(client.join(file), content).expect("write");
+    env.git(client, &["-c", "annex.largefiles=nothing", "add", file])
+        .ok();
+    env.git(client, &["commit", "-q", "-m", file]).ok();
+}
+
+fn push_updates_the_export(setup: Setup) {
+    let wd = export_world(setup);
+    let (env, client) = (&wd.env, &wd.client);
+    // git-annex leaves an export's bucket without `annex-uuid`.
+    assert_eq!(held(&wd), Vec::<String>::new());
+    env.add_file(client, "a.txt", b"alpha through the proxy\n");
+    env.add_file(client, "dir/b.txt", b"bravo in a directory\n");
+    add_git_file(env, client, "README", "a file git holds\n");
+    let pushed = env.annex(client, &["push"]).ok();
+    assert!(pushed.all().contains("export d: 3 placed"), "{pushed}");
+    env.wait_server_idle();
+    assert_eq!(tree_objects(&wd), ["README", "a.txt", "dir/b.txt"]);
+    assert_eq!(object(&wd, "a.txt"), "alpha through the proxy\n");
+    assert_eq!(object(&wd, "dir/b.txt"), "bravo in a directory\n");
+    assert_eq!(object(&wd, "README"), "a file git holds\n");
+    // Moved from where the client's PUT left them, as git-annex moves them.
+    assert_eq!(kept_by_key(&wd), Vec::<String>::new());
+    // The proxy's tracking branch says the export is complete.
+    let main = env.git(client, &["rev-parse", "main"]).ok().stdout;
+    let tracking = env
+        .oracle(&wd.proxy, &["rev-parse", "refs/remotes/d/main"])
+        .ok()
+        .stdout;
+    assert_eq!(tracking, main);
+    // Through the proxy: found under their paths.
+    env.annex(client, &["sync", "--no-content"]).ok();
+    assert!(on_d(&wd, "a.txt") && on_d(&wd, "dir/b.txt"));
+    env.annex(client, &["drop", "--force", "a.txt"]).ok();
+    env.annex(client, &["get", "--from", "origin-d", "a.txt"])
+        .ok();
+    assert_eq!(
+        worktree_bytes(client, "a.txt"),
+        b"alpha through the proxy\n"
+    );
+    let (ok, results) = fsck_from(env, client, "origin-d");
+    assert!(ok, "{results:?}");
+    // Real git-annex in the proxy takes the export for its own.
+    server_fsck_from_d(&wd);
+    // A key of the exported tree cannot be dropped by its key.
+    let drop = env.annex(client, &["drop", "--from", "origin-d", "dir/b.txt"]);
+    assert!(!drop.success(), "{drop}");
+    assert!(on_d(&wd, "dir/b.txt"));
+    let b_key = env.key_of(client, "dir/b.txt");
+    // The tree changes: a rename, a removal; the removed file's content
+    // stays in the remote, by key.
+    std::fs::create_dir_all(client.join("c")).expect("mkdir");
+    env.git(client, &["mv", "a.txt", "c/a2.txt"]).ok();
+    env.git(client, &["rm", "-q", "dir/b.txt"]).ok();
+    env.git(client, &["commit", "-q", "-m", "change"]).ok();
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(tree_objects(&wd), ["README", "c/a2.txt"]);
+    assert_eq!(object(&wd, "c/a2.txt"), "alpha through the proxy\n");
+    assert_eq!(kept_by_key(&wd).len(), 1, "{:?}", held(&wd));
+    server_fsck_from_d(&wd);
+    // Not in the tree any more: now it can be dropped, from by-key.
+    env.annex(client, &["sync", "--no-content"]).ok();
+    env.annex(client, &["drop", "--from", "origin-d", "--key", &b_key])
+        .ok();
+    assert_eq!(kept_by_key(&wd), Vec::<String>::new());
+}
+
+#[test]
+fn push_updates_the_export_of_a_remote_git_annex_set_up() {
+    push_updates_the_export(Setup::Real);
+}
+
+#[test]
+fn push_updates_the_export_of_a_remote_we_set_up() {
+    push_updates_the_export(Setup::Ours);
+}
+
+/// git-annex's client refuses `export --to` a proxied remote itself.
+#[test]
+fn export_to_a_proxied_remote_is_refused() {
+    let wd = export_world(Setup::Real);
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, "a.txt", b"alpha\n");
+    let out = env.annex(client, &["export", "main", "--to", "origin-d"]);
+    assert!(!out.success(), "{out}");
+    assert!(out.all().contains("does not support exports"), "{out}");
+    assert_eq!(held(&wd), Vec::<String>::new());
+}
+
+/// An export real git-annex made (from a repository of its own beside
+/// the proxy) is read through ours: get and fsck from `origin-d`.
+#[test]
+fn an_export_real_git_annex_made_is_read_through_the_proxy() {
+    let wd = export_world(Setup::Real);
+    let env = &wd.env;
+    let side = env.srv.join("side");
+    env.oracle(
+        &env.srv,
+        &["clone", "-q", &wd.proxy.display().to_string(), "side"],
+    )
+    .ok();
+    env.oracle_annex(&side, &["init", "side"]).ok();
+    env.oracle(
+        &side,
+        &["config", "annex.security.allowed-ip-addresses", "127.0.0.1"],
+    )
+    .ok();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY),
+    ];
+    env.oracle_annex_with(&side, &["enableremote", "d"], &creds)
+        .ok();
+    verify_remote(env, &side, "d");
+    std::fs::write(side.join("theirs.txt"), "exported by git-annex\n").expect("write");
+    env.oracle_annex(&side, &["add", "theirs.txt"]).ok();
+    env.oracle(&side, &["commit", "-q", "-m", "theirs"]).ok();
+    env.oracle_annex_with(&side, &["export", "main", "--to", "d"], &creds)
+        .ok();
+    assert_eq!(tree_objects(&wd), ["theirs.txt"]);
+    env.oracle(&side, &["push", "-q", "origin", "main", "git-annex"])
+        .ok();
+    let client = &wd.client;
+    env.git(client, &["pull", "-q", "origin", "main"]).ok();
+    env.annex(client, &["sync", "--no-content"]).ok();
+    env.annex(client, &["get", "--from", "origin-d", "theirs.txt"])
+        .ok();
+    assert_eq!(
+        worktree_bytes(client, "theirs.txt"),
+        b"exported by git-annex\n"
+    );
+    let (ok, results) = fsck_from(env, client, "origin-d");
+    assert!(ok, "{results:?}");
+    // Our hook saw the push of main: nothing to change, nothing moved.
+    assert_eq!(tree_objects(&wd), ["theirs.txt"]);
+}
