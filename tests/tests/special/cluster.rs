@@ -14,14 +14,14 @@ use testkit::moto;
 
 use super::world::{default_encryption, hashdir, stored_files};
 
-struct Mixed {
-    env: TestEnv,
-    gateway: PathBuf,
+pub(super) struct Mixed {
+    pub(super) env: TestEnv,
+    pub(super) gateway: PathBuf,
     node: PathBuf,
     store: PathBuf,
     /// `d`'s bucket, when it is an S3 remote.
-    bucket: Option<String>,
-    client: PathBuf,
+    pub(super) bucket: Option<String>,
+    pub(super) client: PathBuf,
 }
 
 /// node1 (a git-annex repository) and `d` (a directory remote made by
@@ -32,7 +32,7 @@ fn mixed(extra: &[&str]) -> Mixed {
 }
 
 /// What `d` keeps its objects in.
-enum Store {
+pub(super) enum Store {
     Directory,
     /// A fresh bucket in the tests' moto.
     S3,
@@ -121,7 +121,7 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
 impl Mixed {
     /// The objects `d` holds: files under its directory, or the bucket's
     /// objects but the one git-annex keeps the UUID in.
-    fn stored(&self) -> Vec<String> {
+    pub(super) fn stored(&self) -> Vec<String> {
         match &self.bucket {
             None => stored_files(&self.store),
             Some(bucket) => {
@@ -148,7 +148,7 @@ impl Mixed {
 
     /// Real `git annex fsck --from d` in the gateway's repository (it
     /// reads the directory itself), and real fsck in the node's.
-    fn real_fscks(&self) {
+    pub(super) fn real_fscks(&self) {
         self.env.wait_server_idle();
         let out = self
             .env
@@ -174,7 +174,7 @@ fn flow(extra: &[&str]) -> Mixed {
 }
 
 /// [`flow`] with `d` of the kind `store`.
-fn flow_with(store: Store, extra: &[&str]) -> Mixed {
+pub(super) fn flow_with(store: Store, extra: &[&str]) -> Mixed {
     let m = mixed_with(store, extra);
     let (env, client) = (&m.env, &m.client);
     let big = pseudo_random_bytes(13, BIG);

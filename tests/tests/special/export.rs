@@ -42,12 +42,16 @@ fn bucket(wd: &World) -> &str {
 /// anonymous reads of what a signed request wrote: this names the tests'
 /// key, and moto checks no signature).
 fn object(wd: &World, name: &str) -> String {
+    object_in(bucket(wd), name)
+}
+
+fn object_in(bucket: &str, name: &str) -> String {
     let auth = format!(
         "Authorization: AWS4-HMAC-SHA256 Credential={}/20261206/us-east-1/s3/aws4_request, \
          SignedHeaders=host, Signature=00\r\n",
         moto::ACCESS_KEY_ID
     );
-    let path = format!("/{}/{name}", bucket(wd));
+    let path = format!("/{bucket}/{name}");
     let (status, body) = moto::shared().request_with("GET", &path, &auth);
     assert_eq!(status, 200, "{name}: {body}");
     body
@@ -213,4 +217,80 @@ fn an_export_real_git_annex_made_is_read_through_the_proxy() {
     assert!(ok, "{results:?}");
     // Our hook saw the push of main: nothing to change, nothing moved.
     assert_eq!(tree_objects(&wd), ["theirs.txt"]);
+}
+
+/// The export remote as a node of a cluster beside a git-annex
+/// repository, through our gateway: copy, get (with fail-over), fsck and
+/// drop by key; then, once the gateway tracks `main` for it, the
+/// client's `git annex push` to the cluster puts the tree's files under
+/// their paths in the bucket, and real git-annex in the gateway reads
+/// the export.
+#[test]
+fn export_node_in_a_cluster() {
+    use super::cluster::{flow_with, Store};
+    let m = flow_with(Store::S3, &EXPORT);
+    let (env, client) = (&m.env, &m.client);
+    let bucket = m.bucket.clone().expect("S3");
+    env.oracle(
+        &m.gateway,
+        &["config", "remote.d.annex-tracking-branch", "main"],
+    )
+    .ok();
+    env.annexproxy(&m.gateway, &["updatecluster"]).ok();
+    env.add_file(client, "site/index.txt", b"served from the cluster\n");
+    let pushed = env.annex(client, &["push"]).ok();
+    assert!(pushed.all().contains("export d:"), "{pushed}");
+    env.wait_server_idle();
+    let mut stored = m.stored();
+    stored.sort();
+    assert_eq!(stored, ["README", "big.bin", "site/index.txt", "small.txt"]);
+    assert_eq!(
+        object_in(&bucket, "site/index.txt"),
+        "served from the cluster\n"
+    );
+    assert_eq!(object_in(&bucket, "README"), "client\n");
+    m.real_fscks();
+    env.annex(client, &["drop", "--force", "site/index.txt"]).ok();
+    env.annex(client, &["get", "--from", "origin-mycl", "site/index.txt"])
+        .ok();
+    assert_eq!(
+        worktree_bytes(client, "site/index.txt"),
+        b"served from the cluster\n"
+    );
+}
+
+/// The same through the proxy to a `directory` export remote (set up by
+/// our `initremote`): the files land under their paths in the
+/// directory, byte for byte, and real git-annex in the proxy reads them.
+#[test]
+fn push_updates_a_directory_export() {
+    let wd = world_by(Setup::Ours, &EXPORT);
+    let (env, client) = (&wd.env, &wd.client);
+    env.oracle(&wd.proxy, &["config", "remote.d.annex-tracking-branch", "main"])
+        .ok();
+    env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
+    env.add_file(client, "a.txt", b"alpha in a directory\n");
+    env.add_file(client, "deep/er/b.bin", &[7u8; 3000]);
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(held(&wd), ["a.txt", "deep/er/b.bin"]);
+    assert_eq!(
+        std::fs::read(wd.store.join("a.txt")).expect("a.txt"),
+        b"alpha in a directory\n"
+    );
+    assert_eq!(
+        std::fs::read(wd.store.join("deep/er/b.bin")).expect("b.bin"),
+        vec![7u8; 3000]
+    );
+    server_fsck_from_d(&wd);
+    env.git(client, &["rm", "-q", "deep/er/b.bin"]).ok();
+    env.git(client, &["commit", "-q", "-m", "rm"]).ok();
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    let left = held(&wd);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left[0].starts_with(".git/annex/objects/"), "{left:?}");
+    assert!(!wd.store.join("deep").exists(), "empty directories stay");
+    let (ok, results) = fsck_from(env, client, "origin-d");
+    assert!(ok, "{results:?}");
 }
