@@ -17,7 +17,7 @@ use super::world::{default_encryption, hashdir, stored_files};
 pub(super) struct Mixed {
     pub(super) env: TestEnv,
     pub(super) gateway: PathBuf,
-    node: PathBuf,
+    pub(super) node: PathBuf,
     store: PathBuf,
     /// `d`'s bucket, when it is an S3 remote.
     pub(super) bucket: Option<String>,
@@ -41,7 +41,7 @@ pub(super) enum Store {
 }
 
 /// [`mixed`] with `d` of the kind `store`.
-fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
+pub(super) fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     let env = TestEnv::new(ServerKind::Ours);
     let node = env.server_bare("node1.git");
     env.annexproxy(&node, &["init", "node 1"]).ok();
@@ -132,18 +132,28 @@ impl Mixed {
         }
     }
 
-    fn d_uuid(&self) -> String {
+    pub(super) fn d_uuid(&self) -> String {
         let out = self
             .env
             .oracle(&self.gateway, &["config", "remote.d.annex-uuid"]);
         out.ok().stdout.trim().to_string()
     }
 
-    /// The UUIDs the client's whereis names for `file`, after a sync.
-    fn holders(&self, file: &str) -> Vec<String> {
+    /// The UUIDs the client's whereis names for `file`, after a sync,
+    /// untrusted ones (an export remote is) included.
+    pub(super) fn holders(&self, file: &str) -> Vec<String> {
         self.env.annex(&self.client, &["sync"]).ok();
         let out = self.env.annex(&self.client, &["whereis", "--json", file]);
-        whereis_uuids(&out.stdout)
+        let mut uuids = whereis_uuids(&out.stdout);
+        for v in json_lines(&out.stdout) {
+            let untrusted = v["untrusted"].as_array().cloned().unwrap_or_default();
+            uuids.extend(
+                untrusted
+                    .iter()
+                    .filter_map(|w| w["uuid"].as_str().map(str::to_owned)),
+            );
+        }
+        uuids
     }
 
     /// Real `git annex fsck --from d` in the gateway's repository (it
@@ -174,7 +184,7 @@ fn flow(extra: &[&str]) -> Mixed {
 }
 
 /// [`flow`] with `d` of the kind `store`.
-pub(super) fn flow_with(store: Store, extra: &[&str]) -> Mixed {
+fn flow_with(store: Store, extra: &[&str]) -> Mixed {
     let m = mixed_with(store, extra);
     let (env, client) = (&m.env, &m.client);
     let big = pseudo_random_bytes(13, BIG);
