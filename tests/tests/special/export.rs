@@ -315,3 +315,51 @@ fn push_updates_a_directory_export() {
     let (ok, results) = fsck_from(env, client, "origin-d");
     assert!(ok, "{results:?}");
 }
+
+/// `initremote … exporttree=yes annexobjects=yes` by us and by real
+/// git-annex: the same output and records; both refuse encryption with
+/// an export, and `enableremote` refuses to change `exporttree=`.
+#[test]
+fn initremote_of_an_export_writes_what_git_annex_writes() {
+    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
+    let store = env.srv.join("store");
+    std::fs::create_dir_all(&store).expect("mkdir");
+    let dir_param = format!("directory={}", store.display());
+    let mut args = vec![
+        "initremote",
+        "d",
+        "type=directory",
+        &dir_param,
+        "encryption=none",
+    ];
+    args.extend(EXPORT);
+    let mut seen = Vec::new();
+    for ours in [true, false] {
+        let repo = env.server_bare(if ours { "ours.git" } else { "real.git" });
+        env.annexproxy(&repo, &["init", "r"]).ok();
+        let run = |a: &[&str]| {
+            if ours {
+                env.annexproxy(&repo, a)
+            } else {
+                env.oracle_annex(&repo, a)
+            }
+        };
+        let said = run(&args).ok().stdout;
+        seen.push((said, super::setup::records(&env, &repo)));
+        let encrypted = [
+            "initremote",
+            "e",
+            "type=directory",
+            &dir_param,
+            "encryption=shared",
+            "exporttree=yes",
+        ];
+        run(&encrypted)
+            .fails()
+            .says("cannot enable both encryption and exporttree");
+        run(&["enableremote", "d", "exporttree=no"])
+            .fails()
+            .says("cannot change exporttree of existing special remote");
+    }
+    assert_eq!(seen[0], seen[1]);
+}
