@@ -125,6 +125,13 @@ fn push_updates_the_export(setup: Setup) {
     assert!(ok, "{results:?}");
     // Real git-annex in the proxy takes the export for its own.
     server_fsck_from_d(&wd);
+    let tree = env.git(client, &["rev-parse", "main^{tree}"]).ok().stdout;
+    let info = env.oracle_annex(&wd.proxy, &["info", "d"]).ok();
+    assert!(
+        info.stdout
+            .contains(&format!("exportedtree: {}", tree.trim())),
+        "{info}"
+    );
     // A key of the exported tree cannot be dropped by its key.
     let drop = env.annex(client, &["drop", "--from", "origin-d", "dir/b.txt"]);
     assert!(!drop.success(), "{drop}");
