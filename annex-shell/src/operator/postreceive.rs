@@ -114,8 +114,13 @@ pub fn post_receive(
     let Some(config) = special.export else {
         return Ok(());
     };
-    let tracking = tree::rev_parse(repo.git_dir(), &branch_ref(&b))
-        .map(|commit| (format!("refs/remotes/{}/{b}", special.name), commit));
+    let tracking_ref = format!("refs/remotes/{}/{b}", special.name);
+    let complete = match subdir {
+        Some(d) => tree::rev_parse(repo.git_dir(), &format!("{tracking_ref}:{d}^{{tree}}")),
+        None => tree::rev_parse(repo.git_dir(), &format!("{tracking_ref}^{{tree}}")),
+    };
+    let tracking =
+        tree::rev_parse(repo.git_dir(), &branch_ref(&b)).map(|commit| (tracking_ref, commit));
     let req = update::Request {
         remote_name: &special.name,
         remote_uuid: &special.uuid,
@@ -123,6 +128,7 @@ pub fn post_receive(
         here: &here,
         tree,
         tracking,
+        complete,
     };
     let sum = run_update(&repo, &special, &req)?;
     branch.commit()?;

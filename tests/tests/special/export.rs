@@ -321,6 +321,15 @@ fn push_updates_a_directory_export() {
     assert!(!wd.store.join("deep").exists(), "empty directories stay");
     let (ok, results) = fsck_from(env, client, "origin-d");
     assert!(ok, "{results:?}");
+    // The export was complete (the tracking ref says so): the next push
+    // looks at the files that changed only, as git-annex's database lets
+    // it, so a file taken from the directory behind its back stays gone.
+    std::fs::remove_file(wd.store.join("a.txt")).expect("rm a.txt");
+    env.add_file(client, "c.txt", b"charlie\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert!(wd.store.join("c.txt").exists());
+    assert!(!wd.store.join("a.txt").exists());
 }
 
 /// `initremote … exporttree=yes annexobjects=yes` by us and by real

@@ -20,7 +20,7 @@
 //! CopyObject); an upload streams from a file or from git, one object at
 //! a time, so memory stays bounded by the tree's list of files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use annex::branch::{Branch, LogStatus};
@@ -50,6 +50,9 @@ pub struct Request<'a> {
     pub tree: String,
     /// The tracking ref to set once all is there, and the commit.
     pub tracking: Option<(String, String)>,
+    /// The tree of the tracking ref as it was: set only once an export
+    /// was complete, so the files of that tree are known to be there.
+    pub complete: Option<String>,
 }
 
 /// What an update did.
@@ -107,7 +110,19 @@ pub async fn update<S: PathStorage>(
     if sum.failed.is_empty() {
         log::record_underway(here.branch, req.here, req.remote_uuid, &old, &req.tree)?;
     }
-    fill(storage, here, req, &mut sum).await?;
+    // What git-annex's database knows, we know from the tracking ref:
+    // after a complete export only the files that changed need looking
+    // at, not one request per file of the tree.
+    let changed = match old.as_slice() {
+        [one] if incomplete.is_empty() && req.complete.as_deref() == Some(one.as_str()) => Some(
+            tree::changed_paths(git_dir, one, &req.tree)?
+                .into_iter()
+                .map(|(path, _, _)| path)
+                .collect(),
+        ),
+        _ => None,
+    };
+    fill(storage, here, req, changed.as_ref(), &mut sum).await?;
     if let (Some((tracking, commit)), true) = (
         &req.tracking,
         sum.missing.is_empty() && sum.failed.is_empty(),
@@ -274,10 +289,13 @@ async fn dispose<S: PathStorage>(
 }
 
 /// `fillExport`: every file of the tree the remote lacks is put there.
+///
+/// With `changed`, the other files are known to be there already.
 async fn fill<S: PathStorage>(
     storage: &S,
     here: &Here<'_>,
     req: &Request<'_>,
+    changed: Option<&BTreeSet<String>>,
     sum: &mut Summary,
 ) -> Result<(), UpdateError> {
     let git_dir = here.branch.git_dir();
@@ -286,7 +304,8 @@ async fn fill<S: PathStorage>(
     // other paths.
     let mut placed: BTreeMap<Key, String> = BTreeMap::new();
     for f in files.iter().filter(|f| valid_path(&f.path)) {
-        if storage.stat_at(&f.path).await.ok().flatten().is_some() {
+        let known = changed.is_some_and(|c| !c.contains(&f.path));
+        if known || storage.stat_at(&f.path).await.ok().flatten().is_some() {
             placed
                 .entry(f.key.clone())
                 .or_insert_with(|| f.path.clone());
