@@ -379,3 +379,17 @@ fn initremote_of_an_export_writes_what_git_annex_writes() {
     }
     assert_eq!(seen[0], seen[1]);
 }
+
+/// A push that reaches the proxy through a P2P `CONNECT` (plain git with
+/// `git-remote-annexproxy`) ends in the same hook: the export follows.
+#[test]
+fn push_through_a_p2p_connect_updates_the_export() {
+    let wd = export_world(Setup::Real);
+    let (env, client) = (&wd.env, &wd.client);
+    add_git_file(env, client, "notes.txt", "tunnelled through CONNECT\n");
+    let url = format!("annexproxy::localhost:{}", wd.proxy.display());
+    env.plain_git(client, &["push", "-q", &url, "main"]).ok();
+    env.wait_server_idle();
+    assert_eq!(tree_objects(&wd), ["notes.txt"]);
+    assert_eq!(object(&wd, "notes.txt"), "tunnelled through CONNECT\n");
+}
