@@ -311,6 +311,19 @@ fn push_updates_a_directory_export() {
         vec![7u8; 3000]
     );
     server_fsck_from_d(&wd);
+    // Two files swap places: each goes through a temporary name, as in
+    // git-annex, so neither overwrites the other.
+    env.git(client, &["mv", "a.txt", "swap"]).ok();
+    env.git(client, &["mv", "deep/er/b.bin", "a.txt"]).ok();
+    env.git(client, &["mv", "swap", "deep/er/b.bin"]).ok();
+    env.git(client, &["commit", "-q", "-m", "swap"]).ok();
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(held(&wd), ["a.txt", "deep/er/b.bin"]);
+    let read = |f: &str| std::fs::read(wd.store.join(f)).expect("read");
+    assert_eq!(read("a.txt"), vec![7u8; 3000]);
+    assert_eq!(read("deep/er/b.bin"), b"alpha in a directory\n");
+    server_fsck_from_d(&wd);
     env.git(client, &["rm", "-q", "deep/er/b.bin"]).ok();
     env.git(client, &["commit", "-q", "-m", "rm"]).ok();
     env.annex(client, &["push"]).ok();

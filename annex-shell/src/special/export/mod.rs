@@ -295,15 +295,16 @@ impl<S: PathStorage + 'static> StagedWrite for ExportWrite<S> {
     }
 }
 
-/// A path of a tree, as the remote may hold it: relative, no empty, `.`
-/// or `..` component (git refuses such trees; one from elsewhere must
-/// not lead out of the remote).
+/// A path of a tree, as the remote may hold it: relative, no empty, `.`,
+/// `..` or `.git` component (git refuses such trees, but a push is not
+/// checked unless `receive.fsckObjects` is set: one must neither lead
+/// out of the remote nor overwrite the by-key copies under `.git/`).
 pub fn valid_path(path: &str) -> bool {
     !path.is_empty()
         && !path.contains('\0')
         && path
             .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.eq_ignore_ascii_case(".git"))
 }
 
 #[cfg(test)]
@@ -325,5 +326,6 @@ mod tests {
         );
         assert!(valid_path("a/b.txt"));
         assert!(!valid_path("a/../b") && !valid_path("/a") && !valid_path("a//b"));
+        assert!(!valid_path(".git/annex/objects/x") && !valid_path("a/.GIT/b"));
     }
 }
