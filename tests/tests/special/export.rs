@@ -406,3 +406,34 @@ fn push_through_a_p2p_connect_updates_the_export() {
     assert_eq!(tree_objects(&wd), ["notes.txt"]);
     assert_eq!(object(&wd, "notes.txt"), "tunnelled through CONNECT\n");
 }
+
+/// A pushed tree with a `.git` directory (git's index refuses one, but
+/// nothing checks a push unless `receive.fsckObjects` is set): its files
+/// are not exported, so they cannot overwrite the by-key copies kept
+/// under `.git/annex/objects/`.
+#[test]
+fn a_pushed_git_directory_is_not_exported() {
+    let wd = export_world(Setup::Real);
+    let (env, client) = (&wd.env, &wd.client);
+    add_git_file(env, client, "ok.txt", "fine\n");
+    // git's plumbing through a shell (the tests' commands get no stdin).
+    let sh = |script: &str| -> String {
+        let mut cmd = env.client_command("sh");
+        cmd.args(["-c", script]);
+        let out = annexproxy_tests::run::run(cmd, client).ok();
+        out.stdout.trim().to_owned()
+    };
+    let blob = sh("echo planted | git hash-object -w --stdin");
+    let inner = sh(&format!(
+        "printf '100644 blob {blob}\\tplanted.txt\\n' | git mktree"
+    ));
+    let root = sh(&format!(
+        "(git ls-tree HEAD; printf '040000 tree {inner}\\t.git\\n') | git mktree"
+    ));
+    let commit = sh(&format!("git commit-tree {root} -p HEAD -m planted"));
+    env.git(client, &["update-ref", "refs/heads/main", &commit])
+        .ok();
+    env.git(client, &["push", "-q", "origin", "main"]).ok();
+    env.wait_server_idle();
+    assert_eq!(held(&wd), ["ok.txt"]);
+}
