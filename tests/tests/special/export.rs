@@ -132,6 +132,17 @@ fn push_updates_the_export(setup: Setup) {
             .contains(&format!("exportedtree: {}", tree.trim())),
         "{info}"
     );
+    // Its own `export` of the same tree succeeds and leaves the same
+    // files (it has no database record of our uploads, so it checks each
+    // file and, 10.20261026, writes it again with a warning), and its
+    // whereis names d for the key.
+    let again = env.oracle_annex(&wd.proxy, &["export", "main", "--to", "d"]);
+    assert!(again.success(), "{again}");
+    assert_eq!(tree_objects(&wd), ["README", "a.txt", "dir/b.txt"]);
+    assert_eq!(kept_by_key(&wd), Vec::<String>::new());
+    let key = env.key_of(client, "dir/b.txt");
+    let whereis = env.oracle_annex(&wd.proxy, &["whereis", "--key", &key]);
+    assert!(whereis.stdout.contains("[d]"), "{whereis}");
     // A key of the exported tree cannot be dropped by its key.
     let drop = env.annex(client, &["drop", "--from", "origin-d", "dir/b.txt"]);
     assert!(!drop.success(), "{drop}");
