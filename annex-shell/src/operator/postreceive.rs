@@ -141,6 +141,18 @@ fn run_update(
     special: &SpecialRemote,
     req: &update::Request<'_>,
 ) -> Result<update::Summary, OperatorError> {
+    // One update of a remote's export at a time, ours or git-annex's
+    // (its lock on the export database, `writeLockDbWhile`): two pushes
+    // renaming the same files at once would undo each other.
+    let lock_path = repo
+        .annex_dir()
+        .join("export")
+        .join(&special.uuid)
+        .join("exportdb.lck");
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _lock = annex::lockfile::lock(&lock_path, annex::lockfile::LockKind::Exclusive, 0o644)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -448,3 +448,38 @@ fn a_pushed_git_directory_is_not_exported() {
     env.wait_server_idle();
     assert_eq!(held(&wd), ["ok.txt"]);
 }
+
+/// One update of an export at a time: while another holds the lock on
+/// the remote's export (git-annex's `annex/export/<uuid>/exportdb.lck`),
+/// the hook waits for it, then updates.
+#[test]
+fn an_export_update_waits_for_the_one_under_way() {
+    let wd = export_world(Setup::Real);
+    let (env, client) = (&wd.env, &wd.client);
+    let dir = wd.proxy.join("annex/export").join(d_uuid(&wd));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let lock = dir.join("exportdb.lck");
+    // A POSIX record lock, as git-annex takes it, held for 3 s.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(3)",
+        ])
+        .arg(&lock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("piped")),
+        &mut line,
+    )
+    .expect("held");
+    let started = std::time::Instant::now();
+    add_git_file(env, client, "later.txt", "after the lock\n");
+    env.git(client, &["push", "-q", "origin", "main"]).ok();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    holder.wait().expect("holder");
+    env.wait_server_idle();
+    assert_eq!(tree_objects(&wd), ["later.txt"]);
+}
