@@ -132,6 +132,23 @@ fn push_updates_the_export(setup: Setup) {
             .contains(&format!("exportedtree: {}", tree.trim())),
         "{info}"
     );
+    // The tree is grafted into the git-annex branch, as git-annex keeps
+    // it there for clones.
+    let graft = env
+        .oracle(
+            &wd.proxy,
+            &["log", "--format=%H", "--grep=^graft$", "-1", "git-annex"],
+        )
+        .ok()
+        .stdout;
+    let grafted = env
+        .oracle(
+            &wd.proxy,
+            &["rev-parse", &format!("{}:export.tree", graft.trim())],
+        )
+        .ok()
+        .stdout;
+    assert_eq!(grafted.trim(), tree.trim());
     // Its own `export` of the same tree succeeds and leaves the same
     // files (it has no database record of our uploads, so it checks each
     // file and, 10.20261026, writes it again with a warning), and its

@@ -71,6 +71,93 @@ fn run(git_dir: &Path, what: &'static str, args: &[&str]) -> Result<Vec<u8>, Tre
     Ok(out.stdout)
 }
 
+/// `git ARGS` with `input` on its stdin; its trimmed output.
+fn run_with_input(
+    git_dir: &Path,
+    what: &'static str,
+    args: &[&str],
+    input: &[u8],
+) -> Result<String, TreeError> {
+    let mut cmd = git(git_dir);
+    cmd.args(args);
+    // A server user without a git identity still commits, as our
+    // git-annex branch commits do.
+    if git(git_dir)
+        .args(["config", "user.email"])
+        .output()
+        .map_or(true, |o| o.stdout.is_empty())
+    {
+        let user = std::env::var("USER").unwrap_or_else(|_| "git-annex".into());
+        let email = format!("{user}@localhost");
+        for v in ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"] {
+            cmd.env(v, &user);
+        }
+        for v in ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"] {
+            cmd.env(v, &email);
+        }
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| TreeError::Spawn { what, source })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child
+        .wait_with_output()
+        .map_err(|source| TreeError::Spawn { what, source })?;
+    let _ = writer.join();
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(TreeError::Git { what, why });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Where git-annex grafts an exported tree in its branch.
+const GRAFT_POINT: &str = "export.tree";
+
+/// `rememberExportTreeish`: two commits on the git-annex branch, one with
+/// `tree` grafted at `export.tree` and one taking it out again, so the
+/// tree stays reachable from the branch (a clone can read the export
+/// even when no branch holds the tree any more). A branch that moved
+/// meanwhile is left alone (the tree is then only in `export.log`).
+pub fn remember_tree(git_dir: &Path, tree: &str) -> Result<(), TreeError> {
+    let Some(tip) = rev_parse(git_dir, "refs/heads/git-annex") else {
+        return Ok(());
+    };
+    let tip_tree = rev_parse(git_dir, &format!("{tip}^{{tree}}")).unwrap_or_default();
+    let listing = run(git_dir, "ls-tree", &["ls-tree", "-z", &tip_tree])?;
+    let mut entries: Vec<u8> = listing
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty() && !e.ends_with(format!("\t{GRAFT_POINT}").as_bytes()))
+        .flat_map(|e| e.iter().copied().chain([0]))
+        .collect();
+    entries.extend_from_slice(format!("040000 tree {tree}\t{GRAFT_POINT}\0").as_bytes());
+    let grafted = run_with_input(git_dir, "mktree", &["mktree", "-z"], &entries)?;
+    let commit = |tree: &str, parent: &str, msg: &str| {
+        run_with_input(
+            git_dir,
+            "commit-tree",
+            &["commit-tree", tree, "-p", parent, "-F", "-"],
+            msg.as_bytes(),
+        )
+    };
+    let graft = commit(&grafted, &tip, "graft")?;
+    let cleanup = commit(&tip_tree, &graft, "graft cleanup")?;
+    let moved = run(
+        git_dir,
+        "update-ref",
+        &["update-ref", "refs/heads/git-annex", &cleanup, &tip],
+    );
+    if let Err(e) = moved {
+        tracing::info!("git-annex branch moved; export tree not grafted: {e}");
+    }
+    Ok(())
+}
+
 /// The sha `rev` names, `None` when it names nothing.
 pub fn rev_parse(git_dir: &Path, rev: &str) -> Option<String> {
     let out = run(git_dir, "rev-parse", &["rev-parse", "--verify", "-q", rev]).ok()?;

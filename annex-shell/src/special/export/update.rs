@@ -82,6 +82,9 @@ pub async fn update<S: PathStorage>(
 ) -> Result<Summary, UpdateError> {
     let git_dir = here.branch.git_dir();
     let (old, incomplete) = log::exported_to(here.branch, req.remote_uuid)?;
+    // Committed first, so the graft goes on top of what is recorded.
+    here.branch.commit()?;
+    tree::remember_tree(git_dir, &req.tree)?;
     log::record_beginning(here.branch, req.here, req.remote_uuid, &req.tree)?;
     let mut sum = Summary::default();
     for t in incomplete.iter().filter(|t| **t != req.tree) {
