@@ -21,7 +21,7 @@ use annex::repo::{RemoteConfig, Repo};
 
 use super::{open, OperatorError};
 use crate::special::config::remote_log;
-use crate::special::export::{tree, update, ExportConfig};
+use crate::special::export::{filter, tree, update, ExportConfig};
 use crate::special::storage::PathStorage;
 use crate::special::{directory::Directory, s3::S3, Kind, SpecialRemote};
 
@@ -114,6 +114,8 @@ pub fn post_receive(
     let Some(config) = special.export else {
         return Ok(());
     };
+    let tree = filter::filtered_tree(&branch, &special.uuid, &tree)
+        .map_err(|e| OperatorError::Served(format!("{}: {e}", special.name)))?;
     let tracking_ref = format!("refs/remotes/{}/{b}", special.name);
     let complete = match subdir {
         Some(d) => tree::rev_parse(repo.git_dir(), &format!("{tracking_ref}:{d}^{{tree}}")),

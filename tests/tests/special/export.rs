@@ -500,3 +500,36 @@ fn an_export_update_waits_for_the_one_under_way() {
     env.wait_server_idle();
     assert_eq!(tree_objects(&wd), ["later.txt"]);
 }
+
+/// The remote's preferred content filters the exported tree, as
+/// git-annex's `filterExport` does: an unwanted file is not exported,
+/// `export.log` records the filtered tree, and real git-annex in the
+/// proxy finds the export complete.
+#[test]
+fn preferred_content_filters_the_export() {
+    let wd = world_by(Setup::Ours, &EXPORT);
+    let (env, client) = (&wd.env, &wd.client);
+    env.oracle(
+        &wd.proxy,
+        &["config", "remote.d.annex-tracking-branch", "main"],
+    )
+    .ok();
+    env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
+    env.oracle_annex(&wd.proxy, &["wanted", "d", "exclude=*.skip"])
+        .ok();
+    env.annex(client, &["sync", "--no-content"]).ok();
+    env.add_file(client, "keep.txt", b"wanted\n");
+    env.add_file(client, "left.skip", b"not wanted\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    let exported: Vec<String> = held(&wd)
+        .into_iter()
+        .filter(|n| !n.starts_with(".git/"))
+        .collect();
+    assert_eq!(exported, ["keep.txt"]);
+    let tree = env.git(client, &["rev-parse", "main^{tree}"]).ok().stdout;
+    let info = env.oracle_annex(&wd.proxy, &["info", "d"]).ok();
+    assert!(info.stdout.contains("exportedtree: "), "{info}");
+    assert!(!info.stdout.contains(tree.trim()), "{info}");
+    server_fsck_from_d(&wd);
+}

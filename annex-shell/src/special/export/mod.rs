@@ -13,10 +13,12 @@
 //!   of the exported tree cannot be dropped by its key.
 //! - [`log`]: `export.log`, the only state kept ([`ExportIndex`] is
 //!   derived from it and the trees, as git-annex rebuilds its database).
-//! - [`tree`]: the files and keys of a tree.
+//! - [`tree`]: the files and keys of a tree; [`filter`], what of it the
+//!   remote holds.
 //! - [`update`]: the export changed to a pushed tree
 //!   (`git-annex post-receive`).
 
+pub mod filter;
 pub mod log;
 pub mod tree;
 pub mod update;

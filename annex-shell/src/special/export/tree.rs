@@ -37,6 +37,8 @@ pub enum TreeError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TreeFile {
     pub path: String,
+    /// git's mode of the entry (`100644`, `100755`, `120000`).
+    pub mode: String,
     /// The blob's sha (a `GIT--` key's content).
     pub blob: String,
     pub key: Key,
@@ -194,11 +196,15 @@ pub fn key_of_link(target: &[u8]) -> Option<Key> {
     key_of_file_name(line.rsplit('/').next()?)
 }
 
+/// Blob entries of a tree, and whether a submodule was left out.
+type Entries = (Vec<(String, String, u64, String)>, bool);
+
 /// `ls-tree -r -l` of a tree: (mode, sha, size, path) of every blob;
 /// submodules are left out.
-fn ls_tree(git_dir: &Path, tree: &str) -> Result<Vec<(String, String, u64, String)>, TreeError> {
+fn ls_tree(git_dir: &Path, tree: &str) -> Result<Entries, TreeError> {
     let out = run(git_dir, "ls-tree", &["ls-tree", "-r", "-z", "-l", tree])?;
     let mut entries = Vec::new();
+    let mut dropped = false;
     for rec in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
         let rec = String::from_utf8_lossy(rec);
         let Some((meta, path)) = rec.split_once('\t') else {
@@ -208,9 +214,11 @@ fn ls_tree(git_dir: &Path, tree: &str) -> Result<Vec<(String, String, u64, Strin
         if let [mode, "blob", sha, size] = f.as_slice() {
             let size = size.parse().unwrap_or(u64::MAX);
             entries.push(((*mode).into(), (*sha).into(), size, path.into()));
+        } else {
+            dropped = true;
         }
     }
-    Ok(entries)
+    Ok((entries, dropped))
 }
 
 /// The blobs `shas`, in order, through one `cat-file --batch`.
@@ -269,7 +277,13 @@ fn cat_blobs(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Vec<u8>>, TreeErro
 
 /// Every file of `tree` that an export holds, with its key.
 pub fn files(git_dir: &Path, tree: &str) -> Result<Vec<TreeFile>, TreeError> {
-    let entries = ls_tree(git_dir, tree)?;
+    listing(git_dir, tree).map(|(files, _)| files)
+}
+
+/// [`files`], and whether anything of the tree was left out (a
+/// submodule, a symlink git-annex does not manage).
+pub fn listing(git_dir: &Path, tree: &str) -> Result<(Vec<TreeFile>, bool), TreeError> {
+    let (entries, mut dropped) = ls_tree(git_dir, tree)?;
     let read: Vec<usize> = (0..entries.len())
         .filter(|i| entries[*i].0 == "120000" || entries[*i].2 <= MAX_POINTER)
         .collect();
@@ -288,16 +302,44 @@ pub fn files(git_dir: &Path, tree: &str) -> Result<Vec<TreeFile>, TreeError> {
         let key = match (annexed, mode.as_str()) {
             (Some(key), _) => key,
             // A symlink git-annex does not manage is not exported.
-            (None, "120000") => continue,
+            (None, "120000") => {
+                dropped = true;
+                continue;
+            }
             (None, _) => git_sha_key(&sha),
         };
         out.push(TreeFile {
             path,
+            mode,
             blob: sha,
             key,
         });
     }
-    Ok(out)
+    Ok((out, dropped))
+}
+
+/// The tree holding exactly `files` (`git mktree`, a directory at a
+/// time, deepest first).
+pub fn build_tree(git_dir: &Path, files: &[TreeFile]) -> Result<String, TreeError> {
+    let refs: Vec<(&str, &TreeFile)> = files.iter().map(|f| (f.path.as_str(), f)).collect();
+    build_dir(git_dir, &refs)
+}
+
+fn build_dir(git_dir: &Path, files: &[(&str, &TreeFile)]) -> Result<String, TreeError> {
+    let mut input = Vec::new();
+    let mut subdirs: std::collections::BTreeMap<&str, Vec<(&str, &TreeFile)>> =
+        std::collections::BTreeMap::new();
+    for (rest, f) in files {
+        match rest.split_once('/') {
+            Some((dir, below)) => subdirs.entry(dir).or_default().push((below, f)),
+            None => input.extend(format!("{} blob {}\t{rest}\0", f.mode, f.blob).bytes()),
+        }
+    }
+    for (dir, below) in subdirs {
+        let sha = build_dir(git_dir, &below)?;
+        input.extend(format!("040000 tree {sha}\t{dir}\0").bytes());
+    }
+    run_with_input(git_dir, "mktree", &["mktree", "-z"], &input)
 }
 
 /// The paths that differ between trees `old` and `new` (`diff-tree -r`),
