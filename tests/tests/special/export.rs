@@ -533,3 +533,38 @@ fn preferred_content_filters_the_export() {
     assert!(!info.stdout.contains(tree.trim()), "{info}");
     server_fsck_from_d(&wd);
 }
+
+/// `exporttree=yes` without `annexobjects=yes`: the client sends no
+/// content to the remote (git-annex's push leaves such a remote to
+/// exports), so the proxy's hook uploads the tree's files from its own
+/// copies; a key outside the tree cannot be stored by key, as git-annex
+/// refuses it; get and fsck through the proxy.
+#[test]
+fn export_without_annexobjects_is_filled_from_the_proxy() {
+    let wd = world_by(Setup::Ours, &["exporttree=yes"]);
+    let (env, client) = (&wd.env, &wd.client);
+    env.oracle(
+        &wd.proxy,
+        &["config", "remote.d.annex-tracking-branch", "main"],
+    )
+    .ok();
+    env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
+    env.add_file(client, "a.txt", b"uploaded by the proxy\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(held(&wd), ["a.txt"]);
+    assert_eq!(
+        std::fs::read(wd.store.join("a.txt")).expect("a.txt"),
+        b"uploaded by the proxy\n"
+    );
+    env.annex(client, &["sync", "--no-content"]).ok();
+    env.annex(client, &["drop", "--force", "a.txt"]).ok();
+    env.annex(client, &["get", "--from", "origin-d", "a.txt"])
+        .ok();
+    let (ok, results) = fsck_from(env, client, "origin-d");
+    assert!(ok, "{results:?}");
+    env.add_file(client, "b.txt", b"not in the exported tree\n");
+    env.annex(client, &["copy", "--to", "origin-d", "b.txt"])
+        .fails();
+    assert_eq!(held(&wd), ["a.txt"]);
+}
