@@ -568,3 +568,27 @@ fn export_without_annexobjects_is_filled_from_the_proxy() {
         .fails();
     assert_eq!(held(&wd), ["a.txt"]);
 }
+
+/// A push over git's HTTP protocol to `annexproxy p2phttp` (git
+/// http-backend run by it) ends in the same hook: the export follows.
+#[test]
+fn push_over_p2phttp_updates_the_export() {
+    let wd = export_world(Setup::Real);
+    let bucket = wd.bucket.clone().expect("S3");
+    let client = wd.client.clone();
+    let s = annexproxy_tests::p2phttp::HttpServer::serve(
+        wd.env,
+        wd.proxy.clone(),
+        &["--wideopen"],
+        &[],
+    );
+    let env = &s.env;
+    add_git_file(env, &client, "web.txt", "pushed over HTTP\n");
+    let url = format!("http://{}/proxy.git", s.addr);
+    env.git(&client, &["push", "-q", &url, "main"]).ok();
+    env.wait_server_idle();
+    let mut names = moto::shared().list_objects(&bucket);
+    names.sort();
+    assert_eq!(names, ["web.txt"]);
+    assert_eq!(object_in(&bucket, "web.txt"), "pushed over HTTP\n");
+}
