@@ -338,6 +338,35 @@ impl Client {
         check(resp).await.map(drop)
     }
 
+    /// CopyObject: `to` becomes a copy of `from` in the same bucket, made
+    /// by the server (a PUT with `x-amz-copy-source`); like
+    /// CompleteMultipartUpload, it may answer 200 with an error in its
+    /// body.
+    pub async fn copy_object(&self, from: &str, to: &str) -> Result<(), ErrorKind> {
+        let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
+        let mut action = PutObject::new(&self.bucket, self.creds.as_ref(), to);
+        self.add_write_headers(action.headers_mut());
+        action
+            .headers_mut()
+            .insert("x-amz-copy-source", source.clone());
+        let url = action.sign(SIGNED_FOR);
+        let resp = self
+            .send(|| {
+                self.with_write_headers(self.http.put(url.clone()))
+                    .header("x-amz-copy-source", &source)
+            })
+            .await?;
+        let text = check(resp).await?.text().await?;
+        match xml::parse_error(&text) {
+            None => Ok(()),
+            Some(e) => Err(ErrorKind::Status {
+                status: 200,
+                code: e.code,
+                message: e.message,
+            }),
+        }
+    }
+
     pub async fn delete(&self, object: &str) -> Result<(), ErrorKind> {
         let url = DeleteObject::new(&self.bucket, self.creds.as_ref(), object).sign(SIGNED_FOR);
         let resp = self.send(|| self.http.delete(url.clone())).await?;
@@ -433,6 +462,20 @@ impl Client {
         }
         req
     }
+}
+
+/// An object name as `x-amz-copy-source` wants it: percent-encoded but
+/// for unreserved characters and `/`.
+fn encode_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The HTTP client: rustls (reqwest's own provider, aws-lc-rs) with the

@@ -13,6 +13,7 @@ pub enum Op {
     Commit,
     Abort,
     Remove,
+    Copy,
 }
 
 impl fmt::Display for Op {
@@ -25,6 +26,7 @@ impl fmt::Display for Op {
             Op::Commit => "commit of",
             Op::Abort => "abort of",
             Op::Remove => "remove of",
+            Op::Copy => "copy of",
         })
     }
 }

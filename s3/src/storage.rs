@@ -169,6 +169,20 @@ impl S3Storage {
         .await
     }
 
+    /// Makes `to` a copy of `from`, in the bucket (CopyObject).
+    #[tracing::instrument(level = "debug", skip(self), fields(remote = %self.inner.remote))]
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), S3Error> {
+        let (src, dest) = (
+            self.inner.config.object_name(from),
+            self.inner.config.object_name(to),
+        );
+        self.inner
+            .client
+            .copy_object(&src, &dest)
+            .await
+            .map_err(|k| self.inner.error(Op::Copy, &src, k))
+    }
+
     /// Removes the object; an absent one is no error.
     #[tracing::instrument(level = "debug", skip(self), fields(remote = %self.inner.remote))]
     pub async fn remove(&self, name: &str) -> Result<(), S3Error> {

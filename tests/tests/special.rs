@@ -28,6 +28,8 @@
 //!   misbehaving program of ours).
 //! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
 //!   S3) through the proxy, both directions of interoperation.
+//! - `export`: an `exporttree=yes annexobjects=yes` S3 remote: the
+//!   export changed when the client pushes its tracking branch.
 //! - `s3_faults`: a bucket in trouble: transient failures retried,
 //!   abandoned multipart uploads aborted, a missing bucket not reachable.
 
@@ -65,5 +67,7 @@ mod s3;
 
 #[path = "special/crypto.rs"]
 mod crypto;
+#[path = "special/export.rs"]
+mod export;
 #[path = "special/s3_faults.rs"]
 mod s3_faults;

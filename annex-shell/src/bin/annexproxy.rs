@@ -34,6 +34,10 @@ enum Cmd {
     /// Record in proxy.log the remotes configured with annex-proxy=true,
     /// as `git annex updateproxy` does.
     Updateproxy,
+    /// git's post-receive hook (installed by updateproxy): a push of the
+    /// tracking branch of a proxied exporttree=yes remote changes its
+    /// export, as `git annex post-receive` does.
+    PostReceive,
     /// Make this repository the gateway of a new cluster, as
     /// `git annex initcluster` does.
     Initcluster {
@@ -283,6 +287,9 @@ fn main() -> ExitCode {
             annex_shell::operator::init(&cli.dir, description.as_deref(), &mut out)
         }
         Cmd::Updateproxy => annex_shell::operator::updateproxy(&cli.dir, &mut out, &mut err),
+        Cmd::PostReceive => {
+            annex_shell::operator::post_receive(&cli.dir, std::io::stdin().lock(), &mut err)
+        }
         Cmd::Initcluster { name, description } => {
             annex_shell::operator::initcluster(&cli.dir, name, description.as_deref(), &mut out)
         }

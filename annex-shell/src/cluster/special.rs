@@ -28,6 +28,7 @@ use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use crate::backend::{same_file, Backend, BackendError, Failure, Outcome};
 use crate::special::crypt::Crypt;
 use crate::special::directory::Directory;
+use crate::special::export::Exported;
 use crate::special::external::External;
 use crate::special::present::PresentError;
 use crate::special::put::{PutError, Upload};
@@ -45,12 +46,32 @@ pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Result<Box<dyn Node>,
         Kind::Directory(root) => {
             let storage =
                 Directory::new(&remote.name, root.clone()).with_reserve(repo.disk_reserve());
-            node(Special::new(crypt(storage, remote), remote, repo.branch()))
+            match remote.export {
+                Some(ex) => node(Special::new(
+                    crypt(
+                        Exported::new(storage, ex, repo.branch(), &remote.uuid),
+                        remote,
+                    ),
+                    remote,
+                    repo.branch(),
+                )),
+                None => node(Special::new(crypt(storage, remote), remote, repo.branch())),
+            }
         }
         Kind::S3 { config, creds } => {
             let storage = S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| e.to_string())?;
-            node(Special::new(crypt(storage, remote), remote, repo.branch()))
+            match remote.export {
+                Some(ex) => node(Special::new(
+                    crypt(
+                        Exported::new(storage, ex, repo.branch(), &remote.uuid),
+                        remote,
+                    ),
+                    remote,
+                    repo.branch(),
+                )),
+                None => node(Special::new(crypt(storage, remote), remote, repo.branch())),
+            }
         }
         Kind::External(setup) => {
             let storage = External::new(remote, setup);

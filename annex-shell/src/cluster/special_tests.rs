@@ -25,6 +25,7 @@ fn directory_node(root: &Path) -> Box<dyn Node> {
         kind: Kind::Directory(store.clone()),
         chunking: ChunkConfig::Fixed(2),
         encryption: None,
+        export: None,
     };
     let repo = gateway_repo(root);
     let special = Special::new(Directory::new("d", store), &remote, repo.branch()).into_node();
@@ -145,6 +146,7 @@ fn encrypted_node(root: &Path) -> Box<dyn Node> {
         kind: Kind::Directory(store.clone()),
         chunking: ChunkConfig::Whole,
         encryption: Some(std::sync::Arc::new(enc)),
+        export: None,
     };
     let storage = Crypt::new(Directory::new("d", store), remote.encryption.clone());
     let repo = gateway_repo(root);

@@ -64,6 +64,12 @@ pub enum RemoteSetupError {
     S3(Box<S3SetupError>),
     #[error(transparent)]
     External(Box<ExternalSetupError>),
+    #[error("cannot enable both encryption and exporttree")]
+    ExportEncrypted,
+    #[error("cannot change exporttree of existing special remote")]
+    ExportChanged,
+    #[error("importtree=yes is not served by annexproxy")]
+    Import,
 }
 
 impl From<ExternalSetupError> for RemoteSetupError {
@@ -147,6 +153,7 @@ fn check_type(
         config.get("chunk").map(String::as_str),
         config.get("chunksize").map(String::as_str),
     )?;
+    check_export(config, old)?;
     let setup = if kind.as_deref() == Some("S3") {
         TypeSetup::S3(Box::new(s3::prepare(name, uuid, config)?))
     } else if kind.as_deref() == Some("external") {
@@ -160,6 +167,31 @@ fn check_type(
     // Last: a new cipher is made only for a remote that will be made.
     let said = initremote_crypto::setup(config, old)?;
     Ok((setup, said))
+}
+
+/// git-annex's checks of `exporttree=` (`adjustExportImportRemoteType`):
+/// no encryption with it, and no change of it by `enableremote`.
+fn check_export(
+    config: &BTreeMap<String, String>,
+    old: Option<&BTreeMap<String, String>>,
+) -> Result<(), RemoteSetupError> {
+    use crate::special::export::ExportConfig;
+    let export = ExportConfig::from_params(config).is_some();
+    if config
+        .get("importtree")
+        .is_some_and(|v| v == "yes" || v == "true")
+    {
+        return Err(RemoteSetupError::Import);
+    }
+    match old {
+        Some(old) if ExportConfig::from_params(old).is_some() != export => {
+            Err(RemoteSetupError::ExportChanged)
+        }
+        None if export && config.get("encryption").is_some_and(|e| e != "none") => {
+            Err(RemoteSetupError::ExportEncrypted)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A directory remote's directory, absolute (a relative one is taken
@@ -250,9 +282,14 @@ pub fn initremote(
     config.insert("name".into(), name.to_owned());
     let uuid = uuid::Uuid::new_v4().to_string();
     let (setup, said) = check_type(&repo, dir, name, &uuid, &mut config, None)?;
+    let export = crate::special::export::ExportConfig::from_params(&config).is_some();
     if let TypeSetup::S3(s3_setup) = &setup {
-        s3::claim_bucket(name, &uuid, repo.git_dir(), &config, s3_setup)
-            .map_err(RemoteSetupError::from)?;
+        // git-annex leaves an export's bucket without `annex-uuid`
+        // (`writeUUIDFile`): it holds a tree's files alone.
+        if !export {
+            s3::claim_bucket(name, &uuid, repo.git_dir(), &config, s3_setup)
+                .map_err(RemoteSetupError::from)?;
+        }
         s3::cache_creds(repo.git_dir(), &uuid, s3_setup).map_err(RemoteSetupError::from)?;
     }
     if let TypeSetup::External(e) = &setup {

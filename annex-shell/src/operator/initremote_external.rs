@@ -62,6 +62,7 @@ pub fn init(
         chunking: ChunkConfig::Whole,
         // INITREMOTE runs no transfer: nothing to encrypt.
         encryption: None,
+        export: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -45,6 +45,8 @@ pub(crate) fn update_proxies(
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), OperatorError> {
+    // A push of an export remote's tracking branch changes its export.
+    super::postreceive::install_hook(repo, warn)?;
     let remote_proxies = break_cycles(configured_proxies(repo, asked, warn)?, repo, my_uuid)?;
     let mut wanted = cluster_proxies(repo, &remote_proxies)?;
     wanted.extend(remote_proxies);
@@ -282,7 +284,7 @@ fn remote_bool(repo: &Repo, remote: &RemoteConfig, key: &str) -> bool {
 
 /// `annex-proxy=true`, or any `annex-cluster-node` at all: git-annex asks
 /// only whether the setting exists, even empty.
-fn wants_proxy(repo: &Repo, remote: &RemoteConfig) -> bool {
+pub(crate) fn wants_proxy(repo: &Repo, remote: &RemoteConfig) -> bool {
     remote_bool(repo, remote, "annex-proxy") || remote.get("annex-cluster-node").is_some()
 }
 

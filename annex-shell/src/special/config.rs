@@ -74,6 +74,8 @@ pub enum SpecialError {
     BadExternalType { name: String, value: String },
     #[error("{name}: an external remote with exporttree=yes is not served by annexproxy")]
     ExternalExport { name: String },
+    #[error("{name}: exporttree=yes with encryption is not possible (git-annex refuses it too)")]
+    ExportEncrypted { name: String },
     #[error(transparent)]
     Branch(#[from] BranchError),
 }
@@ -106,6 +108,8 @@ pub struct SpecialRemote {
     /// The decrypted cipher of a remote with `encryption=` other than
     /// none.
     pub encryption: Option<Arc<Encryption>>,
+    /// `exporttree=yes`: the remote holds a tree's files.
+    pub export: Option<super::export::ExportConfig>,
 }
 
 /// Every special remote `remote.log` records: UUID to parameters.
@@ -206,7 +210,7 @@ impl SpecialRemote {
             "external" => external_of(repo, remote, &params)?,
             _ => Kind::Directory(directory_of(repo, remote)?),
         };
-        let chunking = ChunkConfig::from_params(
+        let mut chunking = ChunkConfig::from_params(
             params.get("chunk").map(String::as_str),
             params.get("chunksize").map(String::as_str),
         )
@@ -214,6 +218,14 @@ impl SpecialRemote {
             name: name.clone(),
             source,
         })?;
+        let export = super::export::ExportConfig::from_params(&params);
+        if export.is_some() {
+            if encryption.is_some() {
+                return Err(SpecialError::ExportEncrypted { name });
+            }
+            // An export stores whole files (`storeExport`), chunk= or not.
+            chunking = ChunkConfig::Whole;
+        }
         Ok(SpecialRemote {
             name,
             uuid,
@@ -222,6 +234,7 @@ impl SpecialRemote {
             kind,
             chunking,
             encryption,
+            export,
         })
     }
 

@@ -23,6 +23,7 @@ pub mod config;
 pub mod crypt;
 pub mod crypto;
 pub mod directory;
+pub mod export;
 pub mod external;
 pub(crate) mod present;
 pub(crate) mod put;
@@ -73,12 +74,24 @@ where
         Kind::Directory(root) => {
             let storage = directory::Directory::new(&remote.name, root.clone())
                 .with_reserve(repo.disk_reserve());
-            serve_storage(conn, repo, &remote, storage, rules).await
+            match remote.export {
+                Some(ex) => {
+                    let storage = export::Exported::new(storage, ex, repo.branch(), &remote.uuid);
+                    serve_storage(conn, repo, &remote, storage, rules).await
+                }
+                None => serve_storage(conn, repo, &remote, storage, rules).await,
+            }
         }
         Kind::S3 { config, creds } => {
             let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())
                 .map_err(|e| ServeError::Fatal(e.to_string()))?;
-            serve_storage(conn, repo, &remote, storage, rules).await
+            match remote.export {
+                Some(ex) => {
+                    let storage = export::Exported::new(storage, ex, repo.branch(), &remote.uuid);
+                    serve_storage(conn, repo, &remote, storage, rules).await
+                }
+                None => serve_storage(conn, repo, &remote, storage, rules).await,
+            }
         }
         Kind::External(setup) => {
             let storage = external::External::new(&remote, setup);

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use annex::key::Key;
 use annex_s3::{ObjectReader, Op, S3Config, S3Credentials, S3Error, S3Storage, SetupError};
 
-use super::storage::{StagedWrite, Storage, StorageError};
+use super::storage::{PathStorage, StagedWrite, Storage, StorageError};
 
 /// An S3 remote's bucket.
 #[derive(Clone, Debug)]
@@ -127,6 +127,7 @@ fn storage_error(e: S3Error, remote: &str) -> StorageError {
         Op::Commit => "commit",
         Op::Abort => "abort",
         Op::Remove => "remove",
+        Op::Copy => "copy",
     };
     StorageError::Io {
         remote: remote.to_owned(),
@@ -188,6 +189,45 @@ impl Storage for S3 {
     async fn remove(&self, name: &Key) -> Result<(), StorageError> {
         self.take_small(name);
         let r = self.bucket.remove(&object_name(name)).await;
+        r.map_err(|e| storage_error(e, self.remote()))
+    }
+}
+
+/// An export's files, named by their paths under `fileprefix`
+/// (`Remote/S3.hs: getBucketExportLocation`); a rename is a copy made by
+/// the bucket and a delete, as git-annex renames (S3 has no move).
+impl PathStorage for S3 {
+    async fn stat_at(&self, path: &str) -> Result<Option<u64>, StorageError> {
+        let r = self.bucket.stat(path).await;
+        r.map_err(|e| storage_error(e, self.remote()))
+    }
+
+    async fn read_at(&self, path: &str, offset: u64) -> Result<ObjectReader, StorageError> {
+        let r = self.bucket.read(path, offset).await;
+        r.map_err(|e| storage_error(e, self.remote()))
+    }
+
+    async fn begin_write_at(&self, path: &str, size: Option<u64>) -> Result<S3Write, StorageError> {
+        let r = self.bucket.begin_write(path, size).await;
+        let staged = r.map_err(|e| storage_error(e, self.remote()))?;
+        Ok(S3Write {
+            remote: self.remote().to_owned(),
+            staged,
+        })
+    }
+
+    async fn remove_at(&self, path: &str) -> Result<(), StorageError> {
+        let r = self.bucket.remove(path).await;
+        r.map_err(|e| storage_error(e, self.remote()))
+    }
+
+    async fn rename_at(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.copy_at(from, to).await?;
+        self.remove_at(from).await
+    }
+
+    async fn copy_at(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let r = self.bucket.copy(from, to).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }
 }

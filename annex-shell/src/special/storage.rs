@@ -50,6 +50,10 @@ pub enum StorageError {
         object: String,
         why: String,
     },
+    /// The remote's rules forbid the operation (a key of an exported
+    /// tree removed by its key, as git-annex forbids it).
+    #[error("{remote}: {why}")]
+    Refused { remote: String, why: String },
 }
 
 /// A storage kind. One is made per session, for one remote.
@@ -154,4 +158,56 @@ pub trait StagedWrite: Send {
 
     /// Nothing becomes visible, and nothing staged is kept.
     fn abort(self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// A storage that can also name objects by a path of its own, as an
+/// export (`exporttree=yes`) names them: a tree's file under its path, and
+/// git-annex's `annexobjects` copies under `.git/annex/objects/…`
+/// (`Remote/Directory.hs`, `Remote/S3.hs`: `storeExport`, `retrieveExport`,
+/// `removeExport`, `renameExport`). Paths are relative, `/`-separated, and
+/// checked by [`super::export::ExportPath`] before they get here.
+pub trait PathStorage: Storage {
+    /// The size of the object at `path`; `None` when it is absent.
+    fn stat_at(&self, path: &str)
+        -> impl Future<Output = Result<Option<u64>, StorageError>> + Send;
+
+    /// The object at `path` from `offset`.
+    fn read_at(
+        &self,
+        path: &str,
+        offset: u64,
+    ) -> impl Future<Output = Result<Self::Reader, StorageError>> + Send;
+
+    /// The object at `path` as a local file, where there is one.
+    fn local_file_at(&self, path: &str) -> Result<Option<std::fs::File>, StorageError> {
+        let _ = path;
+        Ok(None)
+    }
+
+    /// A staged write that becomes the object at `path` once committed.
+    fn begin_write_at(
+        &self,
+        path: &str,
+        size: Option<u64>,
+    ) -> impl Future<Output = Result<Self::Staged, StorageError>> + Send;
+
+    /// Remove the object at `path` (absent is removed), and the
+    /// directories it leaves empty where the storage has directories.
+    fn remove_at(&self, path: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Move the object at `from` to `to`, replacing what is there.
+    fn rename_at(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Copy the object at `from` to `to` (a second path of the same
+    /// content), without its bytes passing through this host where the
+    /// storage can (S3's CopyObject).
+    fn copy_at(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
 }

@@ -14,14 +14,14 @@ use testkit::moto;
 
 use super::world::{default_encryption, hashdir, stored_files};
 
-struct Mixed {
-    env: TestEnv,
-    gateway: PathBuf,
-    node: PathBuf,
+pub(super) struct Mixed {
+    pub(super) env: TestEnv,
+    pub(super) gateway: PathBuf,
+    pub(super) node: PathBuf,
     store: PathBuf,
     /// `d`'s bucket, when it is an S3 remote.
-    bucket: Option<String>,
-    client: PathBuf,
+    pub(super) bucket: Option<String>,
+    pub(super) client: PathBuf,
 }
 
 /// node1 (a git-annex repository) and `d` (a directory remote made by
@@ -32,7 +32,7 @@ fn mixed(extra: &[&str]) -> Mixed {
 }
 
 /// What `d` keeps its objects in.
-enum Store {
+pub(super) enum Store {
     Directory,
     /// A fresh bucket in the tests' moto.
     S3,
@@ -41,7 +41,7 @@ enum Store {
 }
 
 /// [`mixed`] with `d` of the kind `store`.
-fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
+pub(super) fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     let env = TestEnv::new(ServerKind::Ours);
     let node = env.server_bare("node1.git");
     env.annexproxy(&node, &["init", "node 1"]).ok();
@@ -121,7 +121,7 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
 impl Mixed {
     /// The objects `d` holds: files under its directory, or the bucket's
     /// objects but the one git-annex keeps the UUID in.
-    fn stored(&self) -> Vec<String> {
+    pub(super) fn stored(&self) -> Vec<String> {
         match &self.bucket {
             None => stored_files(&self.store),
             Some(bucket) => {
@@ -132,23 +132,33 @@ impl Mixed {
         }
     }
 
-    fn d_uuid(&self) -> String {
+    pub(super) fn d_uuid(&self) -> String {
         let out = self
             .env
             .oracle(&self.gateway, &["config", "remote.d.annex-uuid"]);
         out.ok().stdout.trim().to_string()
     }
 
-    /// The UUIDs the client's whereis names for `file`, after a sync.
-    fn holders(&self, file: &str) -> Vec<String> {
+    /// The UUIDs the client's whereis names for `file`, after a sync,
+    /// untrusted ones (an export remote is) included.
+    pub(super) fn holders(&self, file: &str) -> Vec<String> {
         self.env.annex(&self.client, &["sync"]).ok();
         let out = self.env.annex(&self.client, &["whereis", "--json", file]);
-        whereis_uuids(&out.stdout)
+        let mut uuids = whereis_uuids(&out.stdout);
+        for v in json_lines(&out.stdout) {
+            let untrusted = v["untrusted"].as_array().cloned().unwrap_or_default();
+            uuids.extend(
+                untrusted
+                    .iter()
+                    .filter_map(|w| w["uuid"].as_str().map(str::to_owned)),
+            );
+        }
+        uuids
     }
 
     /// Real `git annex fsck --from d` in the gateway's repository (it
     /// reads the directory itself), and real fsck in the node's.
-    fn real_fscks(&self) {
+    pub(super) fn real_fscks(&self) {
         self.env.wait_server_idle();
         let out = self
             .env
