@@ -23,11 +23,13 @@ const ARCHIVE_ID: &str = "0123456789abcdef";
 
 /// Which program the remote `d` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Program {
+pub(super) enum Program {
     Rclone,
     Ora,
     /// Ours, misbehaving on some keys (see [`WOBBLY`]).
     Wobbly,
+    /// Ours, taking ASYNC ([`super::external_async::ASYNC_STORE`]).
+    Async,
 }
 
 fn installed(dir: &str, name: &str) -> PathBuf {
@@ -109,23 +111,28 @@ fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
                 format!("archive-id={ARCHIVE_ID}"),
             ]
         }
-        Program::Wobbly => {
-            let path = env.srv.join("git-annex-remote-wobbly");
-            fs::write(&path, WOBBLY).expect("wobbly");
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-            env.add_server_program("git-annex-remote-wobbly", &path);
-            vec![
-                "externaltype=wobbly".into(),
-                format!("directory={}", store.display()),
-            ]
-        }
+        Program::Wobbly => ours(env, "wobbly", WOBBLY, store),
+        Program::Async => ours(env, "async", super::external_async::ASYNC_STORE, store),
     }
+}
+
+/// A program of ours, `git-annex-remote-NAME`, storing in `store`.
+fn ours(env: &TestEnv, name: &str, text: &str, store: &Path) -> Vec<String> {
+    let program = format!("git-annex-remote-{name}");
+    let path = env.srv.join(&program);
+    fs::write(&path, text).expect("program");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    env.add_server_program(&program, &path);
+    vec![
+        format!("externaltype={name}"),
+        format!("directory={}", store.display()),
+    ]
 }
 
 /// A proxy made by `annexproxy init`, an external remote `d` running
 /// `program` made by `setup` (with `extra` parameters), proxied by our
 /// `updateproxy`; a client that cloned the proxy and synced.
-fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
+pub(super) fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
     let env = TestEnv::new(ServerKind::Ours);
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
@@ -147,7 +154,12 @@ fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
 
 /// No transfer file is left in the proxy's `annex/tmp/external/`.
 fn no_transfer_files(wd: &World) {
-    let dir = wd.proxy.join("annex/tmp/external");
+    no_transfer_files_in(&wd.proxy);
+}
+
+/// No transfer file is left in `proxy`'s `annex/tmp/external/`.
+pub(super) fn no_transfer_files_in(proxy: &Path) {
+    let dir = proxy.join("annex/tmp/external");
     let left: Vec<_> = fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

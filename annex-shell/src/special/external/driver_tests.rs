@@ -26,7 +26,7 @@ fn driver(dir: &Path, program: String, reply: Duration) -> Driver {
     let config = crate::special::config::Params::from([("greeting".to_owned(), "hi".to_owned())]);
     let host = Host::new("ext", "u-1", dir, config);
     let limits = Limits { reply, line: 1024 };
-    Driver::new(program, dir, limits, host)
+    Driver::new(program, dir, limits, Arc::new(host))
 }
 
 async fn checkpresent(d: &mut Driver) -> Result<bool, ExternalError> {

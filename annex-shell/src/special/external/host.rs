@@ -17,6 +17,7 @@
 //!   GETSTATE and SETWANTED, nothing known for GETWANTED and GETURLS.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use annex::key::Key;
 use base64::Engine as _;
@@ -24,17 +25,23 @@ use base64::Engine as _;
 use super::protocol::{Answer, Query};
 use crate::special::config::Params;
 
-/// The remote as the program sees it.
-#[derive(Clone, Debug)]
+/// The remote as the program sees it: one for all the processes and jobs
+/// of a remote's program, as git-annex shares one config among them.
+#[derive(Debug)]
 pub struct Host {
     /// The git remote's name (GETGITREMOTENAME).
     pub remote: String,
     pub uuid: String,
     pub git_dir: PathBuf,
+    config: Mutex<Config>,
+}
+
+#[derive(Debug, Default)]
+struct Config {
     /// GETCONFIG's answers.
-    pub config: Params,
-    /// What SETCONFIG and SETCREDS changed in [`Self::config`].
-    pub changes: Params,
+    current: Params,
+    /// What SETCONFIG and SETCREDS changed in `current`.
+    changes: Params,
 }
 
 impl Host {
@@ -43,17 +50,33 @@ impl Host {
             remote: remote.to_owned(),
             uuid: uuid.to_owned(),
             git_dir: git_dir.to_owned(),
-            config,
-            changes: Params::new(),
+            config: Mutex::new(Config {
+                current: config,
+                changes: Params::new(),
+            }),
         }
+    }
+
+    fn config(&self) -> MutexGuard<'_, Config> {
+        // A panic while the lock was held left whole values behind.
+        self.config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What SETCONFIG and SETCREDS changed.
+    pub fn changes(&self) -> Params {
+        self.config().changes.clone()
+    }
+
+    fn get(&self, k: &str) -> Option<String> {
+        self.config().current.get(k).cloned()
     }
 
     /// The answer to `query`, or `None` where none is sent (PROGRESS,
     /// DEBUG, INFO, SETCONFIG, SETCREDS, the URL notices).
-    pub fn answer(&mut self, query: &Query) -> Option<Answer> {
+    pub fn answer(&self, query: &Query) -> Option<Answer> {
         let value = |v: String| Some(Answer::Value(v));
         match query {
-            Query::GetConfig(k) => value(self.config.get(k).cloned().unwrap_or_default()),
+            Query::GetConfig(k) => value(self.get(k).unwrap_or_default()),
             Query::SetConfig(k, v) => {
                 self.set(k, v);
                 None
@@ -104,9 +127,10 @@ impl Host {
         }
     }
 
-    fn set(&mut self, k: &str, v: &str) {
-        self.config.insert(k.to_owned(), v.to_owned());
-        self.changes.insert(k.to_owned(), v.to_owned());
+    fn set(&self, k: &str, v: &str) {
+        let mut config = self.config();
+        config.current.insert(k.to_owned(), v.to_owned());
+        config.changes.insert(k.to_owned(), v.to_owned());
     }
 
     /// `annex/creds/<uuid>-<setting>`, `/` made `_` (`credstorage`).
@@ -119,24 +143,24 @@ impl Host {
         if let Ok(text) = std::fs::read_to_string(path) {
             return decode_pair(&text);
         }
-        if self.config.contains_key("cipher") {
+        if self.get("cipher").is_some() {
             return None;
         }
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(self.config.get(setting)?.trim())
+            .decode(self.get(setting)?.trim())
             .ok()?;
         decode_pair(&String::from_utf8_lossy(&bytes))
     }
 
     fn set_creds(
-        &mut self,
+        &self,
         setting: &str,
         login: &str,
         password: &str,
     ) -> Result<(), annex_s3::CredsError> {
         let name = self.creds_name(setting);
         annex_s3::creds::write_creds_file(&self.git_dir, &name, login, password)?;
-        if self.config.get("embedcreds").map(String::as_str) == Some("yes") {
+        if self.get("embedcreds").as_deref() == Some("yes") {
             let embedded = annex_s3::creds::encode_embedded(login, password);
             self.set(setting, &embedded);
         }
@@ -174,46 +198,33 @@ mod tests {
     #[test]
     fn config_and_names() {
         let dir = tempfile::tempdir().unwrap();
-        let mut h = host(dir.path());
-        let v = |h: &mut Host, q| h.answer(&q).map(|a| a.line());
+        let h = host(dir.path());
+        let v = |h: &Host, q| h.answer(&q).map(|a| a.line());
         assert_eq!(
-            v(&mut h, Query::GetConfig("url".into())).unwrap(),
+            v(&h, Query::GetConfig("url".into())).unwrap(),
             "VALUE ria+file:///s"
         );
-        assert_eq!(
-            v(&mut h, Query::GetConfig("nope".into())).unwrap(),
-            "VALUE "
-        );
-        assert_eq!(
-            v(&mut h, Query::SetConfig("prefix".into(), "p".into())),
-            None
-        );
-        assert_eq!(
-            v(&mut h, Query::GetConfig("prefix".into())).unwrap(),
-            "VALUE p"
-        );
-        assert_eq!(h.changes.get("prefix").unwrap(), "p");
-        assert_eq!(v(&mut h, Query::GetUuid).unwrap(), "VALUE u-1");
-        assert_eq!(v(&mut h, Query::GetGitRemoteName).unwrap(), "VALUE ora");
+        assert_eq!(v(&h, Query::GetConfig("nope".into())).unwrap(), "VALUE ");
+        assert_eq!(v(&h, Query::SetConfig("prefix".into(), "p".into())), None);
+        assert_eq!(v(&h, Query::GetConfig("prefix".into())).unwrap(), "VALUE p");
+        assert_eq!(h.changes().get("prefix").unwrap(), "p");
+        assert_eq!(v(&h, Query::GetUuid).unwrap(), "VALUE u-1");
+        assert_eq!(v(&h, Query::GetGitRemoteName).unwrap(), "VALUE ora");
         // git-annex's hash directories, with the trailing slash.
         let key = "SHA256E-s0--e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let k = Key::parse(key).unwrap();
         assert_eq!(
-            v(&mut h, Query::DirHashLower(key.into())).unwrap(),
+            v(&h, Query::DirHashLower(key.into())).unwrap(),
             format!("VALUE {}/", k.hash_dir_lower())
         );
-        assert!(matches!(
-            h.answer(&Query::GetState(key.into())),
-            Some(Answer::Error(_))
-        ));
     }
 
     #[test]
     fn creds_cached_and_embedded() {
         let dir = tempfile::tempdir().unwrap();
-        let mut h = host(dir.path());
-        let get = |h: &mut Host| h.answer(&Query::GetCreds("c/x".into())).unwrap().line();
-        assert_eq!(get(&mut h), "CREDS  ");
+        let h = host(dir.path());
+        let get = |h: &Host| h.answer(&Query::GetCreds("c/x".into())).unwrap().line();
+        assert_eq!(get(&h), "CREDS  ");
         let set = Query::SetCreds {
             setting: "c/x".into(),
             login: "me".into(),
@@ -221,13 +232,13 @@ mod tests {
         };
         assert_eq!(h.answer(&set), None);
         assert!(dir.path().join("annex/creds/u-1-c_x").is_file());
-        assert_eq!(get(&mut h), "CREDS me pw");
-        assert!(h.changes.is_empty());
+        assert_eq!(get(&h), "CREDS me pw");
+        assert!(h.changes().is_empty());
         // Embedded: in the config, readable without the cache file.
-        h.config.insert("embedcreds".into(), "yes".into());
+        h.set("embedcreds", "yes");
         h.answer(&set);
         std::fs::remove_file(dir.path().join("annex/creds/u-1-c_x")).unwrap();
-        assert!(h.changes.contains_key("c/x"));
-        assert_eq!(get(&mut h), "CREDS me pw");
+        assert!(h.changes().contains_key("c/x"));
+        assert_eq!(get(&h), "CREDS me pw");
     }
 }

@@ -9,8 +9,10 @@
 //! ends the program, as git-annex ends it on a protocol error.
 //!
 //! With the ASYNC extension every message but VERSION, EXTENSIONS and
-//! ERROR carries a job number (`J <n> …`); we run one job at a time, so
-//! [`tag`] and [`untag`] add and strip it.
+//! ERROR carries a job number (`J <n> …`): [`tag_job`] and [`split_job`]
+//! add and strip it for a program shared by several jobs
+//! ([`super::jobs`]); [`tag`] and [`untag`] for the one job (PREPARE, or
+//! a program restarted within a request) a driver runs alone.
 
 /// The extensions we offer in EXTENSIONS: those we implement. Not
 /// offered: UNAVAILABLERESPONSE, TRANSFER-RETRIEVE-URL, CHECKPRESENT-URL
@@ -20,8 +22,8 @@ pub const OFFERED_EXTENSIONS: &[&str] = &["INFO", "GETGITREMOTENAME", "ASYNC"];
 /// The protocol version we speak.
 pub const VERSION: u32 = 1;
 
-/// The job number we give every request when ASYNC is in use: one job at
-/// a time per program.
+/// The job number of a driver's lone job (PREPARE); a shared program's
+/// jobs are numbered after it.
 pub const JOB: u64 = 1;
 
 /// Which way a TRANSFER goes.
@@ -333,11 +335,27 @@ fn untagged(line: &str) -> bool {
 
 /// Our line as sent: tagged with the job number when ASYNC is in use.
 pub fn tag(line: &str, asynchronous: bool) -> String {
-    if asynchronous && !untagged(line) {
-        format!("J {JOB} {line}")
+    if asynchronous {
+        tag_job(line, JOB)
     } else {
         line.to_owned()
     }
+}
+
+/// Our line for job `job` of an ASYNC program (ERROR goes untagged).
+pub fn tag_job(line: &str, job: u64) -> String {
+    if untagged(line) {
+        line.to_owned()
+    } else {
+        format!("J {job} {line}")
+    }
+}
+
+/// A line of an ASYNC program's: its job number and message, or `None`
+/// when it carries none (ERROR, or garbage).
+pub fn split_job(line: &str) -> Option<(u64, &str)> {
+    let (n, msg) = line.strip_prefix("J ")?.split_once(' ')?;
+    Some((n.parse().ok()?, msg))
 }
 
 /// A received line without its job tag; `None` when it is tagged for
