@@ -28,7 +28,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use super::host::Host;
 use super::pipe::keep_stderr;
 pub(super) use super::pipe::{read_line, Line};
-use super::protocol::{self, Message, Reply, Request, VERSION};
+use super::protocol::{self, Message, Reply, Request, VERSIONS};
 
 /// Lines of the program's stderr kept for an error message.
 pub(super) const STDERR_KEPT: usize = 4;
@@ -90,7 +90,7 @@ pub enum ExternalError {
     },
     #[error("{program}: external special remote error: {message}")]
     Program { program: String, message: String },
-    #[error("{program} speaks protocol version {version}; annexproxy speaks {VERSION}")]
+    #[error("{program} speaks protocol version {version}; annexproxy speaks 1 and 2")]
     Version { program: String, version: u32 },
     #[error("{program}: {why}")]
     Failed { program: String, why: String },
@@ -380,7 +380,7 @@ impl Driver {
         });
         self.prepared = false;
         match self.next_message("VERSION").await? {
-            (Message::Version(VERSION), _) => {}
+            (Message::Version(v), _) if VERSIONS.contains(&v) => {}
             (Message::Version(version), _) => {
                 return Err(ExternalError::Version {
                     program: self.program.clone(),

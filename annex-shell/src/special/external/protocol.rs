@@ -19,8 +19,10 @@
 /// and DELEGATE (README, compatibility table).
 pub const OFFERED_EXTENSIONS: &[&str] = &["INFO", "GETGITREMOTENAME", "ASYNC"];
 
-/// The protocol version we speak.
-pub const VERSION: u32 = 1;
+/// The protocol versions we speak: git-annex's 1 and 2, the same but for
+/// export requests (version 2 tells the program git-annex handles them
+/// right), which we do not send.
+pub const VERSIONS: &[u32] = &[1, 2];
 
 /// The job number of a driver's lone job (PREPARE); a shared program's
 /// jobs are numbered after it.
