@@ -30,6 +30,8 @@ pub(super) enum Program {
     Wobbly,
     /// Ours, taking ASYNC ([`super::external_async::ASYNC_STORE`]).
     Async,
+    /// Ours, keeping where it put a key with SETSTATE (see [`STATEFUL`]).
+    Stateful,
 }
 
 fn installed(dir: &str, name: &str) -> PathBuf {
@@ -42,19 +44,33 @@ fn installed(dir: &str, name: &str) -> PathBuf {
     p
 }
 
-/// A directory store of ours, run by `sh`: CHECKPRESENT looks for the
-/// key's file; a TRANSFER of a key whose name ends in `.boom` exits (of
-/// `.gone`, a RETRIEVE exits),
-/// `.hang` sleeps, `.junk` answers garbage; any other is copied.
-const WOBBLY: &str = r#"#!/bin/sh
+/// A directory store of ours, run by `sh`: VERSION, EXTENSIONS (none),
+/// INITREMOTE, PREPARE (its `directory=` as `$store`), `FUNCTIONS`
+/// defined, the requests' `CASES`, UNSUPPORTED-REQUEST to any other.
+fn sh_store(functions: &str, cases: &str) -> String {
+    format!(
+        r#"#!/bin/sh
 echo VERSION 1
 store=
+{functions}
 while read -r line; do
   set -- $line
   case "$1" in
     EXTENSIONS) echo EXTENSIONS ;;
     INITREMOTE) echo INITREMOTE-SUCCESS ;;
-    PREPARE) echo GETCONFIG directory; read -r v; store=${v#VALUE }; echo PREPARE-SUCCESS ;;
+    PREPARE) echo GETCONFIG directory; read -r v; store=${{v#VALUE }}; echo PREPARE-SUCCESS ;;
+{cases}
+    *) echo UNSUPPORTED-REQUEST ;;
+  esac
+done
+"#
+    )
+}
+
+/// CHECKPRESENT looks for the key's file; a TRANSFER of a key whose name
+/// ends in `.boom` exits (of `.gone`, a RETRIEVE exits), `.hang` sleeps,
+/// `.junk` answers garbage; any other is copied.
+const WOBBLY: &str = r#"
     CHECKPRESENT) if [ -e "$store/$2" ]; then echo CHECKPRESENT-SUCCESS "$2"; else echo CHECKPRESENT-FAILURE "$2"; fi ;;
     TRANSFER)
       case "$3" in
@@ -66,11 +82,24 @@ while read -r line; do
         *) if [ "$2" = STORE ]; then cp "$4" "$store/$3"; else cp "$store/$3" "$4"; fi
            echo TRANSFER-SUCCESS "$2" "$3" ;;
       esac ;;
-    REMOVE) rm -f "$store/$2"; echo REMOVE-SUCCESS "$2" ;;
-    *) echo UNSUPPORTED-REQUEST ;;
-  esac
-done
-"#;
+    REMOVE) rm -f "$store/$2"; echo REMOVE-SUCCESS "$2" ;;"#;
+
+/// Names what it stores itself (as remotes that store by an ID of theirs
+/// do) and remembers the name with SETSTATE: CHECKPRESENT, RETRIEVE and
+/// REMOVE find it with GETSTATE (the function `state`).
+const STATEFUL_STATE: &str =
+    r#"state() { echo GETSTATE "$1"; read -r v; v=${v#VALUE}; id=${v# }; }"#;
+const STATEFUL: &str = r#"
+    CHECKPRESENT) state "$2"
+      if [ -n "$id" ] && [ -e "$store/$id" ]; then echo CHECKPRESENT-SUCCESS "$2"; else echo CHECKPRESENT-FAILURE "$2"; fi ;;
+    TRANSFER)
+      if [ "$2" = STORE ]; then
+        id="obj-$(date +%s%N)-$$"; cp "$4" "$store/$id" && echo SETSTATE "$3" "$id" && echo TRANSFER-SUCCESS STORE "$3"
+      else
+        state "$3"
+        if [ -n "$id" ] && cp "$store/$id" "$4"; then echo TRANSFER-SUCCESS RETRIEVE "$3"; else echo TRANSFER-FAILURE RETRIEVE "$3" "no state for $3"; fi
+      fi ;;
+    REMOVE) state "$2"; [ -n "$id" ] && rm -f "$store/$id"; echo SETSTATE "$2" ""; echo REMOVE-SUCCESS "$2" ;;"#;
 
 /// git-annex-remote-rclone on the server's (and the oracle's) PATH, an
 /// rclone remote `loc` of the `local` type in the server user's rclone
@@ -111,8 +140,9 @@ fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
                 format!("archive-id={ARCHIVE_ID}"),
             ]
         }
-        Program::Wobbly => ours(env, "wobbly", WOBBLY, store),
+        Program::Wobbly => ours(env, "wobbly", &sh_store("", WOBBLY), store),
         Program::Async => ours(env, "async", super::external_async::ASYNC_STORE, store),
+        Program::Stateful => ours(env, "stateful", &sh_store(STATEFUL_STATE, STATEFUL), store),
     }
 }
 
@@ -380,4 +410,42 @@ fn initremote_refused_by_the_program_records_nothing() {
         !log.stdout.contains("name=r") && !log.stdout.contains("name=n"),
         "{log}"
     );
+}
+
+/// A program that keeps where it put each key with SETSTATE: the state
+/// reaches the proxy's git-annex branch as git-annex keeps it, so real
+/// git-annex in the proxy finds the objects through it (`fsck --from
+/// d`), and the client's get and drop through the proxy find them too.
+#[test]
+fn program_state_kept_in_the_branch_as_git_annex_keeps_it() {
+    let wd = external_world(Setup::Ours, Program::Stateful, &[]);
+    let (env, client) = (&wd.env, &wd.client);
+    let content = pseudo_random_bytes(31, 100_000);
+    env.add_file(client, "s.bin", &content);
+    env.annex(client, &["copy", "--to", "origin-d", "s.bin"])
+        .ok();
+    let key = env.key_of(client, "s.bin");
+    let names: Vec<_> = fs::read_dir(&wd.store)
+        .expect("store")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.len() == 1 && names[0].starts_with("obj-"),
+        "{names:?}"
+    );
+    let log = format!("git-annex:{}/{key}.log.rmt", hashdir(env, client, &key));
+    let state = env.oracle(&wd.proxy, &["show", &log]).ok().stdout;
+    assert!(state.contains(&names[0]), "{state}");
+    env.git(client, &["annex", "sync", "--no-content"]).ok();
+    server_fsck_from_d(&wd);
+    env.annex(client, &["drop", "--force", "s.bin"]).ok();
+    env.annex(client, &["get", "--from", "origin-d", "s.bin"])
+        .ok();
+    assert_eq!(worktree_bytes(client, "s.bin"), content);
+    env.annex(client, &["drop", "--from", "origin-d", "s.bin"])
+        .ok();
+    assert!(!is_on_d(&wd, "s.bin"));
+    assert!(fs::read_dir(&wd.store).expect("store").next().is_none());
+    no_transfer_files(&wd);
 }

@@ -12,15 +12,25 @@
 //!   only), and with `embedcreds=yes` the pair base64-encoded in the
 //!   remote's config under the setting's name, as git-annex stores an
 //!   unencrypted remote's credentials;
-//! - what we do not keep (remote state, preferred content, URLs) is
-//!   answered as git-annex answers where it cannot: ERROR for SETSTATE,
-//!   GETSTATE and SETWANTED, nothing known for GETWANTED and GETURLS.
+//! - SETSTATE/GETSTATE: the remote state log (`<key>.log.rmt`), and
+//!   SETWANTED/GETWANTED: `preferred-content.log`, in this repository's
+//!   git-annex branch, as git-annex keeps them (written to the journal,
+//!   committed with the session's logs);
+//! - URLs are not kept: GETURLS answers an empty list, and the URL
+//!   notices are dropped.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use annex::branch::location::location_log_path_for;
+use annex::branch::maplog::MapLog;
+use annex::branch::uuidlog::{change_uuid_log, UuidLog};
+use annex::branch::{Branch, VectorClock};
 use annex::key::Key;
 use base64::Engine as _;
+
+/// Where git-annex keeps preferred content expressions.
+const PREFERRED_CONTENT_LOG: &str = "preferred-content.log";
 
 use super::protocol::{Answer, Query};
 use crate::special::config::Params;
@@ -101,13 +111,28 @@ impl Host {
                 Ok(()) => None,
                 Err(e) => Some(Answer::Error(format!("SETCREDS {setting}: {e}"))),
             },
-            Query::GetWanted => value(String::new()),
+            Query::GetWanted => self.read_log(PREFERRED_CONTENT_LOG, |text| {
+                UuidLog::parse(text).get(&self.uuid).cloned()
+            }),
+            Query::SetWanted(expr) => self.change_log(PREFERRED_CONTENT_LOG.into(), |old| {
+                change_uuid_log(old, &self.uuid, expr, VectorClock::candidate_now())
+            }),
+            Query::GetState(k) => match state_log_path(k) {
+                Some(path) => {
+                    self.read_log(&path, |text| MapLog::parse(text).get(&self.uuid).cloned())
+                }
+                None => Some(Answer::Error(format!("GETSTATE: not a key: {k}"))),
+            },
+            Query::SetState(k, v) => match state_log_path(k) {
+                Some(path) => self.change_log(path, |old| {
+                    let mut log = MapLog::parse(old);
+                    log.set(&self.uuid, v.clone(), VectorClock::candidate_now());
+                    log.format()
+                }),
+                None => Some(Answer::Error(format!("SETSTATE: not a key: {k}"))),
+            },
             // The end of an empty list.
             Query::GetUrls(..) => value(String::new()),
-            Query::SetWanted(_) | Query::SetState(..) | Query::GetState(_) => Some(Answer::Error(
-                "annexproxy does not keep preferred content or remote state for external remotes"
-                    .into(),
-            )),
             Query::SetUrlPresent(k, u)
             | Query::SetUrlMissing(k, u)
             | Query::SetUriPresent(k, u)
@@ -124,6 +149,30 @@ impl Host {
                 None
             }
             Query::Progress(_) => None,
+        }
+    }
+
+    /// `VALUE` with what `f` finds in the git-annex branch's file `path`
+    /// (journal first), empty when nothing.
+    fn read_log(&self, path: &str, f: impl FnOnce(&[u8]) -> Option<String>) -> Option<Answer> {
+        let found = Branch::open(&self.git_dir).and_then(|b| b.read_file(path));
+        Some(match found {
+            Ok(text) => Answer::Value(text.as_deref().and_then(f).unwrap_or_default()),
+            Err(e) => Answer::Error(format!("reading {path}: {e}")),
+        })
+    }
+
+    /// Change the git-annex branch's file `path` in the journal (it is
+    /// committed with the session's logs); no answer, or ERROR.
+    fn change_log(&self, path: String, f: impl FnOnce(&[u8]) -> Vec<u8>) -> Option<Answer> {
+        let changed = Branch::open(&self.git_dir)
+            .and_then(|b| b.change_file(&path, |old| f(old.unwrap_or_default())));
+        match changed {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(remote = %self.remote, "writing {path}: {e}");
+                Some(Answer::Error(format!("writing {path}: {e}")))
+            }
         }
     }
 
@@ -166,6 +215,13 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// git-annex's remote state log of `key`: `<hashdir>/<key>.log.rmt`.
+fn state_log_path(key: &str) -> Option<String> {
+    Key::parse(key)
+        .ok()
+        .map(|k| format!("{}.rmt", location_log_path_for(&k)))
 }
 
 /// A key's hash directories with the trailing `/` git-annex sends (a
@@ -217,6 +273,39 @@ mod tests {
             v(&h, Query::DirHashLower(key.into())).unwrap(),
             format!("VALUE {}/", k.hash_dir_lower())
         );
+    }
+
+    /// SETSTATE and SETWANTED reach the git-annex branch's logs as
+    /// git-annex writes them, and GETSTATE and GETWANTED read them back.
+    #[test]
+    fn state_and_wanted_in_the_branch() {
+        let root = tempfile::tempdir().unwrap();
+        let (git_dir, _) = crate::testutil::new_repo(root.path(), "r.git", "r");
+        let h = Host::new("ext", "u-1", &git_dir, Params::new());
+        let key =
+            "SHA256E-s5--2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824.txt";
+        let v = |q| h.answer(&q).map(|a| a.line());
+        assert_eq!(v(Query::GetState(key.into())).unwrap(), "VALUE ");
+        assert_eq!(v(Query::SetState(key.into(), "id 42 x".into())), None);
+        assert_eq!(v(Query::GetState(key.into())).unwrap(), "VALUE id 42 x");
+        let k = Key::parse(key).unwrap();
+        let path = format!("{}/{key}.log.rmt", k.hash_dir_lower());
+        let branch = Branch::open(&git_dir).unwrap();
+        let text = String::from_utf8(branch.read_file(&path).unwrap().unwrap()).unwrap();
+        let (clock, rest) = text.split_once(' ').unwrap();
+        assert!(clock.ends_with('s'), "{text}");
+        assert_eq!(rest, "u-1 id 42 x\n");
+        assert!(matches!(
+            h.answer(&Query::GetState("not a key".into())),
+            Some(Answer::Error(_))
+        ));
+
+        assert_eq!(v(Query::GetWanted).unwrap(), "VALUE ");
+        assert_eq!(v(Query::SetWanted("include=*.bin".into())), None);
+        assert_eq!(v(Query::GetWanted).unwrap(), "VALUE include=*.bin");
+        let log = branch.read_file("preferred-content.log").unwrap().unwrap();
+        let log = String::from_utf8(log).unwrap();
+        assert!(log.starts_with("u-1 include=*.bin timestamp="), "{log}");
     }
 
     #[test]
