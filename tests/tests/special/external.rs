@@ -69,7 +69,9 @@ done
 
 /// CHECKPRESENT looks for the key's file; a TRANSFER of a key whose name
 /// ends in `.boom` exits (of `.gone`, a RETRIEVE exits), `.hang` sleeps,
-/// `.junk` answers garbage; any other is copied.
+/// `.junk` answers garbage; any other is copied, after noting in
+/// `STORE.files` how many files the proxy's `annex/tmp/external/` holds
+/// (it runs in the bare proxy's git directory).
 const WOBBLY: &str = r#"
     CHECKPRESENT) if [ -e "$store/$2" ]; then echo CHECKPRESENT-SUCCESS "$2"; else echo CHECKPRESENT-FAILURE "$2"; fi ;;
     TRANSFER)
@@ -79,7 +81,8 @@ const WOBBLY: &str = r#"
            cp "$4" "$store/$3"; echo TRANSFER-SUCCESS "$2" "$3" ;;
         *.hang) sleep 600 ;;
         *.junk) echo "HELLO I AM NOT A PROTOCOL LINE" ;;
-        *) if [ "$2" = STORE ]; then cp "$4" "$store/$3"; else cp "$store/$3" "$4"; fi
+        *) echo "$2 $(find annex/tmp/external -type f | wc -l)" >> "$store.files"
+           if [ "$2" = STORE ]; then cp "$4" "$store/$3"; else cp "$store/$3" "$4"; fi
            echo TRANSFER-SUCCESS "$2" "$3" ;;
       esac ;;
     REMOVE) rm -f "$store/$2"; echo REMOVE-SUCCESS "$2" ;;"#;
@@ -361,6 +364,19 @@ fn misbehaving_program_fails_the_key_and_the_session_goes_on() {
     assert_eq!(worktree_bytes(client, "d.txt"), b"content of d.txt\n");
     assert!(worktree_bytes(client, "e.gone").is_empty());
     no_transfer_files(&wd);
+    // While each transfer ran (one at a time, over ssh), the proxy held
+    // its one file for a STORE and none yet for a RETRIEVE (the program
+    // writes it), so nothing left by the transfers that failed before.
+    let counts = fs::read_to_string(format!("{}.files", wd.store.display())).expect("counts");
+    let counts: Vec<_> = counts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .collect();
+    assert!(counts.len() >= 2, "{counts:?}");
+    for c in &counts {
+        let held = if c[0] == "STORE" { "1" } else { "0" };
+        assert_eq!(c[1], held, "{counts:?}");
+    }
 }
 
 /// Content real git-annex stored through datalad's program (from a
