@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
@@ -38,8 +39,9 @@ pub(super) struct Jobs {
     program: String,
     limits: Limits,
     host: Arc<Host>,
-    /// Dropped before `process`: the program sees its stdin close first.
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    /// To the writer, which owns the program's stdin: dropped before
+    /// `process`, so the program sees its stdin close first.
+    lines: mpsc::UnboundedSender<String>,
     table: Arc<Mutex<Table>>,
     /// Asked to exit (or killed, once dead) when the last user goes.
     process: Process,
@@ -98,11 +100,14 @@ impl Jobs {
             process.last_words(),
         );
         tokio::spawn(reader);
+        let (lines, queue) = mpsc::unbounded_channel();
+        let writer = write_jobs(program.clone(), stdin, queue, table.clone(), limits.reply);
+        tokio::spawn(writer);
         Some(Arc::new(Jobs {
             program,
             limits,
             host,
-            stdin: tokio::sync::Mutex::new(Some(stdin)),
+            lines,
             table,
             process,
         }))
@@ -123,7 +128,7 @@ impl Jobs {
     ) -> Result<T, ExternalError> {
         let name = request.name();
         let mut job = self.open(name, permit)?;
-        let result = match self.send(job.id, &request.line(), name).await {
+        let result = match self.send(job.id, &request.line(), name) {
             Ok(()) => job.serve(name, handle).await,
             Err(e) => Err(e),
         };
@@ -174,37 +179,11 @@ impl Jobs {
         self.ended_with(request, why.unwrap_or_else(|| "ended".into()))
     }
 
-    /// Send job `id`'s line; a program that does not take it within the
-    /// reply deadline is ended.
-    async fn send(&self, id: u64, line: &str, request: &'static str) -> Result<(), ExternalError> {
+    /// Queue job `id`'s line for the writer.
+    fn send(&self, id: u64, line: &str, request: &'static str) -> Result<(), ExternalError> {
         let text = protocol::tag_job(line, id) + "\n";
         tracing::trace!(program = %self.program, "> {}", text.trim_end());
-        let mut stdin = self.stdin.lock().await;
-        let Some(pipe) = stdin.as_mut() else {
-            return Err(self.ended(request));
-        };
-        let sent = async {
-            pipe.write_all(text.as_bytes()).await?;
-            pipe.flush().await
-        };
-        match tokio::time::timeout(self.limits.reply, sent).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                // Its stdout tells why (exited, most likely): wait for
-                // the reader to say so.
-                *stdin = None;
-                drop(stdin);
-                tracing::debug!(program = %self.program, "writing to it: {e}");
-                Err(self.ended(request))
-            }
-            Err(_) => {
-                self.end(format!(
-                    "did not read job {id}'s {request} within {} s",
-                    self.limits.reply.as_secs()
-                ));
-                Err(self.ended(request))
-            }
-        }
+        self.lines.send(text).map_err(|_| self.ended(request))
     }
 }
 
@@ -280,7 +259,7 @@ impl Job {
                 }
                 Some(Message::Query(q)) => {
                     if let Some(answer) = jobs.host.answer(&q) {
-                        jobs.send(self.id, &answer.line(), name).await?;
+                        jobs.send(self.id, &answer.line(), name)?;
                     }
                 }
                 _ => return Err(garbage(line)),
@@ -316,6 +295,38 @@ async fn drain(mut job: Job) {
     tracing::debug!(program = %job.jobs.program, job = job.id, "draining a job given up");
     let _ = job.serve("(given up)", |_| Some(Ok(()))).await;
     job.done = true;
+}
+
+/// Write the jobs' lines in turn, each whole (a request given up midway
+/// never leaves half a line). A program that does not take a line within
+/// the reply deadline is ended; one whose stdin is closed is left for the
+/// reader to say why (it exited, most likely).
+async fn write_jobs(
+    program: String,
+    mut stdin: ChildStdin,
+    mut lines: mpsc::UnboundedReceiver<String>,
+    table: Arc<Mutex<Table>>,
+    deadline: Duration,
+) {
+    while let Some(text) = lines.recv().await {
+        let sent = async {
+            stdin.write_all(text.as_bytes()).await?;
+            stdin.flush().await
+        };
+        match tokio::time::timeout(deadline, sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(program = %program, "writing to it: {e}");
+                return;
+            }
+            Err(_) => {
+                let why = format!("did not read its input within {} s", deadline.as_secs());
+                tracing::warn!(program = %program, "{why}; ending its jobs");
+                lock(&table).end(why);
+                return;
+            }
+        }
+    }
 }
 
 /// Hand each line of the program's to the job it names, until the
