@@ -170,6 +170,14 @@ fn async_program_serves_p2phttp_jobs_from_one_process() {
     // One file per transfer: never more than the client's four jobs.
     assert!((1..=4).contains(&files), "{files} transfer files at once");
     no_transfer_files_in(&proxy);
+    // Real git-annex in the proxy speaks ASYNC to the same program and
+    // reads back what we stored (so the program is git-annex's protocol,
+    // not only ours).
+    env.wait_server_idle();
+    let fsck = env.oracle_annex(&proxy, &["fsck", "-J2", "--from", "d", "--all"]);
+    assert!(fsck.success() && !fsck.all().contains("failed"), "{fsck}");
+    // What follows is our proxy's alone.
+    fs::remove_file(format!("{}.log", store.display())).expect("log");
 
     let mut drop = vec!["drop", "--force"];
     drop.extend(names.iter().map(String::as_str));
