@@ -89,7 +89,8 @@ const WOBBLY: &str = r#"
 
 /// Names what it stores itself (as remotes that store by an ID of theirs
 /// do) and remembers the name with SETSTATE: CHECKPRESENT, RETRIEVE and
-/// REMOVE find it with GETSTATE (the function `state`).
+/// REMOVE find it with GETSTATE (the function `state`). It says the
+/// object can be downloaded from a URL (SETURLPRESENT), until removed.
 const STATEFUL_STATE: &str =
     r#"state() { echo GETSTATE "$1"; read -r v; v=${v#VALUE}; id=${v# }; }"#;
 const STATEFUL: &str = r#"
@@ -97,12 +98,14 @@ const STATEFUL: &str = r#"
       if [ -n "$id" ] && [ -e "$store/$id" ]; then echo CHECKPRESENT-SUCCESS "$2"; else echo CHECKPRESENT-FAILURE "$2"; fi ;;
     TRANSFER)
       if [ "$2" = STORE ]; then
-        id="obj-$(date +%s%N)-$$"; cp "$4" "$store/$id" && echo SETSTATE "$3" "$id" && echo TRANSFER-SUCCESS STORE "$3"
+        id="obj-$(date +%s%N)-$$"; cp "$4" "$store/$id" && echo SETSTATE "$3" "$id" &&
+          echo SETURLPRESENT "$3" "http://objects.example/$id" && echo TRANSFER-SUCCESS STORE "$3"
       else
         state "$3"
         if [ -n "$id" ] && cp "$store/$id" "$4"; then echo TRANSFER-SUCCESS RETRIEVE "$3"; else echo TRANSFER-FAILURE RETRIEVE "$3" "no state for $3"; fi
       fi ;;
-    REMOVE) state "$2"; [ -n "$id" ] && rm -f "$store/$id"; echo SETSTATE "$2" ""; echo REMOVE-SUCCESS "$2" ;;"#;
+    REMOVE) state "$2"; [ -n "$id" ] && rm -f "$store/$id"
+      echo SETURLMISSING "$2" "http://objects.example/$id"; echo SETSTATE "$2" ""; echo REMOVE-SUCCESS "$2" ;;"#;
 
 /// git-annex-remote-rclone on the server's (and the oracle's) PATH, an
 /// rclone remote `loc` of the `local` type in the server user's rclone
@@ -433,7 +436,7 @@ fn initremote_refused_by_the_program_records_nothing() {
 /// git-annex in the proxy finds the objects through it (`fsck --from
 /// d`), and the client's get and drop through the proxy find them too.
 #[test]
-fn program_state_kept_in_the_branch_as_git_annex_keeps_it() {
+fn program_state_and_urls_kept_in_the_branch_as_git_annex_keeps_them() {
     let wd = external_world(Setup::Ours, Program::Stateful, &[]);
     let (env, client) = (&wd.env, &wd.client);
     let content = pseudo_random_bytes(31, 100_000);
@@ -454,6 +457,14 @@ fn program_state_kept_in_the_branch_as_git_annex_keeps_it() {
     let state = env.oracle(&wd.proxy, &["show", &log]).ok().stdout;
     assert!(state.contains(&names[0]), "{state}");
     env.git(client, &["annex", "sync", "--no-content"]).ok();
+    // The client sees the URL the program announced, on the web, as
+    // git-annex records it.
+    let url = format!("http://objects.example/{}", names[0]);
+    let whereis = env.annex(client, &["whereis", "s.bin"]).ok().stdout;
+    assert!(
+        whereis.contains("web") && whereis.contains(&url),
+        "{whereis}"
+    );
     server_fsck_from_d(&wd);
     env.annex(client, &["drop", "--force", "s.bin"]).ok();
     env.annex(client, &["get", "--from", "origin-d", "s.bin"])
@@ -463,5 +474,8 @@ fn program_state_kept_in_the_branch_as_git_annex_keeps_it() {
         .ok();
     assert!(!is_on_d(&wd, "s.bin"));
     assert!(fs::read_dir(&wd.store).expect("store").next().is_none());
+    env.git(client, &["annex", "sync", "--no-content"]).ok();
+    let whereis = env.annex(client, &["whereis", "s.bin"]).stdout;
+    assert!(!whereis.contains(&url), "{whereis}");
     no_transfer_files(&wd);
 }

@@ -427,7 +427,9 @@ impl Driver {
                 }
                 Message::Query(q) => {
                     if let Some(answer) = self.host.answer(&q) {
-                        self.send(&answer.line()).await?;
+                        for line in answer.lines() {
+                            self.send(&line).await?;
+                        }
                     }
                 }
                 Message::Error(message) => {

@@ -16,16 +16,17 @@
 //!   SETWANTED/GETWANTED: `preferred-content.log`, in this repository's
 //!   git-annex branch, as git-annex keeps them (written to the journal,
 //!   committed with the session's logs);
-//! - URLs are not kept: GETURLS answers an empty list, and the URL
-//!   notices are dropped.
+//! - SETURLPRESENT/SETURLMISSING (and the URI forms): the key's web log
+//!   (`<key>.log.web`), and the web remote in its location log, as
+//!   git-annex records them; GETURLS lists what the web log holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use annex::branch::location::location_log_path_for;
+use annex::branch::location::{location_log_path_for, LogStatus};
 use annex::branch::maplog::MapLog;
 use annex::branch::uuidlog::{change_uuid_log, UuidLog};
-use annex::branch::{Branch, VectorClock};
+use annex::branch::{Branch, BranchError, VectorClock};
 use annex::key::Key;
 use base64::Engine as _;
 
@@ -131,15 +132,13 @@ impl Host {
                 }),
                 None => Some(Answer::Error(format!("SETSTATE: not a key: {k}"))),
             },
-            // The end of an empty list.
-            Query::GetUrls(..) => value(String::new()),
-            Query::SetUrlPresent(k, u)
-            | Query::SetUrlMissing(k, u)
-            | Query::SetUriPresent(k, u)
-            | Query::SetUriMissing(k, u) => {
-                tracing::debug!(key = %k, url = %u, "URL notice not recorded");
-                None
-            }
+            Query::GetUrls(k, prefix) => self.get_urls(k, prefix),
+            Query::SetUrlPresent(k, u) => self.set_url(k, u, LogStatus::Present),
+            Query::SetUrlMissing(k, u) => self.set_url(k, u, LogStatus::Missing),
+            // A URI is logged as git-annex logs it: for another downloader
+            // than the web's.
+            Query::SetUriPresent(k, u) => self.set_url(k, &format!(":{u}"), LogStatus::Present),
+            Query::SetUriMissing(k, u) => self.set_url(k, &format!(":{u}"), LogStatus::Missing),
             Query::Debug(m) => {
                 tracing::debug!(remote = %self.remote, "{m}");
                 None
@@ -172,6 +171,70 @@ impl Host {
             Err(e) => {
                 tracing::warn!(remote = %self.remote, "writing {path}: {e}");
                 Some(Answer::Error(format!("writing {path}: {e}")))
+            }
+        }
+    }
+
+    /// GETURLS: the URLs logged for `key` that start with `prefix`, as
+    /// their downloader takes them.
+    fn get_urls(&self, key: &str, prefix: &str) -> Option<Answer> {
+        let Ok(k) = Key::parse(key) else {
+            return Some(Answer::Error(format!("GETURLS: not a key: {key}")));
+        };
+        Some(match self.logged_urls(&k) {
+            Ok((_, urls)) => Answer::Values(
+                urls.iter()
+                    .map(|u| downloaded(u).0.to_owned())
+                    .filter(|u| u.starts_with(prefix))
+                    .collect(),
+            ),
+            Err(e) => Answer::Error(format!("GETURLS: {e}")),
+        })
+    }
+
+    /// The branch, and the URLs its web log says download `key`.
+    fn logged_urls(&self, key: &Key) -> Result<(Branch, Vec<String>), BranchError> {
+        let branch = Branch::open(&self.git_dir)?;
+        let log = branch.location_log(&url_log_path(key))?;
+        let urls = log.present().into_iter().map(str::to_owned).collect();
+        Ok((branch, urls))
+    }
+
+    /// SETURLPRESENT/SETURLMISSING as git-annex records them: the URL in
+    /// the key's web log (once), and the web remote in its location log
+    /// while a URL the web downloads is logged.
+    fn set_url(&self, key: &str, url: &str, status: LogStatus) -> Option<Answer> {
+        let Ok(k) = Key::parse(key) else {
+            return Some(Answer::Error(format!("not a key: {key}")));
+        };
+        let logged = self.logged_urls(&k).and_then(|(branch, urls)| {
+            let known = urls.iter().any(|u| u == url);
+            let web = !downloaded(url).1;
+            match status {
+                LogStatus::Present => {
+                    if !known {
+                        branch.log_location(&url_log_path(&k), url, status)?;
+                    }
+                    if web {
+                        branch.log_key_location(&k, WEB_UUID, status)?;
+                    }
+                }
+                _ if known => {
+                    branch.log_location(&url_log_path(&k), url, status)?;
+                    let others = urls.iter().any(|u| u != url && !downloaded(u).1);
+                    if web && !others {
+                        branch.log_key_location(&k, WEB_UUID, status)?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        });
+        match logged {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(remote = %self.remote, "logging {url} for {key}: {e}");
+                Some(Answer::Error(format!("logging {url} for {key}: {e}")))
             }
         }
     }
@@ -214,6 +277,25 @@ impl Host {
             self.set(setting, &embedded);
         }
         Ok(())
+    }
+}
+
+/// git-annex's web remote: a key with a web URL logged is in it.
+const WEB_UUID: &str = "00000000-0000-0000-0000-000000000001";
+
+/// git-annex's web log of `key`: `<hashdir>/<key>.log.web`.
+fn url_log_path(key: &Key) -> String {
+    format!("{}.web", location_log_path_for(key))
+}
+
+/// A logged URL as its downloader takes it, and whether that is another
+/// than the web's (`getDownloader`: `:` for a URI, `yt:` for youtube-dl,
+/// which is the web's too).
+fn downloaded(logged: &str) -> (&str, bool) {
+    match logged.split_once(':') {
+        Some(("", uri)) => (uri, true),
+        Some(("yt" | "quvi", url)) => (url, false),
+        _ => (logged, false),
     }
 }
 
@@ -306,6 +388,59 @@ mod tests {
         let log = branch.read_file("preferred-content.log").unwrap().unwrap();
         let log = String::from_utf8(log).unwrap();
         assert!(log.starts_with("u-1 include=*.bin timestamp="), "{log}");
+    }
+
+    /// The URL notices reach the key's web log, and the web remote's
+    /// place in its location log, as git-annex records them; GETURLS
+    /// lists them as their downloader takes them.
+    #[test]
+    fn urls_in_the_web_log() {
+        let root = tempfile::tempdir().unwrap();
+        let (git_dir, _) = crate::testutil::new_repo(root.path(), "r.git", "r");
+        let h = Host::new("ext", "u-1", &git_dir, Params::new());
+        let key =
+            "SHA256E-s5--2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824.txt";
+        let k = Key::parse(key).unwrap();
+        let branch = Branch::open(&git_dir).unwrap();
+        let web = || {
+            branch
+                .key_locations(&k)
+                .unwrap()
+                .contains(&WEB_UUID.to_owned())
+        };
+        let urls = |prefix: &str| {
+            h.answer(&Query::GetUrls(key.into(), prefix.into()))
+                .unwrap()
+                .line()
+        };
+        assert_eq!(urls(""), "VALUE ");
+        let (a, b) = ("http://a.example/1", "https://b.example/2");
+        for u in [a, b, a] {
+            assert_eq!(h.answer(&Query::SetUrlPresent(key.into(), u.into())), None);
+        }
+        assert_eq!(
+            h.answer(&Query::SetUriPresent(key.into(), "s3://x/y".into())),
+            None
+        );
+        assert!(web());
+        let log = branch
+            .read_file(&format!("{}/{key}.log.web", k.hash_dir_lower()))
+            .unwrap();
+        let log = String::from_utf8(log.unwrap()).unwrap();
+        assert_eq!(log.lines().count(), 3, "{log}");
+        assert!(
+            log.lines().all(|l| l.split(' ').nth(1) == Some("1")),
+            "{log}"
+        );
+        assert!(log.contains(" 1 :s3://x/y"), "{log}");
+        assert_eq!(urls("http"), format!("VALUE {a}\nVALUE {b}\nVALUE "));
+        assert_eq!(urls("s3:"), "VALUE s3://x/y\nVALUE ");
+        // The web keeps the key while a web URL is left.
+        h.answer(&Query::SetUrlMissing(key.into(), a.into()));
+        assert!(web());
+        h.answer(&Query::SetUrlMissing(key.into(), b.into()));
+        assert!(!web());
+        assert_eq!(urls(""), "VALUE s3://x/y\nVALUE ");
     }
 
     #[test]

@@ -259,7 +259,9 @@ impl Job {
                 }
                 Some(Message::Query(q)) => {
                     if let Some(answer) = jobs.host.answer(&q) {
-                        jobs.send(self.id, &answer.line(), name)?;
+                        for line in answer.lines() {
+                            jobs.send(self.id, &line, name)?;
+                        }
                     }
                 }
                 _ => return Err(garbage(line)),

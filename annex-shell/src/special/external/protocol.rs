@@ -107,6 +107,8 @@ impl Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     Value(String),
+    /// One VALUE per item, then an empty one (GETURLS's list).
+    Values(Vec<String>),
     Creds {
         login: String,
         password: String,
@@ -117,12 +119,23 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn line(&self) -> String {
+    /// The answer's lines, without their newlines.
+    pub fn lines(&self) -> Vec<String> {
         match self {
-            Answer::Value(v) => format!("VALUE {v}"),
-            Answer::Creds { login, password } => format!("CREDS {login} {password}"),
-            Answer::Error(why) => format!("ERROR {why}"),
+            Answer::Value(v) => vec![format!("VALUE {v}")],
+            Answer::Values(items) => items
+                .iter()
+                .chain(std::iter::once(&String::new()))
+                .map(|v| format!("VALUE {v}"))
+                .collect(),
+            Answer::Creds { login, password } => vec![format!("CREDS {login} {password}")],
+            Answer::Error(why) => vec![format!("ERROR {why}")],
         }
+    }
+
+    /// The answer as one text (lines joined by newlines).
+    pub fn line(&self) -> String {
+        self.lines().join("\n")
     }
 }
 
