@@ -155,6 +155,7 @@ impl Jobs {
             id,
             rx: Some(rx),
             done: false,
+            draining: false,
             permit: Some(permit),
         })
     }
@@ -205,6 +206,8 @@ struct Job {
     /// The request got its answer, or the program ended: nothing to
     /// drain.
     done: bool,
+    /// It is the drain of a request given up.
+    draining: bool,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -272,22 +275,28 @@ impl Job {
 
 impl Drop for Job {
     /// A job given up before its answer goes on in the background until
-    /// the program answers it (or ends), keeping its permit meanwhile.
+    /// the program answers it (or ends), keeping its permit meanwhile. A
+    /// drain itself given up (the runtime shutting down) or with no
+    /// runtime to go on in ends the program: its answer would name a job
+    /// no one waits for.
     fn drop(&mut self) {
         if !self.done {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let rest = Job {
-                    jobs: self.jobs.clone(),
-                    id: self.id,
-                    rx: self.rx.take(),
-                    done: false,
-                    permit: self.permit.take(),
-                };
-                runtime.spawn(drain(rest));
-                return;
+            let runtime = tokio::runtime::Handle::try_current();
+            match (self.draining, runtime) {
+                (false, Ok(runtime)) => {
+                    let rest = Job {
+                        jobs: self.jobs.clone(),
+                        id: self.id,
+                        rx: self.rx.take(),
+                        done: false,
+                        draining: true,
+                        permit: self.permit.take(),
+                    };
+                    runtime.spawn(drain(rest));
+                    return;
+                }
+                _ => self.jobs.end(format!("lost job {}", self.id)),
             }
-            self.jobs
-                .end(format!("lost job {} with no runtime", self.id));
         }
         lock(&self.jobs.table).running.remove(&self.id);
     }
