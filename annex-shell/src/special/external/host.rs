@@ -11,7 +11,8 @@
 //! - SETCREDS/GETCREDS: `annex/creds/<uuid>-<setting>` (two lines, owner
 //!   only), and with `embedcreds=yes` the pair base64-encoded in the
 //!   remote's config under the setting's name, as git-annex stores an
-//!   unencrypted remote's credentials;
+//!   unencrypted remote's credentials; GETCREDS reads the environment
+//!   (`<uuid>-<setting>login`, `…password`) first, as git-annex does;
 //! - SETSTATE/GETSTATE: the remote state log (`<key>.log.rmt`), and
 //!   SETWANTED/GETWANTED: `preferred-content.log`, in this repository's
 //!   git-annex branch, as git-annex keeps them (written to the journal,
@@ -250,8 +251,16 @@ impl Host {
         format!("{}-{setting}", self.uuid).replace('/', "_")
     }
 
+    /// The pair as git-annex finds it: in the environment
+    /// (`<uuid>-<setting>login` and `…password`, both set), the cache
+    /// file, or the remote's config.
     fn creds(&self, setting: &str) -> Option<(String, String)> {
-        let path = annex_s3::creds::creds_file(&self.git_dir, &self.creds_name(setting));
+        let base = self.creds_name(setting);
+        let env = |part: &str| std::env::var(format!("{base}{part}")).ok();
+        if let (Some(login), Some(password)) = (env("login"), env("password")) {
+            return Some((login, password));
+        }
+        let path = annex_s3::creds::creds_file(&self.git_dir, &base);
         if let Ok(text) = std::fs::read_to_string(path) {
             return decode_pair(&text);
         }
@@ -464,5 +473,11 @@ mod tests {
         std::fs::remove_file(dir.path().join("annex/creds/u-1-c_x")).unwrap();
         assert!(h.changes().contains_key("c/x"));
         assert_eq!(get(&h), "CREDS me pw");
+        // The environment comes first, as in git-annex.
+        std::env::set_var("u-1-c_xlogin", "envme");
+        std::env::set_var("u-1-c_xpassword", "env pw");
+        assert_eq!(get(&h), "CREDS envme env pw");
+        std::env::remove_var("u-1-c_xpassword");
+        assert_eq!(get(&h), "CREDS me pw", "both or neither");
     }
 }
