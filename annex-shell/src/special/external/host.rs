@@ -281,7 +281,12 @@ impl Host {
     ) -> Result<(), annex_s3::CredsError> {
         let name = self.creds_name(setting);
         annex_s3::creds::write_creds_file(&self.git_dir, &name, login, password)?;
-        if self.get("embedcreds").as_deref() == Some("yes") {
+        // git-annex encrypts the pair it embeds in an encrypted remote's
+        // config with the cipher; we do not, so such a pair stays in the
+        // cache file rather than in remote.log in the clear.
+        if self.get("cipher").is_some() {
+            tracing::warn!(remote = %self.remote, "not embedding {setting}: the remote is encrypted");
+        } else if self.get("embedcreds").as_deref() == Some("yes") {
             let embedded = annex_s3::creds::encode_embedded(login, password);
             self.set(setting, &embedded);
         }
@@ -479,5 +484,17 @@ mod tests {
         assert_eq!(get(&h), "CREDS envme env pw");
         std::env::remove_var("u-1-c_xpassword");
         assert_eq!(get(&h), "CREDS me pw", "both or neither");
+        // Never embedded in the clear in an encrypted remote's config.
+        let h = host(dir.path());
+        h.set("embedcreds", "yes");
+        h.set("cipher", "c2VjcmV0");
+        let set = Query::SetCreds {
+            setting: "c/y".into(),
+            login: "me".into(),
+            password: "pw".into(),
+        };
+        assert_eq!(h.answer(&set), None);
+        assert!(!h.changes().contains_key("c/y"));
+        assert!(dir.path().join("annex/creds/u-1-c_y").is_file());
     }
 }
