@@ -152,6 +152,13 @@ fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
     }
 }
 
+/// [`super::external_async::ASYNC_STORE`] as `git-annex-remote-async` on
+/// the server's PATH, and `initremote`'s parameters for it.
+pub(super) fn install_async(env: &TestEnv, store: &Path) -> Vec<String> {
+    fs::create_dir_all(store).expect("store");
+    ours(env, "async", super::external_async::ASYNC_STORE, store)
+}
+
 /// A program of ours, `git-annex-remote-NAME`, storing in `store`.
 fn ours(env: &TestEnv, name: &str, text: &str, store: &Path) -> Vec<String> {
     let program = format!("git-annex-remote-{name}");

@@ -1,14 +1,16 @@
 //! An external program of ours that takes ASYNC (neither rclone's script
-//! nor datalad's ora does) behind `annexproxy p2phttp --jobs 4`: the real
-//! client's `-J4` copy and get reach one process of it as interleaved
-//! jobs, and every transfer's file in the proxy's `annex/tmp/external/`
-//! is one of at most as many as transfers in flight.
+//! nor datalad's ora does) behind `annexproxy p2phttp --jobs 4`, proxied
+//! and as a cluster's node: the real client's `-J4` copy and get reach
+//! one process of it as interleaved jobs, and every transfer's file in
+//! the proxy's `annex/tmp/external/` is one of at most as many as
+//! transfers in flight.
 
 use std::fs;
 
 use annexproxy_tests::observe::worktree_bytes;
 use annexproxy_tests::p2phttp::HttpServer;
 use annexproxy_tests::pseudo_random_bytes;
+use annexproxy_tests::{ServerKind, TestEnv};
 
 use super::external::{external_world, no_transfer_files_in, Program};
 use super::world::*;
@@ -137,6 +139,29 @@ fn seen(log: &[Logged], way: &str) -> (u32, u32, usize) {
     (most(|l| l.inflight), most(|l| l.files), pids.len())
 }
 
+/// The client's `copy -J4 --to REMOTE` of `names`: each stored in
+/// `store` by one process of the program, with jobs interleaved; the
+/// most transfer files the program saw at once.
+fn copy_with_four_jobs(
+    env: &TestEnv,
+    client: &std::path::Path,
+    remote: &str,
+    names: &[String],
+    store: &std::path::Path,
+) -> u32 {
+    let mut copy = vec!["copy", "-J4", "--to", remote];
+    copy.extend(names.iter().map(String::as_str));
+    env.annex(client, &copy).ok();
+    for name in names {
+        let key = env.key_of(client, name);
+        assert!(store.join(&key).is_file(), "{name} stored");
+    }
+    let (most, files, pids) = seen(&logged(store), "STORE");
+    assert_eq!(pids, 1, "one process for every session");
+    assert!(most >= 2, "jobs interleaved: at most {most} in flight");
+    files
+}
+
 #[test]
 fn async_program_serves_p2phttp_jobs_from_one_process() {
     let World {
@@ -156,17 +181,7 @@ fn async_program_serves_p2phttp_jobs_from_one_process() {
     for (name, bytes) in names.iter().zip(&contents) {
         env.add_file(&client, name, bytes);
     }
-    let mut copy = vec!["copy", "-J4", "--to", "origin-d"];
-    copy.extend(names.iter().map(String::as_str));
-    env.annex(&client, &copy).ok();
-    for name in &names {
-        let key = env.key_of(&client, name);
-        assert!(store.join(&key).is_file(), "{name} stored");
-    }
-    let log = logged(&store);
-    let (most, files, pids) = seen(&log, "STORE");
-    assert_eq!(pids, 1, "one process for every session");
-    assert!(most >= 2, "jobs interleaved: at most {most} in flight");
+    let files = copy_with_four_jobs(env, &client, "origin-d", &names, &store);
     // One file per transfer: never more than the client's four jobs.
     assert!((1..=4).contains(&files), "{files} transfer files at once");
     no_transfer_files_in(&proxy);
@@ -242,4 +257,36 @@ fn async_program_dying_fails_its_jobs_in_flight() {
     let pids: std::collections::BTreeSet<_> = logged(&store).into_iter().map(|l| l.pid).collect();
     assert!(pids.len() >= 2, "started again: {pids:?}");
     no_transfer_files_in(&proxy);
+}
+
+/// The same program as the only node of a cluster the gateway serves
+/// over p2phttp: the gateway's fan-out for the client's four jobs reaches
+/// one process of it, as interleaved jobs.
+#[test]
+fn async_program_as_a_cluster_node_serves_the_gateways_jobs() {
+    let env = TestEnv::new(ServerKind::Ours);
+    let gateway = env.server_bare("gateway.git");
+    env.annexproxy(&gateway, &["init", "gateway"]).ok();
+    env.annexproxy(&gateway, &["initcluster", "mycl"]).ok();
+    let store = env.srv.join("astore");
+    let mut args = vec!["initremote", "d", "type=external", "encryption=none"];
+    let params = super::external::install_async(&env, &store);
+    args.extend(params.iter().map(String::as_str));
+    env.annexproxy(&gateway, &args).ok();
+    env.oracle(&gateway, &["config", "remote.d.annex-cluster-node", "mycl"])
+        .ok();
+    env.annexproxy(&gateway, &["updatecluster"])
+        .ok()
+        .says("Added node d to cluster: mycl");
+    let client = env.clone_client(&gateway, "client");
+    env.annex(&client, &["sync"]).ok();
+    let s = HttpServer::serve(env, gateway, &["--wideopen", "--jobs", "4"], &[]);
+    let env = &s.env;
+    s.point_at_http(&client, "origin");
+    let names: Vec<String> = (0..6).map(|i| format!("g{i}.bin")).collect();
+    for (i, name) in names.iter().enumerate() {
+        env.add_file(&client, name, &pseudo_random_bytes(60 + i as u64, 100_000));
+    }
+    let files = copy_with_four_jobs(env, &client, "origin-mycl", &names, &store);
+    assert!(files <= 4, "{files} transfer files at once");
 }
