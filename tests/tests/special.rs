@@ -25,7 +25,8 @@
 //! - `direct`: content the client put into the remote itself, announced
 //!   with DATA-PRESENT (a direct upload): checked, verified, recorded.
 //! - `external`: external special remotes (rclone's, datalad's ora, a
-//!   misbehaving program of ours).
+//!   misbehaving program of ours); `external_async`: a program of ours
+//!   taking ASYNC, shared by p2phttp's jobs.
 //! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
 //!   S3) through the proxy, both directions of interoperation.
 //! - `export`: an `exporttree=yes annexobjects=yes` S3 remote: the
@@ -60,6 +61,8 @@ mod cluster;
 mod direct;
 #[path = "special/external.rs"]
 mod external;
+#[path = "special/external_async.rs"]
+mod external_async;
 #[path = "special/http.rs"]
 mod http;
 #[path = "special/s3.rs"]

@@ -43,6 +43,7 @@ pub fn prepare(
         git_dir: git_dir.to_owned(),
         cwd: cwd.to_owned(),
         reply_timeout: std::time::Duration::from_secs(EXTERNAL_TIMEOUT_SECS),
+        jobs: external::DEFAULT_JOBS,
     })
 }
 

@@ -368,11 +368,17 @@ fn external_of(repo: &Repo, remote: &RemoteConfig, params: &Params) -> Result<Ki
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|s| *s > 0)
         .unwrap_or(EXTERNAL_TIMEOUT_SECS);
+    let jobs = repo
+        .config_get("annexproxy.externaljobs")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(super::external::DEFAULT_JOBS);
     Ok(Kind::External(Box::new(super::external::ExternalSetup {
         externaltype: value,
         git_dir: repo.git_dir().to_owned(),
         cwd: super::external::program_dir(repo.git_dir(), repo.work_dir()),
         reply_timeout: std::time::Duration::from_secs(secs),
+        jobs,
     })))
 }
 

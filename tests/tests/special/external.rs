@@ -23,11 +23,15 @@ const ARCHIVE_ID: &str = "0123456789abcdef";
 
 /// Which program the remote `d` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Program {
+pub(super) enum Program {
     Rclone,
     Ora,
     /// Ours, misbehaving on some keys (see [`WOBBLY`]).
     Wobbly,
+    /// Ours, taking ASYNC ([`super::external_async::ASYNC_STORE`]).
+    Async,
+    /// Ours, keeping where it put a key with SETSTATE (see [`STATEFUL`]).
+    Stateful,
 }
 
 fn installed(dir: &str, name: &str) -> PathBuf {
@@ -40,19 +44,35 @@ fn installed(dir: &str, name: &str) -> PathBuf {
     p
 }
 
-/// A directory store of ours, run by `sh`: CHECKPRESENT looks for the
-/// key's file; a TRANSFER of a key whose name ends in `.boom` exits (of
-/// `.gone`, a RETRIEVE exits),
-/// `.hang` sleeps, `.junk` answers garbage; any other is copied.
-const WOBBLY: &str = r#"#!/bin/sh
+/// A directory store of ours, run by `sh`: VERSION, EXTENSIONS (none),
+/// INITREMOTE, PREPARE (its `directory=` as `$store`), `FUNCTIONS`
+/// defined, the requests' `CASES`, UNSUPPORTED-REQUEST to any other.
+fn sh_store(functions: &str, cases: &str) -> String {
+    format!(
+        r#"#!/bin/sh
 echo VERSION 1
 store=
+{functions}
 while read -r line; do
   set -- $line
   case "$1" in
     EXTENSIONS) echo EXTENSIONS ;;
     INITREMOTE) echo INITREMOTE-SUCCESS ;;
-    PREPARE) echo GETCONFIG directory; read -r v; store=${v#VALUE }; echo PREPARE-SUCCESS ;;
+    PREPARE) echo GETCONFIG directory; read -r v; store=${{v#VALUE }}; echo PREPARE-SUCCESS ;;
+{cases}
+    *) echo UNSUPPORTED-REQUEST ;;
+  esac
+done
+"#
+    )
+}
+
+/// CHECKPRESENT looks for the key's file; a TRANSFER of a key whose name
+/// ends in `.boom` exits (of `.gone`, a RETRIEVE exits), `.hang` sleeps,
+/// `.junk` answers garbage; any other is copied, after noting in
+/// `STORE.files` how many files the proxy's `annex/tmp/external/` holds
+/// (it runs in the bare proxy's git directory).
+const WOBBLY: &str = r#"
     CHECKPRESENT) if [ -e "$store/$2" ]; then echo CHECKPRESENT-SUCCESS "$2"; else echo CHECKPRESENT-FAILURE "$2"; fi ;;
     TRANSFER)
       case "$3" in
@@ -61,14 +81,31 @@ while read -r line; do
            cp "$4" "$store/$3"; echo TRANSFER-SUCCESS "$2" "$3" ;;
         *.hang) sleep 600 ;;
         *.junk) echo "HELLO I AM NOT A PROTOCOL LINE" ;;
-        *) if [ "$2" = STORE ]; then cp "$4" "$store/$3"; else cp "$store/$3" "$4"; fi
+        *) echo "$2 $(find annex/tmp/external -type f | wc -l)" >> "$store.files"
+           if [ "$2" = STORE ]; then cp "$4" "$store/$3"; else cp "$store/$3" "$4"; fi
            echo TRANSFER-SUCCESS "$2" "$3" ;;
       esac ;;
-    REMOVE) rm -f "$store/$2"; echo REMOVE-SUCCESS "$2" ;;
-    *) echo UNSUPPORTED-REQUEST ;;
-  esac
-done
-"#;
+    REMOVE) rm -f "$store/$2"; echo REMOVE-SUCCESS "$2" ;;"#;
+
+/// Names what it stores itself (as remotes that store by an ID of theirs
+/// do) and remembers the name with SETSTATE: CHECKPRESENT, RETRIEVE and
+/// REMOVE find it with GETSTATE (the function `state`). It says the
+/// object can be downloaded from a URL (SETURLPRESENT), until removed.
+const STATEFUL_STATE: &str =
+    r#"state() { echo GETSTATE "$1"; read -r v; v=${v#VALUE}; id=${v# }; }"#;
+const STATEFUL: &str = r#"
+    CHECKPRESENT) state "$2"
+      if [ -n "$id" ] && [ -e "$store/$id" ]; then echo CHECKPRESENT-SUCCESS "$2"; else echo CHECKPRESENT-FAILURE "$2"; fi ;;
+    TRANSFER)
+      if [ "$2" = STORE ]; then
+        id="obj-$(date +%s%N)-$$"; cp "$4" "$store/$id" && echo SETSTATE "$3" "$id" &&
+          echo SETURLPRESENT "$3" "http://objects.example/$id" && echo TRANSFER-SUCCESS STORE "$3"
+      else
+        state "$3"
+        if [ -n "$id" ] && cp "$store/$id" "$4"; then echo TRANSFER-SUCCESS RETRIEVE "$3"; else echo TRANSFER-FAILURE RETRIEVE "$3" "no state for $3"; fi
+      fi ;;
+    REMOVE) state "$2"; [ -n "$id" ] && rm -f "$store/$id"
+      echo SETURLMISSING "$2" "http://objects.example/$id"; echo SETSTATE "$2" ""; echo REMOVE-SUCCESS "$2" ;;"#;
 
 /// git-annex-remote-rclone on the server's (and the oracle's) PATH, an
 /// rclone remote `loc` of the `local` type in the server user's rclone
@@ -109,23 +146,36 @@ fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
                 format!("archive-id={ARCHIVE_ID}"),
             ]
         }
-        Program::Wobbly => {
-            let path = env.srv.join("git-annex-remote-wobbly");
-            fs::write(&path, WOBBLY).expect("wobbly");
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-            env.add_server_program("git-annex-remote-wobbly", &path);
-            vec![
-                "externaltype=wobbly".into(),
-                format!("directory={}", store.display()),
-            ]
-        }
+        Program::Wobbly => ours(env, "wobbly", &sh_store("", WOBBLY), store),
+        Program::Async => ours(env, "async", super::external_async::ASYNC_STORE, store),
+        Program::Stateful => ours(env, "stateful", &sh_store(STATEFUL_STATE, STATEFUL), store),
     }
+}
+
+/// [`super::external_async::ASYNC_STORE`] as `git-annex-remote-async` on
+/// the server's PATH, and `initremote`'s parameters for it.
+pub(super) fn install_async(env: &TestEnv, store: &Path) -> Vec<String> {
+    fs::create_dir_all(store).expect("store");
+    ours(env, "async", super::external_async::ASYNC_STORE, store)
+}
+
+/// A program of ours, `git-annex-remote-NAME`, storing in `store`.
+fn ours(env: &TestEnv, name: &str, text: &str, store: &Path) -> Vec<String> {
+    let program = format!("git-annex-remote-{name}");
+    let path = env.srv.join(&program);
+    fs::write(&path, text).expect("program");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    env.add_server_program(&program, &path);
+    vec![
+        format!("externaltype={name}"),
+        format!("directory={}", store.display()),
+    ]
 }
 
 /// A proxy made by `annexproxy init`, an external remote `d` running
 /// `program` made by `setup` (with `extra` parameters), proxied by our
 /// `updateproxy`; a client that cloned the proxy and synced.
-fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
+pub(super) fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
     let env = TestEnv::new(ServerKind::Ours);
     let proxy = env.server_bare("proxy.git");
     env.annexproxy(&proxy, &["init", "the proxy"]).ok();
@@ -147,7 +197,12 @@ fn external_world(setup: Setup, program: Program, extra: &[&str]) -> World {
 
 /// No transfer file is left in the proxy's `annex/tmp/external/`.
 fn no_transfer_files(wd: &World) {
-    let dir = wd.proxy.join("annex/tmp/external");
+    no_transfer_files_in(&wd.proxy);
+}
+
+/// No transfer file is left in `proxy`'s `annex/tmp/external/`.
+pub(super) fn no_transfer_files_in(proxy: &Path) {
+    let dir = proxy.join("annex/tmp/external");
     let left: Vec<_> = fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -319,6 +374,19 @@ fn misbehaving_program_fails_the_key_and_the_session_goes_on() {
     assert_eq!(worktree_bytes(client, "d.txt"), b"content of d.txt\n");
     assert!(worktree_bytes(client, "e.gone").is_empty());
     no_transfer_files(&wd);
+    // While each transfer ran (one at a time, over ssh), the proxy held
+    // its one file for a STORE and none yet for a RETRIEVE (the program
+    // writes it), so nothing left by the transfers that failed before.
+    let counts = fs::read_to_string(format!("{}.files", wd.store.display())).expect("counts");
+    let counts: Vec<_> = counts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .collect();
+    assert!(counts.len() >= 2, "{counts:?}");
+    for c in &counts {
+        let held = if c[0] == "STORE" { "1" } else { "0" };
+        assert_eq!(c[1], held, "{counts:?}");
+    }
 }
 
 /// Content real git-annex stored through datalad's program (from a
@@ -368,4 +436,53 @@ fn initremote_refused_by_the_program_records_nothing() {
         !log.stdout.contains("name=r") && !log.stdout.contains("name=n"),
         "{log}"
     );
+}
+
+/// A program that keeps where it put each key with SETSTATE: the state
+/// reaches the proxy's git-annex branch as git-annex keeps it, so real
+/// git-annex in the proxy finds the objects through it (`fsck --from
+/// d`), and the client's get and drop through the proxy find them too.
+#[test]
+fn program_state_and_urls_kept_in_the_branch_as_git_annex_keeps_them() {
+    let wd = external_world(Setup::Ours, Program::Stateful, &[]);
+    let (env, client) = (&wd.env, &wd.client);
+    let content = pseudo_random_bytes(31, 100_000);
+    env.add_file(client, "s.bin", &content);
+    env.annex(client, &["copy", "--to", "origin-d", "s.bin"])
+        .ok();
+    let key = env.key_of(client, "s.bin");
+    let names: Vec<_> = fs::read_dir(&wd.store)
+        .expect("store")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.len() == 1 && names[0].starts_with("obj-"),
+        "{names:?}"
+    );
+    let log = format!("git-annex:{}/{key}.log.rmt", hashdir(env, client, &key));
+    let state = env.oracle(&wd.proxy, &["show", &log]).ok().stdout;
+    assert!(state.contains(&names[0]), "{state}");
+    env.git(client, &["annex", "sync", "--no-content"]).ok();
+    // The client sees the URL the program announced, on the web, as
+    // git-annex records it.
+    let url = format!("http://objects.example/{}", names[0]);
+    let whereis = env.annex(client, &["whereis", "s.bin"]).ok().stdout;
+    assert!(
+        whereis.contains("web") && whereis.contains(&url),
+        "{whereis}"
+    );
+    server_fsck_from_d(&wd);
+    env.annex(client, &["drop", "--force", "s.bin"]).ok();
+    env.annex(client, &["get", "--from", "origin-d", "s.bin"])
+        .ok();
+    assert_eq!(worktree_bytes(client, "s.bin"), content);
+    env.annex(client, &["drop", "--from", "origin-d", "s.bin"])
+        .ok();
+    assert!(!is_on_d(&wd, "s.bin"));
+    assert!(fs::read_dir(&wd.store).expect("store").next().is_none());
+    env.git(client, &["annex", "sync", "--no-content"]).ok();
+    let whereis = env.annex(client, &["whereis", "s.bin"]).stdout;
+    assert!(!whereis.contains(&url), "{whereis}");
+    no_transfer_files(&wd);
 }

@@ -1,5 +1,7 @@
-//! One `git-annex-remote-NAME` program per session, driven over its
-//! stdin and stdout with the [`super::protocol`] codec.
+//! One process of a `git-annex-remote-NAME` program, driven over its
+//! stdin and stdout with the [`super::protocol`] codec, one request at a
+//! time ([`super::pool`] runs several, or hands a program that takes
+//! ASYNC to [`super::jobs`] once it is prepared).
 //!
 //! The program starts at the first request that needs it: VERSION,
 //! EXTENSIONS, then PREPARE (INITREMOTE instead, for `initremote`).
@@ -20,14 +22,16 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::host::Host;
-use super::protocol::{self, Message, Reply, Request, VERSION};
+use super::pipe::keep_stderr;
+pub(super) use super::pipe::{read_line, Line};
+use super::protocol::{self, Message, Reply, Request, VERSIONS};
 
 /// Lines of the program's stderr kept for an error message.
-const STDERR_KEPT: usize = 4;
+pub(super) const STDERR_KEPT: usize = 4;
 
 /// How long a program whose stdin closed may take to exit before it is
 /// killed.
@@ -86,10 +90,18 @@ pub enum ExternalError {
     },
     #[error("{program}: external special remote error: {message}")]
     Program { program: String, message: String },
-    #[error("{program} speaks protocol version {version}; annexproxy speaks {VERSION}")]
+    #[error("{program} speaks protocol version {version}; annexproxy speaks 1 and 2")]
     Version { program: String, version: u32 },
     #[error("{program}: {why}")]
     Failed { program: String, why: String },
+    /// An ASYNC program shared by several jobs went wrong: every job in
+    /// flight fails with the reason.
+    #[error("{program} {why}; its job {request} failed with it")]
+    Ended {
+        program: String,
+        request: &'static str,
+        why: String,
+    },
     #[error("talking to {program}: {source}")]
     Io {
         program: String,
@@ -98,7 +110,7 @@ pub enum ExternalError {
     },
 }
 
-fn stderr_note(stderr: &str) -> String {
+pub(super) fn stderr_note(stderr: &str) -> String {
     if stderr.is_empty() {
         String::new()
     } else {
@@ -115,10 +127,10 @@ impl ExternalError {
 }
 
 /// A running program.
-struct Process {
+pub(super) struct Process {
     child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    pub(super) stdin: Option<ChildStdin>,
+    pub(super) stdout: Option<BufReader<ChildStdout>>,
     /// ASYNC negotiated: our lines carry a job number.
     asynchronous: bool,
     stderr: Arc<Mutex<VecDeque<String>>>,
@@ -126,7 +138,7 @@ struct Process {
     stderr_reader: Option<tokio::task::JoinHandle<()>>,
     /// Killed at once when dropped (it misbehaved), rather than asked to
     /// exit.
-    kill: bool,
+    pub(super) kill: bool,
 }
 
 impl Process {
@@ -134,13 +146,46 @@ impl Process {
     /// what it started too (rclone under git-annex-remote-rclone, a
     /// `sleep` under a shell).
     fn kill_group(child: &Child) {
-        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Some(pid) = Process::group(child) {
+            kill_group(pid);
         }
     }
+
+    fn group(child: &Child) -> Option<i32> {
+        child.id().and_then(|p| i32::try_from(p).ok())
+    }
+
+    /// The program's process group (its pid), while it has not been
+    /// reaped.
+    pub(super) fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(Process::group)
+    }
+
+    /// Why the program is gone: the last lines of its stderr (read to
+    /// their end, briefly waited for).
+    pub(super) fn last_words(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let reader = self.stderr_reader.as_ref().map(|r| r.abort_handle());
+        let kept = self.stderr.clone();
+        async move {
+            if let Some(reader) = reader {
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                while !reader.is_finished() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            kept.lock()
+                .map(|k| Vec::from(k.clone()).join(" / "))
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// SIGKILL to the process group `pid` leads.
+pub(super) fn kill_group(pid: i32) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 impl Drop for Process {
@@ -175,7 +220,7 @@ pub struct Driver {
     program: String,
     cwd: PathBuf,
     limits: Limits,
-    host: Host,
+    host: Arc<Host>,
     running: Option<Process>,
     prepared: bool,
 }
@@ -183,7 +228,7 @@ pub struct Driver {
 impl Driver {
     /// The driver of `program` (`git-annex-remote-<externaltype>`, found
     /// on PATH), run in `cwd`.
-    pub fn new(program: String, cwd: &Path, limits: Limits, host: Host) -> Driver {
+    pub fn new(program: String, cwd: &Path, limits: Limits, host: Arc<Host>) -> Driver {
         Driver {
             program,
             cwd: cwd.to_owned(),
@@ -202,6 +247,45 @@ impl Driver {
         &self.host
     }
 
+    pub(super) fn shared_host(&self) -> Arc<Host> {
+        self.host.clone()
+    }
+
+    pub(super) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether the program runs and took ASYNC.
+    pub(super) fn is_async(&self) -> bool {
+        self.running.as_ref().is_some_and(|p| p.asynchronous)
+    }
+
+    /// The running program, taken over (by [`super::jobs::Jobs`]).
+    pub(super) fn into_process(mut self) -> Option<Process> {
+        self.running.take()
+    }
+
+    /// Start the program if it is not running, and PREPARE it.
+    pub(super) async fn ready(&mut self) -> Result<(), ExternalError> {
+        let result = self.prepared_inner().await;
+        if let Err(e) = &result {
+            self.end(e);
+        }
+        result
+    }
+
+    /// After an error that leaves the program in an unknown state: kill
+    /// it (the next request starts it again).
+    fn end(&mut self, e: &ExternalError) {
+        if !e.keeps_program() {
+            tracing::warn!(program = %self.program, "{e}; ending it");
+            if let Some(p) = self.running.as_mut() {
+                p.kill = true;
+            }
+            self.stop();
+        }
+    }
+
     /// Send `request` (after PREPARE, unless it is INITREMOTE) and take
     /// its reply with `handle`: `Some(Ok)` ends it, `Some(Err(why))` is a
     /// failure reply, `None` a reply that does not belong to it.
@@ -212,13 +296,7 @@ impl Driver {
     ) -> Result<T, ExternalError> {
         let result = self.request_inner(request, handle).await;
         if let Err(e) = &result {
-            if !e.keeps_program() {
-                tracing::warn!(program = %self.program, "{e}; ending it");
-                if let Some(p) = self.running.as_mut() {
-                    p.kill = true;
-                }
-                self.stop();
-            }
+            self.end(e);
         }
         result
     }
@@ -228,10 +306,21 @@ impl Driver {
         request: Request,
         handle: impl FnMut(Reply) -> Option<Result<T, String>>,
     ) -> Result<T, ExternalError> {
+        if request == Request::InitRemote {
+            if self.running.is_none() {
+                self.start().await?;
+            }
+        } else {
+            self.prepared_inner().await?;
+        }
+        self.exchange(request, handle).await
+    }
+
+    async fn prepared_inner(&mut self) -> Result<(), ExternalError> {
         if self.running.is_none() {
             self.start().await?;
         }
-        if request != Request::InitRemote && !self.prepared {
+        if !self.prepared {
             self.exchange(Request::Prepare, |r| match r {
                 Reply::PrepareSuccess => Some(Ok(())),
                 Reply::PrepareFailure(why) => Some(Err(or_no_reason("PREPARE", why))),
@@ -248,7 +337,7 @@ impl Driver {
             })?;
             self.prepared = true;
         }
-        self.exchange(request, handle).await
+        Ok(())
     }
 
     /// End the program: its stdin closes, and it is killed if it has not
@@ -283,7 +372,7 @@ impl Driver {
         self.running = Some(Process {
             child: Some(child),
             stdin: Some(stdin),
-            stdout: BufReader::new(stdout),
+            stdout: Some(BufReader::new(stdout)),
             asynchronous: false,
             stderr,
             stderr_reader,
@@ -291,7 +380,7 @@ impl Driver {
         });
         self.prepared = false;
         match self.next_message("VERSION").await? {
-            (Message::Version(VERSION), _) => {}
+            (Message::Version(v), _) if VERSIONS.contains(&v) => {}
             (Message::Version(version), _) => {
                 return Err(ExternalError::Version {
                     program: self.program.clone(),
@@ -338,7 +427,9 @@ impl Driver {
                 }
                 Message::Query(q) => {
                     if let Some(answer) = self.host.answer(&q) {
-                        self.send(&answer.line()).await?;
+                        for line in answer.lines() {
+                            self.send(&line).await?;
+                        }
                     }
                 }
                 Message::Error(message) => {
@@ -384,7 +475,10 @@ impl Driver {
         let Some(p) = self.running.as_mut() else {
             return Err(self.exited(request).await);
         };
-        let read = read_line(&mut p.stdout, limits.line);
+        let Some(stdout) = p.stdout.as_mut() else {
+            return Err(self.exited(request).await);
+        };
+        let read = read_line(stdout, limits.line);
         let line = match tokio::time::timeout(limits.reply, read).await {
             Err(_) => {
                 return Err(ExternalError::Timeout {
@@ -435,13 +529,8 @@ impl Driver {
     /// to their end, briefly waited for).
     async fn exited(&mut self, request: &'static str) -> ExternalError {
         let mut stderr = String::new();
-        if let Some(p) = self.running.as_mut() {
-            if let Some(reader) = p.stderr_reader.as_mut() {
-                let _ = tokio::time::timeout(Duration::from_millis(500), reader).await;
-            }
-            if let Ok(kept) = p.stderr.lock() {
-                stderr = Vec::from(kept.clone()).join(" / ");
-            }
+        if let Some(p) = self.running.as_ref() {
+            stderr = p.last_words().await;
         }
         ExternalError::Exited {
             program: self.program.clone(),
@@ -458,57 +547,6 @@ pub fn or_no_reason(request: &str, why: String) -> String {
         format!("{request} failed with no reason given")
     } else {
         why
-    }
-}
-
-enum Line {
-    Text(Vec<u8>),
-    TooLong,
-    Eof,
-}
-
-/// One line without its `\n` (and a `\r` before it), never buffering
-/// more than `limit` bytes of it.
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, limit: usize) -> std::io::Result<Line> {
-    let mut line = Vec::new();
-    loop {
-        let buf = r.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(Line::Eof);
-        }
-        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (i, true),
-            None => (buf.len(), false),
-        };
-        if line.len() + take > limit {
-            return Ok(Line::TooLong);
-        }
-        line.extend_from_slice(&buf[..take]);
-        r.consume(take + usize::from(done));
-        if done {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(Line::Text(line));
-        }
-    }
-}
-
-/// Log the program's stderr, keeping its last lines.
-async fn keep_stderr(
-    program: String,
-    err: tokio::process::ChildStderr,
-    kept: Arc<Mutex<VecDeque<String>>>,
-) {
-    let mut lines = BufReader::new(err).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::debug!(program = %program, "stderr: {line}");
-        if let Ok(mut k) = kept.lock() {
-            if k.len() == STDERR_KEPT {
-                k.pop_front();
-            }
-            k.push_back(line);
-        }
     }
 }
 

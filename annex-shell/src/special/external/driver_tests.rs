@@ -26,7 +26,7 @@ fn driver(dir: &Path, program: String, reply: Duration) -> Driver {
     let config = crate::special::config::Params::from([("greeting".to_owned(), "hi".to_owned())]);
     let host = Host::new("ext", "u-1", dir, config);
     let limits = Limits { reply, line: 1024 };
-    Driver::new(program, dir, limits, host)
+    Driver::new(program, dir, limits, Arc::new(host))
 }
 
 async fn checkpresent(d: &mut Driver) -> Result<bool, ExternalError> {
@@ -97,14 +97,14 @@ async fn misbehaving_programs_fail_the_request_and_are_restarted() {
         ("error", "PREPARE) echo PREPARE-SUCCESS ;;\nCHECKPRESENT) echo ERROR lost my marbles ;;", "lost my marbles"),
         ("wrongkey", "PREPARE) echo PREPARE-SUCCESS ;;\nCHECKPRESENT) echo TRANSFER-SUCCESS STORE \"$2\" ;;", "TRANSFER-SUCCESS"),
         ("noprepare", "PREPARE) echo PREPARE-FAILURE no store configured ;;", "no store configured"),
-        ("version", "", "protocol version 2"),
+        ("version", "", "protocol version 3"),
     ];
     for (name, body, says) in cases {
         let mut p = program(dir.path(), name, body);
         if name == "version" {
             let text = std::fs::read_to_string(&p)
                 .unwrap()
-                .replace("VERSION 1", "VERSION 2");
+                .replace("VERSION 1", "VERSION 3");
             std::fs::write(&p, text).unwrap();
             p = dir.path().join(name).display().to_string();
         }
@@ -113,6 +113,22 @@ async fn misbehaving_programs_fail_the_request_and_are_restarted() {
         assert!(e.to_string().contains(says), "{name}: {e}");
         assert!(d.running.is_none(), "{name}: the program is ended");
     }
+}
+
+/// git-annex speaks versions 1 and 2 (the same protocol; 2 for programs
+/// that export), so a program that announces 2 is served.
+#[tokio::test]
+async fn a_program_of_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = program(
+        dir.path(),
+        "two",
+        "PREPARE) echo PREPARE-SUCCESS ;;\nCHECKPRESENT) echo CHECKPRESENT-SUCCESS \"$2\" ;;",
+    );
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("VERSION 1", "VERSION 2")).unwrap();
+    let mut d = driver(dir.path(), p, Duration::from_secs(10));
+    assert!(checkpresent(&mut d).await.unwrap());
 }
 
 #[tokio::test]

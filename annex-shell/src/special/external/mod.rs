@@ -22,6 +22,9 @@
 
 pub mod driver;
 pub mod host;
+mod jobs;
+mod pipe;
+mod pool;
 pub mod protocol;
 
 use std::fs::{File, OpenOptions};
@@ -54,6 +57,9 @@ pub struct ExternalSetup {
     pub cwd: PathBuf,
     /// `annexproxy.externaltimeout`: the longest silence of the program.
     pub reply_timeout: Duration,
+    /// `annexproxy.externaljobs`: the most requests the remote's program
+    /// serves at once in one server process (ASYNC jobs, or processes).
+    pub jobs: usize,
 }
 
 impl ExternalSetup {
@@ -61,7 +67,8 @@ impl ExternalSetup {
         format!("git-annex-remote-{}", self.externaltype)
     }
 
-    /// The driver of the program for `remote` (not started yet).
+    /// A driver of its own of the program for `remote` (not started
+    /// yet), for INITREMOTE.
     fn driver(&self, remote: &SpecialRemote) -> Driver {
         let host = Host::new(
             &remote.name,
@@ -73,9 +80,26 @@ impl ExternalSetup {
             reply: self.reply_timeout,
             ..Limits::default()
         };
-        Driver::new(self.program(), &self.cwd, limits, host)
+        Driver::new(self.program(), &self.cwd, limits, Arc::new(host))
+    }
+
+    /// The program for `remote` shared in this process.
+    fn shared(&self, remote: &SpecialRemote) -> Arc<pool::Program> {
+        pool::shared(pool::ProgramId {
+            program: self.program(),
+            cwd: self.cwd.clone(),
+            git_dir: self.git_dir.clone(),
+            remote: remote.name.clone(),
+            uuid: remote.uuid.clone(),
+            params: remote.params.clone(),
+            reply: self.reply_timeout,
+            jobs: self.jobs,
+        })
     }
 }
+
+/// `annexproxy.externaljobs`'s default: p2phttp's `--jobs` default.
+pub const DEFAULT_JOBS: usize = 8;
 
 /// Whether `externaltype` can name a program: no path, no spaces.
 pub fn valid_externaltype(t: &str) -> bool {
@@ -85,7 +109,12 @@ pub fn valid_externaltype(t: &str) -> bool {
         && !t.starts_with('.')
 }
 
-/// An external remote: its program, one per session.
+/// The transfers of this process so far: each one's directory is
+/// `<pid>.<n>`.
+static TRANSFERS: AtomicU64 = AtomicU64::new(0);
+
+/// An external remote: its program, shared by the sessions of this
+/// process ([`pool`]), and this session's transfer files.
 #[derive(Clone)]
 pub struct External {
     shared: Arc<Shared>,
@@ -93,27 +122,24 @@ pub struct External {
 
 struct Shared {
     name: String,
-    driver: tokio::sync::Mutex<Driver>,
+    program: Arc<pool::Program>,
     /// `annex/tmp/external/`, absolute.
     tmp: PathBuf,
     cwd: PathBuf,
     /// A retrieved object whose size was unknown: kept (unlinked) for the
     /// read that follows its stat.
     retrieved: std::sync::Mutex<Option<(Key, File)>>,
-    counter: AtomicU64,
 }
 
 impl External {
     pub fn new(remote: &SpecialRemote, setup: &ExternalSetup) -> External {
-        let driver = setup.driver(remote);
         External {
             shared: Arc::new(Shared {
                 name: remote.name.clone(),
-                driver: tokio::sync::Mutex::new(driver),
+                program: setup.shared(remote),
                 tmp: setup.git_dir.join("annex/tmp/external"),
                 cwd: setup.cwd.clone(),
                 retrieved: std::sync::Mutex::new(None),
-                counter: AtomicU64::new(0),
             }),
         }
     }
@@ -125,7 +151,9 @@ impl External {
     /// protocol's file names carry no whitespace, a repository's path
     /// might).
     fn transfer_file(&self, key: &Key) -> Result<TransferFile, StorageError> {
-        let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
+        // Numbered in the process, not the session: the sessions of one
+        // process (p2phttp's) share its pid and the directory.
+        let n = TRANSFERS.fetch_add(1, Ordering::Relaxed);
         let dir = self.shared.tmp.join(format!("{}.{n}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(self.io("create", key))?;
         let path = dir.join(key.key_file());
@@ -161,9 +189,7 @@ impl External {
         };
         let result = self
             .shared
-            .driver
-            .lock()
-            .await
+            .program
             .request(request, transfer_reply(Direction::Retrieve, key))
             .await;
         // Unlinked when `file` goes: the open file serves the read, and
@@ -177,9 +203,7 @@ impl External {
         let want = key.to_string();
         let result = self
             .shared
-            .driver
-            .lock()
-            .await
+            .program
             .request(Request::CheckPresent(want.clone()), |r| match r {
                 Reply::CheckPresentSuccess(k) if k == want => Some(Ok(Ok(true))),
                 Reply::CheckPresentFailure(k) if k == want => Some(Ok(Ok(false))),
@@ -295,9 +319,7 @@ impl Storage for External {
     async fn remove(&self, name: &Key) -> Result<(), StorageError> {
         let want = name.to_string();
         self.shared
-            .driver
-            .lock()
-            .await
+            .program
             .request(Request::Remove(want.clone()), |r| match r {
                 Reply::RemoveSuccess(k) if k == want => Some(Ok(())),
                 Reply::RemoveFailure(k, why) if k == want => Some(Err(or_no_reason("REMOVE", why))),
@@ -354,9 +376,7 @@ impl StagedWrite for ExternalWrite {
         let result = self
             .remote
             .shared
-            .driver
-            .lock()
-            .await
+            .program
             .request(request, transfer_reply(Direction::Store, &self.key))
             .await;
         result.map_err(|e| self.remote.failed("store", &self.key, e))?;
@@ -384,7 +404,7 @@ pub async fn init_remote(
             _ => None,
         })
         .await?;
-    let changes = driver.host().changes.clone();
+    let changes = driver.host().changes();
     driver.stop();
     Ok(changes)
 }
@@ -403,4 +423,50 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::special::chunks::ChunkConfig;
+    use crate::special::Kind;
+
+    /// Two sessions of one process (p2phttp's) transferring at once have
+    /// a directory each: one's end never takes the other's file away.
+    #[test]
+    fn each_transfer_has_a_directory_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = ExternalSetup {
+            externaltype: "x".into(),
+            git_dir: dir.path().to_owned(),
+            cwd: dir.path().to_owned(),
+            reply_timeout: Duration::from_secs(1),
+            jobs: 1,
+        };
+        let remote = SpecialRemote {
+            name: "x".into(),
+            uuid: "u-1".into(),
+            type_name: "external".into(),
+            params: Default::default(),
+            kind: Kind::External(Box::new(setup.clone())),
+            chunking: ChunkConfig::Whole,
+            encryption: None,
+        };
+        let key = Key::parse("SHA256E-s5--abc.txt").unwrap();
+        let (a, b) = (
+            External::new(&remote, &setup),
+            External::new(&remote, &setup),
+        );
+        let (fa, fb) = (
+            a.transfer_file(&key).unwrap(),
+            b.transfer_file(&key).unwrap(),
+        );
+        assert_ne!(fa.dir, fb.dir);
+        std::fs::write(&fb.path, b"hello").unwrap();
+        drop(fa);
+        assert_eq!(std::fs::read(&fb.path).unwrap(), b"hello");
+        let dir = fb.dir.clone();
+        drop(fb);
+        assert!(!dir.exists(), "removed with its transfer");
+    }
 }

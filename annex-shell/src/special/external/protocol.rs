@@ -9,19 +9,23 @@
 //! ends the program, as git-annex ends it on a protocol error.
 //!
 //! With the ASYNC extension every message but VERSION, EXTENSIONS and
-//! ERROR carries a job number (`J <n> …`); we run one job at a time, so
-//! [`tag`] and [`untag`] add and strip it.
+//! ERROR carries a job number (`J <n> …`): [`tag_job`] and [`split_job`]
+//! add and strip it for a program shared by several jobs
+//! ([`super::jobs`]); [`tag`] and [`untag`] for the one job (PREPARE, or
+//! a program restarted within a request) a driver runs alone.
 
 /// The extensions we offer in EXTENSIONS: those we implement. Not
 /// offered: UNAVAILABLERESPONSE, TRANSFER-RETRIEVE-URL, CHECKPRESENT-URL
 /// and DELEGATE (README, compatibility table).
 pub const OFFERED_EXTENSIONS: &[&str] = &["INFO", "GETGITREMOTENAME", "ASYNC"];
 
-/// The protocol version we speak.
-pub const VERSION: u32 = 1;
+/// The protocol versions we speak: git-annex's 1 and 2, the same but for
+/// export requests (version 2 tells the program git-annex handles them
+/// right), which we do not send.
+pub const VERSIONS: &[u32] = &[1, 2];
 
-/// The job number we give every request when ASYNC is in use: one job at
-/// a time per program.
+/// The job number of a driver's lone job (PREPARE); a shared program's
+/// jobs are numbered after it.
 pub const JOB: u64 = 1;
 
 /// Which way a TRANSFER goes.
@@ -103,6 +107,8 @@ impl Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     Value(String),
+    /// One VALUE per item, then an empty one (GETURLS's list).
+    Values(Vec<String>),
     Creds {
         login: String,
         password: String,
@@ -113,12 +119,23 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn line(&self) -> String {
+    /// The answer's lines, without their newlines.
+    pub fn lines(&self) -> Vec<String> {
         match self {
-            Answer::Value(v) => format!("VALUE {v}"),
-            Answer::Creds { login, password } => format!("CREDS {login} {password}"),
-            Answer::Error(why) => format!("ERROR {why}"),
+            Answer::Value(v) => vec![format!("VALUE {v}")],
+            Answer::Values(items) => items
+                .iter()
+                .chain(std::iter::once(&String::new()))
+                .map(|v| format!("VALUE {v}"))
+                .collect(),
+            Answer::Creds { login, password } => vec![format!("CREDS {login} {password}")],
+            Answer::Error(why) => vec![format!("ERROR {why}")],
         }
+    }
+
+    /// The answer as one text (lines joined by newlines).
+    pub fn line(&self) -> String {
+        self.lines().join("\n")
     }
 }
 
@@ -333,11 +350,27 @@ fn untagged(line: &str) -> bool {
 
 /// Our line as sent: tagged with the job number when ASYNC is in use.
 pub fn tag(line: &str, asynchronous: bool) -> String {
-    if asynchronous && !untagged(line) {
-        format!("J {JOB} {line}")
+    if asynchronous {
+        tag_job(line, JOB)
     } else {
         line.to_owned()
     }
+}
+
+/// Our line for job `job` of an ASYNC program (ERROR goes untagged).
+pub fn tag_job(line: &str, job: u64) -> String {
+    if untagged(line) {
+        line.to_owned()
+    } else {
+        format!("J {job} {line}")
+    }
+}
+
+/// A line of an ASYNC program's: its job number and message, or `None`
+/// when it carries none (ERROR, or garbage).
+pub fn split_job(line: &str) -> Option<(u64, &str)> {
+    let (n, msg) = line.strip_prefix("J ")?.split_once(' ')?;
+    Some((n.parse().ok()?, msg))
 }
 
 /// A received line without its job tag; `None` when it is tagged for

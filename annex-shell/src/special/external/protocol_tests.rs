@@ -138,3 +138,29 @@ fn async_job_tags() {
     assert_eq!(untag("J 1 PREPARE-SUCCESS", false), None);
     assert_eq!(untag("PREPARE-SUCCESS", false), Some("PREPARE-SUCCESS"));
 }
+
+#[test]
+fn many_jobs_tags() {
+    assert_eq!(
+        tag_job(&format!("TRANSFER STORE {K} f"), 7),
+        format!("J 7 TRANSFER STORE {K} f")
+    );
+    assert_eq!(tag_job("VALUE a b", 12), "J 12 VALUE a b");
+    assert_eq!(tag_job("ERROR no such setting", 3), "ERROR no such setting");
+    assert_eq!(
+        split_job(&format!("J 12 CHECKPRESENT-SUCCESS {K}")),
+        Some((12, format!("CHECKPRESENT-SUCCESS {K}").as_str()))
+    );
+    // The message keeps its spaces; an empty one is still a message.
+    assert_eq!(split_job("J 3 INFO a  b"), Some((3, "INFO a  b")));
+    for line in [
+        "ERROR x",
+        "J",
+        "J 3",
+        "J x PREPARE-SUCCESS",
+        "J -1 X",
+        "JJ 1 X",
+    ] {
+        assert_eq!(split_job(line), None, "{line:?}");
+    }
+}
