@@ -451,6 +451,7 @@ mod tests {
             kind: Kind::External(Box::new(setup.clone())),
             chunking: ChunkConfig::Whole,
             encryption: None,
+            export: None,
         };
         let key = Key::parse("SHA256E-s5--abc.txt").unwrap();
         let (a, b) = (
