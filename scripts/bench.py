@@ -11,7 +11,10 @@ the two alternating between rounds so neither always runs on a warm or a
 cold cache. The client is the same real git-annex for both; it reaches the
 servers through the loopback ssh stand-in, which runs each server session
 under bench-reap (scripts/bench-reap.c) to learn what its whole process
-tree spent: CPU, bytes written, peak RSS.
+tree spent: CPU, bytes written, peak RSS, and when its client waited on
+it. The client command runs under bench-reap too: its tree's CPU less the
+sessions' is the client's own, its wall less the waits the client-only
+wall (README, "The client's share").
 
 Besides the plain server, each side has a gateway serving a 3-node cluster
 (set up alike on both sides by the real git-annex: initcluster,
@@ -490,7 +493,8 @@ class Bench:
         script = f"""#!/bin/sh
 # Bench ssh. A session the client starts (BENCH_CLIENT set) is counted in
 # state/sessions and, when BENCH_RSS_FILE is set, run under bench-reap,
-# which adds a line for the session's whole process tree. A gateway's own
+# which relays and times its stdio and adds a line for the session's whole
+# process tree. A gateway's own
 # sessions to its nodes are part of its tree: neither counted nor wrapped.
 for a in "$@"; do
   case $a in
