@@ -75,14 +75,20 @@ static void busy_wait_from(struct busy *b, double t)
 }
 
 /* Moves what is readable on `from` to `to`; returns the bytes moved, 0 at
- * end of file, -1 when `to` is gone. */
+ * end of file, -1 when `to` is gone, -2 when `to` is full (its reader
+ * busy: never block on it, or a command writing while we wait to write
+ * to it would wait on us). */
 static ssize_t move(int from, int to)
 {
     static char buf[65536];
-    ssize_t n = splice(from, NULL, to, NULL, 1 << 16, SPLICE_F_MOVE);
-    if (n >= 0 || (errno != EINVAL && errno != ENOSYS))
-        return n < 0 && errno == EPIPE ? -1 : n;
-    /* Neither end a pipe splice can use: copy. */
+    ssize_t n = splice(from, NULL, to, NULL, 1 << 16, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN)
+        return -2;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    /* Neither end a pipe splice can use (a terminal): copy. */
     n = read(from, buf, sizeof buf);
     if (n <= 0)
         return n;
@@ -95,10 +101,24 @@ static ssize_t move(int from, int to)
     return n;
 }
 
+/* One way of the relay, polled on `from` for input or, while `to` is
+ * full, on `to` for room. */
+struct way {
+    int from, to;
+};
+
+static ssize_t step(struct way *w, struct pollfd *p)
+{
+    ssize_t n = move(w->from, w->to);
+    *p = n == -2 ? (struct pollfd){w->to, POLLOUT, 0} : (struct pollfd){w->from, POLLIN, 0};
+    return n;
+}
+
 /* Relays 0 -> to_child and from_child -> 1 until the command's stdout
  * ends, timing the traffic into `b`. */
 static void relay(int to_child, int from_child, struct busy *b)
 {
+    struct way up = {0, to_child}, down = {from_child, 1};
     struct pollfd p[2] = {{0, POLLIN, 0}, {from_child, POLLIN, 0}};
     for (;;) {
         if (poll(p, 2, -1) < 0) {
@@ -107,11 +127,11 @@ static void relay(int to_child, int from_child, struct busy *b)
             return;
         }
         if (p[0].revents) {
-            ssize_t n = move(0, to_child);
+            ssize_t n = step(&up, &p[0]);
             double t = now();
             if (n > 0 && !b->hungup) {
                 busy_wait_from(b, t);
-            } else if (n <= 0) {
+            } else if (n == 0 || n == -1) {
                 /* The client hung up (or the command stopped reading). */
                 close(to_child);
                 p[0].fd = -1;
@@ -123,14 +143,15 @@ static void relay(int to_child, int from_child, struct busy *b)
             }
         }
         if (p[1].revents) {
-            ssize_t n = move(from_child, 1);
+            ssize_t n = step(&down, &p[1]);
             double t = now();
+            if (n == -2)
+                continue;
             busy_close(b, t);
             if (n <= 0) {
-                if (!b->hungup) {
-                    busy_wait_from(b, t);
-                    b->hungup = 1;
-                }
+                /* The command let go of stdout: it is ending. */
+                busy_wait_from(b, t);
+                b->hungup = 1;
                 return;
             }
             if (b->hungup)
