@@ -1068,7 +1068,7 @@ def results_json(b: Bench, scs: list[Scenario], started: datetime.datetime, wall
     """Everything the run measured, every round of every row; `render`
     makes the tables from it alone."""
     data = {
-        "format": 2,
+        "format": 3,
         "command": " ".join(["bash scripts/bench.sh", *argv]),
         "started": started.isoformat(),
         "wall_seconds": wall,
