@@ -11,7 +11,10 @@ the two alternating between rounds so neither always runs on a warm or a
 cold cache. The client is the same real git-annex for both; it reaches the
 servers through the loopback ssh stand-in, which runs each server session
 under bench-reap (scripts/bench-reap.c) to learn what its whole process
-tree spent: CPU, bytes written, peak RSS.
+tree spent: CPU, bytes written, peak RSS, and when its client waited on
+it. The client command runs under bench-reap too: its tree's CPU less the
+sessions' is the client's own, its wall less the waits the client-only
+wall (README, "The client's share").
 
 Besides the plain server, each side has a gateway serving a 3-node cluster
 (set up alike on both sides by the real git-annex: initcluster,
@@ -65,20 +68,57 @@ QUICK = Sizes(rounds=3, small_n=40, small_size=1000, big=30 * MB, startup_n=40, 
 
 @dataclass
 class Session:
-    """What one server session's whole process tree spent, as
-    scripts/bench-reap.c reports it."""
+    """What one process tree spent, as scripts/bench-reap.c reports it: a
+    server session's (with the intervals its client waited on it), or a
+    client command's (with the moment the command itself exited)."""
 
     user: float
     sys: float
     rss_kb: int
     written: int  # bytes dirtied for files (the kernel's write_bytes)
+    start: float = 0.0  # time.monotonic() seconds
+    main: float = 0.0  # when the command itself exited
+    end: float = 0.0  # when its whole tree was gone
+    self_cpu: float = 0.0  # the reaper's own CPU (relaying), in no figure above
+    busy: list[tuple[float, float]] = field(default_factory=list)
 
     @staticmethod
     def parse(line: str) -> "Session | None":
         f = line.split()
-        if len(f) != 11 or f[0] != "session":
+        if len(f) < 11 or len(f) % 2 == 0 or f[0] != "session":
             return None
-        return Session(float(f[4]), float(f[6]), int(f[8]), int(f[10]))
+        kv = dict(zip(f[1::2], f[2::2]))
+        busy = []
+        for pair in kv.get("busy", "-").split(","):
+            if pair != "-":
+                a, b = pair.split("-")
+                busy.append((float(a), float(b)))
+        return Session(
+            float(kv["user"]),
+            float(kv["sys"]),
+            int(kv["rss"]),
+            int(kv["written"]),
+            float(kv.get("start", 0)),
+            float(kv.get("main", 0)),
+            float(kv.get("end", 0)),
+            float(kv.get("self", 0)),
+            busy,
+        )
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
+
+def union_length(spans: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Seconds of [lo, hi] covered by at least one of `spans`."""
+    total, reach = 0.0, lo
+    for a, b in sorted(spans):
+        a, b = max(a, reach), min(b, hi)
+        if b > a:
+            total += b - a
+            reach = b
+    return total
 
 
 @dataclass
@@ -94,6 +134,11 @@ class Sample:
     sys: float = 0.0
     written: int = 0  # bytes the server side wrote to files
     sessions: int = 0
+    # The client's own share, for client steps only (see `client_share`):
+    # CPU of the client's process tree less the server sessions', and the
+    # wall seconds in which no server session kept the client waiting.
+    client_cpu: float | None = None
+    client_only: float | None = None
 
     @staticmethod
     def of(seconds: float, sessions: list[Session], tail: float = 0.0) -> "Sample":
@@ -106,6 +151,20 @@ class Sample:
             sum(x.written for x in sessions),
             len(sessions),
         )
+
+    def client_share(self, client: Session, sessions: list[Session], t0: float) -> None:
+        """Fills the client's own share from the client command's tree
+        (`client`, run under bench-reap: every process it started is in
+        it, the server sessions too, since each session's reaper is the
+        client's descendant and is reaped by the client or, orphaned, by
+        the client's reaper) and the sessions' busy intervals, within the
+        step's wall [t0, t0 + seconds]."""
+        servers = sum(x.cpu for x in sessions)
+        if client.cpu + 0.001 < servers:
+            raise Failed(f"the client's tree spent {client.cpu:.3f} s of CPU, its server sessions {servers:.3f} s")
+        self.client_cpu = client.cpu - servers - sum(x.self_cpu for x in sessions)
+        waited = union_length([span for x in sessions for span in x.busy], t0, t0 + self.seconds)
+        self.client_only = self.seconds - waited
 
     @property
     def cpu(self) -> float:
@@ -434,7 +493,8 @@ class Bench:
         script = f"""#!/bin/sh
 # Bench ssh. A session the client starts (BENCH_CLIENT set) is counted in
 # state/sessions and, when BENCH_RSS_FILE is set, run under bench-reap,
-# which adds a line for the session's whole process tree. A gateway's own
+# which relays and times its stdio and adds a line for the session's whole
+# process tree. A gateway's own
 # sessions to its nodes are part of its tree: neither counted nor wrapped.
 for a in "$@"; do
   case $a in
@@ -445,7 +505,7 @@ export ANNEXPROXY_SERVER_PATH ANNEXPROXY_SERVER_HOME
 [ -n "${{BENCH_CLIENT:-}}" ] || exec '{standin}' "$@"
 echo s >> '{r / "state/sessions"}'
 if [ -n "${{BENCH_RSS_FILE:-}}" ]; then
-  exec '{self.reap}' "$BENCH_RSS_FILE" '{standin}' "$@"
+  exec '{self.reap}' -r "$BENCH_RSS_FILE" '{standin}' "$@"
 fi
 '{standin}' "$@"
 rc=$?
@@ -491,17 +551,42 @@ exit $rc
         raise Failed("a server session did not end within 60 s")
 
     def client_step(self, server: Server, argv: list[str]) -> Sample:
-        rss_file = self.root / "state" / f"rss.{time.monotonic_ns()}"
+        stamp = time.monotonic_ns()
+        rss_file = self.root / "state" / f"rss.{stamp}"
         rss_file.touch()
+        client_file = self.root / "state" / f"client.{stamp}"
         # Sessions counted so far belong to steps that already ended.
         (self.root / "state/sessions").write_text("")
         (self.root / "state/ends").write_text("")
-        t0 = time.perf_counter()
-        self.annex(argv, cwd=self.client, extra={"BENCH_RSS_FILE": str(rss_file)})
-        elapsed = time.perf_counter() - t0
+        env = dict(self.env, BENCH_RSS_FILE=str(rss_file))
+        # The client under its own reaper, for its tree's CPU; the wall
+        # ends, as without it, when the client and every server session
+        # have let go of its output (the reaper holds none of it), not
+        # when the reaper is done.
+        # time.monotonic is the reapers' CLOCK_MONOTONIC.
+        t0 = time.monotonic()
+        p = subprocess.Popen(
+            [str(self.reap), str(client_file), "git-annex", *argv],
+            cwd=self.client,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        out = p.stdout.read()
+        elapsed = time.monotonic() - t0
+        p.stdout.close()
+        if p.wait() != 0:
+            raise Failed(f"git-annex {' '.join(argv)} exited {p.returncode}:\n{out.decode(errors='replace')}")
         self.wait_sessions(rss_file)
-        tail = time.perf_counter() - t0 - elapsed
-        return Sample.of(elapsed, read_sessions(rss_file), tail)
+        tail = time.monotonic() - t0 - elapsed
+        sessions = read_sessions(rss_file)
+        sample = Sample.of(elapsed, sessions, tail)
+        client = read_sessions(client_file)
+        if len(client) != 1:
+            raise Failed(f"no client line in {client_file}")
+        sample.client_share(client[0], sessions, t0)
+        return sample
 
     def server_env(self, server: Server) -> dict:
         return {
@@ -917,7 +1002,7 @@ def machine() -> dict:
 
 
 # Every figure of a sample, as the JSON names it.
-FIGURES = ["seconds", "user", "sys", "cpu", "written", "rss_kb", "sessions", "tail"]
+FIGURES = ["seconds", "user", "sys", "cpu", "written", "rss_kb", "sessions", "tail", "client_cpu", "client_only"]
 
 
 def sample_json(x: Sample) -> dict:
@@ -930,6 +1015,43 @@ def sample_json(x: Sample) -> dict:
         "rss_kb": x.rss_kb,
         "sessions": x.sessions,
         "tail": x.tail,
+        "client_cpu": x.client_cpu,
+        "client_only": x.client_only,
+    }
+
+
+def goal(name: str) -> float | None:
+    """Issue #16's wall ratio for a row: drops 1.5x, small-file copies 2x."""
+    if "drop --from" in name:
+        return 1.5
+    if " x " in name and "copy --to" in name:
+        return 2.0
+    return None
+
+
+def ceiling(real: dict, ours: dict) -> float | None:
+    """The best wall ratio real/ours any server could reach on a row:
+    real's wall over the client-only wall, the smaller of the two sides'
+    (the client's own work is the same against either server; taking the
+    smaller never overstates how little room is left)."""
+    only = [x["client_only"] for x in (real, ours) if x.get("client_only") is not None]
+    if not only or min(only) <= 0:
+        return None
+    return real["seconds"] / min(only)
+
+
+def client_json(name: str, per: dict[str, list[dict]], med: dict[str, dict]) -> dict | None:
+    """A row's ceiling, per round and from the medians, and its goal."""
+    med_ceiling = ceiling(med["real"], med["ours"])
+    if med_ceiling is None:
+        return None
+    rounds = [ceiling(r, o) for r, o in zip(per["real"], per["ours"])]
+    g = goal(name)
+    return {
+        "ceiling_rounds": rounds,
+        "ceiling": med_ceiling,
+        "goal": g,
+        "goal_above_ceiling": g is not None and g > med_ceiling,
     }
 
 
@@ -946,7 +1068,7 @@ def results_json(b: Bench, scs: list[Scenario], started: datetime.datetime, wall
     """Everything the run measured, every round of every row; `render`
     makes the tables from it alone."""
     data = {
-        "format": 2,
+        "format": 3,
         "command": " ".join(["bash scripts/bench.sh", *argv]),
         "started": started.isoformat(),
         "wall_seconds": wall,
@@ -963,6 +1085,13 @@ def results_json(b: Bench, scs: list[Scenario], started: datetime.datetime, wall
             "rss_kb": "peak RSS of the largest server-side process, KiB",
             "sessions": "server sessions the step started",
             "tail": "seconds the server sessions ran after the client returned (not in seconds)",
+            "client_cpu": "CPU seconds of the client command's whole process tree less the server sessions' "
+            "(cpu) and their reapers' relaying",
+            "client_only": "wall seconds in which no server session kept the client waiting: seconds less the "
+            "union of the sessions' busy intervals (from the session's start, or the client's last write, to "
+            "the server's next output; from the first end of file to the session's end)",
+            "ceiling": "real's wall over the smaller client_only of the two sides: the best wall ratio "
+            "real/ours any server could reach (client steps only)",
         },
         "scenarios": [],
         "limits": dict(b.limits),
@@ -972,9 +1101,12 @@ def results_json(b: Bench, scs: list[Scenario], started: datetime.datetime, wall
         if not res.get("real") or not res.get("ours"):
             continue
         per = {kind: [sample_json(x) for x in res[kind]] for kind in ["real", "ours"]}
-        data["scenarios"].append(
-            {"name": sc.name, "bytes": sc.nbytes, "samples": per, "median": {k: medians(v) for k, v in per.items()}}
-        )
+        med = {k: medians(v) for k, v in per.items()}
+        row = {"name": sc.name, "bytes": sc.nbytes, "samples": per, "median": med}
+        client = client_json(sc.name, per, med)
+        if client:
+            row["client"] = client
+        data["scenarios"].append(row)
     return data
 
 
@@ -1027,10 +1159,44 @@ def render(data: dict) -> str:
                 ratio(rv, ov, floor),
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += client_table(data)
     lines += ["", "| this machine, same run | median | rounds measured |", "|---|---:|---:|"]
     for name, rates in data["limits"].items():
         lines.append(f"| {name} | {statistics.median(rates):.1f} | {len(rates)} |")
     return "\n".join(lines) + "\n"
+
+
+def client_table(data: dict) -> list[str]:
+    """The client's own share of each client row (see the README's
+    "The client's share"); none for results without it."""
+    rows = [sc for sc in data["scenarios"] if sc.get("client")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "| scenario | client CPU real (s) | client CPU ours (s) | client-only wall real (s) "
+        "| client-only wall ours (s) | client share of wall real | client share of wall ours "
+        "| wall real/ours | ceiling real/client-only | goal |",
+        "|---|" + "---:|" * 8 + "---|",
+    ]
+    for sc in rows:
+        r, o, c = sc["median"]["real"], sc["median"]["ours"], sc["client"]
+        share = [f"{x['client_only'] / x['seconds'] * 100:.0f} %" for x in (r, o)]
+        g = c["goal"]
+        mark = "–" if g is None else f"{g:g}" + (" **above the ceiling**" if c["goal_above_ceiling"] else "")
+        cells = [
+            sc["name"],
+            f"{r['client_cpu']:.3f}",
+            f"{o['client_cpu']:.3f}",
+            f"{r['client_only']:.3f}",
+            f"{o['client_only']:.3f}",
+            *share,
+            ratio(r["seconds"], o["seconds"]),
+            f"{c['ceiling']:.2f}",
+            mark,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ target=${CARGO_TARGET_DIR:-$top/target}
 host=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release --target "$host" -p annex-shell --bins >&2
-# What each server session's process tree spends (CPU, writes, peak RSS).
+# What each server session's and the client command's process tree spends
+# (CPU, writes, peak RSS), and when the client waits on a session.
 cc -O2 -Wall -o "$target/bench-reap" scripts/bench-reap.c
 exec python3 scripts/bench.py --ours-bin "$target/$host/release" --reap "$target/bench-reap" --venv "$top/.venv" "$@"
