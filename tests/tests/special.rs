@@ -27,7 +27,9 @@
 //! - `external`: external special remotes (rclone's, datalad's ora, a
 //!   misbehaving program of ours).
 //! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
-//!   S3) through the proxy, both directions of interoperation.
+//!   S3) through the proxy, both directions of interoperation;
+//!   `sharedpubkey`: content only the holders of a secret key read;
+//!   `gpg`: the tests' gpg keys.
 //! - `s3_faults`: a bucket in trouble: transient failures retried,
 //!   abandoned multipart uploads aborted, a missing bucket not reachable.
 
@@ -65,5 +67,9 @@ mod s3;
 
 #[path = "special/crypto.rs"]
 mod crypto;
+#[path = "special/gpg.rs"]
+mod gpg;
 #[path = "special/s3_faults.rs"]
 mod s3_faults;
+#[path = "special/sharedpubkey.rs"]
+mod sharedpubkey;

@@ -57,6 +57,17 @@ impl<S: Storage> Crypt<S> {
         }
     }
 
+    /// Why content cannot be decrypted here, as a storage error.
+    fn unreadable(&self) -> Result<(), StorageError> {
+        match self.enc.as_ref().and_then(|e| e.undecryptable.clone()) {
+            Some(why) => Err(StorageError::Unreadable {
+                remote: self.inner.remote().to_owned(),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn gpg_error(&self, op: &'static str, key: &Key, source: io::Error) -> StorageError {
         StorageError::Io {
             remote: self.inner.remote().to_owned(),
@@ -79,6 +90,7 @@ where
         key: &Key,
         skip: u64,
     ) -> Result<Decrypting, StorageError> {
+        self.unreadable()?;
         let mut source = self.inner.read(&enc.object_name(key), 0).await?;
         let mut child =
             gpg(enc, &enc.decrypt_args()).map_err(|e| self.gpg_error("decrypt", key, e))?;
@@ -182,13 +194,19 @@ where
         }
     }
 
-    /// Only plaintext may go to the kernel as it is.
-    /// Reading back stays as cheap as the storage's (a directory's,
-    /// decrypted on the way), so a direct upload is checked by its hash.
-    fn read_back_is_cheap(&self) -> bool {
-        self.inner.read_back_is_cheap()
+    fn readable(&self) -> Result<(), StorageError> {
+        self.unreadable()?;
+        self.inner.readable()
     }
 
+    /// Reading back stays as cheap as the storage's (a directory's,
+    /// decrypted on the way), so a direct upload is checked by its hash;
+    /// content that cannot be decrypted here is believed by its size.
+    fn read_back_is_cheap(&self) -> bool {
+        self.unreadable().is_ok() && self.inner.read_back_is_cheap()
+    }
+
+    /// Only plaintext may go to the kernel as it is.
     fn local_file(&self, name: &Key) -> Result<Option<std::fs::File>, StorageError> {
         match self.enc {
             None => self.inner.local_file(name),
