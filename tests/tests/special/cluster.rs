@@ -1,7 +1,9 @@
-//! A special remote as a cluster node (issue 13): through our gateway, a
-//! cluster of one git-annex repository `node1` and one directory remote
-//! `d` (unchunked, and with `chunk=`), set up as git-annex does it
-//! (`initremote`, then `annex-cluster-node` on the special remote).
+//! A special remote as a cluster node (issues 13 and 14): through our
+//! gateway, a cluster of one git-annex repository `node1` and one special
+//! remote `d` (a directory, unchunked, with `chunk=`, encrypted; an S3
+//! bucket, plain or `encryption=hybrid`; an external program, rclone's or
+//! datalad's ora), set up as git-annex does it (`initremote`, then
+//! `annex-cluster-node` on the special remote).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,10 +14,13 @@ use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
 use testkit::moto;
 
+use super::gpg::{GpgKey, KEY_ID};
 use super::world::{default_encryption, hashdir, stored_files};
 
 struct Mixed {
     env: TestEnv,
+    /// The server user's gpg key, for a remote encrypted to it.
+    _key: Option<GpgKey>,
     gateway: PathBuf,
     node: PathBuf,
     store: PathBuf,
@@ -38,11 +43,18 @@ enum Store {
     S3,
     /// An external remote: git-annex-remote-rclone on a local directory.
     Rclone,
+    /// An external remote: datalad's git-annex-remote-ora on a RIA store.
+    Ora,
 }
 
 /// [`mixed`] with `d` of the kind `store`.
 fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     let env = TestEnv::new(ServerKind::Ours);
+    // `keyid=` in `extra` names the key the test makes for the server.
+    let key = extra
+        .iter()
+        .any(|p| p.starts_with("keyid="))
+        .then(|| GpgKey::make(&env));
     let node = env.server_bare("node1.git");
     env.annexproxy(&node, &["init", "node 1"]).ok();
     let gateway = env.server_bare("gateway.git");
@@ -54,6 +66,7 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     )
     .ok();
     let dir = env.srv.join("dstore");
+    let mut store_dir = dir.clone();
     let (params, bucket) = match store {
         Store::Directory => {
             fs::create_dir_all(&dir).expect("store dir");
@@ -84,6 +97,14 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
             (params, Some(bucket))
         }
         Store::Rclone => (super::external::install_rclone(&env, &dir), None),
+        Store::Ora => {
+            let mut params = super::external::install_ora(&env, &dir);
+            params.push("type=external".into());
+            // Where the program keeps objects (beside its layout files).
+            let id = super::external::ARCHIVE_ID;
+            store_dir = dir.join(&id[..3]).join(&id[3..]).join("annex/objects");
+            (params, None)
+        }
     };
     let mut args = vec!["initremote", "d"];
     args.extend(default_encryption(extra));
@@ -110,16 +131,17 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     env.annex(&client, &["sync"]).ok();
     Mixed {
         env,
+        _key: key,
         gateway,
         node,
-        store: dir,
+        store: store_dir,
         bucket,
         client,
     }
 }
 
 impl Mixed {
-    /// The objects `d` holds: files under its directory, or the bucket's
+    /// The objects `d` holds: files under its objects' directory, or the bucket's
     /// objects but the one git-annex keeps the UUID in.
     fn stored(&self) -> Vec<String> {
         match &self.bucket {
@@ -149,12 +171,28 @@ impl Mixed {
     /// Real `git annex fsck --from d` in the gateway's repository (it
     /// reads the directory itself), and real fsck in the node's.
     fn real_fscks(&self) {
+        self.real_fsck_of_d();
+        self.env.assert_server_fsck_clean(&self.node);
+    }
+
+    /// Real `git annex fsck --from d` in the gateway's repository.
+    fn real_fsck_of_d(&self) {
         self.env.wait_server_idle();
         let out = self
             .env
             .oracle_annex(&self.gateway, &["fsck", "--from", "d", "--all"]);
         assert!(out.success() && !out.all().contains("failed"), "{out}");
-        self.env.assert_server_fsck_clean(&self.node);
+    }
+
+    /// Content real git-annex stored in `d` itself (from a clone of the
+    /// gateway on the server) is read through the cluster (node1 lacks
+    /// it: from `d`), fsck'd there and dropped from it.
+    fn real_stored_read_through_the_cluster(&self) {
+        let before = self.stored().len();
+        let via = "origin-mycl";
+        super::world::real_stored_read_via(&self.env, &self.gateway, &self.client, via, &[]);
+        assert_eq!(self.stored().len(), before, "{:?}", self.stored());
+        assert!(!self.holders("theirs.bin").contains(&self.d_uuid()));
     }
 
     fn copy(&self, file: &str) -> Out {
@@ -175,7 +213,11 @@ fn flow(extra: &[&str]) -> Mixed {
 
 /// [`flow`] with `d` of the kind `store`.
 fn flow_with(store: Store, extra: &[&str]) -> Mixed {
-    let m = mixed_with(store, extra);
+    flow_in(mixed_with(store, extra))
+}
+
+/// [`flow`] in the cluster `m`.
+fn flow_in(m: Mixed) -> Mixed {
     let (env, client) = (&m.env, &m.client);
     let big = pseudo_random_bytes(13, BIG);
     env.add_file(client, "big.bin", &big);
@@ -198,9 +240,10 @@ fn flow_with(store: Store, extra: &[&str]) -> Mixed {
         .ok();
     assert_eq!(fs::read(client.join("big.bin")).expect("big"), big);
 
-    // node1 gone: the cluster falls over to d.
+    // node1 gone: the cluster falls over to d, for fsck and get.
     let away = m.node.with_extension("away");
     fs::rename(&m.node, &away).expect("hide node1");
+    env.annex(client, &["fsck", "--from", "origin-mycl"]).ok();
     env.annex(client, &["drop", "."]).ok();
     env.annex(client, &["get", "--from", "origin-mycl", "."])
         .ok();
@@ -252,6 +295,31 @@ fn external_node_in_a_cluster() {
         0,
         "transfer files left"
     );
+}
+
+/// The same with `d` an S3 remote (moto) with `encryption=hybrid` (the
+/// cipher encrypted to the gateway user's gpg key), chunked: the bucket
+/// holds only HMAC names, and real git-annex in the gateway decrypts what
+/// the node stored.
+#[test]
+fn hybrid_encrypted_s3_node_in_a_cluster() {
+    let keyid = format!("keyid={KEY_ID}");
+    let m = flow_with(Store::S3, &["encryption=hybrid", &keyid, "chunk=256KiB"]);
+    m.copy("big.bin").ok();
+    let names = m.stored();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let hmac = |n: &String| n.starts_with("GPGHMACSHA1--");
+    assert!(names.iter().all(hmac), "{names:?}");
+    m.real_fsck_of_d();
+    m.real_stored_read_through_the_cluster();
+}
+
+/// The same with `d` datalad's ora on a RIA store, unchunked.
+#[test]
+fn ora_node_in_a_cluster() {
+    let m = flow_with(Store::Ora, &[]);
+    assert!(m.store.ends_with("annex/objects"));
+    m.real_stored_read_through_the_cluster();
 }
 
 /// Our `updatecluster` writes git-annex's records: real git-annex's sees

@@ -19,7 +19,7 @@ use annexproxy_tests::{ServerKind, TestEnv};
 use super::world::*;
 
 /// The RIA store's dataset ID (`archive-id=`).
-const ARCHIVE_ID: &str = "0123456789abcdef";
+pub const ARCHIVE_ID: &str = "0123456789abcdef";
 
 /// Which program the remote `d` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,26 +89,32 @@ pub fn install_rclone(env: &TestEnv, store: &Path) -> Vec<String> {
     ]
 }
 
+/// git-annex-remote-ora on the server's (and the oracle's) PATH, a RIA
+/// store at `store` with the dataset [`ARCHIVE_ID`], and `initremote`'s
+/// parameters (but `type=external`) for a remote storing there.
+pub fn install_ora(env: &TestEnv, store: &Path) -> Vec<String> {
+    fs::create_dir_all(store).expect("store");
+    let name = "git-annex-remote-ora";
+    env.add_server_program(name, &installed("bin", name));
+    // What datalad's create-sibling-ria writes.
+    fs::write(store.join("ria-layout-version"), "1\n").expect("store version");
+    let ds = store.join(&ARCHIVE_ID[..3]).join(&ARCHIVE_ID[3..]);
+    fs::create_dir_all(&ds).expect("dataset dir");
+    fs::write(ds.join("ria-layout-version"), "2\n").expect("dataset version");
+    vec![
+        "externaltype=ora".into(),
+        format!("url=ria+file://{}", store.display()),
+        format!("archive-id={ARCHIVE_ID}"),
+    ]
+}
+
 /// The remote's program on the server's (and the oracle's) PATH, what it
 /// needs set up, and `initremote`'s parameters for it.
 fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
     fs::create_dir_all(store).expect("store");
     match program {
         Program::Rclone => install_rclone(env, store),
-        Program::Ora => {
-            let name = "git-annex-remote-ora";
-            env.add_server_program(name, &installed("bin", name));
-            // What datalad's create-sibling-ria writes.
-            fs::write(store.join("ria-layout-version"), "1\n").expect("store version");
-            let ds = store.join(&ARCHIVE_ID[..3]).join(&ARCHIVE_ID[3..]);
-            fs::create_dir_all(&ds).expect("dataset dir");
-            fs::write(ds.join("ria-layout-version"), "2\n").expect("dataset version");
-            vec![
-                "externaltype=ora".into(),
-                format!("url=ria+file://{}", store.display()),
-                format!("archive-id={ARCHIVE_ID}"),
-            ]
-        }
+        Program::Ora => install_ora(env, store),
         Program::Wobbly => {
             let path = env.srv.join("git-annex-remote-wobbly");
             fs::write(&path, WOBBLY).expect("wobbly");
