@@ -288,6 +288,7 @@ fn s3_node_in_a_cluster() {
 fn external_node_in_a_cluster() {
     let m = flow_with(Store::Rclone, &["chunk=256KiB"]);
     assert!(m.bucket.is_none());
+    m.real_stored_read_through_the_cluster();
     assert_eq!(
         fs::read_dir(m.gateway.join("annex/tmp/external"))
             .map(|d| d.count())

@@ -337,6 +337,14 @@ fn ora_content_stored_by_real_git_annex_is_read_through_ours() {
     no_transfer_files(&wd);
 }
 
+/// The same for content real git-annex stored through rclone's script.
+#[test]
+fn rclone_content_stored_by_real_git_annex_is_read_through_ours() {
+    let wd = external_world(Setup::Real, Program::Rclone, &[]);
+    real_stored_is_read_through(&wd, &[]);
+    no_transfer_files(&wd);
+}
+
 /// `annexproxy initremote` of an external remote whose program refuses
 /// the configuration (INITREMOTE-FAILURE), or is not on PATH, fails with
 /// the program's reason and records nothing.
