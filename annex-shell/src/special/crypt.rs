@@ -35,6 +35,9 @@ use super::storage::{StagedWrite, Storage, StorageError};
 /// How much of gpg's output is moved at a time.
 const PIPE_BUF: usize = 64 * 1024;
 
+/// How much of an object is read at a time to feed `gpg --decrypt`.
+const FEED_BUF: usize = 1 << 20;
+
 /// A storage, encrypted when `enc` is given.
 pub struct Crypt<S> {
     inner: S,
@@ -91,7 +94,7 @@ where
         skip: u64,
     ) -> Result<Decrypting, StorageError> {
         self.unreadable()?;
-        let mut source = self.inner.read(&enc.object_name(key), 0).await?;
+        let source = self.inner.read(&enc.object_name(key), 0).await?;
         let mut child =
             gpg(enc, &enc.decrypt_args()).map_err(|e| self.gpg_error("decrypt", key, e))?;
         let mut stdin = child.stdin.take().expect("piped");
@@ -101,7 +104,10 @@ where
             // A failure to feed shows as gpg's: the stream ends early.
             let fed = async {
                 stdin.write_all(&preamble).await?;
-                tokio::io::copy(&mut source, &mut stdin).await?;
+                // Large reads: each read of a tokio file is a trip to the
+                // blocking pool, and tokio::io::copy's are of 8 KiB.
+                let mut source = tokio::io::BufReader::with_capacity(FEED_BUF, source);
+                tokio::io::copy_buf(&mut source, &mut stdin).await?;
                 stdin.shutdown().await
             };
             let _ = fed.await;
