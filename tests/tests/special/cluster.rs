@@ -51,10 +51,14 @@ enum Store {
 fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     let env = TestEnv::new(ServerKind::Ours);
     // `keyid=` in `extra` names the key the test makes for the server.
-    let key = extra
-        .iter()
-        .any(|p| p.starts_with("keyid="))
-        .then(|| GpgKey::make(&env));
+    // With sharedpubkey, the gateway's user holds the public half alone.
+    let key = extra.iter().any(|p| p.starts_with("keyid=")).then(|| {
+        if extra.contains(&"encryption=sharedpubkey") {
+            GpgKey::held_elsewhere(&env)
+        } else {
+            GpgKey::make(&env)
+        }
+    });
     let node = env.server_bare("node1.git");
     env.annexproxy(&node, &["init", "node 1"]).ok();
     let gateway = env.server_bare("gateway.git");
@@ -313,6 +317,40 @@ fn hybrid_encrypted_s3_node_in_a_cluster() {
     assert!(names.iter().all(hmac), "{names:?}");
     m.real_fsck_of_d();
     m.real_stored_read_through_the_cluster();
+}
+
+/// `d` with `encryption=sharedpubkey` to a key whose secret half the
+/// gateway lacks: the copy stores on both nodes, a get comes from node1
+/// (d refused before any byte, so the gateway goes on to node1 whatever
+/// the order), and with node1 gone the get fails, d saying why.
+#[test]
+fn sharedpubkey_node_without_the_secret_key_in_a_cluster() {
+    let keyid = format!("keyid={KEY_ID}");
+    let m = mixed(&["encryption=sharedpubkey", &keyid]);
+    let (env, client) = (&m.env, &m.client);
+    let content = pseudo_random_bytes(19, BIG);
+    env.add_file(client, "f.bin", &content);
+    m.copy("f.bin").ok();
+    let holders = m.holders("f.bin");
+    assert!(holders.contains(&m.d_uuid()), "{holders:?}");
+    assert_eq!(m.stored().len(), 1);
+    // d first: the node the gateway tries before the others.
+    for _ in 0..2 {
+        env.annex(client, &["drop", "--force", "f.bin"]).ok();
+        env.annex(client, &["get", "--from", "origin-mycl", "f.bin"])
+            .ok();
+        assert_eq!(fs::read(client.join("f.bin")).expect("f.bin"), content);
+    }
+    let away = m.node.with_extension("away");
+    fs::rename(&m.node, &away).expect("hide node1");
+    env.annex(client, &["drop", "--force", "f.bin"]).ok();
+    let out = env
+        .annex(client, &["get", "--from", "origin-mycl", "f.bin"])
+        .fails();
+    fs::rename(&away, &m.node).expect("node1 back");
+    let why = "d: encryption=sharedpubkey: content is encrypted to gpg keys";
+    assert!(out.all().contains(why), "{out}");
+    assert!(out.all().contains("holds no secret key"), "{out}");
 }
 
 /// The same with `d` datalad's ora on a RIA store, unchunked.
