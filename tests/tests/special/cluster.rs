@@ -26,6 +26,9 @@ struct Mixed {
     store: PathBuf,
     /// `d`'s bucket, when it is an S3 remote.
     bucket: Option<String>,
+    /// What `enableremote d` needs elsewhere on the server (a directory
+    /// remote's `directory=`, which the git config keeps).
+    enable: Vec<String>,
     client: PathBuf,
 }
 
@@ -139,6 +142,10 @@ fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
         gateway,
         node,
         store: store_dir,
+        enable: match bucket {
+            None if params[0] == "type=directory" => vec![params[1].clone()],
+            _ => Vec::new(),
+        },
         bucket,
         client,
     }
@@ -194,7 +201,8 @@ impl Mixed {
     fn real_stored_read_through_the_cluster(&self) {
         let before = self.stored().len();
         let via = "origin-mycl";
-        super::world::real_stored_read_via(&self.env, &self.gateway, &self.client, via, &[]);
+        let enable: Vec<&str> = self.enable.iter().map(String::as_str).collect();
+        super::world::real_stored_read_via(&self.env, &self.gateway, &self.client, via, &enable);
         assert_eq!(self.stored().len(), before, "{:?}", self.stored());
         assert!(!self.holders("theirs.bin").contains(&self.d_uuid()));
     }
@@ -273,7 +281,8 @@ fn directory_node_in_a_cluster() {
 /// node encrypts on its way.
 #[test]
 fn encrypted_directory_node_in_a_cluster() {
-    flow(&["encryption=shared", "chunk=256KiB"]);
+    let m = flow(&["encryption=shared", "chunk=256KiB"]);
+    m.real_stored_read_through_the_cluster();
 }
 
 /// The same with `d` an S3 remote (moto), chunked: both nodes get each
