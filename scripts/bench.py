@@ -282,7 +282,10 @@ class Bench:
             raise Failed(f"no {self.reap}: scripts/bench.sh builds it from scripts/bench-reap.c")
         self.venv = Path(args.venv)
         self.want_s3 = False  # main sets it when the S3 group runs
+        self.want_crypt = False  # main sets it when the encrypted group runs
         self.moto: subprocess.Popen | None = None
+        self.gpg_home: Path | None = None
+        self.crypt_stores: dict[tuple[str, str], Path] = {}
         self.results: dict[str, dict[str, list[Sample]]] = {}
         self.limits: dict[str, list[float]] = {}
         self.rounds: list[dict] = []  # per round: the order and the load
@@ -353,6 +356,8 @@ class Bench:
         self.setup_clusters()
         if self.want_s3:
             self.setup_s3()
+        if self.want_crypt:
+            self.setup_crypt()
         log(f"generating the {human(self.sizes.p2p)} P2P file")
         self.p2p_file = r / "data/p2p.bin"
         write_random(self.p2p_file, self.sizes.p2p)
@@ -451,21 +456,65 @@ class Bench:
             self.verify_proxied_special(s, f"{s.remote}-s3")
             self.via_servers[(s.kind, "s3")] = Server(s.kind, s.bindir, s.repo, f"{s.remote}-s3", s.ssh_host)
 
-    def verify_proxied_special(self, s: Server, name: str) -> None:
-        """The client's first sync learns of the proxied special remote and
+    CRYPT_KEY = "bench@annexproxy.invalid"
+    # The encrypted directory remotes of each side: name, initremote's
+    # parameters beyond the directory and the cipher.
+    CRYPT_REMOTES = [("crypt", []), ("cryptc", ["chunk=1MiB"])]
+
+    def setup_crypt(self) -> None:
+        """Per side, directory remotes with `encryption=hybrid` (the cipher
+        encrypted to a gpg key without a passphrase that the bench makes for
+        the server's account, so either proxy decrypts it with gpg as a real
+        server would), unchunked (`crypt`: git-annex encrypts a whole copy
+        to disk first) and with `chunk=1MiB` (`cryptc`), made by the real
+        git-annex, proxied by the side's own `updateproxy`."""
+        r = self.root
+        home = r / "server-home"
+        (home / ".gnupg").mkdir(mode=0o700, exist_ok=True)
+        env = dict(self.server_env(self.servers[0]), PATH=f"{r / 'real-bin'}:{os.environ['PATH']}")
+        gen = ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", f"bench <{self.CRYPT_KEY}>", "default", "default", "never"]
+        p = subprocess.run(gen, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise Failed(f"gpg --quick-gen-key exited {p.returncode}:\n{p.stdout}{p.stderr}")
+        self.gpg_home = home
+        for s in self.servers:
+            for name, extra in self.CRYPT_REMOTES:
+                store = r / f"srv/{s.kind}-{name}store"
+                store.mkdir()
+                self.crypt_stores[(s.kind, name)] = store
+                setup = [
+                    ["git-annex", "initremote", name, "type=directory", f"directory={store}",
+                     "encryption=hybrid", f"keyid={self.CRYPT_KEY}", *extra],
+                    ["git", "config", f"remote.{name}.annex-proxy", "true"],
+                ]
+                for argv in setup:
+                    p = subprocess.run(argv, cwd=s.repo, env=env, capture_output=True, text=True)
+                    if p.returncode != 0:
+                        raise Failed(f"{' '.join(argv)} (in {s.repo}) exited {p.returncode}:\n{p.stdout}{p.stderr}")
+            update = ["git-annex", "updateproxy"] if s.kind == "real" else [str(self.ours_binary.parent / "annexproxy"), "updateproxy"]
+            p = subprocess.run(update, cwd=s.repo, env=env, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise Failed(f"{' '.join(update)} (in {s.repo}) exited {p.returncode}:\n{p.stdout}{p.stderr}")
+            self.verify_proxied_special(s, *(f"{s.remote}-{name}" for name, _ in self.CRYPT_REMOTES))
+            for name, _ in self.CRYPT_REMOTES:
+                self.via_servers[(s.kind, name)] = Server(s.kind, s.bindir, s.repo, f"{s.remote}-{name}", s.ssh_host)
+
+    def verify_proxied_special(self, s: Server, *names: str) -> None:
+        """The client's first sync learns of the proxied special remotes and
         git-annex 10.20261026 refuses to push until the client's user
-        accepts its configuration (`verifyremote NAME --safe ID`)."""
+        accepts each one's configuration (`verifyremote NAME --safe ID`)."""
         argv = ["git-annex", "sync", "-q", "--no-content", s.remote]
         subprocess.run(argv, cwd=self.client, env=self.env, capture_output=True, text=True)
         self.wait_sessions()
-        p = subprocess.run(["git-annex", "verifyremote", name], cwd=self.client, env=self.env, capture_output=True, text=True)
-        words = (p.stdout + p.stderr).split("--safe ", 1)
-        if len(words) == 2:
-            self.annex(["verifyremote", name, "--safe", words[1].split()[0]], cwd=self.client)
-        # verifyremote leaves a `remote.NAME` section of its own, which
-        # hides the proxied remote git-annex makes from proxy.log; the
-        # acceptance itself is in annex/verified-remote.log.
-        subprocess.run(["git", "config", "--remove-section", f"remote.{name}"], cwd=self.client, env=self.env, capture_output=True)
+        for name in names:
+            p = subprocess.run(["git-annex", "verifyremote", name], cwd=self.client, env=self.env, capture_output=True, text=True)
+            words = (p.stdout + p.stderr).split("--safe ", 1)
+            if len(words) == 2:
+                self.annex(["verifyremote", name, "--safe", words[1].split()[0]], cwd=self.client)
+            # verifyremote leaves a `remote.NAME` section of its own, which
+            # hides the proxied remote git-annex makes from proxy.log; the
+            # acceptance itself is in annex/verified-remote.log.
+            subprocess.run(["git", "config", "--remove-section", f"remote.{name}"], cwd=self.client, env=self.env, capture_output=True)
         self.annex(argv[1:], cwd=self.client)
         self.wait_sessions()
 
@@ -625,6 +674,10 @@ exit $rc
         if self.moto:
             self.moto.terminate()
             self.moto.wait()
+        if self.gpg_home:
+            # The agent the server's gpg started for the bench's key.
+            env = dict(os.environ, HOME=str(self.gpg_home))
+            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
         if self.keep:
             log(f"kept {self.root}")
         else:
@@ -845,6 +898,26 @@ def s3_big_copy_checked(b: "Bench", s: Server) -> Sample:
     return sample
 
 
+def crypt_big_copy_checked(name: str):
+    """The big copy to a proxied encrypted remote, then (untimed) its
+    store: it must hold only objects named by an HMAC (`GPGHMACSHA1--`),
+    none of them the plaintext's first MiB."""
+
+    def go(b: "Bench", s: Server) -> Sample:
+        sample = big_copy(b, b.via(s, name))
+        store = b.crypt_stores[(s.kind, name)]
+        files = [p for p in glob.glob(str(store / "**"), recursive=True) if os.path.isfile(p)]
+        head = (b.client / "big.bin").open("rb").read(1 << 20)
+        if not files or not all("GPGHMACSHA1--" in p for p in files):
+            raise Failed(f"{s.kind}: after copy --to {name}, the store holds {files[:5]}")
+        for p in files[:3]:
+            if Path(p).read_bytes()[: 1 << 21].find(head[:4096]) >= 0:
+                raise Failed(f"{s.kind}: {p} holds plaintext")
+        return sample
+
+    return go
+
+
 def through(what: str, fn):
     """`fn` run against the cluster or the proxied node of the side."""
     return lambda b, s: fn(b, b.via(s, what))
@@ -897,6 +970,15 @@ def scenarios(z: Sizes) -> list[Scenario]:
         Scenario(f"s3 proxied: {S3_SMALL_N} x 16 KiB get --from", through("s3", s3_small(["get", "--from"])), 0, "s3"),
         Scenario(f"s3 proxied: {S3_SMALL_N} x 16 KiB drop --from", through("s3", s3_small(["drop", "--from"])), 0, "s3", True),
     ]
+    # Proxied directory remotes with encryption=hybrid, unchunked and in
+    # 1 MiB chunks; only with --only crypt (see main).
+    crypt = []
+    for name, label in [("crypt", "encrypted dir proxied"), ("cryptc", "encrypted dir chunk=1MiB proxied")]:
+        crypt += [
+            Scenario(f"{label}: {big} copy --to", crypt_big_copy_checked(name), z.big, name),
+            Scenario(f"{label}: {big} get --from", through(name, big_get), z.big, name),
+            Scenario(f"{label}: {big} drop --from", through(name, big_drop), 0, name, True),
+        ]
     direct = [
         Scenario(f"{small} copy --to", small_copy, 0, "direct"),
         Scenario(f"{small} drop --from", small_drop, 0, "direct", True),
@@ -904,7 +986,7 @@ def scenarios(z: Sizes) -> list[Scenario]:
         Scenario(f"{big} get --from", big_get, z.big, "direct"),
         Scenario(f"{big} drop --from", big_drop, 0, "direct", True),
     ]
-    return direct + behind + s3 + [
+    return direct + behind + s3 + crypt + [
         Scenario(f"{z.startup_n} x configlist (no ssh)", startup),
         Scenario(f"p2pstdio PUT {human(z.p2p)} (no client)", p2p_put, z.p2p, "p2p"),
         Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p, "p2p", True),
@@ -1208,7 +1290,7 @@ def main() -> int:
     ap.add_argument("--top", default=str(Path(__file__).resolve().parent.parent), help="workspace root")
     ap.add_argument("--quick", action="store_true", help="small sizes and 3 rounds (about a minute)")
     ap.add_argument("--rounds", type=int, help="rounds (default 5, 3 with --quick)")
-    ap.add_argument("--only", help="comma-separated substrings: run only the scenarios whose name holds one (and the drops that put their servers back for the next round); `http` runs the p2phttp group instead (scripts/bench_http.py), ours vs real `git annex p2phttp -J8`")
+    ap.add_argument("--only", help="comma-separated substrings: run only the scenarios whose name holds one (and the drops that put their servers back for the next round); `s3` and `crypt` add the proxied S3 and encrypted-directory groups, never in the default run; `http` runs the p2phttp group instead (scripts/bench_http.py), ours vs real `git annex p2phttp -J8`")
     ap.add_argument("--out", help="results file (default <top>/target/bench-results.md, .json beside it)")
     ap.add_argument("--tmpdir", help="where the servers and the client go (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the servers and the client afterwards")
@@ -1235,12 +1317,16 @@ def main() -> int:
     # asked for: the default bench stays as long as it was.
     if not any("s3" in w for w in wanted):
         scs = [sc for sc in scs if sc.group != "s3"]
+    # So does the encrypted group (gpg through 300 MB, several times).
+    if not any("crypt" in w for w in wanted):
+        scs = [sc for sc in scs if not sc.group.startswith("crypt")]
     if wanted:
         scs = only(scs, wanted)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     b = Bench(args, sizes)
     b.want_s3 = any(sc.group == "s3" for sc in scs)
+    b.want_crypt = any(sc.group.startswith("crypt") for sc in scs)
     try:
         b.setup()
         b.measure(sizes.rounds, scs)

@@ -28,7 +28,9 @@
 //!   misbehaving program of ours); `external_async`: a program of ours
 //!   taking ASYNC, shared by p2phttp's jobs.
 //! - `crypto`: encrypted remotes (shared, hybrid, pubkey; directory and
-//!   S3) through the proxy, both directions of interoperation.
+//!   S3) through the proxy, both directions of interoperation;
+//!   `sharedpubkey`: content only the holders of a secret key read;
+//!   `gpg`: the tests' gpg keys.
 //! - `export`: an `exporttree=yes annexobjects=yes` S3 remote: the
 //!   export changed when the client pushes its tracking branch.
 //! - `s3_faults`: a bucket in trouble: transient failures retried,
@@ -72,5 +74,9 @@ mod s3;
 mod crypto;
 #[path = "special/export.rs"]
 mod export;
+#[path = "special/gpg.rs"]
+mod gpg;
 #[path = "special/s3_faults.rs"]
 mod s3_faults;
+#[path = "special/sharedpubkey.rs"]
+mod sharedpubkey;

@@ -58,6 +58,11 @@ impl Gateway {
             return Ok(node.sent().await);
         }
         let why = join_reasons(&reasons, "no node of the cluster has it");
+        // git-annex's client shows an ERROR to a GET only as a failed
+        // transfer: the nodes' reasons go to its terminal, as a PUT's do.
+        if !reasons.is_empty() {
+            crate::user::tell(format_args!("{key}: {}", reasons.join("; ")));
+        }
         Err(self.refusal("get", format!("cannot get {key}: {why}")))
     }
 

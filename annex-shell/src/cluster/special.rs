@@ -142,6 +142,8 @@ impl<S: Storage + 'static> SpecialNode<S> {
             }
             Err(e) => return Err(self.failed("GET", e)),
         };
+        let readable = self.special.storage().readable();
+        readable.map_err(|e| self.special.failure("GET", e))?;
         let len = found.size().saturating_sub(offset);
         if let [(name, size)] = found.objects.as_slice() {
             let io = |e: std::io::Error| self.special.failure("GET", e);

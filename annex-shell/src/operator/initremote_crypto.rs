@@ -8,6 +8,9 @@
 //!   (`cipher=`, and `cipherkeys=` K's long key id);
 //! - `pubkey keyid=K`: a cipher of 256 random bytes (used only to name
 //!   objects) encrypted the same way;
+//! - `sharedpubkey keyid=K`: a cipher of 512 random bytes (used only to
+//!   name objects) recorded as it is, and `pubkeys=` K's long key ids, to
+//!   which content is encrypted;
 //! - `keyid=` and `highRandomQuality=` are used, not recorded; `mac=` is
 //!   checked and kept.
 //!
@@ -21,7 +24,7 @@ use crate::special::crypto::{gpg_pipe, CryptoError, MacKind, Method};
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoSetupError {
     #[error(
-        "Specify encryption=none or encryption=shared or encryption=hybrid or encryption=pubkey."
+        "Specify encryption=hybrid or encryption=none or encryption=pubkey or encryption=shared or encryption=sharedpubkey."
     )]
     NoEncryption,
     #[error(transparent)]
@@ -79,7 +82,17 @@ pub fn setup(
         return Ok(Some("(encryption key stored in git repository)".into()));
     }
     let keyid = keyid.ok_or(CryptoSetupError::NoKeyId)?;
-    let keys = public_keys(&keyid)?;
+    let mut keys = public_keys(&keyid)?;
+    if method == Method::SharedPubKey {
+        // Not encrypted: anyone who can write the remote names objects
+        // with it; only content is encrypted, to the keys.
+        config.insert("cipher".into(), b64(&random(quality, 512)?));
+        config.insert("pubkeys".into(), keys.join(","));
+        return Ok(Some(format!("(to gpg keys: {})", keys.join(" "))));
+    }
+    // gpg complains of a recipient named twice.
+    keys.sort();
+    keys.dedup();
     let size = if method == Method::Hybrid { 512 } else { 256 };
     let cipher = random(quality, size)?;
     let mut args = vec![
@@ -104,7 +117,8 @@ fn random(quality: u8, bytes: usize) -> Result<Vec<u8>, CryptoError> {
     gpg_pipe("--gen-random", &["--gen-random", "--armor", &q, &n], b"")
 }
 
-/// The long key ids of the public keys `keyid` names (`findPubKeys`).
+/// The long key ids of the public keys `keyid` names (`findPubKeys`), in
+/// gpg's order.
 fn public_keys(keyid: &str) -> Result<Vec<String>, CryptoSetupError> {
     let listed = gpg_pipe(
         "--list-public-keys",
@@ -122,8 +136,5 @@ fn public_keys(keyid: &str) -> Result<Vec<String>, CryptoSetupError> {
     if keys.is_empty() {
         return Err(CryptoSetupError::NoSuchKey(keyid.to_owned()));
     }
-    let mut keys = keys;
-    keys.sort();
-    keys.dedup();
     Ok(keys)
 }

@@ -187,14 +187,14 @@ impl SpecialRemote {
     ) -> Result<SpecialRemote, SpecialError> {
         let name = remote.name.clone();
         let uuid = remote.annex_uuid().unwrap_or_default().to_owned();
-        let Some(params) = log.get(&uuid).cloned() else {
+        let Some(recorded) = log.get(&uuid) else {
             return Err(SpecialError::NotRecorded { name, uuid });
         };
         // A client can push any remote.log; like git-annex, serve only
         // a configuration the operator accepted.
-        if !is_verified(repo, &uuid, &params) {
+        let Some(params) = verified_config(repo, &uuid, recorded) else {
             return Err(SpecialError::NotVerified { name });
-        }
+        };
         let type_name = params.get("type").cloned().unwrap_or_default();
         if !matches!(type_name.as_str(), "directory" | "S3" | "external") {
             return Err(SpecialError::UnsupportedType { name, type_name });
@@ -245,17 +245,46 @@ impl SpecialRemote {
     }
 }
 
+/// The configuration of `uuid` that `annex/verified-remote.log` accepted,
+/// if any.
+fn accepted(repo: &Repo, uuid: &str) -> Option<Params> {
+    let text = std::fs::read(repo.annex_dir().join(VERIFIED_LOG)).ok()?;
+    let log = UuidLog::parse(&text);
+    log.get(uuid).map(|v| unescape_all(parse_remote_config(v)))
+}
+
 /// Whether `annex/verified-remote.log` accepted exactly this
 /// configuration of `uuid`.
 pub fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -> bool {
-    let path = repo.annex_dir().join(VERIFIED_LOG);
-    let Ok(text) = std::fs::read(&path) else {
-        return false;
-    };
-    let log = UuidLog::parse(&text);
-    log.get(uuid)
-        .is_some_and(|v| unescape_all(parse_remote_config(v)) == verified_part(params))
+    accepted(repo, uuid).is_some_and(|v| v == verified_part(params))
 }
+
+/// The configuration to use for `uuid`, given what `remote.log` records:
+/// that one when it is the accepted one; else, as git-annex 10.20261026
+/// does ("the previously verified configuration of the remote will
+/// continue to be used"), the accepted one, with the cipher fields that
+/// `verified-remote.log` leaves out taken from `remote.log`. `None` when
+/// no configuration of it was ever accepted here.
+pub fn verified_config(repo: &Repo, uuid: &str, recorded: &Params) -> Option<Params> {
+    let accepted = accepted(repo, uuid)?;
+    if accepted == verified_part(recorded) {
+        return Some(recorded.clone());
+    }
+    tracing::info!(
+        uuid,
+        "remote.log changed since verified: the verified configuration is used"
+    );
+    let mut params = accepted;
+    for field in UNVERIFIED_FIELDS {
+        if let Some(v) = recorded.get(field) {
+            params.insert(field.to_owned(), v.clone());
+        }
+    }
+    Some(params)
+}
+
+/// What `verified-remote.log` does not record (see [`verified_part`]).
+const UNVERIFIED_FIELDS: [&str; 4] = ["cipher", "cipherkeys", "pubkeys", "mac"];
 
 /// The parameters `verified-remote.log` records: git-annex 10.20261026
 /// leaves out the cipher and how objects are named from it (`cipher=`,
@@ -263,7 +292,7 @@ pub fn is_verified(repo: &Repo, uuid: &str, params: &BTreeMap<String, String>) -
 /// accepted.
 pub fn verified_part(params: &Params) -> Params {
     let mut p = params.clone();
-    for field in ["cipher", "cipherkeys", "pubkeys", "mac"] {
+    for field in UNVERIFIED_FIELDS {
         p.remove(field);
     }
     p

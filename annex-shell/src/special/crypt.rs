@@ -35,6 +35,9 @@ use super::storage::{StagedWrite, Storage, StorageError};
 /// How much of gpg's output is moved at a time.
 const PIPE_BUF: usize = 64 * 1024;
 
+/// How much of an object is read at a time to feed `gpg --decrypt`.
+const FEED_BUF: usize = 1 << 20;
+
 /// A storage, encrypted when `enc` is given.
 pub struct Crypt<S> {
     inner: S,
@@ -54,6 +57,17 @@ impl<S: Storage> Crypt<S> {
         match &self.enc {
             Some(enc) => enc.object_name(key),
             None => key.clone(),
+        }
+    }
+
+    /// Why content cannot be decrypted here, as a storage error.
+    fn unreadable(&self) -> Result<(), StorageError> {
+        match self.enc.as_ref().and_then(|e| e.undecryptable.clone()) {
+            Some(why) => Err(StorageError::Unreadable {
+                remote: self.inner.remote().to_owned(),
+                why,
+            }),
+            None => Ok(()),
         }
     }
 
@@ -79,7 +93,8 @@ where
         key: &Key,
         skip: u64,
     ) -> Result<Decrypting, StorageError> {
-        let mut source = self.inner.read(&enc.object_name(key), 0).await?;
+        self.unreadable()?;
+        let source = self.inner.read(&enc.object_name(key), 0).await?;
         let mut child =
             gpg(enc, &enc.decrypt_args()).map_err(|e| self.gpg_error("decrypt", key, e))?;
         let mut stdin = child.stdin.take().expect("piped");
@@ -89,7 +104,10 @@ where
             // A failure to feed shows as gpg's: the stream ends early.
             let fed = async {
                 stdin.write_all(&preamble).await?;
-                tokio::io::copy(&mut source, &mut stdin).await?;
+                // Large reads: each read of a tokio file is a trip to the
+                // blocking pool, and tokio::io::copy's are of 8 KiB.
+                let mut source = tokio::io::BufReader::with_capacity(FEED_BUF, source);
+                tokio::io::copy_buf(&mut source, &mut stdin).await?;
                 stdin.shutdown().await
             };
             let _ = fed.await;
@@ -182,13 +200,19 @@ where
         }
     }
 
-    /// Only plaintext may go to the kernel as it is.
-    /// Reading back stays as cheap as the storage's (a directory's,
-    /// decrypted on the way), so a direct upload is checked by its hash.
-    fn read_back_is_cheap(&self) -> bool {
-        self.inner.read_back_is_cheap()
+    fn readable(&self) -> Result<(), StorageError> {
+        self.unreadable()?;
+        self.inner.readable()
     }
 
+    /// Reading back stays as cheap as the storage's (a directory's,
+    /// decrypted on the way), so a direct upload is checked by its hash;
+    /// content that cannot be decrypted here is believed by its size.
+    fn read_back_is_cheap(&self) -> bool {
+        self.unreadable().is_ok() && self.inner.read_back_is_cheap()
+    }
+
+    /// Only plaintext may go to the kernel as it is.
     fn local_file(&self, name: &Key) -> Result<Option<std::fs::File>, StorageError> {
         match self.enc {
             None => self.inner.local_file(name),

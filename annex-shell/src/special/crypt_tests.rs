@@ -135,3 +135,49 @@ fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// Symmetric content is written with a light S2K (the passphrase is
+/// random): gpg's packet says 65536 bytes hashed, not its default.
+#[tokio::test]
+async fn symmetric_content_has_a_light_s2k() {
+    let (t, c, enc) = crypt();
+    let key = Key::parse("SHA256E-s5--dd").expect("key");
+    store(&c, &key, b"hello").await;
+    let path = walk(t.path(), &enc.object_name(&key).key_file()).expect("stored object");
+    let mut gpg = std::process::Command::new(GPG);
+    gpg.env("GNUPGHOME", t.path().join("gnupg"))
+        .args(["--batch", "--passphrase-fd", "0", "--list-packets"])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = gpg.spawn().expect("gpg");
+    let mut stdin = child.stdin.take().expect("piped");
+    std::io::Write::write_all(&mut stdin, &enc.stdin_preamble()).expect("passphrase");
+    drop(stdin);
+    let out = child.wait_with_output().expect("gpg");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains(", count 65536 "), "{listed}");
+}
+
+/// Content this server cannot decrypt (a sharedpubkey remote without a
+/// secret key): reads are refused with the reason, before gpg runs;
+/// writes and presence go on.
+#[tokio::test]
+async fn undecryptable_content_is_stored_but_not_read() {
+    let tmp = Tmp(tempfile::tempdir().expect("tempdir"));
+    let dir = Directory::new("d", tmp.path().join("store"));
+    std::fs::create_dir(dir.root()).expect("store");
+    let mut enc = Encryption::shared(&[b'c'; 300], MacKind::Sha1);
+    enc.gnupg_home = Some(tmp.path().join("gnupg"));
+    std::fs::create_dir(tmp.path().join("gnupg")).expect("gnupg home");
+    enc.undecryptable = Some("no secret key here".into());
+    let c = Crypt::new(dir, Some(Arc::new(enc)));
+    let key = Key::parse("SHA256E-s5--ee").expect("key");
+    store(&c, &key, b"hello").await;
+    assert_eq!(c.stat(&key).await.expect("stat"), Some(5));
+    let refused = |e: StorageError| matches!(e, StorageError::Unreadable { why, .. } if why == "no secret key here");
+    assert!(c.readable().is_err_and(refused));
+    assert!(c.read(&key, 0).await.is_err_and(refused));
+    assert!(!c.read_back_is_cheap());
+}

@@ -109,7 +109,13 @@ fn what_is_not_served_is_named() {
     let none = Encryption::from_params(&params(CIPHER_D, &[("encryption", "none")]));
     assert!(none.expect("none").is_none());
     let spk = Encryption::from_params(&params(CIPHER_D, &[("encryption", "sharedpubkey")]));
-    assert!(matches!(spk, Err(CryptoError::SharedPubKey)));
+    assert!(matches!(
+        spk,
+        Err(CryptoError::Missing {
+            method: "sharedpubkey",
+            field: "pubkeys"
+        })
+    ));
     let mac = Encryption::from_params(&params(CIPHER_D, &[("mac", "HMACMD5")]));
     assert!(matches!(mac, Err(CryptoError::Mac(m)) if m == "HMACMD5"));
     let mut p = params(CIPHER_D, &[]);

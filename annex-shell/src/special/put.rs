@@ -121,7 +121,10 @@ impl<S: Storage> Upload<S> {
             loop {
                 let ck = key.chunk(size, number);
                 let ends = key.size().is_some_and(|s| number * size >= s);
-                if ends || storage.stat(&ck).await? != Some(size) {
+                // Chunks that cannot be read back here (encrypted to keys
+                // this server cannot decrypt with) are stored again.
+                let unreadable = storage.readable().is_err();
+                if ends || unreadable || storage.stat(&ck).await? != Some(size) {
                     break;
                 }
                 hash_from(storage.read(&ck, 0).await?, &mut verifier, storage, &ck).await?;

@@ -403,7 +403,16 @@ impl<S: Storage> Backend for Special<S> {
         W: AsyncWrite + Unpin + Send,
     {
         match self.locate(key).await? {
-            Some(found) => self.send(&found, offset, client).await,
+            Some(found) => {
+                // Before DATA. git-annex's client shows an ERROR to a GET
+                // only as a failed transfer: the reason goes to its
+                // terminal too.
+                if let Err(e) = self.storage.readable() {
+                    crate::user::tell(format_args!("{e}"));
+                    return Err(self.refused("GET", e));
+                }
+                self.send(&found, offset, client).await
+            }
             None => {
                 client.send_data(0, &mut tokio::io::empty()).await?;
                 Ok(false)

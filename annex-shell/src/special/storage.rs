@@ -43,6 +43,10 @@ pub enum StorageError {
     /// Another session (ours or git-annex's) is writing the same object.
     #[error("{remote}: {object}: another transfer of it is in progress")]
     Busy { remote: String, object: String },
+    /// Objects cannot be read here at all (content encrypted to gpg keys
+    /// whose secret half this server lacks).
+    #[error("{remote}: {why}")]
+    Unreadable { remote: String, why: String },
     /// The object changed or ended while it was read.
     #[error("{remote}: {object}: {why}")]
     Changed {
@@ -82,6 +86,13 @@ pub trait Storage: Send + Sync {
     fn local_file(&self, name: &Key) -> Result<Option<std::fs::File>, StorageError> {
         let _ = name;
         Ok(None)
+    }
+
+    /// Whether objects can be read here at all; checked before a GET
+    /// sends any byte, so the client hears why rather than a broken
+    /// transfer. Yes (the default) but for [`StorageError::Unreadable`].
+    fn readable(&self) -> Result<(), StorageError> {
+        Ok(())
     }
 
     /// Whether reading an object back costs no more than reading a local

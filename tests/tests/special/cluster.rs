@@ -1,7 +1,9 @@
-//! A special remote as a cluster node (issue 13): through our gateway, a
-//! cluster of one git-annex repository `node1` and one directory remote
-//! `d` (unchunked, and with `chunk=`), set up as git-annex does it
-//! (`initremote`, then `annex-cluster-node` on the special remote).
+//! A special remote as a cluster node (issues 13 and 14): through our
+//! gateway, a cluster of one git-annex repository `node1` and one special
+//! remote `d` (a directory, unchunked, with `chunk=`, encrypted; an S3
+//! bucket, plain or `encryption=hybrid`; an external program, rclone's or
+//! datalad's ora), set up as git-annex does it (`initremote`, then
+//! `annex-cluster-node` on the special remote).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,15 +14,21 @@ use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
 use testkit::moto;
 
+use super::gpg::{GpgKey, KEY_ID};
 use super::world::{default_encryption, hashdir, stored_files};
 
 pub(super) struct Mixed {
     pub(super) env: TestEnv,
+    /// The server user's gpg key, for a remote encrypted to it.
+    _key: Option<GpgKey>,
     pub(super) gateway: PathBuf,
     pub(super) node: PathBuf,
-    store: PathBuf,
+    pub(super) store: PathBuf,
     /// `d`'s bucket, when it is an S3 remote.
     pub(super) bucket: Option<String>,
+    /// What `enableremote d` needs elsewhere on the server (a directory
+    /// remote's `directory=`, which the git config keeps).
+    pub(super) enable: Vec<String>,
     pub(super) client: PathBuf,
 }
 
@@ -38,11 +46,22 @@ pub(super) enum Store {
     S3,
     /// An external remote: git-annex-remote-rclone on a local directory.
     Rclone,
+    /// An external remote: datalad's git-annex-remote-ora on a RIA store.
+    Ora,
 }
 
 /// [`mixed`] with `d` of the kind `store`.
 pub(super) fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     let env = TestEnv::new(ServerKind::Ours);
+    // `keyid=` in `extra` names the key the test makes for the server.
+    // With sharedpubkey, the gateway's user holds the public half alone.
+    let key = extra.iter().any(|p| p.starts_with("keyid=")).then(|| {
+        if extra.contains(&"encryption=sharedpubkey") {
+            GpgKey::held_elsewhere(&env)
+        } else {
+            GpgKey::make(&env)
+        }
+    });
     let node = env.server_bare("node1.git");
     env.annexproxy(&node, &["init", "node 1"]).ok();
     let gateway = env.server_bare("gateway.git");
@@ -54,6 +73,7 @@ pub(super) fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     )
     .ok();
     let dir = env.srv.join("dstore");
+    let mut store_dir = dir.clone();
     let (params, bucket) = match store {
         Store::Directory => {
             fs::create_dir_all(&dir).expect("store dir");
@@ -84,6 +104,14 @@ pub(super) fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
             (params, Some(bucket))
         }
         Store::Rclone => (super::external::install_rclone(&env, &dir), None),
+        Store::Ora => {
+            let mut params = super::external::install_ora(&env, &dir);
+            params.push("type=external".into());
+            // Where the program keeps objects (beside its layout files).
+            let id = super::external::ARCHIVE_ID;
+            store_dir = dir.join(&id[..3]).join(&id[3..]).join("annex/objects");
+            (params, None)
+        }
     };
     let mut args = vec!["initremote", "d"];
     args.extend(default_encryption(extra));
@@ -110,16 +138,21 @@ pub(super) fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     env.annex(&client, &["sync"]).ok();
     Mixed {
         env,
+        _key: key,
         gateway,
         node,
-        store: dir,
+        store: store_dir,
+        enable: match bucket {
+            None if params[0] == "type=directory" => vec![params[1].clone()],
+            _ => Vec::new(),
+        },
         bucket,
         client,
     }
 }
 
 impl Mixed {
-    /// The objects `d` holds: files under its directory, or the bucket's
+    /// The objects `d` holds: files under its objects' directory, or the bucket's
     /// objects but the one git-annex keeps the UUID in.
     pub(super) fn stored(&self) -> Vec<String> {
         match &self.bucket {
@@ -159,12 +192,29 @@ impl Mixed {
     /// Real `git annex fsck --from d` in the gateway's repository (it
     /// reads the directory itself), and real fsck in the node's.
     pub(super) fn real_fscks(&self) {
+        self.real_fsck_of_d();
+        self.env.assert_server_fsck_clean(&self.node);
+    }
+
+    /// Real `git annex fsck --from d` in the gateway's repository.
+    fn real_fsck_of_d(&self) {
         self.env.wait_server_idle();
         let out = self
             .env
             .oracle_annex(&self.gateway, &["fsck", "--from", "d", "--all"]);
         assert!(out.success() && !out.all().contains("failed"), "{out}");
-        self.env.assert_server_fsck_clean(&self.node);
+    }
+
+    /// Content real git-annex stored in `d` itself (from a clone of the
+    /// gateway on the server) is read through the cluster (node1 lacks
+    /// it: from `d`), fsck'd there and dropped from it.
+    fn real_stored_read_through_the_cluster(&self) {
+        let before = self.stored().len();
+        let via = "origin-mycl";
+        let enable: Vec<&str> = self.enable.iter().map(String::as_str).collect();
+        super::world::real_stored_read_via(&self.env, &self.gateway, &self.client, via, &enable);
+        assert_eq!(self.stored().len(), before, "{:?}", self.stored());
+        assert!(!self.holders("theirs.bin").contains(&self.d_uuid()));
     }
 
     fn copy(&self, file: &str) -> Out {
@@ -185,7 +235,11 @@ fn flow(extra: &[&str]) -> Mixed {
 
 /// [`flow`] with `d` of the kind `store`.
 fn flow_with(store: Store, extra: &[&str]) -> Mixed {
-    let m = mixed_with(store, extra);
+    flow_in(mixed_with(store, extra))
+}
+
+/// [`flow`] in the cluster `m`.
+fn flow_in(m: Mixed) -> Mixed {
     let (env, client) = (&m.env, &m.client);
     let big = pseudo_random_bytes(13, BIG);
     env.add_file(client, "big.bin", &big);
@@ -208,9 +262,10 @@ fn flow_with(store: Store, extra: &[&str]) -> Mixed {
         .ok();
     assert_eq!(fs::read(client.join("big.bin")).expect("big"), big);
 
-    // node1 gone: the cluster falls over to d.
+    // node1 gone: the cluster falls over to d, for fsck and get.
     let away = m.node.with_extension("away");
     fs::rename(&m.node, &away).expect("hide node1");
+    env.annex(client, &["fsck", "--from", "origin-mycl"]).ok();
     env.annex(client, &["drop", "."]).ok();
     env.annex(client, &["get", "--from", "origin-mycl", "."])
         .ok();
@@ -236,7 +291,8 @@ fn directory_node_in_a_cluster() {
 /// node encrypts on its way.
 #[test]
 fn encrypted_directory_node_in_a_cluster() {
-    flow(&["encryption=shared", "chunk=256KiB"]);
+    let m = flow(&["encryption=shared", "chunk=256KiB"]);
+    m.real_stored_read_through_the_cluster();
 }
 
 /// The same with `d` an S3 remote (moto), chunked: both nodes get each
@@ -255,6 +311,7 @@ fn s3_node_in_a_cluster() {
 fn external_node_in_a_cluster() {
     let m = flow_with(Store::Rclone, &["chunk=256KiB"]);
     assert!(m.bucket.is_none());
+    m.real_stored_read_through_the_cluster();
     assert_eq!(
         fs::read_dir(m.gateway.join("annex/tmp/external"))
             .map(|d| d.count())
@@ -262,6 +319,65 @@ fn external_node_in_a_cluster() {
         0,
         "transfer files left"
     );
+}
+
+/// The same with `d` an S3 remote (moto) with `encryption=hybrid` (the
+/// cipher encrypted to the gateway user's gpg key), chunked: the bucket
+/// holds only HMAC names, and real git-annex in the gateway decrypts what
+/// the node stored.
+#[test]
+fn hybrid_encrypted_s3_node_in_a_cluster() {
+    let keyid = format!("keyid={KEY_ID}");
+    let m = flow_with(Store::S3, &["encryption=hybrid", &keyid, "chunk=256KiB"]);
+    m.copy("big.bin").ok();
+    let names = m.stored();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let hmac = |n: &String| n.starts_with("GPGHMACSHA1--");
+    assert!(names.iter().all(hmac), "{names:?}");
+    m.real_fsck_of_d();
+    m.real_stored_read_through_the_cluster();
+}
+
+/// `d` with `encryption=sharedpubkey` to a key whose secret half the
+/// gateway lacks: the copy stores on both nodes, a get comes from node1
+/// (d refused before any byte, so the gateway goes on to node1 whatever
+/// the order), and with node1 gone the get fails, d saying why.
+#[test]
+fn sharedpubkey_node_without_the_secret_key_in_a_cluster() {
+    let keyid = format!("keyid={KEY_ID}");
+    let m = mixed(&["encryption=sharedpubkey", &keyid]);
+    let (env, client) = (&m.env, &m.client);
+    let content = pseudo_random_bytes(19, BIG);
+    env.add_file(client, "f.bin", &content);
+    m.copy("f.bin").ok();
+    let holders = m.holders("f.bin");
+    assert!(holders.contains(&m.d_uuid()), "{holders:?}");
+    assert_eq!(m.stored().len(), 1);
+    // d first: the node the gateway tries before the others.
+    for _ in 0..2 {
+        env.annex(client, &["drop", "--force", "f.bin"]).ok();
+        env.annex(client, &["get", "--from", "origin-mycl", "f.bin"])
+            .ok();
+        assert_eq!(fs::read(client.join("f.bin")).expect("f.bin"), content);
+    }
+    let away = m.node.with_extension("away");
+    fs::rename(&m.node, &away).expect("hide node1");
+    env.annex(client, &["drop", "--force", "f.bin"]).ok();
+    let out = env
+        .annex(client, &["get", "--from", "origin-mycl", "f.bin"])
+        .fails();
+    fs::rename(&away, &m.node).expect("node1 back");
+    let why = "d: encryption=sharedpubkey: content is encrypted to gpg keys";
+    assert!(out.all().contains(why), "{out}");
+    assert!(out.all().contains("holds no secret key"), "{out}");
+}
+
+/// The same with `d` datalad's ora on a RIA store, unchunked.
+#[test]
+fn ora_node_in_a_cluster() {
+    let m = flow_with(Store::Ora, &[]);
+    assert!(m.store.ends_with("annex/objects"));
+    m.real_stored_read_through_the_cluster();
 }
 
 /// Our `updatecluster` writes git-annex's records: real git-annex's sees

@@ -6,63 +6,16 @@
 //! stored.
 
 use std::path::Path;
-use std::process::Command;
 
 use annexproxy_tests::observe::{fsck_from, worktree_bytes};
 use annexproxy_tests::p2p_driver::sha256e_key;
 use annexproxy_tests::{pseudo_random_bytes, TestEnv};
 
+use super::gpg::{GpgKey, KEY_ID};
 use super::world::*;
 
-/// The test key's user id (`keyid=` takes it).
-const KEY_USER: &str = "annexproxy test <gpg@annexproxy.invalid>";
-const KEY_ID: &str = "gpg@annexproxy.invalid";
-
-/// gpg run as the server's user (its home, so its `~/.gnupg`, which both
-/// real git-annex and our git-annex-shell use there).
-fn server_gpg(env: &TestEnv) -> Command {
-    let mut cmd = Command::new("gpg");
-    cmd.env_clear()
-        .env("HOME", &env.server_home)
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin");
-    cmd
-}
-
-/// A gpg key without a passphrase for the server's user; its agent is
-/// stopped when the guard goes.
-struct ServerKey {
-    home: std::path::PathBuf,
-}
-
-impl ServerKey {
-    fn make(env: &TestEnv) -> ServerKey {
-        let dir = env.server_home.join(".gnupg");
-        std::fs::create_dir_all(&dir).expect("gnupg dir");
-        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o700);
-        std::fs::set_permissions(&dir, perms).expect("chmod");
-        let out = server_gpg(env)
-            .args(["--batch", "--passphrase", "", "--quick-gen-key", KEY_USER])
-            .args(["default", "default", "never"])
-            .output()
-            .expect("run gpg");
-        assert!(out.status.success(), "gpg: {out:?}");
-        ServerKey {
-            home: env.server_home.clone(),
-        }
-    }
-}
-
-impl Drop for ServerKey {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("HOME", &self.home)
-            .args(["--kill", "gpg-agent"])
-            .status();
-    }
-}
-
 /// Every object `d` holds is named by an HMAC, and none holds `plain`.
-fn only_ciphertext(wd: &World, plain: &[u8]) {
+pub(super) fn only_ciphertext(wd: &World, plain: &[u8]) {
     let names = held(wd);
     assert!(!names.is_empty());
     for n in &names {
@@ -130,7 +83,7 @@ fn real_stored_encrypted_content_is_read_through_ours() {
 #[test]
 fn hybrid_directory_set_up_by_us() {
     let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = ServerKey::make(&env);
+    let _key = GpgKey::make(&env);
     let keyid = format!("keyid={KEY_ID}");
     let args = ["encryption=hybrid", keyid.as_str(), "mac=HMACSHA256"];
     let wd = world_in(env, Setup::Ours, &args);
@@ -154,7 +107,7 @@ fn hybrid_directory_set_up_by_us() {
 #[test]
 fn initremote_encryption_writes_what_git_annex_writes() {
     let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = ServerKey::make(&env);
+    let _key = GpgKey::make(&env);
     let store = env.srv.join("store");
     std::fs::create_dir_all(&store).expect("mkdir");
     let dir_param = format!("directory={}", store.display());
@@ -163,6 +116,7 @@ fn initremote_encryption_writes_what_git_annex_writes() {
         "encryption=shared",
         "encryption=hybrid",
         "encryption=pubkey",
+        "encryption=sharedpubkey",
     ]
     .into_iter()
     .enumerate()
@@ -202,7 +156,7 @@ fn mask_cipher(line: &str) -> String {
 #[test]
 fn hybrid_encrypted_s3_through_the_proxy() {
     let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = ServerKey::make(&env);
+    let _key = GpgKey::make(&env);
     let keyid = format!("keyid={KEY_ID}");
     let wd = super::s3::s3_world_in(
         env,
@@ -218,12 +172,27 @@ fn hybrid_encrypted_s3_through_the_proxy() {
     copy_fsck_get_drop(&wd, 3);
 }
 
+/// Encrypted chunks real git-annex stored in the bucket of a hybrid S3
+/// remote (from a repository of its own on the server, which decrypts
+/// the cipher and the embedded credentials with the server's key) are
+/// read through ours.
+#[test]
+fn real_stored_hybrid_s3_content_is_read_through_ours() {
+    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
+    let _key = GpgKey::make(&env);
+    let keyid = format!("keyid={KEY_ID}");
+    let args = ["encryption=hybrid", keyid.as_str(), "chunk=100KiB"];
+    let wd = super::s3::s3_world_in(env, Setup::Real, &args);
+    real_stored_is_read_through(&wd, &[]);
+    assert_eq!(held(&wd), Vec::<String>::new());
+}
+
 /// `encryption=pubkey` (made by real git-annex): content encrypted to the
 /// server's key, decrypted with its secret key, unchunked.
 #[test]
 fn pubkey_encrypted_directory_through_the_proxy() {
     let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = ServerKey::make(&env);
+    let _key = GpgKey::make(&env);
     let keyid = format!("keyid={KEY_ID}");
     let wd = world_in(env, Setup::Real, &["encryption=pubkey", &keyid]);
     copy_fsck_get_drop(&wd, 1);

@@ -19,7 +19,7 @@ use annexproxy_tests::{ServerKind, TestEnv};
 use super::world::*;
 
 /// The RIA store's dataset ID (`archive-id=`).
-const ARCHIVE_ID: &str = "0123456789abcdef";
+pub const ARCHIVE_ID: &str = "0123456789abcdef";
 
 /// Which program the remote `d` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,26 +126,32 @@ pub fn install_rclone(env: &TestEnv, store: &Path) -> Vec<String> {
     ]
 }
 
+/// git-annex-remote-ora on the server's (and the oracle's) PATH, a RIA
+/// store at `store` with the dataset [`ARCHIVE_ID`], and `initremote`'s
+/// parameters (but `type=external`) for a remote storing there.
+pub fn install_ora(env: &TestEnv, store: &Path) -> Vec<String> {
+    fs::create_dir_all(store).expect("store");
+    let name = "git-annex-remote-ora";
+    env.add_server_program(name, &installed("bin", name));
+    // What datalad's create-sibling-ria writes.
+    fs::write(store.join("ria-layout-version"), "1\n").expect("store version");
+    let ds = store.join(&ARCHIVE_ID[..3]).join(&ARCHIVE_ID[3..]);
+    fs::create_dir_all(&ds).expect("dataset dir");
+    fs::write(ds.join("ria-layout-version"), "2\n").expect("dataset version");
+    vec![
+        "externaltype=ora".into(),
+        format!("url=ria+file://{}", store.display()),
+        format!("archive-id={ARCHIVE_ID}"),
+    ]
+}
+
 /// The remote's program on the server's (and the oracle's) PATH, what it
 /// needs set up, and `initremote`'s parameters for it.
 fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
     fs::create_dir_all(store).expect("store");
     match program {
         Program::Rclone => install_rclone(env, store),
-        Program::Ora => {
-            let name = "git-annex-remote-ora";
-            env.add_server_program(name, &installed("bin", name));
-            // What datalad's create-sibling-ria writes.
-            fs::write(store.join("ria-layout-version"), "1\n").expect("store version");
-            let ds = store.join(&ARCHIVE_ID[..3]).join(&ARCHIVE_ID[3..]);
-            fs::create_dir_all(&ds).expect("dataset dir");
-            fs::write(ds.join("ria-layout-version"), "2\n").expect("dataset version");
-            vec![
-                "externaltype=ora".into(),
-                format!("url=ria+file://{}", store.display()),
-                format!("archive-id={ARCHIVE_ID}"),
-            ]
-        }
+        Program::Ora => install_ora(env, store),
         Program::Wobbly => ours(env, "wobbly", &sh_store("", WOBBLY), store),
         Program::Async => ours(env, "async", super::external_async::ASYNC_STORE, store),
         Program::Stateful => ours(env, "stateful", &sh_store(STATEFUL_STATE, STATEFUL), store),
@@ -395,6 +401,14 @@ fn misbehaving_program_fails_the_key_and_the_session_goes_on() {
 #[test]
 fn ora_content_stored_by_real_git_annex_is_read_through_ours() {
     let wd = external_world(Setup::Real, Program::Ora, &[]);
+    real_stored_is_read_through(&wd, &[]);
+    no_transfer_files(&wd);
+}
+
+/// The same for content real git-annex stored through rclone's script.
+#[test]
+fn rclone_content_stored_by_real_git_annex_is_read_through_ours() {
+    let wd = external_world(Setup::Real, Program::Rclone, &[]);
     real_stored_is_read_through(&wd, &[]);
     no_transfer_files(&wd);
 }

@@ -87,10 +87,12 @@ fn unserved_type_is_refused_as_a_cluster_node() {
 
 /// The remote.log configuration changed by a push to the proxy's
 /// git-annex branch (from a repository of its own that enabled the remote
-/// with another `chunk=`): until the operator verifies it, the proxy
-/// refuses to use the remote, as git-annex refuses.
+/// with `chunk=5000`): until the operator verifies it, the proxy goes on
+/// with the configuration verified before, as git-annex 10.20261026 does
+/// ("the previously verified configuration of the remote will continue
+/// to be used"; real git-annex in the proxy says so); then the new one.
 #[test]
-fn pushed_configuration_is_refused_until_verified() {
+fn pushed_configuration_waits_for_verification() {
     let wd = world(&[]);
     let env = &wd.env;
     let other = env.srv.join("other");
@@ -111,16 +113,20 @@ fn pushed_configuration_is_refused_until_verified() {
         &["push", "-q", "--no-verify", "origin", "git-annex"],
     )
     .ok();
+    env.oracle_annex(&wd.proxy, &["verifyremote", "d"])
+        .ok()
+        .says("previously\nverified configuration of the remote will continue to\nbe used");
     let client = &wd.client;
     env.add_file(client, "f.txt", b"content\n");
-    let out = env
-        .annex(client, &["copy", "--to", "origin-d", "f.txt"])
-        .fails();
-    assert!(
-        out.all().contains("d: this special remote's configuration"),
-        "{out}"
-    );
-    verify_remote(env, &wd.proxy, "d");
     env.annex(client, &["copy", "--to", "origin-d", "f.txt"])
         .ok();
+    let chunked = |files: &[String]| files.iter().filter(|f| f.contains("-S5000-C1--")).count();
+    let files = stored_files(&wd.store);
+    assert_eq!((files.len(), chunked(&files)), (1, 0), "{files:?}");
+    verify_remote(env, &wd.proxy, "d");
+    env.add_file(client, "g.txt", b"other content\n");
+    env.annex(client, &["copy", "--to", "origin-d", "g.txt"])
+        .ok();
+    let files = stored_files(&wd.store);
+    assert_eq!((files.len(), chunked(&files)), (2, 1), "{files:?}");
 }

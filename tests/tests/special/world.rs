@@ -266,14 +266,32 @@ pub fn status_row_of_d_after_a_copy(wd: &World) -> serde_json::Value {
 /// parameters) is read through our proxy: the client gets it and fscks
 /// it, and drops it from there.
 pub fn real_stored_is_read_through(wd: &World, enable: &[&str]) {
-    let env = &wd.env;
+    real_stored_read_via(&wd.env, &wd.proxy, &wd.client, "origin-d", enable);
+    assert!(!is_on_d(wd, "theirs.bin"));
+}
+
+/// Real git-annex in `side`, a clone of `server` on the server that
+/// enabled its remote `d` (with `enable` parameters), stores a file in
+/// `d` and pushes; `client` (a clone of `server`) gets it from `via`, our
+/// server's name for `d` or a cluster holding it, fscks it there and
+/// drops it from there.
+pub fn real_stored_read_via(
+    env: &TestEnv,
+    server: &Path,
+    client: &Path,
+    via: &str,
+    enable: &[&str],
+) {
     let side = env.srv.join("side");
     env.oracle(
         &env.srv,
-        &["clone", "-q", &wd.proxy.display().to_string(), "side"],
+        &["clone", "-q", &server.display().to_string(), "side"],
     )
     .ok();
     env.oracle_annex(&side, &["init", "side"]).ok();
+    // git-annex refuses loopback addresses for S3 unless allowed.
+    let allow = ["config", "annex.security.allowed-ip-addresses", "127.0.0.1"];
+    env.oracle(&side, &allow).ok();
     let mut args = vec!["enableremote", "d"];
     args.extend_from_slice(enable);
     env.oracle_annex(&side, &args).ok();
@@ -288,20 +306,18 @@ pub fn real_stored_is_read_through(wd: &World, enable: &[&str]) {
         .ok();
     env.oracle(&side, &["push", "-q", "origin", "main", "git-annex"])
         .ok();
-    let client = &wd.client;
     env.git(client, &["pull", "-q", "origin", "main"]).ok();
     env.annex(client, &["sync", "--no-content"]).ok();
-    env.annex(client, &["get", "--from", "origin-d", "theirs.bin"])
+    env.annex(client, &["get", "--from", via, "theirs.bin"])
         .ok();
     assert_eq!(
         annexproxy_tests::observe::worktree_bytes(client, "theirs.bin"),
         content
     );
-    let (ok, results) = annexproxy_tests::observe::fsck_from(env, client, "origin-d");
+    let (ok, results) = annexproxy_tests::observe::fsck_from(env, client, via);
     assert!(ok, "{results:?}");
-    env.annex(client, &["drop", "--from", "origin-d", "theirs.bin"])
+    env.annex(client, &["drop", "--from", via, "theirs.bin"])
         .ok();
-    assert!(!is_on_d(wd, "theirs.bin"));
 }
 
 /// A GET of `key` from `offset`: exactly the rest of `content`, valid.
