@@ -14,7 +14,7 @@ use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
 use testkit::moto;
 
-use super::gpg::{GpgKey, KEY_ID};
+use super::gpg::{GpgKey, KEYID};
 use super::world::{default_encryption, hashdir, stored_files};
 
 pub(super) struct Mixed {
@@ -55,7 +55,7 @@ pub(super) fn mixed_with(store: Store, extra: &[&str]) -> Mixed {
     let env = TestEnv::new(ServerKind::Ours);
     // `keyid=` in `extra` names the key the test makes for the server.
     // With sharedpubkey, the gateway's user holds the public half alone.
-    let key = extra.iter().any(|p| p.starts_with("keyid=")).then(|| {
+    let key = extra.contains(&KEYID).then(|| {
         if extra.contains(&"encryption=sharedpubkey") {
             GpgKey::held_elsewhere(&env)
         } else {
@@ -221,6 +221,23 @@ impl Mixed {
         self.env
             .annex(&self.client, &["copy", "--to", "origin-mycl", file])
     }
+
+    /// The client gets `what` from the cluster; `file` holds `content`.
+    fn get_back(&self, what: &str, file: &str, content: &[u8]) {
+        let (env, client) = (&self.env, &self.client);
+        env.annex(client, &["get", "--from", "origin-mycl", what])
+            .ok();
+        assert_eq!(fs::read(client.join(file)).expect(file), content);
+    }
+
+    /// `f` run with node1's repository out of the way, then back.
+    fn without_node1<T>(&self, f: impl FnOnce() -> T) -> T {
+        let away = self.node.with_extension("away");
+        fs::rename(&self.node, &away).expect("hide node1");
+        let out = f();
+        fs::rename(&away, &self.node).expect("node1 back");
+        out
+    }
 }
 
 const BIG: usize = 700 * 1024;
@@ -256,21 +273,14 @@ fn flow_in(m: Mixed) -> Mixed {
     assert!(!m.stored().is_empty());
     m.real_fscks();
 
-    env.annex(client, &["fsck", "--from", "origin-mycl"]).ok();
-    env.annex(client, &["drop", "."]).ok();
-    env.annex(client, &["get", "--from", "origin-mycl", "."])
-        .ok();
-    assert_eq!(fs::read(client.join("big.bin")).expect("big"), big);
-
+    let fsck_drop_get = || {
+        env.annex(client, &["fsck", "--from", "origin-mycl"]).ok();
+        env.annex(client, &["drop", "."]).ok();
+        m.get_back(".", "big.bin", &big);
+    };
+    fsck_drop_get();
     // node1 gone: the cluster falls over to d, for fsck and get.
-    let away = m.node.with_extension("away");
-    fs::rename(&m.node, &away).expect("hide node1");
-    env.annex(client, &["fsck", "--from", "origin-mycl"]).ok();
-    env.annex(client, &["drop", "."]).ok();
-    env.annex(client, &["get", "--from", "origin-mycl", "."])
-        .ok();
-    assert_eq!(fs::read(client.join("big.bin")).expect("big"), big);
-    fs::rename(&away, &m.node).expect("node1 back");
+    m.without_node1(fsck_drop_get);
 
     env.annex(client, &["drop", "--from", "origin-mycl", "."])
         .ok();
@@ -327,8 +337,7 @@ fn external_node_in_a_cluster() {
 /// the node stored.
 #[test]
 fn hybrid_encrypted_s3_node_in_a_cluster() {
-    let keyid = format!("keyid={KEY_ID}");
-    let m = flow_with(Store::S3, &["encryption=hybrid", &keyid, "chunk=256KiB"]);
+    let m = flow_with(Store::S3, &["encryption=hybrid", KEYID, "chunk=256KiB"]);
     m.copy("big.bin").ok();
     let names = m.stored();
     assert_eq!(names.len(), 3, "{names:?}");
@@ -344,8 +353,7 @@ fn hybrid_encrypted_s3_node_in_a_cluster() {
 /// the order), and with node1 gone the get fails, d saying why.
 #[test]
 fn sharedpubkey_node_without_the_secret_key_in_a_cluster() {
-    let keyid = format!("keyid={KEY_ID}");
-    let m = mixed(&["encryption=sharedpubkey", &keyid]);
+    let m = mixed(&["encryption=sharedpubkey", KEYID]);
     let (env, client) = (&m.env, &m.client);
     let content = pseudo_random_bytes(19, BIG);
     env.add_file(client, "f.bin", &content);
@@ -356,17 +364,13 @@ fn sharedpubkey_node_without_the_secret_key_in_a_cluster() {
     // d first: the node the gateway tries before the others.
     for _ in 0..2 {
         env.annex(client, &["drop", "--force", "f.bin"]).ok();
-        env.annex(client, &["get", "--from", "origin-mycl", "f.bin"])
-            .ok();
-        assert_eq!(fs::read(client.join("f.bin")).expect("f.bin"), content);
+        m.get_back("f.bin", "f.bin", &content);
     }
-    let away = m.node.with_extension("away");
-    fs::rename(&m.node, &away).expect("hide node1");
-    env.annex(client, &["drop", "--force", "f.bin"]).ok();
-    let out = env
-        .annex(client, &["get", "--from", "origin-mycl", "f.bin"])
-        .fails();
-    fs::rename(&away, &m.node).expect("node1 back");
+    let out = m.without_node1(|| {
+        env.annex(client, &["drop", "--force", "f.bin"]).ok();
+        env.annex(client, &["get", "--from", "origin-mycl", "f.bin"])
+            .fails()
+    });
     let why = "d: encryption=sharedpubkey: content is encrypted to gpg keys";
     assert!(out.all().contains(why), "{out}");
     assert!(out.all().contains("holds no secret key"), "{out}");

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use annexproxy_tests::observe::{fsck_from, worktree_bytes};
 use annexproxy_tests::p2p_driver::sha256e_key;
-use annexproxy_tests::{pseudo_random_bytes, TestEnv};
+use annexproxy_tests::pseudo_random_bytes;
 
-use super::gpg::{GpgKey, KEY_ID};
+use super::gpg::{env_with_key, KEYID};
 use super::world::*;
 
 /// Every object `d` holds is named by an HMAC, and none holds `plain`.
@@ -82,11 +82,12 @@ fn real_stored_encrypted_content_is_read_through_ours() {
 /// it: it decrypts the cipher, and fscks what we stored.
 #[test]
 fn hybrid_directory_set_up_by_us() {
-    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = GpgKey::make(&env);
-    let keyid = format!("keyid={KEY_ID}");
-    let args = ["encryption=hybrid", keyid.as_str(), "mac=HMACSHA256"];
-    let wd = world_in(env, Setup::Ours, &args);
+    let (env, _key) = env_with_key();
+    let wd = world_in(
+        env,
+        Setup::Ours,
+        &["encryption=hybrid", KEYID, "mac=HMACSHA256"],
+    );
     let said = super::setup::records(&wd.env, &wd.proxy);
     assert!(said[1].contains(" cipherkeys="), "{said:?}");
     assert!(
@@ -106,12 +107,10 @@ fn hybrid_directory_set_up_by_us() {
 /// the cipher (random) left out.
 #[test]
 fn initremote_encryption_writes_what_git_annex_writes() {
-    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = GpgKey::make(&env);
+    let (env, _key) = env_with_key();
     let store = env.srv.join("store");
     std::fs::create_dir_all(&store).expect("mkdir");
     let dir_param = format!("directory={}", store.display());
-    let keyid = format!("keyid={KEY_ID}");
     for (i, enc) in [
         "encryption=shared",
         "encryption=hybrid",
@@ -121,7 +120,7 @@ fn initremote_encryption_writes_what_git_annex_writes() {
     .into_iter()
     .enumerate()
     {
-        let args = ["initremote", "d", "type=directory", &dir_param, enc, &keyid];
+        let args = ["initremote", "d", "type=directory", &dir_param, enc, KEYID];
         let ours = env.server_bare(&format!("ours{i}.git"));
         env.annexproxy(&ours, &["init", "ours"]).ok();
         let said = env.annexproxy(&ours, &args).ok().stdout;
@@ -155,13 +154,11 @@ fn mask_cipher(line: &str) -> String {
 /// embedded in remote.log, encrypted with the cipher.
 #[test]
 fn hybrid_encrypted_s3_through_the_proxy() {
-    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = GpgKey::make(&env);
-    let keyid = format!("keyid={KEY_ID}");
+    let (env, _key) = env_with_key();
     let wd = super::s3::s3_world_in(
         env,
         Setup::Real,
-        &["encryption=hybrid", &keyid, "chunk=1MiB"],
+        &["encryption=hybrid", KEYID, "chunk=1MiB"],
     );
     // Only the credentials git-annex embedded in remote.log, encrypted
     // with the cipher, are left to find.
@@ -178,10 +175,8 @@ fn hybrid_encrypted_s3_through_the_proxy() {
 /// read through ours.
 #[test]
 fn real_stored_hybrid_s3_content_is_read_through_ours() {
-    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = GpgKey::make(&env);
-    let keyid = format!("keyid={KEY_ID}");
-    let args = ["encryption=hybrid", keyid.as_str(), "chunk=100KiB"];
+    let (env, _key) = env_with_key();
+    let args = ["encryption=hybrid", KEYID, "chunk=100KiB"];
     let wd = super::s3::s3_world_in(env, Setup::Real, &args);
     real_stored_is_read_through(&wd, &[]);
     assert_eq!(held(&wd), Vec::<String>::new());
@@ -191,10 +186,8 @@ fn real_stored_hybrid_s3_content_is_read_through_ours() {
 /// server's key, decrypted with its secret key, unchunked.
 #[test]
 fn pubkey_encrypted_directory_through_the_proxy() {
-    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
-    let _key = GpgKey::make(&env);
-    let keyid = format!("keyid={KEY_ID}");
-    let wd = world_in(env, Setup::Real, &["encryption=pubkey", &keyid]);
+    let (env, _key) = env_with_key();
+    let wd = world_in(env, Setup::Real, &["encryption=pubkey", KEYID]);
     copy_fsck_get_drop(&wd, 1);
 }
 

@@ -201,6 +201,15 @@ pub(super) fn external_world(setup: Setup, program: Program, extra: &[&str]) -> 
     proxied_world(env, proxy, store)
 }
 
+/// `name` with `content`, added by the client and copied to `origin-d`;
+/// its key.
+fn copied_to_d(wd: &World, name: &str, content: &[u8]) -> String {
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, name, content);
+    env.annex(client, &["copy", "--to", "origin-d", name]).ok();
+    env.key_of(client, name)
+}
+
 /// No transfer file is left in the proxy's `annex/tmp/external/`.
 fn no_transfer_files(wd: &World) {
     no_transfer_files_in(&wd.proxy);
@@ -309,11 +318,7 @@ fn ora_remote_set_up_by_us_through_the_proxy() {
 fn rclone_chunked_remote_read_by_real_git_annex() {
     let wd = external_world(Setup::Ours, Program::Rclone, &["chunk=100KiB"]);
     let (env, client) = (&wd.env, &wd.client);
-    let big = pseudo_random_bytes(29, 250_000);
-    env.add_file(client, "big.bin", &big);
-    env.annex(client, &["copy", "--to", "origin-d", "big.bin"])
-        .ok();
-    let key = env.key_of(client, "big.bin");
+    let key = copied_to_d(&wd, "big.bin", &pseudo_random_bytes(29, 250_000));
     // Three chunk keys, where the script puts keys.
     let dir = wd.store.join(hashdir(env, client, &key));
     let (head, tail) = key.split_once("--").expect("key");
@@ -461,10 +466,7 @@ fn program_state_and_urls_kept_in_the_branch_as_git_annex_keeps_them() {
     let wd = external_world(Setup::Ours, Program::Stateful, &[]);
     let (env, client) = (&wd.env, &wd.client);
     let content = pseudo_random_bytes(31, 100_000);
-    env.add_file(client, "s.bin", &content);
-    env.annex(client, &["copy", "--to", "origin-d", "s.bin"])
-        .ok();
-    let key = env.key_of(client, "s.bin");
+    let key = copied_to_d(&wd, "s.bin", &content);
     let names: Vec<_> = fs::read_dir(&wd.store)
         .expect("store")
         .flatten()

@@ -7,9 +7,26 @@ use std::process::Command;
 
 use annexproxy_tests::TestEnv;
 
-/// The test key's user id (`keyid=` takes its address).
-const KEY_USER: &str = "annexproxy test <gpg@annexproxy.invalid>";
-pub const KEY_ID: &str = "gpg@annexproxy.invalid";
+/// The test key's address, which `keyid=` takes.
+macro_rules! key_address {
+    () => {
+        "gpg@annexproxy.invalid"
+    };
+}
+
+/// The test key's user id.
+const KEY_USER: &str = concat!("annexproxy test <", key_address!(), ">");
+pub const KEY_ID: &str = key_address!();
+/// The `keyid=` parameter of a remote encrypted to the test key.
+pub const KEYID: &str = concat!("keyid=", key_address!());
+
+/// A test's environment (our server) with the test key in the server
+/// user's keyring; the key goes with the guard.
+pub fn env_with_key() -> (TestEnv, GpgKey) {
+    let env = TestEnv::new(annexproxy_tests::ServerKind::Ours);
+    let key = GpgKey::make(&env);
+    (env, key)
+}
 
 /// gpg with `home` as its home directory (`~/.gnupg` under it).
 fn gpg_in(home: &Path) -> Command {

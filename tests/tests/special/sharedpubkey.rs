@@ -10,15 +10,14 @@
 use annexproxy_tests::observe::{fsck_from, worktree_bytes};
 use annexproxy_tests::{pseudo_random_bytes, ServerKind, TestEnv};
 
-use super::gpg::{GpgKey, KEY_ID};
+use super::gpg::{GpgKey, KEYID};
 use super::world::*;
 
 #[test]
 fn sharedpubkey_stores_without_the_secret_key_and_reads_with_it() {
     let env = TestEnv::new(ServerKind::Ours);
     let key = GpgKey::held_elsewhere(&env);
-    let keyid = format!("keyid={KEY_ID}");
-    let args = ["encryption=sharedpubkey", keyid.as_str(), "chunk=1MiB"];
+    let args = ["encryption=sharedpubkey", KEYID, "chunk=1MiB"];
     // Set up by our initremote: real git-annex uses it below.
     let wd = world_in(env, Setup::Ours, &args);
     let said = super::setup::records(&wd.env, &wd.proxy);
