@@ -72,5 +72,7 @@ mod s3;
 mod crypto;
 #[path = "special/export.rs"]
 mod export;
+#[path = "special/export_attacks.rs"]
+mod export_attacks;
 #[path = "special/s3_faults.rs"]
 mod s3_faults;

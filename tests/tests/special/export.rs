@@ -80,7 +80,7 @@ fn on_d(wd: &World, file: &str) -> bool {
 }
 
 /// A client's file that git itself holds (not annexed).
-fn add_git_file(env: &TestEnv, client: &std::path::Path, file: &str, content: &str) {
+pub(super) fn add_git_file(env: &TestEnv, client: &std::path::Path, file: &str, content: &str) {
     std::fs::write(client.join(file), content).expect("write");
     env.git(client, &["-c", "annex.largefiles=nothing", "add", file])
         .ok();

@@ -206,7 +206,13 @@ fn ls_tree(git_dir: &Path, tree: &str) -> Result<Entries, TreeError> {
     let mut entries = Vec::new();
     let mut dropped = false;
     for rec in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let rec = String::from_utf8_lossy(rec);
+        // A name that is not UTF-8 is left out: read lossily, two such
+        // names would be one path.
+        let Ok(rec) = std::str::from_utf8(rec) else {
+            tracing::info!("{}: not UTF-8; not exported", String::from_utf8_lossy(rec));
+            dropped = true;
+            continue;
+        };
         let Some((meta, path)) = rec.split_once('\t') else {
             continue;
         };
@@ -221,8 +227,11 @@ fn ls_tree(git_dir: &Path, tree: &str) -> Result<Entries, TreeError> {
     Ok((entries, dropped))
 }
 
-/// The blobs `shas`, in order, through one `cat-file --batch`.
-fn cat_blobs(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Vec<u8>>, TreeError> {
+/// The key each blob of `shas` names ([`key_of_link`]), in order, through
+/// one `cat-file --batch`: only keys are kept, never the blobs, so a tree
+/// of many small files (one blob under many names costs a pusher
+/// nothing) is not held in memory.
+fn blob_keys(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Option<Key>>, TreeError> {
     let mut child = git(git_dir)
         .args(["cat-file", "--batch"])
         .stdin(Stdio::piped())
@@ -244,7 +253,8 @@ fn cat_blobs(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Vec<u8>>, TreeErro
         }
     });
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
-    let mut blobs = Vec::with_capacity(count);
+    let mut keys = Vec::with_capacity(count);
+    let mut body = Vec::new();
     let bad = |why: &str| TreeError::Git {
         what: "cat-file",
         why: why.to_owned(),
@@ -261,18 +271,17 @@ fn cat_blobs(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Vec<u8>>, TreeErro
             .nth(2)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| bad(header.trim()))?;
-        let mut body = vec![0u8; size + 1];
+        body.resize(size + 1, 0);
         out.read_exact(&mut body)
             .map_err(|source| TreeError::Spawn {
                 what: "cat-file",
                 source,
             })?;
-        body.pop();
-        blobs.push(body);
+        keys.push(key_of_link(&body[..size]));
     }
     let _ = writer.join();
     let _ = child.wait();
-    Ok(blobs)
+    Ok(keys)
 }
 
 /// Every file of `tree` that an export holds, with its key.
@@ -285,20 +294,20 @@ pub fn files(git_dir: &Path, tree: &str) -> Result<Vec<TreeFile>, TreeError> {
 pub fn listing(git_dir: &Path, tree: &str) -> Result<(Vec<TreeFile>, bool), TreeError> {
     let (entries, mut dropped) = ls_tree(git_dir, tree)?;
     let read: Vec<usize> = (0..entries.len())
-        .filter(|i| entries[*i].0 == "120000" || entries[*i].2 <= MAX_POINTER)
+        // A larger "symlink" is none git-annex made, and is not read.
+        .filter(|i| entries[*i].2 <= MAX_POINTER)
         .collect();
-    let blobs = cat_blobs(
+    let keys = blob_keys(
         git_dir,
         read.iter().map(|i| entries[*i].1.clone()).collect(),
     )?;
-    let mut contents = read.into_iter().zip(blobs).peekable();
+    let mut contents = read.into_iter().zip(keys).peekable();
     let mut out = Vec::with_capacity(entries.len());
     for (i, (mode, sha, _, path)) in entries.into_iter().enumerate() {
-        let content = match contents.peek() {
-            Some((j, _)) if *j == i => contents.next().map(|(_, c)| c),
+        let annexed = match contents.peek() {
+            Some((j, _)) if *j == i => contents.next().and_then(|(_, k)| k),
             _ => None,
         };
-        let annexed = content.as_deref().and_then(key_of_link);
         let key = match (annexed, mode.as_str()) {
             (Some(key), _) => key,
             // A symlink git-annex does not manage is not exported.
@@ -356,9 +365,9 @@ pub fn changed_paths(
     while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
         let meta = String::from_utf8_lossy(meta);
         let f: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
-        if let [_, _, src, dst, _] = f.as_slice() {
-            let path = String::from_utf8_lossy(path).into_owned();
-            changes.push((path, null(src), null(dst)));
+        // Not UTF-8: never exported ([`ls_tree`]), so nothing to change.
+        if let ([_, _, src, dst, _], Ok(path)) = (f.as_slice(), std::str::from_utf8(path)) {
+            changes.push((path.to_owned(), null(src), null(dst)));
         }
     }
     Ok(changes)

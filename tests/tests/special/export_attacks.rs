@@ -1,0 +1,128 @@
+//! Trees a client crafts and pushes to the proxy, whose post-receive
+//! hook exports them into a directory remote: `git receive-pack` does
+//! not fsck what it is sent, so a tree may hold names git itself never
+//! writes. None may make the export write outside its place, lose what
+//! it holds, or say it is complete when it is not.
+
+use std::path::Path;
+
+use annexproxy_tests::TestEnv;
+
+use super::export::add_git_file;
+use super::world::*;
+
+/// A directory remote `d` (`exporttree=yes annexobjects=yes`) tracking
+/// `main`, with the proxy's hook installed.
+fn directory_export() -> World {
+    let wd = world_by(Setup::Ours, &["exporttree=yes", "annexobjects=yes"]);
+    wd.env
+        .oracle(
+            &wd.proxy,
+            &["config", "remote.d.annex-tracking-branch", "main"],
+        )
+        .ok();
+    wd.env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
+    wd
+}
+
+/// `script` run by `sh` in the client (git's plumbing, as an attacker
+/// runs it); its trimmed output.
+fn sh(env: &TestEnv, client: &Path, script: &str) -> String {
+    let mut cmd = env.client_command("sh");
+    cmd.args(["-c", script]);
+    let out = annexproxy_tests::run::run(cmd, client).ok();
+    out.stdout.trim().to_owned()
+}
+
+/// `main` set to a commit of the tree `git mktree` makes of `entries`
+/// (printf format: `\t`, `\377`…) added to HEAD's, and pushed.
+fn push_crafted(env: &TestEnv, client: &Path, entries: &str) {
+    let root = sh(
+        env,
+        client,
+        &format!("(git ls-tree HEAD; printf '{entries}') | git mktree"),
+    );
+    let commit = sh(
+        env,
+        client,
+        &format!("git commit-tree {root} -p HEAD -m crafted"),
+    );
+    env.git(client, &["update-ref", "refs/heads/main", &commit])
+        .ok();
+    env.git(client, &["push", "-q", "origin", "main"]).ok();
+    env.wait_server_idle();
+}
+
+fn read(wd: &World, file: &str) -> Vec<u8> {
+    std::fs::read(wd.store.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// A file named as the update's own temporary name for a key
+/// (`.git-annex-tmp-content-<key>`) is not exported: when that key's
+/// file moves, the update renames it through that name, which would
+/// overwrite the tree's file, and then take it for exported.
+#[test]
+fn a_file_named_as_the_updates_temporary_is_not_exported() {
+    let wd = directory_export();
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, "a.txt", b"content that moves\n");
+    let key = env.key_of(client, "a.txt");
+    let tmp = format!(".git-annex-tmp-content-{key}");
+    add_git_file(env, client, &tmp, "in the way\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(held(&wd), ["a.txt"]);
+    env.git(client, &["mv", "a.txt", "b.txt"]).ok();
+    env.git(client, &["commit", "-q", "-m", "mv"]).ok();
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(held(&wd), ["b.txt"]);
+    assert_eq!(read(&wd, "b.txt"), b"content that moves\n");
+    server_fsck_from_d(&wd);
+}
+
+/// Names that are not UTF-8 are not exported: two of them differing in
+/// such bytes must not land on one file (the one taken for the other).
+#[test]
+fn names_that_are_not_utf8_are_not_exported() {
+    let wd = directory_export();
+    let (env, client) = (&wd.env, &wd.client);
+    add_git_file(env, client, "ok.txt", "fine\n");
+    let one = sh(env, client, "echo one | git hash-object -w --stdin");
+    let two = sh(env, client, "echo two | git hash-object -w --stdin");
+    push_crafted(
+        env,
+        client,
+        &format!("100644 blob {one}\\tn\\376.txt\\n100644 blob {two}\\tn\\377.txt\\n"),
+    );
+    assert_eq!(held(&wd), ["ok.txt"]);
+}
+
+/// A pointer file naming a `GIT--<sha>` key (which git-annex writes for
+/// no file) is an annexed key's, as git-annex takes it: the proxy has no
+/// such content, so the file is missing from the export, which stays
+/// incomplete; it is not the blob that sha names (any blob of the
+/// proxy's repository, by its sha).
+#[test]
+fn a_pointer_naming_a_git_key_exports_no_blob() {
+    let wd = directory_export();
+    let (env, client) = (&wd.env, &wd.client);
+    add_git_file(env, client, "old.txt", "a blob of the repository\n");
+    env.annex(client, &["push"]).ok();
+    let sha = sh(env, client, "git rev-parse HEAD:old.txt");
+    env.git(client, &["rm", "-q", "old.txt"]).ok();
+    add_git_file(env, client, "ok.txt", "fine\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(held(&wd), ["ok.txt"]);
+    let pointer = sh(
+        env,
+        client,
+        &format!("printf '/annex/objects/GIT--{sha}\\n' | git hash-object -w --stdin"),
+    );
+    push_crafted(env, client, &format!("100644 blob {pointer}\\tp.txt\\n"));
+    assert_eq!(held(&wd), ["ok.txt"]);
+    let tracking = env.oracle(&wd.proxy, &["rev-parse", "refs/remotes/d/main"]);
+    let main = env.git(client, &["rev-parse", "main"]).ok().stdout;
+    assert_ne!(tracking.stdout.trim(), main.trim(), "not complete");
+}
