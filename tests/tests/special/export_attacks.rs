@@ -126,3 +126,92 @@ fn a_pointer_naming_a_git_key_exports_no_blob() {
     let main = env.git(client, &["rev-parse", "main"]).ok().stdout;
     assert_ne!(tracking.stdout.trim(), main.trim(), "not complete");
 }
+
+/// S3 object names are the tree's paths byte for byte under
+/// `fileprefix`: URL-special characters (`?`, `#`, `%`, `+`, `&`,
+/// spaces) and non-ASCII letters reach the bucket as themselves; real
+/// git-annex in the proxy (in a UTF-8 locale) finds them (`fsck --from
+/// d`), and its own export of the same tree names no other object.
+#[test]
+fn s3_object_names_are_the_paths_as_git_annex_names_them() {
+    let wd = super::export::export_world(Setup::Ours);
+    let (env, client) = (&wd.env, &wd.client);
+    let names = [
+        "q?.txt",
+        "h#.txt",
+        "p%20.txt",
+        "s p.txt",
+        "u\u{fc}.txt",
+        "plus+.txt",
+        "sp ace/\u{e9}+x&y=z.txt",
+    ];
+    std::fs::create_dir_all(client.join("sp ace")).expect("mkdir");
+    for (i, n) in names.iter().enumerate() {
+        // Named by `git mv`: a destination is no pathspec, where `?` globs.
+        let t = format!("t{i}");
+        if i % 2 == 0 {
+            env.add_file(client, &t, format!("content {i}\n").as_bytes());
+        } else {
+            add_git_file(env, client, &t, &format!("content {i}\n"));
+        }
+        env.git(client, &["mv", &t, n]).ok();
+    }
+    env.git(client, &["commit", "-q", "-m", "odd names"]).ok();
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    let mut want = names.to_vec();
+    want.sort();
+    assert_eq!(super::export::tree_objects(&wd), want);
+    assert_eq!(
+        super::export::object(&wd, "sp%20ace/%C3%A9%2Bx%26y%3Dz.txt"),
+        "content 6\n"
+    );
+    assert_eq!(super::export::object(&wd, "q%3F.txt"), "content 0\n");
+    let real = [
+        ("AWS_ACCESS_KEY_ID", testkit::moto::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", testkit::moto::SECRET_ACCESS_KEY),
+        ("LC_ALL", "C.UTF-8"),
+    ];
+    let fsck = env.oracle_annex_with(&wd.proxy, &["fsck", "--from", "d", "--all"], &real);
+    assert!(fsck.success() && !fsck.all().contains("failed"), "{fsck}");
+    env.oracle_annex_with(&wd.proxy, &["export", "main", "--to", "d"], &real)
+        .ok();
+    assert_eq!(super::export::tree_objects(&wd), want);
+    env.annex(client, &["drop", "--force", names[2]]).ok();
+    env.annex(client, &["get", "--from", "origin-d", names[2]])
+        .ok();
+}
+
+/// What the directory holds beside the export (an operator's files, an
+/// empty directory) stays through files added, moved and removed, and
+/// the directories the export empties go, as git-annex removes them.
+#[test]
+fn the_directorys_other_content_is_never_removed() {
+    let wd = directory_export();
+    let (env, client) = (&wd.env, &wd.client);
+    std::fs::create_dir_all(wd.store.join("notes/empty")).expect("mkdir");
+    std::fs::write(wd.store.join("notes/keep.txt"), "the operator's\n").expect("write");
+    std::fs::create_dir_all(client.join("notes")).expect("mkdir");
+    env.add_file(client, "notes/a.txt", b"exported beside\n");
+    env.add_file(client, "x", b"a file where a directory comes\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    env.git(client, &["mv", "x", "moved"]).ok();
+    env.git(client, &["mv", "notes/a.txt", "x"]).ok();
+    env.git(client, &["commit", "-q", "-m", "mv"]).ok();
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(read(&wd, "x"), b"exported beside\n");
+    assert_eq!(read(&wd, "moved"), b"a file where a directory comes\n");
+    env.git(client, &["rm", "-q", "x"]).ok();
+    std::fs::create_dir_all(client.join("x")).expect("mkdir");
+    env.add_file(client, "x/y", b"a directory where a file was\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    assert_eq!(read(&wd, "x/y"), b"a directory where a file was\n");
+    assert_eq!(read(&wd, "notes/keep.txt"), b"the operator's\n");
+    assert!(wd.store.join("notes/empty").is_dir());
+    let tracking = env.oracle(&wd.proxy, &["rev-parse", "refs/remotes/d/main"]);
+    let main = env.git(client, &["rev-parse", "main"]).ok().stdout;
+    assert_eq!(tracking.stdout.trim(), main.trim(), "complete");
+}
