@@ -98,6 +98,48 @@ fn names_that_are_not_utf8_are_not_exported() {
     assert_eq!(held(&wd), ["ok.txt"]);
 }
 
+/// Names git never writes (`..` and `.` as directories, a `\\`), pushed
+/// unchecked, and a directory the remote holds as a symlink (planted:
+/// the export writes no symlink, it leaves unmanaged ones out) lead
+/// nowhere outside the directory: such paths are not exported, or fail
+/// and leave the export incomplete.
+#[test]
+fn crafted_names_and_planted_symlinks_stay_in_the_directory() {
+    let wd = directory_export();
+    let (env, client) = (&wd.env, &wd.client);
+    add_git_file(env, client, "ok.txt", "fine\n");
+    env.annex(client, &["push"]).ok();
+    env.wait_server_idle();
+    let outside = env.srv.join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, wd.store.join("link")).expect("symlink");
+    let blob = sh(env, client, "echo evil | git hash-object -w --stdin");
+    let sub = sh(
+        env,
+        client,
+        &format!("printf '100644 blob {blob}\\tescape\\n' | git mktree"),
+    );
+    push_crafted(
+        env,
+        client,
+        &format!(
+            "040000 tree {sub}\\t..\\n040000 tree {sub}\\t.\\n040000 tree {sub}\\tlink\\n\
+             100644 blob {blob}\\tback\\\\slash\\n"
+        ),
+    );
+    let main = env.git(client, &["rev-parse", "main"]).ok().stdout;
+    let theirs = env.oracle(&wd.proxy, &["rev-parse", "main"]).ok().stdout;
+    assert_eq!(theirs, main, "the crafted push was taken");
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+    let parent = wd.store.parent().expect("store's parent");
+    assert!(!parent.join("escape").exists() && !wd.store.join("escape").exists());
+    let mut held = held(&wd);
+    held.retain(|f| f != "link");
+    assert_eq!(held, ["back\\slash", "ok.txt"]);
+    let tracking = env.oracle(&wd.proxy, &["rev-parse", "refs/remotes/d/main"]);
+    assert_ne!(tracking.stdout, main, "not complete");
+}
+
 /// A pointer file naming a `GIT--<sha>` key (which git-annex writes for
 /// no file) is an annexed key's, as git-annex takes it: the proxy has no
 /// such content, so the file is missing from the export, which stays
