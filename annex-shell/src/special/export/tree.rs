@@ -351,13 +351,12 @@ fn build_dir(git_dir: &Path, files: &[(&str, &TreeFile)]) -> Result<String, Tree
     run_with_input(git_dir, "mktree", &["mktree", "-z"], &input)
 }
 
+/// A changed path, with its old and new blob.
+pub type Change = (String, Option<String>, Option<String>);
+
 /// The paths that differ between trees `old` and `new` (`diff-tree -r`),
 /// each with its old and new blob (`None` where the side has none).
-pub fn changed_paths(
-    git_dir: &Path,
-    old: &str,
-    new: &str,
-) -> Result<Vec<(String, Option<String>, Option<String>)>, TreeError> {
+pub fn changed_paths(git_dir: &Path, old: &str, new: &str) -> Result<Vec<Change>, TreeError> {
     let out = run(git_dir, "diff-tree", &["diff-tree", "-r", "-z", old, new])?;
     let mut fields = out.split(|b| *b == 0).filter(|r| !r.is_empty());
     let mut changes = Vec::new();
@@ -424,5 +423,41 @@ mod tests {
             key_git_sha(&g),
             Some("0123456789abcdef0123456789abcdef01234567")
         );
+    }
+
+    /// The peak of this process's resident memory, in KiB.
+    fn peak_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// A tree bomb a pusher makes for nothing: one small blob under
+    /// 10,000 names (a tree of 100 trees of 100 entries). Listing it
+    /// holds the names and keys, not 10,000 copies of the blob (300 MB).
+    #[test]
+    fn many_names_of_one_small_blob_are_listed_in_little_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("r.git");
+        let ok =
+            |args: &[&str], input: &[u8]| run_with_input(&git_dir, "test", args, input).unwrap();
+        let init = Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&git_dir)
+            .status();
+        assert!(init.unwrap().success());
+        let blob = ok(&["hash-object", "-w", "--stdin"], &[b'x'; 32_000]);
+        let names = |kind: &str, sha: &str| -> Vec<u8> {
+            (0..100)
+                .flat_map(|i| format!("{kind} {sha}\tn{i}\0").into_bytes())
+                .collect()
+        };
+        let inner = ok(&["mktree", "-z"], &names("100644 blob", &blob));
+        let outer = ok(&["mktree", "-z"], &names("040000 tree", &inner));
+        let before = peak_kib();
+        let (files, _) = listing(&git_dir, &outer).unwrap();
+        assert_eq!(files.len(), 10_000);
+        let grew = peak_kib().saturating_sub(before);
+        assert!(grew < 100 * 1024, "the listing took {grew} KiB");
     }
 }
