@@ -32,7 +32,8 @@
 //!   `sharedpubkey`: content only the holders of a secret key read;
 //!   `gpg`: the tests' gpg keys.
 //! - `export`: an `exporttree=yes annexobjects=yes` S3 remote: the
-//!   export changed when the client pushes its tracking branch.
+//!   export changed when the client pushes its tracking branch;
+//!   `export_attacks`: crafted trees that must not escape or clobber.
 //! - `s3_faults`: a bucket in trouble: transient failures retried,
 //!   abandoned multipart uploads aborted, a missing bucket not reachable.
 
@@ -76,6 +77,8 @@ mod crypto;
 mod export;
 #[path = "special/gpg.rs"]
 mod gpg;
+#[path = "special/export_attacks.rs"]
+mod export_attacks;
 #[path = "special/s3_faults.rs"]
 mod s3_faults;
 #[path = "special/sharedpubkey.rs"]

@@ -330,9 +330,16 @@ impl PathStorage for Directory {
 }
 
 impl Directory {
-    /// `path` under the root, refused when a directory on the way is a
+    /// `path` under the root, refused when it is not a
+    /// [`super::export::safe_path`] or a directory on the way is a
     /// symlink (one planted there would lead out of the remote).
     fn at(&self, path: &str) -> Result<PathBuf, StorageError> {
+        if !super::export::safe_path(path) {
+            return Err(self.path_io("open", path)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a path under the remote",
+            )));
+        }
         let mut here = self.root.clone();
         let parts: Vec<&str> = path.split('/').collect();
         for (i, part) in parts.iter().enumerate() {

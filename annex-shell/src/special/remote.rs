@@ -331,9 +331,12 @@ impl<S: Storage> Special<S> {
         Ok(())
     }
 
-    /// Commit what this remote's logs gained.
+    /// Commit what this remote's logs gained, and whatever else waits in
+    /// the journal: an external program's SETSTATE, SETURLPRESENT, … are
+    /// journalled by it, not by this session, and git-annex commits its
+    /// journal when its command ends.
     pub(crate) fn commit_logs(&mut self) -> Result<(), BackendError> {
-        if std::mem::take(&mut self.journalled) {
+        if std::mem::take(&mut self.journalled) | self.branch.journal_dirty() {
             self.branch.commit()?;
         }
         Ok(())

@@ -198,17 +198,17 @@ impl Storage for S3 {
 /// the bucket and a delete, as git-annex renames (S3 has no move).
 impl PathStorage for S3 {
     async fn stat_at(&self, path: &str) -> Result<Option<u64>, StorageError> {
-        let r = self.bucket.stat(path).await;
+        let r = self.bucket.stat(self.checked(path)?).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }
 
     async fn read_at(&self, path: &str, offset: u64) -> Result<ObjectReader, StorageError> {
-        let r = self.bucket.read(path, offset).await;
+        let r = self.bucket.read(self.checked(path)?, offset).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }
 
     async fn begin_write_at(&self, path: &str, size: Option<u64>) -> Result<S3Write, StorageError> {
-        let r = self.bucket.begin_write(path, size).await;
+        let r = self.bucket.begin_write(self.checked(path)?, size).await;
         let staged = r.map_err(|e| storage_error(e, self.remote()))?;
         Ok(S3Write {
             remote: self.remote().to_owned(),
@@ -217,7 +217,7 @@ impl PathStorage for S3 {
     }
 
     async fn remove_at(&self, path: &str) -> Result<(), StorageError> {
-        let r = self.bucket.remove(path).await;
+        let r = self.bucket.remove(self.checked(path)?).await;
         r.map_err(|e| storage_error(e, self.remote()))
     }
 
@@ -227,8 +227,26 @@ impl PathStorage for S3 {
     }
 
     async fn copy_at(&self, from: &str, to: &str) -> Result<(), StorageError> {
-        let r = self.bucket.copy(from, to).await;
+        let r = self
+            .bucket
+            .copy(self.checked(from)?, self.checked(to)?)
+            .await;
         r.map_err(|e| storage_error(e, self.remote()))
+    }
+}
+
+impl S3 {
+    /// `path`, refused unless it is a [`super::export::safe_path`]: the
+    /// object URL's dot segments would be resolved (out of `fileprefix`),
+    /// a leading `/` would leave the bucket.
+    fn checked<'p>(&self, path: &'p str) -> Result<&'p str, StorageError> {
+        if super::export::safe_path(path) {
+            return Ok(path);
+        }
+        Err(StorageError::Refused {
+            remote: self.remote().to_owned(),
+            why: format!("{path:?}: not a path under the remote"),
+        })
     }
 }
 

@@ -176,7 +176,8 @@ pub trait StagedWrite: Send {
 /// git-annex's `annexobjects` copies under `.git/annex/objects/…`
 /// (`Remote/Directory.hs`, `Remote/S3.hs`: `storeExport`, `retrieveExport`,
 /// `removeExport`, `renameExport`). Paths are relative, `/`-separated, and
-/// checked by [`super::export::ExportPath`] before they get here.
+/// checked by [`super::export::valid_path`] before they get here, and
+/// by each storage with [`super::export::safe_path`].
 pub trait PathStorage: Storage {
     /// The size of the object at `path`; `None` when it is absent.
     fn stat_at(&self, path: &str)

@@ -20,7 +20,7 @@ const EXPORT: [&str; 2] = ["exporttree=yes", "annexobjects=yes"];
 /// The S3 world with `d` an export remote tracking `main`, set up by
 /// `setup`; `updateproxy` run again once the tracking branch is set, so
 /// it installs the hook.
-fn export_world(setup: Setup) -> World {
+pub(super) fn export_world(setup: Setup) -> World {
     let wd = super::s3::s3_world_at(setup, moto::shared().port(), &EXPORT);
     wd.env
         .oracle(
@@ -41,7 +41,7 @@ fn bucket(wd: &World) -> &str {
 /// The object's content, read from the bucket directly (moto refuses
 /// anonymous reads of what a signed request wrote: this names the tests'
 /// key, and moto checks no signature).
-fn object(wd: &World, name: &str) -> String {
+pub(super) fn object(wd: &World, name: &str) -> String {
     object_in(bucket(wd), name)
 }
 
@@ -58,7 +58,7 @@ fn object_in(bucket: &str, name: &str) -> String {
 }
 
 /// The bucket's objects outside git-annex's `.git/annex/objects/`.
-fn tree_objects(wd: &World) -> Vec<String> {
+pub(super) fn tree_objects(wd: &World) -> Vec<String> {
     held(wd)
         .into_iter()
         .filter(|n| !n.starts_with(".git/"))
@@ -80,7 +80,7 @@ fn on_d(wd: &World, file: &str) -> bool {
 }
 
 /// A client's file that git itself holds (not annexed).
-fn add_git_file(env: &TestEnv, client: &std::path::Path, file: &str, content: &str) {
+pub(super) fn add_git_file(env: &TestEnv, client: &std::path::Path, file: &str, content: &str) {
     std::fs::write(client.join(file), content).expect("write");
     env.git(client, &["-c", "annex.largefiles=nothing", "add", file])
         .ok();

@@ -32,6 +32,8 @@ pub(super) enum Program {
     Async,
     /// Ours, keeping where it put a key with SETSTATE (see [`STATEFUL`]).
     Stateful,
+    /// Ours, noting each CHECKPRESENT with SETSTATE (see [`NOTING`]).
+    Noting,
 }
 
 fn installed(dir: &str, name: &str) -> PathBuf {
@@ -107,6 +109,11 @@ const STATEFUL: &str = r#"
     REMOVE) state "$2"; [ -n "$id" ] && rm -f "$store/$id"
       echo SETURLMISSING "$2" "http://objects.example/$id"; echo SETSTATE "$2" ""; echo REMOVE-SUCCESS "$2" ;;"#;
 
+/// Has nothing; notes with SETSTATE that a key was asked about, so a
+/// session that only checks presence journals nothing of its own.
+const NOTING: &str = r#"
+    CHECKPRESENT) echo SETSTATE "$2" asked; echo CHECKPRESENT-FAILURE "$2" ;;"#;
+
 /// git-annex-remote-rclone on the server's (and the oracle's) PATH, an
 /// rclone remote `loc` of the `local` type in the server user's rclone
 /// config, and `initremote`'s parameters for a remote storing under
@@ -155,6 +162,7 @@ fn install(env: &TestEnv, program: Program, store: &Path) -> Vec<String> {
         Program::Wobbly => ours(env, "wobbly", &sh_store("", WOBBLY), store),
         Program::Async => ours(env, "async", super::external_async::ASYNC_STORE, store),
         Program::Stateful => ours(env, "stateful", &sh_store(STATEFUL_STATE, STATEFUL), store),
+        Program::Noting => ours(env, "noting", &sh_store("", NOTING), store),
     }
 }
 
@@ -501,4 +509,22 @@ fn program_state_and_urls_kept_in_the_branch_as_git_annex_keeps_them() {
     let whereis = env.annex(client, &["whereis", "s.bin"]).stdout;
     assert!(!whereis.contains(&url), "{whereis}");
     no_transfer_files(&wd);
+}
+
+/// What a program journals (SETSTATE) in a session that logs nothing of
+/// its own (a presence check that finds nothing) is in the proxy's
+/// git-annex branch once the session ends, as git-annex commits its
+/// journal when its command ends.
+#[test]
+fn program_state_is_committed_when_the_session_logged_nothing() {
+    let wd = external_world(Setup::Ours, Program::Noting, &[]);
+    let (env, client) = (&wd.env, &wd.client);
+    env.add_file(client, "n.txt", b"never stored\n");
+    let key = env.key_of(client, "n.txt");
+    let out = env.annex(client, &["checkpresentkey", &key, "origin-d"]);
+    assert!(!out.success(), "d has nothing: {out}");
+    wd.env.wait_server_idle();
+    let log = format!("git-annex:{}/{key}.log.rmt", hashdir(env, client, &key));
+    let state = env.oracle(&wd.proxy, &["show", &log]);
+    assert!(state.success() && state.stdout.contains("asked"), "{state}");
 }

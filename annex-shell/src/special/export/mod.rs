@@ -62,8 +62,10 @@ pub fn annexobjects_path(key: &Key) -> String {
 /// The name a file is moved to while a changed export renames it
 /// (`Command/Export.hs: exportTempName`).
 pub fn temp_path(key: &Key) -> String {
-    format!(".git-annex-tmp-content-{}", key.key_file())
+    format!("{TEMP_PREFIX}{}", key.key_file())
 }
+
+const TEMP_PREFIX: &str = ".git-annex-tmp-content-";
 
 /// Which paths of the exported tree(s) hold which key.
 #[derive(Debug, Default)]
@@ -297,16 +299,28 @@ impl<S: PathStorage + 'static> StagedWrite for ExportWrite<S> {
     }
 }
 
-/// A path of a tree, as the remote may hold it: relative, no empty, `.`,
-/// `..` or `.git` component (git refuses such trees, but a push is not
-/// checked unless `receive.fsckObjects` is set: one must neither lead
-/// out of the remote nor overwrite the by-key copies under `.git/`).
-pub fn valid_path(path: &str) -> bool {
+/// A path a [`PathStorage`] may be given: relative, `/`-separated, no
+/// empty, `.` or `..` component, no NUL, so that it names something
+/// under the remote's root (a directory's; an S3 `fileprefix`, where an
+/// object URL's dot segments would otherwise be resolved away).
+pub fn safe_path(path: &str) -> bool {
     !path.is_empty()
         && !path.contains('\0')
         && path
             .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.eq_ignore_ascii_case(".git"))
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// A path of a tree, as the remote may hold it: a [`safe_path`] with no
+/// `.git` component (git refuses such trees, but a push is not checked
+/// unless `receive.fsckObjects` is set: one must not overwrite the by-key
+/// copies under `.git/`), and not a name the update itself moves files
+/// to ([`temp_path`]): a tree's file there would be overwritten by a
+/// rename and then taken for exported.
+pub fn valid_path(path: &str) -> bool {
+    safe_path(path)
+        && !path.starts_with(TEMP_PREFIX)
+        && path.split('/').all(|c| !c.eq_ignore_ascii_case(".git"))
 }
 
 #[cfg(test)]
@@ -329,5 +343,7 @@ mod tests {
         assert!(valid_path("a/b.txt"));
         assert!(!valid_path("a/../b") && !valid_path("/a") && !valid_path("a//b"));
         assert!(!valid_path(".git/annex/objects/x") && !valid_path("a/.GIT/b"));
+        assert!(!valid_path(&temp_path(&key)) && valid_path("a/.git-annex-tmp-content-x"));
+        assert!(safe_path(&annexobjects_path(&key)) && !safe_path("a/./b"));
     }
 }

@@ -206,7 +206,13 @@ fn ls_tree(git_dir: &Path, tree: &str) -> Result<Entries, TreeError> {
     let mut entries = Vec::new();
     let mut dropped = false;
     for rec in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let rec = String::from_utf8_lossy(rec);
+        // A name that is not UTF-8 is left out: read lossily, two such
+        // names would be one path.
+        let Ok(rec) = std::str::from_utf8(rec) else {
+            tracing::info!("{}: not UTF-8; not exported", String::from_utf8_lossy(rec));
+            dropped = true;
+            continue;
+        };
         let Some((meta, path)) = rec.split_once('\t') else {
             continue;
         };
@@ -221,8 +227,11 @@ fn ls_tree(git_dir: &Path, tree: &str) -> Result<Entries, TreeError> {
     Ok((entries, dropped))
 }
 
-/// The blobs `shas`, in order, through one `cat-file --batch`.
-fn cat_blobs(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Vec<u8>>, TreeError> {
+/// The key each blob of `shas` names ([`key_of_link`]), in order, through
+/// one `cat-file --batch`: only keys are kept, never the blobs, so a tree
+/// of many small files (one blob under many names costs a pusher
+/// nothing) is not held in memory.
+fn blob_keys(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Option<Key>>, TreeError> {
     let mut child = git(git_dir)
         .args(["cat-file", "--batch"])
         .stdin(Stdio::piped())
@@ -244,7 +253,8 @@ fn cat_blobs(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Vec<u8>>, TreeErro
         }
     });
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
-    let mut blobs = Vec::with_capacity(count);
+    let mut keys = Vec::with_capacity(count);
+    let mut body = Vec::new();
     let bad = |why: &str| TreeError::Git {
         what: "cat-file",
         why: why.to_owned(),
@@ -261,18 +271,17 @@ fn cat_blobs(git_dir: &Path, shas: Vec<String>) -> Result<Vec<Vec<u8>>, TreeErro
             .nth(2)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| bad(header.trim()))?;
-        let mut body = vec![0u8; size + 1];
+        body.resize(size + 1, 0);
         out.read_exact(&mut body)
             .map_err(|source| TreeError::Spawn {
                 what: "cat-file",
                 source,
             })?;
-        body.pop();
-        blobs.push(body);
+        keys.push(key_of_link(&body[..size]));
     }
     let _ = writer.join();
     let _ = child.wait();
-    Ok(blobs)
+    Ok(keys)
 }
 
 /// Every file of `tree` that an export holds, with its key.
@@ -285,20 +294,20 @@ pub fn files(git_dir: &Path, tree: &str) -> Result<Vec<TreeFile>, TreeError> {
 pub fn listing(git_dir: &Path, tree: &str) -> Result<(Vec<TreeFile>, bool), TreeError> {
     let (entries, mut dropped) = ls_tree(git_dir, tree)?;
     let read: Vec<usize> = (0..entries.len())
-        .filter(|i| entries[*i].0 == "120000" || entries[*i].2 <= MAX_POINTER)
+        // A larger "symlink" is none git-annex made, and is not read.
+        .filter(|i| entries[*i].2 <= MAX_POINTER)
         .collect();
-    let blobs = cat_blobs(
+    let keys = blob_keys(
         git_dir,
         read.iter().map(|i| entries[*i].1.clone()).collect(),
     )?;
-    let mut contents = read.into_iter().zip(blobs).peekable();
+    let mut contents = read.into_iter().zip(keys).peekable();
     let mut out = Vec::with_capacity(entries.len());
     for (i, (mode, sha, _, path)) in entries.into_iter().enumerate() {
-        let content = match contents.peek() {
-            Some((j, _)) if *j == i => contents.next().map(|(_, c)| c),
+        let annexed = match contents.peek() {
+            Some((j, _)) if *j == i => contents.next().and_then(|(_, k)| k),
             _ => None,
         };
-        let annexed = content.as_deref().and_then(key_of_link);
         let key = match (annexed, mode.as_str()) {
             (Some(key), _) => key,
             // A symlink git-annex does not manage is not exported.
@@ -342,13 +351,12 @@ fn build_dir(git_dir: &Path, files: &[(&str, &TreeFile)]) -> Result<String, Tree
     run_with_input(git_dir, "mktree", &["mktree", "-z"], &input)
 }
 
+/// A changed path, with its old and new blob.
+pub type Change = (String, Option<String>, Option<String>);
+
 /// The paths that differ between trees `old` and `new` (`diff-tree -r`),
 /// each with its old and new blob (`None` where the side has none).
-pub fn changed_paths(
-    git_dir: &Path,
-    old: &str,
-    new: &str,
-) -> Result<Vec<(String, Option<String>, Option<String>)>, TreeError> {
+pub fn changed_paths(git_dir: &Path, old: &str, new: &str) -> Result<Vec<Change>, TreeError> {
     let out = run(git_dir, "diff-tree", &["diff-tree", "-r", "-z", old, new])?;
     let mut fields = out.split(|b| *b == 0).filter(|r| !r.is_empty());
     let mut changes = Vec::new();
@@ -356,9 +364,9 @@ pub fn changed_paths(
     while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
         let meta = String::from_utf8_lossy(meta);
         let f: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
-        if let [_, _, src, dst, _] = f.as_slice() {
-            let path = String::from_utf8_lossy(path).into_owned();
-            changes.push((path, null(src), null(dst)));
+        // Not UTF-8: never exported ([`ls_tree`]), so nothing to change.
+        if let ([_, _, src, dst, _], Ok(path)) = (f.as_slice(), std::str::from_utf8(path)) {
+            changes.push((path.to_owned(), null(src), null(dst)));
         }
     }
     Ok(changes)
@@ -415,5 +423,41 @@ mod tests {
             key_git_sha(&g),
             Some("0123456789abcdef0123456789abcdef01234567")
         );
+    }
+
+    /// The peak of this process's resident memory, in KiB.
+    fn peak_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// A tree bomb a pusher makes for nothing: one small blob under
+    /// 10,000 names (a tree of 100 trees of 100 entries). Listing it
+    /// holds the names and keys, not 10,000 copies of the blob (300 MB).
+    #[test]
+    fn many_names_of_one_small_blob_are_listed_in_little_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("r.git");
+        let ok =
+            |args: &[&str], input: &[u8]| run_with_input(&git_dir, "test", args, input).unwrap();
+        let init = Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&git_dir)
+            .status();
+        assert!(init.unwrap().success());
+        let blob = ok(&["hash-object", "-w", "--stdin"], &[b'x'; 32_000]);
+        let names = |kind: &str, sha: &str| -> Vec<u8> {
+            (0..100)
+                .flat_map(|i| format!("{kind} {sha}\tn{i}\0").into_bytes())
+                .collect()
+        };
+        let inner = ok(&["mktree", "-z"], &names("100644 blob", &blob));
+        let outer = ok(&["mktree", "-z"], &names("040000 tree", &inner));
+        let before = peak_kib();
+        let (files, _) = listing(&git_dir, &outer).unwrap();
+        assert_eq!(files.len(), 10_000);
+        let grew = peak_kib().saturating_sub(before);
+        assert!(grew < 100 * 1024, "the listing took {grew} KiB");
     }
 }

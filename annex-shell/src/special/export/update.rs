@@ -343,7 +343,10 @@ async fn put_file<S: PathStorage>(
     f: &TreeFile,
     copy_of: Option<&String>,
 ) -> Result<bool, StorageError> {
-    if let Some(sha) = key_git_sha(&f.key) {
+    // Only a file's own blob: a pointer a pusher wrote naming some
+    // `GIT--` key is an annexed key's, as git-annex takes it (`catKey`),
+    // not a way to export any blob of the repository by its sha.
+    if let Some(sha) = key_git_sha(&f.key).filter(|sha| *sha == f.blob) {
         let git_dir = here.branch.git_dir();
         let mut child =
             tree::blob_reader(git_dir, sha).map_err(|e| io_error(storage, &f.path, e))?;

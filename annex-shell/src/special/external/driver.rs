@@ -76,6 +76,15 @@ pub enum ExternalError {
         request: &'static str,
         after: Duration,
     },
+    /// Every one of the program's `annexproxy.externaljobs` slots stayed
+    /// taken for as long as a reply may take.
+    #[error("{program}: all {jobs} slots stayed busy for {} s; {request} not sent", .after.as_secs())]
+    Busy {
+        program: String,
+        request: &'static str,
+        jobs: usize,
+        after: Duration,
+    },
     #[error("{program} sent a line longer than {limit} bytes while handling {request}")]
     LineTooLong {
         program: String,

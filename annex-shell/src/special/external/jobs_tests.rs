@@ -272,3 +272,40 @@ async fn a_program_without_async_runs_once_per_request_in_flight() {
     let log = std::fs::read_to_string(format!("{}.log", path.display())).unwrap();
     assert_eq!(log.lines().count(), 2, "{log}");
 }
+
+/// A request that waits for one of `annexproxy.externaljobs`'s slots
+/// waits no longer than the program may stay silent: one held by a
+/// program that keeps talking (DEBUG) without ending its request does not
+/// hold the others' requests for ever.
+#[tokio::test]
+async fn a_request_waiting_for_a_slot_has_a_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chatty");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho VERSION 1\nwhile read -r line; do\nset -- $line\n\
+         case \"$1\" in\nEXTENSIONS) echo EXTENSIONS ;;\nPREPARE) echo PREPARE-SUCCESS ;;\n\
+         CHECKPRESENT) for i in 1 2 3 4 5 6 7 8; do sleep 0.4; echo DEBUG checking; done;\
+          echo CHECKPRESENT-FAILURE \"$2\" ;;\n\
+         *) echo UNSUPPORTED-REQUEST ;;\nesac\ndone\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = start(
+        dir.path(),
+        path.display().to_string(),
+        1,
+        Duration::from_secs(1),
+    );
+    let (k1, k2) = (key(1), key(2));
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::timeout(Duration::from_millis(2500), checkpresent(&p, &k2)).await
+    };
+    let (held, waited) = tokio::join!(checkpresent(&p, &k1), waiting);
+    assert!(!held.unwrap(), "the chatty request itself is not cut off");
+    match waited {
+        Ok(Err(ExternalError::Busy { jobs: 1, .. })) => {}
+        other => panic!("the waiting request: {other:?}"),
+    }
+}

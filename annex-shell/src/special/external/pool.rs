@@ -1,7 +1,8 @@
 //! One remote's program shared by every user of the remote in this
 //! process: the sessions of `p2phttp` and `serve-p2p`, a cluster's nodes,
 //! a session's own requests. At most `annexproxy.externaljobs` requests
-//! reach it at once; more wait their turn.
+//! reach it at once; more wait their turn, each no longer than the
+//! program may stay silent (`annexproxy.externaltimeout`).
 //!
 //! A program that takes ASYNC runs once and serves those requests as
 //! concurrent jobs ([`super::jobs`]); one that does not runs as many
@@ -61,6 +62,8 @@ pub(super) struct Program {
     host: Arc<Host>,
     /// One per request in flight.
     permits: Arc<Semaphore>,
+    /// How many permits there are, for errors.
+    jobs: usize,
     slots: tokio::sync::Mutex<Slots>,
 }
 
@@ -90,6 +93,7 @@ impl Program {
             },
             host: Arc::new(host),
             permits: Arc::new(Semaphore::new(id.jobs.max(1))),
+            jobs: id.jobs.max(1),
             slots: tokio::sync::Mutex::new(Slots::default()),
         }
     }
@@ -102,11 +106,17 @@ impl Program {
         request: Request,
         handle: impl FnMut(Reply) -> Option<Result<T, String>>,
     ) -> Result<T, ExternalError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        // A slot's holder may keep talking without end (PROGRESS, DEBUG);
+        // a request queued behind it waits no longer than a reply may.
+        let wait = self.limits.reply;
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
             .await
+            .map_err(|_| ExternalError::Busy {
+                program: self.program.clone(),
+                request: request.name(),
+                jobs: self.jobs,
+                after: wait,
+            })?
             .map_err(|_| self.gone())?;
         match self.lease().await? {
             Lease::Jobs(jobs) => jobs.request(request, handle, permit).await,
