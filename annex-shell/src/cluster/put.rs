@@ -18,7 +18,7 @@ use std::os::fd::OwnedFd;
 
 use annex::branch::LogStatus;
 use annex::key::Key;
-use annex::p2p::connection::TeeRest;
+use annex::p2p::connection::{TeeRest, RUN};
 use annex::p2p::{Connection, DataBody, Message};
 use annex::store::{Verifier, VerifyMode};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -151,7 +151,9 @@ impl Gateway {
         if !hashed && len >= TEE_FROM {
             at = tee_body(nodes, &receiving, start, &mut body).await?;
         }
-        while let Some(chunk) = body.next_chunk().await? {
+        // Runs of up to 1 MiB: in-process nodes write their objects in
+        // pieces that size (large page-cache folios, see `RUN`).
+        while let Some(chunk) = body.next_run(RUN).await? {
             if let Some(v) = verifier.as_mut() {
                 v.update(chunk);
             }
