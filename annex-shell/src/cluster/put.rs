@@ -278,7 +278,7 @@ const TEE_FROM: u64 = 64 * 1024;
 /// from our input into the nodes' pipes (issue 16: no copy per node in
 /// user space), each node told what it got. Returns the offset the body
 /// is at afterwards (its end, unless the kernel could not tee: then the
-/// rest comes by [`annex::p2p::DataBody::next_chunk`]).
+/// rest comes by [`annex::p2p::DataBody::next_run`]).
 async fn tee_body<R, W>(
     nodes: &mut [Box<dyn Node>],
     receiving: &[usize],
