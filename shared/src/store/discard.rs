@@ -13,16 +13,17 @@
 //! The file waits in `annex/othertmp/` under a shared lock on
 //! `annex/othertmp.lck`, as git-annex's own temporary files do: if this
 //! process dies before the unlink, the next git-annex process that cleans
-//! up `othertmp` (`cleanupOtherTmp`) deletes it, and so does the next
-//! worker of ours (files of processes that are gone). [`finish`] waits for
-//! the worker; a process ends only after it.
+//! up `othertmp` (`cleanupOtherTmp`) deletes it, and so does our next
+//! large drop in that repository (files of processes that are gone).
+//! [`finish`] waits for every unlink queued; a process ends only after it.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::lockfile::{self, LockHandle, LockKind};
@@ -41,6 +42,7 @@ const PREFIX: &str = "dropped.";
 /// cleanup from racing the worker for it until then.
 struct Pending {
     path: PathBuf,
+    othertmp: PathBuf,
     _lock: LockHandle,
 }
 
@@ -51,6 +53,9 @@ struct Worker {
 
 static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Files set aside and not yet unlinked, process-wide, for [`finish`].
+static QUEUED: Mutex<usize> = Mutex::new(0);
+static DRAINED: Condvar = Condvar::new();
 
 /// Moves `object` (in a thawed directory) out of the store into
 /// `annex/othertmp/` and queues its unlink. `false` when it was not set
@@ -70,11 +75,16 @@ pub(crate) fn set_aside(annex_dir: &Path, object: &Path) -> bool {
     if fs::rename(object, &path).is_err() {
         return false;
     }
-    queue(Pending { path, _lock: lock }, &othertmp);
+    *QUEUED.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    queue(Pending {
+        path,
+        othertmp,
+        _lock: lock,
+    });
     true
 }
 
-fn queue(pending: Pending, othertmp: &Path) {
+fn queue(pending: Pending) {
     let mut worker = WORKER.lock().unwrap_or_else(|p| p.into_inner());
     let pending = match worker.as_ref() {
         Some(w) => match w.queue.send(pending) {
@@ -84,14 +94,17 @@ fn queue(pending: Pending, othertmp: &Path) {
         None => pending,
     };
     let (tx, rx) = mpsc::channel::<Pending>();
-    let sweep = othertmp.to_owned();
     let spawned = std::thread::Builder::new()
         .name("store-discard".into())
         .spawn(move || {
-            // Once per process (the reply waits for none of this).
-            sweep_dead(&sweep);
+            // Each repository's othertmp is swept once per worker, after
+            // the first file of ours there (the reply waits for neither).
+            let mut swept = HashSet::new();
             for p in rx {
                 unlink(&p.path);
+                if swept.insert(p.othertmp.clone()) {
+                    sweep_dead(&p.othertmp);
+                }
             }
         });
     match spawned {
@@ -101,6 +114,17 @@ fn queue(pending: Pending, othertmp: &Path) {
         }
         // No thread: unlink here, as if it had never been set aside.
         Err(_) => unlink(&pending.path),
+    }
+}
+
+/// Counted done however it goes: unlinked, or dropped with a worker
+/// that is gone (then git-annex's cleanup or a later sweep removes the
+/// file), so [`finish`] never waits for what no one will do.
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut queued = QUEUED.lock().unwrap_or_else(|p| p.into_inner());
+        *queued = queued.saturating_sub(1);
+        DRAINED.notify_all();
     }
 }
 
@@ -139,13 +163,18 @@ fn sweep_dead(othertmp: &Path) {
     }
 }
 
-/// Waits until every object set aside so far is unlinked. Called before
-/// a process ends, so none is left behind by an orderly exit.
+/// Waits until every object set aside so far is unlinked (by this
+/// worker or one started meanwhile). Called before a process ends, so
+/// none is left behind by an orderly exit.
 pub fn finish() {
     let worker = WORKER.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(Worker { queue, thread }) = worker {
         drop(queue);
         let _ = thread.join();
+    }
+    let mut queued = QUEUED.lock().unwrap_or_else(|p| p.into_inner());
+    while *queued > 0 {
+        queued = DRAINED.wait(queued).unwrap_or_else(|p| p.into_inner());
     }
 }
 
