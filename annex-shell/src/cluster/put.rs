@@ -18,7 +18,7 @@ use std::os::fd::OwnedFd;
 
 use annex::branch::LogStatus;
 use annex::key::Key;
-use annex::p2p::connection::{TeeRest, RUN};
+use annex::p2p::connection::TeeRest;
 use annex::p2p::{Connection, DataBody, Message};
 use annex::store::{Verifier, VerifyMode};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -151,9 +151,10 @@ impl Gateway {
         if !hashed && len >= TEE_FROM {
             at = tee_body(nodes, &receiving, start, &mut body).await?;
         }
-        // Runs of up to 1 MiB: in-process nodes write their objects in
-        // pieces that size (large page-cache folios, see `RUN`).
-        while let Some(chunk) = body.next_run(RUN).await? {
+        // Chunks as they come, not the store's 1 MiB runs (`RUN`): with
+        // three in-process nodes the runs cost more CPU than they saved
+        // (README, "Drops and configlist start-up").
+        while let Some(chunk) = body.next_chunk().await? {
             if let Some(v) = verifier.as_mut() {
                 v.update(chunk);
             }
@@ -278,7 +279,7 @@ const TEE_FROM: u64 = 64 * 1024;
 /// from our input into the nodes' pipes (issue 16: no copy per node in
 /// user space), each node told what it got. Returns the offset the body
 /// is at afterwards (its end, unless the kernel could not tee: then the
-/// rest comes by [`annex::p2p::DataBody::next_run`]).
+/// rest comes by [`annex::p2p::DataBody::next_chunk`]).
 async fn tee_body<R, W>(
     nodes: &mut [Box<dyn Node>],
     receiving: &[usize],
