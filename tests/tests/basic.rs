@@ -303,6 +303,37 @@ fn copy_get_drop(kind: ServerKind) -> Transcript {
 
 on_both_servers!(copy_get_drop, compare);
 
+/// An object of 16 MiB or more leaves the store by a rename into
+/// `annex/othertmp/` and is unlinked after the reply: the client sees it
+/// gone at once, and the session leaves nothing behind.
+#[test]
+fn large_drop_leaves_nothing_behind_ours() {
+    let big: Vec<u8> = (0..17u32 << 20).map(|i| (i % 251) as u8).collect();
+    let (env, server, client) = setup(ServerKind::Ours, &[("big.bin", &big)]);
+    let key = env.key_of(&client, "big.bin");
+    env.annex(&client, &["copy", "--to", "origin", "big.bin"])
+        .ok();
+    assert!(env.server_has_content(&server, &key));
+    env.annex(&client, &["drop", "--from", "origin", "big.bin"])
+        .ok();
+    assert!(
+        !env.server_has_content(&server, &key),
+        "server should no longer hold {key}"
+    );
+    assert!(!env.server_log_says_present(&server, &key));
+    let othertmp = server.join("annex/othertmp");
+    let left: Vec<_> = std::fs::read_dir(&othertmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", othertmp.display());
+    assert_eq!(
+        whereis(&env, &client),
+        w(&[("big.bin", &["client [here]"])])
+    );
+    env.annex(&client, &["sync"]).ok();
+    env.assert_server_fsck_clean(&server);
+}
+
 // ----- move -----------------------------------------------------------------
 
 fn move_to_from(kind: ServerKind) -> Transcript {

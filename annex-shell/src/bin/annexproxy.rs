@@ -351,6 +351,8 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Cmd::Status { json } => annex_shell::operator::status(&cli.dir, *json, &mut out),
     };
+    // Objects dropped after their reply are unlinked before we end.
+    annex::store::discard::finish();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

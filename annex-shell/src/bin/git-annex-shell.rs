@@ -13,7 +13,10 @@ fn main() -> ExitCode {
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("ANNEXPROXY_LOG"))
             .init();
     }
-    match annex_shell::run::run(&argv) {
+    let result = annex_shell::run::run(&argv);
+    // Objects dropped after their reply are unlinked before we end.
+    annex::store::discard::finish();
+    match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("git-annex-shell: {e}");

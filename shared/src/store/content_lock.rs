@@ -16,7 +16,7 @@ use crate::key::Key;
 use crate::lockfile::{self, LockHandle, LockKind};
 
 use super::fsutil::{self, in_thawed_dir, FILE_MODE};
-use super::{ObjectStore, StoreError};
+use super::{discard, ObjectStore, StoreError};
 
 /// How long a `LOCKCONTENT` keeps protecting content after its holder is
 /// gone (`p2pDefaultLockContentRetentionDuration`).
@@ -72,11 +72,15 @@ fn write_retention(annex_dir: &Path, files: &LockFiles, until: PosixTime) -> std
     })
 }
 
-fn remove_retention(files: &LockFiles) -> std::io::Result<()> {
-    in_thawed_dir(&files.rtm, || {
-        fsutil::remove_if_exists(&files.rtm)?;
-        fsutil::remove_if_exists(&files.rtl)
-    })
+/// Whether a retention time is ahead (`None`: no readable `.rtm`).
+fn retained(files: &LockFiles) -> Option<bool> {
+    read_retention(&files.rtm).map(|t| PosixTime::now() <= t)
+}
+
+/// `.rtm` and `.rtl`, in a directory the caller thawed.
+fn remove_retention_files(files: &LockFiles) -> std::io::Result<()> {
+    fsutil::remove_if_exists(&files.rtm)?;
+    fsutil::remove_if_exists(&files.rtl)
 }
 
 /// Proof that the content is present and will stay until dropped. Dropping
@@ -158,6 +162,13 @@ impl ObjectStore {
     /// `REMOVE`: drops the content unless it is locked or retained.
     /// `still_allowed` runs while the removal lock is held, right before
     /// the object is deleted.
+    ///
+    /// The key directory is thawed once for the whole removal (lock file,
+    /// object, lock file again, the directories), where thawing and
+    /// freezing it around each step cost three chmod pairs; it is frozen
+    /// again only if it is still there. An object of
+    /// [`discard::SET_ASIDE_FROM`] bytes or more is renamed out of the store
+    /// and unlinked after the reply ([`discard`]).
     pub fn remove(
         &self,
         key: &Key,
@@ -167,47 +178,65 @@ impl ObjectStore {
             return Ok(RemoveOutcome::NotPresent);
         };
         let files = LockFiles::beside(&object);
-        let retained = || read_retention(&files.rtm).map(|t| PosixTime::now() <= t);
-        if retained() == Some(true) {
+        if retained(&files) == Some(true) {
             return Ok(RemoveOutcome::Locked);
         }
-        let handle = match in_thawed_dir(&files.lck, || {
-            fsutil::try_sane_lock(&files.lck, LockKind::Exclusive)
-        }) {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(RemoveOutcome::Locked),
-            Err(_) if !object.exists() => return Ok(RemoveOutcome::NotPresent),
-            Err(e) => return Err(StoreError::io("lock", &files.lck)(e)),
-        };
+        let mut allowed = Some(still_allowed);
+        // Only taking the lock is retried when someone froze the directory
+        // under us; what follows it runs once.
+        let thawed = in_thawed_dir(&files.lck, || {
+            let Some(handle) = fsutil::try_sane_lock(&files.lck, LockKind::Exclusive)? else {
+                return Ok(Ok(RemoveOutcome::Locked));
+            };
+            Ok(self.remove_locked(&object, &files, handle, &mut allowed))
+        });
+        match thawed {
+            Ok(outcome) => outcome,
+            Err(_) if !object.exists() => Ok(RemoveOutcome::NotPresent),
+            Err(e) => Err(StoreError::io("lock", &files.lck)(e)),
+        }
+    }
+
+    /// The rest of a removal, holding its lock in the thawed key directory.
+    fn remove_locked(
+        &self,
+        object: &Path,
+        files: &LockFiles,
+        handle: LockHandle,
+        allowed: &mut Option<impl FnOnce() -> bool>,
+    ) -> Result<RemoveOutcome, StoreError> {
         let release = |h: LockHandle| {
-            let _ = in_thawed_dir(&files.lck, || fsutil::remove_if_exists(&files.lck));
+            let _ = fsutil::remove_if_exists(&files.lck);
             drop(h);
         };
         // Checked again under the lock: a holder that died between our
         // first look and our lock leaves only its retention time behind.
-        match retained() {
+        match retained(files) {
             Some(true) => {
                 release(handle);
                 return Ok(RemoveOutcome::Locked);
             }
             Some(false) => {
-                remove_retention(&files).map_err(StoreError::io("remove", &files.rtm))?;
+                remove_retention_files(files).map_err(StoreError::io("remove", &files.rtm))?;
             }
             None => {}
         }
-        if !object.exists() {
+        let Ok(meta) = fs::metadata(object) else {
             release(handle);
             return Ok(RemoveOutcome::NotPresent);
-        }
-        if !still_allowed() {
+        };
+        if !allowed.take().is_some_and(|f| f()) {
             release(handle);
             return Ok(RemoveOutcome::TooLate);
         }
-        in_thawed_dir(&object, || fsutil::remove_if_exists(&object))
-            .map_err(StoreError::io("remove", &object))?;
-        let _ = in_thawed_dir(&files.lck, || fsutil::remove_if_exists(&files.lck));
+        let aside =
+            meta.len() >= discard::SET_ASIDE_FROM && discard::set_aside(&self.annex_dir(), object);
+        if !aside {
+            fsutil::remove_if_exists(object).map_err(StoreError::io("remove", object))?;
+        }
+        let _ = fsutil::remove_if_exists(&files.lck);
         // Key directory and both hash directories, when empty.
-        fsutil::remove_empty_dirs(&object, 3);
+        fsutil::remove_empty_dirs(object, 3);
         drop(handle);
         Ok(RemoveOutcome::Removed)
     }

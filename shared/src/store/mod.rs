@@ -19,6 +19,7 @@
 //! repository owner's permissions are handled, as in an unshared repository.
 
 mod content_lock;
+pub mod discard;
 mod fsutil;
 mod incoming;
 pub mod midstate;
