@@ -58,10 +58,13 @@ enum Cmd {
         /// The cluster's name as that gateway knows it.
         name: String,
     },
-    /// Set up a special remote (type=directory directory=PATH
-    /// encryption=none [chunk=SIZE]; type=S3 …; type=external
-    /// externaltype=NAME … runs git-annex-remote-NAME's INITREMOTE), as
-    /// `git annex initremote` does.
+    /// Set up a special remote (type=directory directory=PATH; type=S3
+    /// bucket=NAME …; type=external externaltype=NAME … runs
+    /// git-annex-remote-NAME's INITREMOTE), each with encryption=none,
+    /// shared, hybrid, pubkey or sharedpubkey (keyid=KEY for the last
+    /// three; [mac=HMACSHA1…HMACSHA512]) and [chunk=SIZE]; a directory or
+    /// S3 remote may be an export, exporttree=yes [annexobjects=yes]
+    /// (unencrypted), as `git annex initremote` does.
     Initremote {
         name: String,
         /// key=value parameters.

@@ -433,8 +433,9 @@ fn check_specials(repo: &Repo, rows: &mut [Row]) {
     }
 }
 
-/// Whether an S3 remote's bucket answers (a HEAD, within the probe's
-/// time).
+/// Whether an S3 remote's bucket answers, within the probe's time: a
+/// GET of the object git-annex keeps the remote's UUID in
+/// ([`crate::special::s3::S3::reachable`]), present or not.
 fn s3_reach(
     name: &str,
     config: annex_s3::S3Config,
