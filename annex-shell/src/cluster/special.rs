@@ -35,7 +35,7 @@ use crate::special::put::{PutError, Upload};
 use crate::special::read::Objects;
 use crate::special::remote::{Special, UploadError};
 use crate::special::s3::S3;
-use crate::special::storage::Storage;
+use crate::special::storage::{PathStorage, Storage};
 use crate::special::{Kind, SpecialRemote};
 
 /// The node serving `remote` from this repository (`repo`, whose
@@ -43,41 +43,40 @@ use crate::special::{Kind, SpecialRemote};
 pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Result<Box<dyn Node>, String> {
     // One arm per kind, as in `crate::special::serve_session`.
     Ok(match &remote.kind {
-        Kind::Directory(root) => {
-            let storage =
-                Directory::new(&remote.name, root.clone()).with_reserve(repo.disk_reserve());
-            match remote.export {
-                Some(ex) => node(Special::new(
-                    crypt(
-                        Exported::new(storage, ex, repo.branch(), &remote.uuid),
-                        remote,
-                    ),
-                    remote,
-                    repo.branch(),
-                )),
-                None => node(Special::new(crypt(storage, remote), remote, repo.branch())),
-            }
-        }
-        Kind::S3 { config, creds } => {
-            let storage = S3::new(&remote.name, (**config).clone(), creds.clone())
-                .map_err(|e| e.to_string())?;
-            match remote.export {
-                Some(ex) => node(Special::new(
-                    crypt(
-                        Exported::new(storage, ex, repo.branch(), &remote.uuid),
-                        remote,
-                    ),
-                    remote,
-                    repo.branch(),
-                )),
-                None => node(Special::new(crypt(storage, remote), remote, repo.branch())),
-            }
-        }
+        Kind::Directory(root) => keyed(
+            repo,
+            remote,
+            Directory::new(&remote.name, root.clone()).with_reserve(repo.disk_reserve()),
+        ),
+        Kind::S3 { config, creds } => keyed(
+            repo,
+            remote,
+            S3::new(&remote.name, (**config).clone(), creds.clone()).map_err(|e| e.to_string())?,
+        ),
         Kind::External(setup) => {
             let storage = External::new(remote, setup);
             node(Special::new(crypt(storage, remote), remote, repo.branch()))
         }
     })
+}
+
+/// A kind that names objects by path too (directory, S3): by key as it
+/// is, or through the export layer when the remote is `exporttree=yes`.
+fn keyed<S: PathStorage + Clone + 'static>(
+    repo: &Repo,
+    remote: &SpecialRemote,
+    storage: S,
+) -> Box<dyn Node>
+where
+    S::Reader: 'static,
+{
+    match remote.export {
+        Some(ex) => {
+            let exported = Exported::new(storage, ex, repo.branch(), &remote.uuid);
+            node(Special::new(crypt(exported, remote), remote, repo.branch()))
+        }
+        None => node(Special::new(crypt(storage, remote), remote, repo.branch())),
+    }
 }
 
 /// Every kind behind the encryption layer (a pass-through when the
