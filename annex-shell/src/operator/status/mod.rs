@@ -250,23 +250,8 @@ fn layout(repo: &Repo, my_uuid: &str) -> Result<Vec<Row>, OperatorError> {
 
 /// The refs each node lacks, from the gateway's lag records.
 fn mark_lags(repo: &Repo, rows: &mut [Row]) -> Result<(), OperatorError> {
-    let out = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo.git_dir())
-        .args(crate::cluster::lag::LIST_ARGS)
-        .output()
-        .map_err(|source| StatusError::Git {
-            what: "for-each-ref",
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(StatusError::GitFailed {
-            what: "for-each-ref",
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        }
-        .into());
-    }
-    let lags = crate::cluster::lag::parse(&String::from_utf8_lossy(&out.stdout));
+    let out = scan::git_output(repo, "for-each-ref", &crate::cluster::lag::LIST_ARGS)?;
+    let lags = crate::cluster::lag::parse(&String::from_utf8_lossy(&out));
     for r in rows.iter_mut().filter(|r| r.kind == Kind::Node) {
         r.lagging = lags
             .iter()
