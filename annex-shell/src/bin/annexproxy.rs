@@ -362,3 +362,38 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use annex_shell::special::crypto::{MacKind, Method};
+    use clap::CommandFactory;
+
+    /// `initremote --help` names every encryption= value, the MACs and
+    /// exporttree= that initremote takes (it once named encryption=none
+    /// alone, after the others were served).
+    #[test]
+    fn initremote_help_names_what_initremote_takes() {
+        let cli = Cli::command();
+        let help = cli
+            .find_subcommand("initremote")
+            .and_then(|c| c.get_about())
+            .expect("initremote has help")
+            .to_string();
+        let words: Vec<&str> = help
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        for method in ["none", "shared", "hybrid", "pubkey", "sharedpubkey"] {
+            assert!(Method::parse(method).is_ok(), "{method}");
+            assert!(words.contains(&method), "{method} not in: {help}");
+        }
+        for mac in ["HMACSHA1", "HMACSHA512"] {
+            assert!(MacKind::parse(mac).is_ok(), "{mac}");
+            assert!(words.contains(&mac), "{mac} not in: {help}");
+        }
+        for param in ["keyid=", "chunk=", "exporttree=yes", "annexobjects=yes"] {
+            assert!(help.contains(param), "{param} not in: {help}");
+        }
+    }
+}
