@@ -58,10 +58,13 @@ enum Cmd {
         /// The cluster's name as that gateway knows it.
         name: String,
     },
-    /// Set up a special remote (type=directory directory=PATH
-    /// encryption=none [chunk=SIZE]; type=S3 …; type=external
-    /// externaltype=NAME … runs git-annex-remote-NAME's INITREMOTE), as
-    /// `git annex initremote` does.
+    /// Set up a special remote (type=directory directory=PATH; type=S3
+    /// bucket=NAME …; type=external externaltype=NAME … runs
+    /// git-annex-remote-NAME's INITREMOTE), each with encryption=none,
+    /// shared, hybrid, pubkey or sharedpubkey (keyid=KEY for the last
+    /// three; [mac=HMACSHA1…HMACSHA512]) and [chunk=SIZE]; a directory or
+    /// S3 remote may be an export, exporttree=yes [annexobjects=yes]
+    /// (unencrypted), as `git annex initremote` does.
     Initremote {
         name: String,
         /// key=value parameters.
@@ -358,6 +361,41 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("annexproxy: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use annex_shell::special::crypto::{MacKind, Method};
+    use clap::CommandFactory;
+
+    /// `initremote --help` names every encryption= value, the MACs and
+    /// exporttree= that initremote takes (it once named encryption=none
+    /// alone, after the others were served).
+    #[test]
+    fn initremote_help_names_what_initremote_takes() {
+        let cli = Cli::command();
+        let help = cli
+            .find_subcommand("initremote")
+            .and_then(|c| c.get_about())
+            .expect("initremote has help")
+            .to_string();
+        let words: Vec<&str> = help
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        for method in ["none", "shared", "hybrid", "pubkey", "sharedpubkey"] {
+            assert!(Method::parse(method).is_ok(), "{method}");
+            assert!(words.contains(&method), "{method} not in: {help}");
+        }
+        for mac in ["HMACSHA1", "HMACSHA512"] {
+            assert!(MacKind::parse(mac).is_ok(), "{mac}");
+            assert!(words.contains(&mac), "{mac} not in: {help}");
+        }
+        for param in ["keyid=", "chunk=", "exporttree=yes", "annexobjects=yes"] {
+            assert!(help.contains(param), "{param} not in: {help}");
         }
     }
 }

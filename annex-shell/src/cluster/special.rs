@@ -27,66 +27,37 @@ use annex::repo::Repo;
 use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use crate::backend::{same_file, Backend, BackendError, Failure, Outcome};
 use crate::special::crypt::Crypt;
-use crate::special::directory::Directory;
-use crate::special::export::Exported;
-use crate::special::external::External;
 use crate::special::present::PresentError;
 use crate::special::put::{PutError, Upload};
 use crate::special::read::Objects;
 use crate::special::remote::{Special, UploadError};
-use crate::special::s3::S3;
 use crate::special::storage::Storage;
-use crate::special::{Kind, SpecialRemote};
+use crate::special::{with_storage, SpecialRemote, WithStorage};
 
 /// The node serving `remote` from this repository (`repo`, whose
 /// git-annex branch keeps the remote's logs), or why it cannot be served.
 pub(crate) fn open(repo: &Repo, remote: &SpecialRemote) -> Result<Box<dyn Node>, String> {
-    // One arm per kind, as in `crate::special::serve_session`.
-    Ok(match &remote.kind {
-        Kind::Directory(root) => {
-            let storage =
-                Directory::new(&remote.name, root.clone()).with_reserve(repo.disk_reserve());
-            match remote.export {
-                Some(ex) => node(Special::new(
-                    crypt(
-                        Exported::new(storage, ex, repo.branch(), &remote.uuid),
-                        remote,
-                    ),
-                    remote,
-                    repo.branch(),
-                )),
-                None => node(Special::new(crypt(storage, remote), remote, repo.branch())),
-            }
-        }
-        Kind::S3 { config, creds } => {
-            let storage = S3::new(&remote.name, (**config).clone(), creds.clone())
-                .map_err(|e| e.to_string())?;
-            match remote.export {
-                Some(ex) => node(Special::new(
-                    crypt(
-                        Exported::new(storage, ex, repo.branch(), &remote.uuid),
-                        remote,
-                    ),
-                    remote,
-                    repo.branch(),
-                )),
-                None => node(Special::new(crypt(storage, remote), remote, repo.branch())),
-            }
-        }
-        Kind::External(setup) => {
-            let storage = External::new(remote, setup);
-            node(Special::new(crypt(storage, remote), remote, repo.branch()))
-        }
-    })
+    with_storage(repo, remote, NodeOf { repo, remote }).map_err(|e| e.to_string())
 }
 
-/// Every kind behind the encryption layer (a pass-through when the
-/// remote does not encrypt).
-fn node<S: Storage + 'static>(special: Special<Crypt<S>>) -> Box<dyn Node>
-where
-    S::Reader: 'static,
-{
-    Box::new(SpecialNode::new(special.into_node()))
+/// A node, as a [`WithStorage`] job: every kind behind the encryption
+/// layer (a pass-through when the remote does not encrypt).
+struct NodeOf<'a> {
+    repo: &'a Repo,
+    remote: &'a SpecialRemote,
+}
+
+impl WithStorage for NodeOf<'_> {
+    type Out = Box<dyn Node>;
+
+    fn with<S>(self, storage: S) -> Box<dyn Node>
+    where
+        S: Storage + 'static,
+        S::Reader: 'static,
+    {
+        let special = Special::new(crypt(storage, self.remote), self.remote, self.repo.branch());
+        Box::new(SpecialNode::new(special.into_node()))
+    }
 }
 
 fn crypt<S: Storage>(storage: S, remote: &SpecialRemote) -> Crypt<S> {

@@ -71,13 +71,7 @@ impl Directory {
     }
 
     fn io(&self, op: &'static str, key: &Key) -> impl FnOnce(io::Error) -> StorageError {
-        let (remote, object) = (self.name.clone(), key.to_string());
-        move |source| StorageError::Io {
-            remote,
-            op,
-            object,
-            source,
-        }
+        StorageError::io(&self.name, op, &key.to_string())
     }
 
     /// A missing root means the remote is not there (an unmounted disk),
@@ -180,15 +174,7 @@ impl Directory {
         file: &str,
         dest: Dest,
     ) -> Result<DirWrite, StorageError> {
-        let io = |op| {
-            let (remote, object) = (self.name.clone(), object.clone());
-            move |source| StorageError::Io {
-                remote,
-                op,
-                object,
-                source,
-            }
-        };
+        let io = |op| StorageError::io(&self.name, op, &object);
         fs::create_dir_all(&tmp_dir).map_err(io("create"))?;
         let tmp = tmp_dir.join(file);
         // Only a regular file is a partial write; a symlink planted there
@@ -363,13 +349,7 @@ impl Directory {
     }
 
     fn path_io(&self, op: &'static str, path: &str) -> impl FnOnce(io::Error) -> StorageError {
-        let (remote, object) = (self.name.clone(), path.to_owned());
-        move |source| StorageError::Io {
-            remote,
-            op,
-            object,
-            source,
-        }
+        StorageError::io(&self.name, op, path)
     }
 }
 
@@ -396,13 +376,7 @@ enum Dest {
 
 impl DirWrite {
     fn io(&self, op: &'static str) -> impl FnOnce(io::Error) -> StorageError {
-        let (remote, object) = (self.dir.name.clone(), self.object.clone());
-        move |source| StorageError::Io {
-            remote,
-            op,
-            object,
-            source,
-        }
+        StorageError::io(&self.dir.name, op, &self.object)
     }
 
     fn finalize(&self) -> io::Result<()> {

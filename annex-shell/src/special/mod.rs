@@ -33,6 +33,9 @@ mod resume;
 pub mod s3;
 pub mod storage;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use annex::p2p::Connection;
 use annex::repo::Repo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -70,33 +73,96 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    match &remote.kind {
+    let serve = Serve {
+        conn,
+        repo,
+        remote: &remote,
+        rules,
+    };
+    with_storage(repo, &remote, serve)
+        .map_err(|e| ServeError::Fatal(e.to_string()))?
+        .await
+}
+
+/// What is done with a special remote's storage, whatever its kind (a
+/// session here, a cluster node in `crate::cluster::special`), so that
+/// [`with_storage`] is the one place each kind is opened.
+pub(crate) trait WithStorage {
+    type Out;
+    fn with<S>(self, storage: S) -> Self::Out
+    where
+        S: storage::Storage + 'static,
+        S::Reader: 'static;
+}
+
+/// Open `remote`'s storage, an export's through [`export::Exported`],
+/// and hand it to `job`; fails only where a kind cannot be set up (an S3
+/// remote that cannot make requests).
+pub(crate) fn with_storage<J: WithStorage>(
+    repo: &Repo,
+    remote: &SpecialRemote,
+    job: J,
+) -> Result<J::Out, annex_s3::SetupError> {
+    Ok(match &remote.kind {
         Kind::Directory(root) => {
             let storage = directory::Directory::new(&remote.name, root.clone())
                 .with_reserve(repo.disk_reserve());
-            match remote.export {
-                Some(ex) => {
-                    let storage = export::Exported::new(storage, ex, repo.branch(), &remote.uuid);
-                    serve_storage(conn, repo, &remote, storage, rules).await
-                }
-                None => serve_storage(conn, repo, &remote, storage, rules).await,
-            }
+            keyed(repo, remote, storage, job)
         }
         Kind::S3 { config, creds } => {
-            let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())
-                .map_err(|e| ServeError::Fatal(e.to_string()))?;
-            match remote.export {
-                Some(ex) => {
-                    let storage = export::Exported::new(storage, ex, repo.branch(), &remote.uuid);
-                    serve_storage(conn, repo, &remote, storage, rules).await
-                }
-                None => serve_storage(conn, repo, &remote, storage, rules).await,
-            }
+            let storage = s3::S3::new(&remote.name, (**config).clone(), creds.clone())?;
+            keyed(repo, remote, storage, job)
         }
-        Kind::External(setup) => {
-            let storage = external::External::new(&remote, setup);
-            serve_storage(conn, repo, &remote, storage, rules).await
-        }
+        Kind::External(setup) => job.with(external::External::new(remote, setup)),
+    })
+}
+
+/// A kind that names objects by path too (directory, S3): by key as it
+/// is, or through the export layer when the remote is `exporttree=yes`.
+fn keyed<S, J>(repo: &Repo, remote: &SpecialRemote, storage: S, job: J) -> J::Out
+where
+    S: storage::PathStorage + Clone + 'static,
+    S::Reader: 'static,
+    J: WithStorage,
+{
+    match remote.export {
+        Some(ex) => job.with(export::Exported::new(
+            storage,
+            ex,
+            repo.branch(),
+            &remote.uuid,
+        )),
+        None => job.with(storage),
+    }
+}
+
+/// A session, as a [`WithStorage`] job.
+struct Serve<'a, R, W> {
+    conn: Connection<R, W>,
+    repo: &'a Repo,
+    remote: &'a SpecialRemote,
+    rules: Rules,
+}
+
+impl<'a, R, W> WithStorage for Serve<'a, R, W>
+where
+    R: AsyncRead + Unpin + Send + 'a,
+    W: AsyncWrite + Unpin + Send + 'a,
+{
+    type Out = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send + 'a>>;
+
+    fn with<S>(self, storage: S) -> Self::Out
+    where
+        S: storage::Storage + 'static,
+        S::Reader: 'static,
+    {
+        Box::pin(serve_storage(
+            self.conn,
+            self.repo,
+            self.remote,
+            storage,
+            self.rules,
+        ))
     }
 }
 

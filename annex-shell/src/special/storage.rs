@@ -60,6 +60,24 @@ pub enum StorageError {
     Refused { remote: String, why: String },
 }
 
+impl StorageError {
+    /// What an io error of `op` on `object` in `remote` becomes: for
+    /// `map_err`, so each place names the operation once.
+    pub fn io(
+        remote: &str,
+        op: &'static str,
+        object: &str,
+    ) -> impl FnOnce(std::io::Error) -> StorageError {
+        let (remote, object) = (remote.to_owned(), object.to_owned());
+        move |source| StorageError::Io {
+            remote,
+            op,
+            object,
+            source,
+        }
+    }
+}
+
 /// A storage kind. One is made per session, for one remote.
 pub trait Storage: Send + Sync {
     /// A byte stream from an object (bounded memory).

@@ -250,23 +250,8 @@ fn layout(repo: &Repo, my_uuid: &str) -> Result<Vec<Row>, OperatorError> {
 
 /// The refs each node lacks, from the gateway's lag records.
 fn mark_lags(repo: &Repo, rows: &mut [Row]) -> Result<(), OperatorError> {
-    let out = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo.git_dir())
-        .args(crate::cluster::lag::LIST_ARGS)
-        .output()
-        .map_err(|source| StatusError::Git {
-            what: "for-each-ref",
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(StatusError::GitFailed {
-            what: "for-each-ref",
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        }
-        .into());
-    }
-    let lags = crate::cluster::lag::parse(&String::from_utf8_lossy(&out.stdout));
+    let out = scan::git_output(repo, "for-each-ref", &crate::cluster::lag::LIST_ARGS)?;
+    let lags = crate::cluster::lag::parse(&String::from_utf8_lossy(&out));
     for r in rows.iter_mut().filter(|r| r.kind == Kind::Node) {
         r.lagging = lags
             .iter()
@@ -433,8 +418,9 @@ fn check_specials(repo: &Repo, rows: &mut [Row]) {
     }
 }
 
-/// Whether an S3 remote's bucket answers (a HEAD, within the probe's
-/// time).
+/// Whether an S3 remote's bucket answers, within the probe's time: a
+/// GET of the object git-annex keeps the remote's UUID in
+/// ([`crate::special::s3::S3::reachable`]), present or not.
 fn s3_reach(
     name: &str,
     config: annex_s3::S3Config,

@@ -143,6 +143,21 @@ fn git(repo: &Repo, what: &'static str, args: &[&str]) -> Result<Child, StatusEr
         .map_err(git_io(what))
 }
 
+/// `git args…` run to its end: what it wrote, or why it failed.
+pub(super) fn git_output(
+    repo: &Repo,
+    what: &'static str,
+    args: &[&str],
+) -> Result<Vec<u8>, StatusError> {
+    let mut child = git(repo, what, args)?;
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_end(&mut out).map_err(git_io(what))?;
+    }
+    finish(child, what)?;
+    Ok(out)
+}
+
 /// Wait for a git child; its stderr carries the reason when it failed.
 /// Only called once its stdout is read to the end, so stderr (small for
 /// these commands) cannot have filled up and stalled it meanwhile.
