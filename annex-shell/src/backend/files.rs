@@ -7,8 +7,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::Stdio;
 
+use annex::key::Key;
 use annex::p2p::{Connection, DataSink, Service};
-use annex::store::{Incoming, StoreError, VerifyMode};
+use annex::store::{Incoming, ObjectStore, StoreError, VerifyMode};
 use annex::threadio::{self, ThreadReader};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
@@ -85,6 +86,13 @@ pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 /// Where DATA goes: the object store, or nowhere when we could not accept
 /// it, remembering the first write error instead of stopping mid-DATA.
 pub(crate) enum Receiver {
+    /// PUT answered with `offset`; the store is entered only when DATA
+    /// comes ([`Receiver::open`]), as git-annex does, so that nothing
+    /// but a stat stands between PUT and PUT-FROM.
+    Offered {
+        offset: u64,
+        assoc_file: Option<String>,
+    },
     Store {
         incoming: Box<Incoming>,
         failed: Option<io::Error>,
@@ -93,10 +101,36 @@ pub(crate) enum Receiver {
 }
 
 impl Receiver {
-    pub(crate) fn offset(&self) -> u64 {
-        match self {
-            Receiver::Store { incoming, .. } => incoming.offset(),
-            Receiver::Refused(_) => 0,
+    /// What PUT-FROM tells the sender.
+    pub(crate) fn offer(
+        store: &ObjectStore,
+        key: &Key,
+        assoc_file: Option<&str>,
+    ) -> (Receiver, u64) {
+        match store.resume_offset(key) {
+            Ok(offset) => {
+                let assoc_file = assoc_file.map(str::to_owned);
+                (Receiver::Offered { offset, assoc_file }, offset)
+            }
+            // This key fails (the body is still read, to stay in step),
+            // the session goes on for the others.
+            Err(e) => (Receiver::Refused(e), 0),
+        }
+    }
+
+    /// DATA came: take the transfer lock, check the space and open the
+    /// partial file. What fails here (another receiver, no room, a
+    /// read-only or broken annex/) refuses the body, so the sender hears
+    /// FAILURE after it.
+    pub(crate) fn open(&mut self, store: &ObjectStore, key: &Key, remote_uuid: &str) {
+        if let Receiver::Offered { offset, assoc_file } = self {
+            *self = match store.begin_receive_at(key, remote_uuid, assoc_file.as_deref(), *offset) {
+                Ok(incoming) => Receiver::Store {
+                    incoming: Box::new(incoming),
+                    failed: None,
+                },
+                Err(e) => Receiver::Refused(e),
+            };
         }
     }
 
@@ -131,6 +165,8 @@ impl Receiver {
                 source: e,
             }),
             Receiver::Refused(e) => Err(e),
+            // No DATA came, so nothing was sent.
+            Receiver::Offered { .. } => Err(StoreError::NoContentSent),
         }
     }
 }

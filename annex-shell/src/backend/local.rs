@@ -183,19 +183,17 @@ impl Backend for Local {
         if self.store.has(key) {
             return Ok(Storing::AlreadyHave(Vec::new()));
         }
-        let receiver = match self.store.begin_receive(key, &self.client_uuid, file) {
-            Ok(incoming) => Receiver::Store {
-                incoming: Box::new(incoming),
-                failed: None,
-            },
-            // Another receiver, no room, a read-only or broken annex/:
-            // this key fails (the body is still read, to stay in step),
-            // the session goes on for the others.
-            Err(e) => Receiver::Refused(e),
-        };
-        let offset = receiver.offset();
+        let (receiver, offset) = Receiver::offer(&self.store, key, file);
         self.receiving = Some((key.clone(), receiver));
         Ok(Storing::From(offset))
+    }
+
+    /// The transfer lock, the info file, the space check and the partial
+    /// file, while PUT-FROM travels and the client's DATA comes back.
+    async fn store_offered(&mut self) {
+        if let Some((key, receiver)) = self.receiving.as_mut() {
+            receiver.open(&self.store, key, &self.client_uuid);
+        }
     }
 
     async fn store_body<R, W>(
@@ -207,10 +205,12 @@ impl Backend for Local {
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send,
     {
-        let Some((_, receiver)) = self.receiving.as_mut() else {
+        let Some((key, receiver)) = self.receiving.as_mut() else {
             client.recv_data(len, &mut Vec::new()).await?;
             return Ok(());
         };
+        // Opened already, unless store_offered was skipped.
+        receiver.open(&self.store, key, &self.client_uuid);
         // More than the key can hold is refused before a byte is written;
         // the body is still read, and thrown away.
         receiver.expect_len(len);

@@ -211,6 +211,13 @@ pub trait Backend: Send {
         file: Option<&str>,
     ) -> impl Future<Output = Result<Storing, BackendError>> + Send;
 
+    /// PUT-FROM is on its way to the client: get ready for the DATA while
+    /// the client gets ready to send it. What goes wrong here must wait
+    /// for the body (read and dropped), to be told as FAILURE after it.
+    fn store_offered(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Take the body of the client's `DATA len` from `client`. The body is
     /// read to its end whatever the back-end does with it, so the protocol
     /// stays in step; only a body cut short (or the back-end lost while

@@ -61,7 +61,10 @@ where
     /// for this key alone.
     pub(super) async fn put(&mut self, file: Option<String>, key: Key) -> Result<Flow, ServeError> {
         match self.backend.store_begin(&key, file.as_deref()).await {
-            Ok(Storing::From(offset)) => self.send(Message::PutFrom(offset)).await?,
+            Ok(Storing::From(offset)) => {
+                self.send(Message::PutFrom(offset)).await?;
+                self.backend.store_offered().await;
+            }
             Ok(Storing::AlreadyHave(also)) => {
                 let reply = if also.is_empty() {
                     Message::AlreadyHave

@@ -59,6 +59,19 @@ pub struct Incoming {
 }
 
 impl ObjectStore {
+    /// What `PUT-FROM` offers for `key`: the bytes an earlier attempt left
+    /// in `annex/tmp` (only a regular file counts), as git-annex's
+    /// `TmpContentSize`. Nothing is created or locked: like git-annex, the
+    /// transfer lock, the info file, the space check and the partial file
+    /// wait for DATA ([`ObjectStore::begin_receive_at`]), so the answer
+    /// to PUT costs a stat, and a PUT the client then abandons leaves
+    /// nothing to clean up.
+    pub fn resume_offset(&self, key: &Key) -> Result<u64, StoreError> {
+        self.check_accepts(key)?;
+        let tmp = self.tmp_path(key)?;
+        Ok(regular_len(&tmp))
+    }
+
     /// Starts receiving `key` from `remote_uuid`. Fails with
     /// `TransferInProgress` while another process (ours or git-annex)
     /// receives the same key, and with `NotEnoughSpace` when the rest of the
@@ -69,6 +82,34 @@ impl ObjectStore {
         remote_uuid: &str,
         assoc_file: Option<&str>,
     ) -> Result<Incoming, StoreError> {
+        self.receive(key, remote_uuid, assoc_file, None)
+    }
+
+    /// [`ObjectStore::begin_receive`] for a sender told to start at
+    /// `offered` (a [`ObjectStore::resume_offset`] taken without the
+    /// lock). The partial file may have changed since, by a transfer that
+    /// held the lock in between: bytes past `offered` are cut (the
+    /// sender's replace them), and a file now shorter than `offered`
+    /// fails this transfer as `TransferInProgress` (a resume can only
+    /// continue the bytes it was offered); the sender's next try gets the
+    /// new offset.
+    pub fn begin_receive_at(
+        &self,
+        key: &Key,
+        remote_uuid: &str,
+        assoc_file: Option<&str>,
+        offered: u64,
+    ) -> Result<Incoming, StoreError> {
+        self.receive(key, remote_uuid, assoc_file, Some(offered))
+    }
+
+    fn receive(
+        &self,
+        key: &Key,
+        remote_uuid: &str,
+        assoc_file: Option<&str>,
+        offered: Option<u64>,
+    ) -> Result<Incoming, StoreError> {
         self.check_accepts(key)?;
         let tmp = self.tmp_path(key)?;
         let mut record =
@@ -78,24 +119,19 @@ impl ObjectStore {
             record.end(false);
             return Err(StoreError::io("create", tmpdir)(e));
         }
-        // Only a regular file is a partial upload; anything else planted
-        // there is replaced when opened.
-        let already = fs::symlink_metadata(&tmp)
-            .ok()
-            .filter(|m| m.is_file())
-            .map_or(0, |m| m.len());
+        let already = regular_len(&tmp).min(offered.unwrap_or(u64::MAX));
         if let Err(e) = self.check_space(key, already) {
             record.end(false);
             return Err(e);
         }
-        let file = match open_tmp(&tmp) {
-            Ok(f) => f,
+        let opened = open_tmp(&tmp).map_err(StoreError::io("open", &tmp));
+        let (file, offset) = match opened.and_then(|f| align_to_offer(f, offered, &tmp)) {
+            Ok(aligned) => aligned,
             Err(e) => {
                 record.end(false);
-                return Err(StoreError::io("open", &tmp)(e));
+                return Err(e);
             }
         };
-        let offset = file.metadata().map_err(StoreError::io("stat", &tmp))?.len();
         Ok(Incoming {
             store: self.clone(),
             key: key.clone(),
@@ -121,6 +157,32 @@ impl ObjectStore {
             return Err(StoreError::NotEnoughSpace { need });
         }
         Ok(())
+    }
+}
+
+/// The length of a regular file at `path`; 0 for none, or anything else
+/// planted there (it is replaced when the partial file is opened).
+fn regular_len(path: &Path) -> u64 {
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len())
+}
+
+/// The opened partial file and the offset the sender starts at: its
+/// length, or `offered` when the sender was told an offset (see
+/// [`ObjectStore::begin_receive_at`]).
+fn align_to_offer(file: File, offered: Option<u64>, tmp: &Path) -> Result<(File, u64), StoreError> {
+    let len = file.metadata().map_err(StoreError::io("stat", tmp))?.len();
+    match offered {
+        None => Ok((file, len)),
+        Some(o) if o > len => Err(StoreError::TransferInProgress),
+        Some(o) => {
+            if o < len {
+                file.set_len(o).map_err(StoreError::io("truncate", tmp))?;
+            }
+            Ok((file, o))
+        }
     }
 }
 

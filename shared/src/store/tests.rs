@@ -558,3 +558,45 @@ fn a_symlink_as_transfer_record_is_replaced_not_followed() {
     assert_eq!(fs::read(&outside).expect("target"), b"keep\n");
     assert!(fs::symlink_metadata(&failed).expect("record").is_file());
 }
+
+#[test]
+fn the_resume_offset_is_a_stat() {
+    let (d, store) = scratch(false);
+    assert_eq!(store.resume_offset(&key()).expect("offset"), 0);
+    assert!(files_under(d.path()).is_empty(), "nothing made");
+    let tmp = store.tmp_path(&key()).expect("tmp");
+    fs::create_dir_all(tmp.parent().expect("dir")).expect("mkdir");
+    std::os::unix::fs::symlink("/etc/passwd", &tmp).expect("symlink");
+    assert_eq!(store.resume_offset(&key()).expect("offset"), 0);
+    fs::remove_file(&tmp).expect("rm");
+    fs::write(&tmp, b"hello").expect("write");
+    assert_eq!(store.resume_offset(&key()).expect("offset"), 5);
+}
+
+#[test]
+fn receiving_at_an_offer_follows_a_partial_changed_since() {
+    let (_d, store) = scratch(false);
+    let tmp = store.tmp_path(&key()).expect("tmp");
+    fs::create_dir_all(tmp.parent().expect("dir")).expect("mkdir");
+    // Longer than offered (another receiver wrote on meanwhile): cut, and
+    // the sender's bytes follow the offer.
+    fs::write(&tmp, b"hello wXYZ").expect("write");
+    let mut inc = store
+        .begin_receive_at(&key(), UUID, None, 6)
+        .expect("begin");
+    assert_eq!(inc.offset(), 6);
+    inc.write_chunk(b"world\n").expect("write");
+    inc.finish(VerifyMode::Valid).expect("stored");
+    assert!(store.has(&key()));
+    // Shorter than offered: the sender cannot continue it.
+    let (_d, store) = scratch(false);
+    let tmp = store.tmp_path(&key()).expect("tmp");
+    fs::create_dir_all(tmp.parent().expect("dir")).expect("mkdir");
+    fs::write(&tmp, b"hel").expect("write");
+    assert!(matches!(
+        store.begin_receive_at(&key(), UUID, None, 6),
+        Err(StoreError::TransferInProgress)
+    ));
+    assert_eq!(fs::read(&tmp).expect("kept"), b"hel");
+    assert!(store.begin_receive_at(&key(), UUID, None, 3).is_ok());
+}

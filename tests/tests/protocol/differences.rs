@@ -63,7 +63,7 @@ fn remove_of_locked_content() {
 }
 
 /// A second PUT of a key that another session is receiving: git-annex
-/// answers PUT-FROM and then dies ("transfer already in progress"); we
+/// answers PUT-FROM (from what the partial file holds) and then dies ("transfer already in progress"); we
 /// take the DATA, answer FAILURE, and keep the session. The first upload
 /// completes either way.
 #[test]
@@ -82,9 +82,16 @@ fn put_while_another_session_receives_the_key() {
         let mut second = fx.shell();
         second.hello(Some(4));
         second.send(&format!("PUT c.txt {NEW_KEY}"));
-        second.expect("PUT-FROM 0");
-        second.send(&format!("DATA {}", NEW.len()));
-        second.send_raw(NEW);
+        // The offset is the partial file's length, as the first session
+        // has written it so far (both servers take the transfer lock only
+        // after answering PUT).
+        let from = second.recv().unwrap_or_default();
+        let from: usize = match from.strip_prefix("PUT-FROM ").map(str::parse) {
+            Some(Ok(n)) if n <= 7 => n,
+            _ => panic!("{:?}: expected PUT-FROM 0..=7, got {from:?}", fx.kind()),
+        };
+        second.send(&format!("DATA {}", NEW.len() - from));
+        second.send_raw(&NEW[from..]);
         second.send("VALID");
         match fx.kind() {
             ServerKind::Real => {

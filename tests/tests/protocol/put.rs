@@ -434,3 +434,45 @@ fn put_keys_with_odd_names() {
         "object paths: real vs ours"
     );
 }
+
+/// The answer to PUT costs no file: the transfer lock, the transfer's
+/// info file, the space check and the partial file wait until PUT-FROM
+/// has gone out, as in git-annex (which takes them when DATA comes), so a
+/// small PUT's round trip is a stat. Pinned with a FIFO where our info
+/// file goes: opening it for writing waits for a reader, so a server that
+/// wrote the info file before answering would never answer PUT. (Ours
+/// only: git-annex writes that file by a rename, replacing the FIFO.)
+#[test]
+fn put_from_goes_out_before_the_transfer_files_are_made() {
+    let fx = Fixture::new(ServerKind::Ours);
+    let info = fx
+        .repo
+        .join("annex/transfer/download")
+        .join(CLIENT_UUID)
+        .join(NEW_KEY);
+    std::fs::create_dir_all(info.parent().expect("has a parent")).expect("mkdir");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&info)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let mut sh = fx.shell();
+    sh.hello(Some(4));
+    send_put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
+    // The server writes the info file once it has answered; read it (in a
+    // thread, so a server that never opens it fails the test, not hangs).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fifo = info.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(fifo));
+    });
+    let written = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the server writes the transfer's info file")
+        .expect("read the FIFO");
+    assert!(written.ends_with("s\nc.txt\n"), "{written:?}");
+    sh.expect("SUCCESS");
+    sh.finish().assert_exit(0);
+    assert_eq!(fx.key_state(NEW_KEY), (true, true));
+    assert!(!info.exists(), "the info file goes when the transfer ends");
+}
