@@ -151,9 +151,9 @@ impl Gateway {
         if !hashed && len >= TEE_FROM {
             at = tee_body(nodes, &receiving, start, &mut body).await?;
         }
-        // Chunks as they come, not the store's 1 MiB runs (`RUN`): with
-        // three in-process nodes the runs cost more CPU than they saved
-        // (README, "Drops and configlist start-up").
+        // Chunks as they come, not gathered into 1 MiB runs: with three
+        // in-process nodes runs cost more CPU than they saved (README,
+        // "Drops and configlist start-up").
         while let Some(chunk) = body.next_chunk().await? {
             if let Some(v) = verifier.as_mut() {
                 v.update(chunk);
