@@ -75,10 +75,10 @@ mod s3;
 mod crypto;
 #[path = "special/export.rs"]
 mod export;
-#[path = "special/gpg.rs"]
-mod gpg;
 #[path = "special/export_attacks.rs"]
 mod export_attacks;
+#[path = "special/gpg.rs"]
+mod gpg;
 #[path = "special/s3_faults.rs"]
 mod s3_faults;
 #[path = "special/sharedpubkey.rs"]

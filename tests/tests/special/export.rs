@@ -17,18 +17,28 @@ use super::world::*;
 
 const EXPORT: [&str; 2] = ["exporttree=yes", "annexobjects=yes"];
 
+/// `d` made an export of `main` in `repo` (the proxy, or a cluster's
+/// gateway), and `cmd` (`updateproxy` or `updatecluster`) run again so it
+/// installs the hook.
+pub(super) fn track_main(env: &TestEnv, repo: &std::path::Path, cmd: &str) {
+    env.oracle(repo, &["config", "remote.d.annex-tracking-branch", "main"])
+        .ok();
+    env.annexproxy(repo, &[cmd]).ok();
+}
+
+/// A directory remote `d` with `params`, an export tracking `main`.
+pub(super) fn directory_export_with(params: &[&str]) -> World {
+    let wd = world_by(Setup::Ours, params);
+    track_main(&wd.env, &wd.proxy, "updateproxy");
+    wd
+}
+
 /// The S3 world with `d` an export remote tracking `main`, set up by
 /// `setup`; `updateproxy` run again once the tracking branch is set, so
 /// it installs the hook.
 pub(super) fn export_world(setup: Setup) -> World {
     let wd = super::s3::s3_world_at(setup, moto::shared().port(), &EXPORT);
-    wd.env
-        .oracle(
-            &wd.proxy,
-            &["config", "remote.d.annex-tracking-branch", "main"],
-        )
-        .ok();
-    wd.env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
+    track_main(&wd.env, &wd.proxy, "updateproxy");
     let hook = std::fs::read_to_string(wd.proxy.join("hooks/post-receive")).expect("hook");
     assert!(hook.contains("annexproxy"), "{hook}");
     wd
@@ -212,13 +222,7 @@ fn export_to_a_proxied_remote_is_refused() {
 fn an_export_real_git_annex_made_is_read_through_the_proxy() {
     let wd = export_world(Setup::Real);
     let env = &wd.env;
-    let side = env.srv.join("side");
-    env.oracle(
-        &env.srv,
-        &["clone", "-q", &wd.proxy.display().to_string(), "side"],
-    )
-    .ok();
-    env.oracle_annex(&side, &["init", "side"]).ok();
+    let side = server_clone(&wd, "side");
     env.oracle(
         &side,
         &["config", "annex.security.allowed-ip-addresses", "127.0.0.1"],
@@ -283,12 +287,7 @@ fn export_node_in_a_cluster() {
         .ok();
     assert_eq!(worktree_bytes(client, "big.bin"), big);
     std::fs::rename(&away, &m.node).expect("node1 back");
-    env.oracle(
-        &m.gateway,
-        &["config", "remote.d.annex-tracking-branch", "main"],
-    )
-    .ok();
-    env.annexproxy(&m.gateway, &["updatecluster"]).ok();
+    track_main(env, &m.gateway, "updatecluster");
     env.add_file(client, "site/index.txt", b"served from the cluster\n");
     let pushed = env.annex(client, &["push"]).ok();
     assert!(pushed.all().contains("export d:"), "{pushed}");
@@ -317,14 +316,8 @@ fn export_node_in_a_cluster() {
 /// directory, byte for byte, and real git-annex in the proxy reads them.
 #[test]
 fn push_updates_a_directory_export() {
-    let wd = world_by(Setup::Ours, &EXPORT);
+    let wd = directory_export_with(&EXPORT);
     let (env, client) = (&wd.env, &wd.client);
-    env.oracle(
-        &wd.proxy,
-        &["config", "remote.d.annex-tracking-branch", "main"],
-    )
-    .ok();
-    env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
     env.add_file(client, "a.txt", b"alpha in a directory\n");
     env.add_file(client, "deep/er/b.bin", &[7u8; 3000]);
     env.annex(client, &["push"]).ok();
@@ -507,14 +500,8 @@ fn an_export_update_waits_for_the_one_under_way() {
 /// proxy finds the export complete.
 #[test]
 fn preferred_content_filters_the_export() {
-    let wd = world_by(Setup::Ours, &EXPORT);
+    let wd = directory_export_with(&EXPORT);
     let (env, client) = (&wd.env, &wd.client);
-    env.oracle(
-        &wd.proxy,
-        &["config", "remote.d.annex-tracking-branch", "main"],
-    )
-    .ok();
-    env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
     env.oracle_annex(&wd.proxy, &["wanted", "d", "exclude=*.skip"])
         .ok();
     env.annex(client, &["sync", "--no-content"]).ok();
@@ -541,14 +528,8 @@ fn preferred_content_filters_the_export() {
 /// refuses it; get and fsck through the proxy.
 #[test]
 fn export_without_annexobjects_is_filled_from_the_proxy() {
-    let wd = world_by(Setup::Ours, &["exporttree=yes"]);
+    let wd = directory_export_with(&["exporttree=yes"]);
     let (env, client) = (&wd.env, &wd.client);
-    env.oracle(
-        &wd.proxy,
-        &["config", "remote.d.annex-tracking-branch", "main"],
-    )
-    .ok();
-    env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
     env.add_file(client, "a.txt", b"uploaded by the proxy\n");
     env.annex(client, &["push"]).ok();
     env.wait_server_idle();

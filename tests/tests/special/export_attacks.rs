@@ -8,21 +8,13 @@ use std::path::Path;
 
 use annexproxy_tests::TestEnv;
 
-use super::export::add_git_file;
+use super::export::{add_git_file, directory_export_with};
 use super::world::*;
 
 /// A directory remote `d` (`exporttree=yes annexobjects=yes`) tracking
 /// `main`, with the proxy's hook installed.
 fn directory_export() -> World {
-    let wd = world_by(Setup::Ours, &["exporttree=yes", "annexobjects=yes"]);
-    wd.env
-        .oracle(
-            &wd.proxy,
-            &["config", "remote.d.annex-tracking-branch", "main"],
-        )
-        .ok();
-    wd.env.annexproxy(&wd.proxy, &["updateproxy"]).ok();
-    wd
+    directory_export_with(&["exporttree=yes", "annexobjects=yes"])
 }
 
 /// `script` run by `sh` in the client (git's plumbing, as an attacker

@@ -6,6 +6,7 @@
 //! transfers in flight.
 
 use std::fs;
+use std::path::PathBuf;
 
 use annexproxy_tests::observe::worktree_bytes;
 use annexproxy_tests::p2phttp::HttpServer;
@@ -162,8 +163,10 @@ fn copy_with_four_jobs(
     files
 }
 
-#[test]
-fn async_program_serves_p2phttp_jobs_from_one_process() {
+/// The ASYNC program of ours as proxied remote `d`, the proxy served by
+/// p2phttp with four jobs and the client's `origin` pointed at it: the
+/// server, the proxy, the program's store and the client.
+fn async_over_http() -> (HttpServer, PathBuf, PathBuf, PathBuf) {
     let World {
         env,
         proxy,
@@ -172,8 +175,14 @@ fn async_program_serves_p2phttp_jobs_from_one_process() {
         ..
     } = external_world(Setup::Ours, Program::Async, &[]);
     let s = HttpServer::serve(env, proxy.clone(), &["--wideopen", "--jobs", "4"], &[]);
-    let env = &s.env;
     s.point_at_http(&client, "origin");
+    (s, proxy, store, client)
+}
+
+#[test]
+fn async_program_serves_p2phttp_jobs_from_one_process() {
+    let (s, proxy, store, client) = async_over_http();
+    let env = &s.env;
     let names: Vec<String> = (0..6).map(|i| format!("f{i}.bin")).collect();
     let contents: Vec<Vec<u8>> = (0..6)
         .map(|i| pseudo_random_bytes(40 + i, 150_000))
@@ -219,16 +228,8 @@ fn async_program_serves_p2phttp_jobs_from_one_process() {
 /// process.
 #[test]
 fn async_program_dying_fails_its_jobs_in_flight() {
-    let World {
-        env,
-        proxy,
-        store,
-        client,
-        ..
-    } = external_world(Setup::Ours, Program::Async, &[]);
-    let s = HttpServer::serve(env, proxy.clone(), &["--wideopen", "--jobs", "4"], &[]);
+    let (s, proxy, store, client) = async_over_http();
     let env = &s.env;
-    s.point_at_http(&client, "origin");
     let names = ["a.bin", "b.bin", "c.bin", "x.boom"];
     for name in names {
         env.add_file(&client, name, format!("content of {name}\n").as_bytes());

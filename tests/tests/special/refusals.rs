@@ -95,13 +95,7 @@ fn unserved_type_is_refused_as_a_cluster_node() {
 fn pushed_configuration_waits_for_verification() {
     let wd = world(&[]);
     let env = &wd.env;
-    let other = env.srv.join("other");
-    env.oracle(
-        &env.srv,
-        &["clone", "-q", &wd.proxy.display().to_string(), "other"],
-    )
-    .ok();
-    env.oracle_annex(&other, &["init", "other"]).ok();
+    let other = server_clone(&wd, "other");
     let elsewhere = env.srv.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("mkdir");
     let dir_param = format!("directory={}", elsewhere.display());

@@ -135,25 +135,13 @@ fn remote_set_up_by_us_is_used_by_real_git_annex() {
 fn enableremote_then_verifyremote() {
     let wd = world(&[]);
     let env = &wd.env;
-    let side = env.srv.join("side");
-    env.oracle(
-        &env.srv,
-        &["clone", "-q", &wd.proxy.display().to_string(), "side"],
-    )
-    .ok();
-    env.oracle_annex(&side, &["init", "side"]).ok();
+    let side = server_clone(&wd, "side");
     let dir_param = format!("directory={}", wd.store.display());
     env.annexproxy(&side, &["enableremote", "d", &dir_param])
         .ok()
         .says("enableremote d")
         .says("annexproxy verifyremote d --safe");
-    let real_side = env.srv.join("real-side");
-    env.oracle(
-        &env.srv,
-        &["clone", "-q", &wd.proxy.display().to_string(), "real-side"],
-    )
-    .ok();
-    env.oracle_annex(&real_side, &["init", "real-side"]).ok();
+    let real_side = server_clone(&wd, "real-side");
     env.oracle_annex(&real_side, &["enableremote", "d", &dir_param])
         .ok();
     assert_eq!(

@@ -77,6 +77,17 @@ pub fn proxied_world(env: TestEnv, proxy: PathBuf, store: PathBuf) -> World {
     }
 }
 
+/// A second repository on the server, `NAME` beside the proxy: real
+/// git-annex's clone of it, initialised.
+pub fn server_clone(wd: &World, name: &str) -> PathBuf {
+    let env = &wd.env;
+    let path = env.srv.join(name);
+    let proxy = wd.proxy.display().to_string();
+    env.oracle(&env.srv, &["clone", "-q", &proxy, name]).ok();
+    env.oracle_annex(&path, &["init", name]).ok();
+    path
+}
+
 /// `encryption=none`, unless `extra` says otherwise.
 pub fn default_encryption(extra: &[&str]) -> Option<&'static str> {
     let given = extra.iter().any(|p| p.starts_with("encryption="));
