@@ -1046,6 +1046,42 @@ def measure_limits(b: Bench) -> dict[str, float]:
     # coreutils' sha256sum may not use the CPU's SHA instructions; OpenSSL
     # (python's hashlib) does, as a Rust server can.
     out["sha256: python hashlib, OpenSSL (MB/s)"] = size / timed([sys.executable, "-c", HASHLIB_SNIPPET, str(f)]) / MB
+    out.update(unlink_floor(b))
+    return out
+
+
+def self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def unlink_floor(b: Bench) -> dict[str, float]:
+    """The kernel's share of a drop that no server can avoid: unlinking a
+    big object frees its page cache, and creating any file costs an inode
+    allocation (on this machine's ext4 without a journal that walks past
+    every inode freed in the last minutes, so it grows with the bench's
+    own churn). Measured in this process, on the bench's file system."""
+    out = {}
+    big = b.root / "data/unlink-floor.bin"
+    block = b"\0" * 65504  # what one pipe read of the real client's body gives
+    with open(big, "wb", buffering=0) as w:
+        left = b.sizes.big
+        while left > 0:
+            left -= w.write(block[: min(left, len(block))])
+        os.fsync(w.fileno())
+    c0 = self_cpu()
+    big.unlink()
+    out[f"unlink: a cached {b.sizes.big // MB} MB file just written and fsynced (ms of CPU)"] = (self_cpu() - c0) * 1000
+    # Beside the servers' repositories, where their files are made (ext4
+    # looks for a free inode from the parent directory's group first).
+    names = [b.root / f"srv/.create-floor.{i}" for i in range(b.sizes.startup_n)]
+    c0 = self_cpu()
+    for name in names:
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444))
+    per = (self_cpu() - c0) / len(names) * 1e6
+    out[f"create: {len(names)} empty files beside the servers' repositories (µs of CPU each)"] = per
+    for name in names:
+        name.unlink()
     return out
 
 
