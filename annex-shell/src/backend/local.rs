@@ -206,7 +206,7 @@ impl Backend for Local {
         W: AsyncWrite + Unpin + Send,
     {
         let Some((key, receiver)) = self.receiving.as_mut() else {
-            client.recv_data(len, &mut Vec::new()).await?;
+            client.recv_data(len, &mut annex::p2p::Discard).await?;
             return Ok(());
         };
         // Opened already, unless store_offered was skipped.

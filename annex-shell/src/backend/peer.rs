@@ -386,7 +386,7 @@ impl Backend for Peer {
     {
         let Node::Up(nc) = &mut self.node else {
             // Gone since PUT-FROM: the body is still read, to stay in step.
-            client.recv_data(len, &mut Vec::new()).await?;
+            client.recv_data(len, &mut annex::p2p::Discard).await?;
             return Ok(());
         };
         match body::relay_put_body(client, len, nc).await {

@@ -91,6 +91,17 @@ pub trait DataSink {
     fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()>;
 }
 
+/// A body nobody keeps (its PUT was refused, or the node it was for is
+/// gone): read to its end so the connection stays in step, in constant
+/// memory however long the client says it is.
+pub struct Discard;
+
+impl DataSink for Discard {
+    fn write_chunk(&mut self, _chunk: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// For small bodies and tests; a store should write through instead.
 impl DataSink for Vec<u8> {
     fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {

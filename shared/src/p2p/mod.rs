@@ -10,8 +10,8 @@ mod zerocopy;
 
 pub use codec::{decode, encode, DecodeError, Decoded};
 pub use connection::{
-    file_handoff, ConnError, Connection, DataBody, DataSink, DataWriter, FileGiver, FileTaker,
-    Halves, HandedFile,
+    file_handoff, ConnError, Connection, DataBody, DataSink, DataWriter, Discard, FileGiver,
+    FileTaker, Halves, HandedFile,
 };
 pub use message::{fit, Message, Service, MAX_PROTOCOL_VERSION};
 pub use tee::TeeOut;
