@@ -256,6 +256,17 @@ mod tests {
         Ok(found)
     }
 
+    /// Each text alone is one the reader is unsure of, for the reason `is`.
+    #[track_caller]
+    fn all_unsure(texts: &[&str], is: fn(&Unsure) -> bool) {
+        for text in texts {
+            match read(&[text]) {
+                Err(e) if is(&e) => {}
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
+
     const INIT: &str = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\
         [annex]\n\tuuid = 9c0e0c22-39a4-4b8a-8e47-3c3c8a0e7a11\n\tversion = 10\n";
 
@@ -295,51 +306,48 @@ mod tests {
 
     #[test]
     fn includes_and_remotes_hand_on() {
-        for text in [
-            "[include]\n\tpath = other\n",
-            "[includeIf \"gitdir:/srv/\"]\n\tpath = other\n",
-            "[IncludeIf \"onbranch:main\"]\n",
-        ] {
-            assert!(
-                matches!(read(&[text]), Err(Unsure::Include { .. })),
-                "{text}"
-            );
-        }
+        all_unsure(
+            &[
+                "[include]\n\tpath = other\n",
+                "[includeIf \"gitdir:/srv/\"]\n\tpath = other\n",
+                "[IncludeIf \"onbranch:main\"]\n",
+            ],
+            |e| matches!(e, Unsure::Include { .. }),
+        );
         let remote = "[annex]\n\tuuid = u\n[remote \"n1\"]\n\turl = ../n1\n";
         assert_eq!(read(&[remote]), Err(Unsure::Remote(3)));
     }
 
     #[test]
     fn quoting_escapes_and_odd_syntax_hand_on() {
-        for text in [
-            "[annex]\n\tuuid = \"u\"\n",
-            "[annex]\n\tuuid = u\\\n1\n",
-            "[annex]\r\n\tuuid = u\r\n",
-            "[annex] uuid = u\n",
-            "[annex.sub]\n",
-            "[filter \"a\\\"b\"]\n",
-            "[filter \"a]\n",
-            "[annex]\n\tu_id = 1\n",
-            "[annex]\n\t1uuid = 1\n",
-            "[annex]\n\tuuid : 1\n",
-        ] {
-            assert!(matches!(read(&[text]), Err(Unsure::Syntax(_))), "{text:?}");
-        }
+        all_unsure(
+            &[
+                "[annex]\n\tuuid = \"u\"\n",
+                "[annex]\n\tuuid = u\\\n1\n",
+                "[annex]\r\n\tuuid = u\r\n",
+                "[annex] uuid = u\n",
+                "[annex.sub]\n",
+                "[filter \"a\\\"b\"]\n",
+                "[filter \"a]\n",
+                "[annex]\n\tu_id = 1\n",
+                "[annex]\n\t1uuid = 1\n",
+                "[annex]\n\tuuid : 1\n",
+            ],
+            |e| matches!(e, Unsure::Syntax(_)),
+        );
         assert_eq!(read(&["uuid = u\n"]), Err(Unsure::KeyOutsideSection(1)));
     }
 
     #[test]
     fn printed_values_must_read_alike_everywhere() {
-        for text in [
-            "[annex]\n\tuuid\n",
-            "[annex]\n\tuuid = a b\n",
-            "[core]\n\tgcrypt-id = x#y\n",
-        ] {
-            assert!(
-                matches!(read(&[text]), Err(Unsure::Printed { .. })),
-                "{text:?}"
-            );
-        }
+        all_unsure(
+            &[
+                "[annex]\n\tuuid\n",
+                "[annex]\n\tuuid = a b\n",
+                "[core]\n\tgcrypt-id = x#y\n",
+            ],
+            |e| matches!(e, Unsure::Printed { .. }),
+        );
         // A comment after the value is not part of it.
         let found = read(&["[core]\n\tgcrypt-id = abc # set by gcrypt\n"]).expect("read");
         assert_eq!(found.gcrypt_id.as_deref(), Some("abc"));
@@ -348,26 +356,22 @@ mod tests {
     #[test]
     fn core_keys_gix_checks_need_plain_values() {
         assert!(read(&["[core]\n\tbare\n\tfilemode = No\n\tsharedrepository = group\n"]).is_ok());
-        for text in [
-            "[core]\n\trepositoryformatversion = 2\n",
-            "[core]\n\tbare = maybe\n",
-            "[core]\n\tworktree = /elsewhere\n",
-            "[core]\n\tlogallrefupdates = always\n",
-        ] {
-            assert!(
-                matches!(read(&[text]), Err(Unsure::CoreKey { .. })),
-                "{text:?}"
-            );
-        }
-        for text in [
-            "[extensions]\n\tobjectformat = sha256\n",
-            "[gitoxide]\n",
-            "[http]\n",
-        ] {
-            assert!(
-                matches!(read(&[text]), Err(Unsure::Section { .. })),
-                "{text:?}"
-            );
-        }
+        all_unsure(
+            &[
+                "[core]\n\trepositoryformatversion = 2\n",
+                "[core]\n\tbare = maybe\n",
+                "[core]\n\tworktree = /elsewhere\n",
+                "[core]\n\tlogallrefupdates = always\n",
+            ],
+            |e| matches!(e, Unsure::CoreKey { .. }),
+        );
+        all_unsure(
+            &[
+                "[extensions]\n\tobjectformat = sha256\n",
+                "[gitoxide]\n",
+                "[http]\n",
+            ],
+            |e| matches!(e, Unsure::Section { .. }),
+        );
     }
 }

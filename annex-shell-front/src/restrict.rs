@@ -62,6 +62,16 @@ impl Policy {
         }
     }
 
+    /// The policy of an environment holding just `vars` (as a forced
+    /// command sets them).
+    pub fn from_vars(vars: &[(&str, &str)]) -> Policy {
+        Policy::from_lookup(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
     pub fn server_mode(&self) -> ServerMode {
         if self.readonly {
             ServerMode::ReadOnly
@@ -149,11 +159,7 @@ mod tests {
     use super::*;
 
     fn policy(vars: &[(&str, &str)]) -> Policy {
-        Policy::from_lookup(|k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        })
+        Policy::from_vars(vars)
     }
 
     #[test]

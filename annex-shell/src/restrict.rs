@@ -122,11 +122,7 @@ mod tests {
     use super::*;
 
     fn policy(vars: &[(&str, &str)]) -> Policy {
-        Policy::from_lookup(|k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        })
+        Policy::from_vars(vars)
     }
 
     #[test]
