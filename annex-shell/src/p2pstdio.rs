@@ -10,7 +10,7 @@ use crate::args::BuiltinCall;
 use crate::backend::local::Local;
 use crate::backend::BackendError;
 use crate::error::ShellError;
-use crate::restrict::Policy;
+use crate::restrict::{Policy, Rules};
 use crate::session::{ServeError, Session};
 
 pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, ShellError> {
@@ -18,7 +18,7 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
     serve(call, |conn, client_uuid| {
         let store = repo.store();
         let local = Local::new(repo, store, my_uuid, client_uuid);
-        Session::new(conn, local, policy.rules()).run()
+        Session::new(conn, local, Rules::of(policy)).run()
     })
 }
 

@@ -14,6 +14,34 @@ use crate::{builtins, cluster, p2pstdio, special};
 // Where builtins (and older code) look for it.
 use crate::error::ShellError;
 
+/// The full server as git-annex-shell: `annexproxy git-annex-shell
+/// ARGS…`, which the `git-annex-shell` front execs for every call it does
+/// not answer itself. `argv` is what follows the subcommand.
+pub fn serve(argv: impl Iterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
+    let argv: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
+    init_logging();
+    let result = run(&argv);
+    // Objects dropped after their reply are unlinked before we end.
+    annex::store::discard::finish();
+    match result {
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("git-annex-shell: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `ANNEXPROXY_LOG`, when that is set.
+pub fn init_logging() {
+    if std::env::var_os("ANNEXPROXY_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("ANNEXPROXY_LOG"))
+            .init();
+    }
+}
+
 /// Run git-annex-shell with argv (without argv[0]); returns the exit code.
 pub fn run(argv: &[String]) -> Result<i32, ShellError> {
     let invocation = args::parse(argv)?;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use annex_shell::listen::{self, Endpoint};
 use annex_shell::operator::p2p;
 use annex_shell::operator::p2phttp::P2pHttpArgs;
+use annex_shell_front::handoff;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -275,13 +276,15 @@ enum TokenCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if std::env::var_os("ANNEXPROXY_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(tracing_subscriber::EnvFilter::from_env("ANNEXPROXY_LOG"))
-            .init();
+    // The git-annex-shell front hands its calls on as `annexproxy
+    // git-annex-shell ARGS…`: taken before clap, so the arguments stay
+    // exactly as ssh gave them (and the subcommand out of --help).
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == handoff::SERVER_SUBCOMMAND) {
+        return annex_shell::run::serve(args);
     }
+    let cli = Cli::parse();
+    annex_shell::run::init_logging();
     let mut out = std::io::stdout().lock();
     // Not locked: p2phttp and serve-p2p write to stderr from other threads.
     let mut err = std::io::stderr();

@@ -53,7 +53,7 @@ pub fn run(
     policy: &Policy,
 ) -> Result<i32, ShellError> {
     crate::p2pstdio::serve(call, |conn, _client| {
-        gateway_session(conn, repo, cluster_uuid, policy.rules())
+        gateway_session(conn, repo, cluster_uuid, Rules::of(policy))
     })
 }
 

@@ -36,7 +36,7 @@ pub fn run(
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     // The client's UUID is not needed: the node is told ours.
     crate::p2pstdio::serve(call, |conn, _client| {
-        relay_session(conn, &repo, my_uuid, node, policy.rules())
+        relay_session(conn, &repo, my_uuid, node, Rules::of(policy))
     })
 }
 

@@ -57,7 +57,7 @@ pub fn run(
     policy: &Policy,
 ) -> Result<i32, ShellError> {
     crate::p2pstdio::serve(call, |conn, _client| {
-        serve_session(conn, &repo, remote, policy.rules())
+        serve_session(conn, &repo, remote, Rules::of(policy))
     })
 }
 

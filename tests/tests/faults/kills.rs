@@ -147,16 +147,21 @@ fn sessions(w: &World) -> Vec<(u32, Vec<String>)> {
     found
 }
 
-/// Our gateway's process serving the cluster to a client: a
-/// git-annex-shell whose command line has the cluster's UUID (the
-/// sessions it opens with its nodes name only the gateway's UUID).
+/// Our gateway's process serving the cluster to a client: the server
+/// the git-annex-shell front exec'd (`annexproxy git-annex-shell …`)
+/// whose command line has the cluster's UUID (the sessions it opens with
+/// its nodes name only the gateway's UUID).
 fn gateway_pids(w: &World) -> Vec<u32> {
     let cluster = w.cluster_uuid();
+    let named = |a: &str, name: &str| a == name || a.ends_with(&format!("/{name}"));
     sessions(w)
         .into_iter()
         .filter(|(_, args)| {
-            let a0 = args.first().map(String::as_str).unwrap_or_default();
-            (a0 == "git-annex-shell" || a0.ends_with("/git-annex-shell")) && args.contains(&cluster)
+            let server = match args.as_slice() {
+                [a0, a1, ..] => named(a0, "annexproxy") && a1 == "git-annex-shell",
+                _ => false,
+            };
+            server && args.contains(&cluster)
         })
         .map(|(pid, _)| pid)
         .collect()

@@ -112,9 +112,7 @@ impl Fields {
         for item in items {
             let (name, value) = item.split_once('=').unwrap_or((item.as_str(), ""));
             match name {
-                "remoteuuid" if annex::uuids::is_uuid_word(value) => {
-                    f.remote_uuid = Some(value.to_owned())
-                }
+                "remoteuuid" if is_uuid_word(value) => f.remote_uuid = Some(value.to_owned()),
                 "autoinit" if value == "1" => f.autoinit = true,
                 "associatedfile" if !value.is_empty() => f.associated_file = Some(value.to_owned()),
                 _ => {}
@@ -122,6 +120,13 @@ impl Fields {
         }
         f
     }
+}
+
+/// git-annex's check of a UUID in a field: letters, digits and `-` only
+/// (the same test as `annex::uuids::is_uuid_word`, which this crate cannot
+/// depend on without growing the front binary).
+fn is_uuid_word(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// A builtin command with its parameters taken apart.
