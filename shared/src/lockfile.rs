@@ -104,6 +104,21 @@ pub fn try_lock(path: &Path, kind: LockKind, mode: u32) -> io::Result<Option<Loc
     }
 }
 
+/// Take a lock without waiting on a lock file that must already exist:
+/// `Err` of kind `NotFound` when it does not (nothing is created),
+/// `Ok(None)` when another holder conflicts.
+pub fn try_lock_existing(path: &Path, kind: LockKind) -> io::Result<Option<LockHandle>> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    if set_lock(&file, kind, false)? {
+        Ok(Some(LockHandle {
+            file,
+            path: path.to_owned(),
+        }))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Take a lock, waiting for conflicting holders to release it.
 pub fn lock(path: &Path, kind: LockKind, mode: u32) -> io::Result<LockHandle> {
     let file = open_lock_file(path, kind, mode)?;

@@ -7,7 +7,8 @@
 //! 10.20261026 (so both sides are pinned to them) and `recv` where only
 //! equality matters. PUT is in `protocol/put.rs`, deliberate differences
 //! in `protocol/differences.rs`, hostile input (ours only) in
-//! `protocol/bad_input.rs`. The harness side is
+//! `protocol/bad_input.rs`, removal without a lock file in
+//! `protocol/removal.rs`. The harness side is
 //! `annexproxy_tests::p2p_driver`.
 
 #[path = "protocol/bad_input.rs"]
@@ -16,6 +17,8 @@ mod bad_input;
 mod differences;
 #[path = "protocol/put.rs"]
 mod put;
+#[path = "protocol/removal.rs"]
+mod removal;
 #[path = "protocol/store_limits.rs"]
 mod store_limits;
 

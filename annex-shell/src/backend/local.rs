@@ -128,8 +128,9 @@ impl Backend for Local {
 
     async fn remove(&mut self, key: &Key, deadline: Option<u64>) -> Result<Outcome, BackendError> {
         use annex::store::RemoveOutcome;
-        // The deadline is checked while the removal lock is held, so a lock
-        // that a client took just before the deadline cannot be raced.
+        // The deadline is checked right before the object leaves the store
+        // (after the retention check), so the removal happens by the
+        // deadline or not at all.
         let still_allowed = || match deadline {
             Some(ts) => annex::clock::monotonic_seconds() < ts,
             None => true,

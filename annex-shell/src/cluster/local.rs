@@ -173,7 +173,8 @@ impl Node for LocalNode {
         Box::pin(async move { Ok(self.store.has(key)) })
     }
 
-    /// Checked under the removal lock, as the node's server checks it.
+    /// The deadline is checked right before the object leaves the store, as
+    /// the node's server checks it.
     fn remove<'a>(&'a mut self, key: &'a Key, deadline: Option<Deadline>) -> Fut<'a, Answer> {
         Box::pin(async move {
             let still_allowed = || match deadline {

@@ -2,7 +2,9 @@
 //! lockContentShared`, `lockContentForRemoval`).
 //!
 //! Holders of a copy (`LOCKCONTENT`) take a shared fcntl lock on
-//! `<object>.lck`; a remover takes it exclusively. Because a P2P client may
+//! `<object>.lck`; a remover takes it exclusively if it exists, after
+//! moving the object out of the store (`removal.rs` says why that is as
+//! safe as git-annex's removal, which creates it). Because a P2P client may
 //! vanish while relying on a lock, `LOCKCONTENT` also writes `<object>.rtm`,
 //! a POSIX time ten minutes ahead before which nobody removes the content,
 //! even after the lock is gone. `<object>.rtl` serialises writers of `.rtm`.
@@ -16,7 +18,7 @@ use crate::key::Key;
 use crate::lockfile::{self, LockHandle, LockKind};
 
 use super::fsutil::{self, in_thawed_dir, FILE_MODE};
-use super::{discard, ObjectStore, StoreError};
+use super::{ObjectStore, StoreError};
 
 /// How long a `LOCKCONTENT` keeps protecting content after its holder is
 /// gone (`p2pDefaultLockContentRetentionDuration`).
@@ -35,14 +37,14 @@ pub enum RemoveOutcome {
     TooLate,
 }
 
-struct LockFiles {
-    lck: PathBuf,
-    rtm: PathBuf,
+pub(super) struct LockFiles {
+    pub(super) lck: PathBuf,
+    pub(super) rtm: PathBuf,
     rtl: PathBuf,
 }
 
 impl LockFiles {
-    fn beside(object: &Path) -> LockFiles {
+    pub(super) fn beside(object: &Path) -> LockFiles {
         let with = |suffix: &str| {
             let mut s = object.as_os_str().to_owned();
             s.push(suffix);
@@ -73,12 +75,12 @@ fn write_retention(annex_dir: &Path, files: &LockFiles, until: PosixTime) -> std
 }
 
 /// Whether a retention time is ahead (`None`: no readable `.rtm`).
-fn retained(files: &LockFiles) -> Option<bool> {
+pub(super) fn retained(files: &LockFiles) -> Option<bool> {
     read_retention(&files.rtm).map(|t| PosixTime::now() <= t)
 }
 
 /// `.rtm` and `.rtl`, in a directory the caller thawed.
-fn remove_retention_files(files: &LockFiles) -> std::io::Result<()> {
+pub(super) fn remove_retention_files(files: &LockFiles) -> std::io::Result<()> {
     fsutil::remove_if_exists(&files.rtm)?;
     fsutil::remove_if_exists(&files.rtl)
 }
@@ -153,91 +155,12 @@ impl ObjectStore {
             retention,
             handle: Some(handle),
         };
+        // Last, after the lock is taken and the retention time written: a
+        // removal that found no `.lck`, or took it, has moved the object
+        // out of the store before this looks (see `removal.rs`).
         if !object.exists() {
             return Ok(None);
         }
         Ok(Some(lock))
-    }
-
-    /// `REMOVE`: drops the content unless it is locked or retained.
-    /// `still_allowed` runs while the removal lock is held, right before
-    /// the object is deleted.
-    ///
-    /// The key directory is thawed once for the whole removal (lock file,
-    /// object, lock file again, the directories), where thawing and
-    /// freezing it around each step cost three chmod pairs; it is frozen
-    /// again only if it is still there. An object of
-    /// [`discard::SET_ASIDE_FROM`] bytes or more is renamed out of the store
-    /// and unlinked after the reply ([`discard`]).
-    pub fn remove(
-        &self,
-        key: &Key,
-        still_allowed: impl FnOnce() -> bool,
-    ) -> Result<RemoveOutcome, StoreError> {
-        let Some(object) = self.content_path(key) else {
-            return Ok(RemoveOutcome::NotPresent);
-        };
-        let files = LockFiles::beside(&object);
-        if retained(&files) == Some(true) {
-            return Ok(RemoveOutcome::Locked);
-        }
-        let mut allowed = Some(still_allowed);
-        // Only taking the lock is retried when someone froze the directory
-        // under us; what follows it runs once.
-        let thawed = in_thawed_dir(&files.lck, || {
-            let Some(handle) = fsutil::try_sane_lock(&files.lck, LockKind::Exclusive)? else {
-                return Ok(Ok(RemoveOutcome::Locked));
-            };
-            Ok(self.remove_locked(&object, &files, handle, &mut allowed))
-        });
-        match thawed {
-            Ok(outcome) => outcome,
-            Err(_) if !object.exists() => Ok(RemoveOutcome::NotPresent),
-            Err(e) => Err(StoreError::io("lock", &files.lck)(e)),
-        }
-    }
-
-    /// The rest of a removal, holding its lock in the thawed key directory.
-    fn remove_locked(
-        &self,
-        object: &Path,
-        files: &LockFiles,
-        handle: LockHandle,
-        allowed: &mut Option<impl FnOnce() -> bool>,
-    ) -> Result<RemoveOutcome, StoreError> {
-        let release = |h: LockHandle| {
-            let _ = fsutil::remove_if_exists(&files.lck);
-            drop(h);
-        };
-        // Checked again under the lock: a holder that died between our
-        // first look and our lock leaves only its retention time behind.
-        match retained(files) {
-            Some(true) => {
-                release(handle);
-                return Ok(RemoveOutcome::Locked);
-            }
-            Some(false) => {
-                remove_retention_files(files).map_err(StoreError::io("remove", &files.rtm))?;
-            }
-            None => {}
-        }
-        let Ok(meta) = fs::metadata(object) else {
-            release(handle);
-            return Ok(RemoveOutcome::NotPresent);
-        };
-        if !allowed.take().is_some_and(|f| f()) {
-            release(handle);
-            return Ok(RemoveOutcome::TooLate);
-        }
-        let aside =
-            meta.len() >= discard::SET_ASIDE_FROM && discard::set_aside(&self.annex_dir(), object);
-        if !aside {
-            fsutil::remove_if_exists(object).map_err(StoreError::io("remove", object))?;
-        }
-        let _ = fsutil::remove_if_exists(&files.lck);
-        // Key directory and both hash directories, when empty.
-        fsutil::remove_empty_dirs(object, 3);
-        drop(handle);
-        Ok(RemoveOutcome::Removed)
     }
 }

@@ -16,6 +16,14 @@
 //! up `othertmp` (`cleanupOtherTmp`) deletes it, and so does our next
 //! large drop in that repository (files of processes that are gone).
 //! [`finish`] waits for every unlink queued; a process ends only after it.
+//!
+//! A removal also sets every object aside, large or small, for the moment
+//! it checks for lockers ([`begin_removal`], see `removal.rs`): under a
+//! name that says where it came from, `removing.PID.N.H1.H2.KEYFILE` for
+//! `objects/H1/H2/KEYFILE/KEYFILE`, so that it can be put back, by the
+//! removal itself when a locker holds the content, and by the first removal
+//! of a later process ([`sweep_removals_once`]) when the process died
+//! before answering.
 
 use std::collections::HashSet;
 use std::fs;
@@ -26,9 +34,10 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use crate::key::safe_path_component;
 use crate::lockfile::{self, LockHandle, LockKind};
 
-use super::fsutil::FILE_MODE;
+use super::fsutil::{self, FILE_MODE};
 
 /// Objects from this size on are set aside rather than unlinked in place;
 /// below it an unlink costs less than the rename, the lock and the hop to
@@ -37,6 +46,11 @@ pub const SET_ASIDE_FROM: u64 = 16 * 1024 * 1024;
 
 /// Prefix of the names in `othertmp`; the pid follows, then a counter.
 const PREFIX: &str = "dropped.";
+/// Prefix of an object being removed, that goes back if the removal
+/// does not happen: pid, counter, the two hash directories, the key file.
+const REMOVING: &str = "removing.";
+/// The longest file name ext4 (and most file systems) take.
+const NAME_MAX: usize = 255;
 
 /// A file in `othertmp` to unlink, and the lock that keeps git-annex's
 /// cleanup from racing the worker for it until then.
@@ -57,6 +71,21 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 static QUEUED: Mutex<usize> = Mutex::new(0);
 static DRAINED: Condvar = Condvar::new();
 
+/// A shared lock on `annex/othertmp.lck`, which keeps git-annex's
+/// `cleanupOtherTmp` from deleting `othertmp` while we have files there;
+/// `None` while a cleanup holds it.
+fn othertmp_lock(annex_dir: &Path) -> Option<LockHandle> {
+    let lock_path = annex_dir.join("othertmp.lck");
+    lockfile::try_lock(&lock_path, LockKind::Shared, FILE_MODE)
+        .ok()
+        .flatten()
+}
+
+fn dropped_name(othertmp: &Path) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    othertmp.join(format!("{PREFIX}{}.{n}", std::process::id()))
+}
+
 /// Moves `object` (in a thawed directory) out of the store into
 /// `annex/othertmp/` and queues its unlink. `false` when it was not set
 /// aside (no `othertmp`, its lock held by a cleanup, another file system,
@@ -66,22 +95,186 @@ pub(crate) fn set_aside(annex_dir: &Path, object: &Path) -> bool {
     if fs::create_dir_all(&othertmp).is_err() {
         return false;
     }
-    let lock_path = annex_dir.join("othertmp.lck");
-    let Ok(Some(lock)) = lockfile::try_lock(&lock_path, LockKind::Shared, FILE_MODE) else {
+    let Some(lock) = othertmp_lock(annex_dir) else {
         return false;
     };
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = othertmp.join(format!("{PREFIX}{}.{n}", std::process::id()));
+    let path = dropped_name(&othertmp);
     if fs::rename(object, &path).is_err() {
         return false;
     }
+    queue_unlink(path, othertmp, lock);
+    true
+}
+
+fn queue_unlink(path: PathBuf, othertmp: PathBuf, lock: LockHandle) {
     *QUEUED.lock().unwrap_or_else(|p| p.into_inner()) += 1;
     queue(Pending {
         path,
         othertmp,
         _lock: lock,
     });
-    true
+}
+
+/// An object moved out of the store by a removal that has not decided
+/// yet. Dropped without [`Removing::finish`], it goes back.
+pub(crate) struct Removing {
+    aside: PathBuf,
+    object: PathBuf,
+    othertmp: PathBuf,
+    lock: Option<LockHandle>,
+}
+
+/// What [`begin_removal`] did.
+pub(crate) enum SetAside {
+    Moved(Removing),
+    /// There was no object to move.
+    Gone,
+    /// Not moved (no usable `othertmp`, a cleanup holding its lock, a name
+    /// too long, another file system): the caller removes in place.
+    Unavailable,
+}
+
+/// The name in `othertmp` that records where `object` came from, if the
+/// object is where the store puts objects and the name fits.
+fn removing_name(annex_dir: &Path, object: &Path) -> Option<String> {
+    let rel = object.strip_prefix(annex_dir.join("objects")).ok()?;
+    let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
+    let &[h1, h2, dir, file] = parts.as_slice() else {
+        return None;
+    };
+    if dir != file || h1.contains('.') || h2.contains('.') {
+        return None;
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{REMOVING}{}.{n}.{h1}.{h2}.{file}", std::process::id());
+    (name.len() <= NAME_MAX).then_some(name)
+}
+
+/// Where a `removing.` name says its object came from (`None` for any
+/// other name, or one that would leave `annex/objects`), and the pid.
+fn removing_origin(annex_dir: &Path, name: &str) -> Option<(i32, PathBuf)> {
+    let mut fields = name.strip_prefix(REMOVING)?.splitn(5, '.');
+    let pid = fields.next()?.parse::<i32>().ok()?;
+    let _counter = fields.next()?;
+    let (h1, h2, file) = (fields.next()?, fields.next()?, fields.next()?);
+    for part in [h1, h2, file] {
+        safe_path_component(part).ok()?;
+    }
+    let object = annex_dir
+        .join("objects")
+        .join(h1)
+        .join(h2)
+        .join(file)
+        .join(file);
+    Some((pid, object))
+}
+
+/// Renames `object` (in a thawed key directory) to its `removing.` name.
+/// A permission error (someone froze the key directory meanwhile) is
+/// retried once after thawing it again.
+pub(crate) fn begin_removal(annex_dir: &Path, object: &Path) -> SetAside {
+    let Some(name) = removing_name(annex_dir, object) else {
+        return SetAside::Unavailable;
+    };
+    let Some(lock) = othertmp_lock(annex_dir) else {
+        return SetAside::Unavailable;
+    };
+    let othertmp = annex_dir.join("othertmp");
+    let aside = othertmp.join(name);
+    let mut result = fs::rename(object, &aside);
+    if let Err(e) = &result {
+        let retry = match e.kind() {
+            io::ErrorKind::NotFound if fs::symlink_metadata(object).is_err() => {
+                return SetAside::Gone;
+            }
+            io::ErrorKind::NotFound => fs::create_dir_all(&othertmp).is_ok(),
+            io::ErrorKind::PermissionDenied => {
+                object.parent().is_some_and(|d| fsutil::thaw_dir(d).is_ok())
+            }
+            _ => false,
+        };
+        if retry {
+            result = fs::rename(object, &aside);
+        }
+    }
+    match result {
+        Ok(()) => SetAside::Moved(Removing {
+            aside,
+            object: object.to_owned(),
+            othertmp,
+            lock: Some(lock),
+        }),
+        Err(_) if fs::symlink_metadata(object).is_err() => SetAside::Gone,
+        Err(_) => SetAside::Unavailable,
+    }
+}
+
+impl Removing {
+    /// The object's size, read from the file set aside.
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        Ok(fs::symlink_metadata(&self.aside)?.len())
+    }
+
+    /// The removal happens: the object is deleted now, or, from
+    /// [`SET_ASIDE_FROM`] bytes on, renamed to a `dropped.` name and
+    /// unlinked by the worker. Either way no `removing.` name is left, so
+    /// nothing can bring the content back once the removal is answered.
+    pub(crate) fn finish(mut self, len: u64) -> io::Result<()> {
+        let Some(lock) = self.lock.take() else {
+            return Ok(());
+        };
+        if len >= SET_ASIDE_FROM {
+            let dropped = dropped_name(&self.othertmp);
+            if fs::rename(&self.aside, &dropped).is_ok() {
+                queue_unlink(dropped, self.othertmp.clone(), lock);
+                return Ok(());
+            }
+        }
+        fs::remove_file(&self.aside)
+    }
+}
+
+/// The removal did not happen: the object goes back.
+impl Drop for Removing {
+    fn drop(&mut self) {
+        // The lock on `othertmp` is held until the object is back.
+        if let Some(_othertmp) = self.lock.take() {
+            if let Err(e) = restore(&self.aside, &self.object) {
+                tracing::warn!(
+                    "putting {} back at {}: {e}",
+                    self.aside.display(),
+                    self.object.display()
+                );
+            }
+        }
+    }
+}
+
+/// Renames `aside` back to `object` unless something is there now (new
+/// content of the key, stored meanwhile: the copy set aside is then
+/// redundant and deleted). The key directory may have been frozen (a
+/// locker thaws and freezes it) or removed (git-annex removes empty
+/// object directories after unlocking) in between; the caller freezes it
+/// again.
+fn restore(aside: &Path, object: &Path) -> io::Result<()> {
+    let dir = object.parent().unwrap_or(Path::new("."));
+    let mut attempts = 0;
+    loop {
+        let err = match fsutil::rename_noreplace(aside, object) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        attempts += 1;
+        match err.kind() {
+            io::ErrorKind::AlreadyExists => return fsutil::remove_if_exists(aside),
+            // Put back (or deleted) by someone else.
+            io::ErrorKind::NotFound if fs::symlink_metadata(aside).is_err() => return Ok(()),
+            _ if attempts > 5 => return Err(err),
+            io::ErrorKind::NotFound => fs::create_dir_all(dir)?,
+            io::ErrorKind::PermissionDenied => fsutil::thaw_dir(dir)?,
+            _ => return Err(err),
+        }
+    }
 }
 
 fn queue(pending: Pending) {
@@ -136,6 +329,13 @@ fn unlink(path: &Path) {
     }
 }
 
+fn process_gone(pid: i32) -> bool {
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
 /// Files set aside by processes of ours that died before unlinking them.
 /// (A pid in use again by another process keeps its files until
 /// git-annex's cleanup or a later sweep: never removed too early.)
@@ -153,12 +353,44 @@ fn sweep_dead(othertmp: &Path) {
         else {
             continue;
         };
-        let gone = matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(nix::errno::Errno::ESRCH)
-        );
-        if gone {
+        if process_gone(pid) {
             unlink(&entry.path());
+        }
+    }
+}
+
+/// Repositories whose `othertmp` this process has swept for removals.
+static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Once per process and repository, before its first removal: objects
+/// that a process now gone set aside for a removal it never answered go
+/// back to their paths (their location log still says present), or are
+/// deleted where new content of the key took their place.
+pub(crate) fn sweep_removals_once(annex_dir: &Path) {
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.iter().any(|d| d == annex_dir) {
+            return;
+        }
+        swept.push(annex_dir.to_owned());
+    }
+    let Ok(entries) = fs::read_dir(annex_dir.join("othertmp")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, object)) = name.to_str().and_then(|n| removing_origin(annex_dir, n)) else {
+            continue;
+        };
+        if !process_gone(pid) {
+            continue;
+        }
+        let restored = restore(&entry.path(), &object).and_then(|()| match object.parent() {
+            Some(dir) if dir.exists() => fsutil::freeze_dir(dir),
+            _ => Ok(()),
+        });
+        if let Err(e) = restored {
+            tracing::warn!("putting {} back: {e}", object.display());
         }
     }
 }

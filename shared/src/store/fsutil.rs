@@ -102,6 +102,21 @@ pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Renames `from` to `to` unless something is at `to` (`AlreadyExists`
+/// then, and `from` stays). Where the file system has no
+/// `RENAME_NOREPLACE`, a hard link (which never replaces either) and an
+/// unlink of `from` do the same.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
+            fs::hard_link(from, to)?;
+            remove_if_exists(from)
+        }
+        other => other.map_err(io::Error::from),
+    }
+}
+
 /// Removes the directory holding `file` and up to `levels - 1` of its
 /// parents while they are empty (`cleanObjectDirs`).
 pub(crate) fn remove_empty_dirs(file: &Path, levels: usize) {

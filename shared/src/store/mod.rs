@@ -9,8 +9,10 @@
 //! * Receiving ([`Incoming`]): `annex/tmp/<keyfile>`, resumable, verified
 //!   while it streams, under the download transfer locks.
 //! * Sending ([`UploadTransfer`]): an upload transfer record while it runs.
-//! * Locking ([`ContentLock`], [`ObjectStore::remove`]): fcntl locks on
-//!   `<object>.lck` plus the `.rtm` retention timestamp of v10 repositories.
+//! * Locking ([`ContentLock`]): fcntl locks on `<object>.lck` plus the
+//!   `.rtm` retention timestamp of v10 repositories; [`ObjectStore::remove`]
+//!   honours them without making a `.lck` when nobody holds one
+//!   (`removal.rs`).
 //!
 //! Not supported: v9 and older content locking (locking the object file
 //! itself under `annex/sentinal`), `core.sharedRepository` modes and freeze
@@ -23,11 +25,14 @@ pub mod discard;
 mod fsutil;
 mod incoming;
 pub mod midstate;
+mod removal;
 mod transfer;
 pub mod verify;
 
 #[cfg(test)]
 mod interop_tests;
+#[cfg(test)]
+mod removal_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
