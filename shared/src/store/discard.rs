@@ -17,7 +17,6 @@
 //! large drop in that repository (files of processes that are gone).
 //! [`finish`] waits for every unlink queued; a process ends only after it.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,7 +34,8 @@ use super::fsutil::FILE_MODE;
 /// the worker.
 pub const SET_ASIDE_FROM: u64 = 16 * 1024 * 1024;
 
-/// Prefix of the names in `othertmp`; the pid follows, then a counter.
+/// Prefix of the names in `othertmp`; the pid follows, then a counter
+/// (swept by `scratch::sweep_dead` once the process is gone).
 const PREFIX: &str = "dropped.";
 
 /// A file in `othertmp` to unlink, and the lock that keeps git-annex's
@@ -97,14 +97,11 @@ fn queue(pending: Pending) {
     let spawned = std::thread::Builder::new()
         .name("store-discard".into())
         .spawn(move || {
-            // Each repository's othertmp is swept once per worker, after
+            // Each repository's othertmp is swept once per process, after
             // the first file of ours there (the reply waits for neither).
-            let mut swept = HashSet::new();
             for p in rx {
                 unlink(&p.path);
-                if swept.insert(p.othertmp.clone()) {
-                    sweep_dead(&p.othertmp);
-                }
+                super::scratch::sweep_once(&p.othertmp);
             }
         });
     match spawned {
@@ -132,33 +129,6 @@ fn unlink(path: &Path) {
     if let Err(e) = fs::remove_file(path) {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::warn!("removing {}: {e}", path.display());
-        }
-    }
-}
-
-/// Files set aside by processes of ours that died before unlinking them.
-/// (A pid in use again by another process keeps its files until
-/// git-annex's cleanup or a later sweep: never removed too early.)
-fn sweep_dead(othertmp: &Path) {
-    let Ok(entries) = fs::read_dir(othertmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(PREFIX))
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let gone = matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(nix::errno::Errno::ESRCH)
-        );
-        if gone {
-            unlink(&entry.path());
         }
     }
 }
