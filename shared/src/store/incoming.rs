@@ -458,6 +458,10 @@ impl Incoming {
     /// leaves the partial file for a later resume.
     pub fn finish(mut self, mode: VerifyMode) -> Result<Stored, StoreError> {
         if mode == VerifyMode::Invalid && self.received == 0 {
+            // As git-annex, which made the partial file when DATA came.
+            if let Some(scratch) = &self.scratch {
+                self.keep_as_partial(scratch.path());
+            }
             self.record.end(false);
             return Err(StoreError::NoContentSent);
         }
