@@ -36,6 +36,30 @@ pub(crate) fn freeze_file(file: &fs::File) -> io::Result<()> {
     Ok(())
 }
 
+/// Renames `from` to `to` unless `to` exists: `Ok(false)` then, and `from`
+/// is left where it is. Two receivers of one key may finish at once (small
+/// PUTs take no transfer lock, and git-annex may receive beside us): the
+/// first object in place stays, as git-annex's `moveAnnex` keeps it, and
+/// no receiver replaces another's object (which the replaced one would
+/// take for its own file swapped under it, and remove).
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(true),
+            Err(nix::errno::Errno::EEXIST) => return Ok(false),
+            // A file system without RENAME_NOREPLACE: check, then rename.
+            Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if fs::symlink_metadata(to).is_ok() {
+        return Ok(false);
+    }
+    fs::rename(from, to).map(|()| true)
+}
+
 /// Whether `path` itself (not a symlink's target) is the open `file`.
 pub(crate) fn same_file(path: &Path, file: &fs::File) -> io::Result<bool> {
     let (p, f) = (fs::symlink_metadata(path)?, file.metadata()?);

@@ -13,16 +13,16 @@
 //! `annex/othertmp/` ([`Scratch`]). The lock is there so that two
 //! receivers of one key do not write one `annex/tmp/<keyfile>`; with a
 //! file per writer there is nothing to exclude, each verifies what it
-//! wrote, and the first rename into the store wins (a later one finds
-//! the content present and discards its copy, or replaces it with the same
-//! verified bytes). The info file only shows a running transfer to `git
-//! annex info`, which a small PUT outlasts by milliseconds. Together they
-//! were two files created and deleted per key, on a file system where
-//! creating one is the largest cost of a small PUT. Everything else is as
-//! for any key: the space check, the fsync before the rename, the
-//! failed-transfer record. An interrupted small PUT leaves what it
-//! received at `annex/tmp/<keyfile>` (unless something is there already),
-//! where git-annex and our next PUT of the key resume from it, as after
+//! wrote, and the first rename into the store wins (a later one finds the
+//! content present, never renames over it, and discards its copy). The
+//! info file only shows a running transfer to `git annex info`, which a
+//! small PUT outlasts by milliseconds. Together they were two files
+//! created and deleted per key, on a file system where creating one is the
+//! largest cost of a small PUT. Everything else is as for any key: the
+//! space check, the fsync before the rename, the failed-transfer record.
+//! An interrupted small PUT leaves what it received at
+//! `annex/tmp/<keyfile>` (unless something is there already), where
+//! git-annex and our next PUT of the key resume from it, as after
 //! any interrupted PUT; such a resume takes the locked path.
 
 use std::fs::{self, File, OpenOptions};
@@ -540,8 +540,10 @@ impl Incoming {
         // `git annex fsck` already cope with. git-annex does not sync it
         // either, and it doubled the cost of storing a small key.
         let file = &self.file;
-        fsutil::in_thawed_dir(&dest, || {
-            fs::rename(&tmp, &dest)?;
+        let placed = fsutil::in_thawed_dir(&dest, || {
+            if !fsutil::rename_noreplace(&tmp, &dest)? {
+                return Ok(false);
+            }
             // What was renamed is whatever sat at the temp path: make sure
             // it is the file we wrote and verified, not something put
             // there since we opened it.
@@ -551,12 +553,16 @@ impl Incoming {
                     "the partial file was replaced while receiving",
                 ));
             }
-            fsutil::freeze_file(file)
+            fsutil::freeze_file(file).map(|()| true)
         })
         .map_err(StoreError::io("store", &dest))?;
-        // Renamed away: nothing left to remove, and the othertmp lock can go.
+        if !placed {
+            // Another receiver's verified copy got there first: keep it.
+            fs::remove_file(&tmp).map_err(StoreError::io("remove", &tmp))?;
+        }
+        // Renamed or removed: nothing left to clean, the othertmp lock can go.
         self.scratch = None;
-        Ok((dest, true))
+        Ok((dest, placed))
     }
 }
 

@@ -95,3 +95,20 @@ fn a_failed_small_put_leaves_only_its_failure_record() {
     inc.abandon();
     assert_eq!(names_in(&annex.join("othertmp")), Vec::<String>::new());
 }
+
+/// Two receivers finishing at once both pass the presence check; the
+/// later rename must not replace the earlier object (the earlier one would
+/// take it for its own file swapped under it, and remove it).
+#[test]
+fn a_rename_into_the_store_never_replaces_an_object() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+    fs::write(&from, b"second").expect("from");
+    fs::write(&to, b"first").expect("to");
+    assert!(!super::fsutil::rename_noreplace(&from, &to).expect("rename"));
+    assert_eq!(fs::read(&to).expect("to"), b"first");
+    assert_eq!(fs::read(&from).expect("from"), b"second");
+    fs::remove_file(&to).expect("rm");
+    assert!(super::fsutil::rename_noreplace(&from, &to).expect("rename"));
+    assert_eq!(fs::read(&to).expect("to"), b"second");
+}
