@@ -25,7 +25,6 @@
 //! of a later process ([`sweep_removals_once`]) when the process died
 //! before answering.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,7 +43,8 @@ use super::fsutil::{self, FILE_MODE};
 /// the worker.
 pub const SET_ASIDE_FROM: u64 = 16 * 1024 * 1024;
 
-/// Prefix of the names in `othertmp`; the pid follows, then a counter.
+/// Prefix of the names in `othertmp`; the pid follows, then a counter
+/// (swept by `scratch::sweep_dead` once the process is gone).
 const PREFIX: &str = "dropped.";
 /// Prefix of an object being removed, that goes back if the removal
 /// does not happen: pid, counter, the two hash directories, the key file.
@@ -261,12 +261,12 @@ fn restore(aside: &Path, object: &Path) -> io::Result<()> {
     let mut attempts = 0;
     loop {
         let err = match fsutil::rename_noreplace(aside, object) {
-            Ok(()) => return Ok(()),
+            Ok(true) => return Ok(()),
+            Ok(false) => return fsutil::remove_if_exists(aside),
             Err(e) => e,
         };
         attempts += 1;
         match err.kind() {
-            io::ErrorKind::AlreadyExists => return fsutil::remove_if_exists(aside),
             // Put back (or deleted) by someone else.
             io::ErrorKind::NotFound if fs::symlink_metadata(aside).is_err() => return Ok(()),
             _ if attempts > 5 => return Err(err),
@@ -290,14 +290,11 @@ fn queue(pending: Pending) {
     let spawned = std::thread::Builder::new()
         .name("store-discard".into())
         .spawn(move || {
-            // Each repository's othertmp is swept once per worker, after
+            // Each repository's othertmp is swept once per process, after
             // the first file of ours there (the reply waits for neither).
-            let mut swept = HashSet::new();
             for p in rx {
                 unlink(&p.path);
-                if swept.insert(p.othertmp.clone()) {
-                    sweep_dead(&p.othertmp);
-                }
+                super::scratch::sweep_once(&p.othertmp);
             }
         });
     match spawned {
@@ -329,36 +326,6 @@ fn unlink(path: &Path) {
     }
 }
 
-fn process_gone(pid: i32) -> bool {
-    matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
-}
-
-/// Files set aside by processes of ours that died before unlinking them.
-/// (A pid in use again by another process keeps its files until
-/// git-annex's cleanup or a later sweep: never removed too early.)
-fn sweep_dead(othertmp: &Path) {
-    let Ok(entries) = fs::read_dir(othertmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(PREFIX))
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if process_gone(pid) {
-            unlink(&entry.path());
-        }
-    }
-}
-
 /// Repositories whose `othertmp` this process has swept for removals.
 static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -382,7 +349,7 @@ pub(crate) fn sweep_removals_once(annex_dir: &Path) {
         let Some((pid, object)) = name.to_str().and_then(|n| removing_origin(annex_dir, n)) else {
             continue;
         };
-        if !process_gone(pid) {
+        if !super::scratch::process_gone(pid) {
             continue;
         }
         let restored = restore(&entry.path(), &object).and_then(|()| match object.parent() {

@@ -36,6 +36,30 @@ pub(crate) fn freeze_file(file: &fs::File) -> io::Result<()> {
     Ok(())
 }
 
+/// Renames `from` to `to` unless something is at `to`: `Ok(false)` then,
+/// and `from` is left where it is. Two receivers of one key may finish at
+/// once (small PUTs take no transfer lock, and git-annex may receive
+/// beside us): the first object in place stays, as git-annex's `moveAnnex`
+/// keeps it, and no receiver replaces another's object (which the replaced
+/// one would take for its own file swapped under it, and remove). A
+/// removal putting an object back never replaces new content either.
+/// Where the file system has no `RENAME_NOREPLACE`, a hard link (which
+/// never replaces either) and an unlink of `from` do the same.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EEXIST) => Ok(false),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => match fs::hard_link(from, to)
+        {
+            Ok(()) => remove_if_exists(from).map(|()| true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether `path` itself (not a symlink's target) is the open `file`.
 pub(crate) fn same_file(path: &Path, file: &fs::File) -> io::Result<bool> {
     let (p, f) = (fs::symlink_metadata(path)?, file.metadata()?);
@@ -99,21 +123,6 @@ pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
-    }
-}
-
-/// Renames `from` to `to` unless something is at `to` (`AlreadyExists`
-/// then, and `from` stays). Where the file system has no
-/// `RENAME_NOREPLACE`, a hard link (which never replaces either) and an
-/// unlink of `from` do the same.
-pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
-            fs::hard_link(from, to)?;
-            remove_if_exists(from)
-        }
-        other => other.map_err(io::Error::from),
     }
 }
 

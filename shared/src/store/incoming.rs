@@ -6,6 +6,24 @@
 //! bytes are hashed first, so a resumed file is verified whole. Only verified
 //! content is renamed into the object directory, so the object path never
 //! holds a partial or wrong file.
+//!
+//! A small key (its size in its name at most [`UNLOCKED_PUT_UP_TO`])
+//! received from offset 0 takes no transfer lock and writes no transfer
+//! info file: its bytes go to a temporary file of its own in
+//! `annex/othertmp/` ([`Scratch`]). The lock is there so that two
+//! receivers of one key do not write one `annex/tmp/<keyfile>`; with a
+//! file per writer there is nothing to exclude, each verifies what it
+//! wrote, and the first rename into the store wins (a later one finds the
+//! content present, never renames over it, and discards its copy). The
+//! info file only shows a running transfer to `git annex info`, which a
+//! small PUT outlasts by milliseconds. Together they were two files
+//! created and deleted per key, on a file system where creating one is the
+//! largest cost of a small PUT. Everything else is as for any key: the
+//! space check, the fsync before the rename, the failed-transfer record.
+//! An interrupted small PUT leaves what it received at
+//! `annex/tmp/<keyfile>` (unless something is there already), where
+//! git-annex and our next PUT of the key resume from it, as after
+//! any interrupted PUT; such a resume takes the locked path.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -15,9 +33,18 @@ use std::path::{Path, PathBuf};
 use crate::key::Key;
 
 use super::fsutil::{self, FILE_MODE};
+use super::scratch::Scratch;
 use super::transfer::{Direction, TransferRecord};
 use super::verify::{Checked, Mismatch, Verifier};
 use super::{ObjectStore, StoreError};
+
+/// The largest key received without transfer lock and info file (when
+/// received from offset 0): 1 MiB, what the server's stdin pipe holds
+/// (it is grown to 1 MiB), so such a body is usually one or a few reads.
+/// Not resuming from inside a file this small costs at most re-sending
+/// 1 MiB after an interruption, while the transfer files cost two inode
+/// allocations on every PUT.
+pub const UNLOCKED_PUT_UP_TO: u64 = 1024 * 1024;
 
 /// What the sender said about the data, and so how much checking is needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +83,9 @@ pub struct Incoming {
     /// Set once the bytes before `offset` have been fed to it.
     verifier: Option<Verifier>,
     record: TransferRecord,
+    /// Set while `tmp` is a small PUT's file of its own (see the module's
+    /// comment); taken once the file is renamed into the store.
+    scratch: Option<Scratch>,
 }
 
 impl ObjectStore {
@@ -112,6 +142,10 @@ impl ObjectStore {
     ) -> Result<Incoming, StoreError> {
         self.check_accepts(key)?;
         let tmp = self.tmp_path(key)?;
+        let small = key.size().is_some_and(|s| s <= UNLOCKED_PUT_UP_TO);
+        if small && offered.unwrap_or_else(|| regular_len(&tmp)) == 0 {
+            return self.receive_unlocked(key, remote_uuid, assoc_file);
+        }
         let mut record =
             TransferRecord::start(self, Direction::Download, key, remote_uuid, assoc_file)?;
         let tmpdir = tmp.parent().unwrap_or(Path::new("."));
@@ -141,6 +175,43 @@ impl ObjectStore {
             received: 0,
             verifier: None,
             record,
+            scratch: None,
+        })
+    }
+
+    /// A small key from offset 0, into a file of its own: no transfer lock,
+    /// no info file (see the module's comment).
+    fn receive_unlocked(
+        &self,
+        key: &Key,
+        remote_uuid: &str,
+        assoc_file: Option<&str>,
+    ) -> Result<Incoming, StoreError> {
+        let mut record =
+            TransferRecord::unlocked(self, Direction::Download, key, remote_uuid, assoc_file)?;
+        let annex = self.annex_dir();
+        let (scratch, file) = match Scratch::create(&annex) {
+            Ok(made) => made,
+            Err(e) => {
+                record.end(false);
+                return Err(StoreError::io("create", &annex.join("othertmp"))(e));
+            }
+        };
+        if let Err(e) = self.check_space(key, 0) {
+            let _ = fs::remove_file(scratch.path());
+            record.end(false);
+            return Err(e);
+        }
+        Ok(Incoming {
+            store: self.clone(),
+            key: key.clone(),
+            tmp: scratch.path().to_owned(),
+            file,
+            offset: 0,
+            received: 0,
+            verifier: None,
+            record,
+            scratch: Some(scratch),
         })
     }
 
@@ -256,6 +327,12 @@ impl Incoming {
     #[cfg(test)]
     pub(crate) fn record_info_path(&self) -> &Path {
         self.record.info_path()
+    }
+
+    /// Where the bytes go: `annex/tmp/<keyfile>`, or a small PUT's own file.
+    #[cfg(test)]
+    pub(crate) fn tmp_file(&self) -> &Path {
+        &self.tmp
     }
 
     /// Feeds the partial bytes before the offset to a new verifier, and
@@ -381,6 +458,10 @@ impl Incoming {
     /// leaves the partial file for a later resume.
     pub fn finish(mut self, mode: VerifyMode) -> Result<Stored, StoreError> {
         if mode == VerifyMode::Invalid && self.received == 0 {
+            // As git-annex, which made the partial file when DATA came.
+            if let Some(scratch) = &self.scratch {
+                self.keep_as_partial(scratch.path());
+            }
             self.record.end(false);
             return Err(StoreError::NoContentSent);
         }
@@ -447,6 +528,7 @@ impl Incoming {
         if let Some(existing) = self.store.content_path(&self.key) {
             // Keep the copy already there, as git-annex's moveAnnex does.
             fs::remove_file(&tmp).map_err(StoreError::io("remove", &tmp))?;
+            self.scratch = None;
             return Ok((existing, false));
         }
         let dest = self.store.new_object_path(&self.key)?;
@@ -458,8 +540,10 @@ impl Incoming {
         // `git annex fsck` already cope with. git-annex does not sync it
         // either, and it doubled the cost of storing a small key.
         let file = &self.file;
-        fsutil::in_thawed_dir(&dest, || {
-            fs::rename(&tmp, &dest)?;
+        let placed = fsutil::in_thawed_dir(&dest, || {
+            if !fsutil::rename_noreplace(&tmp, &dest)? {
+                return Ok(false);
+            }
             // What was renamed is whatever sat at the temp path: make sure
             // it is the file we wrote and verified, not something put
             // there since we opened it.
@@ -469,10 +553,16 @@ impl Incoming {
                     "the partial file was replaced while receiving",
                 ));
             }
-            fsutil::freeze_file(file)
+            fsutil::freeze_file(file).map(|()| true)
         })
         .map_err(StoreError::io("store", &dest))?;
-        Ok((dest, true))
+        if !placed {
+            // Another receiver's verified copy got there first: keep it.
+            fs::remove_file(&tmp).map_err(StoreError::io("remove", &tmp))?;
+        }
+        // Renamed or removed: nothing left to clean, the othertmp lock can go.
+        self.scratch = None;
+        Ok((dest, placed))
     }
 }
 
@@ -489,12 +579,36 @@ impl Incoming {
     }
 }
 
+impl Incoming {
+    /// An interrupted small PUT: what it received goes where git-annex and
+    /// our next PUT of the key resume from, unless a partial is there
+    /// already (a link never replaces anything).
+    fn keep_as_partial(&self, scratch: &Path) {
+        let Ok(partial) = self.store.tmp_path(&self.key) else {
+            return;
+        };
+        let dir = partial.parent().unwrap_or(Path::new("."));
+        if prepare_tmp_dir(dir).is_ok() {
+            let _ = fs::hard_link(scratch, &partial);
+        }
+    }
+}
+
 impl Drop for Incoming {
     fn drop(&mut self) {
         // An interrupted transfer: make what we have durable for the resume
         // (finish() and abandon() end the record and have no use for it).
-        if !self.record.is_ended() {
+        let interrupted = !self.record.is_ended();
+        if interrupted && (self.scratch.is_none() || self.received > 0) {
             let _ = self.file.sync_data();
+        }
+        // A small PUT's own file never stays: kept as a partial when
+        // interrupted, else it failed (or was abandoned) and is of no use.
+        if let Some(scratch) = self.scratch.take() {
+            if interrupted && self.received > 0 {
+                self.keep_as_partial(scratch.path());
+            }
+            let _ = fs::remove_file(scratch.path());
         }
         self.record.end(false);
     }

@@ -208,11 +208,12 @@ fn a_killed_holder_leaves_a_retention_time_we_honour() {
 }
 
 #[test]
-fn transfer_locks_exclude_each_other() {
+fn small_puts_run_beside_real_ones_and_leave_partials_for_them() {
     require_git_annex!();
     let repo = RealRepo::init();
     let store = repo.store();
-    // A real PUT in progress holds the download lock.
+    // A real PUT in progress holds the download lock; our receive of a
+    // small key takes none (a file of its own) and goes ahead meanwhile.
     let mut s = P2pSession::start(&repo);
     s.send(format!("PUT f.dat {HELLO_KEY}\n").as_bytes());
     assert_eq!(s.read_line(), "PUT-FROM 0");
@@ -221,30 +222,45 @@ fn transfer_locks_exclude_each_other() {
         .gitdir()
         .join(format!("annex/transfer/download/lck/lck.{HELLO_KEY}"));
     wait_until("git-annex's transfer lock", || lck.exists());
-    assert!(matches!(
-        store.begin_receive(&key(), CLIENT_UUID, None),
-        Err(StoreError::TransferInProgress)
-    ));
+    let mut inc = store
+        .begin_receive(&key(), CLIENT_UUID, None)
+        .expect("not excluded");
+    inc.write_chunk(b"hello world\n").expect("write");
+    let stored = inc.finish(VerifyMode::Valid).expect("stored");
+    assert_eq!(stored.checked, Some(Checked::Hash));
     s.send(b" world\nVALID\n");
     assert_eq!(s.read_line(), "SUCCESS");
     s.close();
+    fsck_accepts(&repo, &key());
     assert_eq!(
         store.remove(&key(), || true).expect("remove"),
         RemoveOutcome::Removed
     );
-    // Our receive in progress makes a real PUT fail.
+    // Our receive of a small key writes a file of its own under no lock:
+    // a real PUT meanwhile goes ahead from 0, and ours then finds the
+    // content there and keeps it.
     let mut inc = store
         .begin_receive(&key(), CLIENT_UUID, None)
         .expect("begin");
     inc.write_chunk(b"hello").expect("write");
     let mut s = P2pSession::start(&repo);
     s.send(format!("PUT f.dat {HELLO_KEY}\n").as_bytes());
-    assert_eq!(s.read_line(), "PUT-FROM 5");
-    s.send(b"DATA 7\n world\nVALID\n");
-    assert_ne!(s.read_line(), "SUCCESS");
+    assert_eq!(s.read_line(), "PUT-FROM 0");
+    s.send(b"DATA 12\nhello world\nVALID\n");
+    assert_eq!(s.read_line(), "SUCCESS");
     s.close();
-    assert!(!store.has(&key()));
-    // Once we let go, git-annex resumes our partial file.
+    inc.write_chunk(b" world\n").expect("write");
+    assert_eq!(inc.finish(VerifyMode::Valid).expect("stored").checked, None);
+    fsck_accepts(&repo, &key());
+    assert_eq!(
+        store.remove(&key(), || true).expect("remove"),
+        RemoveOutcome::Removed
+    );
+    // Interrupted, it leaves its bytes where git-annex resumes them.
+    let mut inc = store
+        .begin_receive(&key(), CLIENT_UUID, None)
+        .expect("begin");
+    inc.write_chunk(b"hello").expect("write");
     drop(inc);
     let mut s = P2pSession::start(&repo);
     s.send(format!("PUT f.dat {HELLO_KEY}\n").as_bytes());

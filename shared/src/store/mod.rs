@@ -7,7 +7,9 @@
 //!   repositories and the lower-case one in bare ones; frozen (file 0444,
 //!   key directory without write bits) once in place.
 //! * Receiving ([`Incoming`]): `annex/tmp/<keyfile>`, resumable, verified
-//!   while it streams, under the download transfer locks.
+//!   while it streams, under the download transfer locks; a small key
+//!   starting at offset 0 goes to a file of its own in `annex/othertmp/`
+//!   instead, without transfer lock or info file (`incoming.rs`).
 //! * Sending ([`UploadTransfer`]): an upload transfer record while it runs.
 //! * Locking ([`ContentLock`]): fcntl locks on `<object>.lck` plus the
 //!   `.rtm` retention timestamp of v10 repositories; [`ObjectStore::remove`]
@@ -26,6 +28,7 @@ mod fsutil;
 mod incoming;
 pub mod midstate;
 mod removal;
+mod scratch;
 mod transfer;
 pub mod verify;
 
@@ -37,6 +40,8 @@ mod removal_tests;
 mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
+#[cfg(test)]
+mod unlocked_tests;
 
 use std::fs::File;
 use std::io;

@@ -16,6 +16,13 @@ fn key() -> Key {
     Key::parse(HELLO_KEY).expect("parses")
 }
 
+/// A key too large for the unlocked small PUT: received under the
+/// transfer lock into `annex/tmp`.
+fn big_key() -> Key {
+    let size = incoming::UNLOCKED_PUT_UP_TO + 1;
+    Key::parse(&format!("SHA256E-s{size}--{}.bin", "ab".repeat(32))).expect("parses")
+}
+
 fn scratch(bare: bool) -> (tempfile::TempDir, ObjectStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = ObjectStore::new(dir.path().to_owned(), bare, 0);
@@ -110,10 +117,14 @@ fn receive_stores_frozen_and_cleans_up() {
         ) & 0o200,
         0o200
     );
-    // Only the object remains: no tmp, no transfer info, no locks.
+    // Only the object remains: no tmp, no transfer info, no locks (but
+    // the lock file of othertmp, which stays, as git-annex's does).
     assert_eq!(
         files_under(dir.path()),
-        vec![format!("annex/objects/58/J2/{HELLO_KEY}/{HELLO_KEY}")]
+        vec![
+            format!("annex/objects/58/J2/{HELLO_KEY}/{HELLO_KEY}"),
+            "annex/othertmp.lck".to_string()
+        ]
     );
 }
 
@@ -121,24 +132,25 @@ fn receive_stores_frozen_and_cleans_up() {
 fn transfer_info_while_receiving() {
     let (dir, store) = scratch(false);
     let inc = store
-        .begin_receive(&key(), UUID, Some("sub/f.dat"))
+        .begin_receive(&big_key(), UUID, Some("sub/f.dat"))
         .expect("begin");
+    let kf = big_key().key_file();
     let info = fs::read_to_string(inc.record_info_path()).expect("info");
     let (time, rest) = info.split_once('\n').expect("two lines");
     assert!(PosixTime::parse(time).is_some(), "{time:?}");
     assert!(time.ends_with('s'));
     assert_eq!(rest, "sub/f.dat\n");
     let t = dir.path().join("annex/transfer/download");
-    assert!(t.join(format!("lck/lck.{HELLO_KEY}")).exists());
+    assert!(t.join(format!("lck/lck.{kf}")).exists());
     // Not the per-UUID lock of git-annex 10.20240227 and older (see
     // `transfer`): one file less created and deleted per received key.
-    assert!(!t.join(format!("{UUID}/lck.{HELLO_KEY}")).exists());
+    assert!(!t.join(format!("{UUID}/lck.{kf}")).exists());
     drop(inc);
-    assert!(!t.join(format!("{UUID}/{HELLO_KEY}")).exists());
-    assert!(!t.join(format!("lck/lck.{HELLO_KEY}")).exists());
+    assert!(!t.join(format!("{UUID}/{kf}")).exists());
+    assert!(!t.join(format!("lck/lck.{kf}")).exists());
     let failed = dir
         .path()
-        .join(format!("annex/transfer/failed/download/{UUID}/{HELLO_KEY}"));
+        .join(format!("annex/transfer/failed/download/{UUID}/{kf}"));
     assert!(fs::read_to_string(failed)
         .expect("failed record")
         .ends_with("\nsub/f.dat\n"));
@@ -147,14 +159,14 @@ fn transfer_info_while_receiving() {
 #[test]
 fn second_receiver_of_a_key_is_refused() {
     let (_d, store) = scratch(false);
-    let first = store.begin_receive(&key(), UUID, None).expect("begin");
+    let first = store.begin_receive(&big_key(), UUID, None).expect("begin");
     let other_uuid = "99999999-2222-3333-4444-555555555555";
     assert!(matches!(
-        store.begin_receive(&key(), other_uuid, None),
+        store.begin_receive(&big_key(), other_uuid, None),
         Err(StoreError::TransferInProgress)
     ));
     drop(first);
-    assert!(store.begin_receive(&key(), other_uuid, None).is_ok());
+    assert!(store.begin_receive(&big_key(), other_uuid, None).is_ok());
 }
 
 #[test]
@@ -482,8 +494,9 @@ fn nothing_is_written_past_the_key_size() {
     inc.write_chunk(b"hello world\n").expect("write");
     assert!(inc.write_chunk(b"!").is_err());
     assert!(inc.write_chunk_unhashed(b"!").is_err());
-    assert_eq!(fs::read(&tmp).expect("partial"), b"hello world\n");
+    assert_eq!(fs::read(inc.tmp_file()).expect("partial"), b"hello world\n");
     drop(inc);
+    assert_eq!(fs::read(&tmp).expect("kept as partial"), b"hello world\n");
     // resumed with a body that would overshoot: refused, partial dropped
     let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
     assert_eq!(inc.offset(), 12);
@@ -519,8 +532,8 @@ fn a_partial_file_swapped_before_the_rename_is_not_stored() {
     let (dir, store) = scratch(false);
     let outside = dir.path().join("outside");
     fs::write(&outside, b"hello world\n").expect("target");
-    let tmp = store.tmp_path(&key()).expect("tmp");
     let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    let tmp = inc.tmp_file().to_owned();
     inc.write_chunk(b"hello world\n").expect("write");
     fs::remove_file(&tmp).expect("rm");
     std::os::unix::fs::symlink(&outside, &tmp).expect("symlink");
@@ -536,7 +549,12 @@ fn a_symlinked_tmp_dir_is_refused() {
     fs::create_dir_all(&elsewhere).expect("dir");
     fs::create_dir_all(dir.path().join("annex")).expect("annex");
     std::os::unix::fs::symlink(&elsewhere, dir.path().join("annex/tmp")).expect("symlink");
-    assert!(store.begin_receive(&key(), UUID, None).is_err());
+    assert!(store.begin_receive(&big_key(), UUID, None).is_err());
+    // A small key does not go through annex/tmp, not even interrupted.
+    let mut inc = store.begin_receive(&key(), UUID, None).expect("begin");
+    inc.write_chunk(b"hello").expect("write");
+    drop(inc);
+    store_hello(&store);
     assert_eq!(fs::read_dir(&elsewhere).expect("dir").count(), 0);
 }
 

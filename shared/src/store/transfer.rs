@@ -63,26 +63,12 @@ impl TransferRecord {
         uuid: &str,
         assoc_file: Option<&str>,
     ) -> Result<TransferRecord, StoreError> {
-        let kf = ObjectStore::key_file(key)?;
-        let u = uuid_dir(uuid)?;
+        let mut record = TransferRecord::unlocked(store, direction, key, uuid, assoc_file)?;
         let tdir = store.annex_dir().join("transfer");
-        let uuid_dir = tdir.join(direction.name()).join(&u);
-        let lck = format!("lck.{kf}");
+        let lck = format!("lck.{}", ObjectStore::key_file(key)?);
         let lock_paths = match direction {
-            Direction::Upload => vec![uuid_dir.join(&lck)],
+            Direction::Upload => vec![record.info_path.with_file_name(&lck)],
             Direction::Download => vec![tdir.join("download/lck").join(&lck)],
-        };
-        let info = format!("{}\n{}\n", PosixTime::now(), assoc_file.unwrap_or("")).into_bytes();
-        let mut record = TransferRecord {
-            info_path: uuid_dir.join(&kf),
-            failed_path: tdir
-                .join("failed")
-                .join(direction.name())
-                .join(&u)
-                .join(&kf),
-            info,
-            locks: Vec::new(),
-            ended: false,
         };
         for path in lock_paths {
             match take_lock(&path) {
@@ -111,6 +97,34 @@ impl TransferRecord {
             }
         }
         Ok(record)
+    }
+
+    /// A record that takes no lock and writes no info file, for a
+    /// transfer that needs no exclusion (a small PUT into a temporary
+    /// file of its own, see `incoming.rs`): only a failure is recorded,
+    /// and removed again by a later success, as for any other transfer.
+    pub(crate) fn unlocked(
+        store: &ObjectStore,
+        direction: Direction,
+        key: &Key,
+        uuid: &str,
+        assoc_file: Option<&str>,
+    ) -> Result<TransferRecord, StoreError> {
+        let kf = ObjectStore::key_file(key)?;
+        let u = uuid_dir(uuid)?;
+        let tdir = store.annex_dir().join("transfer");
+        let info = format!("{}\n{}\n", PosixTime::now(), assoc_file.unwrap_or("")).into_bytes();
+        Ok(TransferRecord {
+            info_path: tdir.join(direction.name()).join(&u).join(&kf),
+            failed_path: tdir
+                .join("failed")
+                .join(direction.name())
+                .join(&u)
+                .join(&kf),
+            info,
+            locks: Vec::new(),
+            ended: false,
+        })
     }
 
     /// Removes the info and lock files (only if we hold the locks, as

@@ -438,18 +438,22 @@ fn put_keys_with_odd_names() {
 /// The answer to PUT costs no file: the transfer lock, the transfer's
 /// info file, the space check and the partial file wait until PUT-FROM
 /// has gone out, as in git-annex (which takes them when DATA comes), so a
-/// small PUT's round trip is a stat. Pinned with a FIFO where our info
-/// file goes: opening it for writing waits for a reader, so a server that
+/// PUT's round trip is a stat. Pinned with a FIFO where our info file
+/// goes: opening it for writing waits for a reader, so a server that
 /// wrote the info file before answering would never answer PUT. (Ours
-/// only: git-annex writes that file by a rename, replacing the FIFO.)
+/// only: git-annex writes that file by a rename, replacing the FIFO.) A
+/// key over 1 MiB: smaller ones get no info file at all
+/// (`a_small_put_makes_no_transfer_lock_or_info_file`).
 #[test]
 fn put_from_goes_out_before_the_transfer_files_are_made() {
     let fx = Fixture::new(ServerKind::Ours);
+    let content = pseudo_random_bytes(9, 1_100_000);
+    let key = sha256e_key(&content, ".bin");
     let info = fx
         .repo
         .join("annex/transfer/download")
         .join(CLIENT_UUID)
-        .join(NEW_KEY);
+        .join(&key);
     std::fs::create_dir_all(info.parent().expect("has a parent")).expect("mkdir");
     let made = std::process::Command::new("mkfifo")
         .arg(&info)
@@ -458,7 +462,8 @@ fn put_from_goes_out_before_the_transfer_files_are_made() {
     assert!(made.success());
     let mut sh = fx.shell();
     sh.hello(Some(4));
-    send_put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
+    sh.send(&format!("PUT c.txt {key}"));
+    sh.expect("PUT-FROM 0");
     // The server writes the info file once it has answered; read it (in a
     // thread, so a server that never opens it fails the test, not hangs).
     let (tx, rx) = std::sync::mpsc::channel();
@@ -466,6 +471,9 @@ fn put_from_goes_out_before_the_transfer_files_are_made() {
     std::thread::spawn(move || {
         let _ = tx.send(std::fs::read_to_string(fifo));
     });
+    sh.send(&format!("DATA {}", content.len()));
+    sh.send_quiet(&content);
+    sh.send("VALID");
     let written = rx
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("the server writes the transfer's info file")
@@ -473,6 +481,90 @@ fn put_from_goes_out_before_the_transfer_files_are_made() {
     assert!(written.ends_with("s\nc.txt\n"), "{written:?}");
     sh.expect("SUCCESS");
     sh.finish().assert_exit(0);
-    assert_eq!(fx.key_state(NEW_KEY), (true, true));
+    assert_eq!(fx.key_state(&key), (true, true));
     assert!(!info.exists(), "the info file goes when the transfer ends");
+}
+
+/// Files under `dir`, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A PUT of a key of at most 1 MiB from offset 0 takes no transfer lock
+/// and writes no transfer info file (the key's bytes go to a file of its
+/// own, `annex/othertmp/put.<pid>.<n>`): two files fewer created and
+/// deleted per small key. Looked at in the middle of the body, when
+/// git-annex (and ours before) holds both.
+#[test]
+fn a_small_put_makes_no_transfer_lock_or_info_file() {
+    let fx = Fixture::new(ServerKind::Ours);
+    let transfer = fx.repo.join("annex/transfer");
+    let mut sh = fx.shell();
+    sh.hello(Some(4));
+    sh.send(&format!("PUT c.txt {NEW_KEY}"));
+    sh.expect("PUT-FROM 0");
+    sh.send(&format!("DATA {}", NEW.len()));
+    sh.send_raw(&NEW[..7]);
+    // The receiving file exists once the server has taken DATA in hand.
+    let receiving = || {
+        fx.tmp_path(NEW_KEY).exists()
+            || files_under(&fx.repo.join("annex/othertmp"))
+                .iter()
+                .any(|f| f.starts_with("put."))
+    };
+    let start = std::time::Instant::now();
+    while !receiving() {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the server never opened a file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(files_under(&transfer), Vec::<String>::new(), "mid-body");
+    sh.send_raw(&NEW[7..]);
+    sh.send("VALID");
+    sh.expect("SUCCESS");
+    sh.finish().assert_exit(0);
+    assert_eq!(fx.key_state(NEW_KEY), (true, true));
+    assert_eq!(files_under(&transfer), Vec::<String>::new(), "after");
+    assert_eq!(
+        files_under(&fx.repo.join("annex/othertmp")),
+        Vec::<String>::new()
+    );
+    fx.assert_fsck_clean();
+}
+
+/// A small PUT's own file left by a server process that is gone (as one
+/// killed mid-body leaves it) is removed by the next session's first
+/// small PUT.
+#[test]
+fn a_dead_servers_small_put_file_is_swept() {
+    let fx = Fixture::new(ServerKind::Ours);
+    let othertmp = fx.repo.join("annex/othertmp");
+    std::fs::create_dir_all(&othertmp).expect("othertmp");
+    let mut child = std::process::Command::new("true").spawn().expect("true");
+    let dead = child.id();
+    child.wait().expect("true ran");
+    let left = othertmp.join(format!("put.{dead}.0"));
+    std::fs::write(&left, &NEW[..7]).expect("left behind");
+    let mut sh = fx.shell();
+    sh.hello(Some(4));
+    send_put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
+    sh.expect("SUCCESS");
+    sh.finish().assert_exit(0);
+    assert!(!left.exists(), "swept");
+    assert_eq!(fx.key_state(NEW_KEY), (true, true));
 }

@@ -202,7 +202,9 @@ fn data_longer_than_the_key_is_not_written() {
 /// A symlink planted as the partial upload is not written through: the
 /// upload starts over at 0 (the link removed) and the object stored is a
 /// regular file. (git-annex appends to the link's target and moves the
-/// link into the object store.) A symlinked `annex/tmp` fails the key.
+/// link into the object store.) A symlinked `annex/tmp` fails a key over
+/// 1 MiB; a smaller one does not go through `annex/tmp` (it is written to a
+/// file of its own in `annex/othertmp`) and is stored.
 #[test]
 fn symlinks_in_annex_tmp_are_not_followed() {
     let fx = Fixture::new(ServerKind::Ours);
@@ -234,11 +236,15 @@ fn symlinks_in_annex_tmp_are_not_followed() {
     fs::create_dir_all(&elsewhere).expect("dir");
     fs::remove_dir_all(fx.repo.join("annex/tmp")).expect("rm annex/tmp");
     symlink(&elsewhere, fx.repo.join("annex/tmp")).expect("symlinked annex/tmp");
-    let key = "WORM-s24-m1--c.txt";
+    let big = vec![b'x'; 1_100_000];
+    let key = "WORM-s1100000-m1--big.bin";
+    let small = "WORM-s24-m1--c.txt";
     let mut sh = fx.shell();
     sh.hello(Some(4));
-    send_put(&mut sh, "c.txt", key, 0, NEW, Some("VALID"));
+    send_put(&mut sh, "big.bin", key, 0, &big, Some("VALID"));
     sh.expect("FAILURE");
+    send_put(&mut sh, "c.txt", small, 0, NEW, Some("VALID"));
+    sh.expect("SUCCESS");
     assert_goes_on(&mut sh);
     sh.finish().assert_exit(0);
     assert_eq!(
@@ -247,4 +253,5 @@ fn symlinks_in_annex_tmp_are_not_followed() {
         "nothing written elsewhere"
     );
     assert_eq!(fx.key_state(key), (false, false));
+    assert_eq!(fx.key_state(small), (true, true));
 }
