@@ -81,7 +81,7 @@ struct GateState {
 }
 
 impl ReadGate {
-    fn new() -> ReadGate {
+    pub(crate) fn new() -> ReadGate {
         ReadGate {
             shared: Arc::new(GateShared {
                 state: Mutex::new(GateState::default()),
@@ -203,7 +203,7 @@ impl ThreadReader {
         Ok((Self::start(inner, BUF, gate.clone())?, gate))
     }
 
-    fn start<R: Read + Send + 'static>(
+    pub(crate) fn start<R: Read + Send + 'static>(
         mut inner: R,
         size: usize,
         gate: ReadGate,
