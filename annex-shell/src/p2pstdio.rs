@@ -2,10 +2,9 @@
 
 use std::os::fd::AsFd;
 
-use annex::nowait::InputReader;
 use annex::p2p::Connection;
 use annex::repo::Repo;
-use annex::threadio::{ReadGate, ThreadWriter};
+use annex::threadio::{ReadGate, ThreadReader, ThreadWriter};
 
 use crate::args::BuiltinCall;
 use crate::backend::local::Local;
@@ -24,7 +23,7 @@ pub fn run(repo: Repo, call: &BuiltinCall, policy: &Policy) -> Result<i32, Shell
 }
 
 /// The connection every P2P session on stdin/stdout is served on.
-pub(crate) type Stdio = Connection<InputReader, ThreadWriter>;
+pub(crate) type Stdio = Connection<ThreadReader, ThreadWriter>;
 
 /// Serve one P2P session on stdin/stdout, whatever serves it (the local
 /// repository, a proxied node, a special remote, a cluster): `session`
@@ -52,23 +51,13 @@ where
 }
 
 /// What every P2P session on stdin/stdout runs on, served locally or
-/// relayed: a runtime on this thread alone, and the protocol connection
-/// over stdio.
-///
-/// One thread: the session reads its requests itself (see
-/// `annex::nowait`) and waits for its input, its nodes' pipes and its
-/// timers in the reactor it drives, so a request wakes no other thread. A
-/// multi-thread runtime would run the reactor on a worker that then wakes
-/// this one for every request. Nothing in a session needs a second
-/// worker: `serve-p2p` serves the same sessions on such a runtime, and
-/// blocking work (sendfile, splice, unlinks) has threads of its own.
+/// relayed: a small runtime, and the protocol connection over stdio.
 fn runtime_and_stdio() -> Result<(tokio::runtime::Runtime, Stdio), ShellError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| ShellError::Other(e.to_string()))?;
-    // The input joins this runtime's reactor.
-    let _in_runtime = runtime.enter();
     let (input, gate, output) = stdio().map_err(|e| ShellError::Other(format!("p2pstdio: {e}")))?;
     let mut conn = Connection::new(input, output);
     // Large PUT bodies a proxy relays go from stdin to the node's pipe by
@@ -91,14 +80,13 @@ fn runtime_and_stdio() -> Result<(tokio::runtime::Runtime, Stdio), ShellError> {
     Ok((runtime, conn))
 }
 
-/// stdin, read by the session's thread where it can be (see
-/// `annex::nowait`), and stdout, served by a thread of its own for large
-/// writes (see `annex::threadio`). Duplicates of fd 0 and 1, so std's
-/// buffered handles are bypassed and nothing of the parent's shared file
-/// descriptions is changed.
-fn stdio() -> std::io::Result<(InputReader, ReadGate, ThreadWriter)> {
+/// stdin and stdout, each served by its own thread (see `annex::threadio`
+/// for why not tokio's, nor non-blocking fds). Duplicates of fd 0 and 1,
+/// so std's buffered handles are bypassed and nothing of the parent's
+/// shared file descriptions is changed.
+fn stdio() -> std::io::Result<(ThreadReader, ReadGate, ThreadWriter)> {
     let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    let (reader, gate) = InputReader::new(input)?;
+    let (reader, gate) = ThreadReader::gated(input)?;
     Ok((reader, gate, ThreadWriter::direct(output)?))
 }

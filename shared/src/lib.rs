@@ -11,7 +11,6 @@ pub mod cluster;
 pub mod key;
 pub mod lines;
 pub mod lockfile;
-pub mod nowait;
 pub mod p2p;
 pub mod pktline;
 pub mod preferred;

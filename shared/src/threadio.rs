@@ -15,9 +15,6 @@
 //! property of that shared description; a crash would leave it set for
 //! them. Regular files cannot be polled at all. Blocking I/O on a thread
 //! works for every kind of fd and changes nothing outside this process.
-//! (A session's stdin, when it is a pipe or a socket, is read without the
-//! flag and without a thread: see `crate::nowait`; this reader is its
-//! fallback for anything else.)
 //!
 //! Memory is bounded: each pipe owns two buffers of its size, one with the
 //! thread and one with the async side.
@@ -84,7 +81,7 @@ struct GateState {
 }
 
 impl ReadGate {
-    pub(crate) fn new() -> ReadGate {
+    fn new() -> ReadGate {
         ReadGate {
             shared: Arc::new(GateShared {
                 state: Mutex::new(GateState::default()),
@@ -206,7 +203,7 @@ impl ThreadReader {
         Ok((Self::start(inner, BUF, gate.clone())?, gate))
     }
 
-    pub(crate) fn start<R: Read + Send + 'static>(
+    fn start<R: Read + Send + 'static>(
         mut inner: R,
         size: usize,
         gate: ReadGate,

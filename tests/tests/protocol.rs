@@ -16,8 +16,6 @@ mod bad_input;
 mod differences;
 #[path = "protocol/put.rs"]
 mod put;
-#[path = "protocol/stdin.rs"]
-mod stdin;
 #[path = "protocol/store_limits.rs"]
 mod store_limits;
 

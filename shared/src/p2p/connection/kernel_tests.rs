@@ -7,7 +7,6 @@ use std::os::fd::OwnedFd;
 use std::thread::JoinHandle;
 
 use super::super::{ConnError, Connection};
-use crate::nowait::InputReader;
 use crate::p2p::Message;
 use crate::threadio::{ReadGate, ThreadReader};
 
@@ -40,16 +39,6 @@ fn served(rd: OwnedFd) -> (Connection<ThreadReader, tokio::io::Sink>, ReadGate) 
     let (reader, gate) = ThreadReader::gated(std::fs::File::from(rd)).expect("reader");
     let conn = Connection::new(reader, tokio::io::sink()).with_splice_input(fd, gate.clone());
     (conn, gate)
-}
-
-/// Our side of the client read directly by the session (as stdin when it
-/// is a pipe), its descriptor spliced from as well. The gate parks
-/// nothing: nothing reads the pipe unless the session asks.
-fn served_direct(rd: OwnedFd) -> Connection<InputReader, tokio::io::Sink> {
-    let fd = rd.try_clone().expect("dup");
-    let (reader, gate) = InputReader::new(std::fs::File::from(rd)).expect("reader");
-    assert!(reader.is_direct());
-    Connection::new(reader, tokio::io::sink()).with_splice_input(fd, gate)
 }
 
 /// The node: a non-blocking pipe (as a child's stdin under tokio), and a
@@ -224,23 +213,6 @@ async fn a_body_read_ahead_whole_needs_no_more_input() {
     assert_eq!(node_reader.join().expect("node"), msg);
 }
 
-/// Read by the session itself, the body's start comes from the buffer and
-/// the rest by the kernel, in order, and the session goes on in step.
-#[tokio::test]
-async fn a_body_read_directly_goes_into_the_nodes_pipe_and_the_session_goes_on() {
-    let (rd, client) = client_sending(LEN, LEN);
-    let mut conn = served_direct(rd);
-    let (mut node, pipe, node_reader) = node_taking(usize::MAX);
-    relay_then_valid(&mut conn, &mut node, pipe).await;
-    assert_eq!(conn.read_message().await.expect("eof"), None);
-    drop(node);
-    client.join().expect("client");
-    let mut want = format!("DATA {LEN}\n").into_bytes();
-    want.extend_from_slice(&body(LEN));
-    let got = node_reader.join().expect("node");
-    assert!(got == want, "node got {} bytes", got.len());
-}
-
 /// Without a descriptor to splice from, the body is copied, with the same
 /// bytes on the node's side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,8 +258,8 @@ fn pipe_taking(take: usize, late_ms: u64) -> (OwnedFd, JoinHandle<Vec<u8>>) {
 }
 
 /// Read `DATA len`, tee the body into `outs`, and find `VALID` next.
-async fn tee_then_valid<R: tokio::io::AsyncRead + Unpin>(
-    conn: &mut Connection<R, tokio::io::Sink>,
+async fn tee_then_valid(
+    conn: &mut Connection<ThreadReader, tokio::io::Sink>,
     outs: Vec<OwnedFd>,
 ) -> (Vec<u8>, Vec<super::TeeOut>) {
     let len = data_header(conn).await;
@@ -334,34 +306,6 @@ async fn a_body_is_teed_into_every_nodes_pipe_and_the_session_goes_on() {
         read < (LEN as u64) / 2,
         "the reader thread read {read} of {LEN} bytes"
     );
-}
-
-/// Read by the session itself: what it read of the body comes first, the
-/// rest is teed, and every node gets all of it.
-#[tokio::test]
-async fn a_body_read_directly_is_teed_into_every_nodes_pipe() {
-    let (rd, client) = client_sending(LEN, LEN);
-    let mut conn = served_direct(rd);
-    let nodes: Vec<_> = [0, 30].map(|late| pipe_taking(usize::MAX, late)).into();
-    let outs = nodes
-        .iter()
-        .map(|(w, _)| w.try_clone().expect("dup"))
-        .collect();
-    let (head, got) = tee_then_valid(&mut conn, outs).await;
-    // At most one read of the connection's buffer went through us.
-    assert!(
-        head.len() < LEN / 2,
-        "{} bytes read by the session",
-        head.len()
-    );
-    for (out, (w, reader)) in got.iter().zip(nodes) {
-        assert_eq!(out.sent, (LEN - head.len()) as u64);
-        drop(w);
-        let mut whole = head.clone();
-        whole.extend_from_slice(&reader.join().expect("node"));
-        assert!(whole == body(LEN), "a node got {} bytes", whole.len());
-    }
-    client.join().expect("client");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
