@@ -94,14 +94,7 @@ fn open_lock_file(path: &Path, kind: LockKind, mode: u32) -> io::Result<File> {
 /// Take a lock without waiting. `Ok(None)` when another holder conflicts.
 pub fn try_lock(path: &Path, kind: LockKind, mode: u32) -> io::Result<Option<LockHandle>> {
     let file = open_lock_file(path, kind, mode)?;
-    if set_lock(&file, kind, false)? {
-        Ok(Some(LockHandle {
-            file,
-            path: path.to_owned(),
-        }))
-    } else {
-        Ok(None)
-    }
+    try_lock_file(file, path, kind)
 }
 
 /// Take a lock without waiting on a lock file that must already exist:
@@ -109,6 +102,11 @@ pub fn try_lock(path: &Path, kind: LockKind, mode: u32) -> io::Result<Option<Loc
 /// `Ok(None)` when another holder conflicts.
 pub fn try_lock_existing(path: &Path, kind: LockKind) -> io::Result<Option<LockHandle>> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
+    try_lock_file(file, path, kind)
+}
+
+/// The lock on `file` (opened at `path`) if nobody conflicts, without waiting.
+fn try_lock_file(file: File, path: &Path, kind: LockKind) -> io::Result<Option<LockHandle>> {
     if set_lock(&file, kind, false)? {
         Ok(Some(LockHandle {
             file,

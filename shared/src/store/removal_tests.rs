@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
+use super::testutil::names_in;
 use super::*;
 
 fn scratch() -> (tempfile::TempDir, ObjectStore) {
@@ -47,15 +48,7 @@ fn side(object: &Path, suffix: &str) -> PathBuf {
 }
 
 fn othertmp(store: &ObjectStore) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(store.annex_dir().join("othertmp")) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    names_in(&store.annex_dir().join("othertmp"))
 }
 
 /// Whether removing `key` created a file in its key directory.

@@ -169,3 +169,16 @@ impl Drop for P2pSession {
         let _ = self.child.wait();
     }
 }
+
+/// The names in `dir`, sorted (none when it does not exist).
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

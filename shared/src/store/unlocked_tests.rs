@@ -2,8 +2,8 @@
 //! file (`incoming.rs`).
 
 use std::fs;
-use std::path::Path;
 
+use super::testutil::names_in;
 use super::*;
 
 const HELLO_KEY: &str =
@@ -12,18 +12,6 @@ const UUID: &str = "11111111-2222-3333-4444-555555555555";
 
 fn key() -> Key {
     Key::parse(HELLO_KEY).expect("parses")
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
