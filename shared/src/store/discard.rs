@@ -404,15 +404,8 @@ mod tests {
     }
 
     fn dropped_files(annex: &Path) -> Vec<String> {
-        let Ok(entries) = fs::read_dir(annex.join("othertmp")) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(PREFIX))
-            .collect();
-        names.sort();
+        let mut names = crate::store::testutil::names_in(&annex.join("othertmp"));
+        names.retain(|n| n.starts_with(PREFIX));
         names
     }
 
