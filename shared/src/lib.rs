@@ -15,6 +15,7 @@ pub mod p2p;
 pub mod pktline;
 pub mod preferred;
 pub mod repo;
+pub mod spares;
 pub mod store;
 pub mod threadio;
 pub mod transport;

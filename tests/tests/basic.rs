@@ -7,6 +7,8 @@
 //! `_ours` variants hold our server to the same, and `compare_*` tests
 //! require identical normalised observations.
 
+use std::fs;
+
 use annexproxy_tests::observe::{action_results, fsck_from, whereis};
 use annexproxy_tests::on_both_servers;
 use annexproxy_tests::{ServerKind, TestEnv, Transcript};
@@ -322,10 +324,25 @@ fn large_drop_leaves_nothing_behind_ours() {
     );
     assert!(!env.server_log_says_present(&server, &key));
     let othertmp = server.join("annex/othertmp");
+    // Nothing but the spare inodes of committed journal files; the big
+    // object is not kept there.
     let left: Vec<_> = std::fs::read_dir(&othertmp)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n != "spare")
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "left in {}: {left:?}", othertmp.display());
+    for spare in std::fs::read_dir(othertmp.join("spare"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let len = spare.metadata().expect("spare").len();
+        assert!(len < 4096, "{} has {len} bytes", spare.path().display());
+    }
     assert_eq!(
         whereis(&env, &client),
         w(&[("big.bin", &["client [here]"])])
@@ -538,3 +555,76 @@ fn many_keys_one_session(kind: ServerKind) -> Transcript {
 }
 
 on_both_servers!(many_keys_one_session, compare);
+
+/// Spare inodes (README, "Spare inodes"): the inodes of the objects a drop
+/// removed and of the journal files a commit retired wait, empty, in the
+/// server's `annex/othertmp/spare/`, and the next copy makes its objects
+/// and journal files of them instead of allocating new ones; the client
+/// sees nothing of it, and real git-annex's fsck in the server finds the
+/// repository clean.
+#[test]
+fn spare_inodes_are_reused() {
+    use std::os::unix::fs::MetadataExt;
+    let first: Vec<String> = (0..8).map(|i| format!("a/{i}.txt")).collect();
+    let second: Vec<String> = (0..8).map(|i| format!("b/{i}.txt")).collect();
+    let contents: Vec<(String, Vec<u8>)> = first
+        .iter()
+        .chain(&second)
+        .map(|n| (n.clone(), format!("spare test {n}\n").into_bytes()))
+        .collect();
+    let files: Vec<(&str, &[u8])> = contents
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    let (env, server, client) = setup(ServerKind::Ours, &files);
+    let object_inode = |key: &str| {
+        let loc = env.oracle_peek(&server, &["contentlocation", key]).ok();
+        fs::metadata(server.join(loc.stdout.trim()))
+            .expect("object")
+            .ino()
+    };
+    let spares = || -> Vec<u64> {
+        fs::read_dir(server.join("annex/othertmp/spare"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.metadata().expect("spare").ino())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    env.annex(&client, &["copy", "--to", "origin", "a"]).ok();
+    let dropped: Vec<u64> = first
+        .iter()
+        .map(|n| object_inode(&env.key_of(&client, n)))
+        .collect();
+    env.annex(&client, &["drop", "--from", "origin", "a"]).ok();
+    let kept = spares();
+    for ino in &dropped {
+        assert!(
+            kept.contains(ino),
+            "dropped object's inode {ino} kept: {kept:?}"
+        );
+    }
+    // The journal files of the copy's and the drop's location logs too.
+    assert!(kept.len() >= dropped.len() + first.len(), "{kept:?}");
+
+    env.annex(&client, &["copy", "--to", "origin", "b"]).ok();
+    let keys: Vec<String> = second.iter().map(|n| env.key_of(&client, n)).collect();
+    let reused = keys
+        .iter()
+        .filter(|k| kept.contains(&object_inode(k)))
+        .count();
+    assert_eq!(reused, keys.len(), "every new object made of a spare");
+    for k in &keys {
+        assert!(env.server_log_says_present(&server, k), "{k} logged");
+    }
+    let (ok, _) = fsck_from(&env, &client, "origin");
+    assert!(ok, "fsck --from origin");
+    env.assert_server_fsck_clean(&server);
+    for n in &second {
+        env.annex(&client, &["drop", "--force", n]).ok();
+        env.annex(&client, &["get", "--from", "origin", n]).ok();
+        assert_eq!(read(&client, n), format!("spare test {n}\n").into_bytes());
+    }
+}

@@ -378,13 +378,10 @@ fn remove_staged(
     lock: &super::journal::JournalLock,
     staged: &[(String, String)],
 ) -> Result<(), BranchError> {
-    for (name, _) in staged {
-        branch
-            .journal
-            .remove_named(lock, name)
-            .map_err(io_err("removing a committed journal file"))?;
-    }
-    Ok(())
+    branch
+        .journal
+        .retire_named(lock, staged.iter().map(|(name, _)| name.as_str()))
+        .map_err(io_err("removing a committed journal file"))
 }
 
 /// Bring git-annex's index from `old` to `new` when it reflected `old`.

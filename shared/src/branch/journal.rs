@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::lockfile::{self, LockHandle, LockKind};
+use crate::spares;
 
 /// Journal file name for a branch path.
 pub fn journal_file_name(branch_path: &str) -> String {
@@ -126,14 +127,18 @@ impl Journal {
             // name (a symlink planted there would be written through).
             // Writers of this name hold the journal lock, so what is
             // there is a leftover.
+            // A spare inode when there is one (`spares.rs`).
             match fs::remove_file(&tmp) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
+            let mut f = match spares::take(&self.tmp_dir, &tmp, 0o666) {
+                Some(f) => f,
+                None => fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)?,
+            };
             f.write_all(content)?;
         }
         let dest = self.dir.join(&name);
@@ -190,6 +195,29 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             r => r,
         }
+    }
+
+    /// Remove journal files once their content is in the branch, keeping
+    /// their inodes as spares for the next journal writes (`spares.rs`).
+    pub fn retire_named<'a>(
+        &self,
+        lock: &JournalLock,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> io::Result<()> {
+        let Ok(_tmp_guard) = lockfile::lock(&self.tmp_lock, LockKind::Shared, 0o666) else {
+            return names
+                .into_iter()
+                .try_for_each(|n| self.remove_named(lock, n));
+        };
+        for name in names {
+            let path = self.dir.join(name);
+            if let Err(e) = spares::keep(&self.tmp_dir, &path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -35,6 +35,7 @@ use std::thread::JoinHandle;
 
 use crate::key::safe_path_component;
 use crate::lockfile::{self, LockHandle, LockKind};
+use crate::spares;
 
 use super::fsutil::{self, FILE_MODE};
 
@@ -230,7 +231,10 @@ impl Removing {
                 return Ok(());
             }
         }
-        fs::remove_file(&self.aside)
+        // Emptied and kept for a later file, or deleted (`spares.rs`).
+        let kept = spares::give(&self.othertmp, &self.aside);
+        drop(lock);
+        kept
     }
 }
 

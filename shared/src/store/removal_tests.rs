@@ -80,6 +80,7 @@ fn removal_creates(store: &ObjectStore, key: &Key, object: &Path) -> Vec<String>
 fn no_lock_file_unless_the_name_would_be_too_long() {
     let (_d, store) = scratch();
     let (key, object) = store_object(&store, b"short\n", ".txt");
+    let first_inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&object).expect("object"));
     assert_eq!(removal_creates(&store, &key, &object), Vec::<String>::new());
     assert!(!store.has(&key));
     // A key file of 240 bytes fits a lock file's name but not the
@@ -87,6 +88,11 @@ fn no_lock_file_unless_the_name_would_be_too_long() {
     let name = format!("WORM-s5-m1--{}", "n".repeat(240 - 12));
     let (key, object) = store_key(&store, &name, b"long\n");
     assert_eq!(key.key_file().len(), 240);
+    // The first object's inode, emptied and kept, became this one.
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&fs::metadata(&object).expect("object")),
+        first_inode
+    );
     let lck = side(&object, ".lck");
     let lck_name = lck.file_name().expect("name").to_string_lossy();
     assert_eq!(
@@ -94,7 +100,12 @@ fn no_lock_file_unless_the_name_would_be_too_long() {
         vec![lck_name.into_owned()]
     );
     assert!(!store.has(&key) && !lck.exists());
-    assert_eq!(othertmp(&store), Vec::<String>::new());
+    // Only the (now empty) pool of spare inodes is left.
+    assert_eq!(othertmp(&store), vec!["spare".to_string()]);
+    assert_eq!(
+        names_in(&store.annex_dir().join("othertmp/spare")),
+        Vec::<String>::new()
+    );
     assert!(!store
         .annex_dir()
         .join("objects")

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::lockfile::{self, LockHandle, LockKind};
+use crate::spares;
 
 use super::fsutil::FILE_MODE;
 
@@ -65,6 +66,10 @@ impl Scratch {
         for _ in 0..64 {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = othertmp.join(format!("{PUT_PREFIX}{pid}.{n}"));
+            // A spare inode when there is one (`spares.rs`).
+            if let Some(file) = spares::take(&othertmp, &path, FILE_MODE) {
+                return Ok((Scratch { path, _lock: lock }, file));
+            }
             let opened = OpenOptions::new()
                 .read(true)
                 .write(true)

@@ -540,10 +540,9 @@ fn a_small_put_makes_no_transfer_lock_or_info_file() {
     sh.finish().assert_exit(0);
     assert_eq!(fx.key_state(NEW_KEY), (true, true));
     assert_eq!(files_under(&transfer), Vec::<String>::new(), "after");
-    assert_eq!(
-        files_under(&fx.repo.join("annex/othertmp")),
-        Vec::<String>::new()
-    );
+    // Nothing but spare inodes (the committed journal file's).
+    let left = files_under(&fx.repo.join("annex/othertmp"));
+    assert!(left.iter().all(|f| f.starts_with("spare/")), "{left:?}");
     fx.assert_fsck_clean();
 }
 
