@@ -26,12 +26,13 @@
 //! any interrupted PUT; such a resume takes the locked path.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::key::Key;
 
+use super::aligned::Aligned;
 use super::fsutil::{self, FILE_MODE};
 use super::scratch::Scratch;
 use super::transfer::{Direction, TransferRecord};
@@ -77,7 +78,9 @@ pub struct Incoming {
     store: ObjectStore,
     key: Key,
     tmp: PathBuf,
-    file: File,
+    /// Written in aligned runs (`aligned.rs`): flushed before anything
+    /// looks at the file.
+    file: Aligned,
     offset: u64,
     received: u64,
     /// Set once the bytes before `offset` have been fed to it.
@@ -170,7 +173,7 @@ impl ObjectStore {
             store: self.clone(),
             key: key.clone(),
             tmp,
-            file,
+            file: Aligned::new(file, offset),
             offset,
             received: 0,
             verifier: None,
@@ -206,7 +209,7 @@ impl ObjectStore {
             store: self.clone(),
             key: key.clone(),
             tmp: scratch.path().to_owned(),
-            file,
+            file: Aligned::new(file, 0),
             offset: 0,
             received: 0,
             verifier: None,
@@ -340,12 +343,12 @@ impl Incoming {
     fn verifier(&mut self) -> io::Result<&mut Verifier> {
         if self.verifier.is_none() {
             let mut v = Verifier::new(&self.key);
-            self.file.seek(SeekFrom::Start(0))?;
+            self.file.file_mut().seek(SeekFrom::Start(0))?;
             let mut buf = vec![0u8; 64 * 1024];
             let mut left = self.offset;
             while left > 0 {
                 let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-                let n = self.file.read(&mut buf[..want])?;
+                let n = self.file.file_mut().read(&mut buf[..want])?;
                 if n == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -355,7 +358,7 @@ impl Incoming {
                 v.update(&buf[..n]);
                 left -= n as u64;
             }
-            self.file.seek(SeekFrom::Start(self.offset))?;
+            self.file.file_mut().seek(SeekFrom::Start(self.offset))?;
             self.verifier = Some(v);
         }
         Ok(self.verifier.as_mut().expect("set just above"))
@@ -429,8 +432,10 @@ impl Incoming {
             return self.finish(VerifyMode::Unknown);
         }
         let tmp = self.tmp.clone();
+        self.file.flush().map_err(StoreError::io("write", &tmp))?;
         let size = self
             .file
+            .file()
             .metadata()
             .map_err(StoreError::io("stat", &tmp))?
             .len();
@@ -466,6 +471,7 @@ impl Incoming {
             return Err(StoreError::NoContentSent);
         }
         let tmp = self.tmp.clone();
+        self.file.flush().map_err(StoreError::io("write", &tmp))?;
         let checked = match self.verify(mode) {
             Ok(c) => c,
             Err(e) => {
@@ -482,7 +488,7 @@ impl Incoming {
     fn verify(&mut self, mode: VerifyMode) -> Result<Checked, StoreError> {
         let tmp = self.tmp.clone();
         let io = |op| StoreError::io(op, &tmp);
-        let size = self.file.metadata().map_err(io("stat"))?.len();
+        let size = self.file.file().metadata().map_err(io("stat"))?.len();
         if mode == VerifyMode::SizeOnly && self.offset == 0 {
             return Ok(Verifier::check_size_only(&self.key, size)?);
         }
@@ -523,6 +529,7 @@ impl Incoming {
         // path, which later reads would serve as the content. (git-annex
         // itself does not sync here; this costs one fsync per key.)
         self.file
+            .file()
             .sync_all()
             .map_err(StoreError::io("fsync", &tmp))?;
         if let Some(existing) = self.store.content_path(&self.key) {
@@ -539,7 +546,7 @@ impl Incoming {
         // partial) and no object, which the client's location log and
         // `git annex fsck` already cope with. git-annex does not sync it
         // either, and it doubled the cost of storing a small key.
-        let file = &self.file;
+        let file = self.file.file();
         let placed = fsutil::in_thawed_dir(&dest, || {
             if !fsutil::rename_noreplace(&tmp, &dest)? {
                 return Ok(false);
@@ -600,7 +607,8 @@ impl Drop for Incoming {
         // (finish() and abandon() end the record and have no use for it).
         let interrupted = !self.record.is_ended();
         if interrupted && (self.scratch.is_none() || self.received > 0) {
-            let _ = self.file.sync_data();
+            let _ = self.file.flush();
+            let _ = self.file.file().sync_data();
         }
         // A small PUT's own file never stays: kept as a partial when
         // interrupted, else it failed (or was abandoned) and is of no use.

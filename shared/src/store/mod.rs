@@ -22,6 +22,7 @@
 //! counting other downloads in progress against free space. Only the
 //! repository owner's permissions are handled, as in an unshared repository.
 
+mod aligned;
 mod content_lock;
 pub mod discard;
 mod fsutil;
