@@ -52,14 +52,20 @@ pub const MAX_GIVEN: u64 = 1 << 20;
 const DIR: &str = "spare";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
-/// Per pool directory, the listing being taken from, read lazily so a
-/// session taking one file reads one batch of names, not the whole pool.
+/// Per pool directory, names listed and not yet tried. Read in batches so
+/// a session taking one file reads a few names, not the whole pool, and no
+/// directory stays open between calls (a long-running server may serve
+/// many repositories).
 static LISTINGS: Mutex<Option<HashMap<PathBuf, Listing>>> = Mutex::new(None);
+/// Names read from a pool at a time.
+const BATCH: usize = 64;
+/// Pools remembered by one process; beyond that the memory is dropped.
+const POOLS: usize = 256;
 
 #[derive(Default)]
 struct Listing {
-    entries: Option<fs::ReadDir>,
-    /// Listed to the end; listed again only after this process gave a file.
+    names: Vec<std::ffi::OsString>,
+    /// Found empty; listed again only after this process gave a file.
     exhausted: bool,
 }
 
@@ -76,16 +82,18 @@ pub fn take(othertmp: &Path, dest: &Path, mode: u32) -> Option<File> {
     let dir = pool(othertmp);
     loop {
         let name = next_name(&dir)?;
+        let spare = dir.join(&name);
         match renameat2(
             AT_FDCWD,
-            &dir.join(&name),
+            &spare,
             AT_FDCWD,
             dest,
             RenameFlags::RENAME_NOREPLACE,
         ) {
             Ok(()) => {}
-            // Taken by another process since we listed it.
-            Err(Errno::ENOENT) => continue,
+            // Taken by another process since we listed it (not the
+            // destination's directory missing: that would never pass).
+            Err(Errno::ENOENT) if fs::symlink_metadata(&spare).is_err() => continue,
             Err(e) => {
                 tracing::debug!("taking a spare for {}: {e}", dest.display());
                 return None;
@@ -141,29 +149,20 @@ fn adopt(dest: &Path, mode: u32) -> io::Result<Option<File>> {
 /// The next name of the listing of `dir`, opening it when none is open.
 fn next_name(dir: &Path) -> Option<std::ffi::OsString> {
     let mut guard = LISTINGS.lock().unwrap_or_else(|p| p.into_inner());
-    let listing = guard
-        .get_or_insert_with(HashMap::new)
-        .entry(dir.to_owned())
-        .or_default();
-    if listing.exhausted {
-        return None;
+    let pools = guard.get_or_insert_with(HashMap::new);
+    if pools.len() >= POOLS && !pools.contains_key(dir) {
+        pools.clear();
     }
-    if listing.entries.is_none() {
-        match fs::read_dir(dir) {
-            Ok(rd) => listing.entries = Some(rd),
-            Err(_) => {
-                listing.exhausted = true;
-                return None;
-            }
-        }
+    let listing = pools.entry(dir.to_owned()).or_default();
+    if listing.names.is_empty() && !listing.exhausted {
+        // Names taken since the last batch are gone from the directory,
+        // so reading from its start again finds the ones left.
+        listing.names = fs::read_dir(dir)
+            .map(|rd| rd.flatten().take(BATCH).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        listing.exhausted = listing.names.is_empty();
     }
-    let entries = listing.entries.as_mut()?;
-    if let Some(Ok(entry)) = entries.next() {
-        return Some(entry.file_name());
-    }
-    listing.entries = None;
-    listing.exhausted = true;
-    None
+    listing.names.pop()
 }
 
 /// Keeps the file at `path`, known only under this name of its caller's

@@ -167,3 +167,13 @@ fn an_empty_or_missing_pool_gives_nothing() {
     assert!(take(&othertmp, &othertmp.join("b"), 0o666).is_none());
     keep(&othertmp, &othertmp.join("missing")).expect("nothing to keep");
 }
+
+#[test]
+fn a_destination_that_cannot_be_made_ends_the_search() {
+    let (_d, othertmp) = othertmp();
+    let (path, ino) = object(&othertmp, "removing.5", 10);
+    give(&othertmp, &path).expect("give");
+    // No such directory: the spare stays for later, nothing loops.
+    assert!(take(&othertmp, &othertmp.join("missing/dest"), 0o666).is_none());
+    assert_eq!(spares_in(&othertmp), vec![ino]);
+}
