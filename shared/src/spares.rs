@@ -170,14 +170,23 @@ fn next_name(dir: &Path) -> Option<std::ffi::OsString> {
 /// it when it cannot be kept: another name, another owner, more than
 /// [`MAX_GIVEN`] bytes, or someone still reading it.
 pub fn give(othertmp: &Path, path: &Path) -> io::Result<()> {
-    match emptied(path) {
-        Ok(true) => into_pool(othertmp, path),
-        Ok(false) => remove(path),
+    let writable = match emptiable(path) {
+        Ok(Some(file)) => file,
+        Ok(None) => return remove(path),
         Err(e) => {
             tracing::debug!("keeping {} as a spare: {e}", path.display());
-            remove(path)
+            return remove(path);
         }
+    };
+    // Into the pool first, emptied there: a `removing.` name is put back
+    // in the store by the next process if this one dies, and must never
+    // come back empty. One taken from the pool meanwhile is seen open by
+    // us, and deleted by its taker.
+    into_pool(othertmp, path)?;
+    if let Err(e) = writable.set_len(0) {
+        tracing::debug!("emptying a spare: {e}");
     }
+    Ok(())
 }
 
 /// Keeps the file at `path`, a name others may have opened it under (a
@@ -239,10 +248,11 @@ fn into_pool(othertmp: &Path, path: &Path) -> io::Result<()> {
     remove(path)
 }
 
-/// Whether the file at `path` is one to keep (a regular file of ours with
-/// one name and at most [`MAX_GIVEN`] bytes), emptied now. A read-only
-/// object is made writable through its open descriptor, never by path.
-fn emptied(path: &Path) -> io::Result<bool> {
+/// The file at `path`, open for writing, if it is one to keep: a regular
+/// file of ours with one name, at most [`MAX_GIVEN`] bytes, that nobody
+/// else has open. A read-only object is made writable through its open
+/// descriptor, never by path.
+fn emptiable(path: &Path) -> io::Result<Option<File>> {
     let open = |write: bool| {
         OpenOptions::new()
             .read(true)
@@ -256,29 +266,21 @@ fn emptied(path: &Path) -> io::Result<bool> {
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
-    if !plain_and_ours(&meta) {
-        return Ok(false);
-    }
-    if meta.len() == 0 {
-        return Ok(true);
-    }
     // A reader still sending the object keeps it whole: deleted, not
     // emptied.
-    if !alone(&file) {
-        return Ok(false);
+    if !plain_and_ours(&meta) || (meta.len() > 0 && !alone(&file)) {
+        return Ok(None);
     }
     if writable {
-        file.set_len(0)?;
-        return Ok(true);
+        return Ok(Some(file));
     }
     file.set_permissions(fs::Permissions::from_mode(0o600))?;
     // The same inode opened again for writing, through /proc: the path
     // could have been replaced in between.
-    OpenOptions::new()
+    let reopened = OpenOptions::new()
         .write(true)
-        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))?
-        .set_len(0)?;
-    Ok(true)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    Ok(Some(reopened))
 }
 
 /// Whether nobody else has the file open or mapped: the kernel grants a

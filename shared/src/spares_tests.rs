@@ -177,3 +177,37 @@ fn a_destination_that_cannot_be_made_ends_the_search() {
     assert!(take(&othertmp, &othertmp.join("missing/dest"), 0o666).is_none());
     assert_eq!(spares_in(&othertmp), vec![ino]);
 }
+
+/// The next process puts a dead one's `removing.` file back in the store:
+/// an object must never be emptied under that name, only once it is in
+/// the pool (a watch on `othertmp`, not on the pool, sees no change to it).
+#[test]
+fn an_object_is_emptied_only_once_in_the_pool() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let (_d, othertmp) = othertmp();
+    fs::create_dir(othertmp.join(DIR)).unwrap();
+    let (path, ino) = object(&othertmp, "removing.77.0.aaa.bbb.KEY", 2000);
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK).expect("inotify");
+    watch
+        .add_watch(&othertmp, AddWatchFlags::IN_MODIFY)
+        .expect("watch");
+    give(&othertmp, &path).expect("give");
+    let changed: Vec<String> = watch
+        .read_events()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !changed.iter().any(|n| n.starts_with("removing.")),
+        "{changed:?}"
+    );
+    assert_eq!(spares_in(&othertmp), vec![ino]);
+    let spare = fs::read_dir(othertmp.join(DIR))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(spare.metadata().unwrap().len(), 0);
+}
