@@ -21,6 +21,18 @@ fn spares_in(othertmp: &Path) -> Vec<u64> {
     }
 }
 
+/// The length of the pool's one spare, which must be inode `ino`.
+fn only_spare_len(othertmp: &Path, ino: u64) -> u64 {
+    assert_eq!(spares_in(othertmp), vec![ino]);
+    let spare = fs::read_dir(othertmp.join(DIR)).expect("pool").next();
+    spare
+        .expect("a spare")
+        .expect("entry")
+        .metadata()
+        .expect("meta")
+        .len()
+}
+
 /// A read-only object of `len` bytes at a name of ours, as a removal
 /// leaves it.
 fn object(othertmp: &Path, name: &str, len: usize) -> (PathBuf, u64) {
@@ -37,13 +49,7 @@ fn a_given_object_is_emptied_and_taken_again_with_a_new_files_mode() {
     let (path, ino) = object(&othertmp, "removing.1", 3000);
     give(&othertmp, &path).expect("give");
     assert!(!path.exists());
-    assert_eq!(spares_in(&othertmp), vec![ino]);
-    let spare = fs::read_dir(othertmp.join(DIR))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    assert_eq!(spare.metadata().unwrap().len(), 0, "emptied when given");
+    assert_eq!(only_spare_len(&othertmp, ino), 0, "emptied when given");
 
     let dest = othertmp.join("put.1.0");
     let mut f = take(&othertmp, &dest, 0o666).expect("a spare");
@@ -203,11 +209,5 @@ fn an_object_is_emptied_only_once_in_the_pool() {
         !changed.iter().any(|n| n.starts_with("removing.")),
         "{changed:?}"
     );
-    assert_eq!(spares_in(&othertmp), vec![ino]);
-    let spare = fs::read_dir(othertmp.join(DIR))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    assert_eq!(spare.metadata().unwrap().len(), 0);
+    assert_eq!(only_spare_len(&othertmp, ino), 0);
 }
