@@ -1,9 +1,12 @@
 //! Spare inodes: files a session is done with (a committed journal file,
 //! a small object just removed) are kept, empty, in
-//! `annex/othertmp/spare/` and renamed into use for the next file a
-//! session writes (a journal file, a small PUT's temporary file), instead
-//! of being deleted and created anew. Databases recycle their log
-//! segments the same way.
+//! `annex/othertmp/spare/` and renamed into use for the next small PUT's
+//! temporary file, instead of being deleted and created anew. Databases
+//! recycle their log segments the same way. Only a file that is synced
+//! before it gets a name others read takes a spare: after a crash, an
+//! unsynced new file comes back empty or short, an unsynced reused inode
+//! could come back with what it held before (so journal files, which are
+//! not synced, are always created anew).
 //!
 //! Why: on ext4 without a journal, allocating an inode walks past every
 //! inode freed in the same block group in the last minutes
@@ -120,7 +123,9 @@ fn adopt(dest: &Path, mode: u32) -> io::Result<Option<File>> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        // Opening a FIFO planted there for reading and writing does not
+        // block; no O_NONBLOCK stays on the file handed out.
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(dest);
     let file = match file {
         Ok(f) => f,
@@ -170,20 +175,20 @@ fn next_name(dir: &Path) -> Option<std::ffi::OsString> {
 /// it when it cannot be kept: another name, another owner, more than
 /// [`MAX_GIVEN`] bytes, or someone still reading it.
 pub fn give(othertmp: &Path, path: &Path) -> io::Result<()> {
-    let writable = match emptiable(path) {
-        Ok(Some(file)) => file,
+    let (file, writable) = match emptiable(path) {
+        Ok(Some(found)) => found,
         Ok(None) => return remove(path),
         Err(e) => {
             tracing::debug!("keeping {} as a spare: {e}", path.display());
             return remove(path);
         }
     };
-    // Into the pool first, emptied there: a `removing.` name is put back
-    // in the store by the next process if this one dies, and must never
-    // come back empty. One taken from the pool meanwhile is seen open by
-    // us, and deleted by its taker.
+    // Into the pool first, then made writable and emptied there: a
+    // `removing.` name is put back in the store by the next process if
+    // this one dies, and must come back as it was. One taken from the
+    // pool meanwhile is seen open by us, and deleted by its taker.
     into_pool(othertmp, path)?;
-    if let Err(e) = writable.set_len(0) {
+    if let Err(e) = empty(file, writable) {
         tracing::debug!("emptying a spare: {e}");
     }
     Ok(())
@@ -248,11 +253,10 @@ fn into_pool(othertmp: &Path, path: &Path) -> io::Result<()> {
     remove(path)
 }
 
-/// The file at `path`, open for writing, if it is one to keep: a regular
-/// file of ours with one name, at most [`MAX_GIVEN`] bytes, that nobody
-/// else has open. A read-only object is made writable through its open
-/// descriptor, never by path.
-fn emptiable(path: &Path) -> io::Result<Option<File>> {
+/// The file at `path`, open, and whether for writing, if it is one to
+/// keep: a regular file of ours with one name, at most [`MAX_GIVEN`]
+/// bytes, that nobody else has open.
+fn emptiable(path: &Path) -> io::Result<Option<(File, bool)>> {
     let open = |write: bool| {
         OpenOptions::new()
             .read(true)
@@ -271,16 +275,21 @@ fn emptiable(path: &Path) -> io::Result<Option<File>> {
     if !plain_and_ours(&meta) || (meta.len() > 0 && !alone(&file)) {
         return Ok(None);
     }
+    Ok(Some((file, writable)))
+}
+
+/// Empties a file given to the pool. A read-only object is made writable
+/// through its open descriptor and opened again through /proc, never by
+/// path.
+fn empty(file: File, writable: bool) -> io::Result<()> {
     if writable {
-        return Ok(Some(file));
+        return file.set_len(0);
     }
     file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    // The same inode opened again for writing, through /proc: the path
-    // could have been replaced in between.
-    let reopened = OpenOptions::new()
+    OpenOptions::new()
         .write(true)
-        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-    Ok(Some(reopened))
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))?
+        .set_len(0)
 }
 
 /// Whether nobody else has the file open or mapped: the kernel grants a

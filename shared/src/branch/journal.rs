@@ -127,18 +127,17 @@ impl Journal {
             // name (a symlink planted there would be written through).
             // Writers of this name hold the journal lock, so what is
             // there is a leftover.
-            // A spare inode when there is one (`spares.rs`).
+            // Never a spare inode (`spares.rs`): unsynced, a reused
+            // inode could come back from a crash with the lines of the
+            // log it held before, where a new one comes back empty.
             match fs::remove_file(&tmp) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-            let mut f = match spares::take(&self.tmp_dir, &tmp, 0o666) {
-                Some(f) => f,
-                None => fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&tmp)?,
-            };
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(content)?;
         }
         let dest = self.dir.join(&name);
@@ -300,5 +299,31 @@ mod tests {
         assert!(fs::symlink_metadata(&journalled)
             .expect("journal file")
             .is_file());
+    }
+
+    /// Journal files are not synced, so they never take a spare inode
+    /// (`spares.rs`): after a crash a reused one could hold another log's
+    /// lines. Retired ones are kept for small PUTs, which sync theirs.
+    #[test]
+    fn journal_writes_never_take_a_spare() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::new(dir.path());
+        let lock = j.lock().expect("lock");
+        j.write(&lock, "abc/def/K.log", b"1s 1 u\n").expect("write");
+        let first = dir.path().join("annex/journal/abc_def_K.log");
+        let ino = fs::metadata(&first).expect("journal file").ino();
+        j.retire_named(&lock, ["abc_def_K.log"]).expect("retire");
+        assert!(!first.exists());
+        let pool = dir.path().join("annex/othertmp/spare");
+        let kept: Vec<u64> = fs::read_dir(&pool)
+            .expect("pool")
+            .map(|e| e.expect("entry").metadata().expect("meta").ino())
+            .collect();
+        assert_eq!(kept, vec![ino], "kept as a spare");
+        j.write(&lock, "abc/def/L.log", b"2s 1 u\n").expect("write");
+        let second = dir.path().join("annex/journal/abc_def_L.log");
+        assert_ne!(fs::metadata(&second).expect("journal file").ino(), ino);
+        assert_eq!(fs::read(&second).expect("read"), b"2s 1 u\n");
     }
 }
