@@ -48,6 +48,16 @@ fn delete_in_frozen_dir(path: &Path) {
     fs::set_permissions(dir, fs::Permissions::from_mode(mode)).expect("freeze");
 }
 
+/// Real git-annex's fsck accepts the stored key, which is then removed
+/// for the next phase.
+fn accepted_then_removed(repo: &RealRepo, store: &ObjectStore) {
+    fsck_accepts(repo, &key());
+    assert_eq!(
+        store.remove(&key(), || true).expect("remove"),
+        RemoveOutcome::Removed
+    );
+}
+
 fn fsck_accepts(repo: &RealRepo, key: &Key) {
     let k = key.to_string();
     let out = repo.annex(&["setpresentkey", &k, &repo.uuid(), "1"]);
@@ -231,11 +241,7 @@ fn small_puts_run_beside_real_ones_and_leave_partials_for_them() {
     s.send(b" world\nVALID\n");
     assert_eq!(s.read_line(), "SUCCESS");
     s.close();
-    fsck_accepts(&repo, &key());
-    assert_eq!(
-        store.remove(&key(), || true).expect("remove"),
-        RemoveOutcome::Removed
-    );
+    accepted_then_removed(&repo, &store);
     // Our receive of a small key writes a file of its own under no lock:
     // a real PUT meanwhile goes ahead from 0, and ours then finds the
     // content there and keeps it.
@@ -251,11 +257,7 @@ fn small_puts_run_beside_real_ones_and_leave_partials_for_them() {
     s.close();
     inc.write_chunk(b" world\n").expect("write");
     assert_eq!(inc.finish(VerifyMode::Valid).expect("stored").checked, None);
-    fsck_accepts(&repo, &key());
-    assert_eq!(
-        store.remove(&key(), || true).expect("remove"),
-        RemoveOutcome::Removed
-    );
+    accepted_then_removed(&repo, &store);
     // Interrupted, it leaves its bytes where git-annex resumes them.
     let mut inc = store
         .begin_receive(&key(), CLIENT_UUID, None)
