@@ -75,7 +75,7 @@ fn assert_same_state(fixtures: &[Fixture; 2], keys: &[&str]) {
     assert_eq!(
         leftovers(real),
         leftovers(ours),
-        "files under annex/tmp and annex/transfer: real vs ours"
+        "what is under annex/tmp, annex/transfer and annex/objects: real vs ours"
     );
 }
 
@@ -83,16 +83,30 @@ fn assert_same_state(fixtures: &[Fixture; 2], keys: &[&str]) {
 /// to the repository.
 fn leftovers(fx: &Fixture) -> Vec<String> {
     let mut out = Vec::new();
-    let mut todo = vec![fx.repo.join("annex/tmp"), fx.repo.join("annex/transfer")];
+    let mut todo = vec![
+        fx.repo.join("annex/tmp"),
+        fx.repo.join("annex/transfer"),
+        fx.repo.join("annex/objects"),
+    ];
     while let Some(dir) = todo.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for e in entries.flatten() {
             let p = e.path();
+            let Ok(rel) = p.strip_prefix(&fx.repo) else {
+                continue;
+            };
             if p.is_dir() {
+                // The object directories too: ours makes a small key's
+                // before its body comes, and must not leave them when no
+                // object goes in. (Not annex/transfer's: git-annex makes
+                // a transfer lock's where ours needs none.)
+                if rel.starts_with("annex/objects") {
+                    out.push(format!("{}/", rel.display()));
+                }
                 todo.push(p);
-            } else if let Ok(rel) = p.strip_prefix(&fx.repo) {
+            } else {
                 out.push(rel.display().to_string());
             }
         }
@@ -104,8 +118,8 @@ fn leftovers(fx: &Fixture) -> Vec<String> {
 type Script = Box<dyn Fn(&mut Shell)>;
 
 /// Runs each script (after the VERSION exchange) in a fresh pair of
-/// repositories and compares the files left under `annex/tmp` and
-/// `annex/transfer`.
+/// repositories and compares what is left under `annex/tmp`,
+/// `annex/transfer` and `annex/objects`.
 fn assert_same_leftovers<const N: usize>(cases: [(&str, Script); N]) {
     let mut table = Vec::new();
     for (what, script) in cases {
@@ -127,7 +141,7 @@ fn assert_same_leftovers<const N: usize>(cases: [(&str, Script); N]) {
     }
     assert!(
         table.is_empty(),
-        "files left under annex/tmp and annex/transfer differ:\n{}",
+        "what is left under annex/tmp, annex/transfer and annex/objects differs:\n{}",
         table.join("\n")
     );
 }

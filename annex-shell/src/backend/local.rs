@@ -37,6 +37,10 @@ pub struct Local {
     upload: Option<UploadTransfer>,
     /// The PUT being received.
     receiving: Option<(Key, Receiver)>,
+    /// Location log lines owed for answers already given, written by
+    /// [`Backend::settle`] once the client has its answer.
+    /// (`true`: present.)
+    owed: Vec<(Key, bool)>,
 }
 
 impl Local {
@@ -52,6 +56,7 @@ impl Local {
             lock: None,
             upload: None,
             receiving: None,
+            owed: Vec::new(),
         }
     }
 
@@ -64,29 +69,27 @@ impl Local {
         self
     }
 
-    /// Record in the location log that this repository now has, or no
-    /// longer has, a key.
-    fn log_presence(&mut self, key: &Key, present: bool) -> Result<(), BackendError> {
-        let status = if present {
-            LogStatus::Present
-        } else {
-            LogStatus::Missing
-        };
-        if self.branch.log_key_location(key, &self.my_uuid, status)? {
-            self.journalled = true;
-        }
-        Ok(())
+    /// Records, after the answer is sent, that this repository now has,
+    /// or no longer has, a key. The client does not wait for our log (it
+    /// records the change in its own), so the journal write, which costs
+    /// a new file each time, runs while the client goes on to its next
+    /// file. The answer already stands by then: a log that cannot be
+    /// written is told (on stderr) and `git annex fsck` records the key
+    /// later; the object is where the answer said.
+    fn owe_log(&mut self, key: &Key, present: bool) {
+        self.owed.push((key.clone(), present));
     }
 
-    /// Records the stored key in the location log. A log that cannot be
-    /// written fails this key alone (the reason on stderr) instead of the
-    /// session; the object stays, and `git annex fsck` records it later.
-    fn log_stored(&mut self, key: &Key) -> bool {
-        match self.log_presence(key, true) {
-            Ok(()) => true,
-            Err(e) => {
-                crate::user::tell(format_args!("{key}: stored, but not logged: {e}"));
-                false
+    fn pay_logs(&mut self) {
+        for (key, present) in std::mem::take(&mut self.owed) {
+            let (status, done) = if present {
+                (LogStatus::Present, "stored")
+            } else {
+                (LogStatus::Missing, "removed")
+            };
+            match self.branch.log_key_location(&key, &self.my_uuid, status) {
+                Ok(changed) => self.journalled |= changed,
+                Err(e) => crate::user::tell(format_args!("{key}: {done}, but not logged: {e}")),
             }
         }
     }
@@ -138,7 +141,7 @@ impl Backend for Local {
         let ok = match self.store.remove(key, still_allowed)? {
             RemoveOutcome::NotPresent => true,
             RemoveOutcome::Removed => {
-                self.log_presence(key, false)?;
+                self.owe_log(key, false);
                 true
             }
             // git-annex dies here with "content is locked"; a FAILURE tells
@@ -244,7 +247,14 @@ impl Backend for Local {
                 return Ok(Outcome::plain(false));
             }
         };
-        Ok(Outcome::plain(stored && self.log_stored(&key)))
+        if stored {
+            self.owe_log(&key, true);
+        }
+        Ok(Outcome::plain(stored))
+    }
+
+    async fn settle(&mut self) {
+        self.pay_logs();
     }
 
     async fn changed_refs(&mut self) -> Result<Vec<String>, BackendError> {
@@ -272,6 +282,7 @@ impl Backend for Local {
     }
 
     async fn finish(&mut self) -> Result<(), BackendError> {
+        self.pay_logs();
         // Like git-annex, commit whatever the journal holds, also lines an
         // earlier `configlist` autoinit left there.
         if self.journalled || (self.commit_others && self.branch.journal_dirty()) {

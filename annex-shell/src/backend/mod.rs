@@ -254,6 +254,13 @@ pub trait Backend: Send {
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send;
 
+    /// The answer to a request has been sent: do what the client need not
+    /// wait for (bookkeeping), before the next request is read. What is
+    /// still owed when the session ends is done by [`Self::finish`].
+    fn settle(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// The session is over: let go of peers, commit what it changed.
     fn finish(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

@@ -165,6 +165,7 @@ where
         );
         let started = Instant::now();
         let flow = self.dispatch(msg).instrument(span.clone()).await;
+        self.backend.settle().instrument(span.clone()).await;
         let outcome = match &flow {
             Ok(Flow::Continue) => "served",
             Ok(Flow::Stop) => "session ends",

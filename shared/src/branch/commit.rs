@@ -457,8 +457,30 @@ fn signature(repo: &gix::Repository) -> gix::actor::Signature {
     gix::actor::Signature {
         name,
         email,
-        time: gix::date::Time::now_local_or_utc(),
+        time: now_local(),
     }
+}
+
+/// Now, with this machine's offset from UTC, as git dates a commit.
+/// gix's `Time::now_local_or_utc` names the zone through jiff's zone
+/// database, which lists all of /usr/share/zoneinfo once per process (a
+/// millisecond of every session that commits); the offset needs only the
+/// zone's rules: those `TZ` names when it is set, else /etc/localtime's.
+fn now_local() -> gix::date::Time {
+    let now = jiff::Timestamp::now();
+    let offset = local_zone().map_or(0, |z| z.to_offset(now).seconds());
+    gix::date::Time {
+        seconds: now.as_second(),
+        offset,
+    }
+}
+
+fn local_zone() -> Option<jiff::tz::TimeZone> {
+    if std::env::var_os("TZ").is_some() {
+        return jiff::tz::TimeZone::try_system().ok();
+    }
+    let rules = fs::read("/etc/localtime").ok()?;
+    jiff::tz::TimeZone::tzif("localtime", &rules).ok()
 }
 
 fn hook_path(branch: &Branch, name: &str) -> Option<std::path::PathBuf> {
@@ -530,5 +552,26 @@ fn run_post_update_hook(branch: &Branch, repo: &gix::Repository) {
         Ok(s) if s.success() => {}
         Ok(s) => tracing::warn!(status = %s, "post-update-annex hook failed"),
         Err(e) => tracing::warn!(error = %e, "could not run post-update-annex hook"),
+    }
+}
+
+#[cfg(test)]
+mod zone_tests {
+    /// The offset commits are dated with is git's own for this machine
+    /// (`git var GIT_COMMITTER_IDENT` ends in it, `+hhmm`).
+    #[test]
+    fn commits_are_dated_with_gits_offset() {
+        let out = std::process::Command::new("git")
+            .args(["var", "GIT_COMMITTER_IDENT"])
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git var");
+        let ident = String::from_utf8(out.stdout).expect("utf-8");
+        let gits = ident.trim().rsplit(' ').next().expect("offset").to_owned();
+        let ours = super::now_local().offset;
+        let sign = if ours < 0 { '-' } else { '+' };
+        let mins = ours.abs() / 60;
+        assert_eq!(format!("{sign}{:02}{:02}", mins / 60, mins % 60), gits);
     }
 }

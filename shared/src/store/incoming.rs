@@ -89,6 +89,10 @@ pub struct Incoming {
     /// Set while `tmp` is a small PUT's file of its own (see the module's
     /// comment); taken once the file is renamed into the store.
     scratch: Option<Scratch>,
+    /// The object path whose directories a small PUT made before its body
+    /// came (see [`ObjectStore::receive_unlocked`]), until the object is
+    /// in them: removed again, when still empty, if it never is.
+    early_dirs: Option<PathBuf>,
 }
 
 impl ObjectStore {
@@ -179,6 +183,7 @@ impl ObjectStore {
             verifier: None,
             record,
             scratch: None,
+            early_dirs: None,
         })
     }
 
@@ -205,6 +210,14 @@ impl ObjectStore {
             record.end(false);
             return Err(e);
         }
+        // The object's three directories are made now, while PUT-FROM
+        // travels and the client answers with the body, rather than after
+        // it, when the client waits for our answer. Failing here is no
+        // failure: they are made (again) when the object goes in.
+        let early_dirs = self.new_object_path(key).ok().filter(|dest| {
+            let keydir = dest.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(keydir).is_ok()
+        });
         Ok(Incoming {
             store: self.clone(),
             key: key.clone(),
@@ -215,6 +228,7 @@ impl ObjectStore {
             verifier: None,
             record,
             scratch: Some(scratch),
+            early_dirs,
         })
     }
 
@@ -508,6 +522,7 @@ impl Incoming {
     fn put_in_place(mut self, checked: Checked) -> Result<Stored, StoreError> {
         match self.move_into_place() {
             Ok(stored) => {
+                self.early_dirs = None;
                 self.record.end(true);
                 Ok(Stored {
                     path: stored.0,
@@ -617,6 +632,9 @@ impl Drop for Incoming {
                 self.keep_as_partial(scratch.path());
             }
             let _ = fs::remove_file(scratch.path());
+        }
+        if let Some(dest) = self.early_dirs.take() {
+            fsutil::remove_empty_dirs(&dest, 3);
         }
         self.record.end(false);
     }

@@ -23,6 +23,11 @@ fn a_small_put_makes_no_transfer_files() {
         .begin_receive(&key(), UUID, Some("f.dat"))
         .expect("begin");
     inc.write_chunk(b"hello ").expect("write");
+    let object = store.new_object_path(&key()).expect("path");
+    assert!(
+        object.parent().expect("key dir").is_dir(),
+        "its directories made before the body ends"
+    );
     assert!(!annex.join("transfer").exists(), "no lock, no info file");
     assert!(!annex.join("tmp").exists(), "not annex/tmp/<keyfile>");
     let own = inc.tmp_file().to_owned();
@@ -73,6 +78,11 @@ fn a_failed_small_put_leaves_only_its_failure_record() {
     ));
     assert!(!store.has(&key()));
     assert_eq!(names_in(&annex.join("othertmp")), Vec::<String>::new());
+    assert_eq!(
+        names_in(&annex.join("objects")),
+        Vec::<String>::new(),
+        "the directories made for it are gone"
+    );
     assert!(!annex.join("tmp").exists());
     assert_eq!(
         names_in(&annex.join("transfer/failed/download").join(UUID)),
@@ -82,6 +92,7 @@ fn a_failed_small_put_leaves_only_its_failure_record() {
     let inc = store.begin_receive(&key(), UUID, None).expect("begin");
     inc.abandon();
     assert_eq!(names_in(&annex.join("othertmp")), Vec::<String>::new());
+    assert_eq!(names_in(&annex.join("objects")), Vec::<String>::new());
 }
 
 /// Two receivers finishing at once both pass the presence check; the

@@ -567,3 +567,36 @@ fn a_dead_servers_small_put_file_is_swept() {
     assert!(!left.exists(), "swept");
     assert_eq!(fx.key_state(NEW_KEY), (true, true));
 }
+
+/// The location log is written once the answer is out (the client logs
+/// the change in its own and goes on to its next file meanwhile), so a
+/// log that cannot be written no longer turns a stored key into FAILURE:
+/// the object is there, the answer says so, the reason goes to stderr and
+/// `git annex fsck` logs the key later. Here the journal's place is taken
+/// by a file; a REMOVE of the key fails to log the same way.
+#[test]
+fn a_log_that_cannot_be_written_after_the_answer_is_told() {
+    let fx = Fixture::new(ServerKind::Ours);
+    let journal = fx.repo.join("annex/journal");
+    let _ = std::fs::remove_dir_all(&journal);
+    std::fs::write(&journal, b"not a directory").expect("plant");
+    let mut sh = fx.shell();
+    sh.hello(Some(4));
+    send_put(&mut sh, "c.txt", NEW_KEY, 0, NEW, Some("VALID"));
+    sh.expect("SUCCESS");
+    sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
+    sh.expect("SUCCESS");
+    sh.send(&format!("REMOVE {NEW_KEY}"));
+    sh.expect("SUCCESS");
+    sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
+    sh.expect("FAILURE");
+    let out = sh.finish();
+    assert!(
+        out.stderr.contains(&format!("{NEW_KEY}: stored, but not logged"))
+            && out.stderr.contains(&format!("{NEW_KEY}: removed, but not logged")),
+        "{}",
+        out.show()
+    );
+    std::fs::remove_file(&journal).expect("unplant");
+    assert_eq!(fx.key_state(NEW_KEY), (false, false));
+}
