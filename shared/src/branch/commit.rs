@@ -443,8 +443,8 @@ fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
 /// Committer and author: git's configured identity, else the login name
 /// at this host; dated now.
 fn signature(repo: &gix::Repository) -> gix::actor::Signature {
-    let (name, email) = match repo.committer().and_then(Result::ok) {
-        Some(s) => (s.name.to_owned(), s.email.to_owned()),
+    let (name, email) = match identity(repo) {
+        Some(configured) => configured,
         None => {
             let user = std::env::var("USER").unwrap_or_else(|_| "git-annex".into());
             let host = nix::unistd::gethostname()
@@ -459,6 +459,24 @@ fn signature(repo: &gix::Repository) -> gix::actor::Signature {
         email,
         time: now_local(),
     }
+}
+
+/// The committer git would name: `GIT_COMMITTER_NAME` and `_EMAIL`, else
+/// `committer.*`, else `user.*` (and `EMAIL` for the address), each part
+/// on its own; `None` unless both are found. Read here rather than by
+/// gix's `Repository::committer`, which also dates its answer through the
+/// zone database (see [`now_local`]).
+fn identity(repo: &gix::Repository) -> Option<(gix::bstr::BString, gix::bstr::BString)> {
+    use std::os::unix::ffi::OsStringExt;
+    let config = repo.config_snapshot();
+    let from_env = |var: &str| std::env::var_os(var).map(|v| v.into_vec().into());
+    let from_config = |keys: [&str; 2]| keys.iter().find_map(|k| config.string(*k));
+    let name =
+        from_env("GIT_COMMITTER_NAME").or_else(|| from_config(["committer.name", "user.name"]))?;
+    let email = from_env("GIT_COMMITTER_EMAIL")
+        .or_else(|| from_config(["committer.email", "user.email"]))
+        .or_else(|| from_env("EMAIL"))?;
+    Some((name, email))
 }
 
 /// Now, with this machine's offset from UTC, as git dates a commit.
@@ -556,7 +574,7 @@ fn run_post_update_hook(branch: &Branch, repo: &gix::Repository) {
 }
 
 #[cfg(test)]
-mod zone_tests {
+mod signature_tests {
     /// The offset commits are dated with is git's own for this machine
     /// (`git var GIT_COMMITTER_IDENT` ends in it, `+hhmm`).
     #[test]
@@ -573,5 +591,38 @@ mod zone_tests {
         let sign = if ours < 0 { '-' } else { '+' };
         let mins = ours.abs() / 60;
         assert_eq!(format!("{sign}{:02}{:02}", mins / 60, mins % 60), gits);
+    }
+
+    /// The committer is the one git names, from the environment or the
+    /// repository's config (`committer.*` over `user.*`), part by part.
+    #[test]
+    fn commits_name_gits_committer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git = |args: &[&str], env: &[(&str, &str)]| {
+            let mut cmd = std::process::Command::new("git");
+            cmd.args(args)
+                .current_dir(dir.path())
+                .env_remove("GIT_COMMITTER_NAME");
+            cmd.env_remove("GIT_COMMITTER_EMAIL").env_remove("EMAIL");
+            cmd.envs(env.iter().copied());
+            let out = cmd.output().expect("git");
+            assert!(out.status.success(), "{args:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        git(&["init", "-q"], &[]);
+        git(&["config", "user.name", "User Name"], &[]);
+        git(&["config", "user.email", "user@example.org"], &[]);
+        git(&["config", "committer.email", "committer@example.org"], &[]);
+        let ident = git(&["var", "GIT_COMMITTER_IDENT"], &[]);
+        let repo = gix::open(dir.path()).expect("open");
+        let (name, email) = super::identity(&repo).expect("configured");
+        assert!(
+            ident.starts_with(&format!("{name} <{email}> ")),
+            "{ident:?} vs {name} <{email}>"
+        );
+        assert_eq!(
+            (name.to_string(), email.to_string()),
+            ("User Name".into(), "committer@example.org".into())
+        );
     }
 }

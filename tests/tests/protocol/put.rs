@@ -592,8 +592,11 @@ fn a_log_that_cannot_be_written_after_the_answer_is_told() {
     sh.expect("FAILURE");
     let out = sh.finish();
     assert!(
-        out.stderr.contains(&format!("{NEW_KEY}: stored, but not logged"))
-            && out.stderr.contains(&format!("{NEW_KEY}: removed, but not logged")),
+        out.stderr
+            .contains(&format!("{NEW_KEY}: stored, but not logged"))
+            && out
+                .stderr
+                .contains(&format!("{NEW_KEY}: removed, but not logged")),
         "{}",
         out.show()
     );
