@@ -12,6 +12,7 @@ use annex::store::{ContentLock, ObjectStore, StoreError, UploadTransfer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::files::{self, Receiver};
+use super::owed::OwedLogs;
 use super::{Backend, BackendError, Outcome, StoreEnd, Storing};
 
 /// How often NOTIFYCHANGE looks at the refs.
@@ -37,10 +38,8 @@ pub struct Local {
     upload: Option<UploadTransfer>,
     /// The PUT being received.
     receiving: Option<(Key, Receiver)>,
-    /// Location log lines owed for answers already given, written by
-    /// [`Backend::settle`] once the client has its answer.
-    /// (`true`: present.)
-    owed: Vec<(Key, bool)>,
+    /// Location log lines owed for answers already given (`owed.rs`).
+    owed: OwedLogs,
 }
 
 impl Local {
@@ -56,7 +55,7 @@ impl Local {
             lock: None,
             upload: None,
             receiving: None,
-            owed: Vec::new(),
+            owed: OwedLogs::default(),
         }
     }
 
@@ -69,29 +68,27 @@ impl Local {
         self
     }
 
-    /// Records, after the answer is sent, that this repository now has,
-    /// or no longer has, a key. The client does not wait for our log (it
-    /// records the change in its own), so the journal write, which costs
-    /// a new file each time, runs while the client goes on to its next
-    /// file. The answer already stands by then: a log that cannot be
-    /// written is told (on stderr) and `git annex fsck` records the key
-    /// later; the object is where the answer said.
+    /// Records, once the answer is out (`owed.rs`), that this repository
+    /// now has, or no longer has, a key. A line that cannot be written is
+    /// told on stderr.
     fn owe_log(&mut self, key: &Key, present: bool) {
-        self.owed.push((key.clone(), present));
+        let status = if present {
+            LogStatus::Present
+        } else {
+            LogStatus::Missing
+        };
+        self.owed.owe(key, [self.my_uuid.as_str()], status);
     }
 
     fn pay_logs(&mut self) {
-        for (key, present) in std::mem::take(&mut self.owed) {
-            let (status, done) = if present {
-                (LogStatus::Present, "stored")
+        self.journalled |= self.owed.pay(&self.branch, |key, status, e| {
+            let done = if status == LogStatus::Missing {
+                "removed"
             } else {
-                (LogStatus::Missing, "removed")
+                "stored"
             };
-            match self.branch.log_key_location(&key, &self.my_uuid, status) {
-                Ok(changed) => self.journalled |= changed,
-                Err(e) => crate::user::tell(format_args!("{key}: {done}, but not logged: {e}")),
-            }
-        }
+            crate::user::tell(format_args!("{key}: {done}, but not logged: {e}"));
+        });
     }
 }
 

@@ -46,6 +46,7 @@
 
 mod files;
 pub mod local;
+mod owed;
 pub mod peer;
 
 pub(crate) use files::{same_file, send_body};

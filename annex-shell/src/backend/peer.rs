@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(crate) use body::{node_validity, relay_body};
 
+use super::owed::OwedLogs;
 use super::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing};
 use crate::restrict::Rules;
 
@@ -48,6 +49,8 @@ pub struct Peer {
     /// The version both sides speak, once settled.
     version: Option<u32>,
     journalled: bool,
+    /// Location log lines owed for answers already given (`owed.rs`).
+    owed: OwedLogs,
     /// The node holds a lock for the client.
     locked: bool,
     /// The PUT being relayed, and the node's failure if it broke while
@@ -68,6 +71,7 @@ impl Peer {
             git_relay: true,
             version: None,
             journalled: false,
+            owed: OwedLogs::default(),
             locked: false,
             storing: None,
         }
@@ -154,17 +158,22 @@ impl Peer {
         }
     }
 
-    /// Journal, in our own branch, what the node told us happened.
+    /// Journal, in our own branch, what the node told us happened: once
+    /// the client has its answer (`owed.rs`).
     fn record<'a>(
         &mut self,
         key: &Key,
         uuids: impl IntoIterator<Item = &'a str>,
         status: LogStatus,
     ) {
-        match self.branch.log_key_locations(key, uuids, status) {
-            Ok(changed) => self.journalled |= changed,
-            Err(e) => tracing::warn!(%key, error = %e, "recording in the location log"),
-        }
+        self.owed.owe(key, uuids, status);
+    }
+
+    fn pay_logs(&mut self) {
+        self.journalled |= self.owed.pay(
+            &self.branch,
+            |key, _, e| tracing::warn!(%key, error = %e, "recording in the location log"),
+        );
     }
 
     /// The node's word on a store or removal, journalled as `status`.
@@ -485,7 +494,12 @@ impl Backend for Peer {
 
     /// The node's session ends the way a client ends it; then what we
     /// journalled (and anything an earlier autoinit left) is committed.
+    async fn settle(&mut self) {
+        self.pay_logs();
+    }
+
     async fn finish(&mut self) -> Result<(), BackendError> {
+        self.pay_logs();
         let down = Node::Down(String::new());
         if let Node::Up(nc) = std::mem::replace(&mut self.node, down) {
             nc.close().await;

@@ -171,13 +171,14 @@ impl Process {
     }
 
     /// Why the program is gone: the last lines of its stderr (read to
-    /// their end, briefly waited for).
+    /// their end, waited for at most 2 s: a loaded machine took more than
+    /// half a second to deliver a dead program's last line).
     pub(super) fn last_words(&self) -> impl std::future::Future<Output = String> + Send + 'static {
         let reader = self.stderr_reader.as_ref().map(|r| r.abort_handle());
         let kept = self.stderr.clone();
         async move {
             if let Some(reader) = reader {
-                let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
                 while !reader.is_finished() && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
