@@ -81,7 +81,9 @@ impl Local {
     }
 
     fn pay_logs(&mut self) {
-        self.journalled |= self.owed.pay(&self.branch, |key, status, e| {
+        let store = &self.store;
+        let holds = |key: &Key, status| store.has(key) == (status == LogStatus::Present);
+        self.journalled |= self.owed.pay(&self.branch, holds, |key, status, e| {
             let done = if status == LogStatus::Missing {
                 "removed"
             } else {
@@ -302,4 +304,61 @@ fn changed_values(
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "SHA256E-s12--a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447.dat";
+
+    fn local() -> (tempfile::TempDir, Local, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, uuid) = crate::testutil::new_repo(dir.path(), "r.git", "r");
+        let repo = Repo::open(&path).expect("open");
+        let store = repo.store();
+        let local = Local::new(repo, store, uuid.clone(), "client".into());
+        (dir, local, uuid)
+    }
+
+    /// A line owed since an answer is written only while the content is
+    /// still as it says: another session that removed (or stored) the key
+    /// since, and logged so, is not outdated by it.
+    #[test]
+    fn owed_lines_are_written_only_while_they_hold() {
+        let (_d, mut local, uuid) = local();
+        let key = Key::parse(KEY).expect("key");
+        let present =
+            |local: &Local| local.branch.key_locations(&key).expect("log") == [uuid.clone()];
+
+        // Answered as stored; another session removed it and logged that
+        // before our line was paid.
+        local.owe_log(&key, true);
+        local
+            .branch
+            .log_key_location(&key, &uuid, LogStatus::Missing)
+            .expect("log");
+        local.pay_logs();
+        assert!(!present(&local), "the removal's line stands");
+
+        // Answered as stored, and it still is: written.
+        let object = local.store.new_object_path(&key).expect("path");
+        std::fs::create_dir_all(object.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&object, b"hello world\n").expect("object");
+        local.owe_log(&key, true);
+        local.pay_logs();
+        assert!(present(&local));
+
+        // Answered as removed, but stored again (and logged) since.
+        local.owe_log(&key, false);
+        local.pay_logs();
+        assert!(present(&local), "the store's line stands");
+
+        // Answered as removed, and it still is: written.
+        std::fs::remove_file(&object).expect("rm");
+        local.owe_log(&key, false);
+        local.pay_logs();
+        assert!(!present(&local));
+    }
 }

@@ -28,7 +28,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(crate) use body::{node_validity, relay_body};
 
-use super::owed::OwedLogs;
 use super::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing};
 use crate::restrict::Rules;
 
@@ -49,8 +48,6 @@ pub struct Peer {
     /// The version both sides speak, once settled.
     version: Option<u32>,
     journalled: bool,
-    /// Location log lines owed for answers already given (`owed.rs`).
-    owed: OwedLogs,
     /// The node holds a lock for the client.
     locked: bool,
     /// The PUT being relayed, and the node's failure if it broke while
@@ -71,7 +68,6 @@ impl Peer {
             git_relay: true,
             version: None,
             journalled: false,
-            owed: OwedLogs::default(),
             locked: false,
             storing: None,
         }
@@ -158,22 +154,20 @@ impl Peer {
         }
     }
 
-    /// Journal, in our own branch, what the node told us happened: once
-    /// the client has its answer (`owed.rs`).
+    /// Journal, in our own branch, what the node told us happened. Before
+    /// the answer, unlike the local back-end (`owed.rs`): whether the node
+    /// still holds what it said cannot be asked when a deferred line is
+    /// written, so a late line could outdate a newer one.
     fn record<'a>(
         &mut self,
         key: &Key,
         uuids: impl IntoIterator<Item = &'a str>,
         status: LogStatus,
     ) {
-        self.owed.owe(key, uuids, status);
-    }
-
-    fn pay_logs(&mut self) {
-        self.journalled |= self.owed.pay(
-            &self.branch,
-            |key, _, e| tracing::warn!(%key, error = %e, "recording in the location log"),
-        );
+        match self.branch.log_key_locations(key, uuids, status) {
+            Ok(changed) => self.journalled |= changed,
+            Err(e) => tracing::warn!(%key, error = %e, "recording in the location log"),
+        }
     }
 
     /// The node's word on a store or removal, journalled as `status`.
@@ -494,12 +488,7 @@ impl Backend for Peer {
 
     /// The node's session ends the way a client ends it; then what we
     /// journalled (and anything an earlier autoinit left) is committed.
-    async fn settle(&mut self) {
-        self.pay_logs();
-    }
-
     async fn finish(&mut self) -> Result<(), BackendError> {
-        self.pay_logs();
         let down = Node::Down(String::new());
         if let Node::Up(nc) = std::mem::replace(&mut self.node, down) {
             nc.close().await;

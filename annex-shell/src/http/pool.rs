@@ -18,8 +18,10 @@
 //! - a session waits at most [`IDLE`]; then it is closed, which commits
 //!   what its requests journalled: the branch is committed about a second
 //!   after the server goes idle, as after an ssh session, instead of once
-//!   per request (every acknowledged change is in the journal before the
-//!   answer goes out; git-annex reads the journal as part of the branch);
+//!   per request (every acknowledged change is in the journal by the time
+//!   the session takes its next request, written right after the answer
+//!   goes out, see `backend/owed.rs`; git-annex reads the journal as part
+//!   of the branch);
 //! - only a session that finished its request cleanly comes back (any
 //!   error, a cut-off body, HEAD's half-sent DATA close it), and one
 //!   whose session thread has ended is never handed out.

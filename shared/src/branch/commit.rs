@@ -574,55 +574,5 @@ fn run_post_update_hook(branch: &Branch, repo: &gix::Repository) {
 }
 
 #[cfg(test)]
-mod signature_tests {
-    /// The offset commits are dated with is git's own for this machine
-    /// (`git var GIT_COMMITTER_IDENT` ends in it, `+hhmm`).
-    #[test]
-    fn commits_are_dated_with_gits_offset() {
-        let out = std::process::Command::new("git")
-            .args(["var", "GIT_COMMITTER_IDENT"])
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t")
-            .output()
-            .expect("git var");
-        let ident = String::from_utf8(out.stdout).expect("utf-8");
-        let gits = ident.trim().rsplit(' ').next().expect("offset").to_owned();
-        let ours = super::now_local().offset;
-        let sign = if ours < 0 { '-' } else { '+' };
-        let mins = ours.abs() / 60;
-        assert_eq!(format!("{sign}{:02}{:02}", mins / 60, mins % 60), gits);
-    }
-
-    /// The committer is the one git names, from the environment or the
-    /// repository's config (`committer.*` over `user.*`), part by part.
-    #[test]
-    fn commits_name_gits_committer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let git = |args: &[&str], env: &[(&str, &str)]| {
-            let mut cmd = std::process::Command::new("git");
-            cmd.args(args)
-                .current_dir(dir.path())
-                .env_remove("GIT_COMMITTER_NAME");
-            cmd.env_remove("GIT_COMMITTER_EMAIL").env_remove("EMAIL");
-            cmd.envs(env.iter().copied());
-            let out = cmd.output().expect("git");
-            assert!(out.status.success(), "{args:?}");
-            String::from_utf8(out.stdout).expect("utf-8")
-        };
-        git(&["init", "-q"], &[]);
-        git(&["config", "user.name", "User Name"], &[]);
-        git(&["config", "user.email", "user@example.org"], &[]);
-        git(&["config", "committer.email", "committer@example.org"], &[]);
-        let ident = git(&["var", "GIT_COMMITTER_IDENT"], &[]);
-        let repo = gix::open(dir.path()).expect("open");
-        let (name, email) = super::identity(&repo).expect("configured");
-        assert!(
-            ident.starts_with(&format!("{name} <{email}> ")),
-            "{ident:?} vs {name} <{email}>"
-        );
-        assert_eq!(
-            (name.to_string(), email.to_string()),
-            ("User Name".into(), "committer@example.org".into())
-        );
-    }
-}
+#[path = "commit_tests.rs"]
+mod tests;

@@ -273,12 +273,31 @@ impl Branch {
         uuids: impl IntoIterator<Item = &'a str>,
         status: LogStatus,
     ) -> Result<bool, BranchError> {
+        self.log_key_locations_if(key, uuids, status, || true)
+    }
+
+    /// [`Branch::log_key_locations`] if `holds()`, asked under the journal
+    /// lock: a line written after the change it records was answered
+    /// (`annex-shell`'s `owed.rs`) is written only while what it says is
+    /// still so. Every writer logs under that lock after it changed the
+    /// content, so a removal or store by another process since is either
+    /// seen by `holds` (nothing written) or logged after this line.
+    pub fn log_key_locations_if<'a>(
+        &self,
+        key: &crate::key::Key,
+        uuids: impl IntoIterator<Item = &'a str>,
+        status: LogStatus,
+        holds: impl FnOnce() -> bool,
+    ) -> Result<bool, BranchError> {
         let uuids: Vec<&str> = uuids.into_iter().filter(|u| !is_cluster_uuid(u)).collect();
         if uuids.is_empty() {
             return Ok(false);
         }
         let candidate = VectorClock::candidate_now();
         self.maybe_change_file(&location_log_path_for(key), |old| {
+            if !holds() {
+                return None;
+            }
             let mut changed: Option<Vec<u8>> = None;
             for u in &uuids {
                 let base = changed.as_deref().or(old).unwrap_or_default();

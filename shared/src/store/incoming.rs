@@ -522,7 +522,11 @@ impl Incoming {
     fn put_in_place(mut self, checked: Checked) -> Result<Stored, StoreError> {
         match self.move_into_place() {
             Ok(stored) => {
-                self.early_dirs = None;
+                // Kept unless the object went in elsewhere (a copy already
+                // there in the other layout): then removed when empty.
+                if self.early_dirs.as_ref() == Some(&stored.0) {
+                    self.early_dirs = None;
+                }
                 self.record.end(true);
                 Ok(Stored {
                     path: stored.0,
@@ -555,29 +559,43 @@ impl Incoming {
         }
         let dest = self.store.new_object_path(&self.key)?;
         let keydir = dest.parent().unwrap_or(Path::new(".")).to_owned();
-        fs::create_dir_all(&keydir).map_err(StoreError::io("create", &keydir))?;
         // No fsync of the key directory: a crash can at worst lose the
         // rename, leaving the complete file at its temp path (a resumable
         // partial) and no object, which the client's location log and
         // `git annex fsck` already cope with. git-annex does not sync it
         // either, and it doubled the cost of storing a small key.
         let file = self.file.file();
-        let placed = fsutil::in_thawed_dir(&dest, || {
-            if !fsutil::rename_noreplace(&tmp, &dest)? {
-                return Ok(false);
+        let place = || {
+            fsutil::in_thawed_dir(&dest, || {
+                if !fsutil::rename_noreplace(&tmp, &dest)? {
+                    return Ok(false);
+                }
+                // What was renamed is whatever sat at the temp path: make
+                // sure it is the file we wrote and verified, not something
+                // put there since we opened it.
+                if !fsutil::same_file(&dest, file)? {
+                    fs::remove_file(&dest)?;
+                    return Err(io::Error::other(
+                        "the partial file was replaced while receiving",
+                    ));
+                }
+                fsutil::freeze_file(file).map(|()| true)
+            })
+        };
+        // The key's directories can vanish between their making and the
+        // rename: a receiver of the key that failed removes the ones it
+        // made early, a removal of a key beside it the empty hash
+        // directories. Made again, a few times.
+        let mut tries = 0;
+        let placed = loop {
+            fs::create_dir_all(&keydir).map_err(StoreError::io("create", &keydir))?;
+            match place() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !keydir.exists() && tries < 3 => {
+                    tries += 1;
+                }
+                placed => break placed.map_err(StoreError::io("store", &dest))?,
             }
-            // What was renamed is whatever sat at the temp path: make sure
-            // it is the file we wrote and verified, not something put
-            // there since we opened it.
-            if !fsutil::same_file(&dest, file)? {
-                fs::remove_file(&dest)?;
-                return Err(io::Error::other(
-                    "the partial file was replaced while receiving",
-                ));
-            }
-            fsutil::freeze_file(file).map(|()| true)
-        })
-        .map_err(StoreError::io("store", &dest))?;
+        };
         if !placed {
             // Another receiver's verified copy got there first: keep it.
             fs::remove_file(&tmp).map_err(StoreError::io("remove", &tmp))?;
