@@ -132,7 +132,10 @@ fn forge_on_a_unix_socket() {
         }
         head.push_str("Connection: close\r\n\r\n");
         s.write_all(head.as_bytes()).expect("send head");
-        s.write_all(body).expect("send body");
+        // A request refused by its headers is answered, and the connection
+        // closed, maybe before the body is sent (a broken pipe here, seen
+        // in CI); the answer is read all the same.
+        let _ = s.write_all(body);
         http_raw::read_reply(&mut BufReader::new(s))
     };
     assert_eq!(ask("checkpresent", None, b"").status, 401);
