@@ -29,9 +29,10 @@ pub struct Local {
     /// Whether the journal gained lines this session, so the branch needs
     /// a commit when it ends.
     journalled: bool,
-    /// Whether ending commits lines other sessions left in the journal
-    /// too (as git-annex does); see [`Local::commit_own_lines_only`].
-    commit_others: bool,
+    /// Whether owed lines go to the journal after each answer, and ending
+    /// commits only if this session journalled, not lines other sessions
+    /// left there too (as git-annex does); see [`Local::pooled`].
+    pooled: bool,
     /// LOCKCONTENT's lock, until UNLOCKCONTENT.
     lock: Option<ContentLock>,
     /// The GET being answered, until the client's verdict.
@@ -51,7 +52,7 @@ impl Local {
             my_uuid,
             client_uuid,
             journalled: false,
-            commit_others: true,
+            pooled: false,
             lock: None,
             upload: None,
             receiving: None,
@@ -59,12 +60,13 @@ impl Local {
         }
     }
 
-    /// Ending commits the branch only if this session journalled: for
-    /// p2phttp, whose pooled sessions commit what they journalled when they
-    /// close, so a short session ending (a putoffset) does not commit their
-    /// lines once per request.
-    pub fn commit_own_lines_only(mut self) -> Self {
-        self.commit_others = false;
+    /// For p2phttp, whose pooled sessions outlive their request: owed
+    /// lines are journalled after each answer (`owed.rs`), and a session
+    /// commits what it journalled when it closes, so a short session
+    /// ending (a putoffset) does not commit the others' lines once per
+    /// request.
+    pub fn pooled(mut self) -> Self {
+        self.pooled = true;
         self
     }
 
@@ -80,17 +82,28 @@ impl Local {
         self.owed.owe(key, [self.my_uuid.as_str()], status);
     }
 
-    fn pay_logs(&mut self) {
+    /// Commits the owed lines (`owed.rs`), or journals them in a pooled
+    /// session; a line that could not be written is told on stderr.
+    fn pay_logs(&mut self) -> Result<(), BackendError> {
+        if self.owed.is_empty() {
+            return Ok(());
+        }
         let store = &self.store;
         let holds = |key: &Key, status| store.has(key) == (status == LogStatus::Present);
-        self.journalled |= self.owed.pay(&self.branch, holds, |key, status, e| {
+        let unlogged = |key: &Key, status, e: &annex::branch::BranchError| {
             let done = if status == LogStatus::Missing {
                 "removed"
             } else {
                 "stored"
             };
             crate::user::tell(format_args!("{key}: {done}, but not logged: {e}"));
-        });
+        };
+        if self.pooled {
+            self.journalled |= self.owed.journal(&self.branch, holds, unlogged);
+            return Ok(());
+        }
+        self.owed.pay(&self.branch, holds, unlogged)?;
+        Ok(())
     }
 }
 
@@ -253,7 +266,10 @@ impl Backend for Local {
     }
 
     async fn settle(&mut self) {
-        self.pay_logs();
+        if self.pooled || self.owed.due() {
+            // Told already; the session goes on.
+            let _ = self.pay_logs();
+        }
     }
 
     async fn changed_refs(&mut self) -> Result<Vec<String>, BackendError> {
@@ -281,10 +297,14 @@ impl Backend for Local {
     }
 
     async fn finish(&mut self) -> Result<(), BackendError> {
-        self.pay_logs();
+        if !self.owed.is_empty() && !self.pooled {
+            // One commit, with the journal.
+            return self.pay_logs();
+        }
+        self.pay_logs()?;
         // Like git-annex, commit whatever the journal holds, also lines an
         // earlier `configlist` autoinit left there.
-        if self.journalled || (self.commit_others && self.branch.journal_dirty()) {
+        if self.journalled || (!self.pooled && self.branch.journal_dirty()) {
             self.branch.commit()?;
         }
         Ok(())
@@ -339,7 +359,7 @@ mod tests {
             .branch
             .log_key_location(&key, &uuid, LogStatus::Missing)
             .expect("log");
-        local.pay_logs();
+        local.pay_logs().expect("commit");
         assert!(!present(&local), "the removal's line stands");
 
         // Answered as stored, and it still is: written.
@@ -347,18 +367,18 @@ mod tests {
         std::fs::create_dir_all(object.parent().expect("dir")).expect("mkdir");
         std::fs::write(&object, b"hello world\n").expect("object");
         local.owe_log(&key, true);
-        local.pay_logs();
+        local.pay_logs().expect("commit");
         assert!(present(&local));
 
         // Answered as removed, but stored again (and logged) since.
         local.owe_log(&key, false);
-        local.pay_logs();
+        local.pay_logs().expect("commit");
         assert!(present(&local), "the store's line stands");
 
         // Answered as removed, and it still is: written.
         std::fs::remove_file(&object).expect("rm");
         local.owe_log(&key, false);
-        local.pay_logs();
+        local.pay_logs().expect("commit");
         assert!(!present(&local));
     }
 }

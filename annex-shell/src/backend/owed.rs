@@ -3,21 +3,44 @@
 //! A store or removal in this repository is answered as soon as the
 //! content is (or is no longer) where the answer says; the client logs the
 //! change in its own location log and goes on to its next file. The
-//! server's own log line, a journal write that costs a new file each time,
-//! is written after the answer ([`super::Backend::settle`]), while the
-//! client works, and in any case before the session's commit
-//! ([`super::Backend::finish`]). Since another session may have changed
-//! the content since the answer (a REMOVE of the key just stored), each
-//! line is written only if the content is still as it says, checked under
-//! the journal lock (`Branch::log_key_locations_if`): the log ends as the
-//! content is, whichever session writes last.
+//! server's own line is owed until the session commits: at its end
+//! ([`super::Backend::finish`]), or earlier once [`DUE_AFTER`] has passed
+//! or [`DUE_AT`] lines wait ([`super::Backend::settle`]). The lines go
+//! straight into that commit (`Branch::commit_with`), not through a
+//! journal file each: a new file per key is the costliest thing a server
+//! does per key (see `annex::branch::pack`), and git-annex's journal is
+//! only there for what is not committed yet.
+//!
+//! Since another session may have changed the content since the answer (a
+//! REMOVE of the key just stored), each line is written only if the
+//! content is still as it says, checked at commit time under the journal
+//! lock, under which every writer logs after it changed the content: the
+//! log ends as the content is, whichever session writes last.
+//!
+//! A session that outlives its client's command (p2phttp keeps idle
+//! sessions for the next request) writes its lines to the journal after
+//! each answer instead ([`OwedLogs::journal`]), so that git-annex in the
+//! repository sees them as soon as the client is done, as with git-annex's
+//! own p2phttp.
+
+use std::time::{Duration, Instant};
 
 use annex::branch::{Branch, BranchError, LogStatus};
 use annex::key::Key;
 
+/// How long a line may wait for its commit while the session goes on.
+pub const DUE_AFTER: Duration = Duration::from_secs(2);
+
+/// How many lines may wait: a commit of this many keys is one pack.
+pub const DUE_AT: usize = 1000;
+
 /// What is owed: per key, the repositories and what they now hold.
 #[derive(Default)]
-pub struct OwedLogs(Vec<(Key, Vec<String>, LogStatus)>);
+pub struct OwedLogs {
+    lines: Vec<(Key, Vec<String>, LogStatus)>,
+    /// When the oldest line still owed was owed.
+    since: Option<Instant>,
+}
 
 impl OwedLogs {
     pub fn owe<'a>(
@@ -28,29 +51,74 @@ impl OwedLogs {
     ) {
         let uuids: Vec<String> = uuids.into_iter().map(str::to_owned).collect();
         if !uuids.is_empty() {
-            self.0.push((key.clone(), uuids, status));
+            self.lines.push((key.clone(), uuids, status));
+            self.since.get_or_insert_with(Instant::now);
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Whether the lines should be committed now rather than at the end.
+    pub fn due(&self) -> bool {
+        self.lines.len() >= DUE_AT || self.since.is_some_and(|t| t.elapsed() >= DUE_AFTER)
     }
 
     /// Writes what is owed into `branch`'s journal, each line only if
     /// `holds(key, status)` (asked under the journal lock); whether the
     /// journal gained lines. A line that cannot be written is handed to
-    /// `unlogged` (the answer stands: the content is where it said, and
-    /// `git annex fsck` logs it later).
+    /// `unlogged`. For sessions that outlive their client's command
+    /// (p2phttp's pooled ones), whose lines must be seen at once.
+    pub fn journal(
+        &mut self,
+        branch: &Branch,
+        holds: impl Fn(&Key, LogStatus) -> bool,
+        mut unlogged: impl FnMut(&Key, LogStatus, &BranchError),
+    ) -> bool {
+        self.since = None;
+        let mut journalled = false;
+        for (key, uuids, status) in std::mem::take(&mut self.lines) {
+            let uuids = uuids.iter().map(String::as_str);
+            match branch.log_key_locations_if(&key, uuids, status, || holds(&key, status)) {
+                Ok(changed) => journalled |= changed,
+                Err(e) => unlogged(&key, status, &e),
+            }
+        }
+        journalled
+    }
+
+    /// Commits `branch` with what is owed, each line only if
+    /// `holds(key, status)` (asked at commit time, under the journal
+    /// lock). When the commit fails, every line is handed to `unlogged`
+    /// (the answers stand: the content is where they said, and
+    /// `git annex fsck` logs it later) and the error returned.
     pub fn pay(
         &mut self,
         branch: &Branch,
         holds: impl Fn(&Key, LogStatus) -> bool,
-        mut unlogged: impl FnMut(&Key, LogStatus, BranchError),
-    ) -> bool {
-        let mut journalled = false;
-        for (key, uuids, status) in std::mem::take(&mut self.0) {
-            let uuids = uuids.iter().map(String::as_str);
-            match branch.log_key_locations_if(&key, uuids, status, || holds(&key, status)) {
-                Ok(changed) => journalled |= changed,
-                Err(e) => unlogged(&key, status, e),
+        mut unlogged: impl FnMut(&Key, LogStatus, &BranchError),
+    ) -> Result<(), BranchError> {
+        self.since = None;
+        let lines = std::mem::take(&mut self.lines);
+        let holds = &holds;
+        let mut changes: Vec<_> = lines
+            .iter()
+            .map(|(key, uuids, status)| {
+                let status = *status;
+                Branch::key_locations_change(key, uuids.clone(), status, move || {
+                    holds(key, status)
+                })
+            })
+            .collect();
+        match branch.commit_with(&mut changes) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                for (key, _, status) in &lines {
+                    unlogged(key, *status, &e);
+                }
+                Err(e)
             }
         }
-        journalled
     }
 }

@@ -214,7 +214,7 @@ fn resolve(dir: &Path, server: &str, client: String) -> Result<Served, SessionEr
         .ok_or_else(|| SessionError::Repo("not a git-annex repository".into()))?;
     if server == my_uuid {
         let store = repo.store();
-        let local = Local::new(repo, store, my_uuid, client).commit_own_lines_only();
+        let local = Local::new(repo, store, my_uuid, client).pooled();
         return Ok(Served::Local(Box::new(local)));
     }
     match crate::proxy::select(&repo, &my_uuid, server) {

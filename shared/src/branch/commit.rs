@@ -192,7 +192,20 @@ fn describe(refname: &str) -> &str {
         .unwrap_or(refname)
 }
 
-pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
+/// A change the commit makes itself, under the journal lock, to the
+/// branch file at `path`, from its content as the commit finds it (the
+/// journal's when staged, else the tip's); `None` leaves the file alone.
+/// For lines a session owes after its answers (`annex-shell`'s
+/// `owed.rs`): they go into the branch without a journal file each.
+pub struct Direct<'a> {
+    pub path: String,
+    pub change: Box<dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a>,
+}
+
+pub(crate) fn commit(
+    branch: &Branch,
+    direct: &mut [Direct<'_>],
+) -> Result<CommitOutcome, BranchError> {
     let lock = branch
         .journal
         .lock()
@@ -215,50 +228,18 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
             // Someone else committed the journal; its base is history.
             let _ = fs::remove_file(branch.git_dir.join(JOURNAL_BASE));
         }
-        if staged.is_empty() && siblings.is_empty() {
+        let mut changes = journal_changes(branch, &lock, &repo, tip, tip_tree, &staged)?;
+        apply_direct(&repo, tip_tree, direct, &mut changes)?;
+        if changes.is_empty() && siblings.is_empty() {
             return Ok(CommitOutcome::Unchanged);
         }
-        if staged.is_empty() && siblings.len() == 1 && is_ancestor(&repo, tip, siblings[0].0)? {
+        if changes.is_empty() && siblings.len() == 1 && is_ancestor(&repo, tip, siblings[0].0)? {
             let new = siblings[0].0;
             if set_ref(&repo, Some(tip), new, "fast-forward").is_err() {
                 continue;
             }
             run_post_update_hook(branch, &repo);
             return Ok(CommitOutcome::FastForwarded(new));
-        }
-
-        let base_tree = match journal_base(branch) {
-            Some(base) if base != tip => Some(
-                repo.find_commit(base)
-                    .ok()
-                    .and_then(|c| c.tree_id().ok())
-                    .map(|t| t.detach()),
-            ),
-            _ => None,
-        };
-        let mut changes: BTreeMap<String, ObjectId> = BTreeMap::new();
-        for (name, path) in &staged {
-            let content = branch
-                .journal
-                .read_named(&lock, name)
-                .map_err(io_err("reading the journal"))?;
-            let mut blob = repo.write_blob(&content)?.detach();
-            if let Some(base_tree) = base_tree {
-                let at_tip = tree::blob_at(&repo, tip_tree, path)?;
-                let at_base = match base_tree {
-                    Some(t) => tree::blob_at(&repo, t, path)?,
-                    None => None,
-                };
-                if let Some(theirs) = at_tip.filter(|t| Some(*t) != at_base && *t != blob) {
-                    let tip_content = repo.find_blob(theirs)?.detach().data;
-                    blob = match tree::union_merge(&[&content, &tip_content]) {
-                        Union::Reuse(0) => blob,
-                        Union::Reuse(_) => theirs,
-                        Union::New(merged) => repo.write_blob(&merged)?.detach(),
-                    };
-                }
-            }
-            changes.insert(path.clone(), blob);
         }
         for (sib, _) in &siblings {
             merge_sibling(&repo, tip_tree, commit_tree(&repo, *sib)?, &mut changes)?;
@@ -310,6 +291,76 @@ pub(crate) fn commit(branch: &Branch) -> Result<CommitOutcome, BranchError> {
         return Ok(CommitOutcome::Committed(new));
     }
     Err(BranchError::Contended(MAX_ATTEMPTS))
+}
+
+/// Each staged journal file's blob, union-merged with the tip's version
+/// when the branch moved since the journal was written (module docs).
+fn journal_changes(
+    branch: &Branch,
+    lock: &super::journal::JournalLock,
+    repo: &gix::Repository,
+    tip: ObjectId,
+    tip_tree: ObjectId,
+    staged: &[(String, String)],
+) -> Result<BTreeMap<String, ObjectId>, BranchError> {
+    let base_tree = match journal_base(branch) {
+        Some(base) if base != tip => Some(
+            repo.find_commit(base)
+                .ok()
+                .and_then(|c| c.tree_id().ok())
+                .map(|t| t.detach()),
+        ),
+        _ => None,
+    };
+    let mut changes = BTreeMap::new();
+    for (name, path) in staged {
+        let content = branch
+            .journal
+            .read_named(lock, name)
+            .map_err(io_err("reading the journal"))?;
+        let mut blob = repo.write_blob(&content)?.detach();
+        if let Some(base_tree) = base_tree {
+            let at_tip = tree::blob_at(repo, tip_tree, path)?;
+            let at_base = match base_tree {
+                Some(t) => tree::blob_at(repo, t, path)?,
+                None => None,
+            };
+            if let Some(theirs) = at_tip.filter(|t| Some(*t) != at_base && *t != blob) {
+                let tip_content = repo.find_blob(theirs)?.detach().data;
+                blob = match tree::union_merge(&[&content, &tip_content]) {
+                    Union::Reuse(0) => blob,
+                    Union::Reuse(_) => theirs,
+                    Union::New(merged) => repo.write_blob(&merged)?.detach(),
+                };
+            }
+        }
+        changes.insert(path.clone(), blob);
+    }
+    Ok(changes)
+}
+
+/// Makes each [`Direct`] change on top of `changes` (a file the journal
+/// staged) or else the tip; in order, so two changes to one file add up.
+fn apply_direct(
+    repo: &gix::Repository,
+    tip_tree: ObjectId,
+    direct: &mut [Direct<'_>],
+    changes: &mut BTreeMap<String, ObjectId>,
+) -> Result<(), BranchError> {
+    for d in direct.iter_mut() {
+        let current = match changes.get(&d.path) {
+            Some(id) => Some(*id),
+            None => tree::blob_at(repo, tip_tree, &d.path)?,
+        };
+        let content = match current {
+            Some(id) => Some(repo.find_blob(id)?.detach().data),
+            None => None,
+        };
+        if let Some(new) = (d.change)(content.as_deref()) {
+            changes.insert(d.path.clone(), repo.write_blob(&new)?.detach());
+        }
+    }
+    Ok(())
 }
 
 const JOURNAL_BASE: &str = "annex/journal.base";

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use gix::ObjectId;
 
 pub use clock::VectorClock;
+pub use commit::Direct;
 pub use journal::Journal;
 pub use location::{
     change_location_log, location_log_path, location_log_path_for, LocationLine, LocationLog,
@@ -74,6 +75,23 @@ pub enum CommitOutcome {
     Committed(ObjectId),
     /// The branch was moved forward to another git-annex branch.
     FastForwarded(ObjectId),
+}
+
+/// `old` with `status` recorded for each of `uuids`, if that changes it.
+fn locations_changed(
+    old: Option<&[u8]>,
+    uuids: &[impl AsRef<str>],
+    status: LogStatus,
+) -> Option<Vec<u8>> {
+    let candidate = VectorClock::candidate_now();
+    let mut changed: Option<Vec<u8>> = None;
+    for u in uuids {
+        let base = changed.as_deref().or(old).unwrap_or_default();
+        if let Some(new) = change_location_log(base, u.as_ref(), status, candidate) {
+            changed = Some(new);
+        }
+    }
+    changed
 }
 
 /// The git-annex branch of one repository.
@@ -224,7 +242,35 @@ impl Branch {
     /// empty. Then deletes the committed journal files, keeps git-annex's
     /// `annex/index` in step and runs the `post-update-annex` hook.
     pub fn commit(&self) -> Result<CommitOutcome, BranchError> {
-        commit::commit(self)
+        commit::commit(self, &mut [])
+    }
+
+    /// [`Branch::commit`], making the `direct` changes in the same commit,
+    /// under the journal lock, without a journal file each.
+    pub fn commit_with(&self, direct: &mut [Direct<'_>]) -> Result<CommitOutcome, BranchError> {
+        commit::commit(self, direct)
+    }
+
+    /// The [`Direct`] change that records `status` for `uuids` in `key`'s
+    /// location log if `holds()`, asked at commit time under the journal
+    /// lock, as [`Branch::log_key_locations_if`] asks it. Cluster UUIDs
+    /// are skipped.
+    pub fn key_locations_change<'a>(
+        key: &crate::key::Key,
+        uuids: Vec<String>,
+        status: LogStatus,
+        mut holds: impl FnMut() -> bool + 'a,
+    ) -> Direct<'a> {
+        let uuids: Vec<String> = uuids.into_iter().filter(|u| !is_cluster_uuid(u)).collect();
+        Direct {
+            path: location_log_path_for(key),
+            change: Box::new(move |old| {
+                if uuids.is_empty() || !holds() {
+                    return None;
+                }
+                locations_changed(old, &uuids, status)
+            }),
+        }
     }
 
     /// The parsed location log at `path` (journal first).
@@ -293,19 +339,8 @@ impl Branch {
         if uuids.is_empty() {
             return Ok(false);
         }
-        let candidate = VectorClock::candidate_now();
         self.maybe_change_file(&location_log_path_for(key), |old| {
-            if !holds() {
-                return None;
-            }
-            let mut changed: Option<Vec<u8>> = None;
-            for u in &uuids {
-                let base = changed.as_deref().or(old).unwrap_or_default();
-                if let Some(new) = change_location_log(base, u, status, candidate) {
-                    changed = Some(new);
-                }
-            }
-            changed
+            holds().then(|| locations_changed(old, &uuids, status)).flatten()
         })
     }
 

@@ -115,6 +115,56 @@ fn several_uuids_logged_at_once() {
     assert_eq!(b.location_log(&path).expect("read").present(), vec![U1]);
 }
 
+/// Lines committed directly (a session's owed lines) land in one commit
+/// with the journal, on top of what the journal staged for the same file,
+/// each change seeing the one before it, and leave no journal file; a
+/// change whose condition no longer holds writes nothing.
+#[test]
+fn direct_changes_commit_with_the_journal_without_journal_files() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    let staged: crate::key::Key = "SHA256E-s1--aa".parse().expect("key");
+    let fresh: crate::key::Key = "SHA256E-s2--bb".parse().expect("key");
+    b.create().expect("create");
+    assert!(b
+        .log_key_locations(&staged, [U1], LogStatus::Present)
+        .expect("journal"));
+    let mut changes = vec![
+        Branch::key_locations_change(&staged, vec![U2.into()], LogStatus::Present, || true),
+        Branch::key_locations_change(&fresh, vec![U1.into()], LogStatus::Present, || true),
+        Branch::key_locations_change(&fresh, vec![U1.into()], LogStatus::Missing, || true),
+        Branch::key_locations_change(&fresh, vec![U2.into()], LogStatus::Present, || false),
+    ];
+    assert!(matches!(
+        b.commit_with(&mut changes).expect("commit"),
+        CommitOutcome::Committed(_)
+    ));
+    assert!(b.journal.list().expect("list").is_empty());
+    assert_eq!(
+        git(&dir, &["rev-list", "--count", "git-annex"]).trim(),
+        "2",
+        "one commit for the journal and the direct lines"
+    );
+    let committed = |key: &crate::key::Key| {
+        let text = b
+            .read_committed(&location_log_path_for(key))
+            .expect("read")
+            .unwrap_or_default();
+        LocationLog::parse(&text)
+    };
+    assert_eq!(committed(&staged).present(), vec![U1, U2]);
+    assert!(committed(&fresh).present().is_empty());
+    assert_eq!(committed(&fresh).not_present(), vec![U1]);
+
+    let mut none = vec![Branch::key_locations_change(
+        &fresh,
+        vec![U2.into()],
+        LogStatus::Present,
+        || false,
+    )];
+    assert_eq!(b.commit_with(&mut none).expect("commit"), CommitOutcome::Unchanged);
+}
+
 /// A client pushed `git-annex` straight to us between our journal write and
 /// our commit (autoinit in `configlist`, then `git annex sync`): the
 /// pushed lines must survive next to ours.

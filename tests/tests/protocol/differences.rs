@@ -310,3 +310,42 @@ fn eof_mid_data_keeps_the_partial_upload() {
     }
     assert_same_state(&fxs, &[NEW_KEY]);
 }
+
+/// A stored key's location log line: git-annex journals it before it
+/// answers, so git-annex in the repository sees it while the session goes
+/// on; ours is owed until the session commits and then goes straight into
+/// the branch, with no journal file per key (README's compatibility
+/// table). Once the session is over both repositories say the same.
+#[test]
+fn the_location_line_waits_for_the_sessions_commit() {
+    for fx in fixtures() {
+        let commits = || {
+            let out = fx.env.git(&fx.repo, &["rev-list", "--count", "git-annex"]).ok();
+            out.stdout.trim().parse::<u32>().expect("a count")
+        };
+        let before = commits();
+        let mut sh = fx.shell();
+        sh.hello(Some(4));
+        sh.send(&format!("PUT c.txt {NEW_KEY}"));
+        sh.expect("PUT-FROM 0");
+        sh.send(&format!("DATA {}", NEW.len()));
+        sh.send_raw(NEW);
+        sh.send("VALID");
+        sh.expect("SUCCESS");
+        // Answered after the PUT's bookkeeping, whatever it is.
+        sh.send(&format!("CHECKPRESENT {NEW_KEY}"));
+        sh.expect("SUCCESS");
+        let journal_files = std::fs::read_dir(fx.repo.join("annex/journal"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let (present, logged) = fx.key_state(NEW_KEY);
+        assert!(present, "{:?}", fx.kind());
+        match fx.kind() {
+            ServerKind::Real => assert!(logged && journal_files == 1),
+            ServerKind::Ours => assert!(!logged && journal_files == 0),
+        }
+        sh.finish().assert_exit(0);
+        assert_eq!(fx.key_state(NEW_KEY), (true, true), "{:?}", fx.kind());
+        assert_eq!(commits(), before + 1, "{:?}: one commit", fx.kind());
+    }
+}
