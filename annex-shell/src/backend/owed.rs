@@ -106,9 +106,7 @@ impl OwedLogs {
             .iter()
             .map(|(key, uuids, status)| {
                 let status = *status;
-                Branch::key_locations_change(key, uuids.clone(), status, move || {
-                    holds(key, status)
-                })
+                Branch::key_locations_change(key, uuids.clone(), status, move || holds(key, status))
             })
             .collect();
         match branch.commit_with(&mut changes) {
@@ -120,5 +118,32 @@ impl OwedLogs {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "SHA256E-s12--a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447.dat";
+
+    #[test]
+    fn lines_fall_due_by_age_or_count() {
+        let key = Key::parse(KEY).expect("key");
+        let mut owed = OwedLogs::default();
+        assert!(!owed.due());
+        owed.owe(&key, ["u1"], LogStatus::Present);
+        owed.owe(&key, [], LogStatus::Present);
+        assert_eq!(owed.lines.len(), 1, "nothing owed for no repository");
+        assert!(!owed.due());
+        owed.since = Instant::now().checked_sub(DUE_AFTER);
+        assert!(owed.due(), "waited long enough");
+        owed.since = Some(Instant::now());
+        while owed.lines.len() < DUE_AT {
+            assert!(!owed.due());
+            owed.owe(&key, ["u1"], LogStatus::Missing);
+        }
+        assert!(owed.due(), "enough lines");
     }
 }

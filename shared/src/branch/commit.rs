@@ -199,8 +199,11 @@ fn describe(refname: &str) -> &str {
 /// `owed.rs`): they go into the branch without a journal file each.
 pub struct Direct<'a> {
     pub path: String,
-    pub change: Box<dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a>,
+    pub change: Box<FileChange<'a>>,
 }
+
+/// A file's new content from its current one, if it changes.
+pub type FileChange<'a> = dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a;
 
 pub(crate) fn commit(
     branch: &Branch,

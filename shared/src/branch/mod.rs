@@ -340,7 +340,9 @@ impl Branch {
             return Ok(false);
         }
         self.maybe_change_file(&location_log_path_for(key), |old| {
-            holds().then(|| locations_changed(old, &uuids, status)).flatten()
+            holds()
+                .then(|| locations_changed(old, &uuids, status))
+                .flatten()
         })
     }
 

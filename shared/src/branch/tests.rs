@@ -162,7 +162,10 @@ fn direct_changes_commit_with_the_journal_without_journal_files() {
         LogStatus::Present,
         || false,
     )];
-    assert_eq!(b.commit_with(&mut none).expect("commit"), CommitOutcome::Unchanged);
+    assert_eq!(
+        b.commit_with(&mut none).expect("commit"),
+        CommitOutcome::Unchanged
+    );
 }
 
 /// A client pushed `git-annex` straight to us between our journal write and
