@@ -1047,6 +1047,7 @@ def measure_limits(b: Bench) -> dict[str, float]:
     # (python's hashlib) does, as a Rust server can.
     out["sha256: python hashlib, OpenSSL (MB/s)"] = size / timed([sys.executable, "-c", HASHLIB_SNIPPET, str(f)]) / MB
     out.update(unlink_floor(b))
+    out.update(sync_floor(b))
     return out
 
 
@@ -1083,6 +1084,28 @@ def unlink_floor(b: Bench) -> dict[str, float]:
     for name in names:
         name.unlink()
     return out
+
+
+def sync_floor(b: Bench) -> dict[str, float]:
+    """What making one small file durable costs in wall time here: ours
+    syncs every object before it answers SUCCESS (README, durability),
+    git-annex does not, so a small copy waits this long per key on our
+    side only."""
+    n = 50
+    names = [b.root / f"srv/.sync-floor.{i}" for i in range(n)]
+    body = b"x" * b.sizes.small_size
+    t0 = time.perf_counter()
+    for name in names:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            os.write(fd, body)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+    per = (time.perf_counter() - t0) / n * 1000
+    for name in names:
+        name.unlink()
+    return {f"sync: {n} new {human(b.sizes.small_size)} files written and fdatasynced beside the servers' repositories (ms wall each)": per}
 
 
 # --------------------------------------------------------------------- report
