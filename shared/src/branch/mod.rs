@@ -14,6 +14,7 @@ pub mod journal;
 pub mod location;
 pub mod maplog;
 mod pack;
+mod signature;
 #[cfg(test)]
 pub(crate) mod tests;
 mod tree;
