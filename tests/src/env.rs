@@ -635,6 +635,12 @@ impl TestEnv {
             .success()
     }
 
+    /// How many commits the git-annex branch of `repo` has.
+    pub fn branch_commits(&self, repo: &Path) -> u32 {
+        let out = self.git(repo, &["rev-list", "--count", "git-annex"]).ok();
+        out.stdout.trim().parse().expect("a commit count")
+    }
+
     /// Whether the server repo's own location log says it has `key`.
     pub fn server_log_says_present(&self, server: &Path, key: &str) -> bool {
         let uuid = self.server_uuid(server);

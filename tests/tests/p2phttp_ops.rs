@@ -106,13 +106,7 @@ fn proxyconnections_caps_the_node_sessions_kept() {
 #[test]
 fn puts_share_a_branch_commit() {
     let s = HttpServer::start(&["--wideopen"], &[]);
-    let branch_commits = || {
-        let out = s
-            .env
-            .git(&s.repo, &["rev-list", "--count", "git-annex"])
-            .ok();
-        out.stdout.trim().parse::<u32>().expect("a count")
-    };
+    let branch_commits = || s.env.branch_commits(&s.repo);
     let before = branch_commits();
     for i in 0..20 {
         let (key, content) = HttpServer::made_up_key(100 + i, 2048);
@@ -320,13 +314,7 @@ fn real_client_copies_share_a_branch_commit() {
         let content = annexproxy_tests::pseudo_random_bytes(200 + i, 2048);
         s.env.add_file(&cli, &format!("f{i}"), &content);
     }
-    let count = || {
-        let out = s
-            .env
-            .git(&s.repo, &["rev-list", "--count", "git-annex"])
-            .ok();
-        out.stdout.trim().parse::<u32>().expect("a count")
-    };
+    let count = || s.env.branch_commits(&s.repo);
     let before = count();
     s.env.annex(&cli, &["copy", "--to", "origin", "."]).ok();
     let made = count() - before;

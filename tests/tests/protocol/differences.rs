@@ -319,13 +319,7 @@ fn eof_mid_data_keeps_the_partial_upload() {
 #[test]
 fn the_location_line_waits_for_the_sessions_commit() {
     for fx in fixtures() {
-        let commits = || {
-            let out = fx
-                .env
-                .git(&fx.repo, &["rev-list", "--count", "git-annex"])
-                .ok();
-            out.stdout.trim().parse::<u32>().expect("a count")
-        };
+        let commits = || fx.env.branch_commits(&fx.repo);
         let before = commits();
         let mut sh = fx.shell();
         sh.hello(Some(4));
