@@ -7,7 +7,8 @@
 //! 300 MB here. What `REMOVE` promises is that the key's content is no
 //! longer in the repository, which the rename achieves at once: the object
 //! path is free, nothing can lock or send the content any more, and the
-//! location log can be written. The bytes then go on a worker thread while
+//! location log can be written. The bytes then go on worker threads (one per
+//! CPU, up to four, so that a gateway's local nodes unlink side by side) while
 //! the client does its own bookkeeping.
 //!
 //! The file waits in `annex/othertmp/` under a shared lock on
@@ -25,13 +26,12 @@
 //! of a later process ([`sweep_removals_once`]) when the process died
 //! before answering.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Condvar, Mutex};
-use std::thread::JoinHandle;
 
 use crate::key::safe_path_component;
 use crate::lockfile::{self, LockHandle, LockKind};
@@ -61,12 +61,26 @@ struct Pending {
     _lock: LockHandle,
 }
 
-struct Worker {
-    queue: Sender<Pending>,
-    thread: JoinHandle<()>,
+/// Files waiting for a worker, and how many workers run. A worker ends
+/// when it finds the queue empty; a file queued while fewer than
+/// [`workers_max`] run starts another, so the objects of one drop from
+/// several repositories (a gateway's local nodes) are unlinked side by
+/// side rather than one after the other, while the session waits.
+struct Pool {
+    queue: VecDeque<Pending>,
+    workers: usize,
 }
 
-static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    queue: VecDeque::new(),
+    workers: 0,
+});
+
+/// Unlinking is the kernel freeing page cache: as many at once as there
+/// are CPUs, up to four.
+fn workers_max() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Files set aside and not yet unlinked, process-wide, for [`finish`].
 static QUEUED: Mutex<usize> = Mutex::new(0);
@@ -282,32 +296,48 @@ fn restore(aside: &Path, object: &Path) -> io::Result<()> {
 }
 
 fn queue(pending: Pending) {
-    let mut worker = WORKER.lock().unwrap_or_else(|p| p.into_inner());
-    let pending = match worker.as_ref() {
-        Some(w) => match w.queue.send(pending) {
-            Ok(()) => return,
-            Err(mpsc::SendError(p)) => p,
-        },
-        None => pending,
-    };
-    let (tx, rx) = mpsc::channel::<Pending>();
+    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    pool.queue.push_back(pending);
+    if pool.workers >= workers_max() {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("store-discard".into())
-        .spawn(move || {
-            // Each repository's othertmp is swept once per process, after
-            // the first file of ours there (the reply waits for neither).
-            for p in rx {
-                unlink(&p.path);
-                super::scratch::sweep_once(&p.othertmp);
-            }
-        });
+        .spawn(work);
     match spawned {
-        Ok(thread) => {
-            let _ = tx.send(pending);
-            *worker = Some(Worker { queue: tx, thread });
+        Ok(_) => pool.workers += 1,
+        // No thread: unlink here, as if it had never been set aside
+        // (unless a running worker will take it).
+        Err(_) if pool.workers == 0 => {
+            if let Some(p) = pool.queue.pop_back() {
+                drop(pool);
+                unlink(&p.path);
+            }
         }
-        // No thread: unlink here, as if it had never been set aside.
-        Err(_) => unlink(&pending.path),
+        Err(_) => {}
+    }
+}
+
+/// A worker: unlinks what is queued until the queue is empty.
+fn work() {
+    loop {
+        let next = {
+            let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+            let next = pool.queue.pop_front();
+            if next.is_none() {
+                // Under the lock a file is queued with: it sees this
+                // worker gone and starts another.
+                pool.workers -= 1;
+            }
+            next
+        };
+        let Some(p) = next else {
+            return;
+        };
+        unlink(&p.path);
+        // Each repository's othertmp is swept once per process, after the
+        // first file of ours there (the reply waits for neither).
+        super::scratch::sweep_once(&p.othertmp);
     }
 }
 
@@ -366,15 +396,10 @@ pub(crate) fn sweep_removals_once(annex_dir: &Path) {
     }
 }
 
-/// Waits until every object set aside so far is unlinked (by this
-/// worker or one started meanwhile). Called before a process ends, so
-/// none is left behind by an orderly exit.
+/// Waits until every object set aside so far is unlinked (by the
+/// workers running or started meanwhile). Called before a process ends,
+/// so none is left behind by an orderly exit.
 pub fn finish() {
-    let worker = WORKER.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(Worker { queue, thread }) = worker {
-        drop(queue);
-        let _ = thread.join();
-    }
     let mut queued = QUEUED.lock().unwrap_or_else(|p| p.into_inner());
     while *queued > 0 {
         queued = DRAINED.wait(queued).unwrap_or_else(|p| p.into_inner());
@@ -427,6 +452,32 @@ mod tests {
         assert!(!object.parent().expect("key dir").exists());
         finish();
         assert_eq!(dropped_files(&store.annex_dir()), Vec::<String>::new());
+    }
+
+    /// The objects of one drop from several repositories (a gateway's
+    /// local nodes) are all unlinked by `finish`, whichever worker took
+    /// each, and the workers end with the queue.
+    #[test]
+    fn objects_of_several_stores_are_all_unlinked_by_finish() {
+        let dirs: Vec<_> = (0..5)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        let stores: Vec<_> = dirs
+            .iter()
+            .map(|d| ObjectStore::new(d.path().to_owned(), true, 0))
+            .collect();
+        for store in &stores {
+            let (key, _) = big_object(store);
+            assert_eq!(
+                store.remove(&key, || true).expect("remove"),
+                RemoveOutcome::Removed
+            );
+        }
+        finish();
+        for store in &stores {
+            assert_eq!(dropped_files(&store.annex_dir()), Vec::<String>::new());
+        }
+        assert!(POOL.lock().expect("pool").workers <= workers_max());
     }
 
     #[test]
