@@ -344,10 +344,18 @@ mod tests {
 
     /// A line owed since an answer is written only while the content is
     /// still as it says: another session that removed (or stored) the key
-    /// since, and logged so, is not outdated by it.
+    /// since, and logged so, is not outdated by it. Committed directly, or
+    /// journalled by a pooled (p2phttp) session.
     #[test]
     fn owed_lines_are_written_only_while_they_hold() {
-        let (_d, mut local, uuid) = local();
+        for pooled in [false, true] {
+            owed_lines_hold(pooled);
+        }
+    }
+
+    fn owed_lines_hold(pooled: bool) {
+        let (_d, local, uuid) = local();
+        let mut local = if pooled { local.pooled() } else { local };
         let key = Key::parse(KEY).expect("key");
         let present =
             |local: &Local| local.branch.key_locations(&key).expect("log") == [uuid.clone()];
