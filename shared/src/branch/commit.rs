@@ -1,12 +1,14 @@
 //! Committing to the git-annex branch.
 //!
 //! Under the journal lock: start from the branch tip's tree, put every
-//! journal file at its branch path, union-merge every other git-annex
-//! branch (`refs/heads/synced/git-annex`, `refs/remotes/*/git-annex`, …)
-//! that is not an ancestor yet, commit with the tip (and the merged
-//! branches) as parents, and move the ref only if it still points at the
-//! tip; if it moved, start again from the new tip. The journal files are
-//! deleted only once their content is in the branch.
+//! journal file at its branch path, make the changes the caller passes
+//! (`Direct`: lines a session owes, which need no journal file), then
+//! union-merge every other git-annex branch (`refs/heads/synced/git-annex`,
+//! `refs/remotes/*/git-annex`, …) that is not an ancestor yet, commit
+//! with the tip (and the merged branches) as parents, and move the ref
+//! only if it still points at the tip; if it moved, start again from the
+//! new tip. The journal files are deleted only once their content is in
+//! the branch.
 //!
 //! Journal files hold a whole new file as its writer saw the branch. When
 //! the branch moved after that (a client pushed `git-annex` to us), the
