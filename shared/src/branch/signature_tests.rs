@@ -24,15 +24,9 @@ fn commits_are_dated_with_gits_offset() {
 #[test]
 fn commits_name_gits_committer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("git");
-        assert!(out.status.success(), "{args:?}");
-        String::from_utf8(out.stdout).expect("utf-8")
-    };
+    // In the tests' own environment (testkit sets only PATH), which is
+    // what `identity` reads too.
+    let git = |args: &[&str]| testkit::git(dir.path(), args);
     git(&["init", "-q"]);
     git(&["config", "user.name", "User Name"]);
     git(&["config", "user.email", "user@example.org"]);
