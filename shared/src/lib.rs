@@ -8,6 +8,7 @@
 pub mod branch;
 pub mod clock;
 pub mod cluster;
+pub mod direct_io;
 pub mod key;
 pub mod lines;
 pub mod lockfile;

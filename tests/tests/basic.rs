@@ -351,6 +351,66 @@ fn large_drop_leaves_nothing_behind_ours() {
     env.assert_server_fsck_clean(&server);
 }
 
+/// A key of 16 MiB or more is written by direct I/O and, not being in the
+/// page cache, read so: the real client stores it, checks it and gets it
+/// back whole, to an unaligned end.
+#[test]
+fn a_large_object_goes_both_ways_by_direct_io_ours() {
+    let big: Vec<u8> = (0..(17u32 << 20) + 77)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (env, server, client) = setup(ServerKind::Ours, &[("big.bin", &big)]);
+    let key = env.key_of(&client, "big.bin");
+    env.annex(&client, &["copy", "--to", "origin", "big.bin"])
+        .ok();
+    let object = content_path(&env, &server, &key);
+    assert!(
+        fs::read(&object).expect("object") == big,
+        "stored bytes differ"
+    );
+    // Read above, so cached now: stored again, it is not.
+    env.annex(&client, &["drop", "--from", "origin", "big.bin"])
+        .ok();
+    env.annex(&client, &["copy", "--to", "origin", "big.bin"])
+        .ok();
+    let object = content_path(&env, &server, &key);
+    let file = fs::File::open(&object).expect("object");
+    let len = big.len() as u64;
+    assert!(
+        !annex::direct_io::in_page_cache(&file, 0, len),
+        "written by direct I/O, the object should not be in the page cache"
+    );
+    env.annex(&client, &["drop", "--force", "big.bin"]).ok();
+    env.annex(&client, &["get", "--from", "origin", "big.bin"])
+        .ok();
+    assert!(
+        read(&client, "big.bin") == big,
+        "the client got other bytes"
+    );
+    assert!(
+        !annex::direct_io::in_page_cache(&file, 0, len),
+        "read by direct I/O, the object should not be in the page cache"
+    );
+    let (ok, results) = fsck_from(&env, &client, "origin");
+    assert!(ok, "{results:?}");
+    assert_eq!(
+        results.get("big.bin").map(|r| r.0),
+        Some(true),
+        "{results:?}"
+    );
+    env.annex(&client, &["drop", "--from", "origin", "big.bin"])
+        .ok();
+    env.annex(&client, &["sync"]).ok();
+    env.assert_server_fsck_clean(&server);
+}
+
+/// Where the real git-annex finds `key`'s content in `server`.
+fn content_path(env: &TestEnv, server: &std::path::Path, key: &str) -> std::path::PathBuf {
+    let out = env.oracle_peek(server, &["contentlocation", key]);
+    assert!(out.success(), "the server should hold {key}");
+    server.join(out.stdout.trim())
+}
+
 // ----- move -----------------------------------------------------------------
 
 fn move_to_from(kind: ServerKind) -> Transcript {

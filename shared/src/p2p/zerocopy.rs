@@ -4,11 +4,14 @@
 //! are blocking descriptors).
 
 use std::fs::File;
+use std::io::Seek;
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::SpliceFFlags;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::direct_io::{self, Sent};
 
 /// The most asked of the kernel in one call.
 const STEP: u64 = 1 << 30;
@@ -26,7 +29,17 @@ pub(super) enum KernelCopy {
 }
 
 /// `len` bytes from `file`'s position to `out`, by sendfile(2), blocking.
+/// A large object not in the page cache is read by direct I/O instead
+/// (`direct_io/read.rs`).
 pub(super) fn send_file(out: &OwnedFd, file: &File, len: u64) -> Result<(), KernelCopy> {
+    let mut reader = file;
+    if let Ok(pos) = reader.stream_position() {
+        match direct_io::send_uncached(file, pos, len, out.as_fd()) {
+            Sent::Cached => {}
+            Sent::Whole => return Ok(()),
+            Sent::Failed { sent, error } => return Err(KernelCopy::Failed { sent, error }),
+        }
+    }
     let mut sent = 0u64;
     while sent < len {
         let want = usize::try_from((len - sent).min(STEP)).unwrap_or(1 << 30);
@@ -110,5 +123,37 @@ pub(super) fn wait_ready(from: &OwnedFd, out: &OwnedFd) -> Result<(), Errno> {
     match poll(&mut [PollFd::new(fd, flags)], PollTimeout::NONE) {
         Ok(_) | Err(Errno::EINTR) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, SeekFrom};
+
+    /// A large body, from an offset, cached or not (this file system may
+    /// keep it cached after the write): whole, and the descriptor left
+    /// without `O_DIRECT`.
+    #[test]
+    fn a_large_file_arrives_whole_from_an_offset() {
+        let body: Vec<u8> = (0..crate::direct_io::DIRECT_FROM as usize + 4077)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("object");
+        std::fs::write(&path, &body).expect("write");
+        let mut file = File::open(&path).expect("open");
+        file.seek(SeekFrom::Start(1000)).expect("seek");
+        let (rd, wr) = nix::unistd::pipe().expect("pipe");
+        let drain = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            File::from(rd).read_to_end(&mut got).expect("read pipe");
+            got
+        });
+        assert!(send_file(&wr, &file, body.len() as u64 - 1000).is_ok());
+        drop(wr);
+        assert!(drain.join().expect("drain") == body[1000..], "bytes differ");
+        let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).expect("getfl");
+        assert_eq!(flags & nix::libc::O_DIRECT, 0, "O_DIRECT left set");
     }
 }

@@ -1,4 +1,5 @@
-//! Writes of a received body in whole, aligned runs of [`RUN`] bytes.
+//! Writes of a received body in whole, aligned runs of [`RUN`] bytes, or,
+//! for a large key, by direct I/O in blocks (`direct_io/write.rs`).
 //!
 //! A body arrives in the pieces its pipe hands over (65 504 bytes from the
 //! real client through ssh, anything in between), so writing each piece as
@@ -10,7 +11,11 @@
 //! The copy into the run costs less than what it saves.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use crate::direct_io::Writer;
 
 /// The run. Larger ones save no more; what a process killed in the middle
 /// of a body loses of its partial file is less than one run (an
@@ -18,24 +23,43 @@ use std::io::{self, Write};
 pub(crate) const RUN: usize = 256 << 10;
 
 /// A file written from `pos` on, in runs that end at multiples of [`RUN`]
-/// (the first from an unaligned resume offset to the next multiple).
-/// Bytes wait in memory until their run is whole or [`Aligned::flush`] is
-/// called; nothing reads the file before that.
-#[derive(Debug)]
+/// (the first from an unaligned resume offset to the next multiple), or
+/// through a direct I/O [`Writer`]. Bytes wait in memory until their run is
+/// whole or [`Aligned::flush`] is called; nothing reads the file before
+/// that.
 pub(crate) struct Aligned {
-    file: File,
+    file: Arc<File>,
     /// Where the bytes in `run` go.
     pos: u64,
     run: Vec<u8>,
+    direct: Option<Writer>,
+}
+
+impl std::fmt::Debug for Aligned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aligned")
+            .field("pos", &self.pos)
+            .field("direct", &self.direct.is_some())
+            .finish()
+    }
 }
 
 impl Aligned {
     pub(crate) fn new(file: File, pos: u64) -> Aligned {
         Aligned {
-            file,
+            file: Arc::new(file),
             pos,
             run: Vec::new(),
+            direct: None,
         }
+    }
+
+    /// Written by direct I/O where the file system takes it, else as
+    /// [`Aligned::new`].
+    pub(crate) fn direct(file: File, pos: u64) -> Aligned {
+        let mut aligned = Aligned::new(file, pos);
+        aligned.direct = Writer::start(aligned.file.clone(), pos);
+        aligned
     }
 
     /// The file, for what comes after the writes (stat, sync, reads): call
@@ -44,23 +68,27 @@ impl Aligned {
         &self.file
     }
 
-    pub(crate) fn file_mut(&mut self) -> &mut File {
-        &mut self.file
-    }
-
     /// Bytes to the end of the current run.
     fn to_boundary(&self) -> usize {
         RUN - (self.pos % RUN as u64) as usize
     }
 
+    fn put(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, self.pos)?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
     pub(crate) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if let Some(direct) = &mut self.direct {
+            return direct.write_all(data);
+        }
         while !data.is_empty() {
             let whole = self.to_boundary();
             if self.run.is_empty() && data.len() >= whole {
                 // Whole runs straight from the caller's buffer.
                 let n = whole + (data.len() - whole) / RUN * RUN;
-                self.file.write_all(&data[..n])?;
-                self.pos += n as u64;
+                self.put(&data[..n])?;
                 data = &data[n..];
                 continue;
             }
@@ -74,12 +102,17 @@ impl Aligned {
         Ok(())
     }
 
-    /// Writes what waits in memory.
+    /// Writes what waits in memory (or on its way, by direct I/O).
     pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if let Some(direct) = &mut self.direct {
+            return direct.flush();
+        }
         if !self.run.is_empty() {
-            self.file.write_all(&self.run)?;
-            self.pos += self.run.len() as u64;
+            let run = std::mem::take(&mut self.run);
+            let written = self.put(&run);
+            self.run = run;
             self.run.clear();
+            written?;
         }
         Ok(())
     }
@@ -88,7 +121,7 @@ impl Aligned {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{Read, Seek, SeekFrom, Write};
 
     /// Records the (offset, length) of every write reaching the file, by
     /// looking at the file's size after each call.

@@ -38,6 +38,7 @@ use super::scratch::Scratch;
 use super::transfer::{Direction, TransferRecord};
 use super::verify::{Checked, Mismatch, Verifier};
 use super::{ObjectStore, StoreError};
+use crate::direct_io::DIRECT_FROM;
 
 mod end;
 
@@ -179,7 +180,11 @@ impl ObjectStore {
             store: self.clone(),
             key: key.clone(),
             tmp,
-            file: Aligned::new(file, offset),
+            file: if key.size().is_some_and(|s| s >= DIRECT_FROM) {
+                Aligned::direct(file, offset)
+            } else {
+                Aligned::new(file, offset)
+            },
             offset,
             received: 0,
             verifier: None,
@@ -359,12 +364,13 @@ impl Incoming {
     fn verifier(&mut self) -> io::Result<&mut Verifier> {
         if self.verifier.is_none() {
             let mut v = Verifier::new(&self.key);
-            self.file.file_mut().seek(SeekFrom::Start(0))?;
+            let mut file = self.file.file();
+            file.seek(SeekFrom::Start(0))?;
             let mut buf = vec![0u8; 64 * 1024];
             let mut left = self.offset;
             while left > 0 {
                 let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-                let n = self.file.file_mut().read(&mut buf[..want])?;
+                let n = file.read(&mut buf[..want])?;
                 if n == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -374,7 +380,6 @@ impl Incoming {
                 v.update(&buf[..n]);
                 left -= n as u64;
             }
-            self.file.file_mut().seek(SeekFrom::Start(self.offset))?;
             self.verifier = Some(v);
         }
         Ok(self.verifier.as_mut().expect("set just above"))
