@@ -23,6 +23,9 @@ single proxied node behind the same gateway, `<side>-gw-n1`. A second
 gateway, `<side>-sgw`, reaches its three nodes over ssh (`<side>-far`).
 The client scenarios drive those unchanged through `Bench.via`.
 
+A GET starts from the object out of the page cache on both sides
+(`Bench.evict`), or, in the `cached` row, in it on both (`Bench.warm`).
+
 Adding a scenario: write a function `(bench, server) -> Sample` and append a
 Scenario to SCENARIOS (before any scenario that depends on the state it
 leaves).
@@ -518,6 +521,32 @@ class Bench:
         self.annex(argv[1:], cwd=self.client)
         self.wait_sessions()
 
+    def objects(self, key: str) -> list[str]:
+        """Every copy of `key`'s object on this machine: both sides'
+        servers and nodes, and the client's."""
+        return glob.glob(str(self.root / "**" / "annex/objects/*/*" / key / key), recursive=True)
+
+    def evict(self, key: str) -> None:
+        """Every copy of `key`'s object synced and dropped from the page
+        cache, untimed: a GET row starts from the disk on both sides, as a
+        GET of content stored some time ago does. (Ours writes objects of
+        16 MiB or more past the cache, real through it: left as the PUT
+        leaves them, real would read from memory and ours from the disk.)"""
+        for path in self.objects(key):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+    def warm(self, key: str) -> None:
+        """Every copy of `key`'s object read into the page cache, untimed."""
+        for path in self.objects(key):
+            with open(path, "rb") as f:
+                while f.read(CHUNK):
+                    pass
+
     def via(self, s: Server, what: str) -> Server:
         """The cluster (`what` = "cluster") or its proxied node n1 ("node")
         on `s`'s side."""
@@ -719,6 +748,7 @@ def big_copy(b: Bench, s: Server) -> Sample:
 def big_get(b: Bench, s: Server) -> Sample:
     # Local drop without asking any remote: only the get is measured.
     b.annex(["drop", "--quiet", "--force", "big.bin"], cwd=b.client)
+    b.evict(b.big_key)
     return b.client_step(s, ["get", "--quiet", "--from", s.remote, "big.bin"])
 
 
@@ -839,6 +869,18 @@ def p2p_put(b: Bench, s: Server) -> Sample:
 
 
 def p2p_get(b: Bench, s: Server) -> Sample:
+    """From the disk on both sides (see `Bench.evict`)."""
+    b.evict(b.p2p_key)
+    sess = P2P(b, s)
+    t0 = time.perf_counter()
+    sess.get(b.p2p_key, b.sizes.p2p)
+    elapsed = time.perf_counter() - t0
+    return sess.close(elapsed)
+
+
+def p2p_get_cached(b: Bench, s: Server) -> Sample:
+    """From the page cache on both sides."""
+    b.warm(b.p2p_key)
     sess = P2P(b, s)
     t0 = time.perf_counter()
     sess.get(b.p2p_key, b.sizes.p2p)
@@ -989,7 +1031,8 @@ def scenarios(z: Sizes) -> list[Scenario]:
     return direct + behind + s3 + crypt + [
         Scenario(f"{z.startup_n} x configlist (no ssh)", startup),
         Scenario(f"p2pstdio PUT {human(z.p2p)} (no client)", p2p_put, z.p2p, "p2p"),
-        Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p, "p2p", True),
+        Scenario(f"p2pstdio GET {human(z.p2p)} (no client)", p2p_get, z.p2p, "p2p"),
+        Scenario(f"p2pstdio GET {human(z.p2p)} cached (no client)", p2p_get_cached, z.p2p, "p2p", True),
     ]
 
 
