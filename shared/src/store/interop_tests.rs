@@ -124,6 +124,8 @@ fn we_find_what_real_git_annex_stores() {
             store.remove(&key(), || true).expect("remove"),
             RemoveOutcome::Removed
         );
+        // The directories go after the answer, before the process ends.
+        crate::store::discard::finish();
         assert!(
             !repo
                 .gitdir()

@@ -163,8 +163,11 @@ impl ObjectStore {
             fsutil::remove_if_exists(object).map_err(StoreError::io("remove", object))?;
         }
         release(files, handle);
-        // Key directory and both hash directories, when empty.
-        fsutil::remove_empty_dirs(object, 3);
+        // Key directory and both hash directories, when empty, after the
+        // answer (for an object set aside, after its unlink: `discard.rs`).
+        if !aside {
+            discard::remove_dirs_later(object);
+        }
         Ok(RemoveOutcome::Removed)
     }
 }
@@ -211,8 +214,11 @@ fn remove_set_aside(
         Err(e) => Err(e),
     };
     let_go(handle);
-    finished.map_err(StoreError::io("remove", object))?;
-    // Key directory and both hash directories, when empty.
-    fsutil::remove_empty_dirs(object, 3);
+    let cleaned_after = finished.map_err(StoreError::io("remove", object))?;
+    // Key directory and both hash directories, when empty, after the
+    // answer (for an object set aside, after its unlink: `discard.rs`).
+    if !cleaned_after {
+        discard::remove_dirs_later(object);
+    }
     Ok(RemoveOutcome::Removed)
 }
