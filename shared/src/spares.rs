@@ -300,8 +300,25 @@ fn empty(file: File, writable: bool) -> io::Result<()> {
 /// unlink would leave it. Nobody can open it anew: it has only our own
 /// name in `othertmp` by then. Where leases are not to be had (another
 /// file system, `fs.leases-enable` off), nothing is reused.
-#[allow(unsafe_code)]
+///
+/// A process forked by another thread of ours (a git child, a test's
+/// command) holds every descriptor of ours until it execs, a moment in
+/// which the lease is refused: asked again twice, a millisecond apart,
+/// before the file is given up.
 fn alone(file: &File) -> bool {
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if lease_granted(file) {
+            return true;
+        }
+    }
+    false
+}
+
+#[allow(unsafe_code)]
+fn lease_granted(file: &File) -> bool {
     use nix::libc::{fcntl, F_SETLEASE, F_UNLCK, F_WRLCK, SIGURG};
     // Linux's F_SETSIG, which the libc crate leaves out.
     const F_SETSIG: nix::libc::c_int = 10;

@@ -258,7 +258,8 @@ mod tests {
 
     /// What `send_direct` puts into a pipe, read on another thread.
     fn through_pipe(file: &File, pos: u64, len: u64) -> (Sent, Vec<u8>) {
-        let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         let drain = std::thread::spawn(move || {
             let mut got = Vec::new();
             File::from(rd).read_to_end(&mut got).expect("read pipe");
@@ -307,7 +308,8 @@ mod tests {
     fn a_reader_gone_fails_the_send() {
         let body = pattern(4 * BLOCK);
         let (_dir, file) = direct_file(&body);
-        let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         // Rust programs ignore SIGPIPE: the write fails with EPIPE.
         drop(rd);
         match send_direct(&file, 0, body.len() as u64, wr.as_fd()) {
@@ -362,7 +364,8 @@ mod tests {
         std::fs::write(&path, pattern(DIRECT_FROM as usize)).expect("write");
         let file = File::open(&path).expect("open");
         assert!(in_page_cache(&file, 0, DIRECT_FROM));
-        let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         drop(rd);
         assert!(matches!(
             send_uncached(&file, 0, DIRECT_FROM, wr.as_fd()),

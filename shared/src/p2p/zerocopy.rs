@@ -144,7 +144,7 @@ mod tests {
         std::fs::write(&path, &body).expect("write");
         let mut file = File::open(&path).expect("open");
         file.seek(SeekFrom::Start(1000)).expect("seek");
-        let (rd, wr) = nix::unistd::pipe().expect("pipe");
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         let drain = std::thread::spawn(move || {
             let mut got = Vec::new();
             File::from(rd).read_to_end(&mut got).expect("read pipe");

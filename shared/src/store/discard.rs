@@ -53,22 +53,19 @@ const REMOVING: &str = "removing.";
 /// The longest file name ext4 (and most file systems) take.
 const NAME_MAX: usize = 255;
 
-/// What a removal leaves to the workers: where the object was, whose key
-/// directory and hash directories are removed when empty
-/// (`cleanObjectDirs`), after the unlink of the object if it was set
-/// aside. Not before the answer: on a file system mounted with `discard`
-/// each rmdir frees a block and waits for the device, 0.1 ms for a small
-/// key's three directories and 60 ms behind a 300 MB unlink.
-struct Pending {
-    object: PathBuf,
-    aside: Option<Aside>,
-}
-
 /// A file in `othertmp` to unlink, and the lock that keeps git-annex's
 /// cleanup from racing the worker for it until then.
-struct Aside {
+struct Pending {
     path: PathBuf,
     othertmp: PathBuf,
+    /// Where the object was: its key directory and hash directories are
+    /// removed after the unlink when empty (`cleanObjectDirs`). Not before
+    /// the answer: on a file system mounted with `discard`, each rmdir
+    /// frees a block and waits for the device, behind the unlink's
+    /// discards, which held a 300 MB drop's answer up by 60 ms. (A small
+    /// key's directories go before its answer, 0.1 ms: done later, they
+    /// raced the next PUT or lock of the key in them.)
+    object: PathBuf,
     _lock: LockHandle,
 }
 
@@ -136,22 +133,10 @@ pub(crate) fn set_aside(annex_dir: &Path, object: &Path) -> bool {
 fn queue_unlink(path: PathBuf, othertmp: PathBuf, object: PathBuf, lock: LockHandle) {
     *QUEUED.lock().unwrap_or_else(|p| p.into_inner()) += 1;
     queue(Pending {
+        path,
+        othertmp,
         object,
-        aside: Some(Aside {
-            path,
-            othertmp,
-            _lock: lock,
-        }),
-    });
-}
-
-/// The directories of `object`, removed in place, are removed by a worker
-/// when empty (see [`Pending`]), before [`finish`] returns.
-pub(crate) fn remove_dirs_later(object: &Path) {
-    *QUEUED.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    queue(Pending {
-        object: object.to_owned(),
-        aside: None,
+        _lock: lock,
     });
 }
 
@@ -368,15 +353,12 @@ fn work() {
 
 impl Pending {
     fn run(&self) {
-        if let Some(aside) = &self.aside {
-            unlink(&aside.path);
-        }
+        unlink(&self.path);
+        // Key directory and both hash directories, when empty.
         fsutil::remove_empty_dirs(&self.object, 3);
         // Each repository's othertmp is swept once per process, after the
         // first file of ours there (the reply waits for neither).
-        if let Some(aside) = &self.aside {
-            super::scratch::sweep_once(&aside.othertmp);
-        }
+        super::scratch::sweep_once(&self.othertmp);
     }
 }
 

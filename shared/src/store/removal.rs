@@ -163,10 +163,10 @@ impl ObjectStore {
             fsutil::remove_if_exists(object).map_err(StoreError::io("remove", object))?;
         }
         release(files, handle);
-        // Key directory and both hash directories, when empty, after the
-        // answer (for an object set aside, after its unlink: `discard.rs`).
+        // Key directory and both hash directories, when empty; for an
+        // object set aside, after its unlink (`discard.rs`).
         if !aside {
-            discard::remove_dirs_later(object);
+            fsutil::remove_empty_dirs(object, 3);
         }
         Ok(RemoveOutcome::Removed)
     }
@@ -215,10 +215,10 @@ fn remove_set_aside(
     };
     let_go(handle);
     let cleaned_after = finished.map_err(StoreError::io("remove", object))?;
-    // Key directory and both hash directories, when empty, after the
-    // answer (for an object set aside, after its unlink: `discard.rs`).
+    // Key directory and both hash directories, when empty; for an object
+    // set aside, after its unlink (`discard.rs`).
     if !cleaned_after {
-        discard::remove_dirs_later(object);
+        fsutil::remove_empty_dirs(object, 3);
     }
     Ok(RemoveOutcome::Removed)
 }
