@@ -23,8 +23,9 @@ single proxied node behind the same gateway, `<side>-gw-n1`. A second
 gateway, `<side>-sgw`, reaches its three nodes over ssh (`<side>-far`).
 The client scenarios drive those unchanged through `Bench.via`.
 
-A GET starts from the object out of the page cache on both sides
-(`Bench.evict`), or, in the `cached` row, in it on both (`Bench.warm`).
+The p2pstdio GET starts from the object out of the page cache on both
+sides (`Bench.evict`), or, in the `cached` row, in it on both
+(`Bench.warm`); the client GETs find it as the copy before left it.
 
 Adding a scenario: write a function `(bench, server) -> Sample` and append a
 Scenario to SCENARIOS (before any scenario that depends on the state it
@@ -528,10 +529,11 @@ class Bench:
 
     def evict(self, key: str) -> None:
         """Every copy of `key`'s object synced and dropped from the page
-        cache, untimed: a GET row starts from the disk on both sides, as a
-        GET of content stored some time ago does. (Ours writes objects of
-        16 MiB or more past the cache, real through it: left as the PUT
-        leaves them, real would read from memory and ours from the disk.)"""
+        cache, untimed: the p2pstdio GET starts from the disk on both
+        sides, as a GET of content stored some time ago does. (Ours writes
+        objects of 16 MiB or more past the cache, real through it: left as
+        the PUT leaves them, real would read from memory and ours from the
+        disk.)"""
         for path in self.objects(key):
             fd = os.open(path, os.O_RDONLY)
             try:
@@ -748,7 +750,6 @@ def big_copy(b: Bench, s: Server) -> Sample:
 def big_get(b: Bench, s: Server) -> Sample:
     # Local drop without asking any remote: only the get is measured.
     b.annex(["drop", "--quiet", "--force", "big.bin"], cwd=b.client)
-    b.evict(b.big_key)
     return b.client_step(s, ["get", "--quiet", "--from", s.remote, "big.bin"])
 
 
