@@ -20,14 +20,38 @@ use crate::error::ShellError;
 pub fn serve(argv: impl Iterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
     let argv: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
     init_logging();
+    // A session ends at its last answer; the unlinks of large objects it
+    // dropped go on in a helper (unless this binary cannot be found again:
+    // then on threads, before we end).
+    if let Ok(exe) = std::env::current_exe() {
+        annex::store::discard::use_helper(exe);
+    }
     let result = run(&argv);
-    // Objects dropped after their reply are unlinked before we end.
     annex::store::discard::finish();
     match result {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("git-annex-shell: {e}");
             std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// `annexproxy discard-helper`: unlinks what a session sends it, until
+/// the session closes the pipe.
+pub fn discard_helper() -> std::process::ExitCode {
+    use std::os::fd::AsFd;
+    init_logging();
+    // Unbuffered: the helper polls the descriptor for what comes next.
+    let stdin = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(_) => return std::process::ExitCode::FAILURE,
+    };
+    match annex::store::discard::serve_helper(stdin) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::warn!("{}: {e}", annex::store::discard::HELPER_SUBCOMMAND);
+            std::process::ExitCode::FAILURE
         }
     }
 }

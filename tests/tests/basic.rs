@@ -306,8 +306,9 @@ fn copy_get_drop(kind: ServerKind) -> Transcript {
 on_both_servers!(copy_get_drop, compare);
 
 /// An object of 16 MiB or more leaves the store by a rename into
-/// `annex/othertmp/` and is unlinked after the reply: the client sees it
-/// gone at once, and the session leaves nothing behind.
+/// `annex/othertmp/` and is unlinked after the reply, by the session's
+/// helper process once the session may have ended: the client sees it
+/// gone at once, and nothing is left behind once the helper is done.
 #[test]
 fn large_drop_leaves_nothing_behind_ours() {
     let big: Vec<u8> = (0..17u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -326,15 +327,33 @@ fn large_drop_leaves_nothing_behind_ours() {
     let othertmp = server.join("annex/othertmp");
     // Nothing but the spare inodes of committed journal files; the big
     // object is not kept there.
-    let left: Vec<_> = std::fs::read_dir(&othertmp)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name())
-                .filter(|n| n != "spare")
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(left.is_empty(), "left in {}: {left:?}", othertmp.display());
+    let left = || -> Vec<_> {
+        std::fs::read_dir(&othertmp)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name())
+                    .filter(|n| n != "spare")
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !left().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        left().is_empty(),
+        "left in {}: {:?}",
+        othertmp.display(),
+        left()
+    );
+    // The key's directory went with it.
+    let objects = server.join("annex/objects");
+    let key_dirs: Vec<_> = walkdir(&objects)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == key.as_str()))
+        .collect();
+    assert!(key_dirs.is_empty(), "{key_dirs:?}");
     for spare in std::fs::read_dir(othertmp.join("spare"))
         .into_iter()
         .flatten()
@@ -689,4 +708,17 @@ fn spare_inodes_are_reused() {
         env.annex(&client, &["get", "--from", "origin", n]).ok();
         assert_eq!(read(&client, n), format!("spare test {n}\n").into_bytes());
     }
+}
+
+/// Every path under `dir`, depth first.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        }
+        out.push(path);
+    }
+    out
 }

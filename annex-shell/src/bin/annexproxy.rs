@@ -280,8 +280,13 @@ fn main() -> ExitCode {
     // git-annex-shell ARGS…`: taken before clap, so the arguments stay
     // exactly as ssh gave them (and the subcommand out of --help).
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == handoff::SERVER_SUBCOMMAND) {
-        return annex_shell::run::serve(args);
+    match args.nth(1) {
+        Some(a) if a == handoff::SERVER_SUBCOMMAND => return annex_shell::run::serve(args),
+        // A session's unlinks, after it (`annex::store::discard`).
+        Some(a) if a == annex::store::discard::HELPER_SUBCOMMAND => {
+            return annex_shell::run::discard_helper();
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     annex_shell::run::init_logging();

@@ -240,3 +240,57 @@ fn a_removal_cut_short_is_put_back_by_the_next_session() {
     assert_eq!(fx.key_state(HELLO_KEY), (true, true));
     fx.assert_fsck_clean();
 }
+
+/// What a session hands its helper (`annexproxy discard-helper`, which
+/// unlinks a large removed object after the session): the helper deletes
+/// a `dropped.` file of an `annex/othertmp` and the object's empty
+/// directories, and nothing else, whoever writes to it.
+#[test]
+fn the_discard_helper_deletes_only_dropped_objects() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let annex = tmp.path().join("repo/annex");
+    let othertmp = annex.join("othertmp");
+    let key_dir = annex.join("objects/Ab/Cd/SHA256E-s9--k");
+    fs::create_dir_all(&othertmp).expect("othertmp");
+    fs::create_dir_all(&key_dir).expect("key dir");
+    let dropped = othertmp.join("dropped.1.0");
+    let precious = tmp.path().join("repo/precious");
+    let other = othertmp.join("put.1.0");
+    for f in [&dropped, &precious, &other] {
+        fs::write(f, b"content").expect("write");
+    }
+    let mut records = Vec::new();
+    let object = key_dir.join("SHA256E-s9--k");
+    for (file, object) in [
+        (precious.clone(), object.clone()),
+        (othertmp.join("../precious"), object.clone()),
+        (other.clone(), object.clone()),
+        (dropped.clone(), tmp.path().join("repo/objects/Ab/Cd/k/k")),
+        (dropped.clone(), object.clone()),
+    ] {
+        for p in [&file, &object] {
+            records.extend_from_slice(p.as_os_str().as_encoded_bytes());
+            records.push(0);
+        }
+    }
+    let mut helper = Command::new(annexproxy_tests::tools::ours_bin_dir().join("annexproxy"))
+        .arg("discard-helper")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("annexproxy discard-helper");
+    helper
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&records)
+        .expect("records");
+    assert!(helper.wait().expect("wait").success());
+    assert!(!dropped.exists(), "the dropped object is still there");
+    assert!(
+        !annex.join("objects/Ab").exists(),
+        "its directories are still there"
+    );
+    assert!(annex.join("objects").exists());
+    assert_eq!(fs::read(&precious).expect("precious"), b"content");
+    assert_eq!(fs::read(&other).expect("put file"), b"content");
+}

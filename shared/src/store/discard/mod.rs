@@ -17,6 +17,8 @@
 //! up `othertmp` (`cleanupOtherTmp`) deletes it, and so does our next
 //! large drop in that repository (files of processes that are gone).
 //! [`finish`] waits for every unlink queued; a process ends only after it.
+//! A server session hands its unlinks to a helper process instead and
+//! ends without waiting for them (`helper.rs`, which says why).
 //!
 //! A removal also sets every object aside, large or small, for the moment
 //! it checks for lockers ([`begin_removal`], see `removal.rs`): under a
@@ -25,6 +27,10 @@
 //! removal itself when a locker holds the content, and by the first removal
 //! of a later process ([`sweep_removals_once`]) when the process died
 //! before answering.
+
+mod helper;
+
+pub use helper::{serve as serve_helper, use_helper, HELPER_SUBCOMMAND};
 
 use std::collections::VecDeque;
 use std::fs;
@@ -57,7 +63,6 @@ const NAME_MAX: usize = 255;
 /// cleanup from racing the worker for it until then.
 struct Pending {
     path: PathBuf,
-    othertmp: PathBuf,
     /// Where the object was: its key directory and hash directories are
     /// removed after the unlink when empty (`cleanObjectDirs`). Not before
     /// the answer: on a file system mounted with `discard`, each rmdir
@@ -126,15 +131,19 @@ pub(crate) fn set_aside(annex_dir: &Path, object: &Path) -> bool {
     if fs::rename(object, &path).is_err() {
         return false;
     }
-    queue_unlink(path, othertmp, object.to_owned(), lock);
+    queue_unlink(path, object.to_owned(), lock);
     true
 }
 
-fn queue_unlink(path: PathBuf, othertmp: PathBuf, object: PathBuf, lock: LockHandle) {
+fn queue_unlink(path: PathBuf, object: PathBuf, lock: LockHandle) {
+    // The helper needs no lock on `othertmp`: a git-annex cleanup that
+    // deletes the file before it does what the helper would.
+    if helper::send(&path, &object) {
+        return;
+    }
     *QUEUED.lock().unwrap_or_else(|p| p.into_inner()) += 1;
     queue(Pending {
         path,
-        othertmp,
         object,
         _lock: lock,
     });
@@ -254,7 +263,7 @@ impl Removing {
             let dropped = dropped_name(&self.othertmp);
             if fs::rename(&self.aside, &dropped).is_ok() {
                 let object = std::mem::take(&mut self.object);
-                queue_unlink(dropped, self.othertmp.clone(), object, lock);
+                queue_unlink(dropped, object, lock);
                 return Ok(true);
             }
         }
@@ -353,12 +362,19 @@ fn work() {
 
 impl Pending {
     fn run(&self) {
-        unlink(&self.path);
-        // Key directory and both hash directories, when empty.
-        fsutil::remove_empty_dirs(&self.object, 3);
-        // Each repository's othertmp is swept once per process, after the
-        // first file of ours there (the reply waits for neither).
-        super::scratch::sweep_once(&self.othertmp);
+        run_unlink(&self.path, &self.object);
+    }
+}
+
+/// Unlinks `dropped` (in `othertmp`), then removes the key directory and
+/// both hash directories of `object` when empty.
+fn run_unlink(dropped: &Path, object: &Path) {
+    unlink(dropped);
+    fsutil::remove_empty_dirs(object, 3);
+    // Each repository's othertmp is swept once per process, after the
+    // first file of ours there (the reply waits for neither).
+    if let Some(othertmp) = dropped.parent() {
+        super::scratch::sweep_once(othertmp);
     }
 }
 
@@ -417,10 +433,13 @@ pub(crate) fn sweep_removals_once(annex_dir: &Path) {
     }
 }
 
-/// Waits until every object set aside so far is unlinked (by the
-/// workers running or started meanwhile). Called before a process ends,
-/// so none is left behind by an orderly exit.
+/// Closes the helper's pipe, if a helper was started (it unlinks what it
+/// was sent and ends on its own), and waits until every object given to
+/// the workers is unlinked (by those running or started meanwhile).
+/// Called before a process ends, so none is left behind by an orderly
+/// exit.
 pub fn finish() {
+    helper::close();
     let mut queued = QUEUED.lock().unwrap_or_else(|p| p.into_inner());
     while *queued > 0 {
         queued = DRAINED.wait(queued).unwrap_or_else(|p| p.into_inner());
