@@ -1361,8 +1361,8 @@ def client_table(data: dict) -> list[str]:
         "",
         "| scenario | client CPU real (s) | client CPU ours (s) | client-only wall real (s) "
         "| client-only wall ours (s) | client share of wall real | client share of wall ours "
-        "| wall real/ours | ceiling real/client-only | goal |",
-        "|---|" + "---:|" * 8 + "---|",
+        "| wall real/ours | ceiling real/client-only | goal | tail real (s) | tail ours (s) |",
+        "|---|" + "---:|" * 8 + "---|" + "---:|" * 2,
     ]
     for sc in rows:
         r, o, c = sc["median"]["real"], sc["median"]["ours"], sc["client"]
@@ -1379,6 +1379,10 @@ def client_table(data: dict) -> list[str]:
             ratio(r["seconds"], o["seconds"]),
             f"{c['ceiling']:.2f}",
             mark,
+            # What the sessions' trees did after the client's output
+            # closed: outside the wall, inside the CPU.
+            f"{r['tail']:.3f}",
+            f"{o['tail']:.3f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
