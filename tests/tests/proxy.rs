@@ -215,6 +215,21 @@ fn flow(kind: ServerKind, setup: Setup) -> Transcript {
         .ok();
     let ka = env.key_of(client, "a.txt");
     assert!(!env.server_has_content(&wd.nodes[0], &ka));
+    // The proxy's branch has the removal once the session is over (ours
+    // puts it into the session's one commit, not a journal file).
+    let peek = env.oracle_peek(&wd.proxy, &["whereis", "--json", "--key", &ka]);
+    let node1 = env.server_uuid(&wd.nodes[0]);
+    assert!(
+        !whereis_uuids(&peek.stdout).contains(&node1),
+        "proxy's branch should no longer list {node1} for {ka}: {peek}"
+    );
+    if kind == ServerKind::Ours {
+        let journal = wd.proxy.join("annex/journal");
+        let left: Vec<_> = std::fs::read_dir(&journal)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "journal files left in the proxy: {left:?}");
+    }
 
     env.annex(client, &["move", "--to", "origin-node2", "m.bin"])
         .ok();

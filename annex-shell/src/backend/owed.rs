@@ -25,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use annex::branch::{Branch, BranchError, LogStatus};
+use annex::branch::{Branch, BranchError, Direct, LogStatus, VectorClock};
 use annex::key::Key;
 
 /// How long a line may wait for its commit while the session goes on.
@@ -34,10 +34,10 @@ pub const DUE_AFTER: Duration = Duration::from_secs(2);
 /// How many lines may wait: a commit of this many keys is one pack.
 pub const DUE_AT: usize = 1000;
 
-/// What is owed: per key, the repositories and what they now hold.
+/// What is owed, in the order of the answers.
 #[derive(Default)]
 pub struct OwedLogs {
-    lines: Vec<(Key, Vec<String>, LogStatus)>,
+    lines: Vec<Line>,
     /// When the oldest line still owed was owed.
     since: Option<Instant>,
 }
@@ -51,7 +51,8 @@ impl OwedLogs {
     ) {
         let uuids: Vec<String> = uuids.into_iter().map(str::to_owned).collect();
         if !uuids.is_empty() {
-            self.lines.push((key.clone(), uuids, status));
+            self.lines
+                .push((key.clone(), uuids, status, VectorClock::candidate_now()));
             self.since.get_or_insert_with(Instant::now);
         }
     }
@@ -78,7 +79,7 @@ impl OwedLogs {
     ) -> bool {
         self.since = None;
         let mut journalled = false;
-        for (key, uuids, status) in std::mem::take(&mut self.lines) {
+        for (key, uuids, status, _) in std::mem::take(&mut self.lines) {
             let uuids = uuids.iter().map(String::as_str);
             match branch.log_key_locations_if(&key, uuids, status, || holds(&key, status)) {
                 Ok(changed) => journalled |= changed,
@@ -97,28 +98,54 @@ impl OwedLogs {
         &mut self,
         branch: &Branch,
         holds: impl Fn(&Key, LogStatus) -> bool,
-        mut unlogged: impl FnMut(&Key, LogStatus, &BranchError),
+        unlogged: impl FnMut(&Key, LogStatus, &BranchError),
     ) -> Result<(), BranchError> {
         self.since = None;
         let lines = std::mem::take(&mut self.lines);
         let holds = &holds;
-        let mut changes: Vec<_> = lines
-            .iter()
-            .map(|(key, uuids, status)| {
-                let status = *status;
-                Branch::key_locations_change(key, uuids.clone(), status, move || holds(key, status))
-            })
-            .collect();
-        match branch.commit_with(&mut changes) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                for (key, _, status) in &lines {
-                    unlogged(key, *status, &e);
-                }
-                Err(e)
-            }
+        commit(&lines, branch, unlogged, |key, uuids, status, _| {
+            Branch::key_locations_change(key, uuids, status, move || holds(key, status))
+        })
+    }
+
+    /// Commits `branch` with what is owed for repositories this process
+    /// cannot look into (a gateway's nodes): each line as of its answer,
+    /// so that a line another session logged since is kept
+    /// (`Branch::key_locations_change_as_of`).
+    pub fn pay_as_of(
+        &mut self,
+        branch: &Branch,
+        unlogged: impl FnMut(&Key, LogStatus, &BranchError),
+    ) -> Result<(), BranchError> {
+        self.since = None;
+        let lines = std::mem::take(&mut self.lines);
+        commit(&lines, branch, unlogged, Branch::key_locations_change_as_of)
+    }
+}
+
+/// One owed line: the key, the repositories, what they now hold, and the
+/// clock of the answer.
+type Line = (Key, Vec<String>, LogStatus, VectorClock);
+
+/// One commit of `lines`, each made a change by `change`; when it fails,
+/// every line is handed to `unlogged`.
+fn commit<'a>(
+    lines: &'a [Line],
+    branch: &Branch,
+    mut unlogged: impl FnMut(&Key, LogStatus, &BranchError),
+    change: impl Fn(&'a Key, Vec<String>, LogStatus, VectorClock) -> Direct<'a>,
+) -> Result<(), BranchError> {
+    let mut changes: Vec<_> = lines
+        .iter()
+        .map(|(key, uuids, status, at)| change(key, uuids.clone(), *status, *at))
+        .collect();
+    let result = branch.commit_with(&mut changes);
+    if let Err(e) = &result {
+        for (key, _, status, _) in lines {
+            unlogged(key, *status, e);
         }
     }
+    result.map(drop)
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ use annex::key::Key;
 use annex::p2p::{ConnError, Connection, Message, Service};
 use annex::store::VerifyMode;
 use annex::transport::{connect, ConnectOptions, NodeConnection, NodeRemote};
+
+use super::owed::OwedLogs;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(crate) use body::{node_validity, relay_body};
@@ -48,6 +50,9 @@ pub struct Peer {
     /// The version both sides speak, once settled.
     version: Option<u32>,
     journalled: bool,
+    /// Lines for the node owed until the session commits, when the
+    /// session ends with its client's command ([`Peer::owing`]).
+    owed: Option<OwedLogs>,
     /// The node holds a lock for the client.
     locked: bool,
     /// The PUT being relayed, and the node's failure if it broke while
@@ -68,9 +73,20 @@ impl Peer {
             git_relay: true,
             version: None,
             journalled: false,
+            owed: None,
             locked: false,
             storing: None,
         }
+    }
+
+    /// For a session that ends with its client's command (ssh): the node's
+    /// lines go into the session's commit rather than a journal file each
+    /// (`owed.rs`), as a local repository's do. Sessions that outlive it
+    /// (p2phttp's pooled ones) journal at once, so the lines are seen when
+    /// the client is done.
+    pub fn owing(mut self) -> Self {
+        self.owed = Some(OwedLogs::default());
+        self
     }
 
     /// Whether git's services (CONNECT) are relayed to the node.
@@ -164,9 +180,25 @@ impl Peer {
         uuids: impl IntoIterator<Item = &'a str>,
         status: LogStatus,
     ) {
+        if let Some(owed) = &mut self.owed {
+            owed.owe(key, uuids, status);
+            return;
+        }
         match self.branch.log_key_locations(key, uuids, status) {
             Ok(changed) => self.journalled |= changed,
             Err(e) => tracing::warn!(%key, error = %e, "recording in the location log"),
+        }
+    }
+
+    /// Commits the owed lines; what cannot be logged is told on stderr
+    /// (the node's answers stand, `git annex fsck` logs them later).
+    fn pay_logs(&mut self) {
+        let Some(owed) = &mut self.owed else { return };
+        let unlogged = |key: &Key, _, e: &annex::branch::BranchError| {
+            crate::user::tell(format_args!("{key}: not logged for the node: {e}"));
+        };
+        if let Err(e) = owed.pay_as_of(&self.branch, unlogged) {
+            tracing::warn!(error = %e, "committing the git-annex branch");
         }
     }
 
@@ -488,10 +520,21 @@ impl Backend for Peer {
 
     /// The node's session ends the way a client ends it; then what we
     /// journalled (and anything an earlier autoinit left) is committed.
+    async fn settle(&mut self) {
+        if self.owed.as_ref().is_some_and(OwedLogs::due) {
+            self.pay_logs();
+        }
+    }
+
     async fn finish(&mut self) -> Result<(), BackendError> {
         let down = Node::Down(String::new());
         if let Node::Up(nc) = std::mem::replace(&mut self.node, down) {
             nc.close().await;
+        }
+        if self.owed.as_ref().is_some_and(|o| !o.is_empty()) {
+            // One commit, with the journal.
+            self.pay_logs();
+            return Ok(());
         }
         if self.journalled || self.branch.journal_dirty() {
             if let Err(e) = self.branch.commit() {

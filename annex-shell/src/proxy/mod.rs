@@ -36,11 +36,14 @@ pub fn run(
     let my_uuid = repo.uuid().ok_or(ShellError::NotAnnex)?;
     // The client's UUID is not needed: the node is told ours.
     crate::p2pstdio::serve(call, |conn, _client| {
-        relay_session(conn, &repo, my_uuid, node, Rules::of(policy))
+        // The session ends with the client's command: the node's lines
+        // go into its one commit.
+        relay(conn, &repo, my_uuid, node, Rules::of(policy), true)
     })
 }
 
-/// One client's session, on any connection, relayed to `node`.
+/// One client's session, on any connection, relayed to `node`; the node's
+/// location lines are journalled after each answer.
 pub async fn relay_session<R, W>(
     conn: Connection<R, W>,
     repo: &Repo,
@@ -52,13 +55,33 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    relay(conn, repo, my_uuid, node, rules, false).await
+}
+
+/// [`relay_session`]; `owing`: the node's lines wait for the session's
+/// commit (`Peer::owing`).
+async fn relay<R, W>(
+    conn: Connection<R, W>,
+    repo: &Repo,
+    my_uuid: String,
+    node: NodeRemote,
+    rules: Rules,
+    owing: bool,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let mut opts = ConnectOptions::new(our_shell()).with_repo(repo);
     // The node's complaints reach the client's terminal, as git-annex
     // lets its children's stderr through.
     opts.forward_stderr = true;
     // Under a restriction, git reaches the node only if its operator said so.
     let git_relay = rules.relays_git_to(repo, &node.name);
-    let peer = Peer::new(node, opts, repo.branch(), my_uuid).relaying_git(git_relay);
+    let mut peer = Peer::new(node, opts, repo.branch(), my_uuid).relaying_git(git_relay);
+    if owing {
+        peer = peer.owing();
+    }
     Session::new(conn, peer, rules).run().await
 }
 

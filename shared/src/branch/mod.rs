@@ -95,6 +95,30 @@ fn locations_changed(
     changed
 }
 
+/// [`locations_changed`] as of `at`: a UUID whose line is newer than `at`
+/// is left as it is.
+fn locations_changed_as_of(
+    old: Option<&[u8]>,
+    uuids: &[String],
+    status: LogStatus,
+    at: VectorClock,
+) -> Option<Vec<u8>> {
+    let mut changed: Option<Vec<u8>> = None;
+    for u in uuids {
+        let base = changed.as_deref().or(old).unwrap_or_default();
+        let newer = LocationLog::parse(base)
+            .get(u)
+            .is_some_and(|l| l.clock > at);
+        if newer {
+            continue;
+        }
+        if let Some(new) = change_location_log(base, u, status, at) {
+            changed = Some(new);
+        }
+    }
+    changed
+}
+
 /// The git-annex branch of one repository.
 #[derive(Clone)]
 pub struct Branch {
@@ -271,6 +295,26 @@ impl Branch {
                 }
                 locations_changed(old, &uuids, status)
             }),
+        }
+    }
+
+    /// [`Branch::key_locations_change`] for a change that happened at
+    /// `at` and is written later (a gateway's line for its node, owed until
+    /// the session commits): a repository whose line in the log is newer
+    /// than `at` keeps it, since another session logged a change since,
+    /// and the others get `at` (advanced past their last line). The node's
+    /// content cannot be asked at commit time as a local store's can; the
+    /// clocks order the two sessions' lines as the journal would have.
+    pub fn key_locations_change_as_of<'a>(
+        key: &crate::key::Key,
+        uuids: Vec<String>,
+        status: LogStatus,
+        at: VectorClock,
+    ) -> Direct<'a> {
+        let uuids: Vec<String> = uuids.into_iter().filter(|u| !is_cluster_uuid(u)).collect();
+        Direct {
+            path: location_log_path_for(key),
+            change: Box::new(move |old| locations_changed_as_of(old, &uuids, status, at)),
         }
     }
 

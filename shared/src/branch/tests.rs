@@ -568,3 +568,36 @@ fn packs_past_gc_auto_pack_limit_are_collected() {
         60
     );
 }
+
+/// A line owed since an answer (a gateway's, for its node) keeps another
+/// session's newer line for the same repository, replaces an older one,
+/// and is added where the repository has none.
+#[test]
+fn lines_as_of_their_answer_keep_newer_ones() {
+    let (u2, u3) = (U2, "33333333-3333-4333-8333-333333333333");
+    let old = format!("200s 1 {U1}\n100s 1 {u2}\n");
+    let at = VectorClock::from_secs(150);
+    let uuids = [U1.to_owned(), u2.to_owned(), u3.to_owned()];
+    let new = locations_changed_as_of(Some(old.as_bytes()), &uuids, LogStatus::Missing, at)
+        .expect("changed");
+    let log = LocationLog::parse(&new);
+    let line = |u: &str| log.get(u).map(|l| (l.clock, l.status));
+    assert_eq!(
+        line(U1),
+        Some((VectorClock::from_secs(200), LogStatus::Present)),
+        "newer kept"
+    );
+    assert_eq!(line(u2), Some((at, LogStatus::Missing)), "older replaced");
+    assert_eq!(line(u3), Some((at, LogStatus::Missing)), "absent added");
+    // Nothing older to replace: no change at all.
+    let newer_only = format!("200s 1 {U1}\n");
+    assert_eq!(
+        locations_changed_as_of(
+            Some(newer_only.as_bytes()),
+            &uuids[..1],
+            LogStatus::Missing,
+            at
+        ),
+        None
+    );
+}
