@@ -46,7 +46,7 @@
 
 mod files;
 pub mod local;
-mod owed;
+pub(crate) mod owed;
 pub mod peer;
 
 pub(crate) use files::{same_file, send_body};

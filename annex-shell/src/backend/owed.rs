@@ -57,6 +57,24 @@ impl OwedLogs {
         }
     }
 
+    /// `holders` (of `key`, as the log says) updated with what is owed
+    /// for it, in the order of the answers: what a session that reads its
+    /// log (a cluster gateway's CHECKPRESENT) must see of its own answers.
+    pub fn apply_to(&self, key: &Key, holders: &mut std::collections::BTreeSet<String>) {
+        for (k, uuids, status, _) in &self.lines {
+            if k != key {
+                continue;
+            }
+            for u in uuids {
+                if *status == LogStatus::Present {
+                    holders.insert(u.clone());
+                } else {
+                    holders.remove(u);
+                }
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }

@@ -248,6 +248,7 @@ pub(super) async fn session_of(root: &Path, nodes: Vec<Box<dyn Node>>, input: &[
         placement: Box::new(EveryNode),
         git_relay: Default::default(),
         jobs: 3,
+        owing: true,
     };
     let make_pool = move |version, bypass| {
         let reach = Reach {

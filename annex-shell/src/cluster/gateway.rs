@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::pool::{fan_out, Pool};
 use super::put::Put;
+use crate::backend::owed::OwedLogs;
 use crate::backend::{Backend, BackendError, Failure, Outcome, StoreEnd, Storing};
 
 /// What the gateway knows about the placement of keys: which nodes want
@@ -77,6 +78,9 @@ pub struct Gateway {
     /// REMOVE-BEFORE deadlines into each node's clock.
     pub(super) our_timestamp: Option<u64>,
     pub(super) journalled: bool,
+    /// The nodes' lines owed to the session's commit, when the session
+    /// ends with its client's command ([`Setup::owing`]).
+    owed: Option<OwedLogs>,
     /// The PUT under way, between `store_begin` and `store_end`.
     pub(super) put: Option<Put>,
     /// The node serving the GET under way, between `retrieve` and
@@ -93,6 +97,11 @@ pub struct Setup {
     /// Names of the remotes git may be relayed to.
     pub git_relay: BTreeSet<String>,
     pub jobs: usize,
+    /// The session ends with its client's command (ssh): the nodes' lines
+    /// go into its one commit, each as of its answer (`backend/owed.rs`),
+    /// rather than a journal file per key; sessions that outlive it
+    /// (p2phttp's) journal after each answer.
+    pub owing: bool,
 }
 
 impl Gateway {
@@ -111,6 +120,7 @@ impl Gateway {
             jobs: setup.jobs,
             our_timestamp: None,
             journalled: false,
+            owed: setup.owing.then(OwedLogs::default),
             put: None,
             serving: None,
         }
@@ -136,15 +146,20 @@ impl Gateway {
         })
     }
 
-    /// UUIDs the gateway's location log says have the key.
+    /// UUIDs the gateway's location log says have the key, updated
+    /// with what this session owes it still.
     pub(super) fn holders(&self, key: &Key) -> BTreeSet<String> {
-        match self.branch.key_locations(key) {
+        let mut holders = match self.branch.key_locations(key) {
             Ok(us) => us.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(%key, error = %e, "reading the location log");
                 BTreeSet::new()
             }
+        };
+        if let Some(owed) = &self.owed {
+            owed.apply_to(key, &mut holders);
         }
+        holders
     }
 
     /// CHECKPRESENT trusts the location log (git-annex's gateway does too):
@@ -178,7 +193,20 @@ impl Gateway {
         Ok(now)
     }
 
-    /// Journal, in our own branch, what the nodes told us happened.
+    /// Commits the owed lines as of their answers (the nodes cannot be
+    /// asked under our journal lock; see `Branch::key_locations_change_as_of`).
+    fn pay_logs(&mut self) {
+        let Some(owed) = &mut self.owed else { return };
+        let unlogged = |key: &Key, _, e: &annex::branch::BranchError| {
+            tracing::warn!(%key, error = %e, "recording in the location log");
+        };
+        if let Err(e) = owed.pay_as_of(&self.branch, unlogged) {
+            tracing::warn!(error = %e, "committing the git-annex branch");
+        }
+    }
+
+    /// Journal, in our own branch, what the nodes told us happened (or owe
+    /// it to the session's commit).
     pub(super) fn record<'a>(
         &mut self,
         key: &Key,
@@ -186,6 +214,10 @@ impl Gateway {
         status: LogStatus,
     ) {
         let uuids = uuids.into_iter().map(String::as_str);
+        if let Some(owed) = &mut self.owed {
+            owed.owe(key, uuids, status);
+            return;
+        }
         match self.branch.log_key_locations(key, uuids, status) {
             Ok(changed) => self.journalled |= changed,
             Err(e) => tracing::warn!(%key, error = %e, "recording in the location log"),
@@ -301,9 +333,20 @@ impl Backend for Gateway {
 
     /// Close the nodes' sessions, drop what a PUT cut short left (kept for
     /// a resume), and commit what the nodes told us.
+    async fn settle(&mut self) {
+        if self.owed.as_ref().is_some_and(OwedLogs::due) {
+            self.pay_logs();
+        }
+    }
+
     async fn finish(&mut self) -> Result<(), BackendError> {
         self.abandon_put();
         self.pool.close().await;
+        if self.owed.as_ref().is_some_and(|o| !o.is_empty()) {
+            // One commit, with the journal.
+            self.pay_logs();
+            return Ok(());
+        }
         if self.journalled || self.branch.journal_dirty() {
             self.journalled = false;
             if let Err(e) = self.branch.commit() {

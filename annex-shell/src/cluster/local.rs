@@ -17,6 +17,7 @@ use annex::transport::Location;
 
 use super::node::{failure, Answer, Deadline, Ending, Fut, Node, Offer, Source};
 use super::pool::Link;
+use crate::backend::owed::OwedLogs;
 use crate::backend::{same_file, Failure, Outcome};
 
 pub struct LocalNode {
@@ -25,6 +26,8 @@ pub struct LocalNode {
     branch: Branch,
     /// Whether its journal gained lines this session (committed on close).
     journalled: bool,
+    /// Lines owed to the commit on close instead ([`Node::owe_logs`]).
+    owed: Option<OwedLogs>,
     /// The upload under way.
     receiving: Option<Receiving>,
     /// The GET under way: the file sent, as it was before, to tell
@@ -63,6 +66,7 @@ impl LocalNode {
             branch: repo.branch(),
             link,
             journalled: false,
+            owed: None,
             receiving: None,
             serving: None,
         })
@@ -71,12 +75,37 @@ impl LocalNode {
     /// Journal a change of the node's own location log, as the node's
     /// own server would.
     fn log(&mut self, key: &Key, status: LogStatus) {
+        if let Some(owed) = &mut self.owed {
+            owed.owe(key, [self.link.remote.uuid.as_str()], status);
+            if owed.due() {
+                self.pay_logs();
+            }
+            return;
+        }
         let uuid = &self.link.remote.uuid;
         match self.branch.log_key_location(key, uuid, status) {
             Ok(changed) => self.journalled |= changed,
             Err(e) => {
                 tracing::warn!(node = %self.link.remote.name, %key, error = %e, "recording in the node's location log")
             }
+        }
+    }
+
+    /// Commits the owed lines, each only while the content is as it
+    /// says (`backend/owed.rs`).
+    fn pay_logs(&mut self) {
+        let Some(owed) = &mut self.owed else { return };
+        if owed.is_empty() {
+            return;
+        }
+        let store = &self.store;
+        let holds = |key: &Key, status| store.has(key) == (status == LogStatus::Present);
+        let name = &self.link.remote.name;
+        let unlogged = |key: &Key, _, e: &annex::branch::BranchError| {
+            tracing::warn!(node = %name, %key, error = %e, "recording in the node's location log");
+        };
+        if let Err(e) = owed.pay(&self.branch, holds, unlogged) {
+            tracing::warn!(node = %name, error = %e, "committing the node's git-annex branch");
         }
     }
 
@@ -167,6 +196,10 @@ impl Node for LocalNode {
 
     fn in_process(&self) -> bool {
         true
+    }
+
+    fn owe_logs(&mut self) {
+        self.owed.get_or_insert_with(OwedLogs::default);
     }
 
     fn check_present<'a>(&'a mut self, key: &'a Key) -> Fut<'a, Result<bool, Failure>> {
@@ -331,6 +364,7 @@ impl Node for LocalNode {
         Box::pin(async move {
             self.abandon();
             self.link.close().await;
+            self.pay_logs();
             if std::mem::take(&mut self.journalled) {
                 if let Err(e) = self.branch.commit() {
                     tracing::warn!(node = %self.link.remote.name, error = %e, "committing the node's git-annex branch");

@@ -53,7 +53,10 @@ pub fn run(
     policy: &Policy,
 ) -> Result<i32, ShellError> {
     crate::p2pstdio::serve(call, |conn, _client| {
-        gateway_session(conn, repo, cluster_uuid, Rules::of(policy))
+        // The session ends with the client's command: the location lines
+        // go into one commit per repository at its end.
+        let jobs = repo.jobs();
+        session(conn, repo, cluster_uuid, Rules::of(policy), jobs, true)
     })
 }
 
@@ -87,6 +90,24 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    session(conn, repo, cluster_uuid, rules, jobs, false).await
+}
+
+/// [`gateway_session_with_jobs`]; `owing`: the gateway's and its
+/// in-process nodes' location lines wait for their session's commit
+/// (`Setup::owing`, `Node::owe_logs`).
+async fn session<R, W>(
+    conn: Connection<R, W>,
+    repo: Repo,
+    cluster_uuid: String,
+    rules: Rules,
+    jobs: usize,
+    owing: bool,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let my_uuid = repo.uuid().ok_or_else(|| {
         ServeError::Backend(BackendError::Lost(Failure {
             node: cluster_uuid.clone(),
@@ -115,9 +136,13 @@ where
             .filter(|name| rules.relays_git_to(&repo, name))
             .collect(),
         jobs: jobs.max(1),
+        owing,
     };
     let make_pool = move |version, bypass: BTreeSet<String>| {
-        let (nodes, own) = node_set(&repo, &cluster_uuid, &my_uuid, &bypass);
+        let (mut nodes, own) = node_set(&repo, &cluster_uuid, &my_uuid, &bypass);
+        if owing {
+            nodes.iter_mut().for_each(|n| n.owe_logs());
+        }
         let reach = Reach {
             my_uuid,
             version,

@@ -187,6 +187,12 @@ pub trait Node: Send {
         Box::pin(async {})
     }
 
+    /// The session ends with its client's command (ssh): a node that logs
+    /// its own content's changes (an in-process one) owes them to one
+    /// commit when it closes, as a served repository does
+    /// (`backend/owed.rs`). The others keep this default.
+    fn owe_logs(&mut self) {}
+
     /// The client asked for our clock (GETTIMESTAMP): a node with a clock
     /// of its own reads it now, to translate a later [`Deadline`]. Nodes
     /// with this machine's clock keep this default.

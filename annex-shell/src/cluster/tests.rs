@@ -117,6 +117,7 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
         placement,
         git_relay: BTreeSet::new(),
         jobs: 3,
+        owing: true,
     };
     let nodes = w.nodes.clone();
     let in_process = in_process.to_vec();
@@ -133,7 +134,10 @@ fn start_full(w: &World, placement: Box<dyn Placement>, in_process: &[usize]) ->
                     if in_process.contains(&i) {
                         n.annex_shell = None;
                     }
-                    super::node_for(n)
+                    // As an ssh session's: lines owed to one commit.
+                    let mut node = super::node_for(n);
+                    node.owe_logs();
+                    node
                 })
                 .collect();
             let reach = Reach {
@@ -591,5 +595,43 @@ async fn put_no_node_takes_fails_that_key_alone() {
     hang_up(c, task).await;
     for i in 0..3 {
         assert_eq!(content(&w, i), None);
+    }
+}
+
+/// In a session that owes its location lines to its commit (ssh), the
+/// gateway's CHECKPRESENT still sees its own answers, nothing waits in a
+/// journal file meanwhile, and the end commits the last state.
+#[tokio::test]
+async fn owed_lines_are_seen_in_the_session_and_committed_at_its_end() {
+    let w = world();
+    let journal = Repo::open(&w.gateway)
+        .expect("gateway")
+        .git_dir()
+        .join("annex/journal");
+    let journal_files = || {
+        std::fs::read_dir(&journal)
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    let (mut c, task) = start_full(&w, Box::new(EveryNode), &[0, 1, 2]);
+    greet(&mut c, 4).await;
+    assert_eq!(
+        put_whole(&mut c, &w, &w.data).await,
+        Message::SuccessPlus(w.uuids(&[0, 1, 2]))
+    );
+    say(&mut c, Message::CheckPresent(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::Success);
+    say(&mut c, Message::Remove(w.key.clone())).await;
+    assert!(matches!(
+        hear(&mut c).await,
+        Message::Success | Message::SuccessPlus(_)
+    ));
+    say(&mut c, Message::CheckPresent(w.key.clone())).await;
+    assert_eq!(hear(&mut c).await, Message::Failure);
+    assert_eq!(journal_files(), 0, "no journal file per key");
+    hang_up(c, task).await;
+    assert_eq!(w.present_in_log(), Vec::<String>::new());
+    for i in 0..3 {
+        assert_eq!(content(&w, i), None, "node {i} content");
     }
 }
