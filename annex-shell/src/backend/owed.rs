@@ -17,6 +17,13 @@
 //! lock, under which every writer logs after it changed the content: the
 //! log ends as the content is, whichever session writes last.
 //!
+//! A proxy or cluster gateway owes its nodes' lines the same way when its
+//! session ends with the client's command (ssh). It cannot look into a
+//! node under its journal lock, so each line carries the clock of its
+//! answer and leaves a newer line of another session alone
+//! ([`OwedLogs::pay_as_of`]); a cluster's in-process nodes owe their own
+//! lines as a served repository does.
+//!
 //! A session that outlives its client's command (p2phttp keeps idle
 //! sessions for the next request) writes its lines to the journal after
 //! each answer instead ([`OwedLogs::journal`]), so that git-annex in the
