@@ -337,8 +337,16 @@ fn large_drop_leaves_nothing_behind_ours() {
             })
             .unwrap_or_default()
     };
+    // The key's directory goes with it, right after.
+    let objects = server.join("annex/objects");
+    let key_dirs = || -> Vec<_> {
+        walkdir(&objects)
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == key.as_str()))
+            .collect()
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !left().is_empty() && std::time::Instant::now() < deadline {
+    while (!left().is_empty() || !key_dirs().is_empty()) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(
@@ -347,13 +355,7 @@ fn large_drop_leaves_nothing_behind_ours() {
         othertmp.display(),
         left()
     );
-    // The key's directory went with it.
-    let objects = server.join("annex/objects");
-    let key_dirs: Vec<_> = walkdir(&objects)
-        .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == key.as_str()))
-        .collect();
-    assert!(key_dirs.is_empty(), "{key_dirs:?}");
+    assert!(key_dirs().is_empty(), "{:?}", key_dirs());
     for spare in std::fs::read_dir(othertmp.join("spare"))
         .into_iter()
         .flatten()

@@ -16,8 +16,9 @@
 //! So a session (`annexproxy git-annex-shell`, set up by [`use_helper`])
 //! starts, at its first large removal, one helper (`annexproxy
 //! discard-helper`) and hands it the file set aside and the object's old
-//! path over a pipe, record by record as removals happen, so the space is
-//! freed while the session goes on. The helper has `/dev/null` for output
+//! path over a pipe, record by record as removals happen; it unlinks them
+//! once the session is over, after a quiet second, or the oldest as more
+//! than eight wait ([`serve`]), so the space comes back soon. The helper has `/dev/null` for output
 //! and a process group of its own: nothing of the client's waits for it,
 //! and a signal to the session's group does not cut it short. It ends at
 //! the pipe's end of file, after its last unlink; still the session's
@@ -31,6 +32,7 @@
 //! A process without a helper (the HTTP server, operator commands, tests)
 //! unlinks on worker threads and [`super::finish`] waits for them.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -127,9 +129,19 @@ fn record(dropped: &Path, object: &Path) -> Vec<u8> {
     rec
 }
 
-/// How long a file sent waits for the session's next file or its end
-/// before the helper unlinks it anyway (a session that stays open).
+/// How long files sent wait for the session's end before the helper
+/// unlinks them anyway (a session that stays open).
 const LINGER: Duration = Duration::from_secs(1);
+
+/// The most files that wait: a session dropping many large objects has
+/// the older ones unlinked while it goes on, so the space comes back.
+const PENDING_MAX: usize = 8;
+
+/// How long the helper leaves the disk to the client once the session is
+/// over: the client's last writes (its location log, its commit, its
+/// exit) come right after the session's end and would queue behind the
+/// discards.
+const GRACE: Duration = Duration::from_millis(200);
 
 /// The most a record may take (two paths): more without its end is not
 /// from a session of ours.
@@ -137,16 +149,17 @@ const RECORD_MAX: usize = 16 * 1024;
 
 /// The helper: unlinks each file sent on `input` and removes its object's
 /// directories when empty; returns how many it unlinked. A file waits for
-/// the next one, the end of the input (the session is over) or [`LINGER`]
-/// of quiet: the client acts on the answer right away (renames and
-/// removals in its own repository, which on this `discard` mount waited
-/// 30 to 50 ms each behind a 300 MB unlink's discards), and is done when
-/// its session ends. A record that does not name a `dropped.` file directly
+/// the end of the input (the session is over, then [`GRACE`]), [`LINGER`]
+/// of quiet, or [`PENDING_MAX`] files sent after it: the client acts on
+/// the answer right away (renames and removals in its own repository,
+/// which on this `discard` mount waited 30 to 50 ms each behind a 300 MB
+/// unlink's discards), and a gateway's session removes the key from its
+/// next node meanwhile; both are done soon after the session ends. A record that does not name a `dropped.` file directly
 /// in an `annex/othertmp` and an object under that `annex/objects` is
 /// skipped: the helper deletes nothing else, whoever runs it.
 pub fn serve(mut input: impl Read + AsFd) -> io::Result<usize> {
     let mut buf = Vec::new();
-    let mut waiting: Option<(PathBuf, PathBuf)> = None;
+    let mut waiting: VecDeque<(PathBuf, PathBuf)> = VecDeque::new();
     let mut unlinked = 0;
     let mut free = |(dropped, object): (PathBuf, PathBuf)| {
         super::run_unlink(&dropped, &object);
@@ -155,7 +168,10 @@ pub fn serve(mut input: impl Read + AsFd) -> io::Result<usize> {
     let mut chunk = [0u8; 8192];
     loop {
         while let Some(record) = take_record(&mut buf) {
-            waiting.replace(record).map(&mut free);
+            waiting.push_back(record);
+            if waiting.len() > PENDING_MAX {
+                waiting.pop_front().map(&mut free);
+            }
         }
         if buf.len() > RECORD_MAX {
             return Err(io::Error::new(
@@ -163,8 +179,8 @@ pub fn serve(mut input: impl Read + AsFd) -> io::Result<usize> {
                 "a record too long",
             ));
         }
-        if waiting.is_some() && !readable(&input, LINGER)? {
-            waiting.take().map(&mut free);
+        if !waiting.is_empty() && !readable(&input, LINGER)? {
+            waiting.drain(..).for_each(&mut free);
             continue;
         }
         match input.read(&mut chunk) {
@@ -172,13 +188,16 @@ pub fn serve(mut input: impl Read + AsFd) -> io::Result<usize> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                waiting.take().map(&mut free);
+                waiting.drain(..).for_each(&mut free);
                 return Err(e);
             }
         }
     }
     // A record cut short by the session's death is not acted on.
-    waiting.map(&mut free);
+    if !waiting.is_empty() {
+        std::thread::sleep(GRACE);
+    }
+    waiting.drain(..).for_each(&mut free);
     Ok(unlinked)
 }
 
@@ -287,33 +306,57 @@ mod tests {
         assert!(annex.join("objects").exists());
     }
 
-    /// A file waits for the session's next one or its end, and after a
-    /// quiet [`LINGER`] goes anyway.
+    /// Files wait for the session's end, and after a quiet [`LINGER`]
+    /// go anyway.
     #[test]
-    fn a_file_waits_for_the_next_or_the_end_or_a_quiet_second() {
+    fn files_wait_for_the_end_or_a_quiet_second() {
         let tmp = tempfile::tempdir().expect("tmp");
         let (one, object) = dropped_file(tmp.path(), 0);
         let (two, _) = dropped_file(tmp.path(), 1);
         let (three, _) = dropped_file(tmp.path(), 2);
         let (mut writer, helper) = helper();
         writer.write_all(&record(&one, &object)).unwrap();
-        std::thread::sleep(LINGER / 4);
-        assert!(one.exists(), "unlinked before the session went on");
         writer.write_all(&record(&two, &object)).unwrap();
+        std::thread::sleep(LINGER / 4);
+        assert!(
+            one.exists() && two.exists(),
+            "unlinked before the session ended"
+        );
+        // Quiet, the session still open: both go after LINGER.
         let deadline = Instant::now() + LINGER * 10;
-        while one.exists() && Instant::now() < deadline {
+        while (one.exists() || two.exists()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(!one.exists(), "the next record did not free the first");
-        // Quiet, the session still open: `two` goes after LINGER.
-        while two.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(!two.exists(), "a quiet session kept its file");
+        assert!(
+            !one.exists() && !two.exists(),
+            "a quiet session kept its files"
+        );
         writer.write_all(&record(&three, &object)).unwrap();
         drop(writer);
         assert_eq!(helper.join().unwrap().unwrap(), 3);
         assert!(!three.exists());
+    }
+
+    /// Past [`PENDING_MAX`] waiting files, the oldest goes while the
+    /// session goes on.
+    #[test]
+    fn the_oldest_goes_when_too_many_wait() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let files: Vec<_> = (0..=PENDING_MAX as u32)
+            .map(|n| dropped_file(tmp.path(), n))
+            .collect();
+        let (mut writer, helper) = helper();
+        for (dropped, object) in &files {
+            writer.write_all(&record(dropped, object)).unwrap();
+        }
+        let deadline = Instant::now() + LINGER / 2;
+        while files[0].0.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!files[0].0.exists(), "the oldest still waits");
+        assert!(files[1..].iter().all(|(d, _)| d.exists()));
+        drop(writer);
+        assert_eq!(helper.join().unwrap().unwrap(), files.len());
     }
 
     /// Whoever runs the helper, it deletes nothing but a `dropped.` file
