@@ -631,6 +631,11 @@ exit $rc
         raise Failed("a server session did not end within 60 s")
 
     def client_step(self, server: Server, argv: list[str]) -> Sample:
+        # Every step starts with nothing dirty, outside its timing: git-annex
+        # never syncs what it writes, and the kernel's writeback of it would
+        # otherwise land on whichever step runs next, often the other side's
+        # (README, "Each step starts synced").
+        os.sync()
         stamp = time.monotonic_ns()
         rss_file = self.root / "state" / f"rss.{stamp}"
         rss_file.touch()
