@@ -407,7 +407,7 @@ where
     };
     let served = match resolve_served(&repo, &my_uuid, name)? {
         Target::Node(node) => {
-            crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN).await
+            crate::proxy::relay_session(conn, &repo, my_uuid, node, Rules::OPEN, false).await
         }
         Target::Cluster(uuid) => {
             crate::cluster::gateway_session(conn, repo, uuid, Rules::OPEN).await

@@ -56,7 +56,7 @@ pub fn run(
         // The session ends with the client's command: the location lines
         // go into one commit per repository at its end.
         let jobs = repo.jobs();
-        session(conn, repo, cluster_uuid, Rules::of(policy), jobs, true)
+        gateway_session_with_jobs(conn, repo, cluster_uuid, Rules::of(policy), jobs, true)
     })
 }
 
@@ -74,29 +74,15 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     let jobs = repo.jobs();
-    gateway_session_with_jobs(conn, repo, cluster_uuid, rules, jobs).await
+    gateway_session_with_jobs(conn, repo, cluster_uuid, rules, jobs, false).await
 }
 
 /// [`gateway_session`] reaching at most `jobs` nodes at once when it
-/// opens them for a request (p2phttp's `--clusterjobs`).
-pub async fn gateway_session_with_jobs<R, W>(
-    conn: Connection<R, W>,
-    repo: Repo,
-    cluster_uuid: String,
-    rules: Rules,
-    jobs: usize,
-) -> Result<(), ServeError>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
-    session(conn, repo, cluster_uuid, rules, jobs, false).await
-}
-
-/// [`gateway_session_with_jobs`]; `owing`: the gateway's and its
-/// in-process nodes' location lines wait for their session's commit
+/// opens them for a request (p2phttp's `--clusterjobs`). `owing`: the
+/// session ends with its client's command (ssh), and the gateway's and
+/// its in-process nodes' location lines wait for their session's commit
 /// (`Setup::owing`, `Node::owe_logs`).
-async fn session<R, W>(
+pub async fn gateway_session_with_jobs<R, W>(
     conn: Connection<R, W>,
     repo: Repo,
     cluster_uuid: String,

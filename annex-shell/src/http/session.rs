@@ -231,11 +231,11 @@ async fn run(served: Served, conn: Pipe, rules: Rules, cluster_jobs: Option<usiz
     let result = match served {
         Served::Local(local) => Session::new(conn, *local, rules).run().await,
         Served::Node(repo, my_uuid, node) => {
-            crate::proxy::relay_session(conn, &repo, my_uuid, node, rules).await
+            crate::proxy::relay_session(conn, &repo, my_uuid, node, rules, false).await
         }
         Served::Cluster(repo, uuid) => {
             let jobs = cluster_jobs.unwrap_or_else(|| repo.jobs());
-            crate::cluster::gateway_session_with_jobs(conn, repo, uuid, rules, jobs).await
+            crate::cluster::gateway_session_with_jobs(conn, repo, uuid, rules, jobs, false).await
         }
         Served::Special(repo, remote) => {
             crate::special::serve_session(conn, &repo, *remote, rules).await

@@ -38,29 +38,15 @@ pub fn run(
     crate::p2pstdio::serve(call, |conn, _client| {
         // The session ends with the client's command: the node's lines
         // go into its one commit.
-        relay(conn, &repo, my_uuid, node, Rules::of(policy), true)
+        relay_session(conn, &repo, my_uuid, node, Rules::of(policy), true)
     })
 }
 
-/// One client's session, on any connection, relayed to `node`; the node's
-/// location lines are journalled after each answer.
+/// One client's session, on any connection, relayed to `node`. `owing`:
+/// the session ends with its client's command (ssh), and the node's
+/// location lines wait for its commit (`Peer::owing`); otherwise they are
+/// journalled after each answer.
 pub async fn relay_session<R, W>(
-    conn: Connection<R, W>,
-    repo: &Repo,
-    my_uuid: String,
-    node: NodeRemote,
-    rules: Rules,
-) -> Result<(), ServeError>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
-    relay(conn, repo, my_uuid, node, rules, false).await
-}
-
-/// [`relay_session`]; `owing`: the node's lines wait for the session's
-/// commit (`Peer::owing`).
-async fn relay<R, W>(
     conn: Connection<R, W>,
     repo: &Repo,
     my_uuid: String,
