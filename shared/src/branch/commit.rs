@@ -36,6 +36,7 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::Target;
 use gix::ObjectId;
 
+use super::mergedrefs;
 use super::pack;
 use super::signature::signature;
 use super::tree::{self, Union};
@@ -147,6 +148,9 @@ fn set_ref(
 /// Other git-annex branches with changes the branch lacks, as `git
 /// show-ref git-annex` would list them, minus those git-annex merged or
 /// ignores.
+/// The other git-annex branches to merge, each once: not the tip, not
+/// recorded as merged or ignored, not an ancestor of the tip. Those found
+/// to be ancestors are recorded as merged (`mergedrefs.rs`).
 fn unmerged_siblings(
     branch: &Branch,
     repo: &gix::Repository,
@@ -155,19 +159,9 @@ fn unmerged_siblings(
     if repo.config_snapshot().boolean("annex.merge-annex-branches") == Some(false) {
         return Ok(Vec::new());
     }
-    // Shas git-annex already merged (annex/mergedrefs: `<sha>\t<ref>`) or
-    // was told to ignore (annex/ignoredrefs) need no merge from us either.
-    let mut skip: Vec<String> = Vec::new();
-    for f in ["annex/mergedrefs", "annex/ignoredrefs"] {
-        let content = fs::read_to_string(branch.git_dir.join(f)).unwrap_or_default();
-        skip.extend(
-            content
-                .lines()
-                .filter_map(|l| l.split('\t').next())
-                .map(|s| s.trim().to_owned()),
-        );
-    }
+    let skip = mergedrefs::skipped(&branch.git_dir);
     let mut out: Vec<(ObjectId, String)> = Vec::new();
+    let mut contained: Vec<(ObjectId, String)> = Vec::new();
     for r in repo.references()?.all()? {
         let r = r?;
         let name = r.name().as_bstr().to_str_lossy().into_owned();
@@ -177,14 +171,19 @@ fn unmerged_siblings(
         let Some(id) = r.target().try_id().map(ToOwned::to_owned) else {
             continue;
         };
-        if id == tip || skip.contains(&id.to_string()) || out.iter().any(|(o, _)| *o == id) {
+        if skip.contains(&id.to_string()) || out.iter().any(|(o, _)| *o == id) {
             continue;
         }
-        if repo.find_commit(id).is_err() || is_ancestor(repo, id, tip)? {
+        if repo.find_commit(id).is_err() {
+            continue;
+        }
+        if id == tip || is_ancestor(repo, id, tip)? {
+            contained.push((id, name));
             continue;
         }
         out.push((id, name));
     }
+    mergedrefs::record(&branch.git_dir, &contained);
     Ok(out)
 }
 
@@ -244,6 +243,7 @@ pub(crate) fn commit(
             if set_ref(&repo, Some(tip), new, "fast-forward").is_err() {
                 continue;
             }
+            mergedrefs::record(&branch.git_dir, &siblings);
             run_post_update_hook(branch, &repo);
             return Ok(CommitOutcome::FastForwarded(new));
         }
@@ -288,6 +288,7 @@ pub(crate) fn commit(
             }
             continue;
         }
+        mergedrefs::record(&branch.git_dir, &siblings);
         remove_staged(branch, &lock, &staged)?;
         let _ = fs::remove_file(branch.git_dir.join(JOURNAL_BASE));
         if let Err(e) = update_annex_index(branch, tip, new, &changes) {

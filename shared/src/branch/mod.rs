@@ -13,6 +13,7 @@ mod commit;
 pub mod journal;
 pub mod location;
 pub mod maplog;
+mod mergedrefs;
 mod pack;
 mod signature;
 #[cfg(test)]

@@ -273,6 +273,11 @@ fn union_merges_synced_branch_and_fast_forwards() {
         "merging synced/git-annex into git-annex\n"
     );
     assert_eq!(
+        std::fs::read_to_string(dir.join("annex/mergedrefs")).expect("mergedrefs"),
+        format!("{other}\trefs/heads/synced/git-annex\n"),
+        "the merged branch is recorded, as git-annex does"
+    );
+    assert_eq!(
         b.commit().expect("commit"),
         CommitOutcome::Unchanged,
         "now an ancestor"
@@ -292,6 +297,45 @@ fn union_merges_synced_branch_and_fast_forwards() {
     assert_eq!(
         b.commit().expect("commit"),
         CommitOutcome::FastForwarded(ff)
+    );
+}
+
+#[test]
+fn contained_siblings_are_recorded_and_recorded_ones_skipped() {
+    let (_t, dir) = new_git_repo(true);
+    let b = Branch::open(&dir).expect("open");
+    b.change_file("a.log", |_| b"1s 1 u1\n".to_vec())
+        .expect("change");
+    b.commit().expect("commit");
+    let old = git(&dir, &["rev-parse", "git-annex"]).trim().to_owned();
+    git(&dir, &["update-ref", "refs/heads/synced/git-annex", &old]);
+    b.change_file("a.log", |_| b"2s 1 u1\n".to_vec())
+        .expect("change");
+    b.commit().expect("commit");
+    let mergedrefs = dir.join("annex/mergedrefs");
+    assert_eq!(
+        std::fs::read_to_string(&mergedrefs).expect("mergedrefs"),
+        format!("{old}\trefs/heads/synced/git-annex\n"),
+        "an ancestor is recorded, as git-annex's addMergedRefs does"
+    );
+
+    // A recorded sha is not merged again, even when it is not an ancestor
+    // (git-annex skips it the same way).
+    let tree = git_tree(&dir, &[("theirs.log", "x\n")]);
+    let theirs = git(&dir, &["commit-tree", &tree, "-m", "theirs"])
+        .trim()
+        .to_owned();
+    git(&dir, &["update-ref", "refs/remotes/r/git-annex", &theirs]);
+    std::fs::write(&mergedrefs, format!("{theirs}\trefs/remotes/r/git-annex\n")).expect("write");
+    b.change_file("a.log", |_| b"3s 1 u1\n".to_vec())
+        .expect("change");
+    b.commit().expect("commit");
+    assert_eq!(
+        git(&dir, &["log", "-1", "--format=%p", "git-annex"])
+            .split_whitespace()
+            .count(),
+        1,
+        "no merge of a recorded sha"
     );
 }
 
