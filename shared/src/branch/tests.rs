@@ -240,14 +240,21 @@ fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
     String::from_utf8(out.stdout).expect("utf8")
 }
 
-#[test]
-fn union_merges_synced_branch_and_fast_forwards() {
-    let (_t, dir) = new_git_repo(true);
+/// A bare repository whose git-annex branch has one commit (`a.log`), and
+/// that commit's sha.
+fn branch_with_a_commit() -> (tempfile::TempDir, PathBuf, Branch, String) {
+    let (t, dir) = new_git_repo(true);
     let b = Branch::open(&dir).expect("open");
     b.change_file("a.log", |_| b"1s 1 u1\n".to_vec())
         .expect("change");
     b.commit().expect("commit");
-    let base = git(&dir, &["rev-parse", "git-annex"]).trim().to_owned();
+    let tip = git(&dir, &["rev-parse", "git-annex"]).trim().to_owned();
+    (t, dir, b, tip)
+}
+
+#[test]
+fn union_merges_synced_branch_and_fast_forwards() {
+    let (_t, dir, b, base) = branch_with_a_commit();
 
     // Another repository's history: same file changed differently, a new file.
     let tree = git_tree(&dir, &[("a.log", "2s 1 u2\n"), ("n/new.log", "x\n")]);
@@ -302,12 +309,7 @@ fn union_merges_synced_branch_and_fast_forwards() {
 
 #[test]
 fn contained_siblings_are_recorded_and_recorded_ones_skipped() {
-    let (_t, dir) = new_git_repo(true);
-    let b = Branch::open(&dir).expect("open");
-    b.change_file("a.log", |_| b"1s 1 u1\n".to_vec())
-        .expect("change");
-    b.commit().expect("commit");
-    let old = git(&dir, &["rev-parse", "git-annex"]).trim().to_owned();
+    let (_t, dir, b, old) = branch_with_a_commit();
     git(&dir, &["update-ref", "refs/heads/synced/git-annex", &old]);
     b.change_file("a.log", |_| b"2s 1 u1\n".to_vec())
         .expect("change");
